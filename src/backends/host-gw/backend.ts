@@ -1,0 +1,59 @@
+// host-gw: every peer's pod subnet is routed via the peer's underlay address. No encapsulation,
+// so every node must sit on one L2 segment; a peer behind a router is refused, with a message.
+import { listRoutes, delRoute } from "../../kernel/peer-route.js";
+import type { KernelContext } from "../../kernel/tracked.js";
+import { addDirectRoute, directBlocker } from "../common/direct.js";
+import type { Family } from "../common/ipnet.js";
+import { localView, peerViews, type NodeView } from "../common/nodes.js";
+import { emptyPlan, type PeerPlan } from "../common/plan.js";
+import { reconcile } from "../common/reconcile.js";
+import { discoverAll, type Underlay } from "../common/underlay.js";
+import {
+  DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendOptions, type LocalNode, type PeerNode, type SetupResult, type SyncReport,
+} from "../types.js";
+
+export class HostGwBackend implements Backend {
+  readonly name = "host-gw" as const;
+  private readonly ctx: KernelContext;
+  private readonly proto: number;
+  private local: NodeView | null = null;
+  private underlays = new Map<Family, Underlay>();
+
+  constructor(private readonly opts: BackendOptions = {}) {
+    this.ctx = opts.kernel ?? {};
+    this.proto = opts.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL;
+  }
+
+  overhead(): number {
+    return 0;
+  }
+
+  async setup(local: LocalNode): Promise<SetupResult> {
+    const node = localView(local);
+    this.underlays = await discoverAll(this.ctx, node);
+    this.local = node;
+    const podMtu = this.opts.mtu ?? Math.min(...[...this.underlays.values()].map((u) => u.mtu));
+    return { data: {}, podMtu, changes: [] };
+  }
+
+  private plan(peer: Parameters<typeof addDirectRoute>[1]): PeerPlan {
+    const plan = emptyPlan(peer.name);
+    for (const f of peer.pods.keys()) {
+      const why = directBlocker(peer, f, this.underlays);
+      if (why === null) addDirectRoute(plan, peer, f, this.underlays.get(f) as Underlay);
+      else plan.errors.push(`peer ${peer.name}: IPv${f} pods not routed: ${why}; host-gw needs all nodes on one L2 segment (use the vxlan-direct or vxlan backend)`);
+    }
+    return plan;
+  }
+
+  async syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
+    if (!this.local) throw new Error("host-gw: syncPeers() called before setup()");
+    const { valid, rejected } = peerViews(this.local, peers);
+    return reconcile({ ctx: this.ctx, routeProtocol: this.proto, vtep: null, plans: valid.map((p) => this.plan(p)), rejected });
+  }
+
+  async teardown(): Promise<void> {
+    for (const r of await listRoutes(this.ctx, this.proto)) await delRoute(this.ctx, r.dst, this.proto);
+    this.local = null;
+  }
+}

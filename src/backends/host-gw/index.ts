@@ -1,0 +1,1 @@
+export { HostGwBackend } from "./backend.js";

@@ -1,0 +1,126 @@
+// The one interface every backend implements (modelled on flannel's backend.Backend): how this
+// node's pods reach pods on other nodes. The agent leases a pod subnet per node, calls setup()
+// once, publishes the returned data with its node lease, and calls syncPeers() with every other
+// node's lease whenever the node list changes (and periodically, to repair drift).
+import type { KernelContext } from "../kernel/tracked.js";
+import type { Family } from "./common/ipnet.js";
+
+export type { Family } from "./common/ipnet.js";
+
+export const BACKEND_NAMES = ["vxlan", "host-gw", "vxlan-direct"] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+
+/** One address per family; either may be absent (single-stack). */
+export interface DualStack {
+  readonly ipv4?: string;
+  readonly ipv6?: string;
+}
+
+/** What the backend publishes with the node lease for its peers (e.g. the VTEP MAC). JSON-safe. */
+export type BackendData = Readonly<Record<string, string | number | boolean>>;
+
+export interface LocalNode {
+  readonly name: string;
+  /** The node's underlay (host) addresses; they must be assigned to an interface in the namespace. */
+  readonly underlay: DualStack;
+  /** The node's leased pod subnets, e.g. { ipv4: "10.244.1.0/24", ipv6: "fd00:244:1::/64" }. */
+  readonly podCIDRs: DualStack;
+}
+
+export interface PeerNode extends LocalNode {
+  /** What the peer's setup() returned, as read from its lease. */
+  readonly backendData: BackendData;
+}
+
+export interface SetupResult {
+  /** Publish with the node lease; peers pass it back in PeerNode.backendData. */
+  readonly data: BackendData;
+  /** MTU for pod interfaces on this node (underlay MTU minus encapsulation, or the override). */
+  readonly podMtu: number;
+  /** What setup changed in the kernel; empty when the state was already right. */
+  readonly changes: readonly Change[];
+}
+
+export type ChangeObject = "link" | "address" | "offload" | "route" | "neigh" | "fdb";
+
+export interface Change {
+  readonly action: "add" | "replace" | "delete";
+  readonly object: ChangeObject;
+  /** e.g. "10.244.2.0/24 via 10.244.2.0 dev weft.1 onlink". */
+  readonly detail: string;
+  /** The peer the change is for; absent for stale entries and the node's own device. */
+  readonly peer?: string;
+}
+
+/** How traffic to one of a peer's pod subnets leaves this node. */
+export type PathKind = "vxlan" | "direct";
+
+export interface PeerStatus {
+  readonly name: string;
+  /** False when any of the peer's subnets could not be wired; `errors` says why. */
+  readonly ok: boolean;
+  /** Pod subnet -> path, for each subnet that is wired. */
+  readonly paths: Readonly<Record<string, PathKind>>;
+  /** Messages a person can act on, for `weft status`. */
+  readonly errors: readonly string[];
+}
+
+export interface SyncReport {
+  readonly peers: readonly PeerStatus[];
+  readonly changes: readonly Change[];
+  /** Failures not tied to one peer (e.g. removing a stale route failed). */
+  readonly errors: readonly string[];
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  /** Bytes of encapsulation per packet for an underlay family (0 for host-gw). */
+  overhead(underlayFamily: Family): number;
+  /**
+   * Creates or adopts this node's backend device(s). Idempotent: on a node where the state is
+   * already right it changes nothing (a restarted agent keeps working traffic untouched).
+   * Throws BackendSetupError when the node cannot run this backend (e.g. no underlay address).
+   */
+  setup(local: LocalNode): Promise<SetupResult>;
+  /**
+   * Makes the kernel match exactly `peers` (the local node, if listed, is skipped): adds and
+   * corrects what differs, removes what belongs to nodes no longer listed, and changes nothing
+   * else. Per-peer problems are reported in the result, never thrown; call setup() first.
+   */
+  syncPeers(peers: readonly PeerNode[]): Promise<SyncReport>;
+  /** Removes everything the backend made (devices, routes, FDB and neighbour entries). */
+  teardown(): Promise<void>;
+}
+
+export interface VxlanOptions {
+  /** VXLAN network identifier; default 1. The device is named weft.<vni>. */
+  readonly vni?: number;
+  /** UDP destination port; default 4789 (IANA). */
+  readonly port?: number;
+  /** Which underlay family carries the tunnel when the node has both; default IPv4. */
+  readonly underlayFamily?: Family;
+  /**
+   * Turn tx checksum offload off on the VTEP (default true): works around the kernel/NIC bug
+   * that corrupted VXLAN checksums in flannel and Calico clusters.
+   */
+  readonly disableTxChecksumOffload?: boolean;
+}
+
+export interface BackendOptions {
+  /** Kernel context: namespace to act in (tests, lab) and a hook that sees each command. */
+  readonly kernel?: KernelContext;
+  /** Pod MTU override (cluster setting); by default derived from the underlay MTU. */
+  readonly mtu?: number;
+  /** Route protocol number that marks backend routes (default 230); don't share it. */
+  readonly routeProtocol?: number;
+  readonly vxlan?: VxlanOptions;
+}
+
+export class BackendSetupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BackendSetupError";
+  }
+}
+
+export const DEFAULT_ROUTE_PROTOCOL = 230;

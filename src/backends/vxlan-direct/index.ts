@@ -1,0 +1,1 @@
+export { VxlanDirectBackend } from "./backend.js";

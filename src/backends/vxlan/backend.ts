@@ -1,0 +1,78 @@
+// vxlan: one VTEP per node (weft.<vni>, static FDB, no learning, no multicast) carrying both pod
+// families; each peer gets an FDB entry, permanent neighbour entries and onlink routes.
+import { delRoute, listRoutes } from "../../kernel/peer-route.js";
+import type { KernelContext } from "../../kernel/tracked.js";
+import { deleteLink, getLink } from "../../kernel/vxlan.js";
+import { firstAddress, type Family } from "../common/ipnet.js";
+import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
+import { emptyPlan, type PeerPlan } from "../common/plan.js";
+import { reconcile } from "../common/reconcile.js";
+import { discoverUnderlay } from "../common/underlay.js";
+import {
+  BackendSetupError, DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendName, type BackendOptions, type LocalNode,
+  type PeerNode, type SetupResult, type SyncReport,
+} from "../types.js";
+import { vtepMac, vxlanConfig, vxlanData, vxlanOverhead, type VxlanConfig } from "./config.js";
+import { addVxlanPath, type VxlanSide } from "./plan.js";
+import { ensureVtep } from "./vtep.js";
+
+export class VxlanBackend implements Backend {
+  readonly name: BackendName = "vxlan";
+  protected readonly ctx: KernelContext;
+  protected readonly proto: number;
+  protected readonly cfg: VxlanConfig;
+  protected local: NodeView | null = null;
+  protected side: VxlanSide | null = null;
+
+  constructor(protected readonly opts: BackendOptions = {}) {
+    this.ctx = opts.kernel ?? {};
+    this.proto = opts.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL;
+    this.cfg = vxlanConfig(opts.vxlan);
+  }
+
+  overhead(underlayFamily: Family): number {
+    return vxlanOverhead(underlayFamily);
+  }
+
+  async setup(local: LocalNode): Promise<SetupResult> {
+    const node = localView(local);
+    const family: Family = this.cfg.underlayFamily ?? (node.underlay.has(4) ? 4 : 6);
+    const u = await discoverUnderlay(this.ctx, node, family);
+    const mtu = this.opts.mtu ?? u.mtu - vxlanOverhead(family);
+    if (mtu < 1280 && node.pods.has(6)) {
+      throw new BackendSetupError(`node ${node.name}: pod MTU ${mtu} is below IPv6's minimum 1280 (underlay ${u.dev} MTU ${u.mtu})`);
+    }
+    const mac = vtepMac(node.name, this.cfg.vni);
+    const addresses = [...node.pods.values()].map((n) => `${firstAddress(n)}/${n.family === 4 ? 32 : 128}`);
+    const changes = await ensureVtep(this.ctx, {
+      name: this.cfg.device, vni: this.cfg.vni, port: this.cfg.port, local: u.address, dev: u.dev, mac, mtu,
+      addresses, disableTxChecksumOffload: this.cfg.disableTxChecksumOffload,
+    });
+    this.local = node;
+    this.side = { device: this.cfg.device, vni: this.cfg.vni, underlayFamily: family, localMac: mac };
+    return { data: vxlanData(mac, this.cfg.vni, family), podMtu: mtu, changes };
+  }
+
+  protected plan(peer: PeerView, side: VxlanSide): PeerPlan {
+    const plan = emptyPlan(peer.name);
+    addVxlanPath(plan, peer, side, [...peer.pods.keys()]);
+    return plan;
+  }
+
+  async syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
+    const side = this.side;
+    if (!this.local || !side) throw new Error(`${this.name}: syncPeers() called before setup()`);
+    const { valid, rejected } = peerViews(this.local, peers);
+    return reconcile({
+      ctx: this.ctx, routeProtocol: this.proto, vtep: side.device, plans: valid.map((p) => this.plan(p, side)), rejected,
+    });
+  }
+
+  async teardown(): Promise<void> {
+    // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
+    for (const r of await listRoutes(this.ctx, this.proto)) await delRoute(this.ctx, r.dst, this.proto);
+    if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);
+    this.local = null;
+    this.side = null;
+  }
+}

@@ -1,0 +1,54 @@
+// VXLAN settings with their defaults, the per-node VTEP MAC and the published backend data.
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import type { BackendData, VxlanOptions } from "../types.js";
+import type { Family } from "../common/ipnet.js";
+
+export interface VxlanConfig {
+  readonly vni: number;
+  readonly port: number;
+  readonly device: string;
+  readonly underlayFamily: Family | null;
+  readonly disableTxChecksumOffload: boolean;
+}
+
+export function vxlanConfig(o: VxlanOptions = {}): VxlanConfig {
+  const vni = o.vni ?? 1;
+  if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff) throw new Error(`VXLAN VNI ${vni} is outside 1..16777215`);
+  const port = o.port ?? 4789;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`VXLAN port ${port} is outside 1..65535`);
+  return {
+    vni,
+    port,
+    device: `weft.${vni}`,
+    underlayFamily: o.underlayFamily ?? null,
+    disableTxChecksumOffload: o.disableTxChecksumOffload ?? true,
+  };
+}
+
+/** Encapsulation bytes: outer IP (20 or 40) + UDP 8 + VXLAN 8 + inner Ethernet 14. */
+export function vxlanOverhead(f: Family): number {
+  return f === 4 ? 50 : 70;
+}
+
+/**
+ * A stable, locally administered unicast MAC from node name and VNI: a VTEP re-created after a
+ * reboot keeps its MAC, so peers' FDB and neighbour entries stay valid.
+ */
+export function vtepMac(node: string, vni: number): string {
+  const h = createHash("sha256").update(`weft-vtep/${node}/${vni}`).digest();
+  h[0] = (h[0] & 0xfe) | 0x02;
+  return [...h.subarray(0, 6)].map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
+/** What a VXLAN node publishes with its lease. */
+export const VxlanData = z.object({
+  vtepMAC: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, "vtepMAC is not a MAC address"),
+  vni: z.number().int(),
+  underlayFamily: z.union([z.literal(4), z.literal(6)]),
+});
+export type VxlanData = z.infer<typeof VxlanData>;
+
+export function vxlanData(mac: string, vni: number, f: Family): BackendData {
+  return { vtepMAC: mac, vni, underlayFamily: f };
+}

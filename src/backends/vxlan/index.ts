@@ -1,0 +1,2 @@
+export { VxlanBackend } from "./backend.js";
+export { vtepMac, vxlanOverhead } from "./config.js";

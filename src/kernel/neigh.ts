@@ -1,0 +1,27 @@
+// Permanent neighbour entries (IPv4 ARP / IPv6 ND) so a VTEP never has to resolve a peer.
+import { readJson, write, type KernelContext } from "./tracked.js";
+import { ifname as vIfname, ip as vIp, mac as vMac } from "./validate.js";
+
+export interface NeighEntry {
+  readonly ip: string;
+  readonly mac: string;
+}
+
+interface NeighJson { dst: string; lladdr?: string; state?: string[] }
+
+export async function listPermanentNeigh(ctx: KernelContext, dev: string): Promise<NeighEntry[]> {
+  const all = await readJson<NeighJson>(ctx, ["ip", "-j", "neigh", "show", "dev", vIfname(dev), "nud", "permanent"]);
+  return all
+    .filter((n) => n.lladdr !== undefined && (n.state ?? []).includes("PERMANENT"))
+    .map((n) => ({ ip: n.dst, mac: (n.lladdr as string).toLowerCase() }));
+}
+
+const fam = (addr: string): string => (vIp(addr).includes(":") ? "-6" : "-4");
+
+export async function replaceNeigh(ctx: KernelContext, dev: string, n: NeighEntry): Promise<void> {
+  await write(ctx, ["ip", fam(n.ip), "neigh", "replace", n.ip, "lladdr", vMac(n.mac), "dev", vIfname(dev), "nud", "permanent"]);
+}
+
+export async function delNeigh(ctx: KernelContext, dev: string, ip: string): Promise<void> {
+  await write(ctx, ["ip", fam(ip), "neigh", "del", ip, "dev", vIfname(dev)]);
+}
