@@ -1,13 +1,13 @@
 // The end-to-end world: a "host" network namespace running a real weft agent, the real plugin
 // installed by `weft install-cni` into a temp bin/conf dir, and pod namespaces. Everything a
 // fixture makes is registered for cleanup, which runs also when a test fails.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createConnection } from "node:net";
-import type { AgentRequest } from "../agent/protocol.js";
+import { createNetns, type TestNetns } from "../testlib/netns.js";
+import { startTestAgent, type TestAgent } from "../testlib/agent.js";
 import { run, runStatus } from "../kernel/exec.js";
 import { REFERENCE_PLUGIN_DIR, type ConflistJson } from "../testlib/plugin.js";
 
@@ -46,23 +46,7 @@ export class Cleanup {
   }
 }
 
-export async function addNetns(name: string): Promise<string> {
-  await run(["ip", "netns", "add", name]);
-  await run(["ip", "link", "set", "lo", "up"], { netns: `/run/netns/${name}` });
-  return `/run/netns/${name}`;
-}
-
-export async function delNetns(name: string): Promise<void> {
-  await run(["ip", "netns", "del", name]).catch(() => undefined);
-}
-
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-export interface AgentProc {
-  pid: number;
-  child: ChildProcess;
-  exited: Promise<number | null>;
-}
 
 export interface HostOptions {
   podCidr?: string;
@@ -79,8 +63,6 @@ export interface IpamReport {
 
 /** A node: its netns, its agent, and the plugin installed as a runtime would find it. */
 export class Host {
-  readonly nsName: string;
-  readonly ns: string;
   readonly work: string;
   readonly socket: string;
   readonly stateDir: string;
@@ -88,14 +70,12 @@ export class Host {
   readonly confDir: string;
   readonly podCidr: string;
   readonly name: string;
-  readonly t = tag();
-  agent: AgentProc | undefined;
+  readonly node = `node-${tag()}`;
+  netns!: TestNetns;
+  agent: TestAgent | undefined;
   private readonly cleanup = new Cleanup();
-  private pods = 0;
 
   private constructor(o: HostOptions) {
-    this.nsName = `wt-h-${this.t}`;
-    this.ns = `/run/netns/${this.nsName}`;
     this.work = mkdtempSync(join(tmpdir(), "weft-e2e-"));
     this.socket = join(this.work, "weft.sock");
     this.stateDir = join(this.work, "state");
@@ -109,8 +89,8 @@ export class Host {
     const h = new Host(o);
     h.cleanup.defer(() => rmSync(h.work, { recursive: true, force: true }));
     try {
-      await addNetns(h.nsName);
-      h.cleanup.defer(() => delNetns(h.nsName));
+      h.netns = await createNetns("h");
+      h.cleanup.defer(() => h.netns.remove());
       const args = ["install-cni", "--bin-dir", h.binDir, "--conf-dir", h.confDir, "--socket", h.socket, "--name", h.name];
       if (o.portmap === false) args.push("--no-portmap");
       const r = await weft(args);
@@ -122,6 +102,11 @@ export class Host {
       throw e;
     }
     return h;
+  }
+
+  /** The host netns path (/run/netns/...): where the runtime, the plugin and the agent run. */
+  get ns(): string {
+    return this.netns.path;
   }
 
   /** CNI_PATH: weft's bin dir first, then the reference plugins. */
@@ -144,68 +129,24 @@ export class Host {
   }
 
   /** A fresh pod network namespace, removed at close(). */
-  async pod(label = "p"): Promise<{ name: string; path: string }> {
-    const name = `wt-${label}${this.pods++}-${this.t}`;
-    const path = await addNetns(name);
-    this.cleanup.defer(() => delNetns(name));
-    return { name, path };
+  async pod(label = "p"): Promise<TestNetns> {
+    const ns = await createNetns(label);
+    this.cleanup.defer(() => ns.remove());
+    return ns;
   }
 
+  /** Starts the agent (again) on the same state dir and socket, in the host netns. */
   async startAgent(): Promise<void> {
     if (this.agent) throw new Error("agent already running");
-    const child = spawn(
-      "nsenter",
-      [`--net=${this.ns}`, "--", process.execPath, CLI_MAIN, "agent", "--node", `node-${this.t}`, "--store", "local",
-        "--state-dir", this.stateDir, "--socket", this.socket, "--pod-cidr", this.podCidr],
-      { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NODE_EXTRA_CA_CERTS: "" } },
-    );
-    let stderr = "";
-    child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr = (stderr + d).slice(-4000)));
-    const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
-    const agent: AgentProc = { pid: child.pid!, child, exited };
-    this.agent = agent;
-    let gone = false;
-    void exited.then(() => (gone = true));
-    for (let i = 0; i < 300; i++) {
-      if (gone) break;
-      if (existsSync(this.socket) && (await this.agentAnswers())) return;
-      await sleep(50);
-    }
-    this.agent = undefined;
-    if (!gone) process.kill(agent.pid, "SIGKILL");
-    throw new Error(`agent did not come up on ${this.socket}: ${stderr.trim()}`);
+    this.agent = await startTestAgent({ netns: this.ns, podCidr: this.podCidr, node: this.node, stateDir: this.stateDir, socket: this.socket });
   }
 
-  /** One STATUS request over the plugin<->agent protocol: the agent is up when it answers. */
-  private agentAnswers(): Promise<boolean> {
-    return new Promise((resolve) => {
-      const c = createConnection(this.socket);
-      let buf = "";
-      const done = (ok: boolean) => {
-        c.destroy();
-        resolve(ok);
-      };
-      c.setTimeout(2000, () => done(false));
-      c.on("error", () => done(false));
-      c.on("connect", () => c.write(JSON.stringify({ op: "status", network: this.name } satisfies AgentRequest) + "\n"));
-      c.setEncoding("utf8").on("data", (d: string) => {
-        buf += d;
-        if (buf.includes("\n")) done(true);
-      });
-      c.on("end", () => done(buf.trim().length > 0));
-    });
-  }
-
-  /** Ends the agent: SIGTERM (graceful) or SIGKILL (a crash). */
+  /** Ends the agent by PID: SIGTERM (graceful) or SIGKILL (a crash). */
   async stopAgent(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const a = this.agent;
     if (!a) return;
     this.agent = undefined;
-    if (a.child.exitCode !== null || a.child.signalCode !== null) return;
-    process.kill(a.pid, signal);
-    const t = setTimeout(() => a.child.exitCode === null && a.child.signalCode === null && process.kill(a.pid, "SIGKILL"), 5000);
-    await a.exited;
-    clearTimeout(t);
+    await a.kill(signal);
   }
 
   async ipamCheckRaw(fix = false): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -223,8 +164,7 @@ export class Host {
 
   /** Link names in the host netns (for "nothing left behind" checks). */
   async hostLinks(): Promise<string[]> {
-    const links = JSON.parse(await run(["ip", "-j", "link", "show"], { netns: this.ns })) as Array<{ ifname: string }>;
-    return links.map((l) => l.ifname).sort();
+    return linksIn(this.ns);
   }
 
   defer(fn: () => Promise<unknown> | unknown): void {
@@ -246,4 +186,68 @@ export async function addressesIn(netns: string, ifname: string): Promise<string
   const out = await run(["ip", "-j", "addr", "show", "dev", ifname], { netns });
   const links = JSON.parse(out) as Array<{ addr_info?: Array<{ local: string; scope: string }> }>;
   return (links[0]?.addr_info ?? []).filter((a) => a.scope === "global").map((a) => a.local);
+}
+
+function v4ToInt(a: string): number {
+  return a.split(".").reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+/** Whether an IPv4 address lies in an IPv4 CIDR. */
+export function inCidr4(addr: string, cidr: string): boolean {
+  const [net, len] = cidr.split("/");
+  const bits = Number(len);
+  const size = 2 ** (32 - bits);
+  return Math.floor(v4ToInt(addr) / size) === Math.floor(v4ToInt(net) / size);
+}
+
+/** CNI_ARGS as kubelet sends them. */
+export function k8sArgs(pod: string, ns = "default"): Record<string, string> {
+  return { IgnoreUnknown: "1", K8S_POD_NAMESPACE: ns, K8S_POD_NAME: pod, K8S_POD_INFRA_CONTAINER_ID: pod };
+}
+
+/** A long-running process inside a netns (a test server), ended by PID. */
+export interface NsProcess {
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/** Starts a TCP echo server (socat ... PIPE) on PORT inside NETNS and waits until it listens. */
+export async function startEchoServer(netns: string, port: number): Promise<NsProcess> {
+  const child = spawn("nsenter", [`--net=${netns}`, "--", "socat", `TCP-LISTEN:${port},reuseaddr,fork`, "PIPE"], { stdio: "ignore" });
+  const exited = new Promise<void>((r) => child.on("exit", () => r()));
+  const proc: NsProcess = {
+    pid: child.pid!,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid!, "SIGTERM");
+        await exited;
+      }
+    },
+  };
+  for (let i = 0; i < 100; i++) {
+    const out = await run(["ss", "-Hltn", `sport = :${port}`], { netns });
+    if (out.trim()) return proc;
+    await sleep(30);
+  }
+  await proc.stop();
+  throw new Error(`echo server on port ${port} did not start`);
+}
+
+/** Sends TEXT to ADDR:PORT over TCP from inside NETNS; resolves with what came back ("" if nothing). */
+export async function tcpEcho(netns: string, addr: string, port: number, text: string): Promise<string> {
+  const target = addr.includes(":") ? `TCP6:[${addr}]:${port}` : `TCP4:${addr}:${port}`;
+  const r = await runStatus(["timeout", "10", "socat", "-T3", "-", `${target},connect-timeout=3`], { netns, input: text });
+  return r.stdout;
+}
+
+/** One ping from inside NETNS (busybox ping: the machine has no iputils). */
+export async function ping(netns: string, addr: string): Promise<boolean> {
+  const r = await runStatus(["busybox", "ping", "-c", "1", "-W", "2", addr], { netns });
+  return r.code === 0;
+}
+
+/** Link names inside a netns. */
+export async function linksIn(netns: string): Promise<string[]> {
+  const links = JSON.parse(await run(["ip", "-j", "link", "show"], { netns })) as Array<{ ifname: string }>;
+  return links.map((l) => l.ifname).sort();
 }
