@@ -1,0 +1,32 @@
+// Opening a store from CLI-style settings. Import the interface from ./types.js.
+import { InvalidError } from "./errors.js";
+import { openEtcdStore } from "./etcd/index.js";
+import { localStorePath, openLocalStore } from "./local/index.js";
+import type { ClusterStore } from "./types.js";
+
+export type StoreConfig =
+  | { kind: "local"; stateDir: string; prefix?: string }
+  | { kind: "etcd"; endpoints: string[]; prefix?: string; requestTimeoutMs?: number };
+
+export function openStore(config: StoreConfig): ClusterStore {
+  switch (config.kind) {
+    case "local":
+      return openLocalStore({ path: localStorePath(config.stateDir), prefix: config.prefix });
+    case "etcd":
+      return openEtcdStore({ endpoints: config.endpoints, prefix: config.prefix, requestTimeoutMs: config.requestTimeoutMs });
+    default:
+      throw new InvalidError(`unknown store kind: use --store local or --store etcd`);
+  }
+}
+
+/** Parses --etcd-endpoints: comma-separated http(s) URLs. */
+export function parseEtcdEndpoints(text: string): string[] {
+  const urls = text.split(",").map((s) => s.trim()).filter(Boolean);
+  if (urls.length === 0) throw new InvalidError("--etcd-endpoints is empty: give http://HOST:PORT[,...]");
+  for (const u of urls) {
+    let ok = false;
+    try { ok = /^https?:$/.test(new URL(u).protocol); } catch { ok = false; }
+    if (!ok) throw new InvalidError(`--etcd-endpoints: "${u}" is not an http:// or https:// URL`);
+  }
+  return urls;
+}

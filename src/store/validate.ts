@@ -1,0 +1,99 @@
+// Input checks and normalization shared by every store implementation.
+import { isIP } from "node:net";
+import { canonicalCidr, parseCidr } from "./cidr.js";
+import { InvalidError } from "./errors.js";
+import {
+  BACKENDS,
+  DEFAULT_NODE_SUBNET_PREFIX,
+  type BackendType,
+  type ClusterSettings,
+  type ClusterSettingsInput,
+  type NodeRegistration,
+} from "./types.js";
+
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export function dnsSubdomain(what: string, name: unknown): string {
+  if (typeof name !== "string" || name.length === 0 || name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
+    throw new InvalidError(`${what} "${String(name)}" is not valid: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)`);
+  }
+  return name;
+}
+
+export function dnsLabel(what: string, name: unknown): string {
+  if (typeof name !== "string" || name.length === 0 || name.length > 63 || !DNS_LABEL.test(name)) {
+    throw new InvalidError(`${what} "${String(name)}" is not valid: use lower-case letters, digits and '-', starting and ending with a letter or digit (at most 63 characters)`);
+  }
+  return name;
+}
+
+export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings {
+  if (!Array.isArray(input.clusterCIDRs) || input.clusterCIDRs.length === 0 || input.clusterCIDRs.length > 2) {
+    throw new InvalidError("--cluster-cidr takes one IPv4 and/or one IPv6 CIDR, e.g. 10.244.0.0/16,fd00:10:244::/48");
+  }
+  const cidrs = input.clusterCIDRs.map((c) => parseCidr(c));
+  if (cidrs.length === 2 && cidrs[0].family === cidrs[1].family) {
+    throw new InvalidError(`cluster CIDRs ${input.clusterCIDRs.join(",")} are both IPv${cidrs[0].family}: give at most one per family`);
+  }
+  if (!(BACKENDS as readonly string[]).includes(input.backend)) {
+    throw new InvalidError(`backend "${String(input.backend)}" is not one of ${BACKENDS.join(", ")}`);
+  }
+  const prefix = {
+    v4: input.nodeSubnetPrefix?.v4 ?? DEFAULT_NODE_SUBNET_PREFIX.v4,
+    v6: input.nodeSubnetPrefix?.v6 ?? DEFAULT_NODE_SUBNET_PREFIX.v6,
+  };
+  for (const c of cidrs) {
+    const p = c.family === 4 ? prefix.v4 : prefix.v6;
+    const max = c.family === 4 ? 30 : 126;
+    if (!Number.isInteger(p) || p < c.prefix || p > max) {
+      throw new InvalidError(`node subnet size /${p} does not fit IPv${c.family} cluster CIDR ${canonicalCidr(input.clusterCIDRs[cidrs.indexOf(c)])}: it must be between /${c.prefix} and /${max}`);
+    }
+  }
+  if (input.mtu !== undefined) {
+    const min = cidrs.some((c) => c.family === 6) ? 1280 : 576;
+    if (!Number.isInteger(input.mtu) || input.mtu < min || input.mtu > 65535) {
+      throw new InvalidError(`MTU ${input.mtu} is out of range: it must be an integer between ${min} and 65535`);
+    }
+  }
+  const out: ClusterSettings = {
+    clusterCIDRs: input.clusterCIDRs.map(canonicalCidr),
+    backend: input.backend as BackendType,
+    nodeSubnetPrefix: prefix,
+  };
+  if (input.mtu !== undefined) out.mtu = input.mtu;
+  return out;
+}
+
+export function normalizeRegistration(reg: NodeRegistration): NodeRegistration {
+  dnsSubdomain("node name", reg.name);
+  if (!Array.isArray(reg.addresses)) throw new InvalidError(`node ${reg.name}: addresses must be a list of IP addresses`);
+  const fams = new Set<number>();
+  for (const a of reg.addresses) {
+    const f = isIP(a);
+    if (f === 0) throw new InvalidError(`node ${reg.name}: underlay address "${a}" is not an IP address`);
+    if (fams.has(f)) throw new InvalidError(`node ${reg.name}: more than one IPv${f} underlay address (${reg.addresses.join(", ")})`);
+    fams.add(f);
+  }
+  const backendData: Record<string, string> = {};
+  for (const [k, v] of Object.entries(reg.backendData ?? {})) {
+    if (typeof v !== "string") throw new InvalidError(`node ${reg.name}: backend data "${k}" must be a string`);
+    backendData[k] = v;
+  }
+  return { name: reg.name, addresses: [...reg.addresses], backendData };
+}
+
+export function wholeSeconds(what: string, v: number): number {
+  if (!Number.isInteger(v) || v < 1) throw new InvalidError(`${what} must be a whole number of seconds >= 1, got ${v}`);
+  return v;
+}
+
+/** JSON with object keys sorted, for equality checks that ignore key order. */
+export function stableStringify(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) => {
+    if (val && typeof val === "object" && !Array.isArray(val)) {
+      return Object.fromEntries(Object.entries(val as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+    return val;
+  });
+}
