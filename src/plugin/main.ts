@@ -1,0 +1,11 @@
+// The CNI plugin executable (dist/weft-cni, built by scripts/build-plugin.mjs; also runs as
+// `node dist/plugin/main.js` for debugging). A runtime runs it for every pod ADD/DEL, so it
+// imports only what the verbs need. No top-level await: bun's --bytecode build is CommonJS.
+import { writeSync } from "node:fs";
+import { runPlugin } from "./plugin.js";
+import { readStdin } from "./stdin.js";
+
+void runPlugin({ env: process.env, readStdin: () => readStdin(), stdinIsTty: process.stdin.isTTY === true }).then((out) => {
+  if (out.stdout) writeSync(1, out.stdout + "\n");
+  process.exit(out.exitCode);
+});
