@@ -55,8 +55,46 @@ export interface StatusRequest {
   network: string;
 }
 
-export type AgentRequest = AddRequest | DelRequest | CheckRequest | GcRequest | StatusRequest;
+/** `weft ipam check [--fix]`: leaks and conflicts in this node's allocations. */
+export interface IpamCheckRequest {
+  op: "ipam-check";
+  /** Repair what is found: release leaked allocations, delete orphan links and wrong routes. */
+  fix?: boolean;
+}
+
+/** An allocation whose pod is gone, or a weft host link without an allocation. */
+export interface IpamLeak {
+  kind: "allocation" | "link";
+  /** The host veth name. */
+  hostIf: string;
+  network?: string;
+  containerId?: string;
+  ifname?: string;
+  addresses?: string[];
+  reason: string;
+}
+
+/** An address routed or assigned twice, or an allocation outside the node's pod CIDRs. */
+export interface IpamConflict {
+  address: string;
+  reason: string;
+  network?: string;
+  containerId?: string;
+  ifname?: string;
+  devices?: string[];
+}
+
+export interface IpamCheckReport {
+  /** Number of allocated addresses (a dual-stack pod holds two). */
+  allocations: number;
+  leaked: IpamLeak[];
+  conflicts: IpamConflict[];
+  /** With fix: what was repaired; leaked/conflicts then describe the state after the repair. */
+  fixed?: string[];
+}
+
+export type AgentRequest = AddRequest | DelRequest | CheckRequest | GcRequest | StatusRequest | IpamCheckRequest;
 
 export type AgentResponse =
-  | { ok: true; result?: Result }
+  | { ok: true; result?: Result; report?: IpamCheckReport }
   | { ok: false; code: number; msg: string; details?: string };

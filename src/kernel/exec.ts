@@ -40,6 +40,9 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<str
         } else resolve(stdout);
       },
     );
+    // A tool that exits without reading its stdin makes the write fail with EPIPE; its exit
+    // status (handled above) is what matters, so the stream error is dropped.
+    child.stdin?.on("error", () => undefined);
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });
@@ -56,6 +59,7 @@ export function runStatus(argv: readonly string[], opts: RunOptions = {}): Promi
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     child.on("error", (e) => resolve({ code: 127, stdout, stderr: stderr + e.message }));
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.on("error", () => undefined); // EPIPE when the tool does not read stdin
     child.stdin.end(opts.input ?? "");
   });
 }

@@ -1,0 +1,229 @@
+// The node's allocation records in SQLite (WAL, synchronous=FULL): one row per pod attachment,
+// one per address. A record is written in state 'adding' before any kernel work and flipped to
+// 'ready' when the pod is wired, so after a crash the agent knows which pods were half-made.
+// SQLite's transactions make "never give an address twice" hold across concurrent ADDs and crashes.
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { type Family, formatIp, parseIp, type Pool } from "./addr.js";
+import { nextFree } from "./allocator.js";
+
+export type AttachmentState = "adding" | "ready";
+
+export interface AttachmentKey {
+  network: string;
+  containerId: string;
+  ifname: string;
+}
+
+export interface AllocatedAddress {
+  family: Family;
+  /** Canonical address text, no prefix. */
+  address: string;
+  /** Prefix length the pod gets (32 / 128 in the routed design). */
+  prefix: number;
+}
+
+export interface AttachmentRecord extends AttachmentKey {
+  netns: string;
+  hostIf: string;
+  state: AttachmentState;
+  delegated: boolean;
+  mtu: number;
+  hostMac: string;
+  podMac: string;
+  addresses: AllocatedAddress[];
+}
+
+export class IpamError extends Error {
+  constructor(message: string, readonly kind: "exists" | "exhausted" | "conflict") {
+    super(message);
+    this.name = "IpamError";
+  }
+}
+
+export interface ReserveRequest extends AttachmentKey {
+  netns: string;
+  hostIf: string;
+  mtu: number;
+  hostMac: string;
+  podMac: string;
+  /** Weft's own pools to allocate from (one address each), or null when `delegated` is given. */
+  pools: Pool[] | null;
+  /** Addresses chosen by a delegated IPAM plugin: recorded, never allocated by weft. */
+  delegated?: AllocatedAddress[];
+}
+
+interface AttachmentRow {
+  network: string;
+  container_id: string;
+  ifname: string;
+  netns: string;
+  host_if: string;
+  state: AttachmentState;
+  delegated: number;
+  mtu: number;
+  host_mac: string;
+  pod_mac: string;
+}
+
+interface AddressRow {
+  address: string;
+  family: number;
+  prefix: number;
+  network: string;
+  container_id: string;
+  ifname: string;
+}
+
+export class IpamStore {
+  private readonly db: Database.Database;
+
+  constructor(stateDir: string) {
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    this.db = new Database(join(stateDir, "ipam.db"));
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS attachments (
+        network TEXT NOT NULL, container_id TEXT NOT NULL, ifname TEXT NOT NULL,
+        netns TEXT NOT NULL, host_if TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('adding', 'ready')),
+        delegated INTEGER NOT NULL, mtu INTEGER NOT NULL, host_mac TEXT NOT NULL, pod_mac TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        PRIMARY KEY (network, container_id, ifname)
+      );
+      CREATE TABLE IF NOT EXISTS addresses (
+        address TEXT PRIMARY KEY, family INTEGER NOT NULL, prefix INTEGER NOT NULL,
+        network TEXT NOT NULL, container_id TEXT NOT NULL, ifname TEXT NOT NULL,
+        FOREIGN KEY (network, container_id, ifname) REFERENCES attachments (network, container_id, ifname) ON DELETE CASCADE
+      );
+      CREATE INDEX IF NOT EXISTS addresses_owner ON addresses (network, container_id, ifname);
+      -- Per pool, the last address handed out: allocation continues after it.
+      CREATE TABLE IF NOT EXISTS cursors (pool TEXT PRIMARY KEY, last TEXT NOT NULL);
+    `);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  /** Writes the attachment in state 'adding' with its addresses, atomically. */
+  reserve(req: ReserveRequest): AttachmentRecord {
+    const tx = this.db.transaction((): AllocatedAddress[] => {
+      const existing = this.db
+        .prepare("SELECT network FROM attachments WHERE container_id = ? AND ifname = ?")
+        .get(req.containerId, req.ifname) as { network: string } | undefined;
+      if (existing) {
+        throw new IpamError(
+          `container ${req.containerId} already has an attachment on interface ${req.ifname} (network ${existing.network})`,
+          "exists",
+        );
+      }
+      this.db
+        .prepare(
+          `INSERT INTO attachments (network, container_id, ifname, netns, host_if, state, delegated, mtu, host_mac, pod_mac)
+           VALUES (?, ?, ?, ?, ?, 'adding', ?, ?, ?, ?)`,
+        )
+        .run(req.network, req.containerId, req.ifname, req.netns, req.hostIf, req.pools ? 0 : 1, req.mtu, req.hostMac, req.podMac);
+      const insertAddr = this.db.prepare(
+        "INSERT INTO addresses (address, family, prefix, network, container_id, ifname) VALUES (?, ?, ?, ?, ?, ?)",
+      );
+      const isUsed = this.db.prepare("SELECT 1 FROM addresses WHERE address = ?").pluck();
+      const out: AllocatedAddress[] = [];
+      if (req.pools) {
+        for (const pool of req.pools) {
+          const cur = this.db.prepare("SELECT last FROM cursors WHERE pool = ?").pluck().get(pool.cidr) as string | undefined;
+          const last = cur === undefined ? null : parseIp(cur).value;
+          const v = nextFree(pool, last, (x) => isUsed.get(formatIp(pool.family, x)) !== undefined);
+          if (v === null) throw new IpamError(`no free address left in ${pool.cidr}`, "exhausted");
+          const address = formatIp(pool.family, v);
+          this.db.prepare("INSERT INTO cursors (pool, last) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET last = excluded.last").run(pool.cidr, address);
+          out.push({ family: pool.family, address, prefix: pool.bits });
+        }
+      } else {
+        out.push(...(req.delegated ?? []));
+      }
+      for (const a of out) {
+        if (isUsed.get(a.address) !== undefined) {
+          throw new IpamError(`address ${a.address} is already in use on this node`, "conflict");
+        }
+        insertAddr.run(a.address, a.family, a.prefix, req.network, req.containerId, req.ifname);
+      }
+      return out;
+    });
+    const addresses = tx();
+    return { ...req, state: "adding", delegated: !req.pools, addresses };
+  }
+
+  markReady(key: AttachmentKey): void {
+    this.db
+      .prepare("UPDATE attachments SET state = 'ready' WHERE network = ? AND container_id = ? AND ifname = ?")
+      .run(key.network, key.containerId, key.ifname);
+  }
+
+  /** Removes the attachment and its addresses. Returns whether there was one. */
+  release(key: AttachmentKey): boolean {
+    const r = this.db
+      .prepare("DELETE FROM attachments WHERE network = ? AND container_id = ? AND ifname = ?")
+      .run(key.network, key.containerId, key.ifname);
+    return r.changes > 0;
+  }
+
+  get(key: AttachmentKey): AttachmentRecord | undefined {
+    const row = this.db
+      .prepare("SELECT * FROM attachments WHERE network = ? AND container_id = ? AND ifname = ?")
+      .get(key.network, key.containerId, key.ifname) as AttachmentRow | undefined;
+    return row ? this.toRecord(row, this.addressesOf(key)) : undefined;
+  }
+
+  list(network?: string): AttachmentRecord[] {
+    const rows = (network === undefined
+      ? this.db.prepare("SELECT * FROM attachments ORDER BY created_at").all()
+      : this.db.prepare("SELECT * FROM attachments WHERE network = ? ORDER BY created_at").all(network)) as AttachmentRow[];
+    const addrs = this.db.prepare("SELECT * FROM addresses").all() as AddressRow[];
+    const byKey = new Map<string, AllocatedAddress[]>();
+    for (const a of addrs) {
+      const k = `${a.network}\0${a.container_id}\0${a.ifname}`;
+      const list = byKey.get(k) ?? [];
+      list.push({ family: a.family as Family, address: a.address, prefix: a.prefix });
+      byKey.set(k, list);
+    }
+    return rows.map((r) => this.toRecord(r, byKey.get(`${r.network}\0${r.container_id}\0${r.ifname}`) ?? []));
+  }
+
+  /** A cheap write-and-read probe for STATUS. */
+  healthy(): boolean {
+    try {
+      this.db.prepare("SELECT count(*) FROM attachments").get();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private addressesOf(key: AttachmentKey): AllocatedAddress[] {
+    const rows = this.db
+      .prepare("SELECT * FROM addresses WHERE network = ? AND container_id = ? AND ifname = ? ORDER BY family")
+      .all(key.network, key.containerId, key.ifname) as AddressRow[];
+    return rows.map((a) => ({ family: a.family as Family, address: a.address, prefix: a.prefix }));
+  }
+
+  private toRecord(r: AttachmentRow, addresses: AllocatedAddress[]): AttachmentRecord {
+    return {
+      network: r.network,
+      containerId: r.container_id,
+      ifname: r.ifname,
+      netns: r.netns,
+      hostIf: r.host_if,
+      state: r.state,
+      delegated: r.delegated === 1,
+      mtu: r.mtu,
+      hostMac: r.host_mac,
+      podMac: r.pod_mac,
+      addresses: addresses.sort((a, b) => a.family - b.family),
+    };
+  }
+}
