@@ -1,0 +1,77 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { run } from "../../kernel/exec.js";
+import { backendSuite, startCluster, withTopology, assertAllOk } from "../testing/suite.js";
+import { VxlanBackend } from "./backend.js";
+
+backendSuite({ title: "vxlan over an IPv4 underlay", create: (o) => new VxlanBackend(o), podMtu: 1450 });
+backendSuite({ title: "vxlan over an IPv6 underlay", create: (o) => new VxlanBackend({ ...o, vxlan: { underlayFamily: 6 } }), podMtu: 1430 });
+
+async function vtep(netns: string): Promise<Record<string, any>> {
+  return JSON.parse(await run(["ip", "-j", "-d", "link", "show", "dev", "weft.1"], { netns }))[0];
+}
+const offload = async (netns: string): Promise<string | undefined> =>
+  /tx-checksum-ip-generic: (\w+)/.exec(await run(["ethtool", "-k", "weft.1"], { netns }))?.[1];
+
+test("vxlan: the VTEP is static (VNI 1, port 4789, no learning, no group), carries both VTEP addresses, tx checksum offload off", () =>
+  withTopology({ subnets: [0, 0], podFamilies: [4, 6] }, async (topo) => {
+    const c = await startCluster(topo, (o) => new VxlanBackend(o));
+    assertAllOk(await c.syncAll());
+    const [a, b] = topo.nodes;
+    const l = await vtep(a.netns);
+    const d = l.linkinfo.info_data;
+    assert.equal(l.linkinfo.info_kind, "vxlan");
+    assert.equal(d.id, 1);
+    assert.equal(d.port, 4789);
+    assert.equal(d.learning, false);
+    assert.equal(d.local, a.underlay.ipv4);
+    assert.equal(d.group ?? d.remote, undefined);
+    assert.equal(l.mtu, 1450);
+    assert.equal(l.address, c.members[0].setup.data.vtepMAC);
+    const addrs = l.addr_info ?? JSON.parse(await run(["ip", "-j", "addr", "show", "dev", "weft.1"], { netns: a.netns }))[0].addr_info;
+    const global = addrs.filter((x: any) => x.scope === "global").map((x: any) => `${x.local}/${x.prefixlen}`).sort();
+    assert.deepEqual(global, ["10.244.1.0/32", "fd00:244:1::/128"]);
+    assert.equal(await offload(a.netns), "off");
+    // The peer's paths, flannel-style: FDB to its underlay, permanent neighbour, onlink route.
+    const fdb = JSON.parse(await run(["bridge", "-j", "fdb", "show", "dev", "weft.1"], { netns: a.netns }));
+    assert.deepEqual(fdb.map((e: any) => [e.mac, e.dst, e.state]), [[c.members[1].setup.data.vtepMAC, b.underlay.ipv4, "permanent"]]);
+    const route = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: a.netns }))[0];
+    assert.deepEqual([route.gateway, route.dev, route.flags], ["10.244.2.0", "weft.1", ["onlink"]]);
+    const r6 = JSON.parse(await run(["ip", "-j", "-6", "route", "show", "fd00:244:2::/64"], { netns: a.netns }))[0];
+    assert.deepEqual([r6.gateway, r6.dev, r6.flags], ["fd00:244:2::", "weft.1", ["onlink"]]);
+  }));
+
+test("vxlan: tx checksum offload stays on when configured so, and an MTU override is used", () =>
+  withTopology({ subnets: [0], podFamilies: [4] }, async (topo) => {
+    const [a] = topo.nodes;
+    const s = await new VxlanBackend({ kernel: { netns: a.netns }, mtu: 1400, vxlan: { disableTxChecksumOffload: false } }).setup(a.local);
+    assert.equal(s.podMtu, 1400);
+    assert.equal((await vtep(a.netns)).mtu, 1400);
+    assert.equal(await offload(a.netns), "on");
+    // Switching the setting back is applied to the existing device, which is kept.
+    const s2 = await new VxlanBackend({ kernel: { netns: a.netns } }).setup(a.local);
+    assert.equal(await offload(a.netns), "off");
+    assert.ok(!s2.changes.some((ch) => ch.object === "link" && ch.action === "add"), JSON.stringify(s2.changes));
+  }));
+
+test("vxlan: a VTEP left with wrong settings (learning on, other port) is replaced", () =>
+  withTopology({ subnets: [0], podFamilies: [4] }, async (topo) => {
+    const [a] = topo.nodes;
+    await run(["ip", "link", "add", "weft.1", "type", "vxlan", "id", "1", "dstport", "8472", "local", a.underlay.ipv4, "dev", "eth0"], { netns: a.netns });
+    const s = await new VxlanBackend({ kernel: { netns: a.netns } }).setup(a.local);
+    assert.ok(s.changes.some((ch) => ch.object === "link" && ch.action === "delete"));
+    const d = (await vtep(a.netns)).linkinfo.info_data;
+    assert.deepEqual([d.port, d.learning], [4789, false]);
+  }));
+
+test("vxlan: a peer without VXLAN data or with another VNI is reported, not wired", () =>
+  withTopology({ subnets: [0, 0], podFamilies: [4] }, async (topo) => {
+    const c = await startCluster(topo, (o) => new VxlanBackend(o));
+    const r1 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: {} }]);
+    assert.equal(r1.peers[0].ok, false);
+    assert.match(r1.peers[0].errors[0], /no valid VXLAN data/);
+    const r2 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, vni: 7 } }]);
+    assert.match(r2.peers[0].errors[0], /VNI 7 differs/);
+    const routes = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: topo.nodes[0].netns }));
+    assert.deepEqual(routes, []);
+  }));
