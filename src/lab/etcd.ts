@@ -1,0 +1,109 @@
+// The lab's etcd (Debian's etcd 3.4): 1 or 3 members on 127.0.0.1 (free ports) for the CLI, and
+// each also on a unix socket in its directory so agents inside node namespaces (which have their
+// own loopback) can reach it. etcd 3.4 makes "unix://etcd.sock:0" relative to its working
+// directory, as the file "etcd.sock:0"; clients use unix:///ABS/DIR/etcd.sock:0.
+// (src/store/etcd/ has no process helper yet; this is the lab's own small one.)
+import { mkdirSync } from "node:fs";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import type { EtcdMember } from "./state.js";
+import { isAlive, logTail, spawnDetached } from "./procs.js";
+
+export const ETCD_BIN = "/usr/bin/etcd";
+const SOCKET_FILE = "etcd.sock:0";
+
+/** A port the kernel says is free on 127.0.0.1 right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const addr = s.address();
+      const port = typeof addr === "object" && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Member records with fresh ports; nothing is started yet. */
+export async function planMembers(dir: string, count: 1 | 3): Promise<EtcdMember[]> {
+  const used = new Set<number>();
+  const port = async () => {
+    for (;;) {
+      const p = await freePort();
+      if (!used.has(p)) {
+        used.add(p);
+        return p;
+      }
+    }
+  };
+  const out: EtcdMember[] = [];
+  for (let i = 1; i <= count; i++) {
+    const mdir = join(dir, "etcd", `m${i}`);
+    out.push({
+      name: `m${i}`,
+      dir: mdir,
+      clientUrl: `http://127.0.0.1:${await port()}`,
+      peerUrl: `http://127.0.0.1:${await port()}`,
+      socket: join(mdir, SOCKET_FILE),
+    });
+  }
+  return out;
+}
+
+function memberArgv(m: EtcdMember, all: readonly EtcdMember[]): string[] {
+  const tuning = all.length === 1 ? ["--heartbeat-interval", "10", "--election-timeout", "100"] : ["--heartbeat-interval", "50", "--election-timeout", "500"];
+  return [
+    ETCD_BIN,
+    "--name", m.name,
+    "--data-dir", join(m.dir, "data"),
+    "--listen-client-urls", `${m.clientUrl},unix://${SOCKET_FILE}`,
+    "--advertise-client-urls", m.clientUrl,
+    "--listen-peer-urls", m.peerUrl,
+    "--initial-advertise-peer-urls", m.peerUrl,
+    "--initial-cluster", all.map((x) => `${x.name}=${x.peerUrl}`).join(","),
+    "--initial-cluster-state", "new",
+    "--initial-cluster-token", "weft-lab",
+    "--snapshot-count", "10000",
+    ...tuning,
+  ];
+}
+
+/** Starts a member that is not running; returns it with its process recorded. */
+export function startMember(m: EtcdMember, all: readonly EtcdMember[]): EtcdMember {
+  if (isAlive(m.proc)) return m;
+  mkdirSync(m.dir, { recursive: true, mode: 0o700 });
+  const proc = spawnDetached(memberArgv(m, all), { cwd: m.dir, log: join(m.dir, "etcd.log") });
+  return { ...m, proc };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until every member reports healthy (a leader exists, it serves reads). */
+export async function waitHealthy(members: readonly EtcdMember[], timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (const m of members) {
+    for (;;) {
+      if (m.proc && !isAlive(m.proc)) throw new Error(`etcd member ${m.name} exited: ${logTail(join(m.dir, "etcd.log"))}`);
+      try {
+        const r = await fetch(`${m.clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+        const body = (await r.json()) as { health?: string };
+        if (body.health === "true") break;
+      } catch {
+        // not up yet
+      }
+      if (Date.now() > until) throw new Error(`etcd member ${m.name} not healthy after ${timeoutMs} ms: ${logTail(join(m.dir, "etcd.log"))}`);
+      await sleep(50);
+    }
+  }
+}
+
+/** Endpoints for clients on the machine's loopback (the CLI). */
+export function tcpEndpoints(members: readonly EtcdMember[]): string[] {
+  return members.map((m) => m.clientUrl);
+}
+
+/** Endpoints for clients in any namespace on this machine (agents in node namespaces). */
+export function unixEndpoints(members: readonly EtcdMember[]): string[] {
+  return members.map((m) => `unix://${m.socket}`);
+}

@@ -1,0 +1,215 @@
+// `lab up` and `lab down`: the whole virtual cluster's life cycle. Every step is recorded in the
+// state file before it is taken, and every step checks what already exists, so `up` is
+// idempotent and `down` removes exactly what was made, also after a crash of any part.
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { spawnSync } from "node:child_process";
+import { installCni } from "../cli/install-cni.js";
+import { agentArgv, CLI_MAIN, detectAgentMode, hasClusterInit, startAgent, waitAgent } from "./agents.js";
+import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
+import {
+  CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
+} from "./names.js";
+import { readPods } from "./pods-state.js";
+import { childEnv, isAlive, logTail, spawnDetached, stopProc } from "./procs.js";
+import { readState, settingsDiff, writeState, type LabNode, type LabSettings, type LabState } from "./state.js";
+import { deleteNetns, ensureNode, ensureUnderlay, listNetns, UNDERLAY_BRIDGE } from "./topology.js";
+
+export class LabError extends Error {
+  constructor(message: string, readonly exitCode = 2) {
+    super(message);
+    this.name = "LabError";
+  }
+}
+
+export type Progress = (line: string) => void;
+
+export const KUBELET_MAIN = join(CLI_MAIN, "..", "..", "lab", "kubelet.js");
+
+export function validateSettings(s: LabSettings): void {
+  if (!Number.isInteger(s.nodes) || s.nodes < 1 || s.nodes > MAX_NODES) throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
+  if (s.store === "kubernetes") throw new LabError("--store kubernetes: not available yet (the lab runs on its etcd store: --store etcd)");
+}
+
+function planState(names: LabNames, s: LabSettings, agentMode: "etcd" | "local", etcd: LabState["etcd"]): LabState {
+  const nodes: LabNode[] = [];
+  for (let i = 1; i <= s.nodes; i++) {
+    const name = names.nodeName(i);
+    const dir = names.nodeDir(name);
+    nodes.push({
+      name,
+      netns: names.nodeNetns(name),
+      ipv4: underlayV4(i),
+      ...(s.dualStack ? { ipv6: underlayV6(i) } : {}),
+      dir,
+      socket: join(dir, "weft.sock"),
+      cniBinDir: join(dir, "cni", "bin"),
+      cniConfDir: join(dir, "cni", "net.d"),
+      ...(agentMode === "local" ? { podCidrs: localPodCidrs(i, s.dualStack) } : {}),
+    });
+  }
+  return {
+    version: 1,
+    id: names.id,
+    dir: names.dir,
+    settings: s,
+    agentMode,
+    clusterInit: false,
+    clusterCidrs: s.dualStack ? [CLUSTER_CIDR_V4, CLUSTER_CIDR_V6] : [CLUSTER_CIDR_V4],
+    namespaces: [names.underlayNetns, ...nodes.map((n) => n.netns)],
+    underlay: { netns: names.underlayNetns, bridge: UNDERLAY_BRIDGE },
+    etcd,
+    nodes,
+    createdAt: new Date().toISOString(),
+    ready: false,
+  };
+}
+
+/** Brings the lab up (or completes it); returns its state. */
+export async function labUp(names: LabNames, want: LabSettings, progress: Progress): Promise<LabState> {
+  validateSettings(want);
+  let st = readState(names.stateFile);
+  if (st) {
+    const diff = settingsDiff(want, st.settings);
+    if (diff.length) {
+      throw new LabError(`a lab is already running with other settings: ${diff.join(", ")}; run \`weft lab down\` first`);
+    }
+    progress(st.ready ? "lab is up already; checking its parts" : "completing a lab that was not finished");
+  } else {
+    mkdirSync(names.dir, { recursive: true, mode: 0o700 });
+    const mode = detectAgentMode();
+    st = planState(names, want, mode, await planMembers(names.dir, want.etcdMembers));
+    writeState(names.stateFile, st);
+    progress(`agents run in ${mode === "etcd" ? "cluster mode (--store etcd)" : "fallback mode (--store local --pod-cidr per node)"}`);
+  }
+  const save = () => writeState(names.stateFile, st!);
+
+  progress(`underlay ${st.underlay.netns} (bridge ${UNDERLAY_BRIDGE})`);
+  await ensureUnderlay(st.underlay.netns);
+  for (const n of st.nodes) {
+    progress(`node ${n.name}: namespace ${n.netns}, underlay ${n.ipv4}${n.ipv6 ? ` ${n.ipv6}` : ""}`);
+    await ensureNode({ ul: st.underlay.netns, node: n.name, netns: n.netns, ipv4: n.ipv4, ...(n.ipv6 ? { ipv6: n.ipv6 } : {}) });
+  }
+
+  progress(`etcd: ${st.etcd.length} member(s) on ${tcpEndpoints(st.etcd).join(",")}`);
+  st.etcd = st.etcd.map((m) => startMember(m, st!.etcd));
+  save();
+  await waitHealthy(st.etcd);
+
+  if (!st.clusterInit && hasClusterInit()) {
+    progress(`cluster init: ${st.clusterCidrs.join(",")}, backend ${st.settings.backend}`);
+    const r = spawnSync(process.execPath, [
+      CLI_MAIN, "cluster", "init", "--store", "etcd", "--etcd-endpoints", tcpEndpoints(st.etcd).join(","),
+      "--cluster-cidr", st.clusterCidrs.join(","), "--backend", st.settings.backend,
+    ], { encoding: "utf8", env: childEnv(), timeout: 60_000 });
+    if (r.status !== 0) throw new LabError(`weft cluster init failed: ${(r.stderr || r.stdout).trim()}`);
+    st.clusterInit = true;
+    save();
+  }
+
+  for (let i = 0; i < st.nodes.length; i++) {
+    const n = st.nodes[i];
+    mkdirSync(n.dir, { recursive: true, mode: 0o700 });
+    if (!existsSync(join(n.cniConfDir, "10-weft.conflist")) || !existsSync(join(n.cniBinDir, "weft"))) {
+      progress(`node ${n.name}: install-cni into ${join(n.dir, "cni")}`);
+      try {
+        await installCni({ binDir: n.cniBinDir, confDir: n.cniConfDir, socket: n.socket, name: "weft", portmap: true });
+      } catch (e) {
+        throw new LabError(`node ${n.name}: ${(e as Error).message}`);
+      }
+    }
+    if (!isAlive(n.agent)) {
+      progress(`node ${n.name}: starting agent (${st.agentMode} mode), log ${join(n.dir, "agent.log")}`);
+      st.nodes[i] = startAgent(n, st.agentMode, unixEndpoints(st.etcd));
+      save();
+    }
+  }
+  for (const n of st.nodes) {
+    try {
+      await waitAgent(n);
+    } catch (e) {
+      throw new LabError((e as Error).message);
+    }
+  }
+
+  if (!isAlive(st.kubelet)) {
+    progress(`kubelet: starting, log ${join(st.dir, "kubelet", "kubelet.log")}`);
+    const kdir = join(st.dir, "kubelet");
+    mkdirSync(kdir, { recursive: true, mode: 0o700 });
+    rmSync(join(kdir, "ready"), { force: true });
+    st.kubelet = spawnDetached([process.execPath, KUBELET_MAIN, "--lab-dir", st.dir], {
+      log: join(kdir, "kubelet.log"),
+      env: { ...childEnv(), WEFT_LAB_ID: names.id, WEFT_LAB_DIR: names.dir },
+    });
+    save();
+    await waitFile(join(kdir, "ready"), st.kubelet, join(kdir, "kubelet.log"));
+  }
+  st.ready = true;
+  save();
+  progress(`lab up: ${st.nodes.length} node(s), etcd ${tcpEndpoints(st.etcd).join(",")}`);
+  return st;
+}
+
+async function waitFile(file: string, proc: LabState["kubelet"], log: string, timeoutMs = 30_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (!isAlive(proc)) throw new LabError(`the lab kubelet exited: ${logTail(log)}`);
+    if (Date.now() > until) throw new LabError(`the lab kubelet did not get ready within ${timeoutMs} ms: ${logTail(log)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Removes everything the lab made. Returns false when there was no lab. */
+export async function labDown(names: LabNames, progress: Progress): Promise<boolean> {
+  const st = readState(names.stateFile);
+  const pods = existsSync(names.dir) ? safePods(names.dir) : {};
+  // Stop the kubelet first so it does not start pods while they are being removed.
+  if (st?.kubelet) {
+    progress("stopping the kubelet");
+    await stopProc(st.kubelet);
+  }
+  const podList = Object.values(pods);
+  if (podList.length) progress(`stopping ${podList.length} pod server(s)`);
+  await Promise.all(podList.map((p) => stopProc(p.server, 1000)));
+  if (st) {
+    progress("stopping agents");
+    await Promise.all(st.nodes.map((n) => stopProc(n.agent)));
+    progress("stopping etcd");
+    await Promise.all(st.etcd.map((m) => stopProc(m.proc)));
+  }
+  // Namespaces: what the state and the kubelet recorded, plus any left with the lab's own names
+  // (e.g. a pod namespace made just before a crash, before its record reached the disk).
+  const own = new RegExp(`^${names.id}-(ul|n[0-9]+|p-.+)$`);
+  const recorded = new Set<string>([...(st?.namespaces ?? []), ...podList.map((p) => p.netns)]);
+  for (const ns of await listNetns()) if (own.test(ns)) recorded.add(ns);
+  // Pods first, then nodes, then the underlay: each veth goes with the namespace holding it.
+  const order = [...recorded].sort((a, b) => rank(a, names) - rank(b, names));
+  if (order.length) progress(`removing ${order.length} namespace(s)`);
+  for (const ns of order) await deleteNetns(ns);
+  const hadSomething = st !== undefined || order.length > 0 || existsSync(names.dir);
+  rmSync(names.dir, { recursive: true, force: true });
+  return hadSomething;
+}
+
+function rank(ns: string, names: LabNames): number {
+  if (ns.startsWith(names.podNetnsPrefix)) return 0;
+  if (ns === names.underlayNetns) return 2;
+  return 1;
+}
+
+function safePods(dir: string): ReturnType<typeof readPods>["pods"] {
+  try {
+    return readPods(dir).pods;
+  } catch {
+    return {};
+  }
+}
+
+/** The running lab's state, or a LabError saying there is none. */
+export function requireLab(names: LabNames): LabState {
+  const st = readState(names.stateFile);
+  if (!st) throw new LabError("no lab is running: start one with `weft lab up`");
+  return st;
+}
+
+export { agentArgv, netnsPathOf };

@@ -1,0 +1,99 @@
+// The lab's record of itself (DIR/state.json): the settings it was made with and everything it
+// made, written before each thing is made so `lab down` can remove exactly that, even after a
+// crash halfway through `lab up`.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { z } from "zod";
+
+export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+const ProcRefSchema = z.object({ pid: z.number().int(), start: z.string() });
+
+export const LabSettingsSchema = z.object({
+  nodes: z.number().int(),
+  backend: z.enum(BACKENDS),
+  dualStack: z.boolean(),
+  etcdMembers: z.union([z.literal(1), z.literal(3)]),
+  store: z.enum(["etcd", "kubernetes"]),
+});
+export type LabSettings = z.infer<typeof LabSettingsSchema>;
+
+export const EtcdMemberSchema = z.object({
+  name: z.string(),
+  dir: z.string(),
+  clientUrl: z.string(),
+  peerUrl: z.string(),
+  /** Absolute path of the member's unix socket (for agents in node namespaces). */
+  socket: z.string(),
+  proc: ProcRefSchema.optional(),
+});
+export type EtcdMember = z.infer<typeof EtcdMemberSchema>;
+
+export const LabNodeSchema = z.object({
+  name: z.string(),
+  netns: z.string(),
+  ipv4: z.string(),
+  ipv6: z.string().optional(),
+  dir: z.string(),
+  socket: z.string(),
+  cniBinDir: z.string(),
+  cniConfDir: z.string(),
+  /** Only in the local-store fallback; in etcd mode the agent leases them from the store. */
+  podCidrs: z.array(z.string()).optional(),
+  agent: ProcRefSchema.optional(),
+});
+export type LabNode = z.infer<typeof LabNodeSchema>;
+
+export const LabStateSchema = z.object({
+  version: z.literal(1),
+  id: z.string(),
+  dir: z.string(),
+  settings: LabSettingsSchema,
+  /** How the agents run: "etcd" (cluster mode) or "local" (fallback: --store local --pod-cidr). */
+  agentMode: z.enum(["etcd", "local"]),
+  /** Whether `weft cluster init` ran against the lab etcd. */
+  clusterInit: z.boolean(),
+  clusterCidrs: z.array(z.string()),
+  namespaces: z.array(z.string()),
+  underlay: z.object({ netns: z.string(), bridge: z.string() }),
+  etcd: z.array(EtcdMemberSchema),
+  nodes: z.array(LabNodeSchema),
+  kubelet: ProcRefSchema.optional(),
+  createdAt: z.string(),
+  /** Set once `lab up` finished; a lab without it was interrupted. */
+  ready: z.boolean(),
+});
+export type LabState = z.infer<typeof LabStateSchema>;
+
+export function readState(file: string): LabState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  const parsed = LabStateSchema.safeParse(JSON.parse(text));
+  if (!parsed.success) throw new Error(`${file} is not a lab state file this weft understands: ${parsed.error.issues[0]?.message}`);
+  return parsed.data;
+}
+
+/** Atomic write: a reader sees the old or the new file, never half of one. */
+export function writeState(file: string, s: LabState): void {
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(s, null, 2) + "\n", { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+/** Human-readable differences between two settings, e.g. ["--nodes 2 (running: 3)"]. */
+export function settingsDiff(want: LabSettings, have: LabSettings): string[] {
+  const out: string[] = [];
+  if (want.nodes !== have.nodes) out.push(`--nodes ${want.nodes} (running: ${have.nodes})`);
+  if (want.backend !== have.backend) out.push(`--backend ${want.backend} (running: ${have.backend})`);
+  if (want.dualStack !== have.dualStack) out.push(want.dualStack ? "--dual-stack (running: single-stack)" : "no --dual-stack (running: dual-stack)");
+  if (want.etcdMembers !== have.etcdMembers) out.push(`--etcd-members ${want.etcdMembers} (running: ${have.etcdMembers})`);
+  if (want.store !== have.store) out.push(`--store ${want.store} (running: ${have.store})`);
+  return out;
+}

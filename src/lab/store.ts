@@ -1,0 +1,20 @@
+// The lab's cluster store: the store's own etcd implementation over the lab etcd, reached on
+// 127.0.0.1 (the CLI and the kubelet run in the machine's namespace; agents use the unix sockets).
+import { openStore } from "../store/index.js";
+import type { ClusterStore } from "../store/types.js";
+import { tcpEndpoints } from "./etcd.js";
+import { LabNames } from "./names.js";
+import { readState, type LabState } from "./state.js";
+
+export function openLabStore(lab: LabState): ClusterStore {
+  return openStore({ kind: "etcd", endpoints: tcpEndpoints(lab.etcd) });
+}
+
+/**
+ * The running lab's etcd endpoints (for `weft apply`/`get` when no store is named), or undefined
+ * when no lab is running on this machine.
+ */
+export function labEtcdEndpoints(names: LabNames = LabNames.fromEnv()): string[] | undefined {
+  const st = readState(names.stateFile);
+  return st ? tcpEndpoints(st.etcd) : undefined;
+}
