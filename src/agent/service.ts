@@ -166,11 +166,15 @@ export class AgentService {
   async gc(req: GcRequest): Promise<void> {
     const valid = new Set(req.validAttachments.map((a) => lockKey(a.containerID, a.ifname)));
     const stale = this.o.store.list(req.network).filter((r) => !valid.has(lockKey(r.containerId, r.ifname)));
-    // Hold every stale attachment's lock while its links go in one batch.
-    const held = stale.filter((r) => !this.locks.isLocked(lockKey(r.containerId, r.ifname)));
-    await this.kernelSlots.run(() => this.o.kernel.deleteHostLinks(held.map((r) => r.hostIf)));
-    for (const r of held) this.o.store.release(r);
-    this.o.log.info({ network: req.network, released: held.length }, "gc");
+    // Each stale attachment under its own lock, so GC never races an ADD or DEL of the same pod;
+    // the links of all of them go in one batch.
+    let released = 0;
+    await holdAll(this.locks, stale.map((r) => lockKey(r.containerId, r.ifname)), async () => {
+      const still = stale.filter((r) => this.o.store.get(r));
+      await this.kernelSlots.run(() => this.o.kernel.deleteHostLinks(still.map((r) => r.hostIf)));
+      for (const r of still) if (this.o.store.release(r)) released++;
+    });
+    this.o.log.info({ network: req.network, released }, "gc");
   }
 
   status(): void {
@@ -187,20 +191,30 @@ export class AgentService {
     const found = await this.inspectAllocations();
     if (!fix || (found.leaked.length === 0 && found.conflicts.length === 0)) return found;
     const fixed: string[] = [];
-    const releaseRecord = async (key: AttachmentKey, hostIf: string, why: string) => {
+    // Each repair re-checks under the attachment's lock: an ADD or DEL may have finished since.
+    const releaseRecord = async (key: AttachmentKey, why: string, onlyIfBroken: boolean) => {
       await this.locks.run(lockKey(key.containerId, key.ifname), async () => {
-        await this.o.kernel.deleteHostLinks([hostIf]);
+        const rec = this.o.store.get(key);
+        if (!rec) return;
+        if (onlyIfBroken && rec.state === "ready") {
+          const present = (await this.o.kernel.hostLinks()).some((l) => l.name === rec.hostIf);
+          if (present && existsSync(rec.netns)) return;
+        }
+        await this.o.kernel.deleteHostLinks([rec.hostIf]);
         if (this.o.store.release(key)) fixed.push(`released ${key.containerId}/${key.ifname} (${why})`);
       });
     };
     for (const l of found.leaked) {
-      if (l.kind === "allocation") await releaseRecord(l as Required<IpamLeak>, l.hostIf, l.reason);
-      else { await this.o.kernel.deleteHostLinks([l.hostIf]); fixed.push(`deleted link ${l.hostIf} (${l.reason})`); }
+      if (l.kind === "allocation") await releaseRecord(l as Required<IpamLeak>, l.reason, true);
+      else if (!this.o.store.list().some((r) => r.hostIf === l.hostIf)) {
+        // ADD records its allocation before it makes the link, so an unowned link is an orphan.
+        await this.o.kernel.deleteHostLinks([l.hostIf]);
+        fixed.push(`deleted link ${l.hostIf} (${l.reason})`);
+      }
     }
     for (const c of found.conflicts) {
       if (c.containerId && c.ifname && c.network && /outside/.test(c.reason)) {
-        const rec = this.o.store.get(c as Required<IpamConflict>);
-        if (rec) await releaseRecord(rec, rec.hostIf, c.reason);
+        await releaseRecord(c as Required<IpamConflict>, c.reason, false);
       } else if (c.devices) {
         const owner = this.o.store.list().find((r) => r.addresses.some((a) => a.address === c.address));
         const dst = `${c.address}/${c.address.includes(":") ? 128 : 32}`;
@@ -214,9 +228,11 @@ export class AgentService {
   }
 
   private async inspectAllocations(): Promise<IpamCheckReport> {
-    const records = this.o.store.list();
+    // Kernel first, records second: ADD writes its record before it makes links, so a link
+    // seen here without a record really has no owner.
     const links = new Set((await this.o.kernel.hostLinks()).map((l) => l.name));
     const routes = await this.o.kernel.hostRoutes();
+    const records = this.o.store.list();
     const busy = (r: AttachmentRecord) => this.locks.isLocked(lockKey(r.containerId, r.ifname));
     const leaked: IpamLeak[] = [];
     const conflicts: IpamConflict[] = [];
@@ -262,6 +278,13 @@ export class AgentService {
     }
     return { allocations: records.reduce((n, r) => n + r.addresses.length, 0), leaked, conflicts };
   }
+}
+
+/** Runs fn holding every key's lock (taken in sorted order, so two callers cannot deadlock). */
+function holdAll(locks: KeyedMutex, keys: string[], fn: () => Promise<void>): Promise<void> {
+  const sorted = [...new Set(keys)].sort();
+  const step = (i: number): Promise<void> => (i === sorted.length ? fn() : locks.run(sorted[i], () => step(i + 1)));
+  return step(0);
 }
 
 function safeCanonical(a: string): string {
