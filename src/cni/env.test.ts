@@ -72,7 +72,7 @@ describe("CNI environment", () => {
   });
 
   test("CNI_NETNS must be an absolute path", () => {
-    for (const bad of ["run/netns/x", "/run/../etc/x"]) {
+    for (const bad of ["run/netns/x", "/run/../etc/x", "/run/netns//x"]) {
       const e = envError({ ...full, CNI_NETNS: bad });
       assert.equal(e.code, 4);
       assert.match(e.msg, /CNI_NETNS/);

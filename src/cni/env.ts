@@ -1,5 +1,6 @@
 // The CNI_* environment: which variables each verb needs (spec section 2) and their syntax.
 // Every failure is code 4 with a message that names the variable.
+import { normalize } from "node:path";
 import { invalidEnv } from "./errors.js";
 import type { CniCommand } from "./types.js";
 
@@ -78,9 +79,9 @@ export function validateIfname(name: string): string {
   return name;
 }
 
-/** An absolute path without NUL bytes or '..' segments; whether it exists is checked per verb. */
+/** An absolute, normalized path (as the agent requires); whether it exists is checked per verb. */
 export function validateNetnsPath(p: string): string {
-  if (!p.startsWith("/") || p.includes("\0") || p.split("/").includes("..")) {
+  if (!p.startsWith("/") || p.includes("\0") || normalize(p) !== p) {
     throw invalidEnv(`CNI_NETNS "${p}" is not an absolute path to a network namespace`);
   }
   return p;

@@ -1,0 +1,105 @@
+// Test helpers for the plugin executable: run dist/weft-cni exactly as a runtime does (clean
+// environment, config on stdin) and a stand-in agent that speaks src/agent/protocol.ts on a unix
+// socket in a temp dir, recording what the plugin sent. Used by src/plugin/*.test.ts only.
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const PLUGIN_BIN = join(root, "dist", "weft-cni");
+/** Debian's containernetworking-plugins (host-local, portmap, bandwidth, ... v1.1.1). */
+export const REFERENCE_DIR = "/usr/lib/cni";
+
+export function binarySkipReason(): string | false {
+  return existsSync(PLUGIN_BIN) ? false : `${PLUGIN_BIN} is not built: run \`node scripts/build-plugin.mjs\` first`;
+}
+
+export interface Outcome {
+  code: number;
+  stdout: string;
+  stderr: string;
+  json: unknown;
+}
+
+const RUNTIME_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** Runs the plugin with only PATH and the given CNI_* variables; undefined values are left out. */
+export function invoke(vars: Record<string, string | undefined>, input: Buffer | string, exe = PLUGIN_BIN): Promise<Outcome> {
+  const env: Record<string, string> = { PATH: RUNTIME_PATH };
+  for (const [k, v] of Object.entries(vars)) if (v !== undefined) env[k] = v;
+  return new Promise((resolve, reject) => {
+    const child = spawn(exe, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      let json: unknown;
+      try {
+        json = stdout.trim() ? JSON.parse(stdout) : undefined;
+      } catch {
+        json = undefined;
+      }
+      resolve({ code: code ?? -1, stdout, stderr, json });
+    });
+    // The plugin stops reading oversized input: EPIPE here is expected.
+    child.stdin.on("error", () => undefined);
+    child.stdin.end(input);
+  });
+}
+
+export function tempDir(prefix = "weft-cni-"): { path: string; entries: () => string[]; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, entries: () => readdirSync(path), remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** What the stand-in agent does with a request: answer, never answer, or send raw bytes. */
+export type FakeReply = AgentResponse | { hang: true } | { raw: string };
+
+export class FakeAgent {
+  readonly requests: AgentRequest[] = [];
+  private server?: Server;
+  private readonly open = new Set<Socket>();
+  constructor(
+    readonly path: string,
+    public reply: (req: AgentRequest) => FakeReply = () => ({ ok: true }),
+  ) {}
+
+  async start(): Promise<this> {
+    this.server = createServer((sock) => {
+      this.open.add(sock);
+      sock.on("close", () => this.open.delete(sock));
+      let buf = "";
+      sock.setEncoding("utf8");
+      sock.on("error", () => undefined);
+      sock.on("data", (c: string) => {
+        buf += c;
+        const nl = buf.indexOf("\n");
+        if (nl < 0) return;
+        const req = JSON.parse(buf.slice(0, nl)) as AgentRequest;
+        this.requests.push(req);
+        const r = this.reply(req);
+        if ("hang" in r) return;
+        sock.end("raw" in r ? r.raw : JSON.stringify(r) + "\n");
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(this.path, resolve);
+    });
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    this.server = undefined;
+    for (const sock of this.open) sock.destroy();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
