@@ -1,0 +1,5 @@
+// Kubernetes object types, validation, defaulting and label selectors.
+export * from "./types.js";
+export * from "./validation.js";
+export * from "./defaults.js";
+export * from "./selector.js";
