@@ -41,6 +41,10 @@ export function netnsPath(p: string): string {
   if (typeof p !== "string" || !isAbsolute(p) || normalize(p) !== p || p.includes("\0")) {
     throw new InvalidKernelInput(`"${p}" is not an absolute, normalized network namespace path`);
   }
+  // The path goes into `ip -batch` lines, where whitespace and quotes would split or join words.
+  if (/[\s"'\\]/.test(p) || p.length > 4096) {
+    throw new InvalidKernelInput(`network namespace path "${p}" contains whitespace, quotes or backslashes`);
+  }
   return p;
 }
 
