@@ -65,11 +65,14 @@ describe("pod to pod", { skip }, () => {
       assert.ok(existsSync(join(netDir, ip)), `host-local has no record of ${ip}`);
     }
     assert.deepEqual(await addressesIn(a.path, "eth0"), [ipA]);
-    assert.equal((await h.ipamCheck()).report.allocations, base, "weft's own IPAM allocated nothing");
+    assert.equal((await h.ipamCheck()).code, 0, "delegated addresses are no leak or conflict for weft");
     assert.ok(await ping(a.path, ipB), "delegated-IPAM pods reach each other");
     assert.equal((await call("DEL", "hl-a", a.path, { ipam })).code, 0);
     assert.equal((await call("DEL", "hl-b", b.path, { ipam })).code, 0);
     const left = readdirSync(netDir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
     assert.deepEqual(left, [], "host-local released both addresses (weft delegated DEL)");
+    const end = await h.ipamCheck();
+    assert.equal(end.code, 0);
+    assert.equal(end.report.allocations, base, "weft keeps no record of the deleted pods");
   });
 });

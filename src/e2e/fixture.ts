@@ -158,8 +158,16 @@ export class Host {
   /** `weft ipam check -o json`, parsed; exit code alongside. */
   async ipamCheck(): Promise<{ code: number; report: IpamReport }> {
     const r = await this.ipamCheckRaw();
-    if (r.code !== 0 && r.code !== 1) throw new Error(`weft ipam check exited ${r.code}: ${r.stderr}`);
-    return { code: r.code, report: JSON.parse(r.stdout) as IpamReport };
+    let report: IpamReport | undefined;
+    try {
+      report = JSON.parse(r.stdout) as IpamReport;
+    } catch {
+      report = undefined;
+    }
+    if ((r.code !== 0 && r.code !== 1) || !report) {
+      throw new Error(`weft ipam check exited ${r.code}: stdout ${JSON.stringify(r.stdout)} stderr ${JSON.stringify(r.stderr)}`);
+    }
+    return { code: r.code, report };
   }
 
   /** Link names in the host netns (for "nothing left behind" checks). */
