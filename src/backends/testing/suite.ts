@@ -17,6 +17,11 @@ export interface SuiteOptions {
   readonly create: BackendFactory;
   /** Expected pod MTU on a 1500-byte underlay. */
   readonly podMtu: number;
+  /**
+   * Put the last node of every topology behind a router (a second underlay subnet), so that
+   * removal and teardown are also checked for cross-subnet paths. Not for host-gw.
+   */
+  readonly routedUnderlay?: boolean;
 }
 
 /** Counts the kernel commands one node's backend issues. */
@@ -117,10 +122,12 @@ const FAMILY_SETS: { label: string; families: Family[] }[] = [
 ];
 
 export function backendSuite(o: SuiteOptions): void {
-  describe(`backend suite: ${o.title}`, () => {
+  // n nodes; with routedUnderlay the last one sits on the second subnet.
+  const subnets = (n: number): number[] => Array.from({ length: n }, (_, i) => (o.routedUnderlay && i === n - 1 ? 1 : 0));
+  describe(`backend suite: ${o.title}${o.routedUnderlay ? " (last node behind a router)" : ""}`, () => {
     for (const { label, families } of FAMILY_SETS) {
       test(`${label} pods reach pods on every other node`, () =>
-        withTopology({ subnets: [0, 0, 0], podFamilies: families }, async (topo) => {
+        withTopology({ subnets: subnets(3), podFamilies: families }, async (topo) => {
           const [a, b] = topo.nodes;
           // Without the backend the pods cannot reach each other: the check below can fail.
           for (const f of families) assert.equal(await ping(a.pod.netns, podAddr(b, f), 1), false, `IPv${f} reached before sync`);
@@ -139,7 +146,7 @@ export function backendSuite(o: SuiteOptions): void {
     }
 
     test("a second sync, and a restarted agent, write nothing and leave the kernel state as it was", () =>
-      withTopology({ subnets: [0, 0, 0], podFamilies: [4, 6] }, async (topo) => {
+      withTopology({ subnets: subnets(3), podFamilies: [4, 6] }, async (topo) => {
         const c = await startCluster(topo, o.create);
         assertAllOk(await c.syncAll());
         const before = await Promise.all(topo.nodes.map((n) => snapshot(n.netns)));
@@ -165,7 +172,7 @@ export function backendSuite(o: SuiteOptions): void {
       }));
 
     test("a peer removed from the list loses its routes, neighbours and FDB entries, and traffic to it stops", () =>
-      withTopology({ subnets: [0, 0, 0], podFamilies: [4, 6] }, async (topo) => {
+      withTopology({ subnets: subnets(3), podFamilies: [4, 6] }, async (topo) => {
         const [a, b, gone] = topo.nodes;
         const c = await startCluster(topo, o.create);
         assertAllOk(await c.syncAll());
@@ -183,7 +190,7 @@ export function backendSuite(o: SuiteOptions): void {
       }));
 
     test("teardown leaves each node as it was before setup", () =>
-      withTopology({ subnets: [0, 0], podFamilies: [4, 6] }, async (topo) => {
+      withTopology({ subnets: subnets(2), podFamilies: [4, 6] }, async (topo) => {
         const before = await Promise.all(topo.nodes.map((n) => snapshot(n.netns)));
         const c = await startCluster(topo, o.create);
         assertAllOk(await c.syncAll());
@@ -195,7 +202,7 @@ export function backendSuite(o: SuiteOptions): void {
       }));
 
     test("a bad peer is reported with a reason and does not stop the others", () =>
-      withTopology({ subnets: [0, 0], podFamilies: [4] }, async (topo) => {
+      withTopology({ subnets: subnets(2), podFamilies: [4] }, async (topo) => {
         const [a, b] = topo.nodes;
         const c = await startCluster(topo, o.create);
         const bad: PeerNode[] = [

@@ -6,6 +6,7 @@ import { VxlanBackend } from "./backend.js";
 
 backendSuite({ title: "vxlan over an IPv4 underlay", create: (o) => new VxlanBackend(o), podMtu: 1450 });
 backendSuite({ title: "vxlan over an IPv6 underlay", create: (o) => new VxlanBackend({ ...o, vxlan: { underlayFamily: 6 } }), podMtu: 1430 });
+backendSuite({ title: "vxlan over an IPv4 underlay", create: (o) => new VxlanBackend(o), podMtu: 1450, routedUnderlay: true });
 
 async function vtep(netns: string): Promise<Record<string, any>> {
   return JSON.parse(await run(["ip", "-j", "-d", "link", "show", "dev", "weft.1"], { netns }))[0];
