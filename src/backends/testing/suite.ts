@@ -171,6 +171,22 @@ export function backendSuite(o: SuiteOptions): void {
         assert.ok(await reaches(topo.nodes[0].pod.netns, podAddr(topo.nodes[1], 4)));
       }));
 
+    test("a sync repairs drift: a route deleted by hand comes back, nothing else is rewritten", () =>
+      withTopology({ subnets: subnets(2), podFamilies: [4, 6] }, async (topo) => {
+        const [a, b] = topo.nodes;
+        const c = await startCluster(topo, o.create);
+        assertAllOk(await c.syncAll());
+        const before = await snapshot(a.netns);
+        await run(["ip", "route", "del", b.podCIDRs.ipv4 as string], { netns: a.netns });
+        assert.equal(await ping(a.pod.netns, podAddr(b, 4), 1), false, "route removal did not cut traffic");
+        c.members[0].log.reset();
+        const r = await c.members[0].backend.syncPeers(c.peers);
+        assert.deepEqual(r.changes.map((ch) => [ch.action, ch.object, ch.peer]), [["add", "route", b.name]]);
+        assert.equal(c.members[0].log.writes.length, 1);
+        assert.equal(await snapshot(a.netns), before);
+        assert.ok(await reaches(a.pod.netns, podAddr(b, 4)));
+      }));
+
     test("a peer removed from the list loses its routes, neighbours and FDB entries, and traffic to it stops", () =>
       withTopology({ subnets: subnets(3), podFamilies: [4, 6] }, async (topo) => {
         const [a, b, gone] = topo.nodes;
