@@ -2,6 +2,6 @@
 // incremental element updates, evaluation and explain.
 export * from "./model.js";
 export { compile, localPodsFromCluster, podAddresses, podKey, shortId, type CompileInput } from "./compile.js";
-export { renderRuleset, renderElementUpdate, renderDelete, buildRuleset, countRules, type RenderOptions, type Ruleset } from "./nft.js";
+export { renderRuleset, renderElementUpdate, renderDelete, buildRuleset, countRules, parseCounters, type RenderOptions, type Ruleset } from "./nft.js";
 export { evaluate, ruleMatches, type DirectionVerdict, type Packet, type RuleMatch } from "./evaluate.js";
 export { explain, ExplainError, type ExplainInput, type ExplainResult } from "./explain.js";

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
 import { compile } from "./compile.js";
-import { renderDelete, renderElementUpdate, renderRuleset } from "./nft.js";
+import { parseCounters, renderDelete, renderElementUpdate, renderRuleset } from "./nft.js";
 import type { LocalPod } from "./model.js";
 import type { Namespace, NetworkPolicy, Pod } from "../k8s/types.js";
 
@@ -155,6 +155,14 @@ test("rendered ruleset loads in nft 1.0.6, enforces the model, and takes element
   const spoofedBefore = await counter(node, "spoofed");
   assert.equal(await connects(xb, xa, 80, 4, ya.v4), false, "x/b spoofing y/a's address is dropped");
   assert.ok((await counter(node, "spoofed")) > spoofedBefore, "the spoofed counter counted it");
+
+  // A full reload that carries the counters over keeps them monotonic.
+  const values = parseCounters(await node.exec(["nft", "-j", "list", "counters", "table", "inet", "weft"]));
+  const before = await counter(node, rule0);
+  assert.equal(values.get(rule0)?.packets, before);
+  await node.exec(["nft", "-f", "-"], { input: renderRuleset(m1, { counterValues: values }) });
+  assert.equal(await counter(node, rule0), before, "counter value carried over the reload");
+  assert.equal(await connects(ya, xa, 80), false, "still enforced after the reload");
 
   // The table goes away cleanly.
   await node.exec(["nft", "-f", "-"], { input: renderDelete() });

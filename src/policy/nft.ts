@@ -23,9 +23,15 @@ export interface RenderOptions {
   nflogGroup?: number;
   /** Rate limit of denied-packet logs per isolation group, packets per second. Default 10. */
   logRatePerSecond?: number;
+  /**
+   * Counter values to start from on a full render (e.g. read with readCounters-style
+   * `nft -j list counters` before the reload), so counters stay monotonic across reloads.
+   */
+  counterValues?: ReadonlyMap<string, { packets: number; bytes: number }>;
 }
 
 interface Opts {
+  counterValues: ReadonlyMap<string, { packets: number; bytes: number }>;
   table: string;
   prefix: string;
   group: number;
@@ -41,7 +47,7 @@ function opts(o: RenderOptions = {}): Opts {
   if (!Number.isInteger(group) || group < 0 || group > 65535) throw new Error(`NFLOG group ${group} is not in 0..65535`);
   const rate = o.logRatePerSecond ?? 10;
   if (!Number.isInteger(rate) || rate < 1) throw new Error(`log rate ${rate} must be a positive integer`);
-  return { table, prefix, group, rate };
+  return { table, prefix, group, rate, counterValues: o.counterValues ?? new Map() };
 }
 
 /** A named set or map with its elements keyed by element key (value = full element text). */
@@ -59,7 +65,7 @@ interface ChainDef {
 
 export interface Ruleset {
   sets: SetDef[];
-  counters: string[];
+  counters: Array<{ name: string; packets: number; bytes: number }>;
   chains: ChainDef[];
 }
 
@@ -216,7 +222,12 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
       if (side) chains.push({ name: side.chain, rules: side.rules.flatMap((r) => ruleLines(r, model)) });
     }
   }
-  return { sets, counters: model.counters.map((c) => c.name), chains };
+  const counters = model.counters.map((c) => {
+    const v = op.counterValues.get(c.name);
+    const n = (x: number | undefined) => (Number.isSafeInteger(x) && x! >= 0 ? x! : 0);
+    return { name: c.name, packets: n(v?.packets), bytes: n(v?.bytes) };
+  });
+  return { sets, counters, chains };
 }
 
 function formatTable(rs: Ruleset, table: string, withElements: boolean): string {
@@ -228,7 +239,9 @@ function formatTable(rs: Ruleset, table: string, withElements: boolean): string 
     if (withElements && s.elements.size > 0) out.push(`\t\telements = { ${[...s.elements.values()].join(", ")} }`);
     out.push("\t}");
   }
-  for (const c of rs.counters) out.push(`\tcounter ${c} {\n\t}`);
+  for (const c of rs.counters) {
+    out.push(withElements && (c.packets || c.bytes) ? `\tcounter ${c.name} {\n\t\tpackets ${c.packets} bytes ${c.bytes}\n\t}` : `\tcounter ${c.name} {\n\t}`);
+  }
   for (const c of rs.chains) {
     out.push(`\tchain ${c.name} {`);
     if (c.hook) out.push(`\t\t${c.hook}`);
@@ -249,6 +262,17 @@ export function renderRuleset(model: CompiledModel, o: RenderOptions = {}): stri
 export function renderDelete(o: RenderOptions = {}): string {
   const { table } = opts(o);
   return `table inet ${table}\ndelete table inet ${table}\n`;
+}
+
+/** Parses `nft -j list counters table inet weft` output into values for RenderOptions.counterValues. */
+export function parseCounters(json: string): Map<string, { packets: number; bytes: number }> {
+  const out = new Map<string, { packets: number; bytes: number }>();
+  const doc = JSON.parse(json) as { nftables?: Array<{ counter?: { name?: unknown; packets?: unknown; bytes?: unknown } }> };
+  for (const item of doc.nftables ?? []) {
+    const c = item.counter;
+    if (c && typeof c.name === "string" && typeof c.packets === "number" && typeof c.bytes === "number") out.set(c.name, { packets: c.packets, bytes: c.bytes });
+  }
+  return out;
 }
 
 /** Number of rules in all chains (for scale checks and status). */
