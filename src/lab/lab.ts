@@ -11,7 +11,7 @@ import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
 import { readPods } from "./pods-state.js";
-import { childEnv, isAlive, logTail, spawnDetached, stopProc } from "./procs.js";
+import { childEnv, isAlive, killNetnsProcesses, logTail, spawnDetached, stopProc } from "./procs.js";
 import { readState, settingsDiff, writeState, type LabNode, type LabSettings, type LabState } from "./state.js";
 import { deleteNetns, ensureNode, ensureUnderlay, listNetns, UNDERLAY_BRIDGE } from "./topology.js";
 
@@ -185,7 +185,11 @@ export async function labDown(names: LabNames, progress: Progress): Promise<bool
   // Pods first, then nodes, then the underlay: each veth goes with the namespace holding it.
   const order = [...recorded].sort((a, b) => rank(a, names) - rank(b, names));
   if (order.length) progress(`removing ${order.length} namespace(s)`);
-  for (const ns of order) await deleteNetns(ns);
+  for (const ns of order) {
+    const killed = await killNetnsProcesses(ns);
+    if (killed) progress(`ended ${killed} leftover process(es) in ${ns}`);
+    await deleteNetns(ns);
+  }
   const hadSomething = st !== undefined || order.length > 0 || existsSync(names.dir);
   rmSync(names.dir, { recursive: true, force: true });
   return hadSomething;

@@ -2,7 +2,7 @@
 // not an identity (PIDs are reused), so each is recorded with its kernel start time and is only
 // signalled while both still match.
 import { spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
 
 export interface ProcRef {
   pid: number;
@@ -100,4 +100,46 @@ export function logTail(path: string, lines = 5): string {
   } catch {
     return "(no log)";
   }
+}
+
+/**
+ * Processes whose network namespace is the named one (/run/netns/NAME). Used by `lab down` to end
+ * what still runs inside a lab namespace (e.g. a pod server whose record was lost in a crash), so
+ * no process keeps a deleted namespace alive.
+ */
+export function processesInNetns(name: string): number[] {
+  let ino: number;
+  try {
+    ino = statSync(`/run/netns/${name}`).ino;
+  } catch {
+    return [];
+  }
+  const want = `net:[${ino}]`;
+  const out: number[] = [];
+  for (const ent of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(ent)) continue;
+    const pid = Number(ent);
+    if (pid === process.pid) continue;
+    try {
+      if (readlinkSync(`/proc/${ent}/ns/net`) === want) out.push(pid);
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  return out;
+}
+
+/** SIGKILLs every process inside the named namespace and waits until they are gone. */
+export async function killNetnsProcesses(name: string): Promise<number> {
+  const pids = processesInNetns(name);
+  const refs = pids.map((pid) => ({ pid, start: procStart(pid) })).filter((r): r is ProcRef => r.start !== undefined);
+  for (const r of refs) {
+    try {
+      process.kill(r.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }
+  for (let i = 0; i < 200 && refs.some(isAlive); i++) await sleep(10);
+  return refs.length;
 }

@@ -1,0 +1,230 @@
+// The lab as a user drives it: `weft lab up/probe/matrix/exec/down` on a real kernel (namespaces),
+// real etcd, real agents and the real CNI plugin. Ground truth for probes comes from socat run in
+// the same namespaces, not from the lab's own code.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { isIP } from "node:net";
+import { readPods } from "./pods-state.js";
+import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "./testkit.js";
+import { ensureNode, ensureUnderlay, deleteNetns, listNetns } from "./topology.js";
+import { processesInNetns } from "./procs.js";
+import { run } from "../kernel/exec.js";
+
+const skip = skipReason();
+
+describe("lab topology", { skip }, () => {
+  test("underlay and nodes are made inside namespaces and removed without a trace", async () => {
+    const t = Math.random().toString(36).slice(2, 8);
+    const ul = `wt-ul-${t}`;
+    const nodes = [1, 2].map((i) => ({ ul, node: `n${i}`, netns: `wt-n${i}-${t}`, ipv4: `10.250.0.${10 + i}`, ipv6: `fd00:250::${10 + i}` }));
+    try {
+      await ensureUnderlay(ul);
+      for (const n of nodes) await ensureNode(n);
+      // A second pass changes nothing and does not fail (idempotent).
+      for (const n of nodes) await ensureNode(n);
+      const ping = await run(["busybox", "ping", "-c", "1", "-W", "2", "10.250.0.12"], { netns: `/run/netns/${nodes[0].netns}` }).then(() => true, () => false);
+      assert.ok(ping, "n1 reaches n2 over the underlay bridge");
+      const ping6 = await run(["busybox", "ping", "-6", "-c", "1", "-W", "2", "fd00:250::12"], { netns: `/run/netns/${nodes[0].netns}` }).then(() => true, () => false);
+      assert.ok(ping6, "n1 reaches n2 over IPv6");
+    } finally {
+      for (const n of nodes) await deleteNetns(n.netns);
+      await deleteNetns(ul);
+    }
+    const left = (await listNetns()).filter((n) => n.endsWith(t));
+    assert.deepEqual(left, []);
+  });
+});
+
+describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
+  const lab = new TestLab();
+
+  before(async () => {
+    const r = await lab.cli(["up", "--nodes", "2", "--backend", "host-gw"]);
+    assert.equal(r.code, 0, `lab up failed: ${r.stderr}`);
+    assert.match(r.stderr, /node n2/, "progress lines on stderr");
+  });
+  after(async () => {
+    await lab.destroy();
+  });
+
+  test("pods get a namespace on their node, addresses and a kubelet-style status", async () => {
+    await lab.applyPod("default", "a", { node: "n1" });
+    await lab.applyPod("default", "b", { node: "n2" });
+    await lab.applyPod("default", "c", { node: "n1" });
+    await lab.applyPod("other", "d"); // no nodeName: the kubelet places it
+    const st = lab.state()!;
+    for (const [ns, name] of [["default", "a"], ["default", "b"], ["default", "c"], ["other", "d"]]) {
+      const p = await lab.waitRunning(ns, name);
+      const status = p.status as { podIP: string; podIPs: Array<{ ip: string }>; hostIP: string };
+      const nodeName = (p.spec as { nodeName?: string }).nodeName;
+      const node = st.nodes.find((n) => n.name === nodeName);
+      assert.ok(node, `${ns}/${name} is bound to a lab node (got ${nodeName})`);
+      assert.equal(status.hostIP, node.ipv4);
+      assert.equal(isIP(status.podIP), 4);
+      assert.deepEqual(status.podIPs.map((x) => x.ip), [status.podIP]);
+      // The address really is on the pod's interface, inside the pod's namespace.
+      const pod = readPods(lab.dir).pods[`${ns}/${name}`];
+      const addrs = await run(["ip", "-j", "addr", "show", "dev", "eth0"], { netns: `/run/netns/${pod.netns}` });
+      assert.ok(addrs.includes(`"${status.podIP}"`), `${status.podIP} on eth0 of ${pod.netns}`);
+    }
+    // d went to the less loaded node (n2 had 1 pod, n1 had 2).
+    const d = await lab.objects().get({ kind: "Pod", namespace: "other", name: "d" });
+    assert.equal((d.spec as { nodeName?: string }).nodeName, "n2");
+  });
+
+  test("probe: open port connects (exit 0), closed port is refused (exit 1), TCP and UDP, JSON as the contract says", async () => {
+    const ok = await lab.cli(["probe", "default/a", "default/c", "--port", "80", "-o", "json"]);
+    assert.equal(ok.code, 0, ok.stderr);
+    const j = JSON.parse(ok.stdout) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(j).sort(), ["connected", "from", "ms", "port", "protocol", "result", "to"]);
+    assert.equal(j.from, "default/a");
+    assert.equal(j.to, "default/c");
+    assert.equal(j.port, 80);
+    assert.equal(j.protocol, "TCP");
+    assert.equal(j.connected, true);
+    assert.equal(j.result, "connected");
+    assert.equal(typeof j.ms, "number");
+
+    const closed = await lab.cli(["probe", "default/a", "default/c", "--port", "81", "-o", "json"]);
+    assert.equal(closed.code, 1);
+    assert.equal(JSON.parse(closed.stdout).result, "refused");
+
+    const udp = await lab.cli(["probe", "default/c", "default/a", "--port", "53", "--protocol", "UDP", "-o", "json"]);
+    assert.equal(udp.code, 0, udp.stderr);
+    assert.equal(JSON.parse(udp.stdout).result, "connected");
+    const udpClosed = await lab.cli(["probe", "default/c", "default/a", "--port", "54", "--protocol", "UDP", "-o", "json"]);
+    assert.equal(udpClosed.code, 1);
+    assert.equal(JSON.parse(udpClosed.stdout).result, "refused");
+
+    const bad = await lab.cli(["probe", "default/a", "default/nope", "--port", "80"]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /default\/nope/);
+  });
+
+  test("a silently dropping destination shows as timeout", async () => {
+    const c = readPods(lab.dir).pods["default/c"];
+    await run(["nft", "-f", "-"], {
+      netns: `/run/netns/${c.netns}`,
+      input: "table inet wtdrop {\n chain dropin {\n  type filter hook input priority 0; tcp dport 80 drop\n }\n}\n",
+    });
+    try {
+      const r = await lab.cli(["probe", "default/a", "default/c", "--port", "80", "--timeout-ms", "300", "-o", "json"]);
+      assert.equal(r.code, 1);
+      assert.equal(JSON.parse(r.stdout).result, "timeout");
+    } finally {
+      await run(["nft", "delete", "table", "inet", "wtdrop"], { netns: `/run/netns/${c.netns}` });
+    }
+  });
+
+  test("matrix (TCP and UDP) agrees with socat run from each pod, pair by pair", async () => {
+    const pods = readPods(lab.dir).pods;
+    for (const [protocol, port] of [["TCP", 80], ["TCP", 81], ["UDP", 53]] as const) {
+      const r = await lab.cli(["matrix", "--port", String(port), "--protocol", protocol, "--timeout-ms", "1000", "-o", "json"]);
+      assert.equal(r.code, 0, r.stderr);
+      const m = JSON.parse(r.stdout) as { port: number; protocol: string; matrix: Record<string, Record<string, boolean>> };
+      assert.equal(m.port, port);
+      assert.equal(m.protocol, protocol);
+      const keys = Object.keys(pods).sort();
+      assert.deepEqual(Object.keys(m.matrix).sort(), keys);
+      for (const from of keys) {
+        assert.deepEqual(Object.keys(m.matrix[from]).sort(), keys, "every pod to every pod, itself included");
+        const truths = await Promise.all(keys.map((to) => protocol === "TCP"
+          ? socatTcp(pods[from].netns, pods[to].ips[0], port)
+          : socatUdpEcho(pods[from].netns, pods[to].ips[0], port)));
+        keys.forEach((to, i) => assert.equal(m.matrix[from][to], truths[i], `${protocol}/${port} ${from} -> ${to}`));
+        assert.equal(m.matrix[from][from], port !== 81, `${from} to itself over its own address`);
+      }
+    }
+    const table = await lab.cli(["matrix", "--port", "80"]);
+    assert.equal(table.code, 0);
+    assert.match(table.stdout, /default\/a/);
+  });
+
+  test("SCTP is refused with a reason on this kernel", async (t) => {
+    if (existsSync("/proc/sys/net/sctp")) return t.skip("this kernel has SCTP");
+    const r = await lab.cli(["matrix", "--protocol", "SCTP"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /SCTP/);
+    assert.match(r.stderr, /kernel/);
+  });
+
+  test("exec runs in the pod's and in the node's namespace", async () => {
+    const a = readPods(lab.dir).pods["default/a"];
+    const inPod = await lab.cli(["exec", "default/a", "--", "ip", "-j", "addr", "show", "dev", "eth0"]);
+    assert.equal(inPod.code, 0, inPod.stderr);
+    assert.ok(inPod.stdout.includes(`"${a.ips[0]}"`));
+    const inNode = await lab.cli(["exec", "n1", "--", "ip", "-j", "addr", "show", "dev", "eth0"]);
+    assert.equal(inNode.code, 0, inNode.stderr);
+    assert.ok(inNode.stdout.includes('"10.250.0.11"'));
+    const code = await lab.cli(["exec", "n2", "--", "sh", "-c", "exit 7"]);
+    assert.equal(code.code, 7, "the command's exit code comes through");
+  });
+
+  test("deleting a pod runs CNI DEL and removes its namespace and server", async () => {
+    const c = readPods(lab.dir).pods["default/c"];
+    await lab.objects().delete({ kind: "Pod", namespace: "default", name: "c" });
+    const until = Date.now() + 15_000;
+    while (readPods(lab.dir).pods["default/c"] && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readPods(lab.dir).pods["default/c"], undefined, lab.kubeletLog());
+    assert.ok(!existsSync(`/run/netns/${c.netns}`));
+    assert.deepEqual(alive(c.server ? [c.server] : []), []);
+    // The node's route to the pod went with CNI DEL (the agent's work).
+    const routes = await run(["ip", "-j", "route", "show"], { netns: `/run/netns/${lab.state()!.nodes[0].netns}` });
+    assert.ok(!routes.includes(`"${c.ips[0]}"`), `no route to ${c.ips[0]} left on n1`);
+  });
+
+  test("up again is idempotent; up with other settings is an error that says so", async () => {
+    const before = lab.recordedProcs();
+    const again = await lab.cli(["up", "--nodes", "2", "--backend", "host-gw"]);
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(lab.recordedProcs(), before, "same processes, nothing restarted");
+    const other = await lab.cli(["up", "--nodes", "3", "--backend", "host-gw"]);
+    assert.equal(other.code, 2);
+    assert.match(other.stderr, /--nodes 3 \(running: 2\)/);
+    assert.match(other.stderr, /lab down/);
+  });
+
+  test("down after an agent crashed still removes everything", async () => {
+    const st = lab.state()!;
+    const procs = lab.recordedProcs();
+    const namespaces = await lab.namespaces();
+    assert.ok(namespaces.length >= 5);
+    process.kill(st.nodes[0].agent!.pid, "SIGKILL");
+    const r = await lab.cli(["down"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(alive(procs), [], "no lab process left");
+    assert.deepEqual(await lab.namespaces(), [], "no lab namespace left");
+    assert.ok(!existsSync(lab.dir), "no lab files left");
+    for (const ns of namespaces) assert.deepEqual(processesInNetns(ns), []);
+    const again = await lab.cli(["down"]);
+    assert.equal(again.code, 0);
+  });
+});
+
+describe("a dual-stack lab", { skip, timeout: 120_000 }, () => {
+  const lab = new TestLab();
+  after(async () => {
+    await lab.destroy();
+  });
+
+  test("pods get IPv4 and IPv6; probes run over either family", async () => {
+    const r = await lab.cli(["up", "--nodes", "1", "--dual-stack"]);
+    assert.equal(r.code, 0, r.stderr);
+    await lab.applyPod("default", "x");
+    await lab.applyPod("default", "y");
+    const x = await lab.waitRunning("default", "x");
+    await lab.waitRunning("default", "y");
+    const ips = (x.status as { podIPs: Array<{ ip: string }> }).podIPs.map((p) => p.ip);
+    assert.deepEqual(ips.map((ip) => isIP(ip)), [4, 6]);
+    for (const fam of ["4", "6"]) {
+      const p = await lab.cli(["probe", "default/x", "default/y", "--port", "80", "--family", fam, "-o", "json"]);
+      assert.equal(p.code, 0, `IPv${fam}: ${p.stdout} ${p.stderr}`);
+      const u = await lab.cli(["probe", "default/y", "default/x", "--port", "53", "--protocol", "UDP", "--family", fam, "-o", "json"]);
+      assert.equal(u.code, 0, `UDP IPv${fam}: ${u.stdout} ${u.stderr}`);
+    }
+    const down = await lab.cli(["down"]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await lab.namespaces(), []);
+  });
+});
