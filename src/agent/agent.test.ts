@@ -200,6 +200,7 @@ describe("agent, dual-stack host", () => {
       [{ ...base, netns: "/run/netns/../netns/x" }, 4, /normalized/],
       [{ ...base, netns: "/run/netns/wt-does-not-exist" }, 3, /does not exist/],
       [{ ...base, containerId: "bad id;rm" }, 4, /containerId/],
+      [{ ...base, netns: "/etc/hostname" }, 4, /is not a network namespace/],
       [{ ...base, mtu: 20 }, 4, /mtu/],
       [{ op: "nope" }, 4, /invalid request/],
     ];

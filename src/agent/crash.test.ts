@@ -6,9 +6,15 @@ import assert from "node:assert/strict";
 import type { AgentResponse, IpamCheckReport } from "./protocol.js";
 import type { Result } from "../cni/types.js";
 import { startTestAgent, type TestAgent } from "../testlib/agent.js";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { existsSync } from "node:fs";
+import { runStatus } from "../kernel/exec.js";
 import { createNetns, globalAddrs, linkAddr, ping, removeAllNetns, type TestNetns, weftLinks } from "../testlib/netns.js";
 
 after(removeAllNetns);
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js");
 
 let seq = 0;
 const cid = () => `k${process.pid}x${++seq}`;
@@ -43,6 +49,7 @@ test("restarting the agent (SIGTERM or SIGKILL) never disturbs running pods", as
     const before = await snapshot();
     for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       await agent.kill(signal);
+      if (signal === "SIGTERM") assert.equal(existsSync(agent.socket), false, "SIGTERM closes the socket");
       agent = await agent.restart();
       assert.deepEqual(await snapshot(), before, `after ${signal} and restart`);
       assert.ok(await ping(pods[0].ns, v4of(pods[1].result)), `ping after ${signal}`);
@@ -148,9 +155,17 @@ test("ipam check finds a leak and a conflict, and --fix repairs them", async () 
     assert.equal(report.conflicts.length, 1);
     assert.equal(report.conflicts[0].address, v4of(staysR));
     assert.deepEqual(report.conflicts[0].devices?.sort(), [staysR.interfaces![0].name, "stray0"].sort());
-    report = (await agent.request({ op: "ipam-check", fix: true }) as { report: IpamCheckReport }).report;
+    // The CLI, as a user runs it: exit 1 and the same findings as JSON.
+    const cli = await runStatus([process.execPath, CLI, "ipam", "check", "--socket", agent.socket, "-o", "json"]);
+    assert.equal(cli.code, 1, cli.stderr);
+    const fromCli = JSON.parse(cli.stdout) as IpamCheckReport;
+    assert.deepEqual([fromCli.allocations, fromCli.leaked.length, fromCli.conflicts.length], [2, 1, 1]);
+    const fixCli = await runStatus([process.execPath, CLI, "ipam", "check", "--socket", agent.socket, "--fix"]);
+    assert.equal(fixCli.code, 0, fixCli.stdout + fixCli.stderr);
+    assert.match(fixCli.stdout, /fixed: released .*host veth .* is gone/);
+    assert.match(fixCli.stdout, /fixed: deleted route .* dev stray0/);
+    report = await clean(agent);
     assert.deepEqual([report.leaked, report.conflicts], [[], []]);
-    assert.equal(report.fixed?.length, 2);
     assert.equal(report.allocations, 1);
     assert.ok(await linkAddr(stays, "eth0"));
   } finally {

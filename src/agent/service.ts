@@ -9,6 +9,7 @@ import { type AttachmentKey, type AttachmentRecord, IpamError, type IpamStore } 
 import { KernelCommandError } from "../kernel/exec.js";
 import { GATEWAY_V4, GATEWAY_V6, type PodKernel, type PodRoute } from "../kernel/podnet.js";
 import { InvalidKernelInput } from "../kernel/validate.js";
+import { netnsFileState } from "../kernel/nsfile.js";
 import { AgentCode, AgentFailure } from "./codes.js";
 import { KeyedMutex, Semaphore } from "./locks.js";
 import { HOST_IF_PATTERN, hostIfName, randomMac } from "./naming.js";
@@ -75,7 +76,9 @@ export class AgentService {
   async add(req: AddRequest): Promise<Result> {
     const mtu = req.mtu ?? this.o.mtu;
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new AgentFailure(AgentCode.InvalidConfig, `mtu ${mtu} is out of range (68-65535)`);
-    if (!existsSync(req.netns)) throw new AgentFailure(AgentCode.UnknownContainer, `network namespace ${req.netns} does not exist`);
+    const nsState = netnsFileState(req.netns);
+    if (nsState === "missing") throw new AgentFailure(AgentCode.UnknownContainer, `network namespace ${req.netns} does not exist`);
+    if (nsState === "not-a-namespace") throw new AgentFailure(AgentCode.InvalidEnvironment, `${req.netns} is not a network namespace file`);
     const delegated = req.ipam ? delegatedAddresses(req) : undefined;
     return this.locks.run(lockKey(req.containerId, req.ifname), async () => {
       const hostIf = hostIfName(req.containerId, req.ifname);
