@@ -83,6 +83,24 @@ async function counter(node: TestNetns, name: string): Promise<number> {
   return j.nftables.find((x) => x.counter)!.counter!.packets;
 }
 
+/** Starts tcpdump on NFLOG group `group` in the namespace; resolves the first logged packet's line. */
+async function nflogCapture(ns: TestNetns, group: number): Promise<{ first: Promise<string>; stop: () => void }> {
+  const t = spawn("nsenter", [`--net=${ns.path}`, "--", "tcpdump", "-i", `nflog:${group}`, "-n", "-l", "-c", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+  servers.push(t);
+  let out = "";
+  let err = "";
+  t.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d));
+  await new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`tcpdump did not start: ${err}`)), 5000);
+    t.stderr!.setEncoding("utf8").on("data", (d: string) => {
+      err += d;
+      if (err.includes("listening on")) { clearTimeout(timer); res(); }
+    });
+  });
+  const first = new Promise<string>((res) => t.on("close", () => res(out)));
+  return { first, stop: () => { if (t.pid && t.exitCode === null) process.kill(t.pid, "SIGTERM"); } };
+}
+
 async function waitListening(p: TestPod, port: number): Promise<void> {
   for (let i = 0; i < 50; i++) {
     const r = await p.netns!.status(["ss", "-Hltn", `sport = :${port}`]);
@@ -117,7 +135,10 @@ test("rendered ruleset loads in nft 1.0.6, enforces the model, and takes element
   assert.ok(await connects(xb, xa, 80), "x/b -> x/a:80 (named port http) allowed");
   assert.ok(await connects(xb, xa, 80, 6), "x/b -> x/a:80 over IPv6 allowed");
   assert.equal(await connects(xb, xa, 81), false, "x/b -> x/a:81: egress allows, ingress must still deny");
+  const log = await nflogCapture(node, 100);
   assert.equal(await connects(ya, xa, 80), false, "y/a -> x/a:80 denied (no role=client)");
+  log.stop();
+  assert.match(await log.first, new RegExp(`IP ${ya.v4.replace(/\./g, "\\.")}\\.\\d+ > ${xa.v4.replace(/\./g, "\\.")}\\.80: Flags \\[S\\]`), "the drop was logged to NFLOG group 100");
   assert.equal(await connects(ya, xa, 80, 6), false, "y/a -> x/a:80 over IPv6 denied");
   assert.equal(await connects(xb, ya, 80), false, "x/b -> y/a:80 denied by x/b's egress policy");
   assert.ok(await connects(xa, ya, 80), "x/a -> y/a:80 allowed (neither side isolated that way)");
