@@ -51,6 +51,12 @@ describe("network configuration", () => {
     assert.deepEqual(decodeNetConf(JSON.stringify(base)), base);
   });
 
+  test("a whole conflist on stdin is code 2 naming the field", () => {
+    const e = confError({ cniVersion: "1.0.0", name: "weft", plugins: [{ type: "weft" }] });
+    assert.equal(e.code, 2);
+    assert.match(e.msg, /"plugins"/);
+  });
+
   test("missing or invalid name/type is code 7", () => {
     for (const raw of [
       { cniVersion: "1.0.0", type: "weft" },
@@ -84,6 +90,7 @@ describe("network configuration", () => {
       [{ ipam: "host-local" }, /ipam/],
       [{ ipam: { subnet: "10.0.0.0/24" } }, /ipam\.type/],
       [{ ipam: { type: "../../bin/sh" } }, /ipam\.type/],
+      [{ ipam: { type: "weft" } }, /ipam\.type/],
       [{ dns: { nameservers: ["not-an-ip"] } }, /dns/],
       [{ dns: { search: "x" } }, /dns/],
       [{ disableCheck: "yes" }, /disableCheck/],

@@ -1,7 +1,7 @@
 // The plugin's network configuration (stdin): decode (code 6), version (code 1), validate (code 7).
 // Hand-written checks rather than zod: in the compiled plugin, importing zod 4 and parsing one
 // schema added ~3 ms of CPU to a ~8 ms start (zod/mini ~1 ms), paid on every pod ADD and DEL.
-import { decodeFailure, invalidConfig } from "./errors.js";
+import { decodeFailure, invalidConfig, unsupportedField } from "./errors.js";
 import { parseDns, parseResult } from "./result.js";
 import { CniErrorCode, type Attachment, type CniCommand, type CniVersion, type Dns, type IpamConfig, type Result } from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, requireVersionFor, selectPluginVersion } from "./version.js";
@@ -66,6 +66,10 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
   const cniVersion = selectPluginVersion(raw.cniVersion, raw.cniVersions);
   requireVersionFor(command, cniVersion);
 
+  // A whole conflist fed to the plugin: say so rather than "no type".
+  if (raw.plugins !== undefined) {
+    throw unsupportedField(`unsupported field "plugins": ${JSON.stringify(raw.plugins).slice(0, 200)}`, "this is a network configuration list; a runtime passes each plugin its own object from \"plugins\"");
+  }
   if (raw.name === undefined || raw.name === "") throw invalidConfig('network configuration has no "name"');
   if (typeof raw.name !== "string" || !NAME.test(raw.name)) {
     throw invalidConfig(`network name ${JSON.stringify(raw.name)} is invalid`, "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'");
@@ -109,6 +113,8 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
       if (!validType(raw.ipam.type)) {
         throw invalidConfig(`"ipam.type" ${JSON.stringify(raw.ipam.type)} is invalid`, "name the IPAM plugin executable (e.g. host-local), or leave out \"ipam\" to use weft's own IPAM");
       }
+      // Delegating to ourselves would exec weft recursively.
+      if (raw.ipam.type === raw.type) throw invalidConfig(`"ipam.type" "${raw.ipam.type}" names this plugin itself`, "name an IPAM plugin such as host-local, or leave out \"ipam\"");
       conf.ipam = raw.ipam as IpamConfig;
     }
   }

@@ -2,10 +2,14 @@
 // `node dist/plugin/main.js` for debugging). A runtime runs it for every pod ADD/DEL, so it
 // imports only what the verbs need. No top-level await: bun's --bytecode build is CommonJS.
 import { writeSync } from "node:fs";
+import { asCniError } from "../cni/errors.js";
+import { LATEST_VERSION } from "../cni/version.js";
 import { runPlugin } from "./plugin.js";
 import { readStdin } from "./stdin.js";
 
-void runPlugin({ env: process.env, readStdin: () => readStdin(), stdinIsTty: process.stdin.isTTY === true }).then((out) => {
-  if (out.stdout) writeSync(1, out.stdout + "\n");
-  process.exit(out.exitCode);
-});
+void runPlugin({ env: process.env, readStdin: () => readStdin(), stdinIsTty: process.stdin.isTTY === true })
+  .catch((e: unknown) => ({ stdout: JSON.stringify(asCniError(e).toJson(LATEST_VERSION)), exitCode: 1 }))
+  .then((out) => {
+    if (out.stdout) writeSync(1, out.stdout + "\n");
+    process.exit(out.exitCode);
+  });

@@ -144,7 +144,16 @@ async function cmdAdd(ctx: Ctx): Promise<Record<string, unknown>> {
   const { env, conf } = ctx;
   requireNetns(env.netns!);
   const del = delegateOf(ctx);
-  const ipamResult = del ? await runDelegate(del, "ADD") : undefined;
+  let ipamResult: Result | undefined;
+  if (del) {
+    try {
+      ipamResult = await runDelegate(del, "ADD");
+    } catch (e) {
+      // Spec section 4: a failed delegated ADD is followed by the delegate's DEL.
+      await rollbackIpam(del);
+      throw e;
+    }
+  }
   let result: Result;
   try {
     const resp = await agent(ctx, {
@@ -161,7 +170,7 @@ async function cmdAdd(ctx: Ctx): Promise<Record<string, unknown>> {
     result = parseResult(resp.result, LATEST_VERSION, { what: "the weft agent's ADD result", code: CniErrorCode.IoFailure });
   } catch (e) {
     // Spec: a delegated plugin's ADD is undone with DEL when the ADD fails as a whole.
-    if (del) await runDelegate(del, "DEL").catch((re: unknown) => process.stderr.write(`weft: rolling back IPAM plugin ${del.type}: ${asCniError(re).message}\n`));
+    if (del) await rollbackIpam(del);
     throw e;
   }
   if (!result.dns) {
@@ -170,6 +179,11 @@ async function cmdAdd(ctx: Ctx): Promise<Record<string, unknown>> {
   }
   if (conf.prevResult) result = mergeResults(conf.prevResult, result);
   return toVersion(result, conf.cniVersion);
+}
+
+/** Best effort: the original error is what the runtime needs to see. */
+async function rollbackIpam(del: Delegate): Promise<void> {
+  await runDelegate(del, "DEL").catch((e: unknown) => process.stderr.write(`weft: rolling back IPAM plugin ${del.type}: ${asCniError(e).message}\n`));
 }
 
 async function cmdDel(ctx: Ctx): Promise<void> {
