@@ -5,6 +5,7 @@ import { exitWithError } from "./errors.js";
 import { registerAgent } from "./agent.js";
 import { registerInstallCni } from "./install-cni.js";
 import { registerIpam } from "./ipam.js";
+import { registerLab } from "./lab.js";
 
 const program = new Command();
 program
@@ -25,5 +26,6 @@ program
 registerAgent(program);
 registerInstallCni(program);
 registerIpam(program);
+registerLab(program);
 
 program.parseAsync(process.argv).catch(exitWithError);
