@@ -142,7 +142,10 @@ export class AgentService {
       if (rec!.state !== "ready") fail(`the ADD of container ${req.containerId} interface ${req.ifname} has not finished`);
       if (!existsSync(req.netns)) throw new AgentFailure(AgentCode.UnknownContainer, `network namespace ${req.netns} does not exist`);
       const want = rec!.addresses.map((a) => `${a.address}/${a.prefix}`);
-      for (const ip of req.prevResult?.ips ?? []) {
+      // Only the prevResult addresses on this pod interface are weft's (a chain may add others).
+      const podIdx = (req.prevResult?.interfaces ?? []).findIndex((i) => i.name === req.ifname && i.sandbox);
+      const ours = (req.prevResult?.ips ?? []).filter((ip) => podIdx < 0 || ip.interface === undefined || ip.interface === podIdx);
+      for (const ip of ours) {
         const [addr] = ip.address.split("/");
         if (!rec!.addresses.some((a) => a.address === safeCanonical(addr))) fail(`prevResult address ${ip.address} is not allocated to this pod`);
       }

@@ -1,7 +1,7 @@
 // PodKernel on iproute2: the host side of a pod in one `ip -batch -`, the pod side in one
 // `nsenter --net=NETNS ip -batch -`. Sysctls of the agent's own namespace are written through
 // /proc/sys, which shows the namespace of the process reading it.
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { run, runStatus } from "./exec.js";
 import * as v from "./validate.js";
 import { GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "./podnet.js";
@@ -162,10 +162,4 @@ export class IprouteKernel implements PodKernel {
     const r = await runStatus(["ip", "link", "show", "dev", v.ifname(ifname)], { netns: v.netnsPath(netns) });
     return r.code === 0;
   }
-}
-
-/** Reads one sysctl of the agent's own namespace (e.g. "net/ipv4/ip_forward"). */
-export async function readOwnSysctl(path: string): Promise<string> {
-  if (!/^[a-z0-9_/.-]+$/i.test(path) || path.includes("..")) throw new v.InvalidKernelInput(`bad sysctl path ${path}`);
-  return (await readFile(`/proc/sys/${path}`, "utf8")).trim();
 }
