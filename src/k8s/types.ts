@@ -108,7 +108,8 @@ export const NetworkPolicyEgressRuleSchema = z.object({
 export type NetworkPolicyEgressRule = z.infer<typeof NetworkPolicyEgressRuleSchema>;
 
 export const NetworkPolicySpecSchema = z.object({
-  podSelector: LabelSelectorSchema,
+  // Go decodes a missing podSelector as the empty selector (all pods of the namespace).
+  podSelector: LabelSelectorSchema.default({}),
   policyTypes: z.array(z.string()).optional(),
   ingress: z.array(NetworkPolicyIngressRuleSchema).optional(),
   egress: z.array(NetworkPolicyEgressRuleSchema).optional(),

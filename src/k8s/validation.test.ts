@@ -91,7 +91,11 @@ test("policyTypes: unknown and duplicate values", () => {
 
 test("structural errors name the field path", () => {
   hasError({ metadata: { name: "p" }, spec: { podSelector: {}, ingress: [{ ports: [{ port: true }] }] } }, "spec.ingress[0].ports[0].port", "");
-  hasError({ metadata: { name: "p" }, spec: {} }, "spec.podSelector", "");
+  hasError({ metadata: { name: "p" }, spec: { egress: { to: [] } } }, "spec.egress", "");
+  hasError({ metadata: { name: "p" }, spec: { podSelector: { matchLabels: { a: 1 } } } }, "spec.podSelector.matchLabels.a", "");
+  const noSelector = validateNetworkPolicy({ metadata: { name: "p" }, spec: {} });
+  assert.ok(noSelector.ok);
+  assert.deepEqual(noSelector.value.spec.podSelector, {}, "a missing podSelector is the empty selector");
 });
 
 test("pods: container ports, protocols, addresses, names", () => {

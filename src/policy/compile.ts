@@ -113,7 +113,7 @@ export function compile(input: CompileInput): CompiledModel {
   for (const lp of local) {
     const key = podKey(lp.namespace, lp.name);
     const labels = allLabels.get(key) ?? {};
-    selecting.set(key, (policiesByNs.get(lp.namespace) ?? []).filter((np) => selectorMatches(np.spec.podSelector, labels)));
+    selecting.set(key, (policiesByNs.get(lp.namespace) ?? []).filter((np) => selectorMatches(np.spec.podSelector ?? {}, labels)));
   }
 
   const podSets = new Map<string, PodSet>();
