@@ -29,6 +29,8 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const changes: Change[] = [];
   const errors: string[] = [];
   const peerErrors = new Map<string, string[]>(input.plans.map((p) => [p.peer, [...p.errors]]));
+  // Peers whose kernel writes failed: their paths are not reported as wired.
+  const broken = new Set<string>();
   const fail = (peer: string, m: string): void => void peerErrors.get(peer)?.push(m);
 
   // Desired state keyed as the kernel will print it, with the owning peer.
@@ -62,7 +64,10 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
       return true;
     } catch (e) {
       const m = `${change.action} ${change.object} ${change.detail} failed: ${msg(e)}`;
-      if (peer) fail(peer, `peer ${peer}: ${m}`);
+      if (peer) {
+        fail(peer, `peer ${peer}: ${m}`);
+        broken.add(peer);
+      }
       else errors.push(m);
       return false;
     }
@@ -117,7 +122,7 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const peers: PeerStatus[] = [
     ...input.plans.map((p) => {
       const errs = peerErrors.get(p.peer) ?? [];
-      const paths = blocked.has(p.peer) ? {} : p.paths;
+      const paths = blocked.has(p.peer) || broken.has(p.peer) ? {} : p.paths;
       return { name: p.peer, ok: errs.length === 0, paths, errors: errs };
     }),
     ...input.rejected,

@@ -7,6 +7,7 @@ import type { Family } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { reconcile } from "../common/reconcile.js";
+import { Serial } from "../common/serial.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";
 import {
   DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendOptions, type LocalNode, type PeerNode, type SetupResult, type SyncReport,
@@ -28,7 +29,21 @@ export class HostGwBackend implements Backend {
     return 0;
   }
 
-  async setup(local: LocalNode): Promise<SetupResult> {
+  private readonly serial = new Serial();
+
+  setup(local: LocalNode): Promise<SetupResult> {
+    return this.serial.run(() => this.doSetup(local));
+  }
+
+  syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
+    return this.serial.run(() => this.doSync(peers));
+  }
+
+  teardown(): Promise<void> {
+    return this.serial.run(() => this.doTeardown());
+  }
+
+  private async doSetup(local: LocalNode): Promise<SetupResult> {
     const node = localView(local);
     this.underlays = await discoverAll(this.ctx, node);
     this.local = node;
@@ -46,13 +61,13 @@ export class HostGwBackend implements Backend {
     return plan;
   }
 
-  async syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
+  private async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
     if (!this.local) throw new Error("host-gw: syncPeers() called before setup()");
     const { valid, rejected } = peerViews(this.local, peers);
     return reconcile({ ctx: this.ctx, routeProtocol: this.proto, vtep: null, plans: valid.map((p) => this.plan(p)), rejected });
   }
 
-  async teardown(): Promise<void> {
+  private async doTeardown(): Promise<void> {
     for (const r of await listRoutes(this.ctx, this.proto)) await delRoute(this.ctx, r.dst, this.proto);
     this.local = null;
   }

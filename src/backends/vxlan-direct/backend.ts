@@ -3,10 +3,10 @@
 // pod family, so a peer can be direct for IPv4 and tunnelled for IPv6.
 import { addDirectRoute, directBlocker } from "../common/direct.js";
 import type { Family } from "../common/ipnet.js";
-import type { PeerView } from "../common/nodes.js";
+import type { NodeView, PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";
-import type { BackendName, LocalNode, SetupResult } from "../types.js";
+import type { BackendName } from "../types.js";
 import { VxlanBackend } from "../vxlan/backend.js";
 import { addVxlanPath, type VxlanSide } from "../vxlan/plan.js";
 
@@ -14,10 +14,8 @@ export class VxlanDirectBackend extends VxlanBackend {
   override readonly name: BackendName = "vxlan-direct";
   private underlays = new Map<Family, Underlay>();
 
-  override async setup(local: LocalNode): Promise<SetupResult> {
-    const result = await super.setup(local);
-    if (this.local) this.underlays = await discoverAll(this.ctx, this.local);
-    return result;
+  protected override async afterSetup(node: NodeView): Promise<void> {
+    this.underlays = await discoverAll(this.ctx, node);
   }
 
   protected override plan(peer: PeerView, side: VxlanSide): PeerPlan {

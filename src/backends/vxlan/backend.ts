@@ -7,6 +7,7 @@ import { firstAddress, type Family } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { reconcile } from "../common/reconcile.js";
+import { Serial } from "../common/serial.js";
 import { discoverUnderlay } from "../common/underlay.js";
 import {
   BackendSetupError, DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendName, type BackendOptions, type LocalNode,
@@ -34,7 +35,24 @@ export class VxlanBackend implements Backend {
     return vxlanOverhead(underlayFamily);
   }
 
-  async setup(local: LocalNode): Promise<SetupResult> {
+  private readonly serial = new Serial();
+
+  setup(local: LocalNode): Promise<SetupResult> {
+    return this.serial.run(() => this.doSetup(local));
+  }
+
+  syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
+    return this.serial.run(() => this.doSync(peers));
+  }
+
+  teardown(): Promise<void> {
+    return this.serial.run(() => this.doTeardown());
+  }
+
+  /** Hook for subclasses that need more of the node's state at setup (vxlan-direct). */
+  protected async afterSetup(_node: NodeView): Promise<void> {}
+
+  private async doSetup(local: LocalNode): Promise<SetupResult> {
     const node = localView(local);
     const family: Family = this.cfg.underlayFamily ?? (node.underlay.has(4) ? 4 : 6);
     const u = await discoverUnderlay(this.ctx, node, family);
@@ -48,6 +66,7 @@ export class VxlanBackend implements Backend {
       name: this.cfg.device, vni: this.cfg.vni, port: this.cfg.port, local: u.address, dev: u.dev, mac, mtu,
       addresses, disableTxChecksumOffload: this.cfg.disableTxChecksumOffload,
     });
+    await this.afterSetup(node);
     this.local = node;
     this.side = { device: this.cfg.device, vni: this.cfg.vni, underlayFamily: family, localMac: mac };
     return { data: vxlanData(mac, this.cfg.vni, family), podMtu: mtu, changes };
@@ -59,7 +78,7 @@ export class VxlanBackend implements Backend {
     return plan;
   }
 
-  async syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
+  private async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
     const side = this.side;
     if (!this.local || !side) throw new Error(`${this.name}: syncPeers() called before setup()`);
     const { valid, rejected } = peerViews(this.local, peers);
@@ -68,7 +87,7 @@ export class VxlanBackend implements Backend {
     });
   }
 
-  async teardown(): Promise<void> {
+  private async doTeardown(): Promise<void> {
     // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
     for (const r of await listRoutes(this.ctx, this.proto)) await delRoute(this.ctx, r.dst, this.proto);
     if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);

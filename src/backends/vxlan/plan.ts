@@ -24,6 +24,10 @@ export function addVxlanPath(plan: PeerPlan, peer: PeerView, side: VxlanSide, fa
   const d = parsed.data;
   const mac = d.vtepMAC.toLowerCase();
   if (d.vni !== side.vni) { plan.errors.push(`peer ${peer.name}: VXLAN VNI ${d.vni} differs from this node's ${side.vni}`); return; }
+  if (d.underlayFamily !== side.underlayFamily) {
+    plan.errors.push(`peer ${peer.name}: its VXLAN runs over IPv${d.underlayFamily}, this node's over IPv${side.underlayFamily}; use one underlay family cluster-wide`);
+    return;
+  }
   if (mac === side.localMac) { plan.errors.push(`peer ${peer.name}: VTEP MAC ${mac} is this node's own`); return; }
   const dst = peer.underlay.get(side.underlayFamily);
   if (dst === undefined) {

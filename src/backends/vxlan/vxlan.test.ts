@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { run } from "../../kernel/exec.js";
-import { backendSuite, startCluster, withTopology, assertAllOk } from "../testing/suite.js";
+import { assertAllOk, backendSuite, startCluster, stateFor, withTopology } from "../testing/suite.js";
 import { VxlanBackend } from "./backend.js";
 
 backendSuite({ title: "vxlan over an IPv4 underlay", create: (o) => new VxlanBackend(o), podMtu: 1450 });
@@ -73,6 +73,18 @@ test("vxlan: a peer without VXLAN data or with another VNI is reported, not wire
     assert.match(r1.peers[0].errors[0], /no valid VXLAN data/);
     const r2 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, vni: 7 } }]);
     assert.match(r2.peers[0].errors[0], /VNI 7 differs/);
+    const r3 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, underlayFamily: 6 } }]);
+    assert.match(r3.peers[0].errors[0], /runs over IPv6, this node's over IPv4/);
     const routes = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: topo.nodes[0].netns }));
     assert.deepEqual(routes, []);
+  }));
+
+test("vxlan: overlapping syncs run one after the other; the last peer list wins", () =>
+  withTopology({ subnets: [0, 0, 0], podFamilies: [4] }, async (topo) => {
+    const c = await startCluster(topo, (o) => new VxlanBackend(o));
+    const [a, , gone] = topo.nodes;
+    const b = c.members[0].backend;
+    await Promise.all([b.syncPeers(c.peers), b.syncPeers(c.peers.filter((p) => p.name !== gone.name))]);
+    assert.deepEqual(await stateFor(a, gone), []);
+    assert.ok((await stateFor(a, topo.nodes[1])).length > 0);
   }));
