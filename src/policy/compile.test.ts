@@ -210,3 +210,29 @@ test("the model names, per rule, the policy and rule index, and dedupes peer set
   const other = compile({ namespaces: namespaces(), pods: pods(), policies: [policy("y", "p", { podSelector: { matchLabels: { pod: "b" } } })], node: "node1", local: localPodsFromCluster(pods(), "node1") });
   assert.equal(other.policies.length, 0);
 });
+
+test("an address in one policy's except is still allowed by another policy's ipBlock (additive)", () => {
+  const yb = `${podAddr("y", "b")}/32`;
+  const pols = [
+    policy("x", "cidr-except", { podSelector: { matchLabels: { pod: "a" } }, ingress: [{ from: [{ ipBlock: { cidr: "10.244.0.0/16", except: [yb] } }] }] }),
+    policy("x", "cidr-exact", { podSelector: { matchLabels: { pod: "a" } }, ingress: [{ from: [{ ipBlock: { cidr: yb } }] }] }),
+  ];
+  check(pols, expect(() => true));
+  check(pols.slice(0, 1), expect((f, t) => !is(t, "x/a") || !is(f, "y/b")));
+});
+
+test("egress to a CIDR with except; the client side can deny what the server allows", () => {
+  const pols = [
+    policy("x", "egress-cidr", { podSelector: { matchLabels: { pod: "a" } }, policyTypes: ["Egress"], egress: [{ to: [{ ipBlock: { cidr: "10.244.2.0/24", except: [`${podAddr("y", "c")}/32`] } }] }] }),
+    policy("y", "allow-all-in", { podSelector: {}, ingress: [{}] }),
+  ];
+  check(pols, expect((f, t) => !is(f, "x/a") || (t.ns === "y" && t.pod !== "c")));
+});
+
+test("ingress and egress policies on one pod are independent", () => {
+  const pols = [
+    policy("x", "in", { podSelector: { matchLabels: { pod: "a" } }, policyTypes: ["Ingress"], ingress: [{ from: [{ podSelector: { matchLabels: { pod: "b" } } }] }] }),
+    policy("x", "out", { podSelector: { matchLabels: { pod: "a" } }, policyTypes: ["Egress"], egress: [{ to: [{ namespaceSelector: { matchLabels: { ns: "z" } } }] }] }),
+  ];
+  check(pols, expect((f, t) => (!is(t, "x/a") || is(f, "x/b")) && (!is(f, "x/a") || t.ns === "z")));
+});
