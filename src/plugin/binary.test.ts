@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
-import { binarySkipReason, invoke, tempDir, type Outcome } from "./test-support.js";
+import { binarySkipReason, invoke, PLUGIN_UNDER_NODE, tempDir, type Outcome } from "./test-support.js";
 
 const skip = binarySkipReason();
 const VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -145,6 +145,15 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
     } finally {
       data.remove();
     }
+  });
+
+  test("the same plugin runs under plain node (node dist/plugin/main.js) with the same answers", async () => {
+    const v = await invoke({ CNI_COMMAND: "VERSION" }, '{"cniVersion":"0.4.0"}', PLUGIN_UNDER_NODE);
+    assert.equal(v.code, 0, v.stderr);
+    assert.deepEqual(v.json, { cniVersion: "0.4.0", supportedVersions: VERSIONS });
+    assertError(await invoke({ ...env, CNI_IFNAME: "x".repeat(16) }, conf(), PLUGIN_UNDER_NODE), 4, /CNI_IFNAME/);
+    assertError(await invoke({ CNI_COMMAND: "STATUS" }, conf({ cniVersion: "1.1.0" }), PLUGIN_UNDER_NODE), 50);
+    assertError(await invoke(env, randomBytes(4 * 1024 * 1024), PLUGIN_UNDER_NODE), 6);
   });
 
   test("nothing is left behind in the socket directory", () => {

@@ -11,6 +11,8 @@ import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const PLUGIN_BIN = join(root, "dist", "weft-cni");
+/** The same plugin under plain node (tsc output), for debugging. */
+export const PLUGIN_UNDER_NODE = [process.execPath, join(root, "dist", "plugin", "main.js")] as const;
 /** Debian's containernetworking-plugins (host-local, portmap, bandwidth, ... v1.1.1). */
 export const REFERENCE_DIR = "/usr/lib/cni";
 
@@ -28,11 +30,12 @@ export interface Outcome {
 const RUNTIME_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Runs the plugin with only PATH and the given CNI_* variables; undefined values are left out. */
-export function invoke(vars: Record<string, string | undefined>, input: Buffer | string, exe = PLUGIN_BIN): Promise<Outcome> {
+export function invoke(vars: Record<string, string | undefined>, input: Buffer | string, exe: string | readonly string[] = PLUGIN_BIN): Promise<Outcome> {
+  const [file, ...argv] = typeof exe === "string" ? [exe] : exe;
   const env: Record<string, string> = { PATH: RUNTIME_PATH };
   for (const [k, v] of Object.entries(vars)) if (v !== undefined) env[k] = v;
   return new Promise((resolve, reject) => {
-    const child = spawn(exe, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(file, argv, { env, stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
