@@ -113,6 +113,25 @@ describe("agent, dual-stack host", () => {
     assert.ok(other.result && await ping(other.ns, addrOf(first.result, 4)), "first pod still reachable");
   });
 
+  test("a second weft interface in a pod keeps the first one's default routes", async () => {
+    const first = await addPod(agent);
+    assert.ok(first.result);
+    const containerId = cid();
+    const r = await agent.request({ op: "add", network: "second", containerId, netns: first.ns.path, ifname: "eth1", args: {} });
+    const second = ok(r)!;
+    assert.deepEqual(second.routes, [], "no default routes claimed for eth1");
+    assert.equal((await globalAddrs(first.ns, "eth1")).length, 2);
+    assert.ok((await routes(first.ns, 4)).some((x) => x.dst === "default" && x.dev === "eth0"));
+    assert.ok(!(await routes(first.ns, 4)).some((x) => x.dst === "default" && x.dev === "eth1"));
+    const peer = await addPod(agent);
+    assert.ok(peer.result && await ping(peer.ns, addrOf(second, 4)), "eth1's address is reachable");
+    ok(await agent.request({ op: "check", network: "second", containerId, netns: first.ns.path, ifname: "eth1", prevResult: second }));
+    ok(await agent.request({ op: "check", network: "weft", containerId: first.containerId, netns: first.ns.path, ifname: "eth0", prevResult: first.result }));
+    ok(await agent.request({ op: "del", network: "second", containerId, netns: first.ns.path, ifname: "eth1" }));
+    assert.equal(await linkAddr(first.ns, "eth1"), null);
+    assert.ok(await ping(peer.ns, addrOf(first.result, 6)), "eth0 is untouched");
+  });
+
   test("ADD into a namespace that already has the interface fails and leaves nothing behind", async () => {
     const ns = await createNetns("pod");
     await ns.exec(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "other0"]);

@@ -100,13 +100,14 @@ export class AgentService {
       const extraRoutes = delegated?.routes ?? [];
       const t0 = performance.now();
       try {
-        await this.kernelSlots.run(() =>
+        const wired = await this.kernelSlots.run(() =>
           this.o.kernel.wirePod({
             hostIf, hostMac: rec.hostMac, podIf: req.ifname, podMac: rec.podMac, netns: req.netns, mtu,
             addresses: rec.addresses, extraRoutes,
           }),
         );
-        this.o.store.markReady(rec);
+        this.o.store.markReady(rec, wired.defaultRoutes);
+        rec.defaultRoutes = wired.defaultRoutes;
       } catch (e) {
         // Leave nothing behind: the host end takes the pod end with it; then release the addresses.
         const undo = await this.o.kernel.deleteHostLinks([hostIf]).then(() => undefined, (u: unknown) => u);
@@ -154,7 +155,7 @@ export class AgentService {
       if (!pod.link.up) fail(`interface ${req.ifname} in ${req.netns} is down`);
       const have = new Set(pod.addresses.map((a) => { const [x, p] = a.split("/"); return `${safeCanonical(x)}/${p}`; }));
       for (const w of want) if (!have.has(w)) fail(`address ${w} is missing on ${req.ifname} in ${req.netns}`);
-      for (const fam of new Set(rec!.addresses.map((a) => a.family))) {
+      for (const fam of rec!.defaultRoutes) {
         const dst = fam === 4 ? "0.0.0.0/0" : "::/0";
         const gw = fam === 4 ? GATEWAY_V4 : GATEWAY_V6;
         if (!pod.routes.some((r) => r.dst === dst && r.gateway === gw)) fail(`default route via ${gw} is missing on ${req.ifname} in ${req.netns}`);
@@ -319,7 +320,8 @@ function delegatedAddresses(req: AddRequest): { addresses: { family: Family; add
 }
 
 export function buildResult(rec: AttachmentRecord, extraRoutes: PodRoute[] = []): Result {
-  const fams = new Set(rec.addresses.map((a) => a.family));
+  // Default routes only for the families this interface carries them for (see PodKernel.wirePod).
+  const fams = new Set(rec.defaultRoutes);
   const gw = (f: Family) => (f === 4 ? GATEWAY_V4 : GATEWAY_V6);
   const routes: Route[] = [];
   if (fams.has(4)) routes.push({ dst: "0.0.0.0/0", gw: GATEWAY_V4 });

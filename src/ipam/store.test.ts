@@ -23,8 +23,9 @@ test("reserve gives one address per pool in state 'adding'; markReady and releas
   const a = s.reserve(req("a"));
   assert.equal(a.state, "adding");
   assert.deepEqual(a.addresses.map((x) => `${x.address}/${x.prefix}`), ["10.90.0.1/32", "fd90::1/128"]);
-  s.markReady(a);
+  s.markReady(a, [4, 6]);
   assert.equal(s.get(a)?.state, "ready");
+  assert.deepEqual(s.get(a)?.defaultRoutes, [4, 6]);
   assert.throws(() => s.reserve(req("a")), /already has an attachment/);
   assert.equal(s.release(a), true);
   assert.equal(s.release(a), false);

@@ -33,6 +33,8 @@ export interface AttachmentRecord extends AttachmentKey {
   hostMac: string;
   podMac: string;
   addresses: AllocatedAddress[];
+  /** Families whose default route in the pod goes via this interface (set when ready). */
+  defaultRoutes: Family[];
 }
 
 export class IpamError extends Error {
@@ -65,6 +67,7 @@ interface AttachmentRow {
   mtu: number;
   host_mac: string;
   pod_mac: string;
+  default_routes: string;
 }
 
 interface AddressRow {
@@ -96,6 +99,7 @@ export class IpamStore {
         netns TEXT NOT NULL, host_if TEXT NOT NULL UNIQUE,
         state TEXT NOT NULL CHECK (state IN ('adding', 'ready')),
         delegated INTEGER NOT NULL, mtu INTEGER NOT NULL, host_mac TEXT NOT NULL, pod_mac TEXT NOT NULL,
+        default_routes TEXT NOT NULL DEFAULT '',
         created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
         PRIMARY KEY (network, container_id, ifname)
       );
@@ -159,13 +163,13 @@ export class IpamStore {
       return out;
     });
     const addresses = tx();
-    return { ...req, state: "adding", delegated: !req.pools, addresses };
+    return { ...req, state: "adding", delegated: !req.pools, addresses, defaultRoutes: [] };
   }
 
-  markReady(key: AttachmentKey): void {
+  markReady(key: AttachmentKey, defaultRoutes: Family[]): void {
     this.db
-      .prepare("UPDATE attachments SET state = 'ready' WHERE network = ? AND container_id = ? AND ifname = ?")
-      .run(key.network, key.containerId, key.ifname);
+      .prepare("UPDATE attachments SET state = 'ready', default_routes = ? WHERE network = ? AND container_id = ? AND ifname = ?")
+      .run(defaultRoutes.join(","), key.network, key.containerId, key.ifname);
   }
 
   /** Removes the attachment and its addresses. Returns whether there was one. */
@@ -228,6 +232,7 @@ export class IpamStore {
       hostMac: r.host_mac,
       podMac: r.pod_mac,
       addresses: addresses.sort((a, b) => a.family - b.family),
+      defaultRoutes: r.default_routes ? r.default_routes.split(",").map((f) => Number(f) as Family) : [],
     };
   }
 }

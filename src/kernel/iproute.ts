@@ -2,9 +2,9 @@
 // `nsenter --net=NETNS ip -batch -`. Sysctls of the agent's own namespace are written through
 // /proc/sys, which shows the namespace of the process reading it.
 import { writeFile } from "node:fs/promises";
-import { run, runStatus } from "./exec.js";
+import { KernelCommandError, run, runStatus } from "./exec.js";
 import * as v from "./validate.js";
-import { GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "./podnet.js";
+import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "./podnet.js";
 
 interface IpLink {
   ifindex: number;
@@ -42,6 +42,18 @@ function normRouteDst(dst: string, family: 4 | 6): string {
   return `${dst}/${family === 4 ? 32 : 128}`;
 }
 
+/** Failed lines of an `ip -force -batch` run: each message is followed by "Command failed -:N". */
+export function parseBatchFailures(stderr: string): { line: number; message: string }[] {
+  const out: { line: number; message: string }[] = [];
+  let msg: string[] = [];
+  for (const l of stderr.split("\n")) {
+    const m = /^Command failed -:(\d+)$/.exec(l.trim());
+    if (m) { out.push({ line: Number(m[1]), message: msg.join("\n") }); msg = []; }
+    else if (l.trim()) msg.push(l);
+  }
+  return out;
+}
+
 export class IprouteKernel implements PodKernel {
   async enableForwarding(): Promise<void> {
     await writeFile("/proc/sys/net/ipv4/ip_forward", "1");
@@ -58,7 +70,7 @@ export class IprouteKernel implements PodKernel {
     return candidates.length ? Math.max(...candidates) : 1500;
   }
 
-  async wirePod(w: PodWiring): Promise<void> {
+  async wirePod(w: PodWiring): Promise<{ defaultRoutes: Family[] }> {
     const host = v.ifname(w.hostIf);
     const pod = v.ifname(w.podIf);
     const netns = v.netnsPath(w.netns);
@@ -88,20 +100,36 @@ export class IprouteKernel implements PodKernel {
     for (const a of w.addresses) {
       p.push(`addr add ${v.ip(a.address)}/${a.prefix} dev ${pod}${a.family === 6 ? " nodad" : ""}`);
     }
+    const defaults = new Map<number, Family>(); // batch line number -> family of its default route
     if (has4) {
       // A permanent neighbour for the gateway: the pod reaches it even when the host has no route
       // to 169.254.1.1 (proxy_arp alone answers only for addresses the host can route).
       p.push(`neigh replace ${GATEWAY_V4} lladdr ${hostMac} dev ${pod} nud permanent`);
       p.push(`route add default via ${GATEWAY_V4} dev ${pod} onlink`);
+      defaults.set(p.length, 4);
     }
     if (has6) {
       p.push(`neigh replace ${GATEWAY_V6} lladdr ${hostMac} dev ${pod} nud permanent`);
       p.push(`route add default via ${GATEWAY_V6} dev ${pod}`);
+      defaults.set(p.length, 6);
     }
     for (const r of w.extraRoutes) {
       p.push(`route add ${v.cidr(r.dst)} via ${r.family === 4 ? GATEWAY_V4 : GATEWAY_V6} dev ${pod}${r.family === 4 ? " onlink" : ""}`);
     }
-    await run(["ip", "-batch", "-"], { input: p.join("\n") + "\n", netns });
+    // -force runs every line and reports each failure as "<message>\nCommand failed -:N", so an
+    // existing default route (the pod's other interface has one) can be told from real errors.
+    const argv = ["ip", "-force", "-batch", "-"];
+    const r = await runStatus(argv, { input: p.join("\n") + "\n", netns });
+    const set = new Set(defaults.values());
+    if (r.code !== 0) {
+      const failures = parseBatchFailures(r.stderr);
+      const hard = failures.filter((f) => !(defaults.has(f.line) && /File exists/.test(f.message)));
+      if (hard.length || failures.length === 0) {
+        throw new KernelCommandError(["nsenter", `--net=${netns}`, "--", ...argv], r.code, r.stderr);
+      }
+      for (const f of failures) set.delete(defaults.get(f.line)!);
+    }
+    return { defaultRoutes: [...set] };
   }
 
   async deleteHostLinks(names: string[]): Promise<void> {

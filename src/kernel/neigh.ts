@@ -16,12 +16,19 @@ export async function listPermanentNeigh(ctx: KernelContext, dev: string): Promi
     .map((n) => ({ ip: n.dst, mac: (n.lladdr as string).toLowerCase() }));
 }
 
-const fam = (addr: string): string => (vIp(addr).includes(":") ? "-6" : "-4");
+// No -4/-6 flag: `ip -batch` lines cannot carry options; the address tells the family.
+export function replaceNeighArgv(dev: string, n: NeighEntry): string[] {
+  return ["ip", "neigh", "replace", vIp(n.ip), "lladdr", vMac(n.mac), "dev", vIfname(dev), "nud", "permanent"];
+}
+
+export function delNeighArgv(dev: string, ip: string): string[] {
+  return ["ip", "neigh", "del", vIp(ip), "dev", vIfname(dev)];
+}
 
 export async function replaceNeigh(ctx: KernelContext, dev: string, n: NeighEntry): Promise<void> {
-  await write(ctx, ["ip", fam(n.ip), "neigh", "replace", n.ip, "lladdr", vMac(n.mac), "dev", vIfname(dev), "nud", "permanent"]);
+  await write(ctx, replaceNeighArgv(dev, n));
 }
 
 export async function delNeigh(ctx: KernelContext, dev: string, ip: string): Promise<void> {
-  await write(ctx, ["ip", fam(ip), "neigh", "del", ip, "dev", vIfname(dev)]);
+  await write(ctx, delNeighArgv(dev, ip));
 }

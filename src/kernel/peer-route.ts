@@ -1,5 +1,6 @@
 // Routes to other nodes' pod subnets. They carry their own route protocol number, so the set a
-// backend owns can be listed and diffed without touching anyone else's routes.
+// backend owns can be listed and diffed without touching anyone else's routes. The *Argv builders
+// validate and return the command, for writeBatch().
 import { readJson, write, type KernelContext } from "./tracked.js";
 import { cidr as vCidr, ifname as vIfname, ip as vIp } from "./validate.js";
 
@@ -32,15 +33,22 @@ export async function listRoutes(ctx: KernelContext, protocol: number): Promise<
   return out;
 }
 
-const fam = (c: string): string => (c.includes(":") ? "-6" : "-4");
+// No -4/-6 flag: `ip -batch` lines cannot carry options; the prefix tells the family.
+export function replaceRouteArgv(r: PeerRoute, protocol: number): string[] {
+  return [
+    "ip", "route", "replace", vCidr(r.dst), "via", vIp(r.via), "dev", vIfname(r.dev),
+    ...(r.onlink ? ["onlink"] : []), "proto", proto(protocol),
+  ];
+}
+
+export function delRouteArgv(dst: string, protocol: number): string[] {
+  return ["ip", "route", "del", vCidr(dst), "table", "main", "proto", proto(protocol)];
+}
 
 export async function replaceRoute(ctx: KernelContext, r: PeerRoute, protocol: number): Promise<void> {
-  await write(ctx, [
-    "ip", fam(vCidr(r.dst)), "route", "replace", r.dst, "via", vIp(r.via), "dev", vIfname(r.dev),
-    ...(r.onlink ? ["onlink"] : []), "proto", proto(protocol),
-  ]);
+  await write(ctx, replaceRouteArgv(r, protocol));
 }
 
 export async function delRoute(ctx: KernelContext, dst: string, protocol: number): Promise<void> {
-  await write(ctx, ["ip", fam(vCidr(dst)), "route", "del", dst, "table", "main", "proto", proto(protocol)]);
+  await write(ctx, delRouteArgv(dst, protocol));
 }

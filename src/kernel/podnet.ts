@@ -62,8 +62,12 @@ export interface PodKernel {
   enableForwarding(): Promise<void>;
   /** MTU of the default route's device, else the largest non-loopback, non-weft link, else 1500. */
   underlayMtu(isOwnLink: (name: string) => boolean): Promise<number>;
-  /** Creates the veth pair, addresses and routes on both sides. Leaves partial work on failure. */
-  wirePod(w: PodWiring): Promise<void>;
+  /**
+   * Creates the veth pair, addresses and routes on both sides. Leaves partial work on failure
+   * (deleting the host end undoes all of it). Returns the families whose default route it set:
+   * a family the pod already has a default route for (another interface) is left alone.
+   */
+  wirePod(w: PodWiring): Promise<{ defaultRoutes: Family[] }>;
   /** Deletes host veths (their pod ends go with them). Absent ones are skipped. */
   deleteHostLinks(names: string[]): Promise<void>;
   /** Links in the agent's namespace. */
