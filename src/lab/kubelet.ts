@@ -106,6 +106,16 @@ export class LabKubelet {
     for (const key of Object.keys(this.pods.pods)) if (!this.latest.has(key)) this.enqueue(key);
   }
 
+  /** Like a kubelet's sync loop: a pod whose server died gets it back. */
+  resync(): void {
+    for (const [key, rec] of Object.entries(this.pods.pods)) {
+      if (rec.phase === "Running" && this.latest.has(key) && !isAlive(rec.server)) {
+        log(`${key}: pod server is gone; restarting it`);
+        this.enqueue(key);
+      }
+    }
+  }
+
   async idle(): Promise<void> {
     await Promise.all([...this.queues.values()]);
   }
@@ -121,7 +131,14 @@ export class LabKubelet {
     if (have && have.uid !== obj.metadata.uid) await this.teardown(key, have);
     const cur = this.pods.pods[key];
     if (cur && cur.phase === "Running") {
-      if (!isAlive(cur.server)) await this.startServer(key, cur);
+      if (!isAlive(cur.server)) {
+        // Not Running while its process restarts: probes say "not running yet", not "refused".
+        cur.phase = "Creating";
+        this.save();
+        await this.startServer(key, cur);
+        cur.phase = "Running";
+        this.save();
+      }
       await this.writeStatus(obj, cur);
       return;
     }
@@ -335,7 +352,9 @@ export async function runKubelet(labDir: string): Promise<void> {
   k.afterReplay();
   writeFileSync(join(labDir, "kubelet", "ready"), `${process.pid}\n`);
   log(`watching pods in ${store.description}`);
+  const sync = setInterval(() => k.resync(), 5000);
   const stop = () => {
+    clearInterval(sync);
     k.stop();
     void watch.close().finally(() => void store.close().finally(() => process.exit(0)));
     setTimeout(() => process.exit(0), 2000).unref();

@@ -228,3 +228,45 @@ describe("a dual-stack lab", { skip, timeout: 120_000 }, () => {
     assert.deepEqual(await lab.namespaces(), []);
   });
 });
+
+describe("a lab on a 3-member etcd", { skip, timeout: 120_000 }, () => {
+  const lab = new TestLab();
+  after(async () => {
+    await lab.destroy();
+  });
+
+  test("pods keep working when an etcd member dies, and a dead pod server comes back", async () => {
+    const r = await lab.cli(["up", "--nodes", "1", "--etcd-members", "3"]);
+    assert.equal(r.code, 0, r.stderr);
+    const st = lab.state()!;
+    assert.equal(st.etcd.length, 3);
+    assert.equal(alive(st.etcd.flatMap((m) => (m.proc ? [m.proc] : []))).length, 3);
+    await lab.applyPod("default", "p1");
+    await lab.waitRunning("default", "p1");
+
+    // A crashed pod process is restarted by the kubelet's sync loop.
+    const before = readPods(lab.dir).pods["default/p1"].server!;
+    process.kill(before.pid, "SIGKILL");
+    const until = Date.now() + 20_000;
+    let now = readPods(lab.dir).pods["default/p1"].server;
+    const restarted = () => {
+      const rec = readPods(lab.dir).pods["default/p1"];
+      now = rec.server;
+      return rec.phase === "Running" && now !== undefined && now.pid !== before.pid && alive([now]).length === 1;
+    };
+    while (!restarted() && Date.now() < until) await new Promise((res) => setTimeout(res, 200));
+    assert.notEqual(now?.pid, before.pid, `pod server restarted: ${lab.kubeletLog()}`);
+    const p = await lab.cli(["probe", "default/p1", "default/p1", "--port", "80", "-o", "json"]);
+    assert.equal(p.code, 0, p.stdout + p.stderr);
+
+    // Quorum survives one member: a new pod still gets wired.
+    process.kill(st.etcd[2].proc!.pid, "SIGKILL");
+    await lab.applyPod("default", "p2");
+    await lab.waitRunning("default", "p2");
+
+    const down = await lab.cli(["down"]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await lab.namespaces(), []);
+    assert.ok(!existsSync(lab.dir));
+  });
+});

@@ -10,6 +10,7 @@ import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } fr
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
+import { LabBusy, withLock } from "./lock.js";
 import { readPods } from "./pods-state.js";
 import { childEnv, isAlive, killNetnsProcesses, logTail, spawnDetached, stopProc } from "./procs.js";
 import { readState, settingsDiff, writeState, type LabNode, type LabSettings, type LabState } from "./state.js";
@@ -65,9 +66,26 @@ function planState(names: LabNames, s: LabSettings, agentMode: "etcd" | "local",
   };
 }
 
+function lockFile(names: LabNames): string {
+  return `${names.dir}.lock`;
+}
+
+async function locked<T>(names: LabNames, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await withLock(lockFile(names), fn);
+  } catch (e) {
+    if (e instanceof LabBusy) throw new LabError(e.message);
+    throw e;
+  }
+}
+
 /** Brings the lab up (or completes it); returns its state. */
 export async function labUp(names: LabNames, want: LabSettings, progress: Progress): Promise<LabState> {
   validateSettings(want);
+  return locked(names, () => up(names, want, progress));
+}
+
+async function up(names: LabNames, want: LabSettings, progress: Progress): Promise<LabState> {
   let st = readState(names.stateFile);
   if (st) {
     const diff = settingsDiff(want, st.settings);
@@ -161,6 +179,10 @@ async function waitFile(file: string, proc: LabState["kubelet"], log: string, ti
 
 /** Removes everything the lab made. Returns false when there was no lab. */
 export async function labDown(names: LabNames, progress: Progress): Promise<boolean> {
+  return locked(names, () => down(names, progress));
+}
+
+async function down(names: LabNames, progress: Progress): Promise<boolean> {
   const st = readState(names.stateFile);
   const pods = existsSync(names.dir) ? safePods(names.dir) : {};
   // Stop the kubelet first so it does not start pods while they are being removed.
