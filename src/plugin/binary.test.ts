@@ -58,6 +58,13 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
     assert.deepEqual(r.json, { cniVersion: "1.1.0", supportedVersions: VERSIONS });
   });
 
+  test("VERSION does not wait for EOF on an idle stdin (skel ignores VERSION's stdin too)", async () => {
+    const r = await invoke({ CNI_COMMAND: "VERSION" }, "", undefined, { holdStdinOpenMs: 20_000 });
+    assert.equal(r.code, 0);
+    assert.ok(r.exitedBeforeStdinClosed, "answered while stdin was still open");
+    assert.deepEqual(r.json, { cniVersion: "1.1.0", supportedVersions: VERSIONS });
+  });
+
   test("malformed JSON is code 6", async () => {
     for (const input of ["{", '{"cniVersion": "1.0.0",', "not json", "[]"]) assertError(await invoke(env, input), 6);
   });

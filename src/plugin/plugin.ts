@@ -74,14 +74,25 @@ export async function runPlugin(io: PluginIo): Promise<PluginOutcome> {
 
 const ok = (v: unknown): PluginOutcome => ({ stdout: JSON.stringify(v), exitCode: 0 });
 
+/** How long VERSION waits for its optional stdin: a caller may leave stdin open and send nothing. */
+const VERSION_STDIN_WAIT_MS = 1000;
+
 /** VERSION's stdin is optional ({"cniVersion": ...}); anything unreadable just means "latest". */
 async function requestedVersion(io: PluginIo): Promise<unknown> {
   if (io.stdinIsTty) return LATEST_VERSION;
+  let timer: NodeJS.Timeout | undefined;
+  const wait = new Promise<Buffer>((resolve) => {
+    timer = setTimeout(() => resolve(Buffer.alloc(0)), VERSION_STDIN_WAIT_MS);
+    timer.unref();
+  });
   try {
-    const v = JSON.parse((await io.readStdin()).toString("utf8")) as { cniVersion?: unknown };
+    const input = await Promise.race([io.readStdin(), wait]);
+    const v = JSON.parse(input.toString("utf8")) as { cniVersion?: unknown };
     return v?.cniVersion;
   } catch {
     return LATEST_VERSION;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

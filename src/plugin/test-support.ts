@@ -30,7 +30,12 @@ export interface Outcome {
 const RUNTIME_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** Runs the plugin with only PATH and the given CNI_* variables; undefined values are left out. */
-export function invoke(vars: Record<string, string | undefined>, input: Buffer | string, exe: string | readonly string[] = PLUGIN_BIN): Promise<Outcome> {
+export function invoke(
+  vars: Record<string, string | undefined>,
+  input: Buffer | string,
+  exe: string | readonly string[] = PLUGIN_BIN,
+  opts: { holdStdinOpenMs?: number } = {},
+): Promise<Outcome & { exitedBeforeStdinClosed: boolean }> {
   const [file, ...argv] = typeof exe === "string" ? [exe] : exe;
   const env: Record<string, string> = { PATH: RUNTIME_PATH };
   for (const [k, v] of Object.entries(vars)) if (v !== undefined) env[k] = v;
@@ -41,18 +46,31 @@ export function invoke(vars: Record<string, string | undefined>, input: Buffer |
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     child.on("error", reject);
+    let stdinClosed = false;
+    let holdTimer: NodeJS.Timeout | undefined;
     child.on("close", (code) => {
+      clearTimeout(holdTimer);
       let json: unknown;
       try {
         json = stdout.trim() ? JSON.parse(stdout) : undefined;
       } catch {
         json = undefined;
       }
-      resolve({ code: code ?? -1, stdout, stderr, json });
+      resolve({ code: code ?? -1, stdout, stderr, json, exitedBeforeStdinClosed: !stdinClosed });
     });
     // The plugin stops reading oversized input: EPIPE here is expected.
     child.stdin.on("error", () => undefined);
-    child.stdin.end(input);
+    if (opts.holdStdinOpenMs === undefined) {
+      stdinClosed = true;
+      child.stdin.end(input);
+    } else {
+      // A caller that writes and then keeps stdin open.
+      child.stdin.write(input);
+      holdTimer = setTimeout(() => {
+        stdinClosed = true;
+        child.stdin.end();
+      }, opts.holdStdinOpenMs);
+    }
   });
 }
 
