@@ -159,6 +159,14 @@ describe("agent, dual-stack host", () => {
     ok(await agent.request(del));
   });
 
+  test("DEL under another network name does not touch the pod", async () => {
+    const p = await addPod(agent);
+    assert.ok(p.result);
+    ok(await agent.request({ op: "del", network: "other", containerId: p.containerId, netns: p.ns.path, ifname: "eth0" }));
+    assert.ok(await linkAddr(p.ns, "eth0"));
+    ok(await agent.request({ op: "check", network: "weft", containerId: p.containerId, netns: p.ns.path, ifname: "eth0", prevResult: p.result }));
+  });
+
   test("DEL succeeds when the pod's namespace is already gone, or never given", async () => {
     const p = await addPod(agent);
     assert.ok(p.result);

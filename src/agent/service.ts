@@ -128,6 +128,12 @@ export class AgentService {
     await this.locks.run(lockKey(req.containerId, req.ifname), async () => {
       const rec = this.o.store.get(req);
       const hostIf = rec?.hostIf ?? hostIfName(req.containerId, req.ifname);
+      // The same (containerId, ifname) attached by another network: its link is not ours to remove.
+      const other = rec ? undefined : this.o.store.findAttachment(req.containerId, req.ifname);
+      if (other) {
+        this.o.log.warn({ containerId: req.containerId, ifname: req.ifname, network: req.network, owner: other.network }, "DEL for an interface another network attached; left alone");
+        return;
+      }
       await this.kernelSlots.run(() => this.o.kernel.deleteHostLinks([hostIf]));
       // Delegated addresses are only forgotten here; their IPAM plugin releases them.
       if (rec) this.o.store.release(rec);

@@ -130,6 +130,10 @@ export class IpamStore {
           "exists",
         );
       }
+      const clash = this.db.prepare("SELECT container_id, ifname FROM attachments WHERE host_if = ?").get(req.hostIf) as { container_id: string; ifname: string } | undefined;
+      if (clash) {
+        throw new IpamError(`host interface name ${req.hostIf} is taken by container ${clash.container_id} interface ${clash.ifname}`, "exists");
+      }
       this.db
         .prepare(
           `INSERT INTO attachments (network, container_id, ifname, netns, host_if, state, delegated, mtu, host_mac, pod_mac)
@@ -185,6 +189,14 @@ export class IpamStore {
       .prepare("SELECT * FROM attachments WHERE network = ? AND container_id = ? AND ifname = ?")
       .get(key.network, key.containerId, key.ifname) as AttachmentRow | undefined;
     return row ? this.toRecord(row, this.addressesOf(key)) : undefined;
+  }
+
+  /** The attachment of (containerId, ifname) in whichever network holds it. */
+  findAttachment(containerId: string, ifname: string): AttachmentRecord | undefined {
+    const row = this.db
+      .prepare("SELECT * FROM attachments WHERE container_id = ? AND ifname = ?")
+      .get(containerId, ifname) as AttachmentRow | undefined;
+    return row ? this.get({ network: row.network, containerId, ifname }) : undefined;
   }
 
   list(network?: string): AttachmentRecord[] {
