@@ -13,6 +13,10 @@ import { run } from "../kernel/exec.js";
 
 const skip = skipReason();
 
+async function machineLinks(): Promise<string[]> {
+  return (JSON.parse(await run(["ip", "-j", "link", "show"])) as Array<{ ifname: string }>).map((l) => l.ifname);
+}
+
 describe("lab topology", { skip }, () => {
   test("underlay and nodes are made inside namespaces and removed without a trace", async () => {
     const t = Math.random().toString(36).slice(2, 8);
@@ -38,11 +42,19 @@ describe("lab topology", { skip }, () => {
 
 describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
   const lab = new TestLab();
+  let rootLinks: string[] = [];
 
   before(async () => {
+    rootLinks = await machineLinks();
     const r = await lab.cli(["up", "--nodes", "2", "--backend", "host-gw"]);
     assert.equal(r.code, 0, `lab up failed: ${r.stderr}`);
     assert.match(r.stderr, /node n2/, "progress lines on stderr");
+  });
+
+  test("the machine's own namespace gets no new interfaces", async () => {
+    const mine = new Set(rootLinks);
+    const added = (await machineLinks()).filter((l) => !mine.has(l));
+    assert.deepEqual(added, []);
   });
   after(async () => {
     await lab.destroy();
