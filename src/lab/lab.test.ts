@@ -21,9 +21,9 @@ describe("lab topology", { skip }, () => {
   test("underlay and nodes are made inside namespaces and removed without a trace", async () => {
     const t = Math.random().toString(36).slice(2, 8);
     const ul = `wt-ul-${t}`;
-    const nodes = [1, 2].map((i) => ({ ul, node: `n${i}`, netns: `wt-n${i}-${t}`, ipv4: `10.250.0.${10 + i}`, ipv6: `fd00:250::${10 + i}` }));
+    const nodes = [1, 2].map((i) => ({ ul, node: `n${i}`, netns: `wt-n${i}-${t}`, ipv4: `10.250.0.${10 + i}`, ipv6: `fd00:250::${10 + i}`, gateway4: "10.250.0.1", gateway6: "fd00:250::1" }));
     try {
-      await ensureUnderlay(ul);
+      await ensureUnderlay(ul, ["10.250.0.1", "fd00:250::1"]);
       for (const n of nodes) await ensureNode(n);
       // A second pass changes nothing and does not fail (idempotent).
       for (const n of nodes) await ensureNode(n);
@@ -31,6 +31,8 @@ describe("lab topology", { skip }, () => {
       assert.ok(ping, "n1 reaches n2 over the underlay bridge");
       const ping6 = await run(["busybox", "ping", "-6", "-c", "1", "-W", "2", "fd00:250::12"], { netns: `/run/netns/${nodes[0].netns}` }).then(() => true, () => false);
       assert.ok(ping6, "n1 reaches n2 over IPv6");
+      const routes = JSON.parse(await run(["ip", "-j", "route", "show", "default"], { netns: `/run/netns/${nodes[1].netns}` })) as Array<{ gateway?: string }>;
+      assert.deepEqual(routes.map((r) => r.gateway), ["10.250.0.1"], "a node has a default route, as hosts do");
     } finally {
       for (const n of nodes) await deleteNetns(n.netns);
       await deleteNetns(ul);

@@ -8,7 +8,7 @@ import { installCni } from "../cli/install-cni.js";
 import { agentArgv, CLI_MAIN, detectAgentMode, hasClusterInit, startAgent, waitAgent } from "./agents.js";
 import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
 import {
-  CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
+  CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
 import { LabBusy, withLock } from "./lock.js";
 import { readPods } from "./pods-state.js";
@@ -103,10 +103,14 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   const save = () => writeState(names.stateFile, st!);
 
   progress(`underlay ${st.underlay.netns} (bridge ${UNDERLAY_BRIDGE})`);
-  await ensureUnderlay(st.underlay.netns);
+  const dual = st.settings.dualStack;
+  await ensureUnderlay(st.underlay.netns, dual ? [UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6] : [UNDERLAY_GATEWAY_V4]);
   for (const n of st.nodes) {
     progress(`node ${n.name}: namespace ${n.netns}, underlay ${n.ipv4}${n.ipv6 ? ` ${n.ipv6}` : ""}`);
-    await ensureNode({ ul: st.underlay.netns, node: n.name, netns: n.netns, ipv4: n.ipv4, ...(n.ipv6 ? { ipv6: n.ipv6 } : {}) });
+    await ensureNode({
+      ul: st.underlay.netns, node: n.name, netns: n.netns, ipv4: n.ipv4, gateway4: UNDERLAY_GATEWAY_V4,
+      ...(n.ipv6 ? { ipv6: n.ipv6, gateway6: UNDERLAY_GATEWAY_V6 } : {}),
+    });
   }
 
   progress(`etcd: ${st.etcd.length} member(s) on ${tcpEndpoints(st.etcd).join(",")}`);

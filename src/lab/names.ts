@@ -66,6 +66,10 @@ export function netnsPathOf(name: string): string {
   return `/run/netns/${netnsName(name)}`;
 }
 
+/** The underlay bridge's own addresses: the nodes' default gateway. */
+export const UNDERLAY_GATEWAY_V4 = `${UNDERLAY_V4_PREFIX}1`;
+export const UNDERLAY_GATEWAY_V6 = `${UNDERLAY_V6_PREFIX}1`;
+
 /** Underlay addresses of node i (1-based): 10.250.0.(10+i)/24 and fd00:250::(10+i)/64. */
 export function underlayV4(i: number): string {
   return `${UNDERLAY_V4_PREFIX}${10 + i}`;

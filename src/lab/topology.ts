@@ -41,13 +41,18 @@ async function linkExists(netns: string, dev: string): Promise<boolean> {
   return (JSON.parse(out.trim() || "[]") as Array<{ ifname: string }>).some((l) => l.ifname === dev);
 }
 
-export async function ensureUnderlay(ul: string): Promise<void> {
+/**
+ * The underlay "switch" plus a gateway address on it, so every node has a default route as real
+ * hosts do (agents may find their underlay interface through it). The underlay namespace does
+ * not forward: nothing leaves the lab.
+ */
+export async function ensureUnderlay(ul: string, gateways: readonly string[] = []): Promise<void> {
   await ensureNetns(ul);
-  if (await linkExists(ul, UNDERLAY_BRIDGE)) return;
-  await run(["ip", "-batch", "-"], {
-    netns: netnsPathOf(ul),
-    input: `link add ${UNDERLAY_BRIDGE} type bridge\nlink set ${UNDERLAY_BRIDGE} up\n`,
-  });
+  const batch: string[] = [];
+  if (!(await linkExists(ul, UNDERLAY_BRIDGE))) batch.push(`link add ${UNDERLAY_BRIDGE} type bridge`);
+  for (const g of gateways) batch.push(`addr replace ${vIp(g)}/${g.includes(":") ? 64 : 24} dev ${UNDERLAY_BRIDGE}${g.includes(":") ? " nodad" : ""}`);
+  batch.push(`link set ${UNDERLAY_BRIDGE} up`);
+  await run(["ip", "-batch", "-"], { netns: netnsPathOf(ul), input: batch.join("\n") + "\n" });
 }
 
 export interface NodeWiring {
@@ -56,6 +61,9 @@ export interface NodeWiring {
   netns: string;
   ipv4: string;
   ipv6?: string;
+  /** The underlay gateway (the bridge's address): the node's default route. */
+  gateway4?: string;
+  gateway6?: string;
 }
 
 /** Makes (or completes) a node namespace wired to the underlay bridge. */
@@ -80,6 +88,8 @@ export async function ensureNode(w: NodeWiring): Promise<void> {
   if (!have.has(w.ipv4)) batch.push(`addr add ${w.ipv4}/24 dev ${NODE_UPLINK}`);
   if (w.ipv6 !== undefined && !have.has(w.ipv6)) batch.push(`addr add ${w.ipv6}/64 dev ${NODE_UPLINK} nodad`);
   batch.push(`link set ${NODE_UPLINK} up`);
+  if (w.gateway4) batch.push(`route replace default via ${vIp(w.gateway4)} dev ${NODE_UPLINK}`);
+  if (w.gateway6 && w.ipv6) batch.push(`route replace default via ${vIp(w.gateway6)} dev ${NODE_UPLINK}`);
   await run(["ip", "-batch", "-"], { netns: nodeNs, input: batch.join("\n") + "\n" });
   // What any Kubernetes node has (kubeadm's preflight demands it): the node forwards packets.
   await run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"], { netns: nodeNs });
