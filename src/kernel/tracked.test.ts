@@ -26,7 +26,7 @@ test("writeBatch: one process for many commands; a failing command is named by i
     assert.match(routes, /10\.1\.0\.0\/24/);
     assert.match(routes, /fd00:1::\/64/);
     assert.doesNotMatch(routes, /10\.2\.0\.0/);
-    // A token the batch parser could misread is never written into a batch line.
+    // Commands of another tool are refused rather than fed to the wrong batch parser.
     await assert.rejects(writeBatch({ netns }, "ip", [["bridge", "fdb", "show"]]), /not a ip command/);
   } finally {
     await run(["ip", "netns", "del", ns]);

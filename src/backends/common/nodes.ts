@@ -58,8 +58,13 @@ export function rejected(name: string, message: string): PeerStatus {
   return { name, ok: false, paths: {}, errors: [message] };
 }
 
-/** Valid peers in input order, and a status for each rejected one. */
-export function peerViews(local: NodeView, peers: readonly PeerNode[]): { valid: PeerView[]; rejected: PeerStatus[] } {
+/**
+ * Valid peers in input order, and a status for each rejected one. `reserved` are subnets no pod
+ * subnet may overlap (the underlay's own: routing a pod subnet there would cut the node off).
+ */
+export function peerViews(
+  local: NodeView, peers: readonly PeerNode[], reserved: readonly IpNet[] = [],
+): { valid: PeerView[]; rejected: PeerStatus[] } {
   const valid: PeerView[] = [];
   const bad: PeerStatus[] = [];
   const seen = new Set<string>();
@@ -81,6 +86,8 @@ export function peerViews(local: NodeView, peers: readonly PeerNode[]): { valid:
     const clash = [...v.pods.values()].flatMap((net) => {
       const own = local.pods.get(net.family);
       if (own && overlaps(own, net)) return [`overlaps this node's pod subnet ${formatCidr(own)}`];
+      const under = reserved.find((r) => overlaps(r, net));
+      if (under) return [`${formatCidr(net)} overlaps this node's underlay subnet ${formatCidr(under)}`];
       const other = valid.find((q) => { const n = q.pods.get(net.family); return n !== undefined && overlaps(n, net); });
       return other ? [`overlaps the pod subnet of peer ${other.name}`] : [];
     });

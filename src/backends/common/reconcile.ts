@@ -1,10 +1,10 @@
 // Makes the kernel match the desired per-peer state, writing only what differs. Reads the
 // backend's routes (by route protocol) and, when there is a VTEP, its permanent neighbour and
 // FDB entries; removes what no peer wants; a failed write is charged to its peer only.
-import { delFdb, listFdb, replaceFdb, type FdbEntry } from "../../kernel/fdb.js";
-import { delNeigh, listPermanentNeigh, replaceNeigh, type NeighEntry } from "../../kernel/neigh.js";
-import { delRoute, listRoutes, replaceRoute, type PeerRoute } from "../../kernel/peer-route.js";
-import type { KernelContext } from "../../kernel/tracked.js";
+import { delFdbArgv, listFdb, replaceFdbArgv, type FdbEntry } from "../../kernel/fdb.js";
+import { delNeighArgv, listPermanentNeigh, replaceNeighArgv, type NeighEntry } from "../../kernel/neigh.js";
+import { delRouteArgv, listRoutes, replaceRouteArgv, type PeerRoute } from "../../kernel/peer-route.js";
+import { writeBatch, type KernelContext } from "../../kernel/tracked.js";
 import type { Change, PeerStatus, SyncReport } from "../types.js";
 import { canonicalAddr, canonicalCidr } from "./ipnet.js";
 import type { PeerPlan } from "./plan.js";
@@ -22,7 +22,6 @@ export interface ReconcileInput {
 const routeText = (r: PeerRoute): string => `${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""}`;
 const sameRoute = (a: PeerRoute, b: PeerRoute): boolean =>
   canonicalAddr(a.via || "0.0.0.0") === canonicalAddr(b.via || "0.0.0.0") && a.dev === b.dev && a.onlink === b.onlink;
-const msg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const { ctx, routeProtocol: proto, vtep } = input;
@@ -57,66 +56,65 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const haveFdb = new Map<string, FdbEntry[]>();
   if (vtep) for (const e of await listFdb(ctx, vtep)) haveFdb.set(e.mac, [...(haveFdb.get(e.mac) ?? []), e]);
 
-  const attempt = async (peer: string | undefined, change: Change, op: () => Promise<void>): Promise<boolean> => {
-    try {
-      await op();
-      changes.push(change);
-      return true;
-    } catch (e) {
-      const m = `${change.action} ${change.object} ${change.detail} failed: ${msg(e)}`;
-      if (peer) {
-        fail(peer, `peer ${peer}: ${m}`);
-        broken.add(peer);
-      }
-      else errors.push(m);
-      return false;
+  // Writes go in phases, each phase one `ip -batch`/`bridge -batch` process; a failed command is
+  // charged to its peer, whose later phases are then skipped.
+  interface Op { readonly peer?: string; readonly change: Change; readonly argv: string[] }
+  const apply = async (tool: "ip" | "bridge", ops: Op[]): Promise<void> => {
+    const failed = await writeBatch(ctx, tool, ops.map((o) => o.argv));
+    for (const [i, op] of ops.entries()) {
+      const err = failed.get(i);
+      if (err === undefined) { changes.push(op.change); continue; }
+      const m = `${op.change.action} ${op.change.object} ${op.change.detail} failed: ${err}`;
+      if (op.peer) {
+        fail(op.peer, `peer ${op.peer}: ${m}`);
+        broken.add(op.peer);
+      } else errors.push(m);
     }
   };
+  const live = (peer: string): boolean => !blocked.has(peer) && !broken.has(peer);
 
   // 1. Routes nobody wants go first, so traffic never follows a half-removed path.
-  for (const [dst, r] of haveRoutes) {
-    if (!wantRoutes.has(dst)) await attempt(undefined, { action: "delete", object: "route", detail: routeText(r) }, () => delRoute(ctx, dst, proto));
-  }
+  await apply("ip", [...haveRoutes].filter(([dst]) => !wantRoutes.has(dst))
+    .map(([dst, r]) => ({ change: { action: "delete", object: "route", detail: routeText(r) }, argv: delRouteArgv(dst, proto) })));
 
-  // 2. Per peer, in dependency order: FDB, neighbours, routes. A failure skips the peer's rest.
-  for (const p of input.plans) {
-    if (blocked.has(p.peer)) continue;
-    let ok = true;
-    if (vtep) {
-      for (const [mac, { e, peer }] of wantFdb) {
-        if (peer !== p.peer || !ok) continue;
-        const have = haveFdb.get(mac) ?? [];
-        if (have.length === 1 && canonicalAddr(have[0].dst) === e.dst) continue;
-        // Extra remotes for the MAC (appended by someone) would flood copies: drop them first.
-        for (const h of have.filter((h) => canonicalAddr(h.dst) !== e.dst)) {
-          ok = ok && (await attempt(peer, { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer }, () => delFdb(ctx, vtep, h)));
-        }
-        if (ok) ok = await attempt(peer, { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer }, () => replaceFdb(ctx, vtep, e));
-      }
-      for (const [ip, { n, peer }] of wantNeigh) {
-        if (peer !== p.peer || !ok) continue;
-        const have = haveNeigh.get(ip);
-        if (have && have.mac === n.mac) continue;
-        ok = await attempt(peer, { action: have ? "replace" : "add", object: "neigh", detail: `${ip} lladdr ${n.mac}`, peer }, () => replaceNeigh(ctx, vtep, n));
-      }
-    }
-    for (const [dst, { r, peer }] of wantRoutes) {
-      if (peer !== p.peer || !ok) continue;
-      const have = haveRoutes.get(dst);
-      if (have && sameRoute(have, r)) continue;
-      ok = await attempt(peer, { action: have ? "replace" : "add", object: "route", detail: routeText(r), peer }, () => replaceRoute(ctx, r, proto));
-    }
-  }
-
-  // 3. Then the neighbour and FDB entries of peers that are gone.
+  // 2-4. Per peer, in dependency order: FDB, neighbours, routes.
   if (vtep) {
-    for (const [ip] of haveNeigh) {
-      if (!wantNeigh.has(ip)) await attempt(undefined, { action: "delete", object: "neigh", detail: ip }, () => delNeigh(ctx, vtep, ip));
+    const fdbOps: Op[] = [];
+    for (const [mac, { e, peer }] of wantFdb) {
+      if (!live(peer)) continue;
+      const have = haveFdb.get(mac) ?? [];
+      if (have.length === 1 && canonicalAddr(have[0].dst) === e.dst) continue;
+      // Extra remotes for the MAC (appended by someone) would flood copies: drop them first.
+      for (const h of have.filter((h) => canonicalAddr(h.dst) !== e.dst)) {
+        fdbOps.push({ peer, change: { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer }, argv: delFdbArgv(vtep, h) });
+      }
+      fdbOps.push({ peer, change: { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer }, argv: replaceFdbArgv(vtep, e) });
     }
-    for (const [mac, entries] of haveFdb) {
-      if (wantFdb.has(mac)) continue;
-      for (const e of entries) await attempt(undefined, { action: "delete", object: "fdb", detail: `${mac} dst ${e.dst}` }, () => delFdb(ctx, vtep, e));
+    await apply("bridge", fdbOps);
+    const neighOps: Op[] = [];
+    for (const [ip, { n, peer }] of wantNeigh) {
+      if (!live(peer)) continue;
+      const have = haveNeigh.get(ip);
+      if (have && have.mac === n.mac) continue;
+      neighOps.push({ peer, change: { action: have ? "replace" : "add", object: "neigh", detail: `${ip} lladdr ${n.mac}`, peer }, argv: replaceNeighArgv(vtep, n) });
     }
+    await apply("ip", neighOps);
+  }
+  const routeOps: Op[] = [];
+  for (const [dst, { r, peer }] of wantRoutes) {
+    if (!live(peer)) continue;
+    const have = haveRoutes.get(dst);
+    if (have && sameRoute(have, r)) continue;
+    routeOps.push({ peer, change: { action: have ? "replace" : "add", object: "route", detail: routeText(r), peer }, argv: replaceRouteArgv(r, proto) });
+  }
+  await apply("ip", routeOps);
+
+  // 5. Then the neighbour and FDB entries of peers that are gone.
+  if (vtep) {
+    await apply("ip", [...haveNeigh.keys()].filter((ip) => !wantNeigh.has(ip))
+      .map((ip) => ({ change: { action: "delete", object: "neigh", detail: ip }, argv: delNeighArgv(vtep, ip) })));
+    await apply("bridge", [...haveFdb].filter(([mac]) => !wantFdb.has(mac)).flatMap(([mac, entries]) =>
+      entries.map((e) => ({ change: { action: "delete", object: "fdb", detail: `${mac} dst ${e.dst}` } as Change, argv: delFdbArgv(vtep, e) }))));
   }
 
   const peers: PeerStatus[] = [

@@ -63,7 +63,8 @@ export class HostGwBackend implements Backend {
 
   private async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
     if (!this.local) throw new Error("host-gw: syncPeers() called before setup()");
-    const { valid, rejected } = peerViews(this.local, peers);
+    const reserved = [...this.underlays.values()].flatMap((u) => u.connected);
+    const { valid, rejected } = peerViews(this.local, peers, reserved);
     return reconcile({ ctx: this.ctx, routeProtocol: this.proto, vtep: null, plans: valid.map((p) => this.plan(p)), rejected });
   }
 

@@ -227,6 +227,7 @@ export function backendSuite(o: SuiteOptions): void {
         const bad: PeerNode[] = [
           { name: "overlapping", underlay: { ipv4: "10.200.0.9" }, podCIDRs: { ipv4: "10.244.1.128/25" }, backendData: c.peers[1].backendData },
           { name: "garbled", underlay: { ipv4: "10.200.0.8" }, podCIDRs: { ipv4: "10.244.300.0/24" }, backendData: {} },
+          { name: "on-underlay", underlay: { ipv4: "10.200.0.7" }, podCIDRs: { ipv4: "10.200.0.0/25" }, backendData: c.peers[1].backendData },
         ];
         const r = await c.members[0].backend.syncPeers([...c.peers, ...bad]);
         const byName = new Map(r.peers.map((p) => [p.name, p]));
@@ -235,6 +236,9 @@ export function backendSuite(o: SuiteOptions): void {
         assert.match(byName.get("overlapping")?.errors.join() ?? "", /overlaps this node's pod subnet 10\.244\.1\.0\/24/);
         assert.equal(byName.get("garbled")?.ok, false);
         assert.match(byName.get("garbled")?.errors.join() ?? "", /not in CIDR notation/);
+        assert.match(byName.get("on-underlay")?.errors.join() ?? "", /overlaps this node's underlay subnet 10\.200\.0\.0\/24/);
+        // The underlay itself still works: node1's underlay address answers from node0.
+        await run(["busybox", "ping", "-c", "1", "-W", "2", b.underlay.ipv4], { netns: a.netns });
         await c.members[1].backend.syncPeers(c.peers);
         assert.ok(await reaches(a.pod.netns, podAddr(b, 4)));
       }));

@@ -16,6 +16,7 @@ export class VxlanDirectBackend extends VxlanBackend {
 
   protected override async afterSetup(node: NodeView): Promise<void> {
     this.underlays = await discoverAll(this.ctx, node);
+    this.reserved = [...this.underlays.values()].flatMap((u) => u.connected);
   }
 
   protected override plan(peer: PeerView, side: VxlanSide): PeerPlan {

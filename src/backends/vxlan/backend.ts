@@ -3,7 +3,7 @@
 import { delRoute, listRoutes } from "../../kernel/peer-route.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import { deleteLink, getLink } from "../../kernel/vxlan.js";
-import { firstAddress, type Family } from "../common/ipnet.js";
+import { firstAddress, type Family, type IpNet } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { reconcile } from "../common/reconcile.js";
@@ -24,6 +24,8 @@ export class VxlanBackend implements Backend {
   protected readonly cfg: VxlanConfig;
   protected local: NodeView | null = null;
   protected side: VxlanSide | null = null;
+  /** Underlay subnets no peer's pod subnet may overlap. */
+  protected reserved: IpNet[] = [];
 
   constructor(protected readonly opts: BackendOptions = {}) {
     this.ctx = opts.kernel ?? {};
@@ -66,6 +68,11 @@ export class VxlanBackend implements Backend {
       name: this.cfg.device, vni: this.cfg.vni, port: this.cfg.port, local: u.address, dev: u.dev, mac, mtu,
       addresses, disableTxChecksumOffload: this.cfg.disableTxChecksumOffload,
     });
+    // Every underlay subnet of the node is off limits for pod subnets, not only the tunnel's.
+    this.reserved = [...u.connected];
+    for (const f of node.underlay.keys()) {
+      if (f !== family) this.reserved.push(...(await discoverUnderlay(this.ctx, node, f).then((x) => x.connected, () => [])));
+    }
     await this.afterSetup(node);
     this.local = node;
     this.side = { device: this.cfg.device, vni: this.cfg.vni, underlayFamily: family, localMac: mac };
@@ -81,7 +88,7 @@ export class VxlanBackend implements Backend {
   private async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
     const side = this.side;
     if (!this.local || !side) throw new Error(`${this.name}: syncPeers() called before setup()`);
-    const { valid, rejected } = peerViews(this.local, peers);
+    const { valid, rejected } = peerViews(this.local, peers, this.reserved);
     return reconcile({
       ctx: this.ctx, routeProtocol: this.proto, vtep: side.device, plans: valid.map((p) => this.plan(p, side)), rejected,
     });
