@@ -1,0 +1,323 @@
+// The per-node policy controller: keeps `table inet weft` in the node's network namespace equal
+// to compile(objects, local pods), changing it only by atomic nft transactions.
+//
+//   - Any relevant change (store watch, podAdded/podRemoved) marks the state dirty; a short
+//     debounce coalesces bursts into one recompute.
+//   - If only set/map elements differ from what the kernel holds, the update is an element
+//     transaction (rules and counters untouched); otherwise the whole table is replaced in one
+//     transaction, counter values carried over.
+//   - start() never flushes: it waits for a complete view of the objects, compiles, and replaces
+//     the table atomically, so rules left by a previous agent stay in force until the new ones are.
+//   - podAdded() resolves once a transaction that includes the pod is committed: the CNI ADD
+//     waits for it, so the pod's first packet already meets its policy (and its anti-spoofing entry).
+import type { Logger } from "pino";
+import { canonicalAddr } from "../k8s/ipaddr.js";
+import { nftApply, nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
+import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
+import { compile, parseCounters, podKey, renderElementUpdate, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
+import type { ObjectStore } from "../store/types.js";
+import { ObjectCache } from "./objects.js";
+
+export interface PolicyControllerOptions {
+  node: string;
+  /** Network namespace where the table lives (e.g. /run/netns/node1); absent = the agent's own. */
+  netns?: string;
+  /** Source of Namespaces, Pods and NetworkPolicies. */
+  objects: ObjectStore;
+  /** Every pod wired on this node (read once at start; podAdded/podRemoved keep it current). */
+  localPods: () => LocalPod[] | Promise<LocalPod[]>;
+  log?: Logger;
+  /** Coalescing window for bursts of changes. Default 5 ms. */
+  debounceMs?: number;
+  /** nft table, NFLOG group, log rate (defaults: weft, 100, 10/s). */
+  render?: Pick<RenderOptions, "table" | "nflogGroup" | "logRatePerSecond" | "podIfPrefix">;
+}
+
+/** A named counter of the table with what it counts. */
+export type CounterReading = CounterInfo & { packets: number; bytes: number };
+
+export type ApplyKind = "full" | "elements" | "none";
+
+export interface ControllerStats {
+  fullApplies: number;
+  elementApplies: number;
+  failures: number;
+  lastApplyMs: number | null;
+  lastError: string | null;
+}
+
+/** The datapath could not be programmed; the pod's ADD should fail (the runtime retries). */
+export class PolicyApplyError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "PolicyApplyError";
+  }
+}
+
+export class PolicyControllerStopped extends Error {
+  constructor() {
+    super("the policy controller was stopped before the pod's rules were applied");
+    this.name = "PolicyControllerStopped";
+  }
+}
+
+interface Waiter {
+  gen: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export class PolicyController {
+  readonly node: string;
+  private readonly netns: string | undefined;
+  private readonly cache: ObjectCache;
+  private readonly local = new Map<string, LocalPod>();
+  private readonly render: RenderOptions;
+  private readonly debounceMs: number;
+  private readonly log: Logger | undefined;
+
+  /** What the kernel holds (null until this controller's first commit). */
+  private applied: CompiledModel | null = null;
+  private requested = 0;
+  private appliedGen = 0;
+  private waiters: Waiter[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private busy: Promise<void> | null = null;
+  private started = false;
+  private stopped = false;
+  private readonly listeners = new Set<(kind: ApplyKind, model: CompiledModel) => void>();
+  readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, failures: 0, lastApplyMs: null, lastError: null };
+
+  constructor(private readonly opts: PolicyControllerOptions) {
+    this.node = opts.node;
+    this.netns = opts.netns === undefined ? undefined : netnsPath(opts.netns);
+    this.render = { ...(opts.render ?? {}) };
+    this.debounceMs = opts.debounceMs ?? 5;
+    this.log = opts.log;
+    this.cache = new ObjectCache(opts.objects, () => this.markDirty(), opts.log);
+  }
+
+  get table(): string {
+    return this.render.table ?? "weft";
+  }
+
+  /**
+   * Loads the objects and local pods, then replaces the table in one transaction (adopting what
+   * a previous agent left: nothing is flushed first). Rejects if that first commit fails; the old
+   * rules then stay as they were.
+   */
+  async start(): Promise<void> {
+    if (this.started || this.stopped) throw new Error("PolicyController.start() may be called once");
+    await this.cache.start();
+    const fromAgent = await this.opts.localPods();
+    // Pods announced with podAdded() while starting are newer than the provider's list.
+    const early = new Map(this.local);
+    this.local.clear();
+    for (const p of fromAgent) this.local.set(podKey(p.namespace, p.name), checkLocalPod(p));
+    for (const [k, p] of early) this.local.set(k, p);
+    this.started = true;
+    this.requested++;
+    const err = await this.cycle();
+    if (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Stops watching. The rules stay in force (a restarted agent adopts them). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.cache.stop();
+    await this.busy;
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w.reject(new PolicyControllerStopped());
+  }
+
+  /**
+   * A pod was wired on this node (call it before the CNI ADD returns, for every pod: it also
+   * admits the pod's addresses on its veth past anti-spoofing). Resolves once the kernel has the
+   * pod's rules; rejects with PolicyApplyError if they could not be applied.
+   */
+  async podAdded(pod: LocalPod): Promise<void> {
+    const p = checkLocalPod(pod);
+    this.local.set(podKey(p.namespace, p.name), p);
+    // The pod object (labels) and its namespace's policies, read now: the watch may lag behind.
+    try {
+      await this.cache.refreshForPod(p.namespace, p.name);
+    } catch (e) {
+      this.log?.warn({ pod: podKey(p.namespace, p.name), err: String(e) }, "could not read the pod's objects from the store; using the watched view");
+    }
+    return this.waitFor(this.markDirty());
+  }
+
+  /**
+   * A pod was removed from this node. With `ifname`, only if it is still that veth's pod (a late
+   * DEL of an old sandbox leaves a re-created pod alone). Resolves once its entries are gone.
+   */
+  async podRemoved(ref: { namespace: string; name: string; ifname?: string }): Promise<void> {
+    const key = podKey(ref.namespace, ref.name);
+    const cur = this.local.get(key);
+    if (!cur || (ref.ifname !== undefined && cur.ifname !== ref.ifname)) return;
+    this.local.delete(key);
+    return this.waitFor(this.markDirty());
+  }
+
+  /** The model the kernel holds now (what explain and `policy show` should read), or null before start. */
+  model(): CompiledModel | null {
+    return this.applied;
+  }
+
+  localPods(): LocalPod[] {
+    return [...this.local.values()];
+  }
+
+  /** Called after each commit (and for "none": a recompute that changed nothing in the kernel). */
+  onApplied(listener: (kind: ApplyKind, model: CompiledModel) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Resolves once everything marked dirty so far has been applied. */
+  async synced(): Promise<void> {
+    return this.waitFor(this.requested);
+  }
+
+  /** The table's named counters with what each counts (empty before start or without a table). */
+  async counters(): Promise<CounterReading[]> {
+    const model = this.applied;
+    if (!model) return [];
+    const json = await nftListCountersJson(this.table, this.target());
+    if (json === null) return [];
+    const values = parseCounters(json);
+    const out: CounterReading[] = [];
+    for (const c of model.counters) {
+      const v = values.get(c.name);
+      if (v) out.push({ ...c, packets: v.packets, bytes: v.bytes });
+    }
+    return out;
+  }
+
+  /** The table as the kernel prints it, or null when there is none. */
+  async kernelRuleset(): Promise<string | null> {
+    return nftListTable(this.table, this.target());
+  }
+
+  /** Removes the table (decommissioning a node: every pod becomes unrestricted). Stop first. */
+  async removeRuleset(): Promise<boolean> {
+    return nftDeleteTable(this.table, this.target());
+  }
+
+  // ---- the apply loop --------------------------------------------------------------------------
+
+  private target(): { netns?: string } {
+    return this.netns === undefined ? {} : { netns: this.netns };
+  }
+
+  private markDirty(): number {
+    this.requested++;
+    this.pump();
+    return this.requested;
+  }
+
+  private waitFor(gen: number): Promise<void> {
+    if (this.stopped) return Promise.reject(new PolicyControllerStopped());
+    if (this.appliedGen >= gen) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ gen, resolve, reject }));
+  }
+
+  private pump(): void {
+    if (!this.started || this.stopped || this.busy || this.timer || this.appliedGen >= this.requested) return;
+    const delay = this.stats.failures > 0 ? Math.min(100 * 2 ** Math.min(this.stats.failures, 6), 5000) : this.debounceMs;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.cycle();
+    }, delay);
+  }
+
+  /** One recompute + commit; settles the waiters it covers. Returns the error, if any. */
+  private async cycle(): Promise<PolicyApplyError | null> {
+    let done!: () => void;
+    this.busy = new Promise((r) => (done = r));
+    const target = this.requested;
+    let error: PolicyApplyError | null = null;
+    try {
+      const t0 = performance.now();
+      const { kind, model } = await this.applyOnce();
+      this.stats.lastApplyMs = performance.now() - t0;
+      this.stats.failures = 0;
+      this.stats.lastError = null;
+      this.appliedGen = target;
+      for (const l of this.listeners) l(kind, model);
+      this.settle(target, null);
+    } catch (e) {
+      error = new PolicyApplyError(`policy rules for node ${this.node} could not be applied: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      this.stats.failures++;
+      this.stats.lastError = error.message;
+      this.log?.error({ err: error.message, attempt: this.stats.failures }, "policy apply failed; will retry");
+      this.settle(target, error);
+      // Retry later: the next cycle covers the same changes.
+      this.requested = Math.max(this.requested, target + 1);
+    } finally {
+      this.busy = null;
+      done();
+      this.pump();
+    }
+    return error;
+  }
+
+  private settle(gen: number, err: Error | null): void {
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.gen > gen) keep.push(w);
+      else if (err) w.reject(err);
+      else w.resolve();
+    }
+    this.waiters = keep;
+  }
+
+  private async applyOnce(): Promise<{ kind: ApplyKind; model: CompiledModel }> {
+    const snap = this.cache.snapshot();
+    const next = compile({ ...snap, node: this.node, local: [...this.local.values()] });
+    const prev = this.applied;
+    if (prev) {
+      const update = renderElementUpdate(prev, next, this.render);
+      if (update === "") {
+        this.applied = next;
+        return { kind: "none", model: next };
+      }
+      if (update !== null) {
+        try {
+          await nftApply(update, this.target());
+          this.applied = next;
+          this.stats.elementApplies++;
+          this.log?.debug({ node: this.node }, "policy elements updated");
+          return { kind: "elements", model: next };
+        } catch (e) {
+          // The kernel no longer holds `prev` (table changed behind our back): replace it whole.
+          this.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
+        }
+      }
+    }
+    const json = await nftListCountersJson(this.table, this.target());
+    const counterValues = json === null ? new Map<string, { packets: number; bytes: number }>() : parseCounters(json);
+    await nftApply(renderRuleset(next, { ...this.render, counterValues }), this.target());
+    this.applied = next;
+    this.stats.fullApplies++;
+    this.log?.info({ node: this.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: prev === null && json !== null }, "policy ruleset applied");
+    return { kind: "full", model: next };
+  }
+}
+
+function checkLocalPod(p: LocalPod): LocalPod {
+  checkIfname(p.ifname);
+  const ips = p.ips.map((ip) => {
+    // CNI results give "addr/prefix"; the datapath wants the address.
+    const c = canonicalAddr(ip.replace(/\/\d{1,3}$/, ""));
+    if (c === null) throw new Error(`pod ${p.namespace}/${p.name}: "${ip}" is not an IP address`);
+    return c;
+  });
+  return { namespace: p.namespace, name: p.name, ifname: p.ifname, ips };
+}
