@@ -1,12 +1,12 @@
 // host-gw: every peer's pod subnet is routed via the peer's underlay address. No encapsulation,
 // so every node must sit on one L2 segment; a peer behind a router is refused, with a message.
-import { listRoutes, delRoute } from "../../kernel/peer-route.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import { addDirectRoute, directBlocker } from "../common/direct.js";
 import type { Family } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { reconcile } from "../common/reconcile.js";
+import { deleteBackendRoutes } from "../common/teardown.js";
 import { Serial } from "../common/serial.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";
 import {
@@ -20,6 +20,8 @@ export class HostGwBackend implements Backend {
   private local: NodeView | null = null;
   private underlays = new Map<Family, Underlay>();
 
+  private readonly serial = new Serial();
+
   constructor(private readonly opts: BackendOptions = {}) {
     this.ctx = opts.kernel ?? {};
     this.proto = opts.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL;
@@ -28,8 +30,6 @@ export class HostGwBackend implements Backend {
   overhead(): number {
     return 0;
   }
-
-  private readonly serial = new Serial();
 
   setup(local: LocalNode): Promise<SetupResult> {
     return this.serial.run(() => this.doSetup(local));
@@ -69,7 +69,7 @@ export class HostGwBackend implements Backend {
   }
 
   private async doTeardown(): Promise<void> {
-    for (const r of await listRoutes(this.ctx, this.proto)) await delRoute(this.ctx, r.dst, this.proto);
+    await deleteBackendRoutes(this.ctx, this.proto);
     this.local = null;
   }
 }

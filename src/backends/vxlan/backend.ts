@@ -1,12 +1,12 @@
 // vxlan: one VTEP per node (weft.<vni>, static FDB, no learning, no multicast) carrying both pod
 // families; each peer gets an FDB entry, permanent neighbour entries and onlink routes.
-import { delRoute, listRoutes } from "../../kernel/peer-route.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import { deleteLink, getLink } from "../../kernel/vxlan.js";
 import { firstAddress, type Family, type IpNet } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { reconcile } from "../common/reconcile.js";
+import { deleteBackendRoutes } from "../common/teardown.js";
 import { Serial } from "../common/serial.js";
 import { discoverUnderlay } from "../common/underlay.js";
 import {
@@ -27,6 +27,8 @@ export class VxlanBackend implements Backend {
   /** Underlay subnets no peer's pod subnet may overlap. */
   protected reserved: IpNet[] = [];
 
+  private readonly serial = new Serial();
+
   constructor(protected readonly opts: BackendOptions = {}) {
     this.ctx = opts.kernel ?? {};
     this.proto = opts.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL;
@@ -36,8 +38,6 @@ export class VxlanBackend implements Backend {
   overhead(underlayFamily: Family): number {
     return vxlanOverhead(underlayFamily);
   }
-
-  private readonly serial = new Serial();
 
   setup(local: LocalNode): Promise<SetupResult> {
     return this.serial.run(() => this.doSetup(local));
@@ -96,7 +96,7 @@ export class VxlanBackend implements Backend {
 
   private async doTeardown(): Promise<void> {
     // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
-    for (const r of await listRoutes(this.ctx, this.proto)) await delRoute(this.ctx, r.dst, this.proto);
+    await deleteBackendRoutes(this.ctx, this.proto);
     if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);
     this.local = null;
     this.side = null;
