@@ -75,6 +75,8 @@ test("vxlan: a peer without VXLAN data or with another VNI is reported, not wire
     assert.match(r2.peers[0].errors[0], /VNI 7 differs/);
     const r3 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, underlayFamily: 6 } }]);
     assert.match(r3.peers[0].errors[0], /runs over IPv6, this node's over IPv4/);
+    const r4 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, vtepMAC: "01:00:5e:00:00:01" } }]);
+    assert.match(r4.peers[0].errors[0], /not a unicast MAC/);
     const routes = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: topo.nodes[0].netns }));
     assert.deepEqual(routes, []);
   }));

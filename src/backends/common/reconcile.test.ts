@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { test } from "node:test";
+import { run } from "../../kernel/exec.js";
+import { emptyPlan } from "./plan.js";
+import { reconcile } from "./reconcile.js";
+
+test("reconcile: a kernel write that fails is charged to its peer alone; other peers are wired", async () => {
+  const ns = `wt-${randomBytes(3).toString("hex")}-rec`;
+  await run(["ip", "netns", "add", ns]);
+  try {
+    const netns = `/run/netns/${ns}`;
+    await run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    for (const d of ["d0", "d1"]) await run(["ip", "-n", ns, "link", "set", d, "up"]);
+    await run(["ip", "-n", ns, "addr", "add", "10.9.0.1/24", "dev", "d0"]);
+    const good = emptyPlan("good");
+    good.routes.push({ dst: "10.244.1.0/24", via: "10.9.0.2", dev: "d0", onlink: false });
+    good.paths["10.244.1.0/24"] = "direct";
+    const bad = emptyPlan("bad");
+    bad.routes.push({ dst: "10.244.2.0/24", via: "10.9.0.3", dev: "gone0", onlink: false });
+    bad.paths["10.244.2.0/24"] = "direct";
+    const r = await reconcile({ ctx: { netns }, routeProtocol: 230, vtep: null, plans: [bad, good], rejected: [] });
+    const byName = new Map(r.peers.map((p) => [p.name, p]));
+    assert.equal(byName.get("good")?.ok, true);
+    assert.deepEqual(byName.get("good")?.paths, { "10.244.1.0/24": "direct" });
+    assert.equal(byName.get("bad")?.ok, false);
+    assert.deepEqual(byName.get("bad")?.paths, {});
+    assert.match(byName.get("bad")?.errors[0] ?? "", /^peer bad: add route 10\.244\.2\.0\/24 via 10\.9\.0\.3 dev gone0 failed: .*gone0/);
+    assert.deepEqual(r.changes.map((c) => [c.action, c.object, c.peer]), [["add", "route", "good"]]);
+    assert.match(await run(["ip", "-n", ns, "route", "show", "proto", "230"]), /^10\.244\.1\.0\/24 via 10\.9\.0\.2 dev d0 *\n$/);
+  } finally {
+    await run(["ip", "netns", "del", ns]);
+  }
+});
