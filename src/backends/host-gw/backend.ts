@@ -3,7 +3,7 @@
 import type { KernelContext } from "../../kernel/tracked.js";
 import { addDirectRoute, directBlocker } from "../common/direct.js";
 import type { Family } from "../common/ipnet.js";
-import { localView, peerViews, type NodeView } from "../common/nodes.js";
+import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { reconcile } from "../common/reconcile.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
@@ -51,7 +51,7 @@ export class HostGwBackend implements Backend {
     return { data: {}, podMtu, changes: [] };
   }
 
-  private plan(peer: Parameters<typeof addDirectRoute>[1]): PeerPlan {
+  private plan(peer: PeerView): PeerPlan {
     const plan = emptyPlan(peer.name);
     for (const f of peer.pods.keys()) {
       const why = directBlocker(peer, f, this.underlays);
