@@ -43,6 +43,8 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<str
     // A tool that exits without reading its stdin makes the write fail with EPIPE; its exit
     // status (handled above) is what matters, so the stream error is dropped.
     child.stdin?.on("error", () => undefined);
+    // A tool that exits before reading its stdin must not crash us with EPIPE.
+    child.stdin?.on("error", () => undefined);
     if (opts.input !== undefined) child.stdin?.end(opts.input);
     else child.stdin?.end();
   });
@@ -60,6 +62,8 @@ export function runStatus(argv: readonly string[], opts: RunOptions = {}): Promi
     child.on("error", (e) => resolve({ code: 127, stdout, stderr: stderr + e.message }));
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
     child.stdin.on("error", () => undefined); // EPIPE when the tool does not read stdin
-    child.stdin.end(opts.input ?? "");
+    child.stdin.on("error", () => undefined);
+    if (opts.input !== undefined) child.stdin.end(opts.input);
+    else child.stdin.end();
   });
 }
