@@ -1,0 +1,193 @@
+// A NETLINK_ROUTE socket: requests go out together in one datagram (the kernel handles each in
+// turn and answers each, like `ip -force -batch`), answers are matched to requests by sequence
+// number. All I/O is non-blocking: rtnetlink handles a request inside the send() call, so its
+// answer is queued by the time send() returns, and dump parts are produced inside recv().
+import { closeSync, openSync } from "node:fs";
+import {
+  AF_NETLINK, CLONE_NEWNET, MSG_DONTWAIT, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_ROUTE, NLM_F_ACK, NLM_F_DUMP,
+  NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, SOCK_CLOEXEC, SOCK_RAW, SOL_NETLINK,
+} from "./consts.js";
+import { NetlinkError } from "./errors.js";
+import { type Attr, encodeMessage, type InMessage, parseError, parseMessages } from "./message.js";
+import { libc } from "./libc.js";
+
+const MSG_TRUNC = 0x20;
+const RECV_BUF = 256 * 1024;
+
+export interface Request {
+  type: number;
+  /** NLM_F_REQUEST and NLM_F_ACK are always added. */
+  flags?: number;
+  header: Buffer;
+  attrs?: readonly Attr[];
+  /** For error messages: "create veth wf0123/eth0". */
+  what: string;
+}
+
+export interface Answer {
+  /** 0, or the positive errno the kernel answered with. */
+  errno: number;
+  extMessage?: string;
+  /** Messages the kernel sent before its ACK (e.g. the RTM_NEWLINK a GETLINK asked for). */
+  messages: InMessage[];
+}
+
+/** Ends the process: a main thread left in a pod's namespace would wire the next pod wrongly. */
+function fatal(msg: string): never {
+  process.stderr.write(`weft netlink: ${msg}; exiting\n`);
+  process.abort();
+}
+
+export class NetlinkSocket {
+  private seq = Math.floor(Math.random() * 0x7fffffff);
+  private readonly rbuf = Buffer.alloc(RECV_BUF);
+  private closed = false;
+
+  private constructor(private readonly fd: number, readonly where: string) {}
+
+  /** A socket in the calling thread's own network namespace. */
+  static open(where: string): NetlinkSocket {
+    const c = libc();
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) throw new NetlinkError("open a netlink socket", c.errno(), `cannot open a netlink socket in ${where}`);
+    const s = new NetlinkSocket(fd, where);
+    try { s.setup(); } catch (e) { s.close(); throw e; }
+    return s;
+  }
+
+  /**
+   * A socket in another network namespace, given an open fd of it. A netlink socket belongs to
+   * the namespace it was created in, for good, so the main thread steps into the namespace only
+   * for socket() and straight back out (ownNsFd is the fd of its own namespace).
+   *
+   * Why this is safe in Node: setns() changes the namespace of the calling thread only. This runs
+   * synchronously on the main thread, so no JavaScript, callback or other call of ours runs on it
+   * in between; libuv's pool threads and koffi's worker threads keep their namespace (they never
+   * enter another one), so file system, DNS or async netlink work going on there is unaffected.
+   */
+  static openIn(nsFd: number, ownNsFd: number, where: string): NetlinkSocket {
+    const c = libc();
+    if (c.setns(nsFd, CLONE_NEWNET) !== 0) {
+      throw new NetlinkError(`enter ${where}`, c.errno(), `cannot enter the network namespace ${where}`);
+    }
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    const err = c.errno();
+    if (c.setns(ownNsFd, CLONE_NEWNET) !== 0) fatal(`cannot return to the agent's own network namespace (errno ${c.errno()})`);
+    if (fd < 0) throw new NetlinkError("open a netlink socket", err, `cannot open a netlink socket in ${where}`);
+    const s = new NetlinkSocket(fd, where);
+    try { s.setup(); } catch (e) { s.close(); throw e; }
+    return s;
+  }
+
+  /** Opens `path` (a netns file), makes a socket there, closes the file. */
+  static openPath(path: string, ownNsFd: number): NetlinkSocket {
+    const nsFd = openSync(path, "r");
+    try { return NetlinkSocket.openIn(nsFd, ownNsFd, path); } finally { closeSync(nsFd); }
+  }
+
+  private setup(): void {
+    const c = libc();
+    const one = Buffer.alloc(4);
+    one.writeInt32LE(1);
+    // Extended acks: the kernel's own words on why it refused. Capped acks: no echo of the request.
+    c.setsockopt(this.fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4);
+    c.setsockopt(this.fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4);
+    const sa = Buffer.alloc(12); // sockaddr_nl { family, pad, pid 0 (kernel picks), groups 0 }
+    sa.writeUInt16LE(AF_NETLINK, 0);
+    if (c.bind(this.fd, sa, sa.length) !== 0) throw new NetlinkError("bind a netlink socket", c.errno(), `cannot bind a netlink socket in ${this.where}`);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    libc().close(this.fd);
+  }
+
+  private encode(reqs: readonly Request[]): { buf: Buffer; seqs: number[] } {
+    if (this.closed) throw new Error(`netlink socket for ${this.where} is closed`);
+    const seqs: number[] = [];
+    const parts = reqs.map((r) => {
+      this.seq = (this.seq + 1) >>> 0 || 1;
+      seqs.push(this.seq);
+      return encodeMessage({ type: r.type, flags: NLM_F_REQUEST | NLM_F_ACK | (r.flags ?? 0), seq: this.seq, header: r.header, attrs: r.attrs ?? [] });
+    });
+    return { buf: Buffer.concat(parts), seqs };
+  }
+
+  /** Sends all requests in one datagram and returns one answer per request, in order. */
+  transact(reqs: readonly Request[]): Answer[] {
+    if (reqs.length === 0) return [];
+    const { buf, seqs } = this.encode(reqs);
+    const c = libc();
+    if (c.send(this.fd, buf, buf.length, 0) < 0) throw new NetlinkError(reqs[0].what, c.errno(), `cannot send to the kernel (${this.where})`);
+    return this.collect(reqs, seqs);
+  }
+
+  /**
+   * Like transact(), but send() runs on a koffi worker thread, so requests the kernel is slow to
+   * handle (deleting links waits for the network stack to let go of them) do not hold up the
+   * event loop. One at a time per socket: answers of overlapping calls would interleave.
+   */
+  async transactAsync(reqs: readonly Request[]): Promise<Answer[]> {
+    if (reqs.length === 0) return [];
+    const { buf, seqs } = this.encode(reqs);
+    const n = await libc().sendAsync(this.fd, buf, buf.length, 0);
+    // errno is the worker thread's, out of reach here; a failed send is rare (ENOBUFS, EPERM).
+    if (n < 0) throw new NetlinkError(reqs[0].what, 5 /* EIO */, `cannot send to the kernel (${this.where})`);
+    return this.collect(reqs, seqs);
+  }
+
+  private recvOnce(what: string): InMessage[] {
+    const c = libc();
+    const n = c.recv(this.fd, this.rbuf, this.rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0) {
+      const e = c.errno();
+      throw new NetlinkError(what, e, `no answer from the kernel (${this.where})`);
+    }
+    if (n > this.rbuf.length) throw new Error(`netlink answer of ${n} bytes does not fit ${this.rbuf.length} (${this.where})`);
+    // Copy: the receive buffer is reused by the next recv.
+    return parseMessages(Buffer.from(this.rbuf.subarray(0, n)));
+  }
+
+  private collect(reqs: readonly Request[], seqs: number[]): Answer[] {
+    const bySeq = new Map<number, Answer>();
+    const pending = new Map<number, InMessage[]>(seqs.map((s) => [s, []]));
+    while (bySeq.size < seqs.length) {
+      for (const m of this.recvOnce(reqs[0].what)) {
+        if (m.type === NLMSG_ERROR) {
+          const e = parseError(m);
+          const msgs = pending.get(e.seq);
+          if (!msgs) continue; // an answer to an earlier, abandoned request
+          bySeq.set(e.seq, { errno: e.errno, ...(e.extMessage ? { extMessage: e.extMessage } : {}), messages: msgs });
+        } else if (m.type !== NLMSG_NOOP) pending.get(m.seq)?.push(m);
+      }
+    }
+    return seqs.map((s) => bySeq.get(s)!);
+  }
+
+  /** A dump request (RTM_GETLINK, RTM_GETROUTE, ...): every message up to NLMSG_DONE. */
+  dump(type: number, header: Buffer, what: string, attrs: readonly Attr[] = []): InMessage[] {
+    this.seq = (this.seq + 1) >>> 0 || 1;
+    const seq = this.seq;
+    const buf = encodeMessage({ type, flags: NLM_F_REQUEST | NLM_F_DUMP, seq, header, attrs });
+    const c = libc();
+    if (c.send(this.fd, buf, buf.length, 0) < 0) throw new NetlinkError(what, c.errno(), `cannot send to the kernel (${this.where})`);
+    const out: InMessage[] = [];
+    for (;;) {
+      for (const m of this.recvOnce(what)) {
+        if (m.seq !== seq) continue;
+        if (m.type === NLMSG_DONE) {
+          const err = m.payload.length >= 4 ? -m.payload.readInt32LE(0) : 0;
+          if (err > 0) throw new NetlinkError(what, err, `${what} in ${this.where} failed`);
+          return out;
+        }
+        if (m.type === NLMSG_ERROR) {
+          const e = parseError(m);
+          if (e.errno) throw new NetlinkError(what, e.errno, `${what} in ${this.where} failed`, e.extMessage);
+          return out;
+        }
+        if (m.flags & NLM_F_MULTI || m.type !== NLMSG_NOOP) out.push(m);
+      }
+    }
+  }
+}
