@@ -93,29 +93,63 @@ export class EtcdKv implements KvBackend {
     return { succeeded: res.succeeded, revision: Number(res.header.revision) };
   }
 
+  // Renewals are done here rather than with etcd3's autoKeepAlive: its keepalive timer re-arms
+  // itself after release() (keeping the process alive for a whole TTL) and its streams carry no
+  // deadline, so a dead member could stall a renewal forever.
   async grantLease(ttlSeconds: number): Promise<KvLease> {
-    const lease = this.client.lease(ttlSeconds, { autoKeepAlive: true });
+    const granted = await this.call(() => this.client.leaseClient.leaseGrant({ TTL: ttlSeconds }));
+    const id = String(granted.ID);
     const lost: Array<(e: Error) => void> = [];
-    let dead = false;
-    lease.on("lost", (err) => {
-      if (dead) return;
-      dead = true;
-      const e = this.unavailable(err);
-      for (const l of lost) l(e);
-    });
-    const id = await this.call(() => lease.grant());
+    let stopped = false;
+    let inflight = false;
+    let lastRenewal = Date.now();
+    const die = (err: Error): void => {
+      if (stopped) return;
+      stop();
+      for (const l of lost) l(err);
+    };
+    const renew = async (): Promise<void> => {
+      if (stopped || inflight) return;
+      inflight = true;
+      try {
+        const res = await this.keepaliveOnce(id, Math.max(500, (ttlSeconds * 1000) / 3));
+        if (Number(res.TTL) <= 0) die(new UnavailableError(`lease ${id} in ${this.description} expired before it could be renewed`));
+        else lastRenewal = Date.now();
+      } catch (err) {
+        // etcd extends leases when a new leader takes over, so the lease may outlive one TTL of outage.
+        if (Date.now() - lastRenewal > 2 * ttlSeconds * 1000) die(this.unavailable(err));
+      } finally {
+        inflight = false;
+      }
+    };
+    const timer = setInterval(() => void renew(), (ttlSeconds * 1000) / 3);
+    const stop = (): void => {
+      stopped = true;
+      clearInterval(timer);
+    };
     return {
       id,
       onLost: (l) => lost.push(l),
       revoke: async () => {
-        dead = true;
-        await this.call(() => lease.revoke());
+        stop();
+        await this.call(() => this.client.leaseClient.leaseRevoke({ ID: id }));
       },
-      release: () => {
-        dead = true;
-        lease.release();
-      },
+      release: stop,
     };
+  }
+
+  private async keepaliveOnce(id: string, timeoutMs: number): Promise<{ TTL: string }> {
+    const stream = await this.client.leaseClient.leaseKeepAlive({ deadline: Date.now() + timeoutMs });
+    try {
+      return await new Promise<{ TTL: string }>((resolve, reject) => {
+        stream.on("data", (res: { TTL: string }) => resolve(res));
+        stream.on("error", reject);
+        stream.on("end", () => reject(new Error("keepalive stream ended")));
+        stream.write({ ID: id });
+      });
+    } finally {
+      stream.end();
+    }
   }
 
   watch(prefix: string, afterRevision: number, handlers: KvWatchHandlers): { cancel(): Promise<void> } {
