@@ -19,7 +19,7 @@ const MAX_IN_FLIGHT = 3;
 const POLL_MS = 1;
 
 interface Job { name: string; done: (err?: NetlinkError) => void }
-interface Watched extends Job { index: number }
+interface Watched { name: string; index: number }
 
 export class LinkDeleter {
   private pending: Job[] = [];
@@ -83,7 +83,7 @@ export class LinkDeleter {
       if (found.errno === ENODEV) return finish(n);
       if (mark.errno && mark.errno !== ENODEV) return finish(n, new NetlinkError(`delete ${n}`, mark.errno, `could not delete ${n} in ${this.where}`, mark.extMessage));
       if (found.errno) return finish(n, new NetlinkError(`delete ${n}`, found.errno, `could not delete ${n} in ${this.where}`, found.extMessage));
-      watched.push({ name: n, index: parseIndex(found.messages[0].payload), done: () => undefined });
+      watched.push({ name: n, index: parseIndex(found.messages[0].payload) });
     });
     if (watched.length === 0) return;
 
@@ -110,10 +110,21 @@ export class LinkDeleter {
     if ("e" in settled) { for (const w of left) finish(w.name, settled.e as NetlinkError); return; }
     // The kernel has answered: whatever is still listed was not deleted.
     const res = host.transact(left.map((w) => getLinkByIndex(w.index, w.name)));
-    left.forEach((w, i) => {
-      if (res[i].errno === ENODEV) finish(w.name);
-      else finish(w.name, new NetlinkError(req.what, settled.a.errno || 5, `could not delete ${w.name} in ${this.where}`, settled.a.extMessage));
-    });
+    const still = left.filter((w, i) => res[i].errno !== ENODEV);
+    for (const w of left) if (!still.includes(w)) finish(w.name);
+    if (!still.length) return;
+    if (group) {
+      // A group deletion is all or nothing: one link that cannot go (not ours to delete, say)
+      // keeps the others. Unmark them and try each on its own.
+      try { host.transact(still.map((w) => setGroup(w.name, 0))); } catch { /* the single deletions report */ }
+      for (const w of still) {
+        const jobs = byName.get(w.name) ?? [];
+        byName.delete(w.name);
+        await this.run(jobs);
+      }
+      return;
+    }
+    for (const w of still) finish(w.name, new NetlinkError(req.what, settled.a.errno || 5, `could not delete ${w.name} in ${this.where}`, settled.a.extMessage));
   }
 }
 

@@ -199,7 +199,7 @@ export interface NlError {
 /** Decodes the payload of an NLMSG_ERROR (struct nlmsgerr plus optional extended-ack TLVs). */
 export function parseError(m: InMessage): NlError {
   if (m.type !== NLMSG_ERROR || m.payload.length < 4 + NLMSG_HDRLEN) throw new Error("not an NLMSG_ERROR message");
-  const errno = -m.payload.readInt32LE(0);
+  const errno = -m.payload.readInt32LE(0) || 0; // not -0 for an ACK
   const reqLen = m.payload.readUInt32LE(4);
   const requestType = m.payload.readUInt16LE(8);
   const out: NlError = { errno, seq: m.payload.readUInt32LE(12), requestType };
@@ -230,7 +230,7 @@ export function ipBytes(addr: string): Buffer {
   if (v4) {
     const p = v4[1].split(".").map(Number);
     tail.push((p[0] << 8) | p[1], (p[2] << 8) | p[3]);
-    s = s.slice(0, -v4[1].length) + "0"; // placeholder group, replaced below
+    s = s.slice(0, -v4[1].length) + "0:0"; // placeholder for the last two groups
   }
   const [head, rest] = s.split("::") as [string, string | undefined];
   const parse = (x: string) => (x ? x.split(":").map((g) => parseInt(g, 16)) : []);

@@ -1,0 +1,80 @@
+// Test support: a PodKernel living in a child process inside a test "host" namespace, the way
+// the agent runs (its own namespace is the host side). Calls go over stdin/stdout as JSON lines;
+// errors come back with their name, message, code and stderr.
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import type { TestNetns } from "../../testlib/netns.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const MODULES = { netlink: [join(here, "kernel.js"), "NetlinkKernel"], iproute: [join(here, "..", "iproute.js"), "IprouteKernel"] } as const;
+export type KernelImpl = keyof typeof MODULES;
+
+export interface RemoteError { name: string; message: string; code?: string; stderr?: string }
+
+export class RemoteKernelError extends Error {
+  constructor(readonly remote: RemoteError) {
+    super(remote.message);
+    this.name = remote.name;
+  }
+}
+
+export interface KernelHost {
+  call<T = unknown>(method: string, ...args: unknown[]): Promise<T>;
+  close(): Promise<void>;
+}
+
+const SERVER = (module: string, cls: string) => `
+const { ${cls}: K } = await import(${JSON.stringify(module)});
+const k = new K();
+const { createInterface } = await import("node:readline");
+for await (const line of createInterface({ input: process.stdin })) {
+  const { id, method, args } = JSON.parse(line);
+  const extra = method === "underlayMtu" ? [(n) => /^wf/.test(n)] : [];
+  try {
+    const result = await k[method](...args, ...extra);
+    process.stdout.write(JSON.stringify({ id, result: result ?? null }) + "\\n");
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ id, error: { name: e.name, message: e.message, code: e.code, stderr: e.stderr } }) + "\\n");
+  }
+}
+k.close?.();
+`;
+
+/** Starts `impl` inside `host`; close() ends the child (by closing its stdin, then by PID). */
+export function startKernelHost(host: TestNetns, impl: KernelImpl): KernelHost {
+  const [module, cls] = MODULES[impl];
+  const env = { ...process.env };
+  delete env.NODE_EXTRA_CA_CERTS;
+  const child: ChildProcessWithoutNullStreams = spawn("nsenter", [`--net=${host.path}`, "--", process.execPath, "--input-type=module", "-e", SERVER(module, cls)], { env });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+  const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  let next = 1;
+  createInterface({ input: child.stdout }).on("line", (line) => {
+    const msg = JSON.parse(line) as { id: number; result?: unknown; error?: RemoteError };
+    const w = waiting.get(msg.id);
+    waiting.delete(msg.id);
+    if (msg.error) w?.reject(new RemoteKernelError(msg.error));
+    else w?.resolve(msg.result);
+  });
+  const exited = new Promise<void>((r) => child.on("close", () => {
+    for (const w of waiting.values()) w.reject(new Error(`kernel host exited: ${stderr}`));
+    waiting.clear();
+    r();
+  }));
+  return {
+    call: <T>(method: string, ...args: unknown[]) => new Promise<T>((resolve, reject) => {
+      const id = next++;
+      waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      child.stdin.write(JSON.stringify({ id, method, args }) + "\n");
+    }),
+    close: async () => {
+      child.stdin.end();
+      const t = setTimeout(() => { if (child.pid) process.kill(child.pid); }, 3000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
