@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { openLocalStore } from "./index.js";
-import type { NodeInfo } from "../types.js";
+import type { NodeInfo, StoredObject } from "../types.js";
 
 const root = mkdtempSync(join(tmpdir(), "weft-store-local-"));
 const fixtures: Array<{ closeAll(): Promise<void> }> = [];
@@ -59,5 +59,41 @@ test("local: a write by another process reaches a watcher, and the data survives
     assert.deepEqual((await reopened.getClusterSettings())?.clusterCIDRs, ["10.244.0.0/16"]);
   } finally {
     await reopened.close();
+  }
+});
+
+test("local: a watcher that fell behind trimmed history re-lists and still ends up right", { timeout: 60_000 }, async () => {
+  const path = join(root, "compact", "store.db");
+  // The watcher's connection looks for other connections' writes only every 1.5 s; the writer's
+  // connection keeps 2 events of history and trims every tick, so the watcher's position is gone.
+  const watcherStore = openLocalStore({ path, pollIntervalMs: 1500 });
+  const writer = openLocalStore({ path, historyLimit: 2, compactIntervalMs: 0 });
+  try {
+    const seen = collector<StoredObject>();
+    await writer.objects.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "keep" } });
+    await writer.objects.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "drop" } });
+    const w = watcherStore.objects.watch("Namespace", seen.listener);
+    await w.ready;
+    assert.deepEqual(seen.events.map((e) => `${e.type}:${e.object.metadata.name}`), ["added:drop", "added:keep"]);
+    await new Promise((r) => setTimeout(r, 200)); // let the watcher settle at the current revision
+    await writer.objects.delete({ kind: "Namespace", name: "drop" });
+    for (let i = 0; i < 6; i++) await writer.objects.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: `ns-${i}` } });
+    await writer.objects.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "keep", labels: { changed: "yes" } } });
+    const want = ["keep", ...Array.from({ length: 6 }, (_, i) => `ns-${i}`)].sort();
+    const names = (): string[] => {
+      const live = new Map<string, StoredObject>();
+      for (const e of seen.events) {
+        if (e.type === "removed") live.delete(e.object.metadata.name);
+        else live.set(e.object.metadata.name, e.object);
+      }
+      return [...live.keys()].sort();
+    };
+    await waitFor("watcher state matches the store", () => JSON.stringify(names()) === JSON.stringify(want) || undefined);
+    const keep = [...seen.events].reverse().find((e) => e.object.metadata.name === "keep");
+    assert.equal(keep?.object.metadata.labels?.changed, "yes");
+    await w.close();
+  } finally {
+    await watcherStore.close();
+    await writer.close();
   }
 });

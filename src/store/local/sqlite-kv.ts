@@ -18,6 +18,8 @@ export interface SqliteKvOptions {
   pollIntervalMs?: number;
   /** Events kept for watchers to resume from. Default 10000. */
   historyLimit?: number;
+  /** How often old events are trimmed. Default 30 s. */
+  compactIntervalMs?: number;
 }
 
 const SCHEMA = `
@@ -47,10 +49,12 @@ export class SqliteKv implements KvBackend {
   private pumpQueued = false;
   private lastCompaction = Date.now();
   private readonly historyLimit: number;
+  private readonly compactIntervalMs: number;
 
   constructor(readonly path: string, options: SqliteKvOptions = {}) {
     this.description = `local store ${path}`;
     this.historyLimit = options.historyLimit ?? 10000;
+    this.compactIntervalMs = options.compactIntervalMs ?? 30_000;
     try {
       mkdirSync(dirname(path), { recursive: true });
       this.db = new Database(path);
@@ -231,6 +235,7 @@ export class SqliteKv implements KvBackend {
       w.cursor = -1;
     }
     this.watchers.add(w);
+    this.poller.ref(); // a live watch keeps the process running, as an etcd watch stream does
     if (w.cursor < 0) {
       setImmediate(() => this.reset(w));
     } else {
@@ -240,6 +245,7 @@ export class SqliteKv implements KvBackend {
       cancel: async () => {
         w.dead = true;
         this.watchers.delete(w);
+        if (this.watchers.size === 0) this.poller.unref();
       },
     };
   }
@@ -248,6 +254,7 @@ export class SqliteKv implements KvBackend {
     if (w.dead) return;
     w.dead = true;
     this.watchers.delete(w);
+    if (this.watchers.size === 0) this.poller.unref();
     w.handlers.onReset();
   }
 
@@ -294,7 +301,7 @@ export class SqliteKv implements KvBackend {
         this.dataVersion = dv;
         this.schedulePump();
       }
-      if (now - this.lastCompaction > 30_000) {
+      if (now - this.lastCompaction >= this.compactIntervalMs) {
         this.lastCompaction = now;
         this.compact();
       }
