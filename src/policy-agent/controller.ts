@@ -71,7 +71,10 @@ export class PolicyController {
   readonly node: string;
   private readonly netns: string | undefined;
   private readonly cache: ObjectCache;
+  /** Local pods by host interface (a pod may have more than one weft interface). */
   private readonly local = new Map<string, LocalPod>();
+  /** Interfaces podRemoved() before start(), so the provider's older list does not bring them back. */
+  private removedBeforeStart: Array<{ namespace: string; name: string; ifname?: string }> = [];
   private readonly render: RenderOptions;
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
@@ -113,8 +116,10 @@ export class PolicyController {
     // Pods announced with podAdded() while starting are newer than the provider's list.
     const early = new Map(this.local);
     this.local.clear();
-    for (const p of fromAgent) this.local.set(podKey(p.namespace, p.name), checkLocalPod(p));
+    const removed = (p: LocalPod) => this.removedBeforeStart.some((r) => matchesRef(p, r));
+    for (const p of fromAgent) if (!removed(p)) this.local.set(p.ifname, checkLocalPod(p));
     for (const [k, p] of early) this.local.set(k, p);
+    this.removedBeforeStart = [];
     this.started = true;
     this.requested++;
     const err = await this.cycle();
@@ -143,7 +148,10 @@ export class PolicyController {
    */
   async podAdded(pod: LocalPod): Promise<void> {
     const p = checkLocalPod(pod);
-    this.local.set(podKey(p.namespace, p.name), p);
+    // A re-created pod with the same name (new sandbox) gets a new interface; both may coexist
+    // until the old one's DEL.
+    this.local.set(p.ifname, p);
+    this.removedBeforeStart = this.removedBeforeStart.filter((r) => !matchesRef(p, r));
     // The pod object (labels) and its namespace's policies, read now: the watch may lag behind.
     try {
       await this.cache.refreshForPod(p.namespace, p.name);
@@ -154,14 +162,15 @@ export class PolicyController {
   }
 
   /**
-   * A pod was removed from this node. With `ifname`, only if it is still that veth's pod (a late
-   * DEL of an old sandbox leaves a re-created pod alone). Resolves once its entries are gone.
+   * A pod's interface was removed from this node (CNI DEL). With `ifname`, only that interface
+   * (a late DEL of an old sandbox leaves the re-created pod alone); without, all of the pod's.
+   * Resolves once its entries are gone from the kernel.
    */
   async podRemoved(ref: { namespace: string; name: string; ifname?: string }): Promise<void> {
-    const key = podKey(ref.namespace, ref.name);
-    const cur = this.local.get(key);
-    if (!cur || (ref.ifname !== undefined && cur.ifname !== ref.ifname)) return;
-    this.local.delete(key);
+    const gone = [...this.local.values()].filter((p) => matchesRef(p, ref));
+    if (!this.started) this.removedBeforeStart.push({ ...ref });
+    if (gone.length === 0) return;
+    for (const p of gone) this.local.delete(p.ifname);
     return this.waitFor(this.markDirty());
   }
 
@@ -309,6 +318,10 @@ export class PolicyController {
     this.log?.info({ node: this.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: prev === null && json !== null }, "policy ruleset applied");
     return { kind: "full", model: next };
   }
+}
+
+function matchesRef(p: LocalPod, ref: { namespace: string; name: string; ifname?: string }): boolean {
+  return p.namespace === ref.namespace && p.name === ref.name && (ref.ifname === undefined || p.ifname === ref.ifname);
 }
 
 function checkLocalPod(p: LocalPod): LocalPod {

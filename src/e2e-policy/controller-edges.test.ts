@@ -1,0 +1,115 @@
+// Edge cases of the policy controller on a real kernel: bursts coalesce, pods added before
+// start() are covered by the first commit, a table changed behind the controller's back is
+// repaired, removals take the pod's entries out, and a failed commit fails the pod's ADD.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import { PolicyApplyError, PolicyController } from "../policy-agent/controller.js";
+import { createNetns, removeAllNetns } from "../testlib/netns.js";
+import { localStorePath, openLocalStore } from "../store/local/index.js";
+import { PolicyFixture, localPod, until, type PodDef } from "./fixture.js";
+
+const root = process.getuid?.() === 0;
+const skip = !root && "needs root to create network namespaces";
+
+let f: PolicyFixture | undefined;
+const ctrls: PolicyController[] = [];
+after(async () => {
+  for (const c of ctrls) await c.stop().catch(() => undefined);
+  await f?.cleanup();
+  await removeAllNetns();
+});
+
+const pod = (i: number): PodDef => ({ ns: "y", name: `p${i}`, v4: `10.244.9.${i + 1}`, v6: `fd00:10:244:9::${i + 1}`, ifname: `wfburst${i}`, labels: { app: "burst" } });
+
+async function setElements(name: string): Promise<string> {
+  return f!.node.exec(["nft", "list", name.startsWith("v") ? "map" : "set", "inet", "weft", name]);
+}
+
+test("a burst of podAdded calls is coalesced into few commits, and every call resolves with its pod in force", { skip }, async () => {
+  f = await PolicyFixture.create();
+  await f.namespace("y", { team: "y" });
+  await f.apply({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "burst", namespace: "y" }, spec: { podSelector: { matchLabels: { app: "burst" } }, policyTypes: ["Ingress"] } });
+  const c = f.controller();
+  ctrls.push(c);
+  await f.podObject(pod(0));
+  // Added before start(): resolves with the first commit.
+  const early = c.podAdded(localPod(pod(0)));
+  await c.start();
+  await early;
+  assert.match(await setElements("src_4"), /"wfburst0" \. 10\.244\.9\.1/);
+
+  // The pods' objects are written through a second store handle (as `weft apply` in another
+  // process would), so the controller's watch learns of them only at its next poll; podAdded
+  // reads the pod from the store itself and must not miss its labels.
+  const writer = openLocalStore({ path: localStorePath(f.stateDir) });
+  try {
+    for (let i = 1; i <= 20; i++) {
+      const p = pod(i);
+      await writer.objects.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: p.name, namespace: p.ns, labels: p.labels }, spec: { nodeName: "node1", containers: [{ name: "c" }] } });
+    }
+  } finally {
+    await writer.close();
+  }
+  const before = c.stats.fullApplies + c.stats.elementApplies;
+  await Promise.all(Array.from({ length: 20 }, (_, i) => c.podAdded(localPod(pod(i + 1)))));
+  const commits = c.stats.fullApplies + c.stats.elementApplies - before;
+  assert.ok(commits >= 1 && commits <= 5, `20 concurrent adds took ${commits} commits`);
+  const src = await setElements("src_4");
+  for (let i = 1; i <= 20; i++) assert.ok(src.includes(`"wfburst${i}" . 10.244.9.${i + 1}`), `pod p${i} admitted past anti-spoofing`);
+  // Every one of them is isolated for ingress (the policy selects app=burst): in the verdict map.
+  const vi = await setElements("vi_4");
+  for (let i = 1; i <= 20; i++) assert.ok(vi.includes(`10.244.9.${i + 1} : jump gi_`), `pod p${i} jumps to its ingress group`);
+
+  // One more, its object written a moment before its ADD: no chance for the watch to see it first.
+  const w2 = openLocalStore({ path: localStorePath(f.stateDir) });
+  const p21 = pod(21);
+  try {
+    await w2.objects.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: p21.name, namespace: p21.ns, labels: p21.labels }, spec: { nodeName: "node1", containers: [{ name: "c" }] } });
+  } finally {
+    await w2.close();
+  }
+  await c.podAdded(localPod(p21));
+  assert.ok((await setElements("vi_4")).includes("10.244.9.22 : jump gi_"), "the pod's labels were read at its ADD: isolated at once");
+});
+
+test("podRemoved takes the pod's entries out; a stale DEL of another interface leaves the pod alone", { skip }, async () => {
+  const c = ctrls[0];
+  await c.podRemoved({ namespace: "y", name: "p1", ifname: "wfother" });
+  assert.match(await setElements("src_4"), /"wfburst1" \. 10\.244\.9\.2/, "a DEL for another interface keeps the pod");
+  await c.podRemoved({ namespace: "y", name: "p1" });
+  assert.doesNotMatch(await setElements("src_4"), /"wfburst1"/);
+  assert.doesNotMatch(await setElements("vi_4"), /10\.244\.9\.2 :/);
+});
+
+test("a table changed behind the controller's back is replaced whole on the next change", { skip }, async () => {
+  const c = ctrls[0];
+  await f!.node.exec(["nft", "delete", "table", "inet", "weft"]);
+  const fullBefore = c.stats.fullApplies;
+  await c.podAdded(localPod(pod(30)));
+  assert.equal(c.stats.fullApplies, fullBefore + 1, "the failed element update fell back to a full replacement");
+  assert.match(await setElements("src_4"), /"wfburst30" \. 10\.244\.9\.31/);
+  assert.match(await setElements("src_4"), /"wfburst2" \. 10\.244\.9\.3/, "everything else is back too");
+});
+
+test("a commit that cannot be made rejects podAdded with PolicyApplyError (the ADD fails, the runtime retries)", { skip }, async () => {
+  const ns = await createNetns("pg");
+  const c = new PolicyController({ node: "node1", netns: ns.path, objects: f!.store.objects, localPods: () => [], debounceMs: 5 });
+  ctrls.push(c);
+  await c.start();
+  await ns.remove(); // the namespace is gone: nft cannot run there any more
+  await assert.rejects(c.podAdded(localPod(pod(40))), (e: unknown) => e instanceof PolicyApplyError && /could not be applied/.test(e.message));
+  assert.ok(c.stats.failures >= 1);
+  await c.stop();
+  await assert.rejects(c.podAdded(localPod(pod(41))), /stopped/);
+});
+
+test("start() on a namespace with no table yet creates it; stop() leaves it in force", { skip }, async () => {
+  const ns = await createNetns("ph");
+  const c = new PolicyController({ node: "node1", netns: ns.path, objects: f!.store.objects, localPods: () => [localPod(pod(50))], debounceMs: 5 });
+  await c.start();
+  await c.stop();
+  const t = await ns.exec(["nft", "list", "set", "inet", "weft", "src_4"]);
+  assert.match(t, /"wfburst50" \. 10\.244\.9\.51/);
+  await until(async () => (await ns.status(["nft", "list", "table", "inet", "weft"])).code === 0, 1000, "table stays after stop()");
+  await ns.remove();
+});
