@@ -34,6 +34,7 @@ describe("bad input leaves nothing behind", { skip }, () => {
     { what: "unsupported cniVersion", conf: () => h.weftConf("9.9.9"), code: 1 },
     { what: "CNI_NETNS missing on ADD", call: () => ({ unset: ["netns"] }) },
     { what: "CNI_NETNS is not a namespace", call: () => ({ netns: "/run/netns/wt-does-not-exist" }) },
+    { what: "CNI_NETNS is a file but not a namespace", call: () => ({ netns: "/etc/hostname" }) },
     { what: "CNI_CONTAINERID missing", call: () => ({ unset: ["containerId"] }) },
     { what: "CNI_IFNAME too long", call: () => ({ ifname: "eth0-much-too-long" }) },
     { what: "CNI_IFNAME with a slash", call: () => ({ ifname: "eth/0" }) },
