@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { PolicyApplyError, PolicyController } from "../policy-agent/controller.js";
 import { createNetns, removeAllNetns } from "../testlib/netns.js";
 import { localStorePath, openLocalStore } from "../store/local/index.js";
+import { openStore } from "../store/index.js";
 import { PolicyFixture, localPod, until, type PodDef } from "./fixture.js";
 
 const root = process.getuid?.() === 0;
@@ -111,5 +112,27 @@ test("start() on a namespace with no table yet creates it; stop() leaves it in f
   const t = await ns.exec(["nft", "list", "set", "inet", "weft", "src_4"]);
   assert.match(t, /"wfburst50" \. 10\.244\.9\.51/);
   await until(async () => (await ns.status(["nft", "list", "table", "inet", "weft"])).code === 0, 1000, "table stays after stop()");
+  await ns.remove();
+});
+
+test("with the store unreachable, start() commits nothing (the old rules stay) until it can see everything", { skip }, async () => {
+  const ns = await createNetns("pi");
+  const first = new PolicyController({ node: "node1", netns: ns.path, objects: f!.store.objects, localPods: () => [localPod(pod(60))], debounceMs: 5 });
+  await first.start();
+  await first.stop();
+  const tableBefore = await ns.exec(["nft", "list", "table", "inet", "weft"]);
+  // Nothing listens on 127.0.0.1:9: the etcd client keeps retrying, the watches never get their list.
+  const down = openStore({ kind: "etcd", endpoints: ["http://127.0.0.1:9"], requestTimeoutMs: 200 });
+  const c = new PolicyController({ node: "node1", netns: ns.path, objects: down.objects, localPods: () => [], debounceMs: 5 });
+  const starting = c.start();
+  let settled = false;
+  starting.then(() => (settled = true), () => (settled = true));
+  await new Promise((r) => setTimeout(r, 700));
+  assert.equal(settled, false, "start() waits for a complete view of the objects");
+  assert.equal(await ns.exec(["nft", "list", "table", "inet", "weft"]), tableBefore, "the old table is untouched meanwhile");
+  await c.stop();
+  await assert.rejects(starting, /stopped before the rules were applied/);
+  assert.equal(await ns.exec(["nft", "list", "table", "inet", "weft"]), tableBefore, "stopping a start that never saw the objects commits nothing");
+  await down.close();
   await ns.remove();
 });

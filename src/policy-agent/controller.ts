@@ -56,7 +56,7 @@ export class PolicyApplyError extends Error {
 
 export class PolicyControllerStopped extends Error {
   constructor() {
-    super("the policy controller was stopped before the pod's rules were applied");
+    super("the policy controller was stopped before the rules were applied");
     this.name = "PolicyControllerStopped";
   }
 }
@@ -112,7 +112,10 @@ export class PolicyController {
   async start(): Promise<void> {
     if (this.started || this.stopped) throw new Error("PolicyController.start() may be called once");
     await this.cache.start();
+    // stop() during start() ends the watches' wait too: never commit what may be a partial view.
+    if (this.stopped) throw new PolicyControllerStopped();
     const fromAgent = await this.opts.localPods();
+    if (this.stopped) throw new PolicyControllerStopped();
     // Pods announced with podAdded() while starting are newer than the provider's list.
     const early = new Map(this.local);
     this.local.clear();
