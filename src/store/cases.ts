@@ -142,6 +142,7 @@ export function storeCases(h: StoreHarness): void {
       const added = await waitFor("added event", () => seen.events.find((e) => e.type === "added" && e.object.name === "node-1"));
       assert.deepEqual(added.object.podCIDRs, node.podCIDRs);
       assert.deepEqual(added.object.backendData, { vtepMAC: "aa:bb:cc:00:00:01" });
+      assert.equal(added.object.leaseTTLSeconds, 5);
       assert.deepEqual((await b.listNodes()).map((n) => n.name), ["node-1"]);
       assert.deepEqual((await b.getNode("node-1"))?.addresses, ["192.0.2.11", "2001:db8::11"]);
       assert.deepEqual((await b.listSubnetClaims()).map((c) => c.cidr).sort(), [...node.podCIDRs].sort());

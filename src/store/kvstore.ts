@@ -47,6 +47,7 @@ interface StoredNode {
   podCIDRs: string[];
   backendData: Record<string, string>;
   registeredAt: string;
+  leaseTTLSeconds: number;
 }
 
 export const subnetKeyPart = (cidr: string): string => cidr.replace("/", "-");
@@ -119,6 +120,7 @@ export class KvClusterStore implements ClusterStore {
         podCIDRs,
         backendData: r.backendData ?? {},
         registeredAt: new Date().toISOString(),
+        leaseTTLSeconds: ttl,
       };
       const res = await this.kv.txn([], [{ type: "put", key: this.nodeKey(r.name), value: JSON.stringify(stored), lease: nodeLease.id }]);
       return { node: { ...stored, resourceVersion: String(res.revision) }, nodeLease, subnetLease };
@@ -277,7 +279,7 @@ class NodeLeaseImpl implements NodeLease {
     const r = normalizeRegistration({ ...this.reg, ...patch });
     const lease = this.nodeLease;
     if (!lease || this.recovering) throw new UnavailableError(`node ${this.reg.name}: the lease is being re-established after a store outage; retry shortly`);
-    const stored: StoredNode = { name: r.name, addresses: r.addresses, podCIDRs: this.node.podCIDRs, backendData: r.backendData ?? {}, registeredAt: this.node.registeredAt };
+    const stored: StoredNode = { name: r.name, addresses: r.addresses, podCIDRs: this.node.podCIDRs, backendData: r.backendData ?? {}, registeredAt: this.node.registeredAt, leaseTTLSeconds: this.ttl };
     const res = await this.store.kv.txn([], [{ type: "put", key: this.store.nodeKey(r.name), value: JSON.stringify(stored), lease: lease.id }]);
     this.reg = r;
     this.node = { ...stored, resourceVersion: String(res.revision) };

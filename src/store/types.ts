@@ -57,6 +57,8 @@ export interface NodeInfo {
   backendData: Record<string, string>;
   /** When this agent (re)registered, ISO 8601. */
   registeredAt: string;
+  /** The TTL of the node's lease: the node disappears this long after its agent stops renewing. */
+  leaseTTLSeconds: number;
   /** Store revision of the last change to this node. */
   resourceVersion: string;
 }

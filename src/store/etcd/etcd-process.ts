@@ -3,7 +3,7 @@
 // (same ports and data, so clients reconnect). Everything is removed on stop(), and also if the
 // process exits without calling it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -38,6 +38,12 @@ export interface StartEtcdOptions {
   baseDir?: string;
   /** How long to wait for the cluster to become healthy. Default 20 s. */
   readyTimeoutMs?: number;
+  /**
+   * Outlive this process (for the lab): members run detached in their own process group, log to
+   * DATADIR.log, and are NOT killed or removed when this process exits. Whoever started them ends
+   * them later by PID (members[i].pid) and removes baseDir. Default false (tests: always cleaned up).
+   */
+  persistent?: boolean;
 }
 
 const running = new Set<ChildProcess>();
@@ -100,6 +106,7 @@ class Member implements EtcdMember {
     private readonly argv: string[],
     private readonly binary: string,
     private readonly readyTimeoutMs: number,
+    private readonly persistent: boolean,
   ) {}
 
   get pid(): number | undefined {
@@ -109,16 +116,24 @@ class Member implements EtcdMember {
   spawn(): void {
     if (this.child) return;
     this.stderr = "";
-    const child = spawn(this.binary, this.argv, { stdio: ["ignore", "ignore", "pipe"] });
-    child.stderr?.on("data", (d: Buffer) => {
-      this.stderr = (this.stderr + d.toString()).slice(-4000);
-    });
+    let child: ChildProcess;
+    if (this.persistent) {
+      const log = openSync(`${this.dataDir}.log`, "a");
+      child = spawn(this.binary, this.argv, { stdio: ["ignore", log, log], detached: true });
+      closeSync(log);
+      child.unref();
+    } else {
+      child = spawn(this.binary, this.argv, { stdio: ["ignore", "ignore", "pipe"] });
+      child.stderr?.on("data", (d: Buffer) => {
+        this.stderr = (this.stderr + d.toString()).slice(-4000);
+      });
+      running.add(child);
+    }
     child.once("exit", () => {
       running.delete(child);
       if (this.child === child) this.child = undefined;
     });
     child.once("error", () => undefined); // reported by waitReady as "exited"
-    running.add(child);
     this.child = child;
   }
 
@@ -147,11 +162,12 @@ class Member implements EtcdMember {
 }
 
 export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdCluster> {
-  hookExit();
+  const persistent = options.persistent ?? false;
+  if (!persistent) hookExit();
   const n = options.members ?? 1;
   const binary = options.binary ?? ETCD_BINARY;
   const base = mkdtempSync(join(options.baseDir ?? tmpdir(), "weft-etcd-"));
-  dirs.add(base);
+  if (!persistent) dirs.add(base);
   const ports = await freePorts(2 * n);
   const token = `weft-${randomBytes(6).toString("hex")}`;
   const specs = Array.from({ length: n }, (_, i) => ({
@@ -177,7 +193,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
         "--election-timeout", "100",
         "--logger", "zap",
         "--log-level", "error",
-      ], binary, options.readyTimeoutMs ?? 20_000),
+      ], binary, options.readyTimeoutMs ?? 20_000, persistent),
   );
   let stopped = false;
   const stop = async (): Promise<void> => {

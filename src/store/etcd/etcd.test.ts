@@ -117,3 +117,36 @@ describe("etcd: member failures and outages", { skip }, () => {
     await wp.close();
   });
 });
+
+test("etcd launcher: a persistent member outlives the process that started it; test members do not", { skip, timeout: 60_000 }, async () => {
+  const { spawnSync } = await import("node:child_process");
+  const { rmSync } = await import("node:fs");
+  const mod = JSON.stringify(new URL("./etcd-process.js", import.meta.url).href);
+  const run = (persistent: boolean): { endpoint: string; pid: number; base: string } => {
+    const script = `
+      import { startEtcd } from ${mod};
+      const e = await startEtcd({ members: 1, persistent: ${persistent} });
+      console.log(JSON.stringify({ endpoint: e.endpoints[0], pid: e.members[0].pid, base: e.members[0].dataDir.replace(/\\/m0$/, "") }));
+      process.exit(0);`;
+    const res = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(res.status, 0, res.stderr);
+    return JSON.parse(res.stdout) as { endpoint: string; pid: number; base: string };
+  };
+  const alive = (pid: number): boolean => {
+    try { process.kill(pid, 0); return true; } catch { return false; }
+  };
+  const p = run(true);
+  try {
+    assert.ok(alive(p.pid), "persistent etcd died with its starter");
+    const s = openEtcdStore({ endpoints: [p.endpoint] });
+    await s.objects.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "outlives" } });
+    await s.close();
+  } finally {
+    try { process.kill(p.pid, "SIGKILL"); } catch { /* gone */ }
+    rmSync(p.base, { recursive: true, force: true });
+  }
+  const t = run(false);
+  await waitFor("test etcd killed on exit", () => !alive(t.pid) || undefined, 5000);
+  const { existsSync: exists } = await import("node:fs");
+  assert.equal(exists(t.base), false, "test etcd's data dir was left behind");
+});
