@@ -6,10 +6,12 @@ import { constants, existsSync } from "node:fs";
 import { access, chmod, copyFile, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { DEFAULT_SOCKET } from "../cni/config.js";
 import { UserError } from "./errors.js";
 
-/** Where the agent listens unless told otherwise; the plugin learns it from the conflist. */
-export const DEFAULT_SOCKET = "/run/weft/weft.sock";
+/** Where the agent listens unless told otherwise (the plugin's own default); cli/agent.ts uses it. */
+export { DEFAULT_SOCKET };
+
 export const DEFAULT_NETWORK = "weft";
 export const CONFLIST_NAME = "10-weft.conflist";
 export const PLUGIN_NAME = "weft";
@@ -113,6 +115,8 @@ export async function installCni(o: InstallOptions): Promise<Installed> {
     throw new UserError(`--name "${o.name}": a network name is letters, digits, '_', '.', '-', starting with a letter or digit`);
   }
   if (!isAbsolute(o.socket)) throw new UserError(`--socket "${o.socket}": must be an absolute path`);
+  // A unix socket path must fit sun_path (108 bytes with its NUL), or no plugin can connect.
+  if (Buffer.byteLength(o.socket) > 107) throw new UserError(`--socket: path is longer than 107 bytes, the limit for a unix socket`);
   const src = o.plugin ?? builtPluginPath();
   if (!existsSync(src)) throw new UserError(`plugin executable ${src} not found; build it first (npm run build)`);
   const binDir = await ensureDir("--bin-dir", o.binDir);

@@ -72,6 +72,7 @@ test("install-cni: bad directories and values fail with one specific line", { sk
     [["--bin-dir", join(file, "sub"), "--conf-dir", d], /--bin-dir .*cannot create/],
     [["--bin-dir", d, "--conf-dir", d, "--name", "bad name"], /--name/],
     [["--bin-dir", d, "--conf-dir", d, "--socket", "relative.sock"], /--socket .*absolute/],
+    [["--bin-dir", d, "--conf-dir", d, "--socket", `/run/${"x".repeat(120)}.sock`], /--socket.*107 bytes/],
     [["--conf-dir", d], /--bin-dir/],
   ];
   for (const [args, re] of cases) {
