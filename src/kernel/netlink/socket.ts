@@ -12,7 +12,12 @@ import { type Attr, encodeMessage, type InMessage, parseError, parseMessages } f
 import { libc } from "./libc.js";
 
 const MSG_TRUNC = 0x20;
-const RECV_BUF = 256 * 1024;
+/**
+ * One receive buffer for every socket: recv() only ever runs synchronously on the main thread
+ * (transactAsync() sends from a worker but collects on the main thread), and each datagram is
+ * copied out before the next recv().
+ */
+const rbuf = Buffer.allocUnsafe(256 * 1024);
 
 export interface Request {
   type: number;
@@ -40,7 +45,6 @@ function fatal(msg: string): never {
 
 export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
-  private readonly rbuf = Buffer.alloc(RECV_BUF);
   private closed = false;
 
   private constructor(private readonly fd: number, readonly where: string) {}
@@ -139,14 +143,14 @@ export class NetlinkSocket {
 
   private recvOnce(what: string): InMessage[] {
     const c = libc();
-    const n = c.recv(this.fd, this.rbuf, this.rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
+    const n = c.recv(this.fd, rbuf, rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       const e = c.errno();
       throw new NetlinkError(what, e, `no answer from the kernel (${this.where})`);
     }
-    if (n > this.rbuf.length) throw new Error(`netlink answer of ${n} bytes does not fit ${this.rbuf.length} (${this.where})`);
+    if (n > rbuf.length) throw new Error(`netlink answer of ${n} bytes does not fit ${rbuf.length} (${this.where})`);
     // Copy: the receive buffer is reused by the next recv.
-    return parseMessages(Buffer.from(this.rbuf.subarray(0, n)));
+    return parseMessages(Buffer.from(rbuf.subarray(0, n)));
   }
 
   private collect(reqs: readonly Request[], seqs: number[]): Answer[] {
