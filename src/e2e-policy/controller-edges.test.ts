@@ -7,6 +7,9 @@ import { PolicyApplyError, PolicyController } from "../policy-agent/controller.j
 import { createNetns, removeAllNetns } from "../testlib/netns.js";
 import { localStorePath, openLocalStore } from "../store/local/index.js";
 import { openStore } from "../store/index.js";
+import { Writable } from "node:stream";
+import { pino } from "pino";
+import { startPolicyEnforcement } from "../policy-agent/run.js";
 import { PolicyFixture, localPod, until, type PodDef } from "./fixture.js";
 
 const root = process.getuid?.() === 0;
@@ -134,5 +137,24 @@ test("with the store unreachable, start() commits nothing (the old rules stay) u
   await assert.rejects(starting, /stopped before the rules were applied/);
   assert.equal(await ns.exec(["nft", "list", "table", "inet", "weft"]), tableBefore, "stopping a start that never saw the objects commits nothing");
   await down.close();
+  await ns.remove();
+});
+
+test("startPolicyEnforcement: controller, loopback /metrics and deny log in one call; stop() leaves the rules", { skip }, async () => {
+  const ns = await createNetns("pj");
+  const lines: string[] = [];
+  const log = pino(new Writable({ write(c: Buffer, _e, cb) { lines.push(c.toString()); cb(); } }));
+  const pe = await startPolicyEnforcement({ node: "node1", netns: ns.path, objects: f!.store.objects, localPods: () => [localPod(pod(70))], log, metricsPort: 0 });
+  try {
+    assert.ok(pe.metricsPort, "serving metrics");
+    const text = await (await fetch(`http://127.0.0.1:${pe.metricsPort}/metrics`)).text();
+    assert.match(text, /^weft_policy_applies\{kind="full"\} 1$/m);
+    assert.match(text, /^weft_policy_apply_failures 0$/m);
+    assert.ok(pe.controller.model()?.localPods.some((p) => p.name === "p70"));
+  } finally {
+    await pe.stop();
+  }
+  assert.match(await ns.exec(["nft", "list", "set", "inet", "weft", "src_4"]), /"wfburst70"/, "rules stay after stop()");
+  assert.ok(!lines.some((l) => /will not be logged/.test(l)), `the deny log started: ${lines.join("")}`);
   await ns.remove();
 });

@@ -157,6 +157,7 @@ export class DenyLogger {
   private child: NflogCapture | null = null;
   private stopped = false;
   private restart: NodeJS.Timeout | undefined;
+  private restartDelay = 1000;
   private readonly limiter: RateLimiter;
 
   constructor(private readonly opts: DenyLogOptions) {
@@ -189,6 +190,7 @@ export class DenyLogger {
         err = (err + d).slice(-2000);
         if (err.includes("listening on")) {
           clearTimeout(timer);
+          this.restartDelay = 1000;
           resolve();
         }
       });
@@ -201,8 +203,10 @@ export class DenyLogger {
         reject(new Error(`NFLOG listener exited (${code}): ${err.trim()}`));
         if (this.child === child) this.child = null;
         if (!this.stopped) {
-          this.opts.log.warn({ code, stderr: err.trim().split("\n").pop() }, "denied-packet listener exited; restarting in 1 s");
-          this.restart = setTimeout(() => void this.start().catch(() => undefined), 1000);
+          const delay = this.restartDelay;
+          this.restartDelay = Math.min(delay * 2, 60_000);
+          this.opts.log.warn({ code, stderr: err.trim().split("\n").pop(), retryInMs: delay }, "denied-packet listener exited; restarting");
+          this.restart = setTimeout(() => void this.start().catch(() => undefined), delay);
         }
       });
     });

@@ -3,3 +3,4 @@ export { PolicyController, PolicyApplyError, PolicyControllerStopped, type Polic
 export { createPolicyMetrics, startMetricsServer, type PolicyMetrics, type MetricsServer, type CounterSource } from "./metrics.js";
 export { DenyLogger, parseNflogRecord, PcapReader, RateLimiter, type DeniedPacket, type DenyLogOptions } from "./denylog.js";
 export { ObjectCache, type ObjectSnapshot } from "./objects.js";
+export { startPolicyEnforcement, type PolicyEnforcement, type PolicyEnforcementOptions } from "./run.js";
