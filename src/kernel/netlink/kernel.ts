@@ -1,6 +1,10 @@
 // PodKernel over rtnetlink, spoken directly from TypeScript (koffi for the socket calls): the
 // same kernel state as IprouteKernel (../iproute.ts) without an `ip` process per step. A pod
 // costs four round trips to the kernel, each a single datagram carrying several requests.
+//
+// Use: `new NetlinkKernel()` on the main thread (sockets open on first use), close() at shutdown.
+// Calls other than deleteHostLinks run synchronously (a wirePod is ~1.5 ms of kernel work, less
+// than handing it to a thread would cost); deletions wait on a worker thread (see deleter.ts).
 import { closeSync, openSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import * as v from "../validate.js";
