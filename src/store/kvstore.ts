@@ -324,6 +324,11 @@ export function watchPrefix<T>(
   let resolveReady!: () => void;
   const ready = new Promise<void>((r) => (resolveReady = r));
 
+  // A value under our prefix that is not ours (hand-written with etcdctl, say) is skipped, not fatal.
+  const tryDecode = (e: KvEntry): T | undefined => {
+    try { return decode(e); } catch { return undefined; }
+  };
+
   const deliver = (ev: Parameters<WatchListener<T>>[0]): void => {
     try { listener(ev); } catch (e) { setImmediate(() => { throw e; }); }
   };
@@ -341,7 +346,8 @@ export function watchPrefix<T>(
         continue;
       }
       if (prev && prev.rev >= ev.modRevision) continue; // already seen (replayed after a re-list)
-      const obj = decode({ key: ev.key, value: ev.value ?? "", modRevision: ev.modRevision });
+      const obj = tryDecode({ key: ev.key, value: ev.value ?? "", modRevision: ev.modRevision });
+      if (obj === undefined) continue;
       known.set(ev.key, { rev: ev.modRevision, obj });
       deliver(prev ? { type: "updated", object: obj, previous: prev.obj } : { type: "added", object: obj });
     }
@@ -359,7 +365,8 @@ export function watchPrefix<T>(
           seen.add(e.key);
           const prev = known.get(e.key);
           if (prev && prev.rev === e.modRevision) continue;
-          const obj = decode(e);
+          const obj = tryDecode(e);
+          if (obj === undefined) continue;
           known.set(e.key, { rev: e.modRevision, obj });
           if (prev) deliver({ type: "updated", object: obj, previous: prev.obj });
           else if (replay || !first) deliver({ type: "added", object: obj });
