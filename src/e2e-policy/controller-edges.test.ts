@@ -55,9 +55,11 @@ test("a burst of podAdded calls is coalesced into few commits, and every call re
     await writer.close();
   }
   const before = c.stats.fullApplies + c.stats.elementApplies;
+  const fullBefore = c.stats.fullApplies;
   await Promise.all(Array.from({ length: 20 }, (_, i) => c.podAdded(localPod(pod(i + 1)))));
   const commits = c.stats.fullApplies + c.stats.elementApplies - before;
   assert.ok(commits >= 1 && commits <= 5, `20 concurrent adds took ${commits} commits`);
+  assert.equal(c.stats.fullApplies, fullBefore, "pods joining an existing group change set elements, not rules");
   const src = await setElements("src_4");
   for (let i = 1; i <= 20; i++) assert.ok(src.includes(`"wfburst${i}" . 10.244.9.${i + 1}`), `pod p${i} admitted past anti-spoofing`);
   // Every one of them is isolated for ingress (the policy selects app=burst): in the verdict map.
