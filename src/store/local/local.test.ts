@@ -97,3 +97,23 @@ test("local: a watcher that fell behind trimmed history re-lists and still ends 
     await writer.close();
   }
 });
+
+test("local: an agent stalled past its TTL loses the lease, then re-registers by itself with the same subnet", { timeout: 60_000 }, async () => {
+  const path = join(root, "stall", "store.db");
+  const store = openLocalStore({ path });
+  try {
+    await store.initCluster({ clusterCIDRs: ["10.244.0.0/16", "fd00:1::/48"], backend: "host-gw" });
+    const lease = await store.registerNode({ name: "stalls", addresses: ["192.0.2.1"] }, { ttlSeconds: 1, subnetGraceSeconds: 30 });
+    const before = lease.node.podCIDRs;
+    const states: string[] = [];
+    lease.onStateChange((s) => states.push(s.state));
+    // Block the event loop for longer than the TTL: no renewals happen, the lease expires.
+    const until = Date.now() + 2500;
+    while (Date.now() < until) { /* stalled */ }
+    await waitFor("lost then restored", () => (states.join(",") === "lost,restored" ? true : undefined));
+    assert.deepEqual(lease.node.podCIDRs, before);
+    assert.deepEqual((await store.getNode("stalls"))?.podCIDRs, before);
+  } finally {
+    await store.close();
+  }
+});
