@@ -6,6 +6,8 @@ import { registerAgent } from "./agent.js";
 import { registerInstallCni } from "./install-cni.js";
 import { registerIpam } from "./ipam.js";
 import { registerLab } from "./lab.js";
+import { registerExplain } from "./explain.js";
+import { registerPolicy } from "./policy.js";
 
 const program = new Command();
 program
@@ -27,5 +29,7 @@ registerAgent(program);
 registerInstallCni(program);
 registerIpam(program);
 registerLab(program);
+registerExplain(program);
+registerPolicy(program);
 
 program.parseAsync(process.argv).catch(exitWithError);
