@@ -82,3 +82,5 @@ export const NDA_DST = 1;
 export const NDA_LLADDR = 2;
 
 export const LOOPBACK_IFINDEX = 1;
+/** Multicast group of link events (RTM_NEWLINK/RTM_DELLINK notifications). */
+export const RTMGRP_LINK = 0x1;

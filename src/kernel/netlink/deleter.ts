@@ -1,25 +1,30 @@
 // Deleting host veths without waiting for the kernel's clean-up. A DELLINK is answered only
 // after the kernel has waited (~15-25 ms here) for the network stack to let go of the device,
-// but the link is unlisted, with its routes, neighbours and pod end, within a millisecond or two.
-// So: the request goes out from a worker thread (koffi async, libuv's pool), the main thread
-// watches the link's ifindex, and a caller is answered as soon as its link is gone, or when the
-// kernel's answer says why it was not.
+// but the link is unlisted, with its routes, addresses, neighbours and pod end, within a
+// millisecond or two, and the kernel announces that (RTM_DELLINK to the link-event group).
+// So: the request goes out from a worker thread (koffi async, on libuv's pool), the main thread
+// listens for the announcement, and a caller is answered as soon as its link is gone, or when
+// the kernel's answer says why it was not.
 //
 // Deletions asked for in the same event-loop turn, or while MAX_IN_FLIGHT requests are out,
-// are sent together as one group deletion (each link marked with a fresh random group, then `ip link del group G`): the kernel
-// unregisters them in one batch and waits once, and only one pool thread is held for it.
+// are sent together as one group deletion (each link marked with a fresh random group, then
+// `ip link del group G`): the kernel unregisters them in one batch and waits once, and only one
+// pool thread is held for it.
 import { randomInt } from "node:crypto";
+import { AF_UNSPEC, RTM_DELLINK, RTMGRP_LINK } from "./consts.js";
 import { NetlinkError } from "./errors.js";
+import { parseIfinfomsg } from "./message.js";
 import { delGroup, delLink, getLink, getLinkByIndex, setGroup } from "./requests.js";
-import type { NetlinkSocket } from "./socket.js";
+import type { Answer, NetlinkSocket } from "./socket.js";
 
 const ENODEV = 19;
+const EIO = 5;
 /** Of libuv's 4 pool threads, at most this many wait on the kernel for deletions at a time. */
 const MAX_IN_FLIGHT = 3;
 const POLL_MS = 1;
 
 interface Job { name: string; done: (err?: NetlinkError) => void }
-interface Watched { name: string; index: number }
+interface Link { name: string; index: number }
 
 export class LinkDeleter {
   private pending: Job[] = [];
@@ -30,8 +35,8 @@ export class LinkDeleter {
   constructor(
     /** The kernel's host-namespace socket, for the quick synchronous requests. */
     private readonly host: () => NetlinkSocket,
-    /** Opens another socket in the same namespace (one per request out on a worker). */
-    private readonly openSocket: () => NetlinkSocket,
+    /** Opens another socket in the same namespace, listening to the given multicast groups. */
+    private readonly openSocket: (groups?: number) => NetlinkSocket,
     private readonly where: string,
   ) {}
 
@@ -62,72 +67,80 @@ export class LinkDeleter {
   }
 
   private async run(batch: Job[]): Promise<void> {
-    const host = this.host();
     // Same name twice in a batch: one request, every caller answered.
-    const byName = new Map<string, Job[]>();
-    for (const j of batch) byName.set(j.name, [...(byName.get(j.name) ?? []), j]);
-    const names = [...byName.keys()];
-    const finish = (name: string, err?: NetlinkError) => { for (const j of byName.get(name) ?? []) j.done(err); byName.delete(name); };
+    const jobs = new Map<string, Job[]>();
+    for (const j of batch) jobs.set(j.name, [...(jobs.get(j.name) ?? []), j]);
+    const finish = (name: string, err?: NetlinkError) => { for (const j of jobs.get(name) ?? []) j.done(err); jobs.delete(name); };
+    const fail = (name: string, a: Answer) => finish(name, new NetlinkError(`delete ${name}`, a.errno || EIO, `could not delete ${name} in ${this.where}`, a.extMessage));
 
-    // Index of each link (to watch it: a name can be reused, an ifindex is not soon), and, for a
-    // batch, the group mark. Links already gone are done now.
+    // Each link's ifindex (a name can be reused at once, an ifindex is not) and, for a batch,
+    // the group mark. Links already gone are done now.
+    const names = [...jobs.keys()];
     const group = names.length > 1 ? randomInt(0x10000000, 0x7fffffff) : 0;
-    const reqs = names.flatMap((n) => (group ? [setGroup(n, group), getLink(n)] : [getLink(n)]));
-    let answers;
-    try { answers = host.transact(reqs); } catch (e) { for (const n of names) finish(n, e as NetlinkError); return; }
-    const watched: Watched[] = [];
-    names.forEach((n, i) => {
-      const step = group ? 2 : 1;
-      const mark = answers[i * step];
-      const found = answers[i * step + step - 1];
-      if (found.errno === ENODEV) return finish(n);
-      if (mark.errno && mark.errno !== ENODEV) return finish(n, new NetlinkError(`delete ${n}`, mark.errno, `could not delete ${n} in ${this.where}`, mark.extMessage));
-      if (found.errno) return finish(n, new NetlinkError(`delete ${n}`, found.errno, `could not delete ${n} in ${this.where}`, found.extMessage));
-      watched.push({ name: n, index: parseIndex(found.messages[0].payload) });
-    });
-    if (watched.length === 0) return;
-
-    const req = group ? delGroup(group, watched.map((w) => w.name).join(", ")) : delLink(watched[0].name);
-    const sock = this.idle.pop() ?? this.openSocket();
-    let sent = false;
-    const ack = sock.transactAsync([req]).then(
-      ([a]) => { sent = true; this.idle.push(sock); return a; },
-      (e: unknown) => { sent = true; sock.close(); throw e; },
-    );
-    // Watch until every link is gone or the kernel has answered.
-    const watch = async () => {
-      while (!sent && byName.size) {
-        await new Promise((r) => setTimeout(r, POLL_MS));
-        const left = watched.filter((w) => byName.has(w.name));
-        if (!left.length) break;
-        const res = host.transact(left.map((w) => getLinkByIndex(w.index, w.name)));
-        left.forEach((w, i) => { if (res[i].errno === ENODEV) finish(w.name); });
-      }
-    };
-    const [, settled] = await Promise.all([watch(), ack.then((a) => ({ a }), (e: unknown) => ({ e }))]);
-    const left = watched.filter((w) => byName.has(w.name));
-    if (!left.length) return;
-    if ("e" in settled) { for (const w of left) finish(w.name, settled.e as NetlinkError); return; }
-    // The kernel has answered: whatever is still listed was not deleted.
-    const res = host.transact(left.map((w) => getLinkByIndex(w.index, w.name)));
-    const still = left.filter((w, i) => res[i].errno !== ENODEV);
-    for (const w of left) if (!still.includes(w)) finish(w.name);
-    if (!still.length) return;
-    if (group) {
-      // A group deletion is all or nothing: one link that cannot go (not ours to delete, say)
-      // keeps the others. Unmark them and try each on its own.
-      try { host.transact(still.map((w) => setGroup(w.name, 0))); } catch { /* the single deletions report */ }
-      for (const w of still) {
-        const jobs = byName.get(w.name) ?? [];
-        byName.delete(w.name);
-        await this.run(jobs);
-      }
+    let answers: Answer[];
+    try {
+      answers = this.host().transact(names.flatMap((n) => (group ? [setGroup(n, group), getLink(n)] : [getLink(n)])));
+    } catch (e) {
+      for (const n of names) finish(n, e as NetlinkError);
       return;
     }
-    for (const w of still) finish(w.name, new NetlinkError(req.what, settled.a.errno || 5, `could not delete ${w.name} in ${this.where}`, settled.a.extMessage));
-  }
-}
+    const links: Link[] = [];
+    names.forEach((name, i) => {
+      const [mark, found] = group ? [answers[2 * i], answers[2 * i + 1]] : [answers[i], answers[i]];
+      if (found.errno === ENODEV) finish(name);
+      else if (mark.errno) fail(name, mark);
+      else if (found.errno) fail(name, found);
+      else links.push({ name, index: parseIfinfomsg(found.messages[0].payload).index });
+    });
+    if (links.length === 0) return;
 
-function parseIndex(ifinfo: Buffer): number {
-  return ifinfo.readInt32LE(4);
+    const req = group ? delGroup(group, links.map((l) => l.name).join(", ")) : delLink(links[0].name);
+    // Listen before sending. The announcement comes after the kernel has flushed the link's
+    // routes and neighbours (a GETLINK would say "gone" a little earlier, before that clean-up).
+    let events: NetlinkSocket | undefined;
+    try { events = this.openSocket(RTMGRP_LINK); } catch { /* then the kernel's answer decides */ }
+    try {
+      const sock = this.idle.pop() ?? this.openSocket();
+      let answered = false;
+      const answer = sock.transactAsync([req]).then(
+        ([a]) => { answered = true; this.idle.push(sock); return { a }; },
+        (e: unknown) => { answered = true; sock.close(); return { e }; },
+      );
+      const byIndex = new Map(links.map((l) => [l.index, l.name]));
+      while (events && !answered && jobs.size) {
+        await Promise.race([answer, new Promise((r) => setTimeout(r, POLL_MS))]);
+        const got = events.drain();
+        if (got === "overrun") break; // announcements were lost: wait for the answer
+        for (const m of got) {
+          if (m.type !== RTM_DELLINK) continue;
+          const h = parseIfinfomsg(m.payload);
+          const name = h.family === AF_UNSPEC ? byIndex.get(h.index) : undefined;
+          if (name !== undefined) finish(name);
+        }
+      }
+      const settled = await answer;
+      const left = links.filter((l) => jobs.has(l.name));
+      if (!left.length) return;
+      if ("e" in settled) {
+        for (const l of left) finish(l.name, settled.e instanceof NetlinkError ? settled.e : new NetlinkError(req.what, EIO, `could not delete ${l.name} in ${this.where}: ${String(settled.e)}`));
+        return;
+      }
+      // The kernel has answered: whatever is still listed was not deleted.
+      const res = this.host().transact(left.map((l) => getLinkByIndex(l.index, l.name)));
+      const still = left.filter((_, i) => res[i].errno !== ENODEV);
+      for (const l of left) if (!still.includes(l)) finish(l.name);
+      if (!still.length) return;
+      if (!group) return fail(still[0].name, settled.a);
+      // A group deletion is all or nothing: one link that cannot go (not ours to delete, say)
+      // keeps the others. Unmark them and try each on its own.
+      try { this.host().transact(still.map((l) => setGroup(l.name, 0))); } catch { /* the single deletions report */ }
+      for (const l of still) {
+        const js = jobs.get(l.name) ?? [];
+        jobs.delete(l.name);
+        await this.run(js);
+      }
+    } finally {
+      events?.close();
+    }
+  }
 }

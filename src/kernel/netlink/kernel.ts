@@ -240,7 +240,7 @@ export class NetlinkKernel implements PodKernel {
   }
 
   private deleter(): LinkDeleter {
-    return (this.linkDeleter ??= new LinkDeleter(() => this.host(), () => NetlinkSocket.open(this.hostName), this.hostName));
+    return (this.linkDeleter ??= new LinkDeleter(() => this.host(), (groups) => NetlinkSocket.open(this.hostName, groups), this.hostName));
   }
 
   async hostLinks(): Promise<LinkInfo[]> {

@@ -12,6 +12,8 @@ import { type Attr, encodeMessage, type InMessage, parseError, parseMessages } f
 import { libc } from "./libc.js";
 
 const MSG_TRUNC = 0x20;
+const EAGAIN = 11;
+const ENOBUFS = 105;
 /**
  * One receive buffer for every socket: recv() only ever runs synchronously on the main thread
  * (transactAsync() sends from a worker but collects on the main thread), and each datagram is
@@ -50,12 +52,13 @@ export class NetlinkSocket {
   private constructor(private readonly fd: number, readonly where: string) {}
 
   /** A socket in the calling thread's own network namespace. */
-  static open(where: string): NetlinkSocket {
+  /** groups: multicast groups to listen to (RTMGRP_* bits), for a monitor socket. */
+  static open(where: string, groups = 0): NetlinkSocket {
     const c = libc();
     const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0) throw new NetlinkError("open a netlink socket", c.errno(), `cannot open a netlink socket in ${where}`);
     const s = new NetlinkSocket(fd, where);
-    try { s.setup(); } catch (e) { s.close(); throw e; }
+    try { s.setup(groups); } catch (e) { s.close(); throw e; }
     return s;
   }
 
@@ -89,15 +92,16 @@ export class NetlinkSocket {
     try { return NetlinkSocket.openIn(nsFd, ownNsFd, path); } finally { closeSync(nsFd); }
   }
 
-  private setup(): void {
+  private setup(groups = 0): void {
     const c = libc();
     const one = Buffer.alloc(4);
     one.writeInt32LE(1);
     // Extended acks: the kernel's own words on why it refused. Capped acks: no echo of the request.
     c.setsockopt(this.fd, SOL_NETLINK, NETLINK_EXT_ACK, one, 4);
     c.setsockopt(this.fd, SOL_NETLINK, NETLINK_CAP_ACK, one, 4);
-    const sa = Buffer.alloc(12); // sockaddr_nl { family, pad, pid 0 (kernel picks), groups 0 }
+    const sa = Buffer.alloc(12); // sockaddr_nl { family, pad, pid 0 (kernel picks), groups }
     sa.writeUInt16LE(AF_NETLINK, 0);
+    sa.writeUInt32LE(groups, 8);
     if (c.bind(this.fd, sa, sa.length) !== 0) throw new NetlinkError("bind a netlink socket", c.errno(), `cannot bind a netlink socket in ${this.where}`);
   }
 
@@ -139,6 +143,26 @@ export class NetlinkSocket {
     // errno is the worker thread's, out of reach here; a failed send is rare (ENOBUFS, EPERM).
     if (n < 0) throw new NetlinkError(reqs[0].what, 5 /* EIO */, `cannot send to the kernel (${this.where})`);
     return this.collect(reqs, seqs);
+  }
+
+  /**
+   * What a monitor socket has received so far, without waiting: the messages, or "overrun" when
+   * the kernel dropped some because the socket's queue was full.
+   */
+  drain(): InMessage[] | "overrun" {
+    const c = libc();
+    const out: InMessage[] = [];
+    for (;;) {
+      const n = c.recv(this.fd, rbuf, rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
+      if (n < 0) {
+        const e = c.errno();
+        if (e === EAGAIN) return out;
+        if (e === ENOBUFS) return "overrun";
+        throw new NetlinkError("read link events", e, `cannot read link events in ${this.where}`);
+      }
+      if (n > rbuf.length) return "overrun";
+      out.push(...parseMessages(Buffer.from(rbuf.subarray(0, n))));
+    }
   }
 
   private recvOnce(what: string): InMessage[] {
