@@ -64,6 +64,30 @@ test("restarting the agent (SIGTERM or SIGKILL) never disturbs running pods", as
   }
 });
 
+test("a second agent on a live socket refuses to start and touches nothing; a stale socket file is replaced", async () => {
+  const host = await createNetns("host");
+  const agent = await startTestAgent({ netns: host.path, podCidr: "10.74.0.0/24" });
+  try {
+    const pod = await createNetns("pod");
+    must(await agent.request(addReq(cid(), pod)));
+    const before = await linkAddr(pod, "eth0");
+    await assert.rejects(
+      startTestAgent({ netns: host.path, podCidr: "10.74.0.0/24", stateDir: agent.stateDir + "2", socket: agent.socket }),
+      /already listening/,
+    );
+    must(await agent.request({ op: "status", network: "weft" }));
+    assert.equal((await linkAddr(pod, "eth0"))?.ifindex, before?.ifindex, "the running agent's pod is untouched");
+    // After a kill -9 the socket file stays behind; a new agent replaces it.
+    await agent.kill("SIGKILL");
+    assert.ok(existsSync(agent.socket));
+    const again = await agent.restart();
+    must(await again.request({ op: "status", network: "weft" }));
+    await again.cleanup();
+  } finally {
+    await agent.cleanup();
+  }
+});
+
 test("on start, weft host veths without an allocation are removed and other links are left alone", async () => {
   const host = await createNetns("host");
   let agent = await startTestAgent({ netns: host.path, podCidr: "10.71.0.0/24" });
@@ -126,6 +150,15 @@ test("kill -9 during a burst of ADDs, restart, DEL all: no address given twice, 
     const lastV4 = (await globalAddrs(nss[N - 1], "eth0")).find((a) => !a.includes(":"))!;
     assert.ok(await ping(nss[0], lastV4.split("/")[0]), "pods reach each other after the crash");
 
+    // A kill in the middle of a burst of DELs: the runtime retries them after the restart.
+    let deleted = 0;
+    let killedDel: Promise<unknown> | undefined;
+    await Promise.all(nss.map((ns, i) => agent.request({ op: "del", network: "weft", containerId: ids[i], netns: ns.path, ifname: "eth0" }).then(
+      () => { if (++deleted === 10) killedDel = agent.kill("SIGKILL"); },
+      () => undefined,
+    )));
+    await killedDel;
+    agent = await agent.restart();
     await Promise.all(nss.map((ns, i) => agent.request({ op: "del", network: "weft", containerId: ids[i], netns: ns.path, ifname: "eth0" }).then(must)));
     report = await clean(agent);
     assert.deepEqual(report, { allocations: 0, leaked: [], conflicts: [] });

@@ -7,7 +7,7 @@ import { IpamStore } from "../ipam/store.js";
 import { IprouteKernel } from "../kernel/iproute.js";
 import type { PodKernel } from "../kernel/podnet.js";
 import { HOST_IF_PATTERN } from "./naming.js";
-import { listen } from "./server.js";
+import { listen, removeStaleSocket } from "./server.js";
 import { AgentService } from "./service.js";
 
 export interface AgentConfig {
@@ -33,6 +33,9 @@ export function makeLogger(): Logger {
 }
 
 export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), kernel: PodKernel = new IprouteKernel()): Promise<RunningAgent> {
+  // First of all: a second agent on a live socket must not reconcile (it would take the
+  // first one's pods for orphans).
+  await removeStaleSocket(cfg.socket);
   const store = new IpamStore(cfg.stateDir);
   await kernel.enableForwarding();
   const mtu = cfg.mtu ?? (await kernel.underlayMtu((n) => HOST_IF_PATTERN.test(n))) - (cfg.backendOverhead ?? 0);

@@ -1,6 +1,6 @@
 // The unix socket the CNI plugin talks to: one JSON line in, one JSON line out, per connection.
 import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
 import { AgentCode } from "./codes.js";
@@ -19,10 +19,7 @@ export async function listen(o: SocketServerOptions): Promise<Server> {
   const dir = dirname(o.path);
   if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A socket file left by an agent that died; anything else at that path is not ours to remove.
-  if (existsSync(o.path)) {
-    if (!lstatSync(o.path).isSocket()) throw new Error(`${o.path} exists and is not a socket`);
-    unlinkSync(o.path);
-  }
+  await removeStaleSocket(o.path);
   // allowHalfOpen: a client may shut down its side after the request and still read the answer.
   const server = createServer({ allowHalfOpen: true }, (sock) => serve(sock, o));
   // umask makes the socket 0600 from the moment it exists; chmod makes sure.
@@ -37,6 +34,26 @@ export async function listen(o: SocketServerOptions): Promise<Server> {
   }
   chmodSync(o.path, 0o600);
   return server;
+}
+
+/**
+ * Removes a socket file left by an agent that died. Refuses when a live agent answers on it, or
+ * when the path is not a socket. The agent calls this before it touches anything else.
+ */
+export async function removeStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
+  if (await answers(path)) throw new Error(`another agent is already listening on ${path}`);
+  unlinkSync(path);
+}
+
+/** Whether something accepts connections on the socket (a live agent, not a stale file). */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(path);
+    c.once("connect", () => { c.destroy(); resolve(true); });
+    c.once("error", () => resolve(false));
+  });
 }
 
 function serve(sock: Socket, o: SocketServerOptions): void {

@@ -70,7 +70,8 @@ export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
   const deadline = Date.now() + (o.readyTimeoutMs ?? 15_000);
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`agent exited before it was ready: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
-    if (existsSync(socket)) {
+    // Ready = this agent logged so (another agent may answer on the same path) and answers.
+    if (stderr.includes('"msg":"agent ready"') && existsSync(socket)) {
       const r = await request(socket, { op: "status", network: "" }, 2000).catch(() => null);
       if (r) break;
     }
