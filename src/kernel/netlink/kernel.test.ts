@@ -96,6 +96,19 @@ test("wirePod leaves exactly the kernel state IprouteKernel leaves for the same 
   assert.equal(got["host ipv4/conf/wf00000000aaa/proxy_arp"], "1");
 });
 
+test("single-stack pods (IPv4 only, IPv6 only) also match IprouteKernel exactly", async () => {
+  const ip = await world("iproute");
+  const nl = await world("netlink");
+  for (const w of [ip, nl]) {
+    const a = wiring(w.a, "wf00000000aaa", 1);
+    const b = wiring(w.b, "wf00000000bbb", 2);
+    assert.deepEqual(await w.k.call("wirePod", { ...a, addresses: a.addresses.filter((x) => x.family === 4), extraRoutes: a.extraRoutes.filter((x) => x.family === 4) }), { defaultRoutes: [4] });
+    assert.deepEqual(await w.k.call("wirePod", { ...b, addresses: b.addresses.filter((x) => x.family === 6), extraRoutes: b.extraRoutes.filter((x) => x.family === 6) }), { defaultRoutes: [6] });
+  }
+  const [want, got] = [await snapshot(ip), await snapshot(nl)];
+  for (const key of Object.keys(want)) assert.deepEqual(got[key], want[key], key);
+});
+
 test("pods wired by NetlinkKernel reach each other through the host over IPv4 and IPv6", async () => {
   const w = await world("netlink");
   await wireTwo(w);
