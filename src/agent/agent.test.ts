@@ -145,6 +145,19 @@ describe("agent, dual-stack host", () => {
     assert.deepEqual(await globalAddrs(ns, "eth0"), []);
   });
 
+  test("an ADD that fails half-way (IPv6 disabled in the pod) is undone completely", async () => {
+    const ns = await createNetns("pod");
+    await ns.exec(["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
+    const linksBefore = await weftLinks(host);
+    const allocs = (await ipamCheck(agent)).allocations;
+    const r = await agent.request({ op: "add", network: "weft", containerId: cid(), netns: ns.path, ifname: "eth0", args: {} });
+    assert.equal(r.ok, false);
+    if (!r.ok) assert.equal(r.code, 102, r.msg);
+    assert.deepEqual(await weftLinks(host), linksBefore, "host veth removed");
+    assert.equal(await linkAddr(ns, "eth0"), null, "pod end removed");
+    assert.equal((await ipamCheck(agent)).allocations, allocs, "addresses released");
+  });
+
   test("DEL removes the pod's veth and routes and releases its addresses; a second DEL succeeds", async () => {
     const p = await addPod(agent);
     assert.ok(p.result);
