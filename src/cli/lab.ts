@@ -1,5 +1,6 @@
 // `weft lab ...`: a whole virtual multi-node cluster on this machine (see src/lab/).
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { LabError, labDown, labUp, requireLab } from "../lab/lab.js";
@@ -74,8 +75,13 @@ export function registerLab(program: Command): void {
   lab
     .command("kubeconfig")
     .description("print a kubeconfig for the lab's API server (--store kubernetes)")
-    .action(() => {
-      throw new UserError("lab kubeconfig: --store kubernetes is not available yet, so the lab has no API server", 2);
+    .action(async () => {
+      const text = await guard(async () => {
+        const st = requireLab(LabNames.fromEnv());
+        if (!st.apiserver) throw new LabError("this lab runs on its etcd store and has no API server: start it with `weft lab up --store kubernetes`");
+        return readFileSync(st.apiserver.kubeconfig, "utf8");
+      });
+      process.stdout.write(text);
     });
 
   lab

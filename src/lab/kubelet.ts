@@ -11,13 +11,13 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { PodSchema } from "../k8s/types.js";
-import type { ClusterStore, StoredObject, WatchEvent } from "../store/types.js";
 import { addChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type Attachment, type ConflistJson } from "../testlib/plugin.js";
 import { LabNames, netnsPathOf } from "./names.js";
 import { controlCall } from "./probe-protocol.js";
 import { podKey, readPods, writePods, type LabPod, type PodsFile } from "./pods-state.js";
 import { childEnv, isAlive, spawnDetached, stopProc } from "./procs.js";
-import { openLabStore } from "./store.js";
+import { openPodSource } from "./pod-sources.js";
+import type { PodEvent, PodObject, PodSource } from "./pod-source.js";
 import { readState, type LabNode, type LabState } from "./state.js";
 import { deleteNetns, ensureNetns } from "./topology.js";
 
@@ -30,7 +30,7 @@ function log(msg: string): void {
 
 type Port = LabPod["ports"][number];
 
-function podPorts(obj: StoredObject): Port[] {
+function podPorts(obj: PodObject): Port[] {
   const pod = PodSchema.safeParse(obj);
   if (!pod.success) return [];
   const out: Port[] = [];
@@ -48,7 +48,7 @@ function podPorts(obj: StoredObject): Port[] {
   return out;
 }
 
-function hostPorts(obj: StoredObject): Array<{ hostPort: number; containerPort: number; protocol: string }> {
+function hostPorts(obj: PodObject): Array<{ hostPort: number; containerPort: number; protocol: string }> {
   const pod = PodSchema.safeParse(obj);
   if (!pod.success) return [];
   return pod.data.spec.containers.flatMap((c) =>
@@ -59,15 +59,17 @@ function hostPorts(obj: StoredObject): Array<{ hostPort: number; containerPort: 
 export class LabKubelet {
   private pods: PodsFile;
   private readonly queues = new Map<string, Promise<void>>();
-  private readonly latest = new Map<string, StoredObject | undefined>();
+  private readonly latest = new Map<string, PodObject | undefined>();
   private readonly retry = new Map<string, NodeJS.Timeout>();
+  /** Bindings written but not yet seen back from the store. */
+  private readonly binding = new Map<string, string>();
   private rr = 0;
   private stopped = false;
 
   constructor(
     private readonly names: LabNames,
     private readonly lab: LabState,
-    private readonly store: ClusterStore,
+    private readonly source: PodSource,
   ) {
     this.pods = readPods(lab.dir);
     mkdirSync(names.podDir(), { recursive: true, mode: 0o700 });
@@ -95,9 +97,10 @@ export class LabKubelet {
     }, RETRY_MS));
   }
 
-  onEvent(ev: WatchEvent<StoredObject>): void {
-    const key = podKey(ev.object.metadata.namespace ?? "default", ev.object.metadata.name);
-    this.latest.set(key, ev.type === "removed" ? undefined : ev.object);
+  onEvent(ev: PodEvent): void {
+    const key = podKey(ev.pod.metadata.namespace ?? "default", ev.pod.metadata.name);
+    this.latest.set(key, ev.type === "removed" ? undefined : ev.pod);
+    if (ev.type === "removed" || (ev.pod.spec as { nodeName?: unknown } | undefined)?.nodeName) this.binding.delete(key);
     this.enqueue(key);
   }
 
@@ -128,6 +131,12 @@ export class LabKubelet {
       if (have) await this.teardown(key, have);
       return;
     }
+    if (obj.metadata.deletionTimestamp) {
+      // Graceful deletion (Kubernetes): stop the pod, then tell the API server it is gone.
+      if (have) await this.teardown(key, have);
+      await this.source.confirmDeleted(obj);
+      return;
+    }
     if (have && have.uid !== obj.metadata.uid) await this.teardown(key, have);
     const cur = this.pods.pods[key];
     if (cur && cur.phase === "Running") {
@@ -151,8 +160,15 @@ export class LabKubelet {
 
   /** The least-loaded node; ties go round-robin. */
   private pickNode(): LabNode {
+    // Load = pods bound to each node as far as we know: the store's view (spec.nodeName, which
+    // covers pods not wired yet) plus bindings we made whose update has not come back yet.
     const load = new Map(this.lab.nodes.map((n) => [n.name, 0]));
-    for (const p of Object.values(this.pods.pods)) load.set(p.node, (load.get(p.node) ?? 0) + 1);
+    const bound = new Map<string, string>(this.binding);
+    for (const [key, obj] of this.latest) {
+      const nn = (obj?.spec as { nodeName?: unknown } | undefined)?.nodeName;
+      if (typeof nn === "string" && nn) bound.set(key, nn);
+    }
+    for (const n of bound.values()) if (load.has(n)) load.set(n, load.get(n)! + 1);
     const min = Math.min(...load.values());
     const n = this.lab.nodes.length;
     for (let i = 0; i < n; i++) {
@@ -165,7 +181,7 @@ export class LabKubelet {
     return this.lab.nodes[0];
   }
 
-  private async setup(key: string, obj: StoredObject, existing: LabPod | undefined): Promise<void> {
+  private async setup(key: string, obj: PodObject, existing: LabPod | undefined): Promise<void> {
     const ns = obj.metadata.namespace ?? "default";
     const name = obj.metadata.name;
     const spec = (obj.spec ?? {}) as { nodeName?: unknown; hostNetwork?: unknown };
@@ -173,17 +189,19 @@ export class LabKubelet {
     if (!nodeName) {
       // The scheduler's part: bind the pod to a node. The resulting update event comes back here.
       const target = existing?.node ?? this.pickNode().name;
-      await this.store.objects.apply({
-        apiVersion: obj.apiVersion, kind: obj.kind,
-        metadata: { ...obj.metadata, resourceVersion: obj.metadata.resourceVersion },
-        spec: { ...(obj.spec ?? {}), nodeName: target },
-      });
+      this.binding.set(key, target);
+      try {
+        await this.source.bind(obj, target);
+      } catch (e) {
+        this.binding.delete(key);
+        throw e;
+      }
       log(`${key}: scheduled to ${target}`);
       return;
     }
     const node = this.node(nodeName);
     if (!node) {
-      await this.store.objects.updateStatus({ kind: "Pod", namespace: ns, name }, {
+      await this.source.updateStatus(ns, name, {
         phase: "Pending",
         conditions: [{ type: "PodScheduled", status: "False", reason: "NodeNotFound", message: `node ${nodeName} is not in the lab (nodes: ${this.lab.nodes.map((n) => n.name).join(", ")})` }],
       });
@@ -213,7 +231,7 @@ export class LabKubelet {
       await delChain(list, at, undefined, opts).catch(() => undefined);
       rec.message = why;
       this.save();
-      await this.store.objects.updateStatus({ kind: "Pod", namespace: ns, name }, {
+      await this.source.updateStatus(ns, name, {
         phase: "Pending", hostIP: node.ipv4,
         conditions: [{ type: "Ready", status: "False", reason: "NetworkSetupFailed", message: why }],
       }).catch(() => undefined);
@@ -231,7 +249,7 @@ export class LabKubelet {
     await this.writeStatus(obj, rec);
   }
 
-  private async setupHostNetwork(key: string, obj: StoredObject, node: LabNode): Promise<void> {
+  private async setupHostNetwork(key: string, obj: PodObject, node: LabNode): Promise<void> {
     const ns = obj.metadata.namespace ?? "default";
     const rec: LabPod = {
       namespace: ns, name: obj.metadata.name, uid: obj.metadata.uid, node: node.name,
@@ -247,7 +265,7 @@ export class LabKubelet {
     await this.writeStatus(obj, rec);
   }
 
-  private attachment(rec: LabPod, obj: StoredObject): Attachment {
+  private attachment(rec: LabPod, obj: PodObject): Attachment {
     const hp = hostPorts(obj);
     return {
       containerId: rec.containerId,
@@ -286,7 +304,7 @@ export class LabKubelet {
     }
   }
 
-  private async writeStatus(obj: StoredObject, rec: LabPod): Promise<void> {
+  private async writeStatus(obj: PodObject, rec: LabPod): Promise<void> {
     const node = this.node(rec.node)!;
     const want = {
       phase: "Running",
@@ -298,9 +316,16 @@ export class LabKubelet {
     const cur = (obj.status ?? {}) as Record<string, unknown>;
     const same = cur.phase === want.phase && cur.podIP === want.podIP && JSON.stringify(cur.podIPs) === JSON.stringify(want.podIPs) && cur.hostIP === want.hostIP;
     if (same) return;
+    const started = (cur.startTime as string | undefined) ?? new Date().toISOString();
+    const containers = ((obj.spec as { containers?: Array<{ name?: string; image?: string }> } | undefined)?.containers ?? []);
     const status = {
       ...want,
-      startTime: (cur.startTime as string | undefined) ?? new Date().toISOString(),
+      containerStatuses: containers.map((c) => ({
+        name: c.name ?? "main", ready: true, started: true, restartCount: 0,
+        image: c.image ?? "weft-lab/pod-server", imageID: "", containerID: `weft-lab://${rec.containerId}`,
+        state: { running: { startedAt: started } },
+      })),
+      startTime: started,
       conditions: [
         { type: "PodScheduled", status: "True" },
         { type: "Initialized", status: "True" },
@@ -308,7 +333,7 @@ export class LabKubelet {
         { type: "Ready", status: "True" },
       ],
     };
-    await this.store.objects.updateStatus({ kind: "Pod", namespace: rec.namespace, name: rec.name }, status);
+    await this.source.updateStatus(rec.namespace, rec.name, status);
   }
 
   private async teardown(key: string, rec: LabPod): Promise<void> {
@@ -345,18 +370,18 @@ export async function runKubelet(labDir: string): Promise<void> {
   const names = LabNames.fromEnv();
   const lab = readState(join(labDir, "state.json"));
   if (!lab) throw new Error(`no lab state in ${labDir}`);
-  const store = openLabStore(lab);
-  const k = new LabKubelet(names, lab, store);
-  const watch = store.objects.watch("Pod", (ev) => k.onEvent(ev), { replay: true });
+  const source = await openPodSource(lab);
+  const k = new LabKubelet(names, lab, source);
+  const watch = source.watch((ev) => k.onEvent(ev));
   await watch.ready;
   k.afterReplay();
   writeFileSync(join(labDir, "kubelet", "ready"), `${process.pid}\n`);
-  log(`watching pods in ${store.description}`);
+  log(`watching pods in ${source.description}`);
   const sync = setInterval(() => k.resync(), 5000);
   const stop = () => {
     clearInterval(sync);
     k.stop();
-    void watch.close().finally(() => void store.close().finally(() => process.exit(0)));
+    void watch.close().finally(() => void source.close().finally(() => process.exit(0)));
     setTimeout(() => process.exit(0), 2000).unref();
   };
   process.on("SIGTERM", stop);

@@ -3,13 +3,14 @@
 // the same namespaces, not from the lab's own code.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { readPods } from "./pods-state.js";
 import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "./testkit.js";
 import { ensureNode, ensureUnderlay, deleteNetns, listNetns } from "./topology.js";
 import { processesInNetns } from "./procs.js";
-import { run } from "../kernel/exec.js";
+import { run, runStatus } from "../kernel/exec.js";
+import { apiserverBinary } from "./apiserver.js";
 
 const skip = skipReason();
 
@@ -277,6 +278,55 @@ describe("a lab on a 3-member etcd", { skip, timeout: 120_000 }, () => {
     process.kill(st.etcd[2].proc!.pid, "SIGKILL");
     await lab.applyPod("default", "p2");
     await lab.waitRunning("default", "p2");
+
+    const down = await lab.cli(["down"]);
+    assert.equal(down.code, 0, down.stderr);
+    assert.deepEqual(await lab.namespaces(), []);
+    assert.ok(!existsSync(lab.dir));
+  });
+});
+
+const kubeSkip = skip ?? (!existsSync(apiserverBinary()) ? `${apiserverBinary()} is not built (bash scripts/kube-apiserver.sh)` : !existsSync("/usr/bin/kubectl") ? "kubectl is not installed" : undefined);
+
+describe("a lab on a real kube-apiserver (--store kubernetes)", { skip: kubeSkip, timeout: 180_000 }, () => {
+  const lab = new TestLab();
+  const kubeconfig = `/tmp/${lab.id}.kubeconfig`;
+  const kubectl = (args: string[], input?: string) =>
+    runStatus(["kubectl", "--kubeconfig", kubeconfig, ...args], input === undefined ? {} : { input });
+  after(async () => {
+    await lab.destroy();
+    rmSync(kubeconfig, { force: true });
+  });
+
+  test("kubectl sees the lab's nodes and Running pods with addresses; deletion completes; down leaves nothing", async () => {
+    const up = await lab.cli(["up", "--nodes", "2", "--store", "kubernetes"]);
+    assert.equal(up.code, 0, up.stderr);
+    const kc = await lab.cli(["kubeconfig"]);
+    assert.equal(kc.code, 0, kc.stderr);
+    writeFileSync(kubeconfig, kc.stdout, { mode: 0o600 });
+
+    const nodes = JSON.parse((await kubectl(["get", "nodes", "-o", "json"])).stdout) as { items: Array<{ metadata: { name: string }; status: { addresses: Array<{ type: string; address: string }> } }> };
+    assert.deepEqual(nodes.items.map((n) => [n.metadata.name, n.status.addresses.find((a) => a.type === "InternalIP")?.address]), [["n1", "10.250.0.11"], ["n2", "10.250.0.12"]]);
+
+    const pods = ["web", "db"].map((name) => ({ apiVersion: "v1", kind: "Pod", metadata: { name }, spec: { containers: [{ name: "c", image: "lab", ports: [{ containerPort: 80 }] }] } }));
+    const applied = await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: pods }));
+    assert.equal(applied.code, 0, applied.stderr);
+    let got: Array<{ metadata: { name: string }; spec: { nodeName?: string }; status: { phase?: string; podIP?: string; hostIP?: string } }> = [];
+    const until = Date.now() + 30_000;
+    while (Date.now() < until) {
+      got = (JSON.parse((await kubectl(["get", "pods", "-o", "json"])).stdout) as { items: typeof got }).items;
+      if (got.length === 2 && got.every((p) => p.status.phase === "Running")) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.deepEqual(got.map((p) => p.status.phase), ["Running", "Running"], lab.kubeletLog());
+    assert.deepEqual(got.map((p) => p.spec.nodeName).sort(), ["n1", "n2"], "spread over the nodes");
+    for (const p of got) assert.equal(p.status.hostIP, p.spec.nodeName === "n1" ? "10.250.0.11" : "10.250.0.12");
+    const self = await lab.cli(["probe", "default/web", "default/web", "--port", "80", "-o", "json"]);
+    assert.equal(self.code, 0, self.stdout + self.stderr);
+
+    const del = await kubectl(["delete", "pod", "web", "--wait=true", "--timeout=20s"]);
+    assert.equal(del.code, 0, del.stderr);
+    assert.equal(readPods(lab.dir).pods["default/web"], undefined, "the kubelet tore the pod down");
 
     const down = await lab.cli(["down"]);
     assert.equal(down.code, 0, down.stderr);

@@ -10,6 +10,7 @@ import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } fr
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
+import { prepareApiserver, startApiserver, waitApiserver } from "./apiserver.js";
 import { LabBusy, withLock } from "./lock.js";
 import { readPods } from "./pods-state.js";
 import { childEnv, isAlive, killNetnsProcesses, logTail, spawnDetached, stopProc } from "./procs.js";
@@ -29,7 +30,6 @@ export const KUBELET_MAIN = join(CLI_MAIN, "..", "..", "lab", "kubelet.js");
 
 export function validateSettings(s: LabSettings): void {
   if (!Number.isInteger(s.nodes) || s.nodes < 1 || s.nodes > MAX_NODES) throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
-  if (s.store === "kubernetes") throw new LabError("--store kubernetes: not available yet (the lab runs on its etcd store: --store etcd)");
 }
 
 function planState(names: LabNames, s: LabSettings, agentMode: "etcd" | "local", etcd: LabState["etcd"]): LabState {
@@ -95,7 +95,9 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     progress(st.ready ? "lab is up already; checking its parts" : "completing a lab that was not finished");
   } else {
     mkdirSync(names.dir, { recursive: true, mode: 0o700 });
-    const mode = detectAgentMode();
+    // A kubernetes lab keeps cluster state in the API server; agents that cannot use it yet run
+    // in the local fallback there.
+    const mode = want.store === "kubernetes" ? "local" : detectAgentMode();
     st = planState(names, want, mode, await planMembers(names.dir, want.etcdMembers));
     writeState(names.stateFile, st);
     progress(`agents run in ${mode === "etcd" ? "cluster mode (--store etcd)" : "fallback mode (--store local --pod-cidr per node)"}`);
@@ -118,7 +120,25 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   save();
   await waitHealthy(st.etcd);
 
-  if (!st.clusterInit && hasClusterInit()) {
+  if (st.settings.store === "kubernetes") {
+    if (!st.apiserver) {
+      progress("kube-apiserver: keys, certificate, token, kubeconfig");
+      st.apiserver = await prepareApiserver(st.dir);
+      save();
+    }
+    if (!isAlive(st.apiserver.proc)) {
+      progress(`kube-apiserver: starting on ${st.apiserver.url}, log ${join(st.apiserver.dir, "apiserver.log")}`);
+      try {
+        st.apiserver = startApiserver(st.apiserver, tcpEndpoints(st.etcd));
+        save();
+        await waitApiserver(st.apiserver);
+      } catch (e) {
+        throw new LabError((e as Error).message);
+      }
+    }
+  }
+
+  if (st.settings.store === "etcd" && !st.clusterInit && hasClusterInit()) {
     progress(`cluster init: ${st.clusterCidrs.join(",")}, backend ${st.settings.backend}`);
     const r = spawnSync(process.execPath, [
       CLI_MAIN, "cluster", "init", "--store", "etcd", "--etcd-endpoints", tcpEndpoints(st.etcd).join(","),
@@ -168,7 +188,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   }
   st.ready = true;
   save();
-  progress(`lab up: ${st.nodes.length} node(s), etcd ${tcpEndpoints(st.etcd).join(",")}`);
+  progress(`lab up: ${st.nodes.length} node(s), etcd ${tcpEndpoints(st.etcd).join(",")}${st.apiserver ? `, kube-apiserver ${st.apiserver.url} (weft lab kubeconfig)` : ""}`);
   return st;
 }
 
@@ -197,6 +217,10 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
   const podList = Object.values(pods);
   if (podList.length) progress(`stopping ${podList.length} pod server(s)`);
   await Promise.all(podList.map((p) => stopProc(p.server, 1000)));
+  if (st?.apiserver?.proc) {
+    progress("stopping kube-apiserver");
+    await stopProc(st.apiserver.proc);
+  }
   if (st) {
     progress("stopping agents");
     await Promise.all(st.nodes.map((n) => stopProc(n.agent)));

@@ -60,6 +60,13 @@ export const LabStateSchema = z.object({
   etcd: z.array(EtcdMemberSchema),
   nodes: z.array(LabNodeSchema),
   kubelet: ProcRefSchema.optional(),
+  /** --store kubernetes: the lab's kube-apiserver (over the lab etcd). */
+  apiserver: z.object({
+    dir: z.string(),
+    url: z.string(),
+    kubeconfig: z.string(),
+    proc: ProcRefSchema.optional(),
+  }).optional(),
   createdAt: z.string(),
   /** Set once `lab up` finished; a lab without it was interrupted. */
   ready: z.boolean(),

@@ -1,0 +1,15 @@
+// Opens the lab kubelet's Pod source for the lab's store.
+import { KubePodSource } from "./kube-pod-source.js";
+import { StorePodSource, type PodSource } from "./pod-source.js";
+import type { LabState } from "./state.js";
+import { openLabStore } from "./store.js";
+
+export async function openPodSource(lab: LabState): Promise<PodSource> {
+  if (lab.settings.store === "kubernetes") {
+    if (!lab.apiserver) throw new Error("the lab state has no kube-apiserver");
+    const src = new KubePodSource(lab.apiserver.kubeconfig);
+    await src.registerNodes(lab.nodes);
+    return src;
+  }
+  return new StorePodSource(openLabStore(lab));
+}
