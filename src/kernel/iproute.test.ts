@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { run } from "./exec.js";
 import { createNetns, globalAddrs, linkAddr, ping, removeAllNetns, routes, type TestNetns, weftLinks } from "../testlib/netns.js";
 import * as validate from "./validate.js";
+import { parseBatchFailures } from "./iproute.js";
 
 after(removeAllNetns);
 
@@ -81,4 +82,17 @@ test("names and paths that could change an ip -batch line are rejected", () => {
   assert.throws(() => validate.netnsPath('/run/netns/"x'), /quotes/);
   assert.throws(() => validate.ifname("eth0\nlink"), /whitespace/);
   assert.equal(validate.netnsPath("/proc/123/ns/net"), "/proc/123/ns/net");
+});
+
+test("ip -force -batch failures are attributed to their lines", async () => {
+  const ns = await createNetns("b");
+  const r = await ns.status(["ip", "-force", "-batch", "-"], {
+    input: "route add default dev lo\nroute add default dev lo\nroute add 192.0.2.9 dev nonexist0\naddr add 192.0.2.1/32 dev lo\n",
+  });
+  assert.notEqual(r.code, 0);
+  const f = parseBatchFailures(r.stderr);
+  assert.deepEqual(f.map((x) => x.line), [2, 3]);
+  assert.match(f[0].message, /File exists/);
+  assert.match(f[1].message, /nonexist0/);
+  assert.deepEqual(await globalAddrs(ns, "lo"), ["192.0.2.1/32"], "later lines still ran");
 });
