@@ -10,6 +10,18 @@ export function openLabStore(lab: LabState): ClusterStore {
   return openStore({ kind: "etcd", endpoints: tcpEndpoints(lab.etcd) });
 }
 
+/** Where the running lab keeps its cluster state, for commands given no store of their own. */
+export type LabStoreLocation =
+  | { kind: "etcd"; endpoints: string[] }
+  | { kind: "kubernetes"; kubeconfig: string };
+
+export function labStoreLocation(names: LabNames = LabNames.fromEnv()): LabStoreLocation | undefined {
+  const st = readState(names.stateFile);
+  if (!st) return undefined;
+  if (st.settings.store === "kubernetes" && st.apiserver) return { kind: "kubernetes", kubeconfig: st.apiserver.kubeconfig };
+  return { kind: "etcd", endpoints: tcpEndpoints(st.etcd) };
+}
+
 /**
  * The running lab's etcd endpoints (for `weft apply`/`get` when no store is named), or undefined
  * when no lab is running on this machine.

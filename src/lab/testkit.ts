@@ -111,7 +111,7 @@ export function alive(procs: readonly ProcRef[]): ProcRef[] {
 /** Ground truth without the lab's probe code: socat from inside the source namespace. */
 export async function socatTcp(netns: string, host: string, port: number): Promise<boolean> {
   const target = host.includes(":") ? `TCP6:[${host}]:${port}` : `TCP4:${host}:${port}`;
-  const r = await runStatus(["timeout", "5", "socat", "-u", "/dev/null", `${target},connect-timeout=1`], { netns: `/run/netns/${netns}` });
+  const r = await runStatus(["timeout", "5", "socat", "-u", "/dev/null", `${target},connect-timeout=0.5`], { netns: `/run/netns/${netns}` });
   return r.code === 0;
 }
 
@@ -119,6 +119,6 @@ export async function socatTcp(netns: string, host: string, port: number): Promi
 export async function socatUdpEcho(netns: string, host: string, port: number): Promise<boolean> {
   const target = host.includes(":") ? `UDP6:[${host}]:${port}` : `UDP4:${host}:${port}`;
   const word = `truth-${Math.random().toString(36).slice(2)}`;
-  const r = await runStatus(["timeout", "5", "socat", "-T", "1", "-", target], { netns: `/run/netns/${netns}`, input: word });
+  const r = await runStatus(["timeout", "5", "socat", "-T", "0.5", "-", target], { netns: `/run/netns/${netns}`, input: word });
   return r.stdout.includes(word);
 }
