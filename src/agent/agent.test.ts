@@ -320,7 +320,8 @@ describe("agent MTU", () => {
     await host.exec(["ip", "link", "set", "uplink", "up"]);
     await host.exec(["ip", "addr", "add", "192.0.2.1/24", "dev", "uplink"]);
     await host.exec(["ip", "route", "add", "default", "via", "192.0.2.2"]);
-    let agent = await startTestAgent({ netns: host.path, podCidr: "10.68.0.0/24" });
+    const first = await startTestAgent({ netns: host.path, podCidr: "10.68.0.0/24" });
+    let agent = first;
     try {
       const a = await addPod(agent);
       assert.equal((await linkAddr(a.ns, "eth0"))?.mtu, 1420);
@@ -333,6 +334,7 @@ describe("agent MTU", () => {
       assert.equal((await linkAddr(c.ns, "eth0"))?.mtu, 1200);
     } finally {
       await agent.cleanup();
+      await first.cleanup();
     }
   });
 });
