@@ -3,7 +3,7 @@
 // own loopback) can reach it. etcd 3.4 makes "unix://etcd.sock:0" relative to its working
 // directory, as the file "etcd.sock:0"; clients use unix:///ABS/DIR/etcd.sock:0.
 // (src/store/etcd/ has no process helper yet; this is the lab's own small one.)
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import type { EtcdMember } from "./state.js";
@@ -65,6 +65,8 @@ function memberArgv(m: EtcdMember, all: readonly EtcdMember[]): string[] {
     "--initial-cluster-state", "new",
     "--initial-cluster-token", "weft-lab",
     "--snapshot-count", "10000",
+    "--logger", "zap",
+    "--log-level", "warn",
     ...tuning,
   ];
 }
@@ -73,6 +75,8 @@ function memberArgv(m: EtcdMember, all: readonly EtcdMember[]): string[] {
 export function startMember(m: EtcdMember, all: readonly EtcdMember[]): EtcdMember {
   if (isAlive(m.proc)) return m;
   mkdirSync(m.dir, { recursive: true, mode: 0o700 });
+  // A member that crashed leaves its socket file behind, and etcd refuses to bind over it.
+  rmSync(m.socket, { force: true });
   const proc = spawnDetached(memberArgv(m, all), { cwd: m.dir, log: join(m.dir, "etcd.log") });
   return { ...m, proc };
 }

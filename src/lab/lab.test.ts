@@ -190,6 +190,28 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     assert.ok(!routes.includes(`"${c.ips[0]}"`), `no route to ${c.ips[0]} left on n1`);
   });
 
+  test("up after the kubelet and etcd crashed repairs the lab; the restarted kubelet catches up", async () => {
+    const st = lab.state()!;
+    await lab.close(); // our client to the etcd that is about to die
+    process.kill(st.kubelet!.pid, "SIGKILL");
+    process.kill(st.etcd[0].proc!.pid, "SIGKILL");
+    await new Promise((r) => setTimeout(r, 200));
+    const up = await lab.cli(["up", "--nodes", "2", "--backend", "host-gw"]);
+    assert.equal(up.code, 0, up.stderr);
+    const after = lab.state()!;
+    assert.notEqual(after.kubelet!.pid, st.kubelet!.pid);
+    assert.notEqual(after.etcd[0].proc!.pid, st.etcd[0].proc!.pid);
+    assert.equal(after.nodes[0].agent!.pid, st.nodes[0].agent!.pid, "live parts are left alone");
+    const d = readPods(lab.dir).pods["other/d"];
+    await lab.objects().delete({ kind: "Pod", namespace: "other", name: "d" });
+    await lab.applyPod("default", "e");
+    await lab.waitRunning("default", "e");
+    const until = Date.now() + 15_000;
+    while (readPods(lab.dir).pods["other/d"] && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readPods(lab.dir).pods["other/d"], undefined, lab.kubeletLog());
+    assert.ok(!existsSync(`/run/netns/${d.netns}`));
+  });
+
   test("up again is idempotent; up with other settings is an error that says so", async () => {
     const before = lab.recordedProcs();
     const again = await lab.cli(["up", "--nodes", "2", "--backend", "host-gw"]);
