@@ -17,12 +17,6 @@ export function detectAgentMode(): "etcd" | "local" {
   return r.status === 0 && r.stdout.includes("--etcd-endpoints") ? "etcd" : "local";
 }
 
-/** Whether this build has `weft cluster init`. */
-export function hasClusterInit(): boolean {
-  const r = spawnSync(process.execPath, [CLI_MAIN, "cluster", "init", "--help"], { encoding: "utf8", env: childEnv(), timeout: 20_000 });
-  return r.status === 0 && r.stdout.includes("--cluster-cidr");
-}
-
 export function agentArgv(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[]): string[] {
   const base = [
     "nsenter", `--net=${netnsPathOf(node.netns)}`, "--",

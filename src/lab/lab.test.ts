@@ -63,6 +63,12 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     await lab.destroy();
   });
 
+  test("the cluster settings are in the lab store (what `weft cluster init` writes)", async () => {
+    const settings = await lab.clusterStore().getClusterSettings();
+    assert.deepEqual(settings?.clusterCIDRs, ["10.244.0.0/16"]);
+    assert.equal(settings?.backend, "host-gw");
+  });
+
   test("pods get a namespace on their node, addresses and a kubelet-style status", async () => {
     await lab.applyPod("default", "a", { node: "n1" });
     await lab.applyPod("default", "b", { node: "n2" });

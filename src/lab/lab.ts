@@ -3,15 +3,15 @@
 // idempotent and `down` removes exactly what was made, also after a crash of any part.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
 import { installCni } from "../cli/install-cni.js";
-import { agentArgv, CLI_MAIN, detectAgentMode, hasClusterInit, startAgent, waitAgent } from "./agents.js";
+import { agentArgv, CLI_MAIN, detectAgentMode, startAgent, waitAgent } from "./agents.js";
 import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
 import { prepareApiserver, startApiserver, waitApiserver } from "./apiserver.js";
 import { LabBusy, withLock } from "./lock.js";
+import { openLabStore } from "./store.js";
 import { readPods } from "./pods-state.js";
 import { childEnv, isAlive, killNetnsProcesses, logTail, spawnDetached, stopProc } from "./procs.js";
 import { readState, settingsDiff, writeState, type LabNode, type LabSettings, type LabState } from "./state.js";
@@ -138,13 +138,18 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     }
   }
 
-  if (st.settings.store === "etcd" && !st.clusterInit && hasClusterInit()) {
+  if (st.settings.store === "etcd" && !st.clusterInit) {
+    // What `weft cluster init` does, through the store API: the cluster CIDRs and backend the
+    // agents' cluster mode reads. Re-running it with the same settings is a no-op.
     progress(`cluster init: ${st.clusterCidrs.join(",")}, backend ${st.settings.backend}`);
-    const r = spawnSync(process.execPath, [
-      CLI_MAIN, "cluster", "init", "--store", "etcd", "--etcd-endpoints", tcpEndpoints(st.etcd).join(","),
-      "--cluster-cidr", st.clusterCidrs.join(","), "--backend", st.settings.backend,
-    ], { encoding: "utf8", env: childEnv(), timeout: 60_000 });
-    if (r.status !== 0) throw new LabError(`weft cluster init failed: ${(r.stderr || r.stdout).trim()}`);
+    const store = openLabStore(st);
+    try {
+      await store.initCluster({ clusterCIDRs: st.clusterCidrs, backend: st.settings.backend });
+    } catch (e) {
+      throw new LabError(`cluster init in the lab etcd failed: ${(e as Error).message}`);
+    } finally {
+      await store.close();
+    }
     st.clusterInit = true;
     save();
   }

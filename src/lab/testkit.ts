@@ -45,13 +45,17 @@ export class TestLab {
     return readState(join(this.dir, "state.json"));
   }
 
-  objects(): ClusterStore["objects"] {
+  clusterStore(): ClusterStore {
     if (!this.store) {
       const st = this.state();
       if (!st) throw new Error("no lab state");
       this.store = openStore({ kind: "etcd", endpoints: tcpEndpoints(st.etcd) });
     }
-    return this.store.objects;
+    return this.store;
+  }
+
+  objects(): ClusterStore["objects"] {
+    return this.clusterStore().objects;
   }
 
   async applyPod(ns: string, name: string, o: { node?: string; ports?: Array<{ containerPort: number; protocol?: string }> } = {}): Promise<void> {
