@@ -116,7 +116,7 @@ async function runGet(args: string[], o: GetFlags): Promise<void> {
     return;
   }
   const parts = results.filter((r) => r.objs.length).map((r) => render(r.info, r.objs, opts));
-  if (parts.length) process.stdout.write(parts.join("\n"));
+  if (parts.length) process.stdout.write(parts.join(format === "name" ? "" : "\n"));
   else if (targets.every((t) => t.names.length === 0)) {
     const scoped = targets.some((t) => t.info.namespaced) && !o.allNamespaces;
     process.stderr.write(scoped ? `No resources found in ${ns} namespace.\n` : "No resources found\n");

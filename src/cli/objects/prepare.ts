@@ -34,21 +34,21 @@ const isMap = (v: unknown): v is Record<string, unknown> => typeof v === "object
 /** The object's identity for messages and deletes: kind, name and (namespaced kinds) namespace. */
 export function identify(m: ManifestObject, flagNamespace: string | undefined): { info: KindInfo; name: string; namespace?: string } {
   const { where, value } = m;
-  if (typeof value.apiVersion !== "string" || value.apiVersion === "") throw new UserError(`${where}: apiVersion not set`);
-  if (typeof value.kind !== "string" || value.kind === "") throw new UserError(`${where}: kind not set`);
+  if (typeof value.apiVersion !== "string" || value.apiVersion === "") throw new UserError(`${where}: apiVersion not set`, 1);
+  if (typeof value.kind !== "string" || value.kind === "") throw new UserError(`${where}: kind not set`, 1);
   const info = kindOfManifest(value.kind);
-  if (!info) throw new UserError(`${where}: kind "${value.kind}" is not supported: weft manages ${SUPPORTED_MANIFEST_KINDS}`);
-  if (info.readOnly) throw new UserError(`${where}: ${info.kind} objects come from the weft agents' node leases; they cannot be applied`);
+  if (!info) throw new UserError(`${where}: kind "${value.kind}" is not supported: weft manages ${SUPPORTED_MANIFEST_KINDS}`, 1);
+  if (info.readOnly) throw new UserError(`${where}: ${info.kind} objects come from the weft agents' node leases; they cannot be applied`, 1);
   if (value.apiVersion !== info.apiVersion) {
-    throw new UserError(`${where}: no matches for kind "${value.kind}" in version "${value.apiVersion}": use apiVersion ${info.apiVersion}`);
+    throw new UserError(`${where}: no matches for kind "${value.kind}" in version "${value.apiVersion}": use apiVersion ${info.apiVersion}`, 1);
   }
   const meta = value.metadata;
-  if (!isMap(meta)) throw new UserError(`${where}: metadata not set: a ${info.kind} needs metadata.name`);
-  if (typeof meta.name !== "string" || meta.name === "") throw new UserError(`${where}: ${info.kind} is invalid: metadata.name: Required value: name is required`);
+  if (!isMap(meta)) throw new UserError(`${where}: metadata not set: a ${info.kind} needs metadata.name`, 1);
+  if (typeof meta.name !== "string" || meta.name === "") throw new UserError(`${where}: ${info.kind} is invalid: metadata.name: Required value: name is required`, 1);
   if (!info.namespaced) return { info, name: meta.name };
   const own = typeof meta.namespace === "string" && meta.namespace !== "" ? meta.namespace : undefined;
   if (own && flagNamespace && own !== flagNamespace) {
-    throw new UserError(`${where}: the namespace from the provided object "${own}" does not match the namespace "${flagNamespace}": pass --namespace=${own} or remove it from the object`);
+    throw new UserError(`${where}: the namespace from the provided object "${own}" does not match the namespace "${flagNamespace}": pass --namespace=${own} or remove it from the object`, 1);
   }
   return { info, name: meta.name, namespace: own ?? flagNamespace ?? "default" };
 }
@@ -128,7 +128,7 @@ export function prepareObject(m: ManifestObject, flagNamespace: string | undefin
       break;
     }
     default:
-      throw new UserError(`${m.where}: kind "${info.kind}" cannot be applied`);
+      throw new UserError(`${m.where}: kind "${info.kind}" cannot be applied`, 1);
   }
   return { where: m.where, info, name, ...(namespace ? { namespace } : {}), input };
 }
