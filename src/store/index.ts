@@ -1,12 +1,15 @@
 // Opening a store from CLI-style settings. Import the interface from ./types.js.
 import { InvalidError } from "./errors.js";
 import { openEtcdStore } from "./etcd/index.js";
+import { openKubernetesStore } from "./kubernetes/index.js";
 import { localStorePath, openLocalStore } from "./local/index.js";
 import type { ClusterStore } from "./types.js";
 
 export type StoreConfig =
   | { kind: "local"; stateDir: string; prefix?: string }
-  | { kind: "etcd"; endpoints: string[]; prefix?: string; requestTimeoutMs?: number };
+  | { kind: "etcd"; endpoints: string[]; prefix?: string; requestTimeoutMs?: number }
+  /** A real kube-apiserver: weft's state as Nodes, Leases and a ConfigMap (src/store/kubernetes). */
+  | { kind: "kubernetes"; kubeconfig: string; requestTimeoutMs?: number };
 
 export function openStore(config: StoreConfig): ClusterStore {
   switch (config.kind) {
@@ -14,8 +17,10 @@ export function openStore(config: StoreConfig): ClusterStore {
       return openLocalStore({ path: localStorePath(config.stateDir), prefix: config.prefix });
     case "etcd":
       return openEtcdStore({ endpoints: config.endpoints, prefix: config.prefix, requestTimeoutMs: config.requestTimeoutMs });
+    case "kubernetes":
+      return openKubernetesStore({ kubeconfig: config.kubeconfig, requestTimeoutMs: config.requestTimeoutMs });
     default:
-      throw new InvalidError(`unknown store kind: use --store local or --store etcd`);
+      throw new InvalidError(`unknown store kind: use --store local, etcd or kubernetes`);
   }
 }
 

@@ -1,0 +1,143 @@
+// A small JSON client for the Kubernetes REST API. @kubernetes/client-node does the kubeconfig
+// (server, CA, client certificates, tokens and auth plugins) and the watches; requests go out as
+// plain JSON over node:https so objects round-trip exactly as the apiserver sends them (the typed
+// API classes turn timestamps into Date objects and drop fields they don't know).
+import { Agent, request, type RequestOptions } from "node:https";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import * as k8s from "@kubernetes/client-node";
+import { UnavailableError } from "../errors.js";
+
+/** A JSON object as the apiserver sends it. */
+export type Json = Record<string, unknown>;
+
+/** metav1.Status as sent with an error response. */
+export interface KubeStatus {
+  kind?: string;
+  status?: string;
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { name?: string; kind?: string; causes?: Array<{ field?: string; message?: string }> };
+}
+
+/** The apiserver answered with an error status (4xx/5xx other than "unreachable"). */
+export class KubeApiError extends Error {
+  constructor(readonly status: number, readonly reason: string, message: string, readonly body: KubeStatus) {
+    super(message);
+    this.name = "KubeApiError";
+  }
+}
+
+export const isApiError = (e: unknown, status?: number): e is KubeApiError => e instanceof KubeApiError && (status === undefined || e.status === status);
+
+export interface KubeClientOptions {
+  /** Per-request timeout. Default 10 s. */
+  requestTimeoutMs?: number;
+}
+
+export class KubeClient {
+  readonly kc: k8s.KubeConfig;
+  readonly server: string;
+  readonly description: string;
+  private readonly timeoutMs: number;
+  private agent?: Agent | HttpAgent;
+
+  constructor(kc: k8s.KubeConfig, options: KubeClientOptions = {}) {
+    this.kc = kc;
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new UnavailableError("the kubeconfig has no current cluster: set current-context (kubectl config use-context NAME)");
+    this.server = cluster.server.replace(/\/+$/, "");
+    this.description = `kube-apiserver at ${this.server}`;
+    this.timeoutMs = options.requestTimeoutMs ?? 10_000;
+  }
+
+  static fromFile(kubeconfig: string, options: KubeClientOptions = {}): KubeClient {
+    const kc = new k8s.KubeConfig();
+    try {
+      kc.loadFromFile(kubeconfig);
+    } catch (err) {
+      throw new UnavailableError(`cannot read kubeconfig ${kubeconfig}: ${(err as Error).message}`, err);
+    }
+    return new KubeClient(kc, options);
+  }
+
+  /** TLS settings and headers from the kubeconfig; auth plugins may refresh tokens, so per request. */
+  private async options(): Promise<RequestOptions> {
+    const o: RequestOptions = {};
+    await this.kc.applyToHTTPSOptions(o);
+    if (!this.agent) {
+      // One keep-alive agent per client (the kubeconfig's own agent is made anew for every call).
+      this.agent = this.server.startsWith("http:")
+        ? new HttpAgent({ keepAlive: true })
+        : new Agent({ keepAlive: true, ca: o.ca, cert: o.cert, key: o.key, rejectUnauthorized: o.rejectUnauthorized, servername: o.servername });
+    }
+    return { headers: o.headers, auth: o.auth, agent: this.agent };
+  }
+
+  async request<T = Json>(method: string, path: string, options: { query?: Record<string, string | undefined>; body?: unknown; contentType?: string } = {}): Promise<T> {
+    let base: RequestOptions;
+    try {
+      base = await this.options();
+    } catch (err) {
+      throw new UnavailableError(`cannot apply the kubeconfig's credentials for ${this.server}: ${(err as Error).message}`, err);
+    }
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
+    const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+    const headers: Record<string, string | string[] | number> = {
+      ...(base.headers as Record<string, string>),
+      accept: "application/json",
+      "user-agent": "weft",
+    };
+    if (payload) {
+      headers["content-type"] = options.contentType ?? "application/json";
+      headers["content-length"] = payload.length;
+    }
+    const send = url.protocol === "http:" ? httpRequest : request;
+    return new Promise<T>((resolve, reject) => {
+      const req = send(url, { method, headers, auth: base.auth, agent: base.agent, timeout: this.timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", (err) => reject(this.unreachable(err)));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          let body: unknown;
+          try {
+            body = text ? JSON.parse(text) : {};
+          } catch {
+            body = { message: text.slice(0, 300) };
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(body as T);
+          const st = (body ?? {}) as KubeStatus;
+          const message = st.message || `${method} ${path}: HTTP ${status}`;
+          if (status === 401 || status === 403) {
+            return reject(new UnavailableError(`${this.description} refused weft's request (${status} ${st.reason ?? ""}: ${message}): check the kubeconfig's user; weft needs to read and write nodes, leases, configmaps, namespaces, pods and networkpolicies`));
+          }
+          if (status >= 500 || status === 429) {
+            return reject(new UnavailableError(`${this.description} failed the request (${status}: ${message}); retry shortly, and check the apiserver's log and its etcd if it persists`));
+          }
+          reject(new KubeApiError(status, st.reason ?? "", message, st));
+        });
+      });
+      req.on("timeout", () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on("error", (err) => reject(this.unreachable(err)));
+      if (payload) req.write(payload);
+      req.end();
+    });
+  }
+
+  private unreachable(err: Error): UnavailableError {
+    return new UnavailableError(`${this.description} is unreachable (${err.message}): is it running, and does the kubeconfig point at it?`, err);
+  }
+
+  close(): void {
+    this.agent?.destroy();
+    this.agent = undefined;
+  }
+}
+
+/** metav1.MicroTime text: RFC 3339 with exactly 6 fractional digits (the apiserver insists). */
+export function microTime(d: Date = new Date()): string {
+  return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
