@@ -316,6 +316,14 @@ function suite(b: Backend): void {
       assert.deepEqual((await store.objects.list("Namespace")).map((n) => n.metadata.name), ["default", "team-b"]);
 
       assert.equal(await ok(["delete", "po", "loner"]), 'pod "loner" deleted\n');
+      // By label selector, in a namespace.
+      await ok(["apply", "-f", "-"], LIST);
+      await ok(["apply", "-f", "-"], podYaml("app: web, tier: fe", 80).replace(/team-a/g, "team-b").replace("name: web", "name: web-b"));
+      assert.equal(await ok(["get", "pods", "-n", "team-b", "-l", "app in (web,db),tier!=be", "-o", "name"]), "pod/db\npod/web-b\n");
+      assert.equal(await ok(["get", "pods", "-n", "team-b", "-l", "tier", "-o", "name"]), "pod/web-b\n");
+      await fails(["get", "pods", "-l", "app in (x"], ["--selector"]);
+      assert.equal(await ok(["delete", "pods", "-n", "team-b", "-l", "app=db"]), 'pod "db" deleted\n');
+      assert.deepEqual((await store.objects.list("Pod")).map((p) => p.metadata.name), ["web-b"]);
       await fails(["delete", "pod", "loner"], ['pods "loner" not found']);
       assert.equal((await weft(["delete", "pod", "loner", "--ignore-not-found"])).code, 0);
       await fails(["delete", "ns", "default"], ['namespaces "default" is forbidden']);

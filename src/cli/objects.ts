@@ -5,7 +5,7 @@
 //   weft label KIND NAME... | KIND/NAME [-n NS] key=value ... key- ... [--overwrite]
 // Kinds: Namespace, Pod, NetworkPolicy, and Node (read from the agents' node leases).
 import type { Command } from "commander";
-import { dns1123Label, labelValue, qualifiedName } from "../k8s/index.js";
+import { dns1123Label, labelValue, qualifiedName, selectorMatches, type LabelSelector } from "../k8s/index.js";
 import { ConflictError, isStoreError, type ClusterStore, type StoredObject } from "../store/types.js";
 import { UserError } from "./errors.js";
 import { addStoreOptions, withStore, type StoreFlags } from "./store-flags.js";
@@ -15,6 +15,7 @@ import { readManifests } from "./objects/manifest.js";
 import { listNodeObjects } from "./objects/nodes.js";
 import { identify, prepareObject } from "./objects/prepare.js";
 import { parseOutput, render, type Printable } from "./objects/print.js";
+import { parseSelector } from "./objects/selector.js";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -76,6 +77,7 @@ interface GetFlags extends StoreFlags {
   allNamespaces?: boolean;
   output?: string;
   showLabels?: boolean;
+  selector?: string;
 }
 
 async function runGet(args: string[], o: GetFlags): Promise<void> {
@@ -84,6 +86,8 @@ async function runGet(args: string[], o: GetFlags): Promise<void> {
   if (o.namespace !== undefined && o.allNamespaces) throw new UserError("-n and -A exclude each other: give one namespace or all");
   const ns = checkNamespaceFlag(o.namespace) ?? DEFAULT_NAMESPACE;
   const targets = parseTargets(args, "get");
+  const selector = o.selector !== undefined ? parseSelector(o.selector) : undefined;
+  if (selector && targets.some((t) => t.names.length)) throw new UserError("-l goes with a kind, not with names: weft get KIND -l SELECTOR");
   const single = targets.length === 1 && targets[0].names.length === 1;
   const results: Array<{ info: KindInfo; objs: Printable[] }> = [];
   await withStore(o, async (store) => {
@@ -103,7 +107,7 @@ async function runGet(args: string[], o: GetFlags): Promise<void> {
       } else {
         objs = await store.objects.list(t.info.kind, t.info.namespaced && !o.allNamespaces ? { namespace: ns } : {});
       }
-      results.push({ info: t.info, objs });
+      results.push({ info: t.info, objs: selector ? objs.filter((x) => selectorMatches(selector, x.metadata.labels)) : objs });
     }
   }, { mustExist: true });
 
@@ -129,6 +133,8 @@ interface DeleteFlags extends StoreFlags {
   filename: string[];
   namespace?: string;
   ignoreNotFound?: boolean;
+  selector?: string;
+  all?: boolean;
 }
 
 /** Deletes one object (a Namespace with its Pods and NetworkPolicies); false if it was not there. */
@@ -162,7 +168,7 @@ async function deleteOne(store: ClusterStore, info: KindInfo, name: string, name
 
 async function runDelete(args: string[], o: DeleteFlags): Promise<void> {
   const flagNs = checkNamespaceFlag(o.namespace);
-  let refs: Array<{ info: KindInfo; name: string; namespace: string }>;
+  let refs: Ref[];
   if (o.filename.length) {
     if (args.length) throw new UserError("give either -f FILE or KIND NAME, not both");
     refs = readManifests(o.filename).map((m) => {
@@ -172,15 +178,39 @@ async function runDelete(args: string[], o: DeleteFlags): Promise<void> {
   } else {
     if (args.length === 0) throw new UserError("give -f FILE or KIND NAME: weft delete -f FILE | weft delete KIND NAME [-n NS]");
     const targets = parseTargets(args, "delete");
-    if (targets.some((t) => t.names.length === 0)) throw new UserError(`resource type given, but no name: weft delete ${args[0]} NAME`);
+    const selector = o.selector !== undefined ? parseSelector(o.selector) : undefined;
+    const bySelection = selector !== undefined || !!o.all;
+    if (bySelection && targets.some((t) => t.names.length)) throw new UserError("-l and --all go with a kind, not with names");
+    if (!bySelection && targets.some((t) => t.names.length === 0)) throw new UserError(`resource type given, but no name: weft delete ${args[0]} NAME (or -l SELECTOR, or --all)`);
+    if (bySelection) {
+      // Resolved inside the store session below: every object of the kinds (in the namespace) that matches.
+      return withStore(o, async (store) => {
+        for (const t of targets) {
+          for (const r of await selectRefs(store, t.info, flagNs ?? DEFAULT_NAMESPACE, selector)) await deleteAndReport(store, r, o);
+        }
+      }, { mustExist: true });
+    }
     refs = targets.flatMap((t) => t.names.map((name) => ({ info: t.info, name, namespace: flagNs ?? DEFAULT_NAMESPACE })));
   }
   await withStore(o, async (store) => {
-    for (const r of refs) {
-      if (await deleteOne(store, r.info, r.name, r.namespace)) process.stdout.write(`${resourceName(r.info)} "${r.name}" deleted\n`);
-      else if (!o.ignoreNotFound) softError(notFound(r.info, r.name, r.namespace));
-    }
+    for (const r of refs) await deleteAndReport(store, r, o);
   }, { mustExist: true });
+}
+
+type Ref = { info: KindInfo; name: string; namespace: string };
+
+async function deleteAndReport(store: ClusterStore, r: Ref, o: DeleteFlags): Promise<void> {
+  if (await deleteOne(store, r.info, r.name, r.namespace)) process.stdout.write(`${resourceName(r.info)} "${r.name}" deleted\n`);
+  else if (!o.ignoreNotFound) softError(notFound(r.info, r.name, r.namespace));
+}
+
+/** The objects of a kind (in a namespace, for namespaced kinds) that a selector matches (all without one). */
+async function selectRefs(store: ClusterStore, info: KindInfo, namespace: string, selector: LabelSelector | undefined): Promise<Ref[]> {
+  const objs: Printable[] = info.kind === "Node" ? await listNodeObjects(store) : await store.objects.list(info.kind, info.namespaced ? { namespace } : {});
+  return objs
+    .filter((x) => !selector || selectorMatches(selector, x.metadata.labels))
+    .filter((x) => !(info.kind === "Namespace" && x.metadata.name === DEFAULT_NAMESPACE))
+    .map((x) => ({ info, name: x.metadata.name, namespace }));
 }
 
 // ---- label --------------------------------------------------------------------------------------
@@ -297,7 +327,9 @@ export function registerObjects(program: Command): void {
       .argument("[kind-and-names...]", `KIND NAME... or KIND/NAME... (${KINDS_HELP})`)
       .option("-f, --filename <file>", "file, directory or - for stdin; repeatable", collect, [])
       .option("-n, --namespace <ns>", "namespace (default: default)")
-      .option("--ignore-not-found", "objects that do not exist are not an error"),
+      .option("--ignore-not-found", "objects that do not exist are not an error")
+      .option("-l, --selector <selector>", "delete the objects of KIND whose labels match, e.g. app=web,tier!=db")
+      .option("--all", "delete every object of KIND (in the namespace)"),
   ).action((args: string[], o: DeleteFlags) => runDelete(args, o));
 
   addStoreOptions(
@@ -308,6 +340,7 @@ export function registerObjects(program: Command): void {
       .option("-n, --namespace <ns>", "namespace (default: default)")
       .option("-A, --all-namespaces", "objects of every namespace (adds a NAMESPACE column)")
       .option("-o, --output <format>", "json, yaml, wide or name (default: a table)")
+      .option("-l, --selector <selector>", "only objects whose labels match: key=value, key!=value, key in (a,b), key notin (a,b), key, !key; comma = and")
       .option("--show-labels", "add a LABELS column to the table"),
   ).action((args: string[], o: GetFlags) => runGet(args, o));
 
