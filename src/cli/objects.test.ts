@@ -316,6 +316,9 @@ function suite(b: Backend): void {
       assert.deepEqual((await store.objects.list("Namespace")).map((n) => n.metadata.name), ["default", "team-b"]);
 
       assert.equal(await ok(["delete", "po", "loner"]), 'pod "loner" deleted\n');
+      // A file with a namespace and what it holds: everything reported deleted.
+      await ok(["apply", "-f", "-"], MANIFEST);
+      assert.equal(await ok(["delete", "-f", "-"], MANIFEST), 'pod "web" deleted\nnetworkpolicy.networking.k8s.io "allow-web" deleted\npod "loner" deleted\nnamespace "team-a" deleted\n');
       // By label selector, in a namespace.
       await ok(["apply", "-f", "-"], LIST);
       await ok(["apply", "-f", "-"], podYaml("app: web, tier: fe", 80).replace(/team-a/g, "team-b").replace("name: web", "name: web-b"));

@@ -171,10 +171,13 @@ async function runDelete(args: string[], o: DeleteFlags): Promise<void> {
   let refs: Ref[];
   if (o.filename.length) {
     if (args.length) throw new UserError("give either -f FILE or KIND NAME, not both");
-    refs = readManifests(o.filename).map((m) => {
+    const all = readManifests(o.filename).map((m) => {
       const id = identify(m, flagNs);
       return { info: id.info, name: id.name, namespace: id.namespace ?? "" };
     });
+    // Namespaces last: deleting one first would take the file's other objects with it, and
+    // reporting those as "not found" would be wrong.
+    refs = [...all.filter((r) => r.info.kind !== "Namespace"), ...all.filter((r) => r.info.kind === "Namespace")];
   } else {
     if (args.length === 0) throw new UserError("give -f FILE or KIND NAME: weft delete -f FILE | weft delete KIND NAME [-n NS]");
     const targets = parseTargets(args, "delete");
