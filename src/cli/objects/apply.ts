@@ -134,7 +134,8 @@ export async function applyAll(store: ClusterStore, objs: readonly Prepared[], r
     const { action } = await store.objects.apply(p.input);
     report(`${resourceName(p.info)}/${p.name} ${action}`);
   }
-  if (rest.some((p) => p.namespace === DEFAULT_NAMESPACE)) await ensureDefaultNamespace(store);
+  // In Kubernetes "default" always exists; here it appears with the first write to the cluster.
+  await ensureDefaultNamespace(store);
   for (const p of rest) {
     const action = p.info.kind === "Pod" ? await applyPod(store, p) : (await store.objects.apply(p.input)).action;
     report(`${resourceName(p.info)}/${p.name} ${action}`);

@@ -74,6 +74,6 @@ export function readManifests(paths: readonly string[]): ManifestObject[] {
       }
     }
   }
-  if (out.length === 0) throw new UserError(`no objects passed: ${paths.join(", ")} holds no documents`, 1);
+  if (out.length === 0) throw new UserError(`no objects passed: ${paths.map((p) => (p === "-" ? "stdin" : p)).join(", ")} holds no documents`, 1);
   return out;
 }
