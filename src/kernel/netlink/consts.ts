@@ -14,6 +14,8 @@ export const NETLINK_EXT_ACK = 11;
 export const NETLINK_GET_STRICT_CHK = 12;
 export const CLONE_NEWNET = 0x40000000;
 export const MSG_DONTWAIT = 0x40;
+export const SOL_SOCKET = 1;
+export const SO_RCVBUF = 8;
 
 // nlmsghdr types and flags
 export const NLMSG_NOOP = 1;
@@ -34,6 +36,8 @@ export const NLM_F_CAPPED = 0x100;
 export const NLM_F_ACK_TLVS = 0x200;
 export const NLMSGERR_ATTR_MSG = 1;
 
+/** rtnetlink types come in fours from here: NEW, DEL, GET, SET (RTM_NEWLINK, RTM_DELLINK, ...). */
+export const RTM_BASE = 16;
 export const RTM_NEWLINK = 16;
 export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;

@@ -103,7 +103,7 @@ export class LinkDeleter {
       const sock = this.idle.pop() ?? this.openSocket();
       let answered = false;
       const answer = sock.transactAsync([req]).then(
-        ([a]) => { answered = true; this.idle.push(sock); return { a }; },
+        ([a]) => { answered = true; if (sock.isOpen) this.idle.push(sock); return { a }; },
         (e: unknown) => { answered = true; sock.close(); return { e }; },
       );
       const byIndex = new Map(links.map((l) => [l.index, l.name]));

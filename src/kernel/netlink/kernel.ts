@@ -87,8 +87,10 @@ export class NetlinkKernel implements PodKernel {
     this.ownNsFd = -1;
   }
 
+  /** The host namespace's socket; a new one if the last closed itself after a failure. */
   private host(): NetlinkSocket {
-    return (this.hostSock ??= NetlinkSocket.open(this.hostName));
+    if (!this.hostSock?.isOpen) this.hostSock = NetlinkSocket.open(this.hostName);
+    return this.hostSock;
   }
 
   /** fd of the main thread's own namespace: where it returns after making a pod's socket. */

@@ -2,10 +2,17 @@
 // turn and answers each, like `ip -force -batch`), answers are matched to requests by sequence
 // number. All I/O is non-blocking: rtnetlink handles a request inside the send() call, so its
 // answer is queued by the time send() returns, and dump parts are produced inside recv().
+//
+// That holds only while the answers fit the socket's receive buffer: an answer that does not is
+// dropped, recv() reports ENOBUFS once, and the socket then drops every answer (even to later
+// requests) until its queue is empty. So transact() sends as many requests per datagram as the
+// buffer can surely hold the answers to, and a socket whose answers got out of step closes
+// itself (its owner opens a new one) instead of handing later callers someone else's answers.
 import { closeSync, openSync } from "node:fs";
 import {
   AF_NETLINK, CLONE_NEWNET, MSG_DONTWAIT, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_ROUTE, NLM_F_ACK, NLM_F_DUMP,
-  NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, SOCK_CLOEXEC, SOCK_RAW, SOL_NETLINK,
+  NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, RTM_BASE, SO_RCVBUF, SOCK_CLOEXEC, SOCK_RAW, SOL_NETLINK,
+  SOL_SOCKET,
 } from "./consts.js";
 import { NetlinkError } from "./errors.js";
 import { type Attr, encodeMessage, type InMessage, parseError, parseMessages } from "./message.js";
@@ -14,6 +21,18 @@ import { libc } from "./libc.js";
 const MSG_TRUNC = 0x20;
 const EAGAIN = 11;
 const ENOBUFS = 105;
+/** Asked for; the kernel caps it at net.core.rmem_max (and doubles it). What we got is read back. */
+const WANT_RCVBUF = 1 << 20;
+/**
+ * What one answer may take of the receive buffer (the kernel counts each queued message at its
+ * allocated size, skb overhead included). A GET's answer is a whole object: a veth's RTM_NEWLINK
+ * is ~1.5 KiB of attributes in an skb of ~4 KiB, so 8 KiB is room to spare; plus its ACK. An ACK
+ * alone (NETLINK_CAP_ACK, maybe an extended-ack text) is well under 2 KiB.
+ */
+const ACK_COST = 2048;
+const GET_COST = 8192 + ACK_COST;
+/** rtnetlink message types come in fours from RTM_BASE: NEW, DEL, GET, SET. */
+const isGet = (type: number) => type >= RTM_BASE && (type - RTM_BASE) % 4 === 2;
 /**
  * One receive buffer for every socket: recv() only ever runs synchronously on the main thread
  * (transactAsync() sends from a worker but collects on the main thread), and each datagram is
@@ -48,6 +67,8 @@ function fatal(msg: string): never {
 export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private closed = false;
+  /** Bytes of answers one datagram of requests may cause (half the receive buffer: a margin). */
+  private budget = 0;
 
   private constructor(private readonly fd: number, readonly where: string) {}
 
@@ -103,6 +124,21 @@ export class NetlinkSocket {
     sa.writeUInt16LE(AF_NETLINK, 0);
     sa.writeUInt32LE(groups, 8);
     if (c.bind(this.fd, sa, sa.length) !== 0) throw new NetlinkError("bind a netlink socket", c.errno(), `cannot bind a netlink socket in ${this.where}`);
+    // A larger buffer means fewer datagrams for a big batch; how large it is, is read back.
+    const want = Buffer.alloc(4);
+    want.writeInt32LE(WANT_RCVBUF);
+    c.setsockopt(this.fd, SOL_SOCKET, SO_RCVBUF, want, 4);
+    const got = Buffer.alloc(4);
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(4);
+    const rcvbuf = c.getsockopt(this.fd, SOL_SOCKET, SO_RCVBUF, got, len) === 0 ? got.readInt32LE(0) : 0;
+    // Never below one request's worth: a single GET always fits any real buffer (>= 2 KiB each way).
+    this.budget = Math.max(GET_COST, Math.floor((rcvbuf > 0 ? rcvbuf : 212992) / 2));
+  }
+
+  /** False once closed, also when it closed itself after losing track of its answers. */
+  get isOpen(): boolean {
+    return !this.closed;
   }
 
   close(): void {
@@ -122,13 +158,34 @@ export class NetlinkSocket {
     return { buf: Buffer.concat(parts), seqs };
   }
 
-  /** Sends all requests in one datagram and returns one answer per request, in order. */
+  /**
+   * Sends the requests, as few datagrams as the receive buffer allows (the kernel handles them
+   * in order either way), and returns one answer per request, in order.
+   */
   transact(reqs: readonly Request[]): Answer[] {
-    if (reqs.length === 0) return [];
-    const { buf, seqs } = this.encode(reqs);
-    const c = libc();
-    if (c.send(this.fd, buf, buf.length, 0) < 0) throw new NetlinkError(reqs[0].what, c.errno(), `cannot send to the kernel (${this.where})`);
-    return this.collect(reqs, seqs);
+    const out: Answer[] = [];
+    for (const chunk of this.chunks(reqs)) {
+      const { buf, seqs } = this.encode(chunk);
+      const c = libc();
+      if (c.send(this.fd, buf, buf.length, 0) < 0) throw new NetlinkError(chunk[0].what, c.errno(), `cannot send to the kernel (${this.where})`);
+      out.push(...this.collect(chunk, seqs));
+    }
+    return out;
+  }
+
+  /** Consecutive runs of requests whose answers together fit the budget. */
+  private chunks(reqs: readonly Request[]): Request[][] {
+    const out: Request[][] = [];
+    let cur: Request[] = [];
+    let used = 0;
+    for (const r of reqs) {
+      const cost = isGet(r.type) ? GET_COST : ACK_COST;
+      if (cur.length && used + cost > this.budget) { out.push(cur); cur = []; used = 0; }
+      cur.push(r);
+      used += cost;
+    }
+    if (cur.length) out.push(cur);
+    return out;
   }
 
   /**
@@ -138,6 +195,7 @@ export class NetlinkSocket {
    */
   async transactAsync(reqs: readonly Request[]): Promise<Answer[]> {
     if (reqs.length === 0) return [];
+    if (this.chunks(reqs).length > 1) throw new Error(`${reqs.length} requests are too many for one asynchronous datagram (${this.where})`);
     const { buf, seqs } = this.encode(reqs);
     const n = await libc().sendAsync(this.fd, buf, buf.length, 0);
     // errno is the worker thread's, out of reach here; a failed send is rare (ENOBUFS, EPERM).
@@ -165,14 +223,24 @@ export class NetlinkSocket {
     }
   }
 
+  /**
+   * The next datagram of answers. Any failure here means answers were lost or are still queued
+   * out of step, so the socket closes itself: requests sent on it later would be answered wrongly
+   * or not at all. (EAGAIN cannot happen while answers fit the buffer: they are queued by send().)
+   */
   private recvOnce(what: string): InMessage[] {
     const c = libc();
     const n = c.recv(this.fd, rbuf, rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       const e = c.errno();
+      this.close();
+      if (e === ENOBUFS) throw new NetlinkError(what, e, `the kernel's answers overflowed the receive buffer in ${this.where}; some requests may have been applied`);
       throw new NetlinkError(what, e, `no answer from the kernel (${this.where})`);
     }
-    if (n > rbuf.length) throw new Error(`netlink answer of ${n} bytes does not fit ${rbuf.length} (${this.where})`);
+    if (n > rbuf.length) {
+      this.close();
+      throw new Error(`netlink answer of ${n} bytes does not fit ${rbuf.length} (${this.where})`);
+    }
     // Copy: the receive buffer is reused by the next recv.
     return parseMessages(Buffer.from(rbuf.subarray(0, n)));
   }
