@@ -9,7 +9,7 @@ import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } fr
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
-import { prepareApiserver, startApiserver, waitApiserver } from "./apiserver.js";
+import { ensureApiserver } from "./apiserver.js";
 import { LabBusy, withLock } from "./lock.js";
 import { openLabStore } from "./store.js";
 import { readPods } from "./pods-state.js";
@@ -120,22 +120,15 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   save();
   await waitHealthy(st.etcd);
 
-  if (st.settings.store === "kubernetes") {
-    if (!st.apiserver) {
-      progress("kube-apiserver: keys, certificate, token, kubeconfig");
-      st.apiserver = await prepareApiserver(st.dir);
-      save();
+  if (st.settings.store === "kubernetes" && !isAlive(st.apiserver?.proc)) {
+    progress(`kube-apiserver: starting over the lab etcd`);
+    try {
+      st.apiserver = await ensureApiserver(st.dir, tcpEndpoints(st.etcd), st.apiserver);
+    } catch (e) {
+      throw new LabError((e as Error).message);
     }
-    if (!isAlive(st.apiserver.proc)) {
-      progress(`kube-apiserver: starting on ${st.apiserver.url}, log ${join(st.apiserver.dir, "apiserver.log")}`);
-      try {
-        st.apiserver = startApiserver(st.apiserver, tcpEndpoints(st.etcd));
-        save();
-        await waitApiserver(st.apiserver);
-      } catch (e) {
-        throw new LabError((e as Error).message);
-      }
-    }
+    save();
+    progress(`kube-apiserver: ready on ${st.apiserver.url}, log ${join(st.apiserver.dir, "apiserver.log")}`);
   }
 
   if (st.settings.store === "etcd" && !st.clusterInit) {
