@@ -131,7 +131,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     progress(`kube-apiserver: ready on ${st.apiserver.url}, log ${join(st.apiserver.dir, "apiserver.log")}`);
   }
 
-  if (st.settings.store === "etcd" && !st.clusterInit) {
+  if (!st.clusterInit) {
     // What `weft cluster init` does, through the store API: the cluster CIDRs and backend the
     // agents' cluster mode reads. Re-running it with the same settings is a no-op.
     progress(`cluster init: ${st.clusterCidrs.join(",")}, backend ${st.settings.backend}`);
@@ -139,7 +139,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     try {
       await store.initCluster({ clusterCIDRs: st.clusterCidrs, backend: st.settings.backend });
     } catch (e) {
-      throw new LabError(`cluster init in the lab etcd failed: ${(e as Error).message}`);
+      throw new LabError(`cluster init in ${store.description} failed: ${(e as Error).message}`);
     } finally {
       await store.close();
     }

@@ -6,7 +6,9 @@ import { tcpEndpoints } from "./etcd.js";
 import { LabNames } from "./names.js";
 import { readState, type LabState } from "./state.js";
 
+/** The lab's cluster store: the kube-apiserver for a --store kubernetes lab, else the lab etcd. */
 export function openLabStore(lab: LabState): ClusterStore {
+  if (lab.settings.store === "kubernetes" && lab.apiserver) return openStore({ kind: "kubernetes", kubeconfig: lab.apiserver.kubeconfig });
   return openStore({ kind: "etcd", endpoints: tcpEndpoints(lab.etcd) });
 }
 
