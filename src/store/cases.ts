@@ -65,6 +65,11 @@ export function collector<T>(): { events: WatchEvent<T>[]; listener: (e: WatchEv
   return { events, listener: (e) => events.push(e) };
 }
 
+/** Namespaces a real apiserver always has (the key-value stores have none). */
+const SYSTEM_NAMESPACES = new Set(["default", "kube-system", "kube-public", "kube-node-lease"]);
+/** The status fields the cases write (an apiserver adds more: podIPs, qosClass, ...). */
+const written = (o: StoredObject): { phase: unknown; podIP: unknown } => ({ phase: o.status?.phase, podIP: o.status?.podIP });
+
 const DUAL = { clusterCIDRs: ["10.244.0.0/16", "fd00:10:244::/48"], backend: "vxlan" as const };
 const CASE_TIMEOUT = { timeout: 90_000 };
 
@@ -271,14 +276,16 @@ export function storeCases(h: StoreHarness): void {
       assert.match(ns.metadata.uid, /^[0-9a-f-]{36}$/);
       assert.ok(!Number.isNaN(Date.parse(ns.metadata.creationTimestamp)));
 
-      const podIn = { apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "team-a", labels: { app: "web" } }, spec: { containers: [{ name: "c", ports: [{ containerPort: 80 }] }] } };
+      // Valid for a real apiserver too: containers need an image, namespaces must exist first.
+      const podIn = { apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "team-a", labels: { app: "web" } }, spec: { containers: [{ name: "c", image: "busybox", ports: [{ containerPort: 80 }] }] } };
       const pod = await a.create(podIn);
       await assert.rejects(a.create(podIn), (e: unknown) => e instanceof ConflictError && e.reason === "AlreadyExists" && /pods "web" in namespace "team-a" already exists/.test(e.message));
-      await a.create({ apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "team-b" }, spec: {} });
+      await a.create({ apiVersion: "v1", kind: "Namespace", metadata: { name: "team-b" } });
+      await a.create({ apiVersion: "v1", kind: "Pod", metadata: { name: "web", namespace: "team-b" }, spec: { containers: [{ name: "c", image: "busybox" }] } });
       assert.deepEqual(await b.get({ kind: "Pod", name: "web", namespace: "team-a" }), pod);
       assert.deepEqual((await b.list("Pod")).map((p) => `${p.metadata.namespace}/${p.metadata.name}`), ["team-a/web", "team-b/web"]);
       assert.deepEqual((await b.list("Pod", { namespace: "team-b" })).map((p) => p.metadata.namespace), ["team-b"]);
-      assert.deepEqual((await b.list("Namespace")).map((p) => p.metadata.name), ["team-a"]);
+      assert.deepEqual((await b.list("Namespace")).map((p) => p.metadata.name).filter((n) => !SYSTEM_NAMESPACES.has(n)), ["team-a", "team-b"]);
 
       const same = await b.apply(podIn);
       assert.equal(same.action, "unchanged");
@@ -296,11 +303,11 @@ export function storeCases(h: StoreHarness): void {
       );
 
       const withStatus = await a.updateStatus({ kind: "Pod", name: "web", namespace: "team-a" }, { phase: "Running", podIP: "10.244.1.5" });
-      assert.deepEqual(withStatus.status, { phase: "Running", podIP: "10.244.1.5" });
+      assert.deepEqual(written(withStatus), { phase: "Running", podIP: "10.244.1.5" });
       await assert.rejects(a.updateStatus({ kind: "Pod", name: "web", namespace: "team-a" }, { phase: "Failed" }, { resourceVersion: pod.metadata.resourceVersion }), ConflictError);
       // A replace keeps the status (it belongs to the status subresource).
       const reapplied = await a.apply({ ...podIn, metadata: { ...podIn.metadata, annotations: { note: "x" } } });
-      assert.deepEqual(reapplied.object.status, { phase: "Running", podIP: "10.244.1.5" });
+      assert.deepEqual(written(reapplied.object), { phase: "Running", podIP: "10.244.1.5" });
       assert.deepEqual(reapplied.object.metadata.labels, { app: "web" });
 
       const created = await a.apply({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "deny", namespace: "team-a" }, spec: { podSelector: {} } });
@@ -315,7 +322,7 @@ export function storeCases(h: StoreHarness): void {
       await waitFor("pod watch events", () => pods.events.length >= want.length || undefined);
       assert.deepEqual(pods.events.map((e) => e.type), want, "team-b's pod must not show up in a team-a watch");
       assert.deepEqual(pods.events[0].object.metadata.labels, { app: "web" });
-      assert.deepEqual(pods.events[2].object.status, { phase: "Running", podIP: "10.244.1.5" });
+      assert.deepEqual(written(pods.events[2].object), { phase: "Running", podIP: "10.244.1.5" });
       await w.close();
 
       await assert.rejects(a.get({ kind: "pod", name: "x" }), InvalidError);

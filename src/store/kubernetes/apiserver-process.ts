@@ -59,15 +59,25 @@ const running = new Set<ChildProcess>();
 const dirs = new Set<string>();
 let hooked = false;
 
+function cleanupSync(): void {
+  for (const c of running) {
+    try { if (c.pid) process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+  }
+  running.clear();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs.clear();
+}
+
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
-  process.on("exit", () => {
-    for (const c of running) {
-      try { if (c.pid) process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
-    }
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  process.on("exit", cleanupSync);
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.once(sig, () => {
+      cleanupSync();
+      process.kill(process.pid, sig);
+    });
+  }
 }
 
 async function freePort(): Promise<number> {

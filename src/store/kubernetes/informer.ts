@@ -2,7 +2,6 @@
 // to survive outages: the ListWatch stops on errors, so this starts it again with backoff; it then
 // resumes from its last resourceVersion, or re-lists and reports the differences (410 Gone).
 import * as k8s from "@kubernetes/client-node";
-import { isStoreError } from "../errors.js";
 import type { Json, KubeClient } from "./client.js";
 
 export interface InformerHandlers {
@@ -53,9 +52,11 @@ export function runInformer(client: KubeClient, path: string, handlers: Informer
   lw.on("error", (err: unknown) => {
     failed = true;
     if (closed) return;
-    // Anything but "apiserver unreachable" is a bug worth seeing; keep trying either way.
-    if (err instanceof Error && !isStoreError(err, "Unavailable") && !/ECONNREFUSED|ECONNRESET|socket hang up|aborted|fetch|timeout|terminated/i.test(err.message)) {
-      process.emitWarning(`weft: watch of ${path} failed: ${err.message}; retrying`);
+    // A refusal (403 Forbidden, 404 for a kind the apiserver lacks) is worth seeing; an unreachable
+    // apiserver is not (it comes back, and calls report Unavailable meanwhile). Retry either way.
+    const status = (err as { statusCode?: number; code?: unknown } | undefined)?.statusCode;
+    if (status !== undefined && status >= 400 && status < 500 && status !== 410) {
+      process.emitWarning(`weft: watch of ${path} failed (HTTP ${status}); retrying`);
     }
     clearTimeout(timer);
     timer = setTimeout(() => void start(), delay);

@@ -17,7 +17,7 @@ import {
   type WatchListener,
   type WatchOptions,
 } from "../types.js";
-import { dnsLabel, dnsSubdomain } from "../validate.js";
+import { dnsLabel, dnsSubdomain, stableStringify } from "../validate.js";
 import { isApiError, type Json, type KubeClient } from "./client.js";
 import { runInformer } from "./informer.js";
 
@@ -124,6 +124,23 @@ function rethrow(err: unknown, r: Resolved): never {
   throw err;
 }
 
+/**
+ * The apiserver deletes a Pod in two writes even with no grace period (a pod on no node): it
+ * stamps deletionTimestamp, then removes the object. That first write changes nothing else and the
+ * removal follows in the same request, so watchers get only the removal (as from the other stores).
+ * A Pod with a grace period (bound to a node) or an object with finalizers does get the update.
+ */
+function markedForRemovalNow(prev: Json, next: Json): boolean {
+  const m = next.metadata as Json;
+  if (!m.deletionTimestamp || m.deletionGracePeriodSeconds !== 0 || ((m.finalizers as unknown[] | undefined)?.length ?? 0) > 0) return false;
+  if ((prev.metadata as Json).deletionTimestamp) return false;
+  const strip = (o: Json): string => {
+    const { resourceVersion: _rv, deletionTimestamp: _dt, deletionGracePeriodSeconds: _dg, managedFields: _mf, ...rest } = o.metadata as Json;
+    return stableStringify({ ...o, metadata: rest });
+  };
+  return strip(prev) === strip(next);
+}
+
 export class KubeObjectStore implements ObjectStore {
   constructor(private readonly client: KubeClient, private readonly track: (w: WatchHandle) => WatchHandle) {}
 
@@ -222,9 +239,13 @@ export class KubeObjectStore implements ObjectStore {
       rethrow(err, r);
     }
     if (options.resourceVersion !== undefined && options.resourceVersion !== cur.metadata.resourceVersion) throw staleConflict(r.what, options.resourceVersion, cur);
-    const preconditions = options.resourceVersion !== undefined ? { resourceVersion: options.resourceVersion } : { uid: cur.metadata.uid };
+    // (A precondition makes the apiserver mark the object before removing it: only when asked for.)
+    const preconditions = options.resourceVersion !== undefined ? { preconditions: { resourceVersion: options.resourceVersion } } : {};
+    // A pod on no node goes at once anyway; saying so spares watchers a "marked for deletion" update.
+    // A bound pod gets its grace period: its kubelet tears it down and finishes the deletion.
+    const unbound = r.kind === "Pod" && !(cur.spec as { nodeName?: string } | undefined)?.nodeName;
     try {
-      const res = await this.client.request("DELETE", r.path, { body: { apiVersion: "v1", kind: "DeleteOptions", preconditions } });
+      const res = await this.client.request("DELETE", r.path, { body: { apiVersion: "v1", kind: "DeleteOptions", ...preconditions, ...(unbound ? { gracePeriodSeconds: 0 } : {}) } });
       // Most kinds answer with the object (marked for deletion if it has finalizers or a grace period).
       return res.kind === r.kind ? toStored(res, r.kind) : cur;
     } catch (err) {
@@ -268,6 +289,7 @@ export class KubeObjectStore implements ObjectStore {
     const inf = runInformer(this.client, collectionPath(info, ns), {
       upsert: (o, prev) => {
         const obj = toStored(o, kind);
+        if (prev && markedForRemovalNow(prev, o)) return;
         if (prev) deliver({ type: "updated", object: obj, previous: toStored(prev, kind) });
         else if (replay || live) deliver({ type: "added", object: obj });
       },
