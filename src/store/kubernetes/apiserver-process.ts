@@ -51,6 +51,10 @@ export interface KubeApiserver {
   readonly pid: number | undefined;
   /** apiserver PID first, then those of the etcd started for it (if any): what to end, in order. */
   readonly pids: number[];
+  /** Kills the apiserver by PID (SIGKILL: a crash); etcd and the working directory stay. */
+  kill(): Promise<void>;
+  /** Starts it again after kill() (same URL, certificates, token and etcd) and waits until ready. */
+  start(): Promise<void>;
   /** Kills the apiserver (and its own etcd) by PID and removes the working directory. Idempotent. */
   stop(): Promise<void>;
 }
@@ -156,16 +160,20 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
   let etcd: EtcdCluster | undefined;
   let child: ChildProcess | undefined;
   let stopped = false;
-  const stop = async (): Promise<void> => {
-    if (stopped) return;
-    stopped = true;
+  const alive = (c: ChildProcess | undefined): c is ChildProcess => c?.pid !== undefined && c.exitCode === null && c.signalCode === null;
+  const kill = async (): Promise<void> => {
     const c = child;
-    if (c?.pid !== undefined && c.exitCode === null && c.signalCode === null) {
+    if (alive(c)) {
       const exited = new Promise((r) => c.once("exit", r));
-      try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
+      try { process.kill(c.pid!, "SIGKILL"); } catch { /* gone */ }
       await exited;
     }
     if (c) running.delete(c);
+  };
+  const stop = async (): Promise<void> => {
+    if (stopped) return;
+    stopped = true;
+    await kill();
     await etcd?.stop();
     rmSync(dir, { recursive: true, force: true });
     dirs.delete(dir);
@@ -200,27 +208,33 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       "--feature-gates", "IPv6DualStack=true",
     ];
     const logFile = join(dir, "apiserver.log");
-    const log = openSync(logFile, "a", 0o600);
-    try {
-      child = spawn(binary, argv, { cwd: dir, stdio: ["ignore", log, log], detached: persistent });
-    } finally {
-      closeSync(log);
-    }
-    child.once("error", () => undefined); // reported below as "exited"
-    if (persistent) child.unref();
-    else running.add(child);
-
     const ca = readFileSync(join(dir, "serving.crt"));
-    const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
-    for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) {
-        throw new Error(`kube-apiserver exited during start-up: ${tail(logFile)}`);
+    const timeoutMs = options.readyTimeoutMs ?? 60_000;
+
+    /** Starts the apiserver (again: same port, certificates and etcd) and waits for /readyz. */
+    const start = async (): Promise<void> => {
+      if (stopped) throw new Error(`the kube-apiserver in ${dir} was stopped for good`);
+      if (alive(child)) return;
+      const log = openSync(logFile, "a", 0o600);
+      let c: ChildProcess;
+      try {
+        c = spawn(binary, argv, { cwd: dir, stdio: ["ignore", log, log], detached: persistent });
+      } finally {
+        closeSync(log);
       }
-      if (await readyz(url, ca, token)) break;
-      if (Date.now() > deadline) throw new Error(`kube-apiserver (${url}) was not ready after ${options.readyTimeoutMs ?? 60_000} ms: ${tail(logFile)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const proc = child;
+      child = c;
+      c.once("error", () => undefined); // reported below as "exited"
+      if (persistent) c.unref();
+      else running.add(c);
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        if (!alive(c)) throw new Error(`kube-apiserver exited during start-up: ${tail(logFile)}`);
+        if (await readyz(url, ca, token)) return;
+        if (Date.now() > deadline) throw new Error(`kube-apiserver (${url}) was not ready after ${timeoutMs} ms: ${tail(logFile)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    await start();
     const etcdPids = (etcd?.members ?? []).map((m) => m.pid).filter((p): p is number => p !== undefined);
     return {
       url,
@@ -228,8 +242,10 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       token,
       dir,
       etcdServers,
-      get pid() { return proc.exitCode === null && proc.signalCode === null ? proc.pid : undefined; },
-      pids: [proc.pid!, ...etcdPids],
+      get pid() { return alive(child) ? child.pid : undefined; },
+      get pids() { return [...(alive(child) ? [child.pid!] : []), ...etcdPids]; },
+      kill,
+      start,
       stop,
     };
   } catch (err) {

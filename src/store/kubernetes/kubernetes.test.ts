@@ -9,7 +9,7 @@ import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { KubeClient, openKubernetesStore, startKubeApiserver, kubeApiserverBinary, type KubeApiserver } from "./index.js";
 import type { Json } from "./client.js";
 import { CLAIM_LABEL, claimPath, nodeLeasePath, nodePath, settingsPath, SETTINGS_NAME } from "./layout.js";
-import type { ClusterStore, NodeInfo } from "../types.js";
+import { UnavailableError, type ClusterStore, type LeaseState, type NodeInfo } from "../types.js";
 
 const BIN = kubeApiserverBinary();
 const skip = existsSync(BIN) ? false : `${BIN} is missing: build it with \`bash scripts/kube-apiserver.sh\` (about 11 minutes; CI runs it)`;
@@ -97,7 +97,7 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kub
     await wipe(kubeconfig);
     const a = await open();
     await a.initCluster({ clusterCIDRs: ["10.244.0.0/16", "fd00:10:244::/48"], backend: "vxlan" });
-    const l1 = await a.registerNode({ name: "kc-1", addresses: ["192.0.2.31", "2001:db8::31"], backendData: { vtepMAC: "aa:bb:cc:00:00:31" } });
+    const l1 = await a.registerNode({ name: "kc-1", addresses: ["192.0.2.31", "2001:db8::31"], backendData: { vtepMAC: "aa:bb:cc:00:00:31" } }, { ttlSeconds: 3 });
     const l2 = await (await open()).registerNode({ name: "kc-2", addresses: ["192.0.2.32"], backendData: { vtepMAC: "aa:bb:cc:00:00:32" } });
 
     const list = JSON.parse(kubectl(kubeconfig, "get", "nodes", "-o", "json")) as { items: Json[] };
@@ -178,5 +178,49 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kub
     assert.equal(def.metadata.labels?.["kubernetes.io/metadata.name"], "default");
     await assert.rejects(s.objects.create({ apiVersion: "v1", kind: "Pod", metadata: { name: "p2", namespace: "nowhere" }, spec: { containers: [{ name: "c", image: "busybox" }] } }),
       (e: unknown) => e instanceof Error && /namespace "nowhere" not found: create the Namespace/.test(e.message));
+  });
+});
+
+describe("kubernetes store: apiserver outage", { skip }, () => {
+  const clients: ClusterStore[] = [];
+  after(async () => {
+    await Promise.allSettled(clients.map((c) => c.close()));
+  });
+
+  test("apiserver down: calls fail with Unavailable at once; the lease is lost, then restored; watches carry on", { timeout: 120_000 }, async () => {
+    const a0 = await api();
+    await wipe(a0.kubeconfig);
+    const open = (): ClusterStore => {
+      const s = openKubernetesStore({ kubeconfig: a0.kubeconfig, requestTimeoutMs: 3000 });
+      clients.push(s);
+      return s;
+    };
+    const a = open();
+    const b = open();
+    await a.initCluster({ clusterCIDRs: ["10.30.0.0/16"], backend: "vxlan" });
+    const seen = collector<NodeInfo>();
+    const w = b.watchNodes(seen.listener);
+    await w.ready;
+    const lease = await a.registerNode({ name: "through", addresses: ["192.0.2.51"] }, { ttlSeconds: 2, subnetGraceSeconds: 60 });
+    const states: LeaseState[] = [];
+    lease.onStateChange((s) => states.push(s));
+    await waitFor("added", () => seen.events.find((e) => e.type === "added" && e.object.name === "through"));
+
+    await a0.kill();
+    const t0 = Date.now();
+    await assert.rejects(b.listNodes(), (e: unknown) => e instanceof UnavailableError && /unreachable/.test(e.message));
+    assert.ok(Date.now() - t0 < 2500, "an unreachable apiserver must fail fast, not hang");
+    await waitFor("lease lost", () => states.find((s) => s.state === "lost"), 20_000);
+    // Others see the node go when its Lease runs out (no apiserver needed for that).
+    await waitFor("removed while the apiserver is down", () => seen.events.find((e) => e.type === "removed" && e.object.name === "through"), 20_000);
+
+    await a0.start();
+    const restored = await waitFor("lease restored", () => states.find((s) => s.state === "restored"), 30_000);
+    assert.equal(restored.state === "restored" && restored.node.podCIDRs[0], lease.node.podCIDRs[0], "same subnet after the outage");
+    await open().registerNode({ name: "after", addresses: ["192.0.2.52"] });
+    await waitFor("the watch sees nodes registered after the outage", () => seen.events.find((e) => e.type === "added" && e.object.name === "after"), 30_000);
+    await waitFor("the restored node is back in the watch", () => seen.events.filter((e) => e.type === "added" && e.object.name === "through").length >= 2 || undefined, 30_000);
+    assert.deepEqual((await b.listNodes()).map((n) => n.name), ["after", "through"]);
+    await w.close();
   });
 });
