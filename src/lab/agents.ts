@@ -11,26 +11,47 @@ import type { LabNode } from "./state.js";
 
 export const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js");
 
-/** "etcd" when this build's agent has its cluster mode (--etcd-endpoints), else "local". */
-export function detectAgentMode(): "etcd" | "local" {
-  const r = spawnSync(process.execPath, [CLI_MAIN, "agent", "--help"], { encoding: "utf8", env: childEnv(), timeout: 20_000 });
-  return r.status === 0 && r.stdout.includes("--etcd-endpoints") ? "etcd" : "local";
+export interface AgentCaps {
+  /** Cluster mode on etcd (--store etcd --etcd-endpoints). */
+  etcd: boolean;
+  /** Cluster mode on a kube-apiserver (--store kubernetes --kubeconfig). */
+  kubernetes: boolean;
+  /** --underlay-address: the node's underlay address(es) given, not guessed. */
+  underlayFlag: boolean;
 }
 
-export function agentArgv(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[]): string[] {
+/** What this build's agent can do, from its --help. */
+export function agentCaps(): AgentCaps {
+  const r = spawnSync(process.execPath, [CLI_MAIN, "agent", "--help"], { encoding: "utf8", env: childEnv(), timeout: 20_000 });
+  const help = r.status === 0 ? r.stdout : "";
+  return {
+    etcd: help.includes("--etcd-endpoints"),
+    kubernetes: help.includes("--kubeconfig"),
+    underlayFlag: help.includes("--underlay-address"),
+  };
+}
+
+/** "etcd" when this build's agent has its cluster mode (--etcd-endpoints), else "local". */
+export function detectAgentMode(): "etcd" | "local" {
+  return agentCaps().etcd ? "etcd" : "local";
+}
+
+export function agentArgv(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[], caps?: AgentCaps): string[] {
   const base = [
     "nsenter", `--net=${netnsPathOf(node.netns)}`, "--",
     process.execPath, CLI_MAIN, "agent", "--node", node.name,
     "--state-dir", join(node.dir, "state"), "--socket", node.socket,
   ];
+  // The lab knows each node's underlay addresses; say them rather than have the agent guess.
+  if (caps?.underlayFlag) base.push("--underlay-address", [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])].join(","));
   if (mode === "etcd") return [...base, "--store", "etcd", "--etcd-endpoints", etcdUnixEndpoints.join(",")];
   return [...base, "--store", "local", "--pod-cidr", (node.podCidrs ?? []).join(",")];
 }
 
-export function startAgent(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[]): LabNode {
+export function startAgent(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[], caps?: AgentCaps): LabNode {
   if (isAlive(node.agent)) return node;
   mkdirSync(join(node.dir, "state"), { recursive: true, mode: 0o700 });
-  const agent = spawnDetached(agentArgv(node, mode, etcdUnixEndpoints), { log: join(node.dir, "agent.log") });
+  const agent = spawnDetached(agentArgv(node, mode, etcdUnixEndpoints, caps), { log: join(node.dir, "agent.log") });
   return { ...node, agent };
 }
 

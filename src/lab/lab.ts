@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { installCni } from "../cli/install-cni.js";
-import { agentArgv, CLI_MAIN, detectAgentMode, startAgent, waitAgent } from "./agents.js";
+import { agentArgv, agentCaps, CLI_MAIN, detectAgentMode, startAgent, waitAgent, type AgentCaps } from "./agents.js";
 import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
@@ -147,6 +147,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     save();
   }
 
+  let caps: AgentCaps | undefined;
   for (let i = 0; i < st.nodes.length; i++) {
     const n = st.nodes[i];
     mkdirSync(n.dir, { recursive: true, mode: 0o700 });
@@ -160,7 +161,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     }
     if (!isAlive(n.agent)) {
       progress(`node ${n.name}: starting agent (${st.agentMode} mode), log ${join(n.dir, "agent.log")}`);
-      st.nodes[i] = startAgent(n, st.agentMode, unixEndpoints(st.etcd));
+      st.nodes[i] = startAgent(n, st.agentMode, unixEndpoints(st.etcd), caps ??= agentCaps());
       save();
     }
   }
