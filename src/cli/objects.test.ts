@@ -378,6 +378,31 @@ spec:
       }
     });
 
+    withFresh("get -w prints the current objects, then each change, until SIGTERM", async () => {
+      await ok(["apply", "-f", "-"], MANIFEST);
+      const child = spawn(process.execPath, [CLI, "get", "pods", "-n", "team-a", "-w", ...cur.flags], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "", err = "";
+      child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      const closed = new Promise<number | null>((resolve) => child.once("close", resolve));
+      const until = async (what: string, re: RegExp): Promise<void> => {
+        const deadline = Date.now() + 20_000;
+        while (!re.test(out)) {
+          assert.ok(Date.now() < deadline, `no ${what} from get -w; stdout:\n${out}\nstderr:\n${err}`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      };
+      try {
+        await until("initial table", /^NAME\s+READY\s+STATUS\s+RESTARTS\s+AGE\nweb\s+0\/1\s+Pending/);
+        await ok(["apply", "-f", "-"], podYaml("app: x", 80).replace("name: web", "name: second"));
+        await until("row for the new pod", /\nsecond\s+0\/1\s+Pending/);
+        assert.doesNotMatch(out, /loner/, "other namespaces are not watched");
+      } finally {
+        child.kill("SIGTERM");
+      }
+      assert.equal(await closed, 0, `get -w ends cleanly on SIGTERM: ${err}`);
+    });
+
     withFresh("get nodes: Node objects from the node leases, NotReady once a lease expired", async () => {
       const store = cur.open();
       await store.initCluster({ clusterCIDRs: ["10.244.0.0/16", "fd00:10:244::/56"], backend: "vxlan" });

@@ -12,9 +12,9 @@ import { addStoreOptions, withStore, type StoreFlags } from "./store-flags.js";
 import { applyAll, DEFAULT_NAMESPACE } from "./objects/apply.js";
 import { resolveKind, resourceName, resourcePlural, type KindInfo } from "./objects/kinds.js";
 import { readManifests } from "./objects/manifest.js";
-import { listNodeObjects } from "./objects/nodes.js";
+import { endedNode, listNodeObjects, liveNode } from "./objects/nodes.js";
 import { identify, prepareObject } from "./objects/prepare.js";
-import { parseOutput, render, type Printable } from "./objects/print.js";
+import { columnWidths, formatRow, parseOutput, render, tableRows, type OutputFormat, type PrintOptions, type Printable } from "./objects/print.js";
 import { parseSelector } from "./objects/selector.js";
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -78,6 +78,53 @@ interface GetFlags extends StoreFlags {
   output?: string;
   showLabels?: boolean;
   selector?: string;
+  watch?: boolean;
+}
+
+/** One object as `get -w` prints it after the first batch: a table row, a name, or a whole object. */
+function watchLine(info: KindInfo, obj: Printable, format: OutputFormat, opts: PrintOptions, widths: number[]): string {
+  if (format === "json") return JSON.stringify(obj, null, 4) + "\n";
+  if (format === "yaml") return render(info, [obj], { ...opts, single: true }).replace(/^/, "---\n");
+  if (format === "name") return render(info, [obj], opts);
+  const row = tableRows(info, [obj], opts, false)[0];
+  return formatRow(row, widths) + "\n";
+}
+
+/** `get -w`: the current objects, then one line (or object) per change until SIGINT/SIGTERM. */
+async function runWatch(store: ClusterStore, t: { info: KindInfo; names: string[] }, format: OutputFormat, opts: PrintOptions, ns: string, selector: LabelSelector | undefined, allNs: boolean): Promise<void> {
+  const wanted = (o: Printable): boolean =>
+    (t.names.length === 0 || t.names.includes(o.metadata.name)) && (!selector || selectorMatches(selector, o.metadata.labels));
+  let widths: number[] = [];
+  let live = false;
+  const initial: Printable[] = [];
+  const emit = (o: Printable): void => {
+    if (!wanted(o)) return;
+    if (!live) initial.push(o);
+    else process.stdout.write(watchLine(t.info, o, format, opts, widths));
+  };
+  let handle;
+  if (t.info.kind === "Node") {
+    initial.push(...(await listNodeObjects(store)).filter(wanted));
+    handle = store.watchNodes((ev) => emit(ev.type === "removed" ? endedNode(ev.object) : liveNode(ev.object)), { replay: false });
+  } else {
+    // List + watch in one (replay), so no change between the two is missed.
+    handle = store.objects.watch(t.info.kind, (ev) => emit(ev.object), { replay: true, ...(t.info.namespaced && !allNs ? { namespace: ns } : {}) });
+  }
+  const stopped = new Promise<void>((resolve) => {
+    process.once("SIGINT", () => resolve());
+    process.once("SIGTERM", () => resolve());
+  });
+  await handle.ready;
+  if (format === "table" || format === "wide") {
+    const rows = tableRows(t.info, initial, opts, true);
+    widths = columnWidths(rows);
+    process.stdout.write(rows.map((r) => formatRow(r, widths)).join("\n") + "\n");
+  } else {
+    for (const o of initial) process.stdout.write(watchLine(t.info, o, format, opts, widths));
+  }
+  live = true;
+  await stopped;
+  await handle.close();
 }
 
 async function runGet(args: string[], o: GetFlags): Promise<void> {
@@ -89,6 +136,11 @@ async function runGet(args: string[], o: GetFlags): Promise<void> {
   const selector = o.selector !== undefined ? parseSelector(o.selector) : undefined;
   if (selector && targets.some((t) => t.names.length)) throw new UserError("-l goes with a kind, not with names: weft get KIND -l SELECTOR");
   const single = targets.length === 1 && targets[0].names.length === 1;
+  if (o.watch) {
+    if (targets.length !== 1) throw new UserError("-w watches one kind: weft get KIND [NAME] -w");
+    const opts = { format, allNamespaces: !!o.allNamespaces, showLabels: !!o.showLabels, single: false };
+    return withStore(o, (store) => runWatch(store, targets[0], format, opts, ns, selector, !!o.allNamespaces), { mustExist: true });
+  }
   const results: Array<{ info: KindInfo; objs: Printable[] }> = [];
   await withStore(o, async (store) => {
     for (const t of targets) {
@@ -344,7 +396,8 @@ export function registerObjects(program: Command): void {
       .option("-A, --all-namespaces", "objects of every namespace (adds a NAMESPACE column)")
       .option("-o, --output <format>", "json, yaml, wide or name (default: a table)")
       .option("-l, --selector <selector>", "only objects whose labels match: key=value, key!=value, key in (a,b), key notin (a,b), key, !key; comma = and")
-      .option("--show-labels", "add a LABELS column to the table"),
+      .option("--show-labels", "add a LABELS column to the table")
+      .option("-w, --watch", "after the current objects, print each change until interrupted"),
   ).action((args: string[], o: GetFlags) => runGet(args, o));
 
   addStoreOptions(

@@ -17,7 +17,8 @@ export interface NodeObject {
 export const BACKEND_DATA_ANNOTATION = "weft.io/backend-data";
 export const LEASE_TTL_ANNOTATION = "weft.io/lease-ttl-seconds";
 
-function liveNode(n: NodeInfo): NodeObject {
+/** A node with a live lease: Ready. */
+export function liveNode(n: NodeInfo): NodeObject {
   return {
     apiVersion: "v1",
     kind: "Node",
@@ -39,6 +40,17 @@ function liveNode(n: NodeInfo): NodeObject {
   };
 }
 
+const EXPIRED_CONDITION = {
+  type: "Ready", status: "False", reason: "AgentLeaseExpired",
+  message: "the node's weft agent stopped renewing its lease; its pod subnets stay reserved for the grace period",
+} as const;
+
+/** A node whose lease just ended (a watch's "removed"): NotReady, with what was last known of it. */
+export function endedNode(n: NodeInfo): NodeObject {
+  const o = liveNode(n);
+  return { ...o, status: { ...o.status, conditions: [{ ...EXPIRED_CONDITION }] } };
+}
+
 function expiredNode(name: string, claims: SubnetClaim[], clusterCIDRs: readonly string[]): NodeObject {
   // Pod CIDRs in the order of the cluster CIDRs' families, as a live node lists them.
   const family = (c: string): number => (c.includes(":") ? 6 : 4);
@@ -51,10 +63,7 @@ function expiredNode(name: string, claims: SubnetClaim[], clusterCIDRs: readonly
     spec: { ...(podCIDRs[0] ? { podCIDR: podCIDRs[0] } : {}), podCIDRs },
     status: {
       addresses: [{ type: "Hostname", address: name }],
-      conditions: [{
-        type: "Ready", status: "False", reason: "AgentLeaseExpired",
-        message: "the node's weft agent stopped renewing its lease; its pod subnets stay reserved for the grace period",
-      }],
+      conditions: [{ ...EXPIRED_CONDITION }],
     },
   };
 }

@@ -46,8 +46,17 @@ export function humanAge(createdIso: string | undefined, now = Date.now()): stri
 /** Columns padded like kubectl's tabwriter: each column 3 spaces wider than its widest cell. */
 export function formatTable(rows: string[][]): string {
   if (rows.length === 0) return "";
-  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] + 3))).join("").trimEnd()).join("\n") + "\n";
+  const widths = columnWidths(rows);
+  return rows.map((r) => formatRow(r, widths)).join("\n") + "\n";
+}
+
+export function columnWidths(rows: string[][]): number[] {
+  return rows[0].map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+}
+
+/** One table line with the given column widths (`get -w` keeps the first batch's widths). */
+export function formatRow(r: string[], widths: readonly number[]): string {
+  return r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? c.length) + 3))).join("").trimEnd();
 }
 
 const rec = (v: unknown): Record<string, unknown> => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
@@ -121,16 +130,24 @@ export function render(info: KindInfo, objs: readonly Printable[], opts: PrintOp
     case "name":
       return objs.map((o) => `${resourceName(info)}/${o.metadata.name}\n`).join("");
     case "table":
-    case "wide": {
-      if (objs.length === 0) return "";
-      const nsCol = opts.allNamespaces && info.namespaced;
-      const rows: string[][] = [];
-      for (const o of objs) {
-        const c = columns(o, opts.format === "wide");
-        if (rows.length === 0) rows.push([...(nsCol ? ["NAMESPACE"] : []), "NAME", ...c.head, ...(opts.showLabels ? ["LABELS"] : [])]);
-        rows.push([...(nsCol ? [str(o.metadata.namespace)] : []), o.metadata.name, ...c.cells, ...(opts.showLabels ? [labelText(o.metadata.labels)] : [])]);
-      }
-      return formatTable(rows);
-    }
+    case "wide":
+      return objs.length === 0 ? "" : formatTable(tableRows(info, objs, opts, true));
   }
+}
+
+/** Table rows for objects of one kind, with the header row first when `header` is set. */
+export function tableRows(info: KindInfo, objs: readonly Printable[], opts: PrintOptions, header: boolean): string[][] {
+  const nsCol = opts.allNamespaces && info.namespaced;
+  const rows: string[][] = [];
+  const wide = opts.format === "wide";
+  if (header) {
+    // The header comes from the kind's columns; an empty placeholder object gives their names.
+    const c = columns(objs[0] ?? { apiVersion: info.apiVersion, kind: info.kind, metadata: { name: "" } }, wide);
+    rows.push([...(nsCol ? ["NAMESPACE"] : []), "NAME", ...c.head, ...(opts.showLabels ? ["LABELS"] : [])]);
+  }
+  for (const o of objs) {
+    const c = columns(o, wide);
+    rows.push([...(nsCol ? [str(o.metadata.namespace)] : []), o.metadata.name, ...c.cells, ...(opts.showLabels ? [labelText(o.metadata.labels)] : [])]);
+  }
+  return rows;
 }
