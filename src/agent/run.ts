@@ -1,5 +1,11 @@
-// Starts the node agent: store, kernel setup, crash reconcile, then the socket. SIGTERM/SIGINT
-// close the socket and exit; pods stay wired (the agent owns no pod state in memory).
+// Starts the node agent. Order matters:
+//   1. refuse if a live agent holds the socket; open the IPAM state; enable forwarding
+//   2. roll back half-made ADDs (never touching ready pods)
+//   3. serve the socket: DEL works from here on; ADD answers "try again later" (11) until ready
+//   4. join the cluster (store, lease, subnets, backend, peers) and start policy enforcement with
+//      every wired pod (it adopts the previous agent's rules in one atomic replace), then "agent ready".
+// SIGTERM/SIGINT close the socket and exit; pods, routes and rules stay (the agent owns no pod
+// state in memory), and the node lease runs out by its TTL unless a new agent takes it over.
 import type { Server } from "node:net";
 import { pino, type Logger } from "pino";
 import { type Pool } from "../ipam/addr.js";
@@ -7,25 +13,50 @@ import { IpamStore } from "../ipam/store.js";
 import { IprouteKernel } from "../kernel/iproute.js";
 import { NetlinkKernel } from "../kernel/netlink/kernel.js";
 import type { PodKernel } from "../kernel/podnet.js";
+import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/index.js";
+import { openStore, type StoreConfig } from "../store/index.js";
+import { Membership, type JoinResult } from "./cluster.js";
+import { AgentCode, AgentFailure } from "./codes.js";
 import { HOST_IF_PATTERN } from "./naming.js";
 import { listen, removeStaleSocket } from "./server.js";
-import { AgentService } from "./service.js";
+import { AgentService, localPodsOf } from "./service.js";
+import { detectUnderlay } from "./underlay.js";
 
 export interface AgentConfig {
   node: string;
   stateDir: string;
   socket: string;
-  pools: Pool[];
-  /** Explicit pod MTU (--mtu); otherwise the underlay's minus the backend overhead. */
+  /**
+   * Where the node's cluster lives. Absent: a bare agent on fixed `pools` (benchmarks), with no
+   * store and no network policy.
+   */
+  store?: StoreConfig;
+  /** With a local store: this host's pod CIDRs (the whole cluster). Without a store: the pools. */
+  pools?: Pool[];
+  /** Explicit pod MTU (--mtu); otherwise the backend's (cluster) or the underlay's (single host). */
   mtu?: number;
-  /** Bytes the backend's encapsulation takes (0 for routed, single host). */
+  /** Bytes the backend's encapsulation takes (bare agent only; 0 by default). */
   backendOverhead?: number;
+  /** Underlay addresses to register (default: found in the namespace). */
+  underlay?: string[];
+  leaseTtlSeconds?: number;
+  subnetGraceSeconds?: number;
+  resyncMs?: number;
+  /** Policy metrics on 127.0.0.1:PORT (0 = any free port); absent = no endpoint. */
+  metricsPort?: number;
+  /** Deny log via NFLOG + tcpdump (default true). */
+  denyLog?: boolean;
 }
 
 export interface RunningAgent {
   service: AgentService;
   server: Server;
-  mtu: number;
+  /** Pod MTU (after ready()). */
+  readonly mtu: number;
+  /** Resolves when the node has joined and enforces policy; rejects when it never can (e.g. cluster not initialized). */
+  ready: Promise<JoinResult | null>;
+  membership?: Membership;
+  policy?: PolicyEnforcement;
   stop(): Promise<void>;
 }
 
@@ -46,18 +77,95 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
   // First of all: a second agent on a live socket must not reconcile (it would take the
   // first one's pods for orphans).
   await removeStaleSocket(cfg.socket);
-  const store = new IpamStore(cfg.stateDir);
+  const ipam = new IpamStore(cfg.stateDir);
   await kernel.enableForwarding();
-  const mtu = cfg.mtu ?? (await kernel.underlayMtu((n) => HOST_IF_PATTERN.test(n))) - (cfg.backendOverhead ?? 0);
-  const service = new AgentService({ node: cfg.node, pools: cfg.pools, mtu, store, kernel, log });
+  const underlayMtu = () => kernel.underlayMtu((n) => HOST_IF_PATTERN.test(n));
+
+  if (!cfg.store) {
+    const mtu = cfg.mtu ?? (await underlayMtu()) - (cfg.backendOverhead ?? 0);
+    const service = new AgentService({ node: cfg.node, pools: cfg.pools ?? [], mtu, store: ipam, kernel, log });
+    const rec = await service.reconcile();
+    const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
+    log.info({ node: cfg.node, socket: cfg.socket, podCidrs: (cfg.pools ?? []).map((p) => p.cidr), mtu, ...rec }, "agent ready");
+    return {
+      service, server, mtu, ready: Promise.resolve(null),
+      stop: async () => {
+        await new Promise<void>((r) => server.close(() => r()));
+        ipam.close();
+      },
+    };
+  }
+
+  const store = openStore(cfg.store);
+  let policy: PolicyEnforcement | undefined;
+  let stopping = false;
+  const service: AgentService = new AgentService({
+    node: cfg.node, pools: [], mtu: cfg.mtu ?? 1500, store: ipam, kernel, log,
+    admit: async (pod) => {
+      await membership.admit(pod);
+      if (!policy) throw new AgentFailure(AgentCode.TryAgainLater, "network policy enforcement is starting; try again later");
+    },
+    unavailable: () => membership.unavailable() ?? (policy ? null : "network policy enforcement is starting"),
+    policy: {
+      podAdded: (p) => policy!.controller.podAdded(p),
+      podRemoved: async (hostIf) => {
+        const c = policy?.controller;
+        if (!c) return;
+        for (const p of c.localPods().filter((x) => x.ifname === hostIf)) await c.podRemoved({ namespace: p.namespace, name: p.name, ifname: hostIf });
+      },
+    },
+    onPodsChanged: () => membership.podsChanged(),
+  });
+  const single = cfg.store.kind === "local" ? { pools: cfg.pools ?? [] } : undefined;
+  const underlay = cfg.underlay ?? (await detectUnderlay(kernel));
+  const membership: Membership = new Membership({
+    store, node: cfg.node, underlay,
+    ...(single ? { single, singleHostMtu: underlayMtu } : {}),
+    ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}),
+    ...(cfg.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.leaseTtlSeconds } : {}),
+    ...(cfg.subnetGraceSeconds !== undefined ? { subnetGraceSeconds: cfg.subnetGraceSeconds } : {}),
+    ...(cfg.resyncMs !== undefined ? { resyncMs: cfg.resyncMs } : {}),
+    log,
+    pods: () => ({ count: service.podCount(), stranded: service.strandedCount() }),
+    onNetwork: (n) => {
+      service.setNetwork(n);
+      log.info({ podCidrs: n.pools.map((p) => p.cidr), mtu: n.mtu }, "pod network");
+    },
+  });
+
   const rec = await service.reconcile();
   const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
-  log.info({ node: cfg.node, socket: cfg.socket, podCidrs: cfg.pools.map((p) => p.cidr), mtu, ...rec }, "agent ready");
-  return {
-    service, server, mtu,
+  log.info({ node: cfg.node, socket: cfg.socket, store: store.description, underlay, ...rec }, "agent serving; joining the cluster");
+
+  const ready = (async (): Promise<JoinResult> => {
+    const joined = await membership.join();
+    if (stopping) throw new Error("the agent stopped while joining");
+    policy = await startPolicyEnforcement({
+      node: cfg.node, objects: store.objects, log,
+      localPods: () => localPodsOf(ipam.list()),
+      ...(cfg.metricsPort !== undefined ? { metricsPort: cfg.metricsPort } : {}),
+      ...(cfg.denyLog === false ? { denyLog: false } : {}),
+    });
+    log.info({
+      node: cfg.node, socket: cfg.socket, podCidrs: joined.podCIDRs, mtu: joined.mtu, backend: single ? "none (single host)" : joined.settings.backend,
+      peers: joined.peers, backendSetupChanges: joined.setupChanges, firstSyncChanges: joined.firstSyncChanges,
+      ...(policy.metricsPort !== null ? { metricsPort: policy.metricsPort } : {}),
+    }, "agent ready");
+    return joined;
+  })();
+  ready.catch(() => undefined);
+
+  const agent: RunningAgent = {
+    service, server, ready, membership,
+    get mtu() { return service.network.mtu; },
+    get policy() { return policy; },
     stop: async () => {
+      stopping = true;
       await new Promise<void>((r) => server.close(() => r()));
-      store.close();
+      await policy?.stop();
+      await membership.stop();
+      ipam.close();
     },
   };
+  return agent;
 }

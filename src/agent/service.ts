@@ -5,7 +5,8 @@ import { existsSync } from "node:fs";
 import type { Logger } from "pino";
 import type { Result, Route } from "../cni/types.js";
 import { canonicalIp, type Family, parseIp, type Pool, poolContains, usableRange } from "../ipam/addr.js";
-import { type AttachmentKey, type AttachmentRecord, IpamError, type IpamStore } from "../ipam/store.js";
+import { type AttachmentKey, type AttachmentRecord, IpamError, type IpamStore, type PodRef } from "../ipam/store.js";
+import type { LocalPod } from "../policy/index.js";
 import { KernelCommandError } from "../kernel/exec.js";
 import { GATEWAY_V4, GATEWAY_V6, type PodKernel, type PodRoute } from "../kernel/podnet.js";
 import { InvalidKernelInput } from "../kernel/validate.js";
@@ -20,8 +21,17 @@ import type {
 
 export const RESULT_VERSION = "1.1.0";
 
+/** The node's network policy, as the service needs it (src/policy-agent's controller in the agent). */
+export interface PodPolicyHook {
+  /** Resolves once the pod's rules (and its anti-spoofing entry) are in the kernel. */
+  podAdded(pod: LocalPod): Promise<void>;
+  /** The host interface is gone: drop its rules. */
+  podRemoved(hostIf: string): Promise<void>;
+}
+
 export interface AgentServiceOptions {
   node: string;
+  /** The node's pod CIDRs; setNetwork() changes them (cluster mode learns them after start). */
   pools: Pool[];
   /** Pod MTU unless an AddRequest says otherwise. */
   mtu: number;
@@ -30,6 +40,47 @@ export interface AgentServiceOptions {
   log: Logger;
   /** Kernel operations in flight at once. */
   kernelConcurrency?: number;
+  /**
+   * Asked before every ADD: throws AgentFailure (code 11, try again later) while the agent cannot
+   * place a pod (cluster store unreachable, not joined yet, lease lost).
+   */
+  admit?: (pod: PodRef | undefined) => Promise<void>;
+  /** Why the agent cannot serve ADD now (for STATUS), or null when it can. */
+  unavailable?: () => string | null;
+  policy?: PodPolicyHook;
+  /** Called after an ADD or DEL changed the set of wired pods. */
+  onPodsChanged?: () => void;
+}
+
+/** The pod a CNI ADD is for, from CNI_ARGS (K8S_POD_NAMESPACE, K8S_POD_NAME). */
+export function podRefOf(args: Record<string, string>): PodRef | undefined {
+  const namespace = args.K8S_POD_NAMESPACE;
+  const name = args.K8S_POD_NAME;
+  if (!namespace || !name) return undefined;
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new AgentFailure(AgentCode.InvalidEnvironment, `K8S_POD_NAMESPACE "${namespace}" is not a Kubernetes namespace name`);
+  if (name.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new AgentFailure(AgentCode.InvalidEnvironment, `K8S_POD_NAME "${name}" is not a Kubernetes pod name`);
+  return { namespace, name };
+}
+
+/** Who the policy sees: the Kubernetes pod, or (no K8S_POD_* args) the container under "_cni". */
+export function policyIdentity(pod: PodRef | undefined, containerId: string): PodRef {
+  return pod ?? { namespace: "_cni", name: containerId };
+}
+
+/**
+ * Every ready attachment as the policy controller's local pods. Each interface may source every
+ * address its network namespace holds on weft interfaces: a reply from a pod's second interface's
+ * address leaves by the interface of its default route (anti-spoofing must let it through).
+ */
+export function localPodsOf(records: AttachmentRecord[]): LocalPod[] {
+  const ready = records.filter((r) => r.state === "ready");
+  return ready.map((r) => localPodOf(r, ready));
+}
+
+function localPodOf(r: AttachmentRecord, all: AttachmentRecord[]): LocalPod {
+  const ips = new Set(r.addresses.map((a) => a.address));
+  for (const o of all) if (o.netns === r.netns) for (const a of o.addresses) ips.add(a.address);
+  return { ...policyIdentity(r.pod, r.containerId), ifname: r.hostIf, ips: [...ips] };
 }
 
 const lockKey = (containerId: string, ifname: string) => `${containerId}\0${ifname}`;
@@ -38,9 +89,37 @@ export class AgentService {
   private readonly locks = new KeyedMutex();
   private readonly kernelSlots: Semaphore;
   private readonly reaper: LinkReaper;
+  private pools: Pool[];
+  private mtu: number;
   constructor(private readonly o: AgentServiceOptions) {
     this.kernelSlots = new Semaphore(o.kernelConcurrency ?? 16);
     this.reaper = new LinkReaper(o.kernel);
+    this.pools = o.pools;
+    this.mtu = o.mtu;
+  }
+
+  /** New pod CIDRs / MTU for ADDs from now on (running pods keep theirs). */
+  setNetwork(n: { pools: Pool[]; mtu: number }): void {
+    this.pools = n.pools;
+    this.mtu = n.mtu;
+  }
+
+  get network(): { pools: Pool[]; mtu: number } {
+    return { pools: this.pools, mtu: this.mtu };
+  }
+
+  /** Attachments whose addresses lie outside the node's current pod CIDRs (a lost subnet). */
+  strandedCount(): number {
+    return this.o.store.list().filter((r) => !r.delegated && r.addresses.some((a) => !this.pools.some((p) => poolContains(p, a.family, parseIp(a.address).value)))).length;
+  }
+
+  podCount(): number {
+    return this.o.store.list().filter((r) => r.state === "ready").length;
+  }
+
+  private async policyRemoved(hostIf: string): Promise<void> {
+    if (!this.o.policy) return;
+    await this.o.policy.podRemoved(hostIf).catch((e: unknown) => this.o.log.warn({ hostIf, err: String(e) }, "could not drop the policy entries of a removed pod; the next policy sync does"));
   }
 
   async handle(req: AgentRequest): Promise<AgentResponse> {
@@ -77,12 +156,17 @@ export class AgentService {
   }
 
   async add(req: AddRequest): Promise<Result> {
-    const mtu = req.mtu ?? this.o.mtu;
+    const mtu = req.mtu ?? this.mtu;
     if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new AgentFailure(AgentCode.InvalidConfig, `mtu ${mtu} is out of range (68-65535)`);
     const nsState = netnsFileState(req.netns);
     if (nsState === "missing") throw new AgentFailure(AgentCode.UnknownContainer, `network namespace ${req.netns} does not exist`);
     if (nsState === "not-a-namespace") throw new AgentFailure(AgentCode.InvalidEnvironment, `${req.netns} is not a network namespace file`);
     const delegated = req.ipam ? delegatedAddresses(req) : undefined;
+    const pod = podRefOf(req.args);
+    // Before any allocation: the pod's labels (policy) and this node's subnet come from the store.
+    await this.o.admit?.(pod);
+    const pools = this.pools;
+    if (!delegated && pools.length === 0) throw new AgentFailure(AgentCode.TryAgainLater, "this node has no pod CIDR yet; try again later");
     return this.locks.run(lockKey(req.containerId, req.ifname), async () => {
       const hostIf = hostIfName(req.containerId, req.ifname);
       let rec: AttachmentRecord;
@@ -90,8 +174,9 @@ export class AgentService {
         rec = this.o.store.reserve({
           network: req.network, containerId: req.containerId, ifname: req.ifname, netns: req.netns, hostIf, mtu,
           hostMac: randomMac(), podMac: randomMac(),
-          pools: delegated ? null : this.o.pools,
+          pools: delegated ? null : pools,
           ...(delegated ? { delegated: delegated.addresses } : {}),
+          ...(pod ? { pod } : {}),
         });
       } catch (e) {
         if (e instanceof IpamError) {
@@ -103,6 +188,17 @@ export class AgentService {
       const extraRoutes = delegated?.routes ?? [];
       const t0 = performance.now();
       try {
+        // The pod's rules (isolation, anti-spoofing) are committed before its veth exists, so its
+        // first packet already meets them.
+        if (this.o.policy) {
+          try {
+            const siblings = this.o.store.list().filter((r) => r.netns === rec.netns && r.hostIf !== hostIf && r.state === "ready");
+            await this.o.policy.podAdded(localPodOf(rec, [rec, ...siblings]));
+            for (const sib of siblings) await this.o.policy.podAdded(localPodOf(sib, [rec, ...siblings]));
+          } catch (e) {
+            throw new AgentFailure(AgentCode.TryAgainLater, `network policy for the pod could not be applied: ${e instanceof Error ? e.message : String(e)}; try again later`);
+          }
+        }
         const wired = await this.kernelSlots.run(() =>
           this.o.kernel.wirePod({
             hostIf, hostMac: rec.hostMac, podIf: req.ifname, podMac: rec.podMac, netns: req.netns, mtu,
@@ -115,6 +211,7 @@ export class AgentService {
         // Leave nothing behind: the host end takes the pod end with it; then release the addresses.
         const undo = await this.o.kernel.deleteHostLinks([hostIf]).then(() => undefined, (u: unknown) => u);
         this.o.store.release(rec);
+        await this.policyRemoved(hostIf);
         if (undo) this.o.log.error({ err: undo, hostIf }, "could not remove the host veth of a failed ADD");
         if (e instanceof KernelCommandError && /File exists/.test(e.stderr)
             && (await this.o.kernel.linkExistsIn(req.netns, req.ifname).catch(() => false))) {
@@ -122,7 +219,8 @@ export class AgentService {
         }
         throw e;
       }
-      this.o.log.info({ containerId: req.containerId, ifname: req.ifname, hostIf, addresses: rec.addresses.map((a) => a.address), ms: +(performance.now() - t0).toFixed(1) }, "pod added");
+      this.o.onPodsChanged?.();
+      this.o.log.info({ containerId: req.containerId, ifname: req.ifname, hostIf, ...(pod ? { pod: `${pod.namespace}/${pod.name}` } : {}), addresses: rec.addresses.map((a) => a.address), ms: +(performance.now() - t0).toFixed(1) }, "pod added");
       return buildResult(rec, extraRoutes);
     });
   }
@@ -140,6 +238,13 @@ export class AgentService {
       await this.reaper.delete(hostIf);
       // Delegated addresses are only forgotten here; their IPAM plugin releases them.
       if (rec) this.o.store.release(rec);
+      // The veth is gone (no more packets), so its rules can go.
+      await this.policyRemoved(hostIf);
+      if (rec && this.o.policy) {
+        const left = this.o.store.list().filter((r) => r.netns === rec.netns && r.state === "ready");
+        for (const sib of left) await this.o.policy.podAdded(localPodOf(sib, left)).catch(() => undefined);
+      }
+      if (rec) this.o.onPodsChanged?.();
       this.o.log.info({ containerId: req.containerId, ifname: req.ifname, hostIf, known: !!rec }, "pod deleted");
     });
   }
@@ -189,14 +294,18 @@ export class AgentService {
       const still = stale.filter((r) => this.o.store.get(r));
       await this.kernelSlots.run(() => this.o.kernel.deleteHostLinks(still.map((r) => r.hostIf)));
       for (const r of still) if (this.o.store.release(r)) released++;
+      for (const r of still) await this.policyRemoved(r.hostIf);
     });
+    if (released) this.o.onPodsChanged?.();
     this.o.log.info({ network: req.network, released }, "gc");
   }
 
   status(): void {
+    const why = this.o.unavailable?.();
+    if (why) throw new AgentFailure(AgentCode.PluginNotAvailable, why);
     if (!this.o.store.healthy()) throw new AgentFailure(AgentCode.PluginNotAvailable, "the agent's allocation store is not readable");
     const records = this.o.store.list().filter((r) => !r.delegated);
-    for (const pool of this.o.pools) {
+    for (const pool of this.pools) {
       const { first, last } = usableRange(pool);
       const used = records.flatMap((r) => r.addresses).filter((a) => poolContains(pool, a.family, parseIp(a.address).value)).length;
       if (BigInt(used) > last - first) throw new AgentFailure(AgentCode.PluginNotAvailable, `pod CIDR ${pool.cidr} has no free address`);
@@ -218,6 +327,7 @@ export class AgentService {
         }
         await this.o.kernel.deleteHostLinks([rec.hostIf]);
         if (this.o.store.release(key)) fixed.push(`released ${key.containerId}/${key.ifname} (${why})`);
+        await this.policyRemoved(rec.hostIf);
       });
     };
     for (const l of found.leaked) {
@@ -260,8 +370,8 @@ export class AgentService {
       else if (!links.has(r.hostIf)) leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: `host veth ${r.hostIf} is gone (pod or its namespace removed without DEL)` });
       else if (!existsSync(r.netns)) leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: `network namespace ${r.netns} is gone` });
       for (const a of r.addresses) {
-        if (!r.delegated && !this.o.pools.some((p) => poolContains(p, a.family, parseIp(a.address).value))) {
-          conflicts.push({ address: a.address, ...owner(r), reason: `outside this node's pod CIDRs (${this.o.pools.map((p) => p.cidr).join(", ")})` });
+        if (!r.delegated && !this.pools.some((p) => poolContains(p, a.family, parseIp(a.address).value))) {
+          conflicts.push({ address: a.address, ...owner(r), reason: `outside this node's pod CIDRs (${this.pools.map((p) => p.cidr).join(", ")})` });
         }
       }
     }

@@ -1,9 +1,16 @@
 // `weft agent`: the node agent in the foreground (see src/agent/run.ts).
+import { homedir } from "node:os";
+import { join } from "node:path";
 import type { Command } from "commander";
 import { InvalidCidr, parsePool, type Pool } from "../ipam/addr.js";
-import { makeLogger, startAgent } from "../agent/run.js";
+import { makeLogger, startAgent, type AgentConfig } from "../agent/run.js";
+import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
+import type { StoreConfig } from "../store/index.js";
 import { UserError } from "./errors.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
+
+/** Where a cluster-mode agent keeps its IPAM state when --state-dir is not given. */
+export const DEFAULT_STATE_DIR = "/var/lib/weft";
 
 function parsePodCidrs(value: string): Pool[] {
   const pools: Pool[] = [];
@@ -19,33 +26,120 @@ function parsePodCidrs(value: string): Pool[] {
   return pools.sort((a, b) => a.family - b.family);
 }
 
+/** --etcd-endpoints: http(s)://HOST:PORT or unix:///ABS/PATH (an etcd unix socket), comma-separated. */
+export function parseAgentEtcdEndpoints(text: string): string[] {
+  const urls = text.split(",").map((s) => s.trim()).filter(Boolean);
+  if (urls.length === 0) throw new UserError("--etcd-endpoints is empty: give http://HOST:PORT[,...]");
+  for (const u of urls) {
+    if (/^unix:\/\/\/./.test(u)) continue;
+    let ok = false;
+    try { const x = new URL(u); ok = /^https?:$/.test(x.protocol) && x.hostname !== ""; } catch { ok = false; }
+    if (!ok) throw new UserError(`--etcd-endpoints: "${u}" is not an http://, https:// or unix:/// URL`);
+  }
+  return urls;
+}
+
+function intFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UserError(`${name} ${v}: must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+interface AgentFlags {
+  node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
+  etcdEndpoints?: string; kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
+  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog: boolean;
+}
+
+/** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
+export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.node)) throw new UserError(`--node "${o.node}": use lower-case letters, digits, '-' and '.' (a Kubernetes node name)`);
+  const mtu = intFlag("--mtu", o.mtu, 68, 65535);
+  const metricsPort = intFlag("--metrics-port", o.metricsPort, 0, 65535);
+  const leaseTtl = intFlag("--lease-ttl", o.leaseTtl, 1, 3600);
+  const subnetGrace = intFlag("--subnet-grace", o.subnetGrace, 1, 86400 * 7);
+  const resync = intFlag("--resync-interval", o.resyncInterval, 1, 3600);
+  let underlay: string[] | undefined;
+  try { underlay = o.underlayAddress === undefined ? undefined : parseUnderlayAddresses(o.underlayAddress); } catch (e) {
+    throw new UserError(e instanceof UnderlayError ? e.message : String(e));
+  }
+  let store: StoreConfig;
+  let pools: Pool[] | undefined;
+  let stateDir = o.stateDir;
+  switch (o.store) {
+    case "local":
+      if (!stateDir) throw new UserError("--store local needs --state-dir DIR");
+      if (o.etcdEndpoints || o.kubeconfig) throw new UserError("--etcd-endpoints and --kubeconfig go with --store etcd / kubernetes, not --store local");
+      if (!o.podCidr) throw new UserError("--pod-cidr is required with --store local");
+      pools = parsePodCidrs(o.podCidr);
+      store = { kind: "local", stateDir };
+      break;
+    case "etcd":
+      if (o.podCidr) throw new UserError("--pod-cidr goes with --store local: in a cluster the node's pod CIDRs come from the store (weft cluster init --cluster-cidr)");
+      if (!o.etcdEndpoints) throw new UserError("--store etcd needs --etcd-endpoints URL[,URL]");
+      store = { kind: "etcd", endpoints: parseAgentEtcdEndpoints(o.etcdEndpoints), requestTimeoutMs: 3000 };
+      break;
+    case "kubernetes":
+      if (o.podCidr) throw new UserError("--pod-cidr goes with --store local: with --store kubernetes the node's pod CIDRs come from the cluster");
+      store = { kind: "kubernetes", kubeconfig: o.kubeconfig ?? process.env.KUBECONFIG ?? join(homedir(), ".kube", "config"), requestTimeoutMs: 3000 };
+      break;
+    default:
+      throw new UserError(`--store ${o.store}: use local, etcd or kubernetes`);
+  }
+  stateDir ??= DEFAULT_STATE_DIR;
+  return {
+    node: o.node, stateDir, socket: o.socket, store,
+    ...(pools ? { pools } : {}),
+    ...(mtu !== undefined ? { mtu } : {}),
+    ...(underlay ? { underlay } : {}),
+    ...(metricsPort !== undefined ? { metricsPort } : {}),
+    ...(leaseTtl !== undefined ? { leaseTtlSeconds: leaseTtl } : {}),
+    ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
+    ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
+    ...(o.denyLog === false ? { denyLog: false } : {}),
+  };
+}
+
 export function registerAgent(program: Command): void {
   program
     .command("agent")
-    .description("run the node agent in the foreground: wires pods and serves the CNI plugin on a unix socket")
+    .description("run the node agent in the foreground: wires pods, keeps routes to other nodes, enforces network policy, serves the CNI plugin on a unix socket")
     .requiredOption("--node <name>", "this node's name")
-    .option("--store <kind>", "where cluster state lives: local (embedded store in --state-dir)", "local")
-    .requiredOption("--state-dir <dir>", "directory for the agent's crash-safe state")
+    .option("--store <kind>", "where cluster state lives: local (single host, embedded in --state-dir), etcd, kubernetes", "local")
+    .option("--state-dir <dir>", `directory for the agent's crash-safe state (required with --store local; default ${DEFAULT_STATE_DIR})`)
     .option("--socket <path>", "unix socket the CNI plugin talks to (created 0600)", DEFAULT_SOCKET)
-    .option("--pod-cidr <cidr[,cidr]>", "this node's pod CIDRs: one IPv4 and/or one IPv6")
-    .option("--mtu <n>", "pod MTU (default: underlay MTU minus the backend's overhead)")
-    .action(async (o: { node: string; store: string; stateDir: string; socket: string; podCidr?: string; mtu?: string }) => {
-      if (o.store !== "local") throw new UserError(`--store ${o.store}: only "local" is supported by this agent so far`);
-      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/.test(o.node)) throw new UserError(`--node "${o.node}": use letters, digits, '.', '_', '-'`);
-      if (!o.podCidr) throw new UserError("--pod-cidr is required with --store local");
-      const pools = parsePodCidrs(o.podCidr);
-      let mtu: number | undefined;
-      if (o.mtu !== undefined) {
-        mtu = Number(o.mtu);
-        if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new UserError(`--mtu ${o.mtu}: must be an integer from 68 to 65535`);
-      }
+    .option("--pod-cidr <cidr[,cidr]>", "--store local: this host's pod CIDRs, one IPv4 and/or one IPv6")
+    .option("--etcd-endpoints <url[,url]>", "--store etcd: http(s)://HOST:PORT or unix:///PATH, comma-separated")
+    .option("--kubeconfig <file>", "--store kubernetes: kubeconfig of the API server (default $KUBECONFIG, then ~/.kube/config)")
+    .option("--underlay-address <ip[,ip]>", "this node's underlay address(es), one per family (default: the default route's device, else the first global address)")
+    .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead, or the cluster's MTU setting)")
+    .option("--metrics-port <n>", "serve policy metrics on 127.0.0.1:N/metrics (default: off; 0 = any free port)")
+    .option("--lease-ttl <seconds>", "node lease TTL: a stopped node disappears from its peers this long after (default 15)")
+    .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
+    .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
+    .option("--no-deny-log", "do not log connections denied by network policy (the log needs tcpdump)")
+    .action(async (o: AgentFlags) => {
+      const cfg = agentConfigFromFlags(o);
       const log = makeLogger();
-      const agent = await startAgent({ node: o.node, stateDir: o.stateDir, socket: o.socket, pools, ...(mtu ? { mtu } : {}) }, log);
+      let agent: Awaited<ReturnType<typeof startAgent>>;
+      try {
+        agent = await startAgent(cfg, log);
+      } catch (e) {
+        throw new UserError(e instanceof Error ? e.message : String(e), 1);
+      }
       const shutdown = (sig: string) => {
-        log.info({ signal: sig }, "stopping; pods stay as they are");
+        log.info({ signal: sig }, "stopping; pods, routes and policy rules stay as they are");
         void agent.stop().finally(() => process.exit(0));
       };
       process.once("SIGTERM", () => shutdown("SIGTERM"));
       process.once("SIGINT", () => shutdown("SIGINT"));
+      try {
+        await agent.ready;
+      } catch (e) {
+        log.error({ err: e instanceof Error ? e.message : String(e) }, "the agent cannot join the cluster");
+        await agent.stop().catch(() => undefined);
+        throw new UserError(e instanceof Error ? e.message : String(e), 1);
+      }
     });
 }

@@ -35,6 +35,13 @@ export interface AttachmentRecord extends AttachmentKey {
   addresses: AllocatedAddress[];
   /** Families whose default route in the pod goes via this interface (set when ready). */
   defaultRoutes: Family[];
+  /** The Kubernetes pod (K8S_POD_NAMESPACE/K8S_POD_NAME) the attachment belongs to, if the runtime said. */
+  pod?: PodRef;
+}
+
+export interface PodRef {
+  namespace: string;
+  name: string;
 }
 
 export class IpamError extends Error {
@@ -54,6 +61,7 @@ export interface ReserveRequest extends AttachmentKey {
   pools: Pool[] | null;
   /** Addresses chosen by a delegated IPAM plugin: recorded, never allocated by weft. */
   delegated?: AllocatedAddress[];
+  pod?: PodRef;
 }
 
 interface AttachmentRow {
@@ -68,6 +76,8 @@ interface AttachmentRow {
   host_mac: string;
   pod_mac: string;
   default_routes: string;
+  pod_namespace: string | null;
+  pod_name: string | null;
 }
 
 interface AddressRow {
@@ -112,6 +122,19 @@ export class IpamStore {
       -- Per pool, the last address handed out: allocation continues after it.
       CREATE TABLE IF NOT EXISTS cursors (pool TEXT PRIMARY KEY, last TEXT NOT NULL);
     `);
+    // Schema 2: the pod's namespace/name, so a restarted agent knows every wired pod's identity
+    // (network policy). State dirs from before get the columns empty (pods named by container ID).
+    const cols = (this.db.prepare("PRAGMA table_info(attachments)").all() as { name: string }[]).map((c) => c.name);
+    if (!cols.includes("pod_namespace")) {
+      try {
+        this.db.transaction(() => {
+          this.db.exec("ALTER TABLE attachments ADD COLUMN pod_namespace TEXT; ALTER TABLE attachments ADD COLUMN pod_name TEXT;");
+        })();
+      } catch (e) {
+        // Another process (ipam check, a second open) migrated it first.
+        if (!/duplicate column/.test(String(e))) throw e;
+      }
+    }
   }
 
   close(): void {
@@ -136,10 +159,11 @@ export class IpamStore {
       }
       this.db
         .prepare(
-          `INSERT INTO attachments (network, container_id, ifname, netns, host_if, state, delegated, mtu, host_mac, pod_mac)
-           VALUES (?, ?, ?, ?, ?, 'adding', ?, ?, ?, ?)`,
+          `INSERT INTO attachments (network, container_id, ifname, netns, host_if, state, delegated, mtu, host_mac, pod_mac, pod_namespace, pod_name)
+           VALUES (?, ?, ?, ?, ?, 'adding', ?, ?, ?, ?, ?, ?)`,
         )
-        .run(req.network, req.containerId, req.ifname, req.netns, req.hostIf, req.pools ? 0 : 1, req.mtu, req.hostMac, req.podMac);
+        .run(req.network, req.containerId, req.ifname, req.netns, req.hostIf, req.pools ? 0 : 1, req.mtu, req.hostMac, req.podMac,
+          req.pod?.namespace ?? null, req.pod?.name ?? null);
       const insertAddr = this.db.prepare(
         "INSERT INTO addresses (address, family, prefix, network, container_id, ifname) VALUES (?, ?, ?, ?, ?, ?)",
       );
@@ -245,6 +269,7 @@ export class IpamStore {
       podMac: r.pod_mac,
       addresses: addresses.sort((a, b) => a.family - b.family),
       defaultRoutes: r.default_routes ? r.default_routes.split(",").map((f) => Number(f) as Family) : [],
+      ...(r.pod_namespace !== null && r.pod_name !== null ? { pod: { namespace: r.pod_namespace, name: r.pod_name } } : {}),
     };
   }
 }

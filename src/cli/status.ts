@@ -1,0 +1,143 @@
+// `weft status`: the cluster as the store sees it: settings, every node (lease, pod CIDRs, the
+// report its agent publishes: health, per-peer wiring errors, pods), dead nodes whose subnets are
+// still reserved, and whether the store answers.
+import type { Command } from "commander";
+import { decodeAgentReport, type AgentReport, type PeerReport } from "../agent/published.js";
+import type { ClusterSettings, ClusterStore, NodeInfo } from "../store/types.js";
+import { UserError } from "./errors.js";
+import { addStoreOptions, withStore, type StoreFlags } from "./store-flags.js";
+
+export interface NodeStatus {
+  name: string;
+  /** Lease alive and the agent has published its report. */
+  ready: boolean;
+  underlay: string[];
+  podCIDRs: string[];
+  lease: { alive: boolean; ttlSeconds: number | null; ageSeconds: number | null; registeredAt: string | null };
+  agent: { health: AgentReport["health"]; backend: string; podMtu: number; wiredPods: number; strandedPods: number } | null;
+  /** Pod objects with spec.nodeName = this node. */
+  pods: number;
+  peers: Record<string, PeerReport>;
+  errors: string[];
+}
+
+export interface ClusterStatus {
+  store: { description: string; reachable: true; latencyMs: number };
+  cluster: ClusterSettings;
+  backend: string;
+  /** The cluster's MTU setting, else the pod MTU the agents report (null when none has). */
+  mtu: number | null;
+  nodes: NodeStatus[];
+  /** Subnets of nodes whose lease expired, reserved for them until the grace period ends. */
+  reservedSubnets: { cidr: string; node: string; claimedAt: string }[];
+  healthy: boolean;
+}
+
+export async function collectStatus(store: ClusterStore, now = Date.now()): Promise<ClusterStatus> {
+  const t0 = performance.now();
+  const settings = await store.getClusterSettings();
+  const latencyMs = +(performance.now() - t0).toFixed(1);
+  if (!settings) throw new UserError(`the cluster in ${store.description} is not initialized: run weft cluster init --cluster-cidr CIDR[,CIDR] --backend vxlan|host-gw|vxlan-direct`, 1);
+  const [nodes, claims, pods] = await Promise.all([store.listNodes(), store.listSubnetClaims(), store.objects.list("Pod")]);
+  const podsOn = new Map<string, number>();
+  for (const p of pods) {
+    const n = (p.spec as { nodeName?: unknown } | undefined)?.nodeName;
+    if (typeof n === "string") podsOn.set(n, (podsOn.get(n) ?? 0) + 1);
+  }
+  const live = new Set(nodes.map((n) => n.name));
+  const out: NodeStatus[] = nodes.map((n) => nodeStatus(n, podsOn.get(n.name) ?? 0, now));
+  // Dead nodes still holding subnets: shown as not ready, so a stopped agent is visible.
+  const dead = new Map<string, string[]>();
+  for (const c of claims) if (!live.has(c.node)) dead.set(c.node, [...(dead.get(c.node) ?? []), c.cidr]);
+  for (const [name, cidrs] of dead) {
+    out.push({
+      name, ready: false, underlay: [], podCIDRs: cidrs, lease: { alive: false, ttlSeconds: null, ageSeconds: null, registeredAt: null },
+      agent: null, pods: podsOn.get(name) ?? 0, peers: {}, errors: ["lease expired: the agent is not running; its subnets are reserved for it until the grace period ends"],
+    });
+  }
+  out.sort((a, b) => a.name.localeCompare(b.name));
+  const mtus = [...new Set(out.flatMap((n) => (n.agent ? [n.agent.podMtu] : [])))];
+  return {
+    store: { description: store.description, reachable: true, latencyMs },
+    cluster: settings,
+    backend: settings.backend,
+    mtu: settings.mtu ?? (mtus.length === 1 ? mtus[0] : mtus.length ? Math.min(...mtus) : null),
+    nodes: out,
+    reservedSubnets: claims.filter((c) => !live.has(c.node)),
+    healthy: out.every((n) => n.ready && n.agent?.health === "ok"),
+  };
+}
+
+function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
+  const report = decodeAgentReport(n.backendData);
+  const registered = Date.parse(n.registeredAt);
+  const errors = [...(report?.errors ?? [])];
+  for (const [peer, p] of Object.entries(report?.peers ?? {})) for (const e of p.errors) errors.push(`${peer}: ${e}`);
+  if (report?.strandedPods) errors.push(`${report.strandedPods} pod(s) have addresses outside this node's pod CIDRs (lost during a store outage): re-create them`);
+  return {
+    name: n.name,
+    ready: report !== undefined,
+    underlay: n.addresses,
+    podCIDRs: n.podCIDRs,
+    lease: { alive: true, ttlSeconds: n.leaseTTLSeconds, ageSeconds: Number.isNaN(registered) ? null : Math.max(0, Math.round((now - registered) / 1000)), registeredAt: n.registeredAt },
+    agent: report ? { health: report.health, backend: report.backend, podMtu: report.podMtu, wiredPods: report.pods, strandedPods: report.strandedPods ?? 0 } : null,
+    pods,
+    peers: report?.peers ?? {},
+    errors,
+  };
+}
+
+function age(s: number | null): string {
+  if (s === null) return "-";
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.floor(s / 60)}m`;
+  return `${Math.floor(s / 3600)}h`;
+}
+
+function table(rows: string[][]): string {
+  const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd()).join("\n");
+}
+
+function printStatus(s: ClusterStatus): void {
+  const lines = [
+    `store:    ${s.store.description} (reachable, ${s.store.latencyMs} ms)`,
+    `cluster:  ${s.cluster.clusterCIDRs.join(", ")}  backend ${s.backend}  MTU ${s.mtu ?? "-"}${s.cluster.mtu !== undefined ? " (cluster setting)" : ""}`,
+    `health:   ${s.healthy ? "ok" : "degraded"}`,
+    "",
+  ];
+  const rows = [["NODE", "READY", "UNDERLAY", "POD CIDRS", "LEASE TTL", "AGE", "AGENT", "PODS", "WIRED"]];
+  for (const n of s.nodes) {
+    rows.push([
+      n.name, n.ready ? "True" : "False", n.underlay.join(",") || "-", n.podCIDRs.join(",") || "-",
+      n.lease.ttlSeconds === null ? "expired" : `${n.lease.ttlSeconds}s`, age(n.lease.ageSeconds),
+      n.agent?.health ?? "-", String(n.pods), n.agent ? String(n.agent.wiredPods) : "-",
+    ]);
+  }
+  lines.push(table(rows));
+  const problems = s.nodes.flatMap((n) => n.errors.map((e) => `  ${n.name}: ${e}`));
+  if (problems.length) lines.push("", "problems:", ...problems);
+  process.stdout.write(lines.join("\n") + "\n");
+}
+
+export function registerStatus(program: Command): void {
+  addStoreOptions(
+    program
+      .command("status")
+      .description("nodes, leases, backend, MTU, pods, agent and store health")
+      .option("-o, --output <format>", "json"),
+  ).action(async (o: StoreFlags & { output?: string }) => {
+    if (o.output !== undefined && o.output !== "json") throw new UserError(`-o ${o.output}: only "json" is supported`);
+    await withStore(o, async (store) => {
+      let s: ClusterStatus;
+      try {
+        s = await collectStatus(store);
+      } catch (e) {
+        if (e instanceof UserError) throw e;
+        throw new UserError(`cannot read the cluster state from ${store.description}: ${e instanceof Error ? e.message : String(e)}`, 1);
+      }
+      if (o.output === "json") process.stdout.write(JSON.stringify(s, null, 2) + "\n");
+      else printStatus(s);
+    }, { mustExist: true });
+  });
+}
