@@ -204,7 +204,7 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       "--service-cluster-ip-range", options.serviceClusterIPRange ?? "10.96.0.0/16",
       "--disable-admission-plugins", "ServiceAccount",
       "--allow-privileged=true",
-      // Two podCIDRs per Node (IPv4 + IPv6) need dual-stack validation (alpha in 1.20).
+      // Without it 1.20 silently drops a Node's second podCIDR (the IPv6 one of a dual-stack node).
       "--feature-gates", "IPv6DualStack=true",
     ];
     const logFile = join(dir, "apiserver.log");

@@ -145,7 +145,7 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kub
     const { kubeconfig } = await api();
     await wipe(kubeconfig);
     const a = await open();
-    await a.initCluster({ clusterCIDRs: ["10.20.0.0/16"], backend: "host-gw" });
+    await a.initCluster({ clusterCIDRs: ["10.20.0.0/16", "fd00:20::/48"], backend: "host-gw" });
     // What the lab kubelet (or a real one) does: create the Node, then report Ready.
     const kc = KubeClient.fromFile(kubeconfig);
     try {
@@ -157,6 +157,7 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kub
     }
     const lease = await a.registerNode({ name: "kl-1", addresses: ["192.0.2.41"], backendData: { k: "v" } });
     const out = JSON.parse(kubectl(kubeconfig, "get", "node", "kl-1", "-o", "json")) as { metadata: { labels: Record<string, string> }; spec: { podCIDRs: string[] }; status: { conditions: Array<{ type: string; status: string }> } };
+    assert.equal(out.spec.podCIDRs.length, 2);
     assert.deepEqual(out.spec.podCIDRs, lease.node.podCIDRs);
     assert.equal(out.metadata.labels["kubernetes.io/hostname"], "kl-1");
     assert.deepEqual(out.status.conditions.map((c) => `${c.type}=${c.status}`), ["Ready=True"]);

@@ -267,14 +267,14 @@ export class KubernetesStore implements ClusterStore {
       const cur = await this.getOrUndefined(nodePath(r.name));
       if (!cur) {
         try {
-          return await this.client.request("POST", nodePath(), {
+          return this.checkPodCIDRs(await this.client.request("POST", nodePath(), {
             body: {
               apiVersion: "v1", kind: "Node",
               metadata: { name: r.name, labels: { [NODE_LABEL]: "true", "kubernetes.io/hostname": r.name }, annotations },
               spec: { podCIDR: podCIDRs[0], podCIDRs },
               status: { addresses: [...internal, { type: "Hostname", address: r.name }] },
             },
-          });
+          }), podCIDRs);
         } catch (err) {
           if (isApiError(err, 409)) continue;
           throw err;
@@ -309,9 +309,21 @@ export class KubernetesStore implements ClusterStore {
         if (isApiError(err, 409)) continue;
         throw err;
       }
-      return await this.syncAddresses(out, internal);
+      return await this.syncAddresses(this.checkPodCIDRs(out, podCIDRs), internal);
     }
     throw new ConflictError("Contention", `Node ${r.name} kept changing while weft registered it; retry`);
+  }
+
+  /** 1.20 without the IPv6DualStack feature gate keeps only the first of a Node's podCIDRs. */
+  private checkPodCIDRs(node: Json, podCIDRs: string[]): Json {
+    const got = ((node.spec ?? {}) as { podCIDRs?: string[] }).podCIDRs ?? [];
+    if (stableStringify(got) !== stableStringify(podCIDRs)) {
+      throw new InvalidError(
+        `${this.description} stored Node ${metaOf(node).name} with podCIDRs ${got.join(",") || "(none)"} instead of ${podCIDRs.join(",")}: ` +
+          `for dual-stack nodes Kubernetes 1.20 needs kube-apiserver --feature-gates=IPv6DualStack=true; restart it with that flag (weft replaces the Node), or use one cluster CIDR`,
+      );
+    }
+    return node;
   }
 
   /** status.addresses: weft's underlay addresses as the InternalIPs, other entries kept. */
