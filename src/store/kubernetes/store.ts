@@ -139,7 +139,11 @@ export class KubernetesStore implements ClusterStore {
     const text = (cm?.data as Record<string, string> | undefined)?.[SETTINGS_KEY];
     if (!cm) return undefined;
     if (!text) throw new InvalidError(`ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${this.description} has no ${SETTINGS_KEY}: it was not written by weft; delete it and run \`weft cluster init\` again`);
-    return JSON.parse(text) as ClusterSettings;
+    try {
+      return JSON.parse(text) as ClusterSettings;
+    } catch {
+      throw new InvalidError(`ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${this.description} holds no valid JSON in ${SETTINGS_KEY}: restore it, or delete it and run \`weft cluster init\` again`);
+    }
   }
 
   async registerNode(reg: NodeRegistration, options: RegisterOptions = {}): Promise<NodeLease> {
@@ -538,6 +542,7 @@ class KubeNodeLease implements NodeLease {
   private recovering = false;
   private timer?: NodeJS.Timeout;
   private lastRenewed = 0;
+  private inflight: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<(s: LeaseState) => void>();
 
   constructor(private readonly store: KubernetesStore, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {}
@@ -553,7 +558,7 @@ class KubeNodeLease implements NodeLease {
   private schedule(): void {
     clearTimeout(this.timer);
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.renewAll(), (this.ttl * 1000) / 3);
+    this.timer = setTimeout(() => { this.inflight = this.renewAll(); }, (this.ttl * 1000) / 3);
     this.timer.unref?.();
   }
 
@@ -562,8 +567,9 @@ class KubeNodeLease implements NodeLease {
     try {
       const next: Held[] = [];
       for (const h of this.held) next.push(await this.store.renew(h, this.reg.name));
-      if (this.stopped) return;
+      // Kept even if released meanwhile: release() deletes by the latest resourceVersion.
       this.held = next;
+      if (this.stopped) return;
       this.lastRenewed = Date.now();
       this.schedule();
     } catch (err) {
@@ -645,6 +651,7 @@ class KubeNodeLease implements NodeLease {
   async release(options: { freeSubnets?: boolean } = {}): Promise<void> {
     this.stop();
     this.store.forget(this);
+    await this.inflight; // a renewal in flight would change the resourceVersion under the delete
     const [nodeLease, ...claims] = this.held;
     if (nodeLease) await this.store.deleteIfHeld(nodeLease);
     if (options.freeSubnets) await Promise.all(claims.map((c) => this.store.deleteIfHeld(c)));
