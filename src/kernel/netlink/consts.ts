@@ -53,6 +53,9 @@ export const IFF_UP = 0x1;
 export const IFLA_ADDRESS = 1;
 export const IFLA_IFNAME = 3;
 export const IFLA_MTU = 4;
+export const IFLA_OPERSTATE = 16;
+/** IFLA_OPERSTATE value (RFC 2863): the link passes traffic. */
+export const IF_OPER_UP = 6;
 export const IFLA_LINKINFO = 18;
 export const IFLA_GROUP = 27;
 export const IFLA_NET_NS_FD = 28;

@@ -1,28 +1,31 @@
 // PodKernel over rtnetlink, spoken directly from TypeScript (koffi for the socket calls): the
 // same kernel state as IprouteKernel (../iproute.ts) without an `ip` process per step. A pod
-// costs four round trips to the kernel, each a single datagram carrying several requests.
+// costs five round trips to the kernel, each a single datagram carrying several requests.
 //
 // Use: `new NetlinkKernel()` on the main thread (sockets open on first use), close() at shutdown.
 // Calls other than deleteHostLinks run synchronously (a wirePod is ~1.5 ms of kernel work, less
-// than handing it to a thread would cost); deletions wait on a worker thread (see deleter.ts).
+// than handing it to a thread would cost; only on kernels before 6.8 may it wait for a link to
+// come up); deletions wait on a worker thread (see deleter.ts).
 import { closeSync, openSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import * as v from "../validate.js";
 import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../podnet.js";
 import {
-  AF_INET, AF_INET6, AF_UNSPEC, IFA_ADDRESS, IFA_LOCAL, IFF_UP, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, LOOPBACK_IFINDEX,
+  AF_INET, AF_INET6, AF_UNSPEC, IF_OPER_UP, IFA_ADDRESS, IFA_LOCAL, IFF_UP, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, LOOPBACK_IFINDEX,
   RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE, RTM_F_CLONED, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE,
   RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE,
 } from "./consts.js";
 import { LinkDeleter } from "./deleter.js";
 import { NetlinkError } from "./errors.js";
 import { cstr, ifaddrmsg, ifinfomsg, type InMessage, ipString, macString, parseAttrs, parseIfaddrmsg, parseIfinfomsg, parseRtmsg, rtmsg } from "./message.js";
-import { addAddr, addRoute, delRoute, type Fam, getLink, linkUp, newVeth, permanentNeigh } from "./requests.js";
+import { addAddr, addRoute, delRoute, type Fam, getLink, getLinkByIndex, linkUp, newVeth, permanentNeigh } from "./requests.js";
 import { type Answer, NetlinkSocket, type Request } from "./socket.js";
 
 const ENOENT = 2;
 const EEXIST = 17;
 const ENODEV = 19;
+const ETIMEDOUT = 110;
+const LINK_UP_TIMEOUT_MS = 2000;
 
 interface Route { fam: Fam; dst: string; dstLen: number; table: number; oif?: number; gateway?: string; cloned: boolean }
 
@@ -54,6 +57,21 @@ function parseRoute(m: InMessage): Route {
     ...(gw ? { gateway: ipString(gw) } : {}),
     cloned: (h.flags & RTM_F_CLONED) !== 0,
   };
+}
+
+/**
+ * Whether a GETLINK answer says the link is operationally up. Carrier comes on inside the
+ * request that sets the second veth end up, but the kernel applies it (operational state,
+ * IFF_RUNNING, and the host end's transmit queue, which until then drops every packet) in its
+ * link watcher, a work item that runs a little later, longer when rtnl is busy: an ADD that
+ * returned then had a pod whose first packets vanished. A GETLINK of the link runs that pending
+ * work at once (Linux 6.8+, "net: core: synchronize link-watch when carrier is queried"), so
+ * wirePod asks for each end last and, on older kernels, waits.
+ */
+function operUp(a: Answer): boolean {
+  const m = a.messages[0];
+  if (a.errno || !m) return false;
+  return parseAttrs(m.payload, 16).get(IFLA_OPERSTATE)?.readUInt8(0) === IF_OPER_UP;
 }
 
 /** The first failed answer as an error, naming the request it answered. */
@@ -171,6 +189,8 @@ export class NetlinkKernel implements PodKernel {
       const podIdx = parseLink(podLink.messages[0]).ifindex;
 
       // 2. Host side: gateway address, a route and a permanent neighbour per pod address.
+      //    (Before the link has carrier, as with iproute2: the host end's own link-local address
+      //    then comes after fe80::1, which keeps the two kernels' address lists identical.)
       const h: Request[] = [];
       if (has6) h.push(addAddr(6, GATEWAY_V6, 64, hostIdx, true, hostIf));
       for (const a of addrs) {
@@ -182,7 +202,8 @@ export class NetlinkKernel implements PodKernel {
       if (hostErr) throw hostErr;
       if (has4) writeFileSync(`/proc/sys/net/ipv4/conf/${hostIf}/proxy_arp`, "1");
 
-      // 3. Pod side.
+      // 3. Pod side. The pod end comes up here, which gives both ends carrier; a GETLINK of it,
+      //    last in the datagram, has the kernel finish that change at once (see operUp).
       const p: Request[] = [linkUp(LOOPBACK_IFINDEX, "lo"), linkUp(podIdx, podIf)];
       for (const a of addrs) p.push(addAddr(a.fam, a.ip, a.prefix, podIdx, a.fam === 6, podIf));
       const defaults = new Map<number, Family>(); // request index -> family of its default route
@@ -201,6 +222,7 @@ export class NetlinkKernel implements PodKernel {
       for (const r of extra) {
         p.push(addRoute({ fam: r.fam, dst: r.ip, dstLen: r.len, gateway: r.fam === 4 ? GATEWAY_V4 : GATEWAY_V6, onlink: r.fam === 4, oif: podIdx, dev: podIf }));
       }
+      p.push(getLinkByIndex(podIdx, podIf));
       // The kernel answers every request; an existing default route (the pod's other interface
       // has one) is left alone and reported by omission, anything else fails the whole ADD.
       const answers = pod.sock.transact(p);
@@ -210,10 +232,33 @@ export class NetlinkKernel implements PodKernel {
       });
       const podErr = firstFailure(p, answers.map((a, i) => (a.errno === EEXIST && defaults.has(i) ? { ...a, errno: 0 } : a)), netns);
       if (podErr) throw podErr;
+
+      // 4. The same for the host end, which has had carrier since step 3. Only then is the pod
+      //    usable: both ends pass traffic.
+      const [hostUp] = host.transact([getLinkByIndex(hostIdx, hostIf)]);
+      if (!operUp(answers[answers.length - 1])) await this.waitOperUp(pod.sock, podIdx, podIf, netns);
+      if (!operUp(hostUp)) await this.waitOperUp(host, hostIdx, hostIf, this.hostName);
       return { defaultRoutes: [...set] };
     } finally {
       pod.sock.close();
       closeSync(pod.nsFd);
+    }
+  }
+
+  /**
+   * For kernels that do not finish a link change on GETLINK (before 6.8): asks again until the
+   * kernel's link watcher has brought the link up, within LINK_UP_TIMEOUT_MS.
+   */
+  private async waitOperUp(sock: NetlinkSocket, index: number, name: string, where: string): Promise<void> {
+    const deadline = performance.now() + LINK_UP_TIMEOUT_MS;
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 1));
+      const [a] = sock.transact([getLinkByIndex(index, name)]);
+      if (a.errno) throw new NetlinkError(`find ${name}`, a.errno, `interface ${name} in ${where} went away while coming up`, a.extMessage);
+      if (operUp(a)) return;
+      if (performance.now() > deadline) {
+        throw new NetlinkError(`wait for ${name} to come up`, ETIMEDOUT, `interface ${name} in ${where} has no carrier ${LINK_UP_TIMEOUT_MS} ms after its peer came up`);
+      }
     }
   }
 

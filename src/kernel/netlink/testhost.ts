@@ -1,6 +1,7 @@
 // Test support: a PodKernel living in a child process inside a test "host" namespace, the way
 // the agent runs (its own namespace is the host side). Calls go over stdin/stdout as JSON lines;
-// errors come back with their name, message, code and stderr.
+// errors come back with their name, message, code and stderr. Calls sent without waiting for
+// earlier answers run concurrently in the child.
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -29,17 +30,46 @@ const SERVER = (module: string, cls: string) => `
 const { ${cls}: K } = await import(${JSON.stringify(module)});
 const k = new K();
 const { createInterface } = await import("node:readline");
-for await (const line of createInterface({ input: process.stdin })) {
-  const { id, method, args } = JSON.parse(line);
+// Calls run concurrently, as the agent makes them: each line starts one, answers come as they end.
+const running = new Set();
+// wirePodLooked: wirePod, then at once (before anything else runs here) the operational state
+// of both veth ends as a link dump (what \`ip link show\` reads) shows it: a person looking a few
+// milliseconds later could miss a link that was not up yet when the ADD returned.
+const { NetlinkSocket } = await import(${JSON.stringify(join(here, "socket.js"))});
+const m = await import(${JSON.stringify(join(here, "message.js"))});
+const { closeSync, openSync } = await import("node:fs");
+const OPER = ["UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"];
+const operstate = (sock, name) => {
+  for (const msg of sock.dump(18 /* RTM_GETLINK */, m.ifinfomsg({ family: 0 }), "list links")) {
+    const a = m.parseAttrs(msg.payload, 16);
+    if (msg.type === 16 && m.cstr(a.get(3 /* IFLA_IFNAME */)) === name) return OPER[a.get(16 /* IFLA_OPERSTATE */)?.readUInt8(0)] ?? "?";
+  }
+  return "missing";
+};
+const own = openSync("/proc/thread-self/ns/net", "r");
+const looked = async (w) => {
+  const result = await k.wirePod(w);
+  const h = NetlinkSocket.open("host");
+  const p = NetlinkSocket.openPath(w.netns, own);
+  try { return { result, host: operstate(h, w.hostIf), pod: operstate(p, w.podIf) }; } finally { h.close(); p.close(); }
+};
+const serve = async ({ id, method, args }) => {
   const extra = method === "underlayMtu" ? [(n) => /^wf/.test(n)] : [];
   try {
-    const result = await k[method](...args, ...extra);
+    const result = method === "wirePodLooked" ? await looked(args[0]) : await k[method](...args, ...extra);
     process.stdout.write(JSON.stringify({ id, result: result ?? null }) + "\\n");
   } catch (e) {
     process.stdout.write(JSON.stringify({ id, error: { name: e.name, message: e.message, code: e.code, stderr: e.stderr } }) + "\\n");
   }
+};
+for await (const line of createInterface({ input: process.stdin })) {
+  const p = serve(JSON.parse(line));
+  running.add(p);
+  void p.finally(() => running.delete(p));
 }
+await Promise.all(running);
 k.close?.();
+closeSync(own);
 `;
 
 /** Starts `impl` inside `host`; close() ends the child (by closing its stdin, then by PID). */
