@@ -118,6 +118,12 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     assert.equal(udpClosed.code, 1);
     assert.equal(JSON.parse(udpClosed.stdout).result, "refused");
 
+    if (lab.state()!.agentMode === "etcd") {
+      // Cluster mode: the backend routes between nodes (a on n1, b on n2).
+      const cross = await lab.cli(["probe", "default/a", "default/b", "--port", "80", "-o", "json"]);
+      assert.equal(cross.code, 0, `a (n1) -> b (n2): ${cross.stdout} ${cross.stderr}`);
+    }
+
     const bad = await lab.cli(["probe", "default/a", "default/nope", "--port", "80"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /default\/nope/);
@@ -253,10 +259,12 @@ describe("a dual-stack lab", { skip, timeout: 120_000 }, () => {
   });
 
   test("pods get IPv4 and IPv6; probes run over either family", async () => {
-    const r = await lab.cli(["up", "--nodes", "1", "--dual-stack"]);
+    const r = await lab.cli(["up", "--nodes", "2", "--dual-stack"]);
     assert.equal(r.code, 0, r.stderr);
-    await lab.applyPod("default", "x");
-    await lab.applyPod("default", "y");
+    // Across nodes when the agents route between them (cluster mode), else on one node.
+    const cluster = lab.state()!.agentMode === "etcd";
+    await lab.applyPod("default", "x", { node: "n1" });
+    await lab.applyPod("default", "y", { node: cluster ? "n2" : "n1" });
     const x = await lab.waitRunning("default", "x");
     await lab.waitRunning("default", "y");
     const ips = (x.status as { podIPs: Array<{ ip: string }> }).podIPs.map((p) => p.ip);

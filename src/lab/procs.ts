@@ -96,7 +96,11 @@ function signalGroup(p: ProcRef, sig: NodeJS.Signals): void {
 /** The last lines of a log file, for error messages. */
 export function logTail(path: string, lines = 5): string {
   try {
-    return readFileSync(path, "utf8").trim().split("\n").slice(-lines).join(" | ");
+    const all = readFileSync(path, "utf8").trim().split("\n");
+    const tail = all.slice(-lines);
+    // A crash prints its cause first and a stack after it: keep the cause in view.
+    const cause = all.slice(-60).find((l) => /^\w*Error\b|^Error:|"level":(50|60)/.test(l.trim()));
+    return [...(cause && !tail.includes(cause) ? [cause.trim(), "..."] : []), ...tail].join(" | ");
   } catch {
     return "(no log)";
   }
