@@ -100,8 +100,8 @@ function openssl(args: string[]): void {
   if (r.status !== 0) throw new Error(`openssl ${args[0]} failed (is the openssl package installed?): ${(r.stderr || String(r.error)).trim()}`);
 }
 
-/** Serving certificate for 127.0.0.1, service-account key pair, static token file. */
-function makeCredentials(dir: string): string {
+/** Serving certificate for 127.0.0.1 (serving.crt/key), service-account keys (sa.key/pub), tokens.csv; returns the token. */
+export function makeApiserverCredentials(dir: string): string {
   openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", "/CN=weft-kube-apiserver",
     "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
     "-keyout", join(dir, "serving.key"), "-out", join(dir, "serving.crt")]);
@@ -111,6 +111,34 @@ function makeCredentials(dir: string): string {
   // token,user,uid,"group1,group2"
   writeFileSync(join(dir, "tokens.csv"), `${token},weft-admin,weft-admin,"system:masters"\n`, { mode: 0o600 });
   return token;
+}
+
+/**
+ * The flags for a kube-apiserver on 127.0.0.1:port using the files makeApiserverCredentials() wrote
+ * in dir (for a launcher that restarts it from another process, like the lab).
+ */
+export function kubeApiserverArgs(o: { dir: string; port: number; etcdServers: readonly string[]; etcdPrefix?: string; serviceClusterIPRange?: string }): string[] {
+  const dir = o.dir;
+  return [
+    "--etcd-servers", o.etcdServers.join(","),
+    "--etcd-prefix", o.etcdPrefix ?? "/registry",
+    "--bind-address", "127.0.0.1",
+    "--advertise-address", "127.0.0.1",
+    "--secure-port", String(o.port),
+    "--cert-dir", dir,
+    "--tls-cert-file", join(dir, "serving.crt"),
+    "--tls-private-key-file", join(dir, "serving.key"),
+    "--token-auth-file", join(dir, "tokens.csv"),
+    "--authorization-mode", "RBAC",
+    "--service-account-key-file", join(dir, "sa.pub"),
+    "--service-account-signing-key-file", join(dir, "sa.key"),
+    "--service-account-issuer", "https://kubernetes.default.svc",
+    "--service-cluster-ip-range", o.serviceClusterIPRange ?? "10.96.0.0/16",
+    "--disable-admission-plugins", "ServiceAccount",
+    "--allow-privileged=true",
+    // Without it 1.20 silently drops a Node's second podCIDR (the IPv6 one of a dual-stack node).
+    "--feature-gates", "IPv6DualStack=true",
+  ];
 }
 
 /** A kubeconfig for `url` with a bearer token, trusting `caFile`. */
@@ -182,31 +210,12 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
   try {
     if (!options.etcdServers) etcd = await startEtcd({ members: 1, persistent, baseDir: persistent ? dir : undefined });
     const etcdServers = options.etcdServers ?? etcd!.endpoints;
-    const token = makeCredentials(dir);
+    const token = makeApiserverCredentials(dir);
     const port = await freePort();
     const url = `https://127.0.0.1:${port}`;
     const kubeconfig = join(dir, "kubeconfig");
     writeKubeconfig(kubeconfig, url, token, join(dir, "serving.crt"));
-    const argv = [
-      "--etcd-servers", etcdServers.join(","),
-      "--etcd-prefix", options.etcdPrefix ?? "/registry",
-      "--bind-address", "127.0.0.1",
-      "--advertise-address", "127.0.0.1",
-      "--secure-port", String(port),
-      "--cert-dir", dir,
-      "--tls-cert-file", join(dir, "serving.crt"),
-      "--tls-private-key-file", join(dir, "serving.key"),
-      "--token-auth-file", join(dir, "tokens.csv"),
-      "--authorization-mode", "RBAC",
-      "--service-account-key-file", join(dir, "sa.pub"),
-      "--service-account-signing-key-file", join(dir, "sa.key"),
-      "--service-account-issuer", "https://kubernetes.default.svc",
-      "--service-cluster-ip-range", options.serviceClusterIPRange ?? "10.96.0.0/16",
-      "--disable-admission-plugins", "ServiceAccount",
-      "--allow-privileged=true",
-      // Without it 1.20 silently drops a Node's second podCIDR (the IPv6 one of a dual-stack node).
-      "--feature-gates", "IPv6DualStack=true",
-    ];
+    const argv = kubeApiserverArgs({ dir, port, etcdServers, etcdPrefix: options.etcdPrefix, serviceClusterIPRange: options.serviceClusterIPRange });
     const logFile = join(dir, "apiserver.log");
     const ca = readFileSync(join(dir, "serving.crt"));
     const timeoutMs = options.readyTimeoutMs ?? 60_000;

@@ -166,6 +166,29 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kub
     assert.match(kubectl(kubeconfig, "get", "nodes", "--no-headers"), /^kl-1\s+Ready\s/m);
   });
 
+  test("a dead node leaves kubectl's list when another node takes over its subnet", { timeout: 90_000 }, async () => {
+    const { kubeconfig } = await api();
+    await wipe(kubeconfig);
+    const a = await open();
+    await a.initCluster({ clusterCIDRs: ["10.40.0.0/24"], backend: "vxlan", nodeSubnetPrefix: { v4: 24 } });
+    await a.registerNode({ name: "old-node", addresses: ["192.0.2.61"] }, { ttlSeconds: 1, subnetGraceSeconds: 1 });
+    await a.close(); // dies
+    // Dead but within its grace period: kubectl still lists it (like a NotReady node).
+    assert.match(kubectl(kubeconfig, "get", "nodes", "--no-headers"), /^old-node\s/m);
+    const b = await open();
+    const lease = await waitFor("the subnet back in the pool", async () => {
+      try {
+        return await b.registerNode({ name: "new-node", addresses: ["192.0.2.62"] });
+      } catch (e) {
+        if ((e as { code?: string }).code === "Exhausted") return undefined;
+        throw e;
+      }
+    });
+    assert.deepEqual(lease.node.podCIDRs, ["10.40.0.0/24"]);
+    const names = kubectl(kubeconfig, "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").trim().split(/\s+/);
+    assert.deepEqual(names, ["new-node"], "two Nodes with one podCIDR");
+  });
+
   test("pod status written through the store is what kubectl shows (the lab kubelet's path)", { timeout: 90_000 }, async () => {
     const { kubeconfig } = await api();
     await wipe(kubeconfig);

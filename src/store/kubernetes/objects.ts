@@ -209,10 +209,12 @@ export class KubeObjectStore implements ObjectStore {
       }
       if (wantRv !== undefined && wantRv !== cur.metadata.resourceVersion) throw staleConflict(r.what, wantRv, cur);
       const next: Json = { ...body, metadata: { ...(body.metadata as Json), resourceVersion: cur.metadata.resourceVersion } };
-      // A bound pod keeps its node (spec.nodeName is set by the scheduler's binding and is immutable).
-      const curSpec = cur.spec as Json | undefined;
-      if (r.kind === "Pod" && curSpec?.nodeName !== undefined && (next.spec as Json | undefined)?.nodeName === undefined) {
-        next.spec = { ...((next.spec as Json) ?? {}), nodeName: curSpec.nodeName };
+      // Fields the apiserver or scheduler set and will not let change: kept unless the user sets them.
+      const curSpec = (cur.spec ?? {}) as Json;
+      const keep = r.kind === "Pod" ? ["nodeName"] : r.kind === "Service" ? ["clusterIP", "clusterIPs"] : [];
+      for (const f of keep) {
+        const spec = (next.spec ?? {}) as Json;
+        if (curSpec[f] !== undefined && spec[f] === undefined) next.spec = { ...spec, [f]: curSpec[f] };
       }
       try {
         const out = toStored(await this.client.request("PUT", r.path, { body: next }), r.kind);
