@@ -5,7 +5,7 @@ import { KubernetesStore } from "./store.js";
 
 export { KubernetesStore, decodeNode } from "./store.js";
 export { KubeClient, KubeApiError } from "./client.js";
-export { startKubeApiserver, kubeApiserverBinary, writeKubeconfig, type KubeApiserver, type StartApiserverOptions } from "./apiserver-process.js";
+export { startKubeApiserver, kubeApiserverBinary, kubeApiserverArgs, makeApiserverCredentials, writeKubeconfig, type KubeApiserver, type StartApiserverOptions } from "./apiserver-process.js";
 
 export interface KubernetesStoreOptions {
   /** Path of a kubeconfig file (its current context is used). */
