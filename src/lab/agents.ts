@@ -36,7 +36,14 @@ export function detectAgentMode(): "etcd" | "local" {
   return agentCaps().etcd ? "etcd" : "local";
 }
 
-export function agentArgv(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[], caps?: AgentCaps): string[] {
+export type AgentMode = "etcd" | "kubernetes" | "local";
+
+/** A node's kubeconfig (server https://127.0.0.1:6443, through the node's forwarder). */
+export function nodeKubeconfig(node: LabNode): string {
+  return join(node.dir, "kubeconfig");
+}
+
+export function agentArgv(node: LabNode, mode: AgentMode, etcdUnixEndpoints: readonly string[], caps?: AgentCaps): string[] {
   const base = [
     "nsenter", `--net=${netnsPathOf(node.netns)}`, "--",
     process.execPath, CLI_MAIN, "agent", "--node", node.name,
@@ -45,10 +52,11 @@ export function agentArgv(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoin
   // The lab knows each node's underlay addresses; say them rather than have the agent guess.
   if (caps?.underlayFlag) base.push("--underlay-address", [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])].join(","));
   if (mode === "etcd") return [...base, "--store", "etcd", "--etcd-endpoints", etcdUnixEndpoints.join(",")];
+  if (mode === "kubernetes") return [...base, "--store", "kubernetes", "--kubeconfig", nodeKubeconfig(node)];
   return [...base, "--store", "local", "--pod-cidr", (node.podCidrs ?? []).join(",")];
 }
 
-export function startAgent(node: LabNode, mode: "etcd" | "local", etcdUnixEndpoints: readonly string[], caps?: AgentCaps): LabNode {
+export function startAgent(node: LabNode, mode: AgentMode, etcdUnixEndpoints: readonly string[], caps?: AgentCaps): LabNode {
   if (isAlive(node.agent)) return node;
   mkdirSync(join(node.dir, "state"), { recursive: true, mode: 0o700 });
   const agent = spawnDetached(agentArgv(node, mode, etcdUnixEndpoints, caps), { log: join(node.dir, "agent.log") });

@@ -360,6 +360,11 @@ describe("a lab on a real kube-apiserver (--store kubernetes)", { skip: kubeSkip
     for (const p of got) assert.equal(p.status.hostIP, p.spec.nodeName === "n1" ? "10.250.0.11" : "10.250.0.12");
     const self = await lab.cli(["probe", "default/web", "default/web", "--port", "80", "-o", "json"]);
     assert.equal(self.code, 0, self.stdout + self.stderr);
+    if (lab.state()!.agentMode === "kubernetes") {
+      // Agents on the apiserver (through the node forwarders) route between the nodes.
+      const cross = await lab.cli(["probe", "default/web", "default/db", "--port", "80", "-o", "json"]);
+      assert.equal(cross.code, 0, `web -> db across nodes: ${cross.stdout} ${cross.stderr}`);
+    }
 
     const del = await kubectl(["delete", "pod", "web", "--wait=true", "--timeout=20s"]);
     assert.equal(del.code, 0, del.stderr);

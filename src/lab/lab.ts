@@ -4,7 +4,8 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { installCni } from "../cli/install-cni.js";
-import { agentArgv, agentCaps, CLI_MAIN, detectAgentMode, startAgent, waitAgent, type AgentCaps } from "./agents.js";
+import { agentArgv, agentCaps, CLI_MAIN, nodeKubeconfig, startAgent, waitAgent, type AgentCaps, type AgentMode } from "./agents.js";
+import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";
 import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
@@ -32,7 +33,7 @@ export function validateSettings(s: LabSettings): void {
   if (!Number.isInteger(s.nodes) || s.nodes < 1 || s.nodes > MAX_NODES) throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
 }
 
-function planState(names: LabNames, s: LabSettings, agentMode: "etcd" | "local", etcd: LabState["etcd"]): LabState {
+function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: LabState["etcd"]): LabState {
   const nodes: LabNode[] = [];
   for (let i = 1; i <= s.nodes; i++) {
     const name = names.nodeName(i);
@@ -95,12 +96,12 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     progress(st.ready ? "lab is up already; checking its parts" : "completing a lab that was not finished");
   } else {
     mkdirSync(names.dir, { recursive: true, mode: 0o700 });
-    // A kubernetes lab keeps cluster state in the API server; agents that cannot use it yet run
-    // in the local fallback there.
-    const mode = want.store === "kubernetes" ? "local" : detectAgentMode();
+    // Agents without the store's cluster mode run in the single-host fallback.
+    const caps = agentCaps();
+    const mode: AgentMode = want.store === "kubernetes" ? (caps.kubernetes ? "kubernetes" : "local") : caps.etcd ? "etcd" : "local";
     st = planState(names, want, mode, await planMembers(names.dir, want.etcdMembers));
     writeState(names.stateFile, st);
-    progress(`agents run in ${mode === "etcd" ? "cluster mode (--store etcd)" : "fallback mode (--store local --pod-cidr per node)"}`);
+    progress(`agents run in ${mode === "local" ? "fallback mode (--store local --pod-cidr per node)" : `cluster mode (--store ${mode})`}`);
   }
   const save = () => writeState(names.stateFile, st!);
 
@@ -120,15 +121,24 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   save();
   await waitHealthy(st.etcd);
 
+  let apiserverRestarted = false;
   if (st.settings.store === "kubernetes" && !isAlive(st.apiserver?.proc)) {
     progress(`kube-apiserver: starting over the lab etcd`);
+    const old = st.apiserver;
     try {
       st.apiserver = await ensureApiserver(st.dir, tcpEndpoints(st.etcd), st.apiserver);
     } catch (e) {
       throw new LabError((e as Error).message);
     }
+    apiserverRestarted = old !== undefined;
+    // A new apiserver has a new port and token: its forwarder and the agents start afresh.
+    if (old?.proxy) await stopProc(old.proxy);
     save();
     progress(`kube-apiserver: ready on ${st.apiserver.url}, log ${join(st.apiserver.dir, "apiserver.log")}`);
+  }
+  if (st.apiserver && st.agentMode === "kubernetes") {
+    st.apiserver.proxy = startRootProxy(st.dir, st.apiserver.url, st.apiserver.proxy);
+    save();
   }
 
   if (!st.clusterInit) {
@@ -159,9 +169,15 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
         throw new LabError(`node ${n.name}: ${(e as Error).message}`);
       }
     }
-    if (!isAlive(n.agent)) {
+    if (st.agentMode === "kubernetes" && st.apiserver) {
+      if (apiserverRestarted) await stopProc(n.agent);
+      writeNodeKubeconfig(st.apiserver.kubeconfig, nodeKubeconfig(n));
+      st.nodes[i] = { ...st.nodes[i], apiProxy: startNodeProxy(st.dir, n.netns, n.dir, n.apiProxy) };
+      save();
+    }
+    if (!isAlive(st.nodes[i].agent)) {
       progress(`node ${n.name}: starting agent (${st.agentMode} mode), log ${join(n.dir, "agent.log")}`);
-      st.nodes[i] = startAgent(n, st.agentMode, unixEndpoints(st.etcd), caps ??= agentCaps());
+      st.nodes[i] = startAgent(st.nodes[i], st.agentMode, unixEndpoints(st.etcd), caps ??= agentCaps());
       save();
     }
   }
@@ -216,13 +232,17 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
   const podList = Object.values(pods);
   if (podList.length) progress(`stopping ${podList.length} pod server(s)`);
   await Promise.all(podList.map((p) => stopProc(p.server, 1000)));
-  if (st?.apiserver?.proc) {
-    progress("stopping kube-apiserver");
-    await stopProc(st.apiserver.proc);
-  }
   if (st) {
     progress("stopping agents");
     await Promise.all(st.nodes.map((n) => stopProc(n.agent)));
+    await Promise.all(st.nodes.map((n) => stopProc(n.apiProxy, 500)));
+  }
+  if (st?.apiserver) {
+    progress("stopping kube-apiserver");
+    await stopProc(st.apiserver.proxy, 500);
+    await stopProc(st.apiserver.proc);
+  }
+  if (st) {
     progress("stopping etcd");
     await Promise.all(st.etcd.map((m) => stopProc(m.proc)));
   }

@@ -42,6 +42,8 @@ export const LabNodeSchema = z.object({
   /** Only in the local-store fallback; in etcd mode the agent leases them from the store. */
   podCidrs: z.array(z.string()).optional(),
   agent: ProcRefSchema.optional(),
+  /** Kubernetes mode: the node's forwarder to the apiserver (127.0.0.1:6443 in the node). */
+  apiProxy: ProcRefSchema.optional(),
 });
 export type LabNode = z.infer<typeof LabNodeSchema>;
 
@@ -50,8 +52,8 @@ export const LabStateSchema = z.object({
   id: z.string(),
   dir: z.string(),
   settings: LabSettingsSchema,
-  /** How the agents run: "etcd" (cluster mode) or "local" (fallback: --store local --pod-cidr). */
-  agentMode: z.enum(["etcd", "local"]),
+  /** How the agents run: cluster mode on "etcd" or "kubernetes", or "local" (fallback: --store local --pod-cidr). */
+  agentMode: z.enum(["etcd", "kubernetes", "local"]),
   /** Whether `weft cluster init` ran against the lab etcd. */
   clusterInit: z.boolean(),
   clusterCidrs: z.array(z.string()),
@@ -66,6 +68,8 @@ export const LabStateSchema = z.object({
     url: z.string(),
     kubeconfig: z.string(),
     proc: ProcRefSchema.optional(),
+    /** The machine-side forwarder from DIR/apiserver.sock to the apiserver. */
+    proxy: ProcRefSchema.optional(),
   }).optional(),
   createdAt: z.string(),
   /** Set once `lab up` finished; a lab without it was interrupted. */
