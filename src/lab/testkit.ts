@@ -14,6 +14,7 @@ import { listNetns } from "./topology.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI_MAIN = join(ROOT, "dist", "cli", "main.js");
+export const WEFT_BIN = join(ROOT, "bin", "weft");
 
 export function skipReason(): string | undefined {
   if (process.getuid?.() !== 0) return "needs root (creates network namespaces)";
@@ -27,18 +28,9 @@ export class TestLab {
   readonly dir = `/run/${this.id}`;
   private store: ClusterStore | undefined;
 
-  /** `weft lab ARGS` through the real CLI entry (falls back to the lab command alone while main.ts does not list it yet). */
+  /** `bin/weft lab ARGS`, as a user runs it, with this lab's id. */
   async cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const envArgs = ["env", `WEFT_LAB_ID=${this.id}`, `WEFT_LAB_DIR=${this.dir}`, "NODE_EXTRA_CA_CERTS="];
-    if (readFileSync(CLI_MAIN, "utf8").includes("registerLab")) return runStatus([...envArgs, process.execPath, CLI_MAIN, "lab", ...args]);
-    const entry = [
-      `import { Command } from ${JSON.stringify(join(ROOT, "node_modules", "commander", "esm.mjs"))};`,
-      `import { registerLab } from ${JSON.stringify(join(ROOT, "dist", "cli", "lab.js"))};`,
-      `import { exitWithError } from ${JSON.stringify(join(ROOT, "dist", "cli", "errors.js"))};`,
-      `const p = new Command().name("weft").exitOverride((e) => process.exit(e.code && e.code.startsWith("commander.help") ? 0 : 2));`,
-      `registerLab(p); p.parseAsync(process.argv.slice(1), { from: "user" }).catch(exitWithError);`,
-    ].join("\n");
-    return runStatus([...envArgs, process.execPath, "--input-type=module", "-e", entry, "--", "lab", ...args]);
+    return runStatus(["env", `WEFT_LAB_ID=${this.id}`, `WEFT_LAB_DIR=${this.dir}`, "NODE_EXTRA_CA_CERTS=", process.execPath, WEFT_BIN, "lab", ...args]);
   }
 
   state(): LabState | undefined {
