@@ -6,6 +6,9 @@ import { registerAgent } from "./agent.js";
 import { registerInstallCni } from "./install-cni.js";
 import { registerIpam } from "./ipam.js";
 import { registerLab } from "./lab.js";
+import { registerObjects } from "./objects.js";
+import { registerCluster } from "./cluster.js";
+import { registerStatus } from "./status.js";
 import { registerExplain } from "./explain.js";
 import { registerPolicy } from "./policy.js";
 
@@ -28,6 +31,9 @@ program
 registerAgent(program);
 registerInstallCni(program);
 registerIpam(program);
+registerCluster(program);
+registerObjects(program);
+registerStatus(program);
 registerLab(program);
 registerExplain(program);
 registerPolicy(program);
