@@ -4,7 +4,7 @@ import { NAMESPACE_NAME_LABEL } from "../../k8s/index.js";
 import { ConflictError, isStoreError, type ApplyAction, type ClusterStore, type ObjectInput, type StoredObject } from "../../store/types.js";
 import { UserError } from "../errors.js";
 import { resourceName } from "./kinds.js";
-import type { Prepared } from "./prepare.js";
+import { defaultPodSpec, LAST_APPLIED_ANNOTATION, type Prepared } from "./prepare.js";
 
 export const DEFAULT_NAMESPACE = "default";
 
@@ -31,23 +31,84 @@ export function firstDifference(a: unknown, b: unknown, path: string): string | 
   return a === b ? undefined : path;
 }
 
-function withoutImages(spec: unknown): unknown {
+function withoutImages(spec: unknown): Record<string, unknown> {
   const s = plain(spec) as Record<string, unknown>;
   for (const c of Array.isArray(s.containers) ? s.containers : []) if (isMap(c)) delete c.image;
   return s;
 }
 
+/** The first path where `want` says something `have` does not (fields `want` leaves out are not compared). */
+export function firstNotContained(want: unknown, have: unknown, path: string): string | undefined {
+  if (Array.isArray(want)) {
+    if (!Array.isArray(have) || have.length !== want.length) return path;
+    for (let i = 0; i < want.length; i++) {
+      const d = firstNotContained(want[i], have[i], `${path}[${i}]`);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  if (isMap(want)) {
+    if (!isMap(have)) return path;
+    for (const k of Object.keys(want).sort()) {
+      const d = firstNotContained(want[k], have[k], `${path}.${k}`);
+      if (d) return d;
+    }
+    return undefined;
+  }
+  return want === have ? undefined : path;
+}
+
+/** The first field the last applied manifest had and the new one drops. */
+function firstRemoved(last: unknown, now: unknown, path: string): string | undefined {
+  if (Array.isArray(last) && Array.isArray(now) && last.length === now.length) {
+    for (let i = 0; i < last.length; i++) {
+      const d = firstRemoved(last[i], now[i], `${path}[${i}]`);
+      if (d) return d;
+    }
+  } else if (isMap(last) && isMap(now)) {
+    for (const k of Object.keys(last).sort()) {
+      if (!(k in now)) return `${path}.${k}`;
+      const d = firstRemoved(last[k], now[k], `${path}.${k}`);
+      if (d) return d;
+    }
+  }
+  return undefined;
+}
+
+/** The spec of the manifest last applied to this object (kubectl's annotation), if any. */
+function lastAppliedSpec(stored: StoredObject): Record<string, unknown> | undefined {
+  const text = stored.metadata.annotations?.[LAST_APPLIED_ANNOTATION];
+  if (!text) return undefined;
+  try {
+    const spec = (JSON.parse(text) as { spec?: unknown }).spec;
+    return isMap(spec) ? defaultPodSpec(spec) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The spec to write when a Pod is applied over a stored one, or the field that may not change.
- * As in Kubernetes, only container images may change in place; spec.nodeName, set by the
- * scheduler, is kept when the manifest leaves it out.
+ * As in Kubernetes only container images may change in place. Fields the manifest leaves out keep
+ * their stored values (spec.nodeName set by the scheduler, defaults a Kubernetes API server
+ * filled in); leaving out a field the last applied manifest set is a change (kubectl's rule).
  */
 export function podSpecUpdate(stored: StoredObject, wanted: Record<string, unknown>): { spec: Record<string, unknown> } | { forbidden: string } {
-  const spec = plain(wanted) as Record<string, unknown>;
-  const cur = plain(stored.spec) as Record<string, unknown>;
-  if (spec.nodeName === undefined && cur.nodeName !== undefined) spec.nodeName = cur.nodeName;
-  const diff = firstDifference(withoutImages(spec), withoutImages(cur), "spec");
-  return diff ? { forbidden: diff } : { spec };
+  const want = withoutImages(wanted);
+  const cur = withoutImages(stored.spec);
+  const changed = firstNotContained(want, cur, "spec");
+  if (changed) return { forbidden: changed };
+  const last = lastAppliedSpec(stored);
+  const removed = last ? firstRemoved(withoutImages(last), want, "spec") : undefined;
+  if (removed) return { forbidden: removed };
+  // The stored spec, with the images the manifest names.
+  const spec = plain(stored.spec) as Record<string, unknown>;
+  const wantContainers = Array.isArray(wanted.containers) ? wanted.containers : [];
+  (Array.isArray(spec.containers) ? spec.containers : []).forEach((c: unknown, i: number) => {
+    const w: unknown = wantContainers[i];
+    if (isMap(c) && isMap(w) && w.image !== undefined) c.image = w.image;
+  });
+  return { spec };
 }
 
 function podForbidden(p: Prepared, field: string): UserError {

@@ -26,6 +26,9 @@ export interface Prepared {
   input: ObjectInput;
 }
 
+/** kubectl's record of the manifest last applied: what a later apply compares against to see removed fields. */
+export const LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration";
+
 /** Metadata the server owns: a manifest copied from `get -o yaml` carries them, apply ignores them. */
 const SERVER_META = ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"];
 
@@ -93,6 +96,10 @@ export function prepareObject(m: ManifestObject, flagNamespace: string | undefin
   else delete meta.namespace; // cluster-scoped: kubectl drops a namespace given there
   const obj: Record<string, unknown> = { ...raw, metadata: meta };
   delete obj.status; // status belongs to the status subresource: apply never writes it
+  const annotations = isMap(meta.annotations) ? { ...(meta.annotations as Record<string, unknown>) } : undefined;
+  if (annotations) delete annotations[LAST_APPLIED_ANNOTATION];
+  const lastApplied = JSON.stringify({ ...obj, metadata: { ...meta, ...(annotations && Object.keys(annotations).length ? { annotations } : { annotations: undefined }) } }) + "\n";
+  meta.annotations = { ...(annotations ?? {}), [LAST_APPLIED_ANNOTATION]: lastApplied };
 
   let input: ObjectInput;
   switch (info.kind) {
