@@ -179,7 +179,7 @@ function suite(b: Backend): void {
     };
     const json = async (args: string[]): Promise<StoredObject & { items: StoredObject[] }> => JSON.parse(await ok([...args, "-o", "json"])) as StoredObject & { items: StoredObject[] };
 
-    const withFresh = (name: string, fn: () => Promise<void>, timeout = 60_000): void => {
+    const withFresh = (name: string, fn: () => Promise<void>, timeout = 120_000): void => {
       test(name, { timeout }, async () => {
         cur = await b.fresh();
         try {
