@@ -1,91 +1,48 @@
 #!/usr/bin/env bash
-# weft on one host, end to end: a "host" network namespace runs the agent, `weft install-cni`
-# installs the plugin, and two pods are wired by the real plugin exactly as a container runtime
-# does it (CNI_* environment, network config on stdin). Everything lives in namespaces this script
-# creates and is removed on exit, also on failure or Ctrl-C. Run as root.
+# The main job: a 3-node virtual cluster on this machine (network namespaces, a lab etcd, one weft
+# agent per node, a lab kubelet driving the real CNI plugin), demo pods in two namespaces, and
+# the all-pairs connectivity matrix; then a NetworkPolicy and the matrix again. The lab stays up
+# for you to explore; `bin/weft lab down` removes all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if [ "$(id -u)" != 0 ]; then echo "demo: must run as root (it creates network namespaces)" >&2; exit 2; fi
-unset NODE_EXTRA_CA_CERTS
+weft=bin/weft
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-tag=$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')
-HOST=wt-demo-$tag-host
-PODS=(wt-demo-$tag-a wt-demo-$tag-b)
-WORK=$(mktemp -d /tmp/weft-demo-XXXXXX)
-SOCK=$WORK/weft.sock
-POD_CIDR=10.244.0.0/24
-AGENT_PID=
-added=()
+say "lab up: 3 nodes, VXLAN backend"
+$weft lab up --nodes 3 --backend vxlan
 
-if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
-say() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
-in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" -- "$@"; }
-
-cleanup() {
-  local rc=$?
-  set +e
-  say "cleaning up"
-  for id in "${added[@]}"; do cni DEL "$id" >/dev/null 2>&1; done
-  if [ -n "$AGENT_PID" ]; then kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null; fi
-  for ns in "${PODS[@]}" "$HOST"; do ip netns del "$ns" 2>/dev/null; done
-  rm -rf "$WORK"
-  echo "removed the namespaces, the agent and $WORK"
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# One CNI call as a runtime makes it, from the host namespace: cni ADD|DEL POD-NETNS.
-cni() {
-  local cmd=$1 pod=$2
-  jq -c '{cniVersion, name} + .plugins[0]' "$WORK/net.d/10-weft.conflist" |
-    in_ns "$HOST" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin CNI_COMMAND="$cmd" CNI_CONTAINERID="$pod" \
-      CNI_NETNS="/run/netns/$pod" CNI_IFNAME=eth0 CNI_PATH="$WORK/bin:/usr/lib/cni" "$WORK/bin/weft"
-}
-
-say "namespaces: host $HOST, pods ${PODS[*]}"
-for ns in "$HOST" "${PODS[@]}"; do ip netns add "$ns"; ip -n "$ns" link set lo up; done
-
-say "weft agent in $HOST (pod CIDR $POD_CIDR)"
-# nsenter execs node in place, so $! is the agent's own PID.
-nsenter --net="/run/netns/$HOST" -- node dist/cli/main.js agent --node demo --store local --state-dir "$WORK/state" \
-  --socket "$SOCK" --pod-cidr "$POD_CIDR" >"$WORK/agent.log" 2>&1 &
-AGENT_PID=$!
-for _ in $(seq 100); do
-  bin/weft ipam check --socket "$SOCK" >/dev/null 2>&1 && break
-  kill -0 "$AGENT_PID" 2>/dev/null || { echo "agent exited:"; tail -5 "$WORK/agent.log"; exit 1; }
-  sleep 0.1
+say "apply examples/demo.yaml (namespaces shop and ops, four pods)"
+$weft apply -f examples/demo.yaml
+for _ in $(seq 1 100); do
+  pending=$($weft get pods -A -o json | jq '[.items[] | select(.status.phase != "Running")] | length')
+  [ "$pending" = 0 ] && break
+  sleep 0.2
 done
-echo "agent pid $AGENT_PID, socket $SOCK"
+$weft get pods -A -o wide
 
-say "weft install-cni"
-bin/weft install-cni --bin-dir "$WORK/bin" --conf-dir "$WORK/net.d" --socket "$SOCK"
-jq -c . "$WORK/net.d/10-weft.conflist"
+say "status"
+$weft status
 
-say "CNI ADD for both pods (the real plugin, as a runtime calls it)"
-declare -A ip
-for pod in "${PODS[@]}"; do
-  result=$(cni ADD "$pod")
-  added+=("$pod")
-  ip[$pod]=$(jq -r '.ips[0].address' <<<"$result")
-  echo "$pod: ${ip[$pod]}"
-done
+say "connectivity matrix, TCP port 80 (every pod to every pod)"
+$weft lab matrix --port 80
 
-for pod in "${PODS[@]}"; do
-  say "ip -br addr / ip route inside $pod"
-  in_ns "$pod" ip -br addr
-  in_ns "$pod" ip route
-done
+say "apply examples/db-policy.yaml: only shop/api may reach shop/db"
+$weft apply -f examples/db-policy.yaml
+sleep 0.5
+$weft lab matrix --port 80 --timeout-ms 500
 
-a=${PODS[0]} b=${PODS[1]}
-say "ping from $a to $b (${ip[$b]%/*})"
-in_ns "$a" busybox ping -c 3 -W 2 "${ip[$b]%/*}"
+say "why? weft explain shop/web shop/db --port 80"
+$weft explain shop/web shop/db --port 80 || true
 
-say "weft ipam check"
-bin/weft ipam check --socket "$SOCK"
+cat <<'TXT'
 
-say "CNI DEL for both pods"
-for pod in "${PODS[@]}"; do cni DEL "$pod" && echo "$pod: deleted"; done
-added=()
-bin/weft ipam check --socket "$SOCK"
+The lab is still up. Things to try:
+  bin/weft get pods -A -o wide            bin/weft get nodes -o json
+  bin/weft lab probe shop/api shop/db --port 80 -o json
+  bin/weft lab matrix --port 53 --protocol UDP
+  bin/weft lab exec shop/web -- ip route  bin/weft lab exec n1 -- ip route
+  bin/weft policy show --node n1          bin/weft delete netpol db-from-api -n shop
+Tear it all down with:
+  bin/weft lab down
+TXT
