@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 if [ "$(id -u)" != 0 ]; then echo "test: must run as root (tests create network namespaces)" >&2; exit 2; fi
 unset NODE_EXTRA_CA_CERTS
+# A real kube-apiserver for the Kubernetes store and lab tests: built once from Debian's source
+# package and cached outside the repository (~11 minutes the first time on a fresh machine).
+if ! bash scripts/kube-apiserver.sh >/dev/null; then
+  echo "test: could not build kube-apiserver; the Kubernetes store tests will be skipped" >&2
+fi
 if (($#)); then files=("$@"); else mapfile -t files < <(find dist -name '*.test.js' | sort); fi
 # One file at a time: the kernel suites each make their own namespaces and agents; running them
 # side by side on 2 cores only makes timings noisy.
