@@ -52,7 +52,8 @@ async function ipj(ns: TestNetns, args: string[]): Promise<unknown> {
 
 /**
  * Waits for the kernel's link watcher, which sets a new veth's operational state a moment after
- * carrier comes on (asynchronously: reading right after wiring can still show NO-CARRIER).
+ * carrier comes on: IprouteKernel's ADD can return before that (reading right after it can still
+ * show NO-CARRIER). NetlinkKernel's cannot; concurrency.test.ts checks that.
  */
 async function settled(ns: TestNetns): Promise<void> {
   for (let i = 0; i < 200; i++) {
