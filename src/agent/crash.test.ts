@@ -107,7 +107,8 @@ test("kill -9 during a burst of ADDs, restart, DEL all: no address given twice, 
   const host = await createNetns("host");
   let agent = await startTestAgent({ netns: host.path, podCidr: "10.72.0.0/24,fd72::/64" });
   try {
-    const N = 60;
+    // Enough ADDs that some are still mid-way when the kill comes, also with the ~2 ms netlink kernel.
+    const N = 120;
     const nss = await Promise.all(Array.from({ length: N }, () => createNetns("pod")));
     const ids = nss.map(() => cid());
     // Fire all ADDs; kill the agent once a few have answered, so others are mid-way.
@@ -115,13 +116,13 @@ test("kill -9 during a burst of ADDs, restart, DEL all: no address given twice, 
     let killed: Promise<unknown> | undefined;
     const outcomes = await Promise.all(nss.map((ns, i) =>
       agent.request(addReq(ids[i], ns)).then(
-        (r) => { if (++answered === 8) killed = agent.kill("SIGKILL"); return r; },
+        (r) => { if (++answered === 3) killed = agent.kill("SIGKILL"); return r; },
         () => null, // connection dropped by the kill
       )));
     await killed;
     const succeeded = outcomes.map((r, i) => (r?.ok ? i : -1)).filter((i) => i >= 0);
     const unanswered = outcomes.map((r, i) => (r === null || !r.ok ? i : -1)).filter((i) => i >= 0);
-    assert.ok(succeeded.length >= 8, `some ADDs finished before the kill (${succeeded.length})`);
+    assert.ok(succeeded.length >= 3, `some ADDs finished before the kill (${succeeded.length})`);
     assert.ok(unanswered.length > 0, "the kill interrupted some ADDs");
 
     agent = await agent.restart();
