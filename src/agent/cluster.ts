@@ -161,7 +161,7 @@ export class Membership {
         this.lastStoreError = s.error.message;
         log.error({ err: s.error.message }, "node lease lost: the datapath stays as it is; ADDs are refused until it is back");
       } else {
-        void this.restored(s.node);
+        this.restored(s.node).catch((e: unknown) => log.error({ err: String(e) }, "could not take up the re-established lease"));
       }
     });
     let firstSyncChanges = 0;

@@ -49,7 +49,7 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
 interface AgentFlags {
   node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
   etcdEndpoints?: string; kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
-  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog: boolean;
+  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean;
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
@@ -97,7 +97,7 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
     ...(leaseTtl !== undefined ? { leaseTtlSeconds: leaseTtl } : {}),
     ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
-    ...(o.denyLog === false ? { denyLog: false } : {}),
+    denyLog: o.denyLog === true,
   };
 }
 
@@ -118,10 +118,17 @@ export function registerAgent(program: Command): void {
     .option("--lease-ttl <seconds>", "node lease TTL: a stopped node disappears from its peers this long after (default 15)")
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
-    .option("--no-deny-log", "do not log connections denied by network policy (the log needs tcpdump)")
+    .option("--deny-log", "log connections denied by network policy (runs tcpdump on NFLOG group 100; default off)")
     .action(async (o: AgentFlags) => {
       const cfg = agentConfigFromFlags(o);
       const log = makeLogger();
+      // A crash says why in the agent's own log format (the process supervisor restarts it).
+      const crash = (kind: string) => (e: unknown) => {
+        log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, kind);
+        process.exit(1);
+      };
+      process.on("uncaughtException", crash("uncaught exception"));
+      process.on("unhandledRejection", crash("unhandled rejection"));
       let agent: Awaited<ReturnType<typeof startAgent>>;
       try {
         agent = await startAgent(cfg, log);

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parsePool } from "./addr.js";
+import Database from "better-sqlite3";
 import { IpamStore } from "./store.js";
 
 function withDir(fn: (dir: string) => void): void {
@@ -63,4 +64,32 @@ test("delegated addresses are recorded as given and may not collide with an allo
   assert.throws(() => s.reserve({ ...req("x"), pools: null, delegated: [{ family: 4, address: a.addresses[0].address, prefix: 32 }] }), /already in use/);
   assert.equal(s.get({ network: "n", containerId: "x", ifname: "eth0" }), undefined);
   s.close();
+}));
+
+test("a state dir from before pod names were recorded opens, keeps its pods, and records names from now on", () => withDir((dir) => {
+  // The schema as the first agent wrote it (no pod_namespace / pod_name columns).
+  const old = new Database(join(dir, "ipam.db"));
+  old.exec(`
+    CREATE TABLE attachments (
+      network TEXT NOT NULL, container_id TEXT NOT NULL, ifname TEXT NOT NULL,
+      netns TEXT NOT NULL, host_if TEXT NOT NULL UNIQUE,
+      state TEXT NOT NULL CHECK (state IN ('adding', 'ready')),
+      delegated INTEGER NOT NULL, mtu INTEGER NOT NULL, host_mac TEXT NOT NULL, pod_mac TEXT NOT NULL,
+      default_routes TEXT NOT NULL DEFAULT '',
+      created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+      PRIMARY KEY (network, container_id, ifname)
+    );
+    INSERT INTO attachments (network, container_id, ifname, netns, host_if, state, delegated, mtu, host_mac, pod_mac, default_routes)
+      VALUES ('n', 'old', 'eth0', '/run/netns/old', 'wf000000000aa', 'ready', 0, 1500, '02:00:00:00:00:01', '02:00:00:00:00:02', '4');`);
+  old.close();
+  const s = new IpamStore(dir);
+  const before = s.get({ network: "n", containerId: "old", ifname: "eth0" });
+  assert.equal(before?.state, "ready");
+  assert.equal(before?.pod, undefined);
+  const a = s.reserve({ ...req("b"), pod: { namespace: "default", name: "web-1" } });
+  assert.deepEqual(s.get(a)?.pod, { namespace: "default", name: "web-1" });
+  s.close();
+  const again = new IpamStore(dir);
+  assert.deepEqual(again.list().map((r) => r.pod?.name ?? null), [null, "web-1"]);
+  again.close();
 }));

@@ -102,7 +102,7 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
           stderr = "";
           child = spawn("nsenter", [`--net=${node.netns}`, "--", process.execPath, AGENT_CLI, "agent", "--node", node.name,
             "--store", "etcd", "--etcd-endpoints", endpoint, "--state-dir", join(dir, `state${i}`), "--socket", socket,
-            "--lease-ttl", "2", "--subnet-grace", "60", "--resync-interval", "1", "--no-deny-log", ...(spec.agentArgs ?? [])],
+            "--lease-ttl", "2", "--subnet-grace", "60", "--resync-interval", "1", ...(spec.agentArgs ?? [])],
           { stdio: ["ignore", "ignore", "pipe"], env });
           children.add(child);
           child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
