@@ -122,6 +122,9 @@ export class IprouteKernel implements PodKernel {
     for (const r of w.extraRoutes) {
       p.push(`route add ${v.cidr(r.dst)} via ${r.family === 4 ? GATEWAY_V4 : GATEWAY_V6} dev ${pod}${r.family === 4 ? " onlink" : ""}`);
     }
+    // Reading a link back makes the kernel (6.8+) apply its pending carrier change now; without
+    // it ADD can return while the veth is not yet operationally up and drops the first packets.
+    p.push(`link show dev ${pod}`);
     // -force runs every line and reports each failure as "<message>\nCommand failed -:N", so an
     // existing default route (the pod's other interface has one) can be told from real errors.
     const argv = ["ip", "-force", "-batch", "-"];
@@ -135,6 +138,7 @@ export class IprouteKernel implements PodKernel {
       }
       for (const f of failures) set.delete(defaults.get(f.line)!);
     }
+    await run(["ip", "link", "show", "dev", host]); // the host end's carrier likewise
     return { defaultRoutes: [...set] };
   }
 
