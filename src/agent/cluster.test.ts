@@ -193,7 +193,7 @@ describe("cluster mode over etcd, host-gw, policy", () => {
     assert.equal(s.healthy, false);
   });
 
-  test("default deny: a new pod sends and receives nothing before its ADD returns, nor after", async () => {
+  test("default deny: a new pod sends and receives nothing before its ADD returns, nor after, nor across an agent restart", async () => {
     const o = c.store.objects;
     await o.apply({ apiVersion: "v1", kind: "Namespace", metadata: { name: "secure" } });
     await o.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: "victim", namespace: "secure", labels: { app: "v" } }, spec: { nodeName: "node0", containers: [{ name: "c", image: "busybox" }] } });
@@ -231,6 +231,14 @@ describe("cluster mode over etcd, host-gw, policy", () => {
       await sleep(1500);
       assert.equal(inVictim.out().replace("ready\n", ""), "", "the pod received nothing");
       assert.ok(!inSrc.out().includes(victimIp), "nothing the pod sent arrived");
+      // The node's agent killed and restarted: the rules stay in force throughout (adopted, not rebuilt from empty).
+      await c.agents[0].kill("SIGKILL");
+      await sleep(500);
+      await c.agents[0].start();
+      await sleep(1000);
+      assert.equal(inVictim.out().replace("ready\n", ""), "", "nothing received across an agent restart");
+      assert.ok(!inSrc.out().includes(victimIp), "nothing sent across an agent restart");
+      assert.equal(c.agents[0].lines().find((l) => l.msg === "policy ruleset applied")?.adopted, true, "the restarted agent adopted the table");
       // Control: without the policy the same probes get through (they would have seen a leak).
       await o.delete({ kind: "NetworkPolicy", namespace: "secure", name: "deny-all" });
       await waitFor("traffic once the policy is gone", async () => inVictim.out().replace("ready\n", "") !== "" && inSrc.out().includes(victimIp));
