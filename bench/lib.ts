@@ -112,3 +112,140 @@ export function writeSection(docPath: string, name: string, body: string): void 
   const next = i >= 0 && j > i ? doc.slice(0, i) + block + doc.slice(j + end.length) : `${doc.trimEnd()}\n\n${block}\n`;
   writeFileSync(docPath, next);
 }
+
+// ---- Lab-based benchmarks: a private lab, processes in its namespaces, iperf3 -----------------
+import { readState, type LabState } from "../src/lab/state.js";
+import { findPod } from "../src/lab/probe.js";
+import type { LabPod } from "../src/lab/pods-state.js";
+import type { ChildProcess } from "node:child_process";
+
+export const repoRoot = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+export const benchArg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+};
+export const benchList = (name: string, dflt: string[]): string[] => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1].split(",").filter(Boolean) : dflt;
+};
+export const progress = (bench: string, line: string): void => {
+  process.stderr.write(`[${new Date().toISOString().slice(11, 19)}] ${bench}: ${line}\n`);
+};
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export const today = (): string => new Date().toISOString().slice(0, 16).replace("T", " ") + " UTC";
+
+/** A lab of its own (WEFT_LAB_ID/WEFT_LAB_DIR), driven through bin/weft as a user would. */
+export class BenchLab {
+  readonly id: string;
+  readonly dir: string;
+  readonly env: NodeJS.ProcessEnv;
+  constructor(prefix = "wb-lab") {
+    this.id = `${prefix}-${Math.random().toString(36).slice(2, 6)}`;
+    this.dir = `/run/${this.id}`;
+    this.env = { ...process.env, WEFT_LAB_ID: this.id, WEFT_LAB_DIR: this.dir };
+    delete this.env.NODE_EXTRA_CA_CERTS;
+  }
+
+  /** Runs `bin/weft ARGS` against this lab; throws with its output when it fails. */
+  async weft(args: string[], input = ""): Promise<Timed> {
+    const r = await timeCommand([process.execPath, `${repoRoot}/bin/weft`, ...args], this.env, input);
+    if (r.code !== 0) throw new Error(`weft ${args.join(" ")} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-600)}`);
+    return r;
+  }
+
+  async up(nodes: number, backend: string): Promise<void> {
+    await this.weft(["lab", "up", "--nodes", String(nodes), "--backend", backend]);
+  }
+
+  async down(): Promise<void> {
+    await timeCommand([process.execPath, `${repoRoot}/bin/weft`, "lab", "down"], this.env, "");
+  }
+
+  state(): LabState {
+    const s = readState(`${this.dir}/state.json`);
+    if (!s) throw new Error(`lab ${this.id}: no state file`);
+    return s;
+  }
+
+  nodeNetns(node: string): string {
+    const n = this.state().nodes.find((x) => x.name === node);
+    if (!n) throw new Error(`lab ${this.id}: no node ${node}`);
+    return `/run/netns/${n.netns}`;
+  }
+
+  pod(ref: string): LabPod {
+    return findPod(this.state(), ref);
+  }
+
+  /** Applies objects (one List through `weft apply -f -`) and waits until every Pod in it runs. */
+  async apply(items: object[], waitPods = true, timeoutMs = 120_000): Promise<number> {
+    const t0 = Date.now();
+    await this.weft(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+    const ms = Date.now() - t0;
+    const pods = items.filter((o) => (o as { kind?: string }).kind === "Pod") as { metadata: { name: string; namespace?: string } }[];
+    while (waitPods && pods.length) {
+      const pending = pods.filter((p) => {
+        try { this.pod(`${p.metadata.namespace ?? "default"}/${p.metadata.name}`); return false; } catch { return true; }
+      });
+      if (pending.length === 0) break;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`pods not running after ${timeoutMs} ms: ${pending.map((p) => p.metadata.name).join(", ")}`);
+      await sleep(200);
+    }
+    return ms;
+  }
+}
+
+/** A Pod manifest for the lab kubelet. */
+export function podManifest(name: string, node: string | undefined, labels: Record<string, string>, ns = "default", ports: number[] = [80]): object {
+  return { apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns, labels },
+    spec: { ...(node ? { nodeName: node } : {}), containers: [{ name: "c", image: "busybox", ports: ports.map((p) => ({ containerPort: p })) }] } };
+}
+
+/** Starts a process inside a network namespace (path /run/netns/X) via nsenter. */
+export function spawnIn(netnsPath: string, argv: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
+  return spawn("nsenter", [`--net=${netnsPath}`, "--", ...argv], { stdio: ["ignore", "pipe", "pipe"], env });
+}
+
+export function stopChild(c: ChildProcess): void {
+  if (c.exitCode === null && c.signalCode === null && c.pid) {
+    try { process.kill(c.pid, "SIGTERM"); } catch { /* already gone */ }
+  }
+}
+
+let iperfPort = 5301;
+/**
+ * iperf3 TCP throughput in Gbit/s (receiver side) from the client namespace to `addr`, served by
+ * a one-off iperf3 server in the server namespace (ended by PID afterwards).
+ */
+export async function iperf(serverNs: string, clientNs: string, addr: string, streams: number, seconds: number): Promise<number> {
+  const port = iperfPort++;
+  if (iperfPort > 5399) iperfPort = 5301;
+  const server = spawnIn(serverNs, ["iperf3", "-s", "-1", "-p", String(port)]);
+  try {
+    for (let attempt = 0; ; attempt++) {
+      await sleep(attempt === 0 ? 150 : 300);
+      const r = await timeCommand(["nsenter", `--net=${clientNs}`, "--", "iperf3", "-c", addr, "-p", String(port), "-P", String(streams),
+        "-t", String(seconds), "-J"], process.env, "");
+      let j: { error?: string; end?: { sum_received?: { bits_per_second: number } } } = {};
+      try { j = JSON.parse(r.stdout); } catch { /* not JSON: retried below */ }
+      const bps = j.end?.sum_received?.bits_per_second;
+      if (r.code === 0 && bps) return bps / 1e9;
+      if (attempt >= 10) throw new Error(`iperf3 to ${addr}:${port} failed: ${j.error ?? r.stderr.trim()}`);
+    }
+  } finally {
+    stopChild(server);
+  }
+}
+
+/** VmRSS of a process in MB, from /proc/PID/status (NaN when it is gone). */
+export function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+export const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
+export const verdict = (ok: boolean): string => (ok ? "met" : "**not met**");
