@@ -250,3 +250,27 @@ describe("cluster mode over etcd, host-gw, policy", () => {
     }
   });
 });
+
+describe("cluster mode over a three-member etcd", () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await startCluster({ settings: { clusterCIDRs: ["10.95.0.0/16"], backend: "vxlan" }, subnets: [0, 0], etcdMembers: 3 });
+  });
+  after(async () => { await c?.destroy(); });
+
+  test("killing one etcd member changes nothing users see: ADD works, pods ping, status answers", async () => {
+    const a = (await c.addPod(0)).pod!;
+    await c.etcd.members[0].kill();
+    const t0 = Date.now();
+    const b = await c.addPod(1);
+    assert.ok(b.res.ok, JSON.stringify(b.res));
+    assert.ok(Date.now() - t0 < 20_000);
+    assert.ok(await reaches(a, b.pod!.ips[0]));
+    assert.ok(await reaches(b.pod!, a.ips[0]));
+    const r = await c.cli(["status", "-o", "json", "--store", "etcd", "--etcd-endpoints", c.etcd.endpoints.slice(1).join(",")]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual((JSON.parse(r.stdout) as ClusterStatus).nodes.map((n) => n.ready), [true, true]);
+    const second = await c.addPod(0);
+    assert.ok(second.res.ok, JSON.stringify(second.res));
+  });
+});

@@ -56,6 +56,8 @@ export interface ClusterSpec {
   /** Underlay subnet of each node (see buildTopology). */
   subnets: number[];
   agentArgs?: string[];
+  /** etcd members (default 1). */
+  etcdMembers?: 1 | 3;
 }
 
 export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
@@ -77,15 +79,19 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
   const onExit = () => { for (const c of children) try { c.kill("SIGKILL"); } catch { /* gone */ } };
   process.once("exit", onExit);
   try {
-    etcd = await startEtcd({ members: 1 });
+    etcd = await startEtcd({ members: spec.etcdMembers ?? 1 });
     store = openStore({ kind: "etcd", endpoints: etcd.endpoints });
     await store.initCluster(spec.settings);
-    // Node namespaces have their own loopback: they reach etcd through a unix socket (a file).
-    const sock = join(dir, "etcd.sock");
-    const bridge = spawn("socat", [`UNIX-LISTEN:${sock},fork,mode=600`, `TCP:127.0.0.1:${new URL(etcd.endpoints[0]).port}`], { stdio: "ignore" });
-    children.add(bridge);
-    for (let i = 0; i < 100 && !existsSync(sock); i++) await sleep(20);
-    const endpoint = `unix://${sock}`;
+    // Node namespaces have their own loopback: they reach each etcd member through a unix socket (a file).
+    const socks: string[] = [];
+    for (const [i, ep] of etcd.endpoints.entries()) {
+      const sock = join(dir, `etcd${i}.sock`);
+      const bridge = spawn("socat", [`UNIX-LISTEN:${sock},fork,mode=600`, `TCP:127.0.0.1:${new URL(ep).port}`], { stdio: "ignore" });
+      children.add(bridge);
+      for (let k = 0; k < 100 && !existsSync(sock); k++) await sleep(20);
+      socks.push(`unix://${sock}`);
+    }
+    const endpoint = socks.join(",");
     topo = await buildTopology({ subnets: spec.subnets, podFamilies: [4] });
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
