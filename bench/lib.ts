@@ -154,12 +154,24 @@ export class BenchLab {
   }
 
   async up(nodes: number, backend: string): Promise<void> {
+    BenchLab.live.add(this);
+    if (!BenchLab.hooked) {
+      // Ctrl-C or a crash still removes the labs this run made.
+      BenchLab.hooked = true;
+      const bail = (code: number) => void Promise.all([...BenchLab.live].map((l) => l.down())).finally(() => process.exit(code));
+      process.once("SIGINT", () => bail(130));
+      process.once("SIGTERM", () => bail(143));
+      process.once("uncaughtException", (e) => { process.stderr.write(`${e.stack ?? e.message}\n`); bail(1); });
+    }
     await this.weft(["lab", "up", "--nodes", String(nodes), "--backend", backend]);
   }
 
   async down(): Promise<void> {
-    await timeCommand([process.execPath, `${repoRoot}/bin/weft`, "lab", "down"], this.env, "");
+    await capture([process.execPath, `${repoRoot}/bin/weft`, "lab", "down"], this.env);
+    BenchLab.live.delete(this);
   }
+  private static live = new Set<BenchLab>();
+  private static hooked = false;
 
   state(): LabState {
     const s = readState(`${this.dir}/state.json`);
@@ -224,8 +236,8 @@ export async function iperf(serverNs: string, clientNs: string, addr: string, st
   try {
     for (let attempt = 0; ; attempt++) {
       await sleep(attempt === 0 ? 150 : 300);
-      const r = await timeCommand(["nsenter", `--net=${clientNs}`, "--", "iperf3", "-c", addr, "-p", String(port), "-P", String(streams),
-        "-t", String(seconds), "-J"], process.env, "");
+      const r = await capture(["nsenter", `--net=${clientNs}`, "--", "iperf3", "-c", addr, "-p", String(port), "-P", String(streams),
+        "-t", String(seconds), "-J"]);
       let j: { error?: string; end?: { sum_received?: { bits_per_second: number } } } = {};
       try { j = JSON.parse(r.stdout); } catch { /* not JSON: retried below */ }
       const bps = j.end?.sum_received?.bits_per_second;
@@ -249,3 +261,17 @@ export function rssMb(pid: number): number {
 
 export const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
 export const verdict = (ok: boolean): string => (ok ? "met" : "**not met**");
+
+/** Like timeCommand, with no stdin (nothing to write, so no EPIPE when the child exits first). */
+export function capture(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<Timed> {
+  return new Promise((resolve) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn(argv[0], argv.slice(1), { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    child.on("error", (e) => (stderr += e.message));
+    child.on("close", (code) => resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, code: code ?? 1, stdout, stderr }));
+  });
+}
