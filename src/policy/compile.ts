@@ -81,6 +81,17 @@ function activePods(pods: readonly Pod[], local: readonly LocalPod[]): PodInfo[]
   return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
+/**
+ * Whether a pod with these labels in this namespace is isolated (ingress or egress) by any of the
+ * policies: the same selection compile() makes, for one pod, without compiling anything. A pod
+ * without an object has no labels (as in compile()).
+ */
+export function podIsolated(namespace: string, labels: Readonly<Record<string, string>>, policies: readonly NetworkPolicy[]): boolean {
+  return policies.some(
+    (np) => (np.metadata.namespace ?? "default") === namespace && selectorMatches(np.spec.podSelector ?? {}, labels) && effectivePolicyTypes(np).length > 0,
+  );
+}
+
 const policyRef = (np: NetworkPolicy): PolicyRef => ({ namespace: np.metadata.namespace ?? "default", name: np.metadata.name });
 const refKey = (r: PolicyRef) => podKey(r.namespace, r.name);
 

@@ -4,7 +4,7 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
+import { createNetns, ping, removeAllNetns, type TestNetns } from "../testlib/netns.js";
 import { compile } from "./compile.js";
 import { parseCounters, renderDelete, renderElementUpdate, renderRuleset } from "./nft.js";
 import type { LocalPod } from "./model.js";
@@ -189,4 +189,60 @@ test("rendered ruleset loads in nft 1.0.6, enforces the model, and takes element
   await node.exec(["nft", "-f", "-"], { input: renderDelete() });
   assert.equal((await node.status(["nft", "list", "table", "inet", "weft"])).code !== 0, true);
   assert.ok(await connects(ya, xa, 80), "no table, no policy");
+});
+
+test("anti-spoofing by reverse path: a pod cannot send as another pod or a made-up address; its own and link-local sources pass; other nodes' pods are untouched", { skip: !root && "needs root to create network namespaces" }, async () => {
+  const node = await createNetns("ps");
+  await node.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  await node.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+  const mk = (name: string, i: number): TestPod => ({ ns: "z", name, v4: `10.244.5.${i}`, v6: `fd00:10:244:5::${i}`, ifname: `wfz${name}`, labels: {} });
+  const [sa, sb, sc] = [mk("a", 1), mk("b", 2), mk("c", 3)];
+  for (const p of [sa, sb, sc]) await wirePod(node, p);
+  // Another node's pod, reached over an underlay link that is not a pod veth.
+  const remote = await createNetns("pr");
+  await node.exec(["ip", "link", "add", "ul0", "type", "veth", "peer", "name", "ul0", "netns", remote.name]);
+  await node.exec(["ip", "link", "set", "ul0", "up"]);
+  await node.exec(["ip", "addr", "add", "192.168.77.1/24", "dev", "ul0"]);
+  await node.exec(["ip", "route", "add", "10.244.6.0/24", "via", "192.168.77.2"]);
+  await remote.exec(["ip", "link", "set", "ul0", "up"]);
+  await remote.exec(["ip", "addr", "add", "192.168.77.2/24", "dev", "ul0"]);
+  await remote.exec(["ip", "addr", "add", "10.244.6.1/32", "dev", "lo"]);
+  await remote.exec(["ip", "link", "set", "lo", "up"]);
+  await remote.exec(["ip", "route", "add", "10.244.5.0/24", "via", "192.168.77.1"]);
+  const far: TestPod = { ns: "w", name: "far", v4: "10.244.6.1", v6: "fd00:10:244:6::1", ifname: "ul0", labels: {}, netns: remote };
+
+  // No policy at all: the anti-spoofing rule is the whole table, and it has no per-pod elements.
+  const pods: Pod[] = [sa, sb, sc].map((p) => ({ metadata: { name: p.name, namespace: p.ns }, spec: { nodeName: "node1", containers: [{ name: "c" }] }, status: { phase: "Running", podIPs: [{ ip: p.v4 }, { ip: p.v6 }] } }));
+  const m = compile({ namespaces, pods, policies: [], node: "node1", local: [sa, sb, sc].map((p) => ({ namespace: p.ns, name: p.name, ifname: p.ifname, ips: [p.v4, p.v6] })) });
+  const script = renderRuleset(m);
+  assert.doesNotMatch(script, /wfz/, "no pod interface appears in the ruleset");
+  await node.exec(["nft", "-f", "-"], { input: script });
+  serve(sb, 80);
+  await waitListening(sb, 80);
+
+  assert.ok(await connects(sa, sb, 80), "a -> b from a's own IPv4 address");
+  assert.ok(await connects(sa, sb, 80, 6), "a -> b from a's own IPv6 address (NDP with the gateway works)");
+  assert.ok(await ping(sa.netns!, "fe80::1%eth0"), "a's link-local source reaches its gateway (fe80::/64 on the veth)");
+  assert.ok(await connects(far, sb, 80), "a pod on another node (in over the underlay, not a pod veth) reaches b");
+  assert.equal(await counter(node, "spoofed"), 0, "nothing legitimate was counted as spoofed");
+
+  // a takes c's addresses, a made-up one and a remote pod's, and sends from them.
+  await sa.netns!.exec(["ip", "addr", "add", `${sc.v4}/32`, "dev", "eth0"]);
+  await sa.netns!.exec(["ip", "-6", "addr", "add", `${sc.v6}/128`, "dev", "eth0", "nodad"]);
+  await sa.netns!.exec(["ip", "addr", "add", "10.9.9.9/32", "dev", "eth0"]);
+  await sa.netns!.exec(["ip", "addr", "add", `${far.v4}/32`, "dev", "eth0"]);
+  for (const [bind, fam, what] of [[sc.v4, 4, "c's IPv4"], [`[${sc.v6}]`, 6, "c's IPv6"], ["10.9.9.9", 4, "a made-up address"], [far.v4, 4, "a remote pod's address"]] as const) {
+    const before = await counter(node, "spoofed");
+    assert.equal(await connects(sa, sb, 80, fam, bind), false, `a sending as ${what} is dropped`);
+    assert.ok((await counter(node, "spoofed")) > before, `the spoofed counter counted a sending as ${what}`);
+  }
+  // The same spoofed packets pass without the table: the drops above were the rule's.
+  await node.exec(["nft", "-f", "-"], { input: renderDelete() });
+  const seen = spawn("nsenter", [`--net=${sb.netns!.path}`, "--", "tcpdump", "-n", "-l", "-c", "1", "-i", "eth0", `src host ${sc.v4} and tcp dst port 80`], { stdio: ["ignore", "pipe", "ignore"] });
+  servers.push(seen);
+  const got = new Promise<string>((res) => { let out = ""; seen.stdout!.setEncoding("utf8").on("data", (d: string) => (out += d)); seen.on("close", () => res(out)); });
+  await new Promise((r) => setTimeout(r, 500));
+  await connects(sa, sb, 80, 4, sc.v4);
+  const line = await Promise.race([got, new Promise<string>((r) => setTimeout(() => r(""), 3000))]);
+  assert.match(line, new RegExp(`${sc.v4.replace(/\./g, "\\.")}\\.\\d+ > ${sb.v4.replace(/\./g, "\\.")}\\.80`), "without the rule, a's spoofed SYN reaches b");
 });

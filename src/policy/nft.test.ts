@@ -34,9 +34,10 @@ test("the script replaces the table atomically and names counters per policy rul
   assert.ok(s.includes(`${podAddr("x", "a")} : jump ${xa.ingress.group}`));
   assert.ok(s.includes(`${podAddr("x", "a", 6)} : jump ${xa.egress.group}`));
   assert.ok(!s.includes(`${podAddr("x", "c")} : jump`));
-  // Anti-spoofing: each local veth with exactly its own addresses.
-  assert.ok(s.includes(`"${xa.ifname}" . ${podAddr("x", "a")}`));
-  assert.ok(s.includes(`"${xa.ifname}" . ${podAddr("x", "a", 6)}`));
+  // Anti-spoofing: one reverse-path rule for all pod veths, no per-pod elements.
+  assert.match(s, /chain spoof_hook \{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\tiifname "wf\*" jump spoof_check/);
+  assert.match(s, /ip6 saddr \{ ::, fe80::\/10 \} return\n\t\tfib saddr \. iif oif missing counter name "spoofed" drop/);
+  assert.ok(!s.includes(xa.ifname), "no per-pod interface elements");
   // ipBlock except: two ranges around the hole.
   assert.ok(s.includes("elements = { 10.0.0.0-10.244.2.255, 10.244.4.0-10.255.255.255 }"));
   const opts = renderRuleset(m, { table: "t2", podIfPrefix: "veth", nflogGroup: 7, logRatePerSecond: 3 });
@@ -68,14 +69,21 @@ test("pod churn and label changes are element updates; policy changes need a ful
   assert.match(del, /delete element inet weft n_[0-9a-f]+_4 \{ 10\.244\.2\.2 \. udp \. 81 \}/);
   assert.doesNotMatch(del, /add element/);
 
-  // A new local pod selected by the same policy reuses the group chain: map and anti-spoof elements only.
+  // A new local pod selected by the same policy reuses the group chain: its map elements only.
   const more = [...pods()];
   const extra = structuredClone(more.find((p) => p.metadata.namespace === "x" && p.metadata.name === "a")!);
   extra.metadata.name = "a2";
   extra.status = { phase: "Running", podIPs: [{ ip: "10.244.1.9" }] };
   const added = renderElementUpdate(before, modelFor(more.concat(extra), [fromYb]))!;
-  assert.match(added, /add element inet weft src_4 \{ "wf[0-9a-f]+" \. 10\.244\.1\.9 \}/);
   assert.match(added, /add element inet weft vi_4 \{ 10\.244\.1\.9 : jump gi_[0-9a-f]+ \}/);
+  assert.doesNotMatch(added, /src_/);
+
+  // A new local pod no policy selects (in no peer set, no named ports) changes nothing in the kernel.
+  const free = structuredClone(more.find((p) => p.metadata.namespace === "x" && p.metadata.name === "c")!);
+  free.metadata.name = "c2";
+  for (const c of free.spec.containers) delete c.ports;
+  free.status = { phase: "Running", podIPs: [{ ip: "10.244.1.10" }] };
+  assert.equal(renderElementUpdate(before, modelFor(more.concat(free), [fromYb])), "");
 
   // A changed policy changes rules: no incremental update.
   const changed = policy("x", "from-yb", { ...fromYb.spec, ingress: [{ ports: [{ port: 81 }] }] });

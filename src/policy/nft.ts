@@ -5,7 +5,9 @@
 //     of element deletes and adds, so rules and counters stay as they are.
 //
 // Layout (all verdicts stay in nftables; per-packet cost does not grow with the policy count):
-//   prerouting (raw):  packets from a pod veth must carry one of that veth's addresses (anti-spoof)
+//   prerouting (raw):  packets from a pod veth must carry a source the host routes back through
+//                      that same veth (a reverse-path check: each pod address has a host route
+//                      only via its own veth), so anti-spoofing needs no per-pod elements
 //   forward  prio 0:   from a pod veth: established/related accept, invalid drop, then the source
 //                      address' egress group via a verdict map (pods not in the map: not isolated)
 //   forward  prio 10:  to a pod veth: the same for ingress, keyed by destination address.
@@ -79,11 +81,6 @@ function rangeText(r: AddrRange): string {
   return r.first === r.last ? a : `${a}-${formatAddr(r.family, r.last)}`;
 }
 
-function ifnameText(name: string): string {
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new Error(`interface name "${name}" cannot go into an nft set`);
-  return `"${name}"`;
-}
-
 function comment(text: string): string {
   return `comment "${text.replace(/[^A-Za-z0-9_.:/\[\] -]/g, "_").slice(0, 120)}"`;
 }
@@ -145,17 +142,6 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
   const sets: SetDef[] = [];
   const addSet = (name: string, decl: string[], elements: Array<[string, string]>) => sets.push({ name, decl, elements: new Map(elements) });
 
-  for (const f of FAMILIES) {
-    const els: Array<[string, string]> = [];
-    for (const lp of model.localPods) {
-      for (const ip of lp.ips) {
-        if (ip.includes(":") !== (f === 6)) continue;
-        const e = `${ifnameText(lp.ifname)} . ${ip}`;
-        els.push([e, e]);
-      }
-    }
-    addSet(`src_${f}`, [`type ifname . ${addrType(f)}`], els);
-  }
   for (const s of model.podSets) {
     for (const f of FAMILIES) addSet(`${s.id}_${f}`, [`type ${addrType(f)}`], (f === 4 ? s.v4 : s.v6).map((a) => [a, a]));
   }
@@ -189,11 +175,13 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
     {
       name: "spoof_check",
       rules: [
-        "iifname . ip saddr @src_4 return",
-        "iifname . ip6 saddr @src_6 return",
         // Link-local and unspecified sources (NDP, DAD, MLD) never get forwarded off the link.
         "ip6 saddr { ::, fe80::/10 } return",
-        `counter name "spoofed" drop`,
+        // The route back to the source must leave through the veth the packet came in on: a
+        // pod's own addresses are routed only via its veth, any other source (another pod's,
+        // a remote or made-up one) via some other device. Packets from other nodes (VTEP,
+        // underlay) never reach this chain: it is entered only from wf* veths.
+        `fib saddr . iif oif missing counter name "spoofed" drop`,
       ],
     },
     { name: "egress_hook", hook: "type filter hook forward priority 0; policy accept;", rules: [`iifname ${pod} jump pod_egress`] },
