@@ -72,7 +72,7 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
   const report = decodeAgentReport(n.backendData);
   const registered = Date.parse(n.registeredAt);
   const errors = [...(report?.errors ?? [])];
-  for (const [peer, p] of Object.entries(report?.peers ?? {})) for (const e of p.errors) errors.push(`${peer}: ${e}`);
+  for (const [peer, p] of Object.entries(report?.peers ?? {})) for (const e of p.errors) errors.push(e.startsWith(`peer ${peer}`) ? e : `peer ${peer}: ${e}`);
   if (report?.strandedPods) errors.push(`${report.strandedPods} pod(s) have addresses outside this node's pod CIDRs (lost during a store outage): re-create them`);
   return {
     name: n.name,
