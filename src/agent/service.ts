@@ -67,20 +67,13 @@ export function policyIdentity(pod: PodRef | undefined, containerId: string): Po
   return pod ?? { namespace: "_cni", name: containerId };
 }
 
-/**
- * Every ready attachment as the policy controller's local pods. Each interface may source every
- * address its network namespace holds on weft interfaces: a reply from a pod's second interface's
- * address leaves by the interface of its default route (anti-spoofing must let it through).
- */
+/** Every ready attachment as the policy controller's local pods (one per weft interface). */
 export function localPodsOf(records: AttachmentRecord[]): LocalPod[] {
-  const ready = records.filter((r) => r.state === "ready");
-  return ready.map((r) => localPodOf(r, ready));
+  return records.filter((r) => r.state === "ready").map(localPodOf);
 }
 
-function localPodOf(r: AttachmentRecord, all: AttachmentRecord[]): LocalPod {
-  const ips = new Set(r.addresses.map((a) => a.address));
-  for (const o of all) if (o.netns === r.netns) for (const a of o.addresses) ips.add(a.address);
-  return { ...policyIdentity(r.pod, r.containerId), ifname: r.hostIf, ips: [...ips] };
+function localPodOf(r: AttachmentRecord): LocalPod {
+  return { ...policyIdentity(r.pod, r.containerId), ifname: r.hostIf, ips: r.addresses.map((a) => a.address) };
 }
 
 const lockKey = (containerId: string, ifname: string) => `${containerId}\0${ifname}`;
@@ -192,9 +185,7 @@ export class AgentService {
         // first packet already meets them.
         if (this.o.policy) {
           try {
-            const siblings = this.o.store.list().filter((r) => r.netns === rec.netns && r.hostIf !== hostIf && r.state === "ready");
-            await this.o.policy.podAdded(localPodOf(rec, [rec, ...siblings]));
-            for (const sib of siblings) await this.o.policy.podAdded(localPodOf(sib, [rec, ...siblings]));
+            await this.o.policy.podAdded(localPodOf(rec));
           } catch (e) {
             throw new AgentFailure(AgentCode.TryAgainLater, `network policy for the pod could not be applied: ${e instanceof Error ? e.message : String(e)}; try again later`);
           }
@@ -240,10 +231,6 @@ export class AgentService {
       if (rec) this.o.store.release(rec);
       // The veth is gone (no more packets), so its rules can go.
       await this.policyRemoved(hostIf);
-      if (rec && this.o.policy) {
-        const left = this.o.store.list().filter((r) => r.netns === rec.netns && r.state === "ready");
-        for (const sib of left) await this.o.policy.podAdded(localPodOf(sib, left)).catch(() => undefined);
-      }
       if (rec) this.o.onPodsChanged?.();
       this.o.log.info({ containerId: req.containerId, ifname: req.ifname, hostIf, known: !!rec }, "pod deleted");
     });
