@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { BenchLab, barChart, benchArg, benchList, fmt, iperf, machine, podManifest, progress, repoRoot, sleep, summary, capture, today, verdict, writeSection } from "./lib.js";
 import { nftListTable } from "../src/kernel/nft.js";
+import { openStore } from "../src/store/index.js";
+import type { ObjectInput } from "../src/store/types.js";
 
 const B = "policy-cost";
 const LEVELS = benchList("levels", ["0", "1000", "10000"]).map(Number);
@@ -18,6 +20,8 @@ const ROUNDS = benchArg("rounds", 3);
 const PARALLEL = benchArg("parallel", 4);
 const BACKEND = benchList("backend", ["host-gw"])[0];
 const CHUNK = 2000;
+/** How policies are created: "cli" = `weft apply -f -` with one List per CHUNK, "store" = the store API, 16 writes in flight. */
+const CREATE = benchList("create", ["store"])[0];
 
 /** Policy i of the synthetic set: 1 in 200 selects the server, 1 in 200 the client, the rest other pods. */
 function policy(i: number): object {
@@ -99,10 +103,26 @@ async function main(): Promise<void> {
     for (const target of LEVELS) {
       // Create the missing policies through the CLI, CHUNK per `weft apply -f -` (one List each).
       const t0 = Date.now();
-      for (let from = have; from < target; from += CHUNK) {
-        const items = Array.from({ length: Math.min(CHUNK, target - from) }, (_, k) => policy(from + k));
-        await lab.weft(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
-        progress(B, `created ${from + items.length}/${target} policies (${fmt((Date.now() - t0) / 1000, 1)} s)`);
+      if (CREATE === "cli") {
+        for (let from = have; from < target; from += CHUNK) {
+          const items = Array.from({ length: Math.min(CHUNK, target - from) }, (_, k) => policy(from + k));
+          await lab.weft(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+          progress(B, `created ${from + items.length}/${target} policies (${fmt((Date.now() - t0) / 1000, 1)} s)`);
+        }
+      } else if (target > have) {
+        const store = openStore({ kind: "etcd", endpoints: [lab.state().etcd[0].clientUrl] });
+        try {
+          let next = have;
+          await Promise.all(Array.from({ length: 16 }, async () => {
+            while (next < target) {
+              const i = next++;
+              await store.objects.apply(policy(i) as ObjectInput);
+              if ((i + 1) % 1000 === 0) progress(B, `created ${i + 1}/${target} policies (${fmt((Date.now() - t0) / 1000, 1)} s)`);
+            }
+          }));
+        } finally {
+          await store.close();
+        }
       }
       const createMs = target > have ? Date.now() - t0 : 0;
       have = Math.max(have, target);
@@ -136,7 +156,7 @@ ${today()} on ${machine()}. A 2-node lab (${BACKEND}); server pod on n1, client 
 default. At each level that many NetworkPolicies are in the namespace: 1 in 200 selects the server
 and allows the client, 1 in 200 selects the client and allows egress to the server, 1 in 20
 selects the server but allows only other peers and ports (evaluated, never matching), the rest
-select other pods. They are created with \`weft apply -f -\`, ${CHUNK} per List; "programmed" is how
+select other pods. They are created ${CREATE === "cli" ? `with \`weft apply -f -\`, ${CHUNK} per List` : "through the store API (src/store), 16 writes in flight"}; "programmed" is how
 long after that both nodes' nft tables stopped changing. Then, ${ROUNDS} round(s) each (median):
 iperf3, 1 TCP stream, ${SECONDS} s; and new TCP connections per second (connect, then close with RST),
 ${PARALLEL} loops in parallel for ${SECONDS} s, from a Node.js client in the client pod to the server pod's
