@@ -40,7 +40,7 @@ test("a burst of podAdded calls is coalesced into few commits, and every call re
   const early = c.podAdded(localPod(pod(0)));
   await c.start();
   await early;
-  assert.match(await setElements("src_4"), /"wfburst0" \. 10\.244\.9\.1/);
+  assert.match(await setElements("vi_4"), /10\.244\.9\.1 : jump gi_/);
 
   // The pods' objects are written through a second store handle (as `weft apply` in another
   // process would), so the controller's watch learns of them only at its next poll; podAdded
@@ -60,8 +60,7 @@ test("a burst of podAdded calls is coalesced into few commits, and every call re
   const commits = c.stats.fullApplies + c.stats.elementApplies - before;
   assert.ok(commits >= 1 && commits <= 5, `20 concurrent adds took ${commits} commits`);
   assert.equal(c.stats.fullApplies, fullBefore, "pods joining an existing group change set elements, not rules");
-  const src = await setElements("src_4");
-  for (let i = 1; i <= 20; i++) assert.ok(src.includes(`"wfburst${i}" . 10.244.9.${i + 1}`), `pod p${i} admitted past anti-spoofing`);
+  assert.equal(c.stats.immediateAdds, 0, "every pod is isolated: none of the calls resolved without a commit");
   // Every one of them is isolated for ingress (the policy selects app=burst): in the verdict map.
   const vi = await setElements("vi_4");
   for (let i = 1; i <= 20; i++) assert.ok(vi.includes(`10.244.9.${i + 1} : jump gi_`), `pod p${i} jumps to its ingress group`);
@@ -81,20 +80,58 @@ test("a burst of podAdded calls is coalesced into few commits, and every call re
 test("podRemoved takes the pod's entries out; a stale DEL of another interface leaves the pod alone", { skip }, async () => {
   const c = ctrls[0];
   await c.podRemoved({ namespace: "y", name: "p1", ifname: "wfother" });
-  assert.match(await setElements("src_4"), /"wfburst1" \. 10\.244\.9\.2/, "a DEL for another interface keeps the pod");
+  assert.match(await setElements("vi_4"), /10\.244\.9\.2 : jump gi_/, "a DEL for another interface keeps the pod");
   await c.podRemoved({ namespace: "y", name: "p1" });
-  assert.doesNotMatch(await setElements("src_4"), /"wfburst1"/);
   assert.doesNotMatch(await setElements("vi_4"), /10\.244\.9\.2 :/);
+});
+
+test("a pod no policy isolates: podAdded resolves without a commit and its peer-set entry follows; an isolated pod has its rules when podAdded resolves", { skip }, async () => {
+  const c = ctrls[0];
+  const fx = f!;
+  // y's burst pods admit ingress from app=free pods: a free pod's address belongs in a peer set.
+  await fx.apply({ apiVersion: "networking.k8s.io/v1", kind: "NetworkPolicy", metadata: { name: "from-free", namespace: "y" }, spec: { podSelector: { matchLabels: { app: "burst" } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: "free" } } }] }] } });
+  await until(() => c.model()?.policies.some((p) => p.ref.name === "from-free") ?? false, 10_000, "from-free is in force");
+  const free: PodDef = { ns: "y", name: "free", v4: "10.244.9.200", v6: "fd00:10:244:9::200", ifname: "wffree", labels: { app: "free" } };
+  // No status yet (as at a real ADD): its address is known only from the ADD itself.
+  await fx.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: free.name, namespace: free.ns, labels: free.labels }, spec: { nodeName: "node1", containers: [{ name: "c" }] } });
+  await c.synced();
+  const commits = () => c.stats.fullApplies + c.stats.elementApplies;
+  const table = () => fx.node.exec(["nft", "list", "table", "inet", "weft"]);
+  const before = commits();
+  const immediate = c.stats.immediateAdds;
+  await c.podAdded(localPod(free));
+  assert.equal(commits(), before, "podAdded of a pod no policy selects resolved without a transaction");
+  assert.equal(c.stats.immediateAdds, immediate + 1);
+  assert.ok(!(await table()).includes("10.244.9.200"), "when podAdded resolved, nothing about the pod was in the kernel yet");
+  // Promptly, in the background: it joins from-free's peer set (an element update).
+  await until(async () => (await table()).includes("10.244.9.200"), 2000, "the free pod's address joins the peer set in the background");
+  assert.ok(commits() > before);
+  assert.doesNotMatch(await setElements("vi_4"), /10\.244\.9\.200 :/, "the free pod is not isolated");
+
+  // A selected pod: a commit is made for it and its rules are in when podAdded resolves.
+  const sel = pod(80);
+  await fx.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: sel.name, namespace: sel.ns, labels: sel.labels }, spec: { nodeName: "node1", containers: [{ name: "c" }] } });
+  await c.synced();
+  const b2 = commits();
+  const full = c.stats.fullApplies;
+  await c.podAdded(localPod(sel));
+  assert.ok(commits() > b2, "podAdded of an isolated pod waited for a commit");
+  assert.equal(c.stats.fullApplies, full, "joining an existing group is an element update");
+  assert.equal(c.stats.immediateAdds, immediate + 1);
+  assert.match(await setElements("vi_4"), /10\.244\.9\.81 : jump gi_/, "its ingress isolation is in the kernel when podAdded resolves");
 });
 
 test("a table changed behind the controller's back is replaced whole on the next change", { skip }, async () => {
   const c = ctrls[0];
   await f!.node.exec(["nft", "delete", "table", "inet", "weft"]);
+  // The next change must reach the kernel: an isolated pod (its map element cannot be added).
+  await f!.podObject(pod(30));
+  await c.synced();
   const fullBefore = c.stats.fullApplies;
   await c.podAdded(localPod(pod(30)));
   assert.equal(c.stats.fullApplies, fullBefore + 1, "the failed element update fell back to a full replacement");
-  assert.match(await setElements("src_4"), /"wfburst30" \. 10\.244\.9\.31/);
-  assert.match(await setElements("src_4"), /"wfburst2" \. 10\.244\.9\.3/, "everything else is back too");
+  assert.match(await setElements("vi_4"), /10\.244\.9\.31 : jump gi_/);
+  assert.match(await setElements("vi_4"), /10\.244\.9\.3 : jump gi_/, "everything else is back too");
 });
 
 test("a commit that cannot be made rejects podAdded with PolicyApplyError (the ADD fails, the runtime retries)", { skip }, async () => {
@@ -102,6 +139,7 @@ test("a commit that cannot be made rejects podAdded with PolicyApplyError (the A
   const c = new PolicyController({ node: "node1", netns: ns.path, objects: f!.store.objects, localPods: () => [], debounceMs: 5 });
   ctrls.push(c);
   await c.start();
+  await f!.podObject(pod(40)); // app=burst: isolated, so its ADD needs a commit
   await ns.remove(); // the namespace is gone: nft cannot run there any more
   await assert.rejects(c.podAdded(localPod(pod(40))), (e: unknown) => e instanceof PolicyApplyError && /could not be applied/.test(e.message));
   assert.ok(c.stats.failures >= 1);
@@ -114,8 +152,9 @@ test("start() on a namespace with no table yet creates it; stop() leaves it in f
   const c = new PolicyController({ node: "node1", netns: ns.path, objects: f!.store.objects, localPods: () => [localPod(pod(50))], debounceMs: 5 });
   await c.start();
   await c.stop();
-  const t = await ns.exec(["nft", "list", "set", "inet", "weft", "src_4"]);
-  assert.match(t, /"wfburst50" \. 10\.244\.9\.51/);
+  const t = await ns.exec(["nft", "list", "table", "inet", "weft"]);
+  assert.match(t, /fib saddr \. iif oif missing counter name "spoofed" drop/, "the anti-spoofing rule is in");
+  assert.ok(c.model()?.localPods.some((p) => p.name === "p50"), "the committed model has the provider's pod");
   await until(async () => (await ns.status(["nft", "list", "table", "inet", "weft"])).code === 0, 1000, "table stays after stop()");
   await ns.remove();
 });
@@ -156,7 +195,7 @@ test("startPolicyEnforcement: controller, loopback /metrics and deny log in one 
   } finally {
     await pe.stop();
   }
-  assert.match(await ns.exec(["nft", "list", "set", "inet", "weft", "src_4"]), /"wfburst70"/, "rules stay after stop()");
+  assert.match(await ns.exec(["nft", "list", "table", "inet", "weft"]), /fib saddr \. iif oif missing counter name "spoofed" drop/, "rules stay after stop()");
   assert.ok(!lines.some((l) => /will not be logged/.test(l)), `the deny log started: ${lines.join("")}`);
   await ns.remove();
 });

@@ -8,13 +8,17 @@
 //     transaction, counter values carried over.
 //   - start() never flushes: it waits for a complete view of the objects, compiles, and replaces
 //     the table atomically, so rules left by a previous agent stay in force until the new ones are.
-//   - podAdded() resolves once a transaction that includes the pod is committed: the CNI ADD
-//     waits for it, so the pod's first packet already meets its policy (and its anti-spoofing entry).
+//   - podAdded() of a pod some policy isolates resolves once a transaction that includes the pod
+//     is committed (started at once, not debounced): the CNI ADD waits for it, so the pod's first
+//     packet already meets its policy. A pod no policy isolates needs nothing in the kernel
+//     before its first packet (anti-spoofing is one reverse-path rule, no per-pod entry), so its
+//     podAdded() resolves at once; its membership in peer sets follows in the background (until
+//     then others' isolated pods do not admit it: fail-closed, as Kubernetes allows).
 import type { Logger } from "pino";
 import { canonicalAddr } from "../k8s/ipaddr.js";
 import { nftApply, nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
 import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
-import { compile, parseCounters, podKey, renderElementUpdate, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
+import { compile, parseCounters, podIsolated, podKey, renderElementUpdate, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
 import type { ObjectStore } from "../store/types.js";
 import { ObjectCache } from "./objects.js";
 
@@ -42,6 +46,8 @@ export interface ControllerStats {
   fullApplies: number;
   elementApplies: number;
   failures: number;
+  /** podAdded() calls that resolved without waiting for a commit (no policy isolates the pod). */
+  immediateAdds: number;
   lastApplyMs: number | null;
   lastError: string | null;
 }
@@ -83,13 +89,15 @@ export class PolicyController {
   private applied: CompiledModel | null = null;
   private requested = 0;
   private appliedGen = 0;
+  /** The latest generation an ADD waits for. */
+  private urgentGen = 0;
   private waiters: Waiter[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: { cancel: () => void; urgent: boolean } | undefined;
   private busy: Promise<void> | null = null;
   private started = false;
   private stopped = false;
   private readonly listeners = new Set<(kind: ApplyKind, model: CompiledModel) => void>();
-  readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, failures: 0, lastApplyMs: null, lastError: null };
+  readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, failures: 0, immediateAdds: 0, lastApplyMs: null, lastError: null };
 
   constructor(private readonly opts: PolicyControllerOptions) {
     this.node = opts.node;
@@ -135,7 +143,7 @@ export class PolicyController {
   /** Stops watching. The rules stay in force (a restarted agent adopts them). */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
     await this.cache.stop();
     await this.busy;
@@ -145,9 +153,10 @@ export class PolicyController {
   }
 
   /**
-   * A pod was wired on this node (call it before the CNI ADD returns, for every pod: it also
-   * admits the pod's addresses on its veth past anti-spoofing). Resolves once the kernel has the
-   * pod's rules; rejects with PolicyApplyError if they could not be applied.
+   * A pod is being wired on this node (call it before its veth exists, for every pod). Resolves
+   * once the kernel has the pod's isolation rules: at once when no policy isolates it (nothing
+   * to wait for; the peer-set update follows in the background), else after the commit. Rejects
+   * with PolicyApplyError if an isolated pod's rules could not be applied.
    */
   async podAdded(pod: LocalPod): Promise<void> {
     const p = checkLocalPod(pod);
@@ -156,12 +165,22 @@ export class PolicyController {
     this.local.set(p.ifname, p);
     this.removedBeforeStart = this.removedBeforeStart.filter((r) => !matchesRef(p, r));
     // The pod object (labels) and its namespace's policies, read now: the watch may lag behind.
+    let fresh = true;
     try {
       await this.cache.refreshForPod(p.namespace, p.name);
     } catch (e) {
+      fresh = false;
       this.log?.warn({ pod: podKey(p.namespace, p.name), err: String(e) }, "could not read the pod's objects from the store; using the watched view");
     }
-    return this.waitFor(this.markDirty());
+    if (this.stopped) throw new PolicyControllerStopped();
+    const view = this.cache.podView(p.namespace, p.name);
+    // Without a fresh read a policy may be missing from the view: wait for the commit then.
+    if (fresh && !podIsolated(p.namespace, view.labels, view.policies)) {
+      this.markDirty(false);
+      this.stats.immediateAdds++;
+      return;
+    }
+    return this.waitFor(this.markDirty(true));
   }
 
   /**
@@ -228,8 +247,10 @@ export class PolicyController {
     return this.netns === undefined ? {} : { netns: this.netns };
   }
 
-  private markDirty(): number {
+  /** `urgent`: someone (an ADD) waits for this change, so the commit starts without the debounce. */
+  private markDirty(urgent = false): number {
     this.requested++;
+    if (urgent) this.urgentGen = this.requested;
     this.pump();
     return this.requested;
   }
@@ -241,12 +262,24 @@ export class PolicyController {
   }
 
   private pump(): void {
-    if (!this.started || this.stopped || this.busy || this.timer || this.appliedGen >= this.requested) return;
-    const delay = this.stats.failures > 0 ? Math.min(100 * 2 ** Math.min(this.stats.failures, 6), 5000) : this.debounceMs;
-    this.timer = setTimeout(() => {
+    if (!this.started || this.stopped || this.busy || this.appliedGen >= this.requested) return;
+    const failing = this.stats.failures > 0;
+    // Urgent work still coalesces: everything that arrives while a commit runs goes into the next.
+    const urgent = !failing && this.urgentGen > this.appliedGen;
+    if (this.timer && (this.timer.urgent || !urgent)) return;
+    this.timer?.cancel();
+    const run = () => {
       this.timer = undefined;
       void this.cycle();
-    }, delay);
+    };
+    if (urgent) {
+      const h = setImmediate(run);
+      this.timer = { urgent, cancel: () => clearImmediate(h) };
+    } else {
+      const delay = failing ? Math.min(100 * 2 ** Math.min(this.stats.failures, 6), 5000) : this.debounceMs;
+      const h = setTimeout(run, delay);
+      this.timer = { urgent, cancel: () => clearTimeout(h) };
+    }
   }
 
   /** One recompute + commit; settles the waiters it covers. Returns the error, if any. */

@@ -63,6 +63,17 @@ export class ObjectCache {
     return { namespaces: vals<Namespace>("Namespace"), pods: vals<Pod>("Pod"), policies: vals<NetworkPolicy>("NetworkPolicy") };
   }
 
+  /** The pod's labels ({} when its object is unknown), and its namespace's policies. */
+  podView(namespace: string, name: string): { labels: Record<string, string>; policies: NetworkPolicy[] } {
+    const pod = this.maps.Pod.get(`${namespace}/${name}`)?.value as Pod | undefined;
+    const policies: NetworkPolicy[] = [];
+    for (const e of this.maps.NetworkPolicy.values()) {
+      const np = e.value as NetworkPolicy;
+      if ((np.metadata.namespace ?? "default") === namespace) policies.push(np);
+    }
+    return { labels: pod?.metadata.labels ?? {}, policies };
+  }
+
   /**
    * Reads the pod and its namespace's policies straight from the store and merges what is newer
    * than the watch has delivered. Returns true when that changed the snapshot.
