@@ -48,6 +48,14 @@ async function inner(work: string): Promise<void> {
   try {
     for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
     if (!existsSync(sock)) throw new Error("agent did not open its socket");
+    // The agent answers ADD with "try again later" (11) until it can serve it; STATUS says when.
+    const statusConf = JSON.stringify({ cniVersion: "1.1.0", name: "weftbench", type: "weft", socket: sock });
+    for (let i = 0; ; i++) {
+      const st = await timeCommand([join(binDir, "weft")], { PATH: process.env.PATH, CNI_COMMAND: "STATUS", CNI_PATH: binDir }, statusConf);
+      if (st.code === 0) break;
+      if (i > 200) throw new Error(`agent not ready: ${st.stdout}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     const weft: Subject = { name: "weft", binDir, conf: JSON.stringify({ cniVersion: "1.0.0", name: "weftbench", type: "weft", socket: sock }) };
     const ref: Subject = {
       name: "bridge+host-local", binDir, conf: JSON.stringify({ cniVersion: "1.0.0", name: "refbench", type: "bridge",
