@@ -4,12 +4,13 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "./client.js";
 import type { AgentResponse } from "./protocol.js";
-import type { ClusterStatus } from "../cli/status.js";
+import { collectStatus, type ClusterStatus } from "../cli/status.js";
+import { kubeApiserverBinary } from "../store/kubernetes/apiserver-process.js";
 import { ping } from "../testlib/netns.js";
 import { nodeRoutes, startCluster, waitFor, type TestCluster, type TestPod } from "./testing/cluster.js";
 
@@ -272,5 +273,28 @@ describe("cluster mode over a three-member etcd", () => {
     assert.deepEqual((JSON.parse(r.stdout) as ClusterStatus).nodes.map((n) => n.ready), [true, true]);
     const second = await c.addPod(0);
     assert.ok(second.res.ok, JSON.stringify(second.res));
+  });
+});
+
+describe("cluster mode over a real kube-apiserver (--store kubernetes)", { skip: existsSync(kubeApiserverBinary()) ? false : `${kubeApiserverBinary()} is missing (bash scripts/kube-apiserver.sh builds it)` }, () => {
+  let c: TestCluster;
+  before(async () => {
+    c = await startCluster({ settings: { clusterCIDRs: ["10.94.0.0/16"], backend: "vxlan" }, subnets: [0, 0], store: "kubernetes" });
+  });
+  after(async () => { await c?.destroy(); });
+
+  test("nodes register as Nodes with their pod CIDRs; pods on two nodes ping each other; status reads it", async () => {
+    const nodes = await c.store.listNodes();
+    assert.deepEqual(nodes.map((n) => n.name), ["node0", "node1"]);
+    assert.notEqual(nodes[0].podCIDRs[0], nodes[1].podCIDRs[0]);
+    const a = (await c.addPod(0, { namespace: "default", name: "a" })).pod!;
+    const b = (await c.addPod(1, { namespace: "default", name: "b" })).pod!;
+    assert.ok(a && b);
+    assert.ok(await reaches(a, b.ips[0]));
+    assert.ok(await reaches(b, a.ips[0]));
+    await waitFor("both agents to publish their report", async () => (await collectStatus(c.store)).nodes.every((n) => n.agent?.wiredPods === 1));
+    const s = await collectStatus(c.store);
+    assert.equal(s.backend, "vxlan");
+    assert.equal(s.healthy, true, JSON.stringify(s.nodes.map((n) => n.errors)));
   });
 });

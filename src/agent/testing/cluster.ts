@@ -11,6 +11,7 @@ import { buildTopology, type Topology, type TopoNode } from "../../backends/test
 import { run, runStatus } from "../../kernel/exec.js";
 import { startEtcd, type EtcdCluster } from "../../store/etcd/etcd-process.js";
 import { openStore } from "../../store/index.js";
+import { startKubeApiserver, writeKubeconfig, type KubeApiserver } from "../../store/kubernetes/apiserver-process.js";
 import type { ClusterSettingsInput, ClusterStore } from "../../store/types.js";
 import { createNetns, type TestNetns } from "../../testlib/netns.js";
 import { request } from "../client.js";
@@ -39,7 +40,9 @@ export interface TestPod {
 }
 
 export interface TestCluster {
+  /** The etcd the agents use (etcd mode) or the apiserver's own (kubernetes mode). */
   etcd: EtcdCluster;
+  apiserver?: KubeApiserver;
   store: ClusterStore;
   topo: Topology;
   agents: NodeAgent[];
@@ -58,6 +61,8 @@ export interface ClusterSpec {
   agentArgs?: string[];
   /** etcd members (default 1). */
   etcdMembers?: 1 | 3;
+  /** The agents' store: etcd (default) or a real kube-apiserver (over its own etcd). */
+  store?: "etcd" | "kubernetes";
 }
 
 export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
@@ -65,6 +70,7 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
   const children = new Set<ChildProcess>();
   const pods: TestNetns[] = [];
   let etcd: EtcdCluster | undefined;
+  let apiserver: KubeApiserver | undefined;
   let topo: Topology | undefined;
   let store: ClusterStore | undefined;
   const destroy = async () => {
@@ -73,6 +79,7 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
     for (const p of pods) await p.remove();
     await store?.close().catch(() => undefined);
     await topo?.destroy();
+    await apiserver?.stop();
     await etcd?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -80,8 +87,18 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
   process.once("exit", onExit);
   try {
     etcd = await startEtcd({ members: spec.etcdMembers ?? 1 });
-    store = openStore({ kind: "etcd", endpoints: etcd.endpoints });
+    const kube = spec.store === "kubernetes";
+    if (kube) apiserver = await startKubeApiserver({ etcdServers: etcd.endpoints, baseDir: dir });
+    store = apiserver ? openStore({ kind: "kubernetes", kubeconfig: apiserver.kubeconfig }) : openStore({ kind: "etcd", endpoints: etcd.endpoints });
     await store.initCluster(spec.settings);
+    let apiSock = "";
+    if (apiserver) {
+      // Nodes reach the apiserver at their own 127.0.0.1:6443 -> unix socket -> the machine's loopback.
+      apiSock = join(dir, "apiserver.sock");
+      const b = spawn("socat", [`UNIX-LISTEN:${apiSock},fork,mode=600`, `TCP:127.0.0.1:${new URL(apiserver.url).port}`], { stdio: "ignore" });
+      children.add(b);
+      writeKubeconfig(join(dir, "node-kubeconfig"), "https://127.0.0.1:6443", apiserver.token, join(apiserver.dir, "serving.crt"));
+    }
     // Node namespaces have their own loopback: they reach each etcd member through a unix socket (a file).
     const socks: string[] = [];
     for (const [i, ep] of etcd.endpoints.entries()) {
@@ -93,6 +110,13 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
     }
     const endpoint = socks.join(",");
     topo = await buildTopology({ subnets: spec.subnets, podFamilies: [4] });
+    if (apiserver) {
+      for (const n of topo.nodes) {
+        const f = spawn("nsenter", [`--net=${n.netns}`, "--", "socat", "TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", `UNIX-CONNECT:${apiSock}`], { stdio: "ignore" });
+        children.add(f);
+      }
+    }
+    const storeArgs = apiserver ? ["--store", "kubernetes", "--kubeconfig", join(dir, "node-kubeconfig")] : ["--store", "etcd", "--etcd-endpoints", endpoint];
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
     const agents: NodeAgent[] = topo.nodes.map((node, i) => {
@@ -107,7 +131,7 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
         start: async () => {
           stderr = "";
           child = spawn("nsenter", [`--net=${node.netns}`, "--", process.execPath, AGENT_CLI, "agent", "--node", node.name,
-            "--store", "etcd", "--etcd-endpoints", endpoint, "--state-dir", join(dir, `state${i}`), "--socket", socket,
+             ...storeArgs, "--state-dir", join(dir, `state${i}`), "--socket", socket,
             "--lease-ttl", "2", "--subnet-grace", "60", "--resync-interval", "1", ...(spec.agentArgs ?? [])],
           { stdio: ["ignore", "ignore", "pipe"], env });
           children.add(child);
@@ -132,7 +156,7 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
     for (const a of agents) await a.start();
     let n = 0;
     const cluster: TestCluster = {
-      etcd, store, topo, agents, endpoint,
+      etcd, store, topo, agents, endpoint, ...(apiserver ? { apiserver } : {}),
       addPod: async (node, pod) => {
         const ns = await createNetns("pod");
         pods.push(ns);
