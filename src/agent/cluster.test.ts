@@ -85,47 +85,6 @@ describe("cluster mode over etcd, vxlan, two nodes", () => {
     assert.equal(s.nodes[0].peers.node1.paths[nodes[1].podCIDRs[0]], "vxlan");
   });
 
-  test("kill -9 and restart of an agent: same CIDR, a TCP stream across nodes keeps flowing, nothing reprogrammed", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "weft-stream-"));
-    const file = join(dir, "recv");
-    const server = spawn("nsenter", [`--net=${p1.ns.path}`, "--", "socat", "-u", "TCP-LISTEN:5000,reuseaddr", `OPEN:${file},creat,append`], { stdio: "ignore" });
-    await sleep(300);
-    // One numbered line every 20 ms over one TCP connection; any error ends the client.
-    const client = nodeIn(p0.ns.path, `
-      import { connect } from "node:net";
-      const s = connect(5000, process.argv[1]);
-      let i = 0;
-      s.on("connect", () => setInterval(() => s.write(String(i++) + "\\n"), 20));
-      s.on("error", (e) => { console.error(e.message); process.exit(3); });
-      s.on("close", () => process.exit(4));`, [p1.ips[0]]);
-    try {
-      const lines = () => { try { return readFileSync(file, "utf8").split("\n").filter(Boolean); } catch { return []; } };
-      await waitFor("the stream to flow", async () => lines().length > 10);
-      const cidrBefore = (await c.store.getNode("node1"))!.podCIDRs;
-      const peerLogBefore = c.agents[0].lines().length;
-      await c.agents[1].kill("SIGKILL");
-      await sleep(300);
-      const during = lines().length;
-      await c.agents[1].start();
-      const ready = c.agents[1].lines().find((l) => l.msg === "agent ready")!;
-      assert.deepEqual(ready.podCidrs, cidrBefore, "the restarted agent got its CIDR back");
-      assert.equal(ready.backendSetupChanges, 0, "backend setup changed nothing");
-      assert.equal(ready.firstSyncChanges, 0, "the first peer sync changed nothing");
-      assert.equal(ready.rolledBack ?? 0, 0);
-      await sleep(2500); // a couple of resyncs on both sides
-      const afterCount = lines().length;
-      assert.ok(afterCount > during + 50, `stream kept flowing (${during} -> ${afterCount} lines)`);
-      assert.equal(client.exitCode, null, "the TCP client saw no error");
-      assert.deepEqual(lines().map(Number), lines().map((_, i) => i), "no line lost or repeated");
-      const changed = [0, 1].flatMap((i) => c.agents[i].lines().slice(i === 0 ? peerLogBefore : 0)).filter((l) => l.msg === "peer routes synced" || l.msg === "backend set up");
-      assert.deepEqual(changed, [], "no kernel change on either node");
-    } finally {
-      await stop(client);
-      await stop(server);
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
   test("etcd all down: running pods keep connectivity, ADD fails with code 11; etcd back: ADD works again without restarts", async () => {
     await c.etcd.members[0].kill();
     try {
@@ -167,6 +126,62 @@ describe("cluster mode over etcd, vxlan, two nodes", () => {
     assert.equal((await c.store.getNode("node1"))!.podCIDRs[0], cidr);
     await waitFor("node0 to route node1's CIDR again", routed);
   });
+});
+
+describe("cluster mode over etcd, vxlan: agent restart", () => {
+  let c: TestCluster;
+  let p0: TestPod;
+  let p1: TestPod;
+  before(async () => {
+    // The real default TTL (15 s): a restart under load must not let the lease run out.
+    c = await startCluster({ settings: { clusterCIDRs: ["10.93.0.0/16"], backend: "vxlan" }, subnets: [0, 0], leaseTtl: 15 });
+    p0 = (await c.addPod(0)).pod!;
+    p1 = (await c.addPod(1)).pod!;
+    assert.ok(p0 && p1);
+  });
+  after(async () => { await c?.destroy(); });
+
+  test("kill -9 and restart of an agent: same CIDR, a TCP stream across nodes keeps flowing, nothing reprogrammed", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "weft-stream-"));
+    const file = join(dir, "recv");
+    const server = spawn("nsenter", [`--net=${p1.ns.path}`, "--", "socat", "-u", "TCP-LISTEN:5000,reuseaddr", `OPEN:${file},creat,append`], { stdio: "ignore" });
+    await sleep(300);
+    // One numbered line every 20 ms over one TCP connection; any error ends the client.
+    const client = nodeIn(p0.ns.path, `
+      import { connect } from "node:net";
+      const s = connect(5000, process.argv[1]);
+      let i = 0;
+      s.on("connect", () => setInterval(() => s.write(String(i++) + "\\n"), 20));
+      s.on("error", (e) => { console.error(e.message); process.exit(3); });
+      s.on("close", () => process.exit(4));`, [p1.ips[0]]);
+    try {
+      const lines = () => { try { return readFileSync(file, "utf8").split("\n").filter(Boolean); } catch { return []; } };
+      await waitFor("the stream to flow", async () => lines().length > 10);
+      const cidrBefore = (await c.store.getNode("node1"))!.podCIDRs;
+      const peerLogBefore = c.agents[0].lines().length;
+      await c.agents[1].kill("SIGKILL");
+      await sleep(300);
+      const during = lines().length;
+      await c.agents[1].start();
+      const ready = c.agents[1].lines().find((l) => l.msg === "agent ready")!;
+      assert.deepEqual(ready.podCidrs, cidrBefore, "the restarted agent got its CIDR back");
+      assert.equal(ready.backendSetupChanges, 0, "backend setup changed nothing");
+      assert.equal(ready.firstSyncChanges, 0, "the first peer sync changed nothing");
+      assert.equal(ready.rolledBack ?? 0, 0);
+      await sleep(2500); // a couple of resyncs on both sides
+      const afterCount = lines().length;
+      assert.ok(afterCount > during + 50, `stream kept flowing (${during} -> ${afterCount} lines)`);
+      assert.equal(client.exitCode, null, "the TCP client saw no error");
+      assert.deepEqual(lines().map(Number), lines().map((_, i) => i), "no line lost or repeated");
+      const changed = [0, 1].flatMap((i) => c.agents[i].lines().slice(i === 0 ? peerLogBefore : 0)).filter((l) => l.msg === "peer routes synced" || l.msg === "backend set up");
+      assert.deepEqual(changed, [], "no kernel change on either node");
+    } finally {
+      await stop(client);
+      await stop(server);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
 });
 
 describe("cluster mode over etcd, host-gw, policy", () => {

@@ -61,6 +61,8 @@ export interface ClusterSpec {
   agentArgs?: string[];
   /** etcd members (default 1). */
   etcdMembers?: 1 | 3;
+  /** Node lease TTL in seconds (default 2: expiry tests stay short). */
+  leaseTtl?: number;
   /** The agents' store: etcd (default) or a real kube-apiserver (over its own etcd). */
   store?: "etcd" | "kubernetes";
 }
@@ -132,12 +134,12 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
           stderr = "";
           child = spawn("nsenter", [`--net=${node.netns}`, "--", process.execPath, AGENT_CLI, "agent", "--node", node.name,
              ...storeArgs, "--state-dir", join(dir, `state${i}`), "--socket", socket,
-            "--lease-ttl", "2", "--subnet-grace", "60", "--resync-interval", "1", ...(spec.agentArgs ?? [])],
+            "--lease-ttl", String(spec.leaseTtl ?? 2), "--subnet-grace", "60", "--resync-interval", "1", ...(spec.agentArgs ?? [])],
           { stdio: ["ignore", "ignore", "pipe"], env });
           children.add(child);
           child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
           const c = child;
-          for (const until = Date.now() + 20_000; !stderr.includes('"msg":"agent ready"');) {
+          for (const until = Date.now() + 45_000; !stderr.includes('"msg":"agent ready"');) {
             if (c.exitCode !== null || c.signalCode !== null) throw new Error(`agent ${node.name} exited: ${stderr.slice(-600)}`);
             if (Date.now() > until) throw new Error(`agent ${node.name} not ready: ${stderr.slice(-600)}`);
             await sleep(20);
