@@ -74,18 +74,28 @@ async function connRate(clientNs: string, host: string): Promise<number> {
   return j.ok / j.seconds;
 }
 
-/** Waits until both nodes' weft tables stop changing (the agents have programmed the new policies). */
-async function settle(lab: BenchLab, minStableMs = 3000, maxMs = 300_000): Promise<number> {
+/**
+ * Waits until the agents have programmed the first `count` policies: n1's table has an ingress
+ * chain (pi_*) for each policy selecting the server, n2's an egress chain (pe_*) for each selecting
+ * the client, and neither table has changed for a while. Returns ms until the last change.
+ */
+async function settle(lab: BenchLab, count: number, minStableMs = 2000, maxMs = 600_000): Promise<number> {
+  let wantIn = 0, wantOut = 0;
+  for (let i = 0; i < count; i++) {
+    if (i % 200 === 0 || (i % 20 === 1 && i % 200 !== 100)) wantIn++;
+    if (i % 200 === 100) wantOut++;
+  }
   const t0 = Date.now();
   let last = "", since = Date.now();
   while (Date.now() - t0 < maxMs) {
-    const parts = await Promise.all(["n1", "n2"].map(async (n) => (await nftListTable("weft", { netns: lab.nodeNetns(n) }))?.replace(/packets \d+ bytes \d+/g, "") ?? ""));
-    const sig = parts.map((p) => `${p.length}:${(p.match(/\bchain /g) ?? []).length}`).join("|");
+    const [a, b] = await Promise.all(["n1", "n2"].map(async (n) => (await nftListTable("weft", { netns: lab.nodeNetns(n) }))?.replace(/packets \d+ bytes \d+/g, "") ?? ""));
+    const chainsIn = (a.match(/\bchain pi_/g) ?? []).length, chainsOut = (b.match(/\bchain pe_/g) ?? []).length;
+    const sig = `${a.length}:${chainsIn}|${b.length}:${chainsOut}`;
     if (sig !== last) { last = sig; since = Date.now(); }
-    else if (Date.now() - since >= minStableMs) return since - t0;
+    else if (chainsIn >= wantIn && chainsOut >= wantOut && Date.now() - since >= minStableMs) return since - t0;
     await sleep(500);
   }
-  throw new Error(`the nodes' nft tables kept changing for ${maxMs} ms`);
+  throw new Error(`the nodes' nft tables did not show the ${count} policies' chains within ${maxMs} ms`);
 }
 
 interface Level { policies: number; createMs: number; settleMs: number; gbps: number[]; cps: number[] }
@@ -126,7 +136,7 @@ async function main(): Promise<void> {
       }
       const createMs = target > have ? Date.now() - t0 : 0;
       have = Math.max(have, target);
-      const settleMs = await settle(lab);
+      const settleMs = await settle(lab, target);
       const lv: Level = { policies: target, createMs, settleMs, gbps: [], cps: [] };
       progress(B, `${target} policies: created in ${fmt(createMs / 1000, 1)} s, programmed ${fmt(settleMs / 1000, 1)} s later`);
       for (let r = 0; r < ROUNDS; r++) {
