@@ -19,7 +19,11 @@ describe(`${N} agents starting at once`, { skip, timeout: 240_000 }, () => {
     await lab.down();
   });
 
-  test(`get nodes -o json: ${N} Ready nodes with ${N} distinct pod CIDRs inside the cluster CIDR`, () => {
+  test(`get nodes -o json: ${N} Ready nodes with ${N} distinct pod CIDRs inside the cluster CIDR`, (t) => {
+    // How close together the agents started (lab up starts them in one pass; the state's start
+    // time is the kernel's, in clock ticks of 1/100 s).
+    const starts = lab.state().nodes.map((n) => Number(n.agent?.start ?? NaN));
+    t.diagnostic(`agent start spread: ${((Math.max(...starts) - Math.min(...starts)) / 100).toFixed(2)} s over ${N} agents`);
     const names = nodes.map((n) => n.metadata.name).sort();
     assert.deepEqual(names, Array.from({ length: N }, (_, i) => `n${i + 1}`).sort());
     const cidrs = nodes.map((n) => n.spec?.podCIDRs?.[0] ?? "");
