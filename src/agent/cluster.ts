@@ -12,7 +12,7 @@ import type { PodRef } from "../ipam/store.js";
 import { ConflictError, isStoreError, NotInitializedError } from "../store/errors.js";
 import type { ClusterSettings, ClusterStore, NodeInfo, NodeLease, WatchHandle } from "../store/types.js";
 import { AgentCode, AgentFailure } from "./codes.js";
-import { type AgentReport, decodeBackendData, encodeBackendData, reportFromSync } from "./published.js";
+import { type AgentReport, BACKEND_KEY, decodeBackendData, encodeBackendData, reportFromSync } from "./published.js";
 
 export interface MembershipOptions {
   store: ClusterStore;
@@ -321,7 +321,8 @@ export class Membership {
   private async syncOnce(): Promise<SyncReport | undefined> {
     // A lost lease means the store's view is unknown: keep the datapath as it is.
     if (!this.backend || this.state !== "ready") return undefined;
-    const peers: PeerNode[] = [...this.nodes.values()].map((n) => ({
+    // A node that registered but has not set its backend up yet (first join) is not a peer yet.
+    const peers: PeerNode[] = [...this.nodes.values()].filter((n) => n.name === this.o.node || n.backendData[BACKEND_KEY] !== undefined).map((n) => ({
       name: n.name, underlay: dualStack(n.addresses), podCIDRs: dualStack(n.podCIDRs), backendData: decodeBackendData(n.backendData),
     }));
     try {

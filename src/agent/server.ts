@@ -74,7 +74,8 @@ function serve(sock: Socket, o: SocketServerOptions): void {
     const t0 = performance.now();
     const res = await o.handle(parsed.req);
     o.log.debug({ op: parsed.req.op, ok: res.ok, ms: +(performance.now() - t0).toFixed(1) }, "request");
-    if (!res.ok) o.log.warn({ op: parsed.req.op, code: res.code, msg: res.msg }, "request failed");
+    // STATUS answering "not ready" is a poll's expected answer, not a failure worth a warning.
+    if (!res.ok) o.log[parsed.req.op === "status" ? "debug" : "warn"]({ op: parsed.req.op, code: res.code, msg: res.msg }, "request failed");
     if (!sock.destroyed) reply(res);
   };
   sock.on("data", (chunk: string) => {
