@@ -118,19 +118,25 @@ async function kernelPart(): Promise<KernelResult> {
 // ---- lab part: apply -> enforced on every node ----------------------------------------------
 interface LabResult { applyFromStart: number[]; deleteFromStart: number[]; applyCli: number[]; deleteCli: number[]; applyFromStore: number[]; deleteFromStore: number[] }
 
-/** Probes each pair in a loop until it has shown `want` 3 times in a row; returns ms from t0 to the first of them. */
+/**
+ * Probes each pair in a loop until it has shown `want` 3 times in a row; returns ms from t0 to the
+ * first of them: for "blocked" the start of its probe (its SYN was already dropped), for
+ * "connected" the probe's end. Short timeouts both ways: a probe whose SYN was dropped gives up
+ * long before TCP's 1 s retransmit, so the next probe starts right after the change.
+ */
 async function watchFlip(lab: BenchLab, pairs: [string, string][], want: boolean, t0: number, deadlineMs: number): Promise<number[]> {
   return Promise.all(pairs.map(async ([from, to]) => {
     const a = lab.pod(from), b = lab.pod(to);
     let firstAt = -1, streak = 0;
     while (now() - t0 < deadlineMs) {
       const start = now();
-      const r = await probeOne(a, b, { port: 80, protocol: "TCP", timeoutMs: want ? 2000 : 60, family: 4 });
+      const r = await probeOne(a, b, { port: 80, protocol: "TCP", timeoutMs: want ? 100 : 60, family: 4 });
+      const end = now();
       // At most one probe per 10 ms per pair: enough resolution, and the probes leave CPU to the agents.
       const spent = now() - start;
       if (spent < 10) await sleep(10 - spent);
       if (r.connected === want) {
-        if (streak === 0) firstAt = start;
+        if (streak === 0) firstAt = want ? end : start;
         if (++streak >= 3) return firstAt - t0;
       } else {
         streak = 0;
@@ -225,7 +231,8 @@ In a ${NODES}-node lab (vxlan), one client->server pair per node (the server on 
 on the next), a deny-all-ingress policy selecting the servers is applied with \`weft apply -f -\` and
 then deleted with \`weft delete\`, ${l.applyFromStart.length} times each. Each pair is probed with a new TCP
 connection every 10 ms; a node counts as enforcing at the first of 3 probes in a row with the new
-outcome (blocked: no answer within 60 ms). The time is the slowest node's, from the start of the
+outcome (blocked: no answer within 60 ms, timed from that probe's start; connected within 100 ms,
+timed from that probe's end). The time is the slowest node's, from the start of the
 \`weft\` command. Baseline: the \`weft\` command's own run time (Node.js start, store write) in the
 same flips, which every such figure includes. The bench also watches the store: "from the store
 write" starts when the change reaches a watcher (as it reaches the agents).
