@@ -237,10 +237,10 @@ timed from that probe's end). The time is the slowest node's, from the start of 
 same flips, which every such figure includes. The bench also watches the store: "from the store
 write" starts when the change reaches a watcher (as it reaches the agents).
 
-| change | p50 | p99 | from the store write, p50 / p99 | baseline: the command's run time, p50 | goal p99 < 1 s (from command start) |
+| change | p50 | p99 | from the store write, p50 / p99 | baseline: the command's run time, p50 | goal p99 < 1 s: from command start / from store write |
 |---|---|---|---|---|---|
-| apply (connected -> blocked on every node) | ${fmt(as.p50, 0)} ms | ${fmt(as.p99, 0)} ms | ${fmt(asw.p50, 0)} / ${fmt(asw.p99, 0)} ms | ${fmt(ac.p50, 0)} ms | ${verdict(as.p99 < 1000)} |
-| delete (blocked -> connected on every node) | ${fmt(ds.p50, 0)} ms | ${fmt(ds.p99, 0)} ms | ${fmt(dsw.p50, 0)} / ${fmt(dsw.p99, 0)} ms | ${fmt(dc.p50, 0)} ms | ${verdict(ds.p99 < 1000)} |
+| apply (connected -> blocked on every node) | ${fmt(as.p50, 0)} ms | ${fmt(as.p99, 0)} ms | ${fmt(asw.p50, 0)} / ${fmt(asw.p99, 0)} ms | ${fmt(ac.p50, 0)} ms | ${verdict(as.p99 < 1000)} / ${verdict(asw.p99 < 1000)} |
+| delete (blocked -> connected on every node) | ${fmt(ds.p50, 0)} ms | ${fmt(ds.p99, 0)} ms | ${fmt(dsw.p50, 0)} / ${fmt(dsw.p99, 0)} ms | ${fmt(dc.p50, 0)} ms | ${verdict(ds.p99 < 1000)} / ${verdict(dsw.p99 < 1000)} |
 `;
   }
   const body = `## Policy programming (bench/policy-programming.ts)
