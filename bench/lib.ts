@@ -148,7 +148,8 @@ export class BenchLab {
 
   /** Runs `bin/weft ARGS` against this lab; throws with its output when it fails. */
   async weft(args: string[], input = ""): Promise<Timed> {
-    const r = await timeCommand([process.execPath, `${repoRoot}/bin/weft`, ...args], this.env, input);
+    const argv = [process.execPath, `${repoRoot}/bin/weft`, ...args];
+    const r = input ? await timeCommand(argv, this.env, input) : await capture(argv, this.env);
     if (r.code !== 0) throw new Error(`weft ${args.join(" ")} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-600)}`);
     return r;
   }
