@@ -100,8 +100,8 @@ export interface VxlanOptions {
   /** Which underlay family carries the tunnel when the node has both; default IPv4. */
   readonly underlayFamily?: Family;
   /**
-   * Turn tx checksum offload off on the VTEP (default true): works around the kernel/NIC bug
-   * that corrupted VXLAN checksums in flannel and Calico clusters.
+   * Turn tx checksum offload off on the VTEP: works around the kernel bug that corrupted VXLAN
+   * checksums in flannel and Calico clusters. Default: off only on kernels before 5.7 (as Calico).
    */
   readonly disableTxChecksumOffload?: boolean;
 }
