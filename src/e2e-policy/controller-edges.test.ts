@@ -108,6 +108,16 @@ test("a pod no policy isolates: podAdded resolves without a commit and its peer-
   assert.ok(commits() > before);
   assert.doesNotMatch(await setElements("vi_4"), /10\.244\.9\.200 :/, "the free pod is not isolated");
 
+  // Its DEL releases the address before the removal is committed; a new pod (no policy, not a
+  // peer) given the same address at once must not resolve while the old pod's peer-set entry stands.
+  const reuse: PodDef = { ...free, name: "reuse", ifname: "wfreuse", labels: { app: "other" } };
+  await fx.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: reuse.name, namespace: reuse.ns, labels: reuse.labels }, spec: { nodeName: "node1", containers: [{ name: "c" }] } });
+  await c.synced();
+  const removed = c.podRemoved({ namespace: free.ns, name: free.name });
+  await c.podAdded(localPod(reuse));
+  assert.ok(!(await table()).includes("10.244.9.200"), "the reused address is in no peer set when the new pod's podAdded resolves");
+  await removed;
+
   // A selected pod: a commit is made for it and its rules are in when podAdded resolves.
   const sel = pod(80);
   await fx.apply({ apiVersion: "v1", kind: "Pod", metadata: { name: sel.name, namespace: sel.ns, labels: sel.labels }, spec: { nodeName: "node1", containers: [{ name: "c" }] } });

@@ -91,6 +91,8 @@ export class PolicyController {
   private appliedGen = 0;
   /** The latest generation an ADD waits for. */
   private urgentGen = 0;
+  /** Addresses of removed pods -> the generation that takes them out of the kernel. */
+  private readonly leaving = new Map<string, number>();
   private waiters: Waiter[] = [];
   private timer: { cancel: () => void; urgent: boolean } | undefined;
   private busy: Promise<void> | null = null;
@@ -174,8 +176,11 @@ export class PolicyController {
     }
     if (this.stopped) throw new PolicyControllerStopped();
     const view = this.cache.podView(p.namespace, p.name);
-    // Without a fresh read a policy may be missing from the view: wait for the commit then.
-    if (fresh && !podIsolated(p.namespace, view.labels, view.policies)) {
+    // Without a fresh read a policy may be missing from the view: wait for the commit then. An
+    // address whose previous pod's entries are still being removed (its DEL released it before
+    // the commit) must not inherit that pod's place in peer sets: wait for the removal too.
+    const reused = p.ips.some((ip) => (this.leaving.get(ip) ?? 0) > this.appliedGen);
+    if (fresh && !reused && !podIsolated(p.namespace, view.labels, view.policies)) {
       this.markDirty(false);
       this.stats.immediateAdds++;
       return;
@@ -193,7 +198,9 @@ export class PolicyController {
     if (!this.started) this.removedBeforeStart.push({ ...ref });
     if (gone.length === 0) return;
     for (const p of gone) this.local.delete(p.ifname);
-    return this.waitFor(this.markDirty());
+    const gen = this.markDirty(true);
+    for (const p of gone) for (const ip of p.ips) this.leaving.set(ip, gen);
+    return this.waitFor(gen);
   }
 
   /** The model the kernel holds now (what explain and `policy show` should read), or null before start. */
@@ -295,6 +302,7 @@ export class PolicyController {
       this.stats.failures = 0;
       this.stats.lastError = null;
       this.appliedGen = target;
+      for (const [ip, gen] of this.leaving) if (gen <= target) this.leaving.delete(ip);
       for (const l of this.listeners) l(kind, model);
       this.settle(target, null);
     } catch (e) {
