@@ -15,4 +15,14 @@ fi
 if (($#)); then files=("$@"); else mapfile -t files < <(find dist -name '*.test.js' | sort); fi
 # One file at a time: the kernel suites each make their own namespaces and agents; running them
 # side by side on 2 cores only makes timings noisy.
-exec node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+# Readable progress on stdout; a TAP copy for the closing count line.
+tap=$(mktemp /tmp/weft-test-XXXXXX.tap)
+trap 'rm -f "$tap"' EXIT
+set +e
+node --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap" "${files[@]}"
+rc=$?
+set -e
+count() { grep -E "^# $1 [0-9]+$" "$tap" | tail -1 | awk '{print $3}'; }
+echo "weft: $(count pass) passed, $(count fail) failed, $(count skipped) skipped"
+exit $rc
