@@ -3,7 +3,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { unixEndpoints } from "../lab/etcd.js";
 import { deleteNetns, ensureNode } from "../lab/topology.js";
@@ -71,9 +71,11 @@ describe(`${N} agents starting at once`, { skip, timeout: 360_000 }, () => {
     for (const x of extra) {
       const dir = join(extraDir, x.name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const log = openSync(join(dir, "agent.log"), "a", 0o600);
       extraProcs.push(spawn("nsenter", [`--net=/run/netns/${x.netns}`, "--", process.execPath, WEFT_BIN, "agent", "--node", x.name,
         "--store", "etcd", "--etcd-endpoints", endpoints, "--state-dir", join(dir, "state"), "--socket", join(dir, "weft.sock"),
-        "--underlay-address", x.ipv4], { stdio: "ignore", env: { ...process.env, NODE_EXTRA_CA_CERTS: "" } }));
+        "--underlay-address", x.ipv4], { stdio: ["ignore", log, log], env: { ...process.env, NODE_EXTRA_CA_CERTS: "" } }));
+      closeSync(log);
     }
     const spawnedAt = Date.now();
     const want = new Set(extra.map((x) => x.name));
@@ -84,6 +86,8 @@ describe(`${N} agents starting at once`, { skip, timeout: 360_000 }, () => {
       const ready = all.filter((n) => want.has(n.metadata.name) && n.status?.conditions?.find((c) => c.type === "Ready")?.status === "True" && n.spec?.podCIDRs?.length);
       if (ready.length === N || Date.now() > until) break;
     }
+    const retries = extra.map((x) => (readFileSync(join(extraDir, x.name, "agent.log"), "utf8").match(/retrying/g) ?? []).length);
+    t.diagnostic(`second wave: ${retries.reduce((a, b) => a + b, 0)} "retrying" lines in the agents' logs`);
     const created = all.filter((n) => want.has(n.metadata.name)).map((n) => (Date.parse((n.metadata as { creationTimestamp?: string }).creationTimestamp ?? "") - spawnedAt) / 1000).sort((a, b) => a - b);
     t.diagnostic(`second wave: Nodes registered ${created[0]?.toFixed(1)} .. ${created[created.length - 1]?.toFixed(1)} s after spawn; all Ready after ${((Date.now() - spawnedAt) / 1000).toFixed(1)} s`);
     const dead = extraProcs.filter((p) => p.exitCode !== null);
