@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { runStatus } from "../kernel/exec.js";
 import { LabNames } from "../lab/names.js";
+import { readPods } from "../lab/pods-state.js";
+import { probeOne } from "../lab/probe.js";
 import { ROOT, TestLab, WEFT_BIN } from "../lab/testkit.js";
 import type { Matrix, PodId } from "./reachability.js";
 import { Reachability } from "./reachability.js";
@@ -121,10 +123,6 @@ export class NetpolLab {
     this.applied.clear();
   }
 
-  /** After every policy is gone: what each port/protocol is now expected to show. */
-  forgetExpectations(): void {
-    this.known.clear();
-  }
 
   async policies(): Promise<Array<{ ns: string; name: string }>> {
     const r = await this.must(["get", "netpol", "-A", "-o", "json"]);
@@ -132,9 +130,6 @@ export class NetpolLab {
     return items.map((i) => ({ ns: i.metadata.namespace, name: i.metadata.name }));
   }
 
-  async deleteAllPolicies(): Promise<void> {
-    for (const p of await this.policies()) await this.must(["delete", "netpol", p.name, "-n", p.ns]);
-  }
 
   async pods(): Promise<Map<PodId, PodInfo & { phase: string }>> {
     const r = await this.must(["get", "pods", "-A", "-o", "json"]);
@@ -161,31 +156,66 @@ export class NetpolLab {
   }
 
   /**
-   * Waits until a change is in force on every node, then judges the matrix once.
+   * Probes pairs directly through the lab's pod servers (what `lab probe` does, without starting a
+   * CLI per probe): cheap enough to poll while waiting for a change to reach the nodes.
+   */
+  async probePairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, port: number, protocol: Protocol): Promise<boolean[]> {
+    const pods = readPods(this.lab.dir).pods;
+    return Promise.all(pairs.map(async ([a, b]) => {
+      if (!pods[a] || !pods[b]) throw new Error(`${a} or ${b} is not a lab pod`);
+      return (await probeOne(pods[a], pods[b], { port, protocol, family: 4, timeoutMs: this.timeoutMs })).connected;
+    }));
+  }
+
+  /** Polls `pairs` until each shows `want(pair)`; false after the deadline. */
+  private async waitPairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, want: (a: PodId, b: PodId) => boolean, port: number, protocol: Protocol, deadlineMs: number): Promise<boolean> {
+    const t0 = Date.now();
+    while (pairs.length > 0) {
+      const got = await this.probePairs(pairs, port, protocol);
+      if (got.every((v, i) => v === want(pairs[i][0], pairs[i][1]))) return true;
+      if (Date.now() - t0 > deadlineMs) return false;
+      await sleep(100);
+    }
+    return true;
+  }
+
+  /**
+   * Waits until a change is in force on every node, then judges one `lab matrix`.
    *
    * The pairs whose expectation differs from the last one checked on this port and protocol are
-   * the sentinels: the matrix is polled until every sentinel shows its new value (whichever node
-   * enforces it). That matrix is the verdict: every other pair must already be right in it, with
-   * no second chance, so a pair that only sometimes connects, or a rule that is only sometimes
-   * enforced, fails the check.
+   * the sentinels: they are probed until every one shows its new value (whichever node enforces
+   * it). Then the matrix is taken once and every pair must match, with no second chance, so a
+   * pair that only sometimes connects, or a rule that is only sometimes enforced, fails.
    */
   async check(expected: Reachability, port: number, protocol: Protocol = "TCP", deadlineMs = 20_000): Promise<MatrixCheck> {
     const key = `${protocol}/${port}`;
     const prev = this.known.get(key) ?? new Reachability(expected.pods, true);
     const sentinels = expected.pods.flatMap((a) => expected.pods.filter((b) => a !== b && prev.get(a, b) !== expected.get(a, b)).map((b) => [a, b] as const));
     const t0 = Date.now();
-    for (;;) {
-      const m = await this.matrix(port, protocol);
-      if (sentinels.every(([a, b]) => m[a]?.[b] === expected.get(a, b))) {
-        this.known.set(key, expected);
-        return { matrix: m, diff: expected.diff(m), convergedMs: Date.now() - t0, table: `${key} (! = differs from the expectation):\n${expected.table(m)}` };
+    const inForce = await this.waitPairs(sentinels, (a, b) => expected.get(a, b), port, protocol, deadlineMs);
+    const convergedMs = inForce ? Date.now() - t0 : null;
+    const m = await this.matrix(port, protocol);
+    if (inForce) this.known.set(key, expected);
+    else this.known.delete(key);
+    const head = inForce ? `${key} (! = differs from the expectation)` : `${key}: not in force after ${deadlineMs} ms (! = differs)`;
+    return { matrix: m, diff: expected.diff(m), convergedMs, table: `${head}:\n${expected.table(m)}` };
+  }
+
+  /**
+   * After every policy is deleted: waits until each pair blocked in the last checked expectations
+   * connects again (a deleted policy restores connectivity), then expects everything to connect.
+   */
+  async waitRestored(deadlineMs = 20_000): Promise<void> {
+    for (const [key, r] of this.known) {
+      const [protocol, port] = key.split("/") as [Protocol, string];
+      const blocked = r.pods.flatMap((a) => r.pods.filter((b) => a !== b && !r.get(a, b)).map((b) => [a, b] as const));
+      const ok = await this.waitPairs(blocked, () => true, Number(port), protocol, deadlineMs);
+      if (!ok) {
+        const still = await this.probePairs(blocked, Number(port), protocol);
+        throw new Error(`${key}: still blocked ${deadlineMs} ms after the policies were deleted: ${blocked.filter((_, i) => !still[i]).map(([a, b]) => `${a} -> ${b}`).join(", ")}`);
       }
-      if (Date.now() - t0 > deadlineMs) {
-        this.known.delete(key);
-        return { matrix: m, diff: expected.diff(m), convergedMs: null, table: `${key}: not in force after ${deadlineMs} ms; last matrix (! = differs):\n${expected.table(m)}` };
-      }
-      await sleep(100);
     }
+    this.known.clear();
   }
 
   state() {
