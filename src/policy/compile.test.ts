@@ -236,3 +236,23 @@ test("ingress and egress policies on one pod are independent", () => {
   ];
   check(pols, expect((f, t) => (!is(t, "x/a") || is(f, "x/b")) && (!is(f, "x/a") || t.ns === "z")));
 });
+
+test("sibling sources: only interfaces of one pod (or one network namespace, by hint) may send each other's addresses", () => {
+  const local = [
+    { namespace: "x", name: "a", ifname: "wfa0", ips: ["10.0.0.1", "fd00::1"] },
+    { namespace: "x", name: "a", ifname: "wfa1", ips: ["10.0.1.1"] },
+    { namespace: "x", name: "b", ifname: "wfb0", ips: ["10.0.0.2"] },
+    { namespace: "_cni", name: "c1", ifname: "wfc0", ips: ["10.0.0.3"] },
+    { namespace: "_cni", name: "c2", ifname: "wfc1", ips: ["10.0.1.3"] },
+  ];
+  const m = compile({ namespaces: [], pods: [], policies: [], node: "n", local, sameNetns: [["wfc0", "wfc1", "wfgone"]] });
+  assert.deepEqual(m.siblingSources, [
+    { ifname: "wfa0", family: 4, addr: "10.0.1.1" },
+    { ifname: "wfa1", family: 4, addr: "10.0.0.1" },
+    { ifname: "wfa1", family: 6, addr: "fd00::1" },
+    { ifname: "wfc0", family: 4, addr: "10.0.1.3" },
+    { ifname: "wfc1", family: 4, addr: "10.0.0.3" },
+  ]);
+  const alone = compile({ namespaces: [], pods: [], policies: [], node: "n", local: local.filter((l) => l.ifname !== "wfa1" && l.ifname !== "wfc1"), sameNetns: [["wfc0"]] });
+  assert.deepEqual(alone.siblingSources, [], "single-interface pods get nothing");
+});

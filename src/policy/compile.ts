@@ -23,6 +23,7 @@ import type {
   PolicyRef,
   RulePeer,
   RulePort,
+  SiblingSource,
 } from "./model.js";
 
 export interface CompileInput {
@@ -32,6 +33,11 @@ export interface CompileInput {
   node: string;
   /** The pods running on this node with their veths and addresses. */
   local: readonly LocalPod[];
+  /**
+   * Host interfaces known to lead into one network namespace (e.g. read from the kernel), in
+   * addition to the interfaces of one pod (same namespace/name), which always count as siblings.
+   */
+  sameNetns?: ReadonlyArray<readonly string[]>;
 }
 
 /** Short, stable identifier for nft object names (nft identifiers allow no '-' or '/'). */
@@ -296,10 +302,12 @@ export function compile(input: CompileInput): CompiledModel {
   });
 
   counters.push({ name: "spoofed", kind: "spoof" });
+  const siblingSources = siblingSourcesOf(localPods, input.sameNetns ?? []);
   const byId = <T extends { id: string }>(m: Map<string, T>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     node: input.node,
     localPods,
+    siblingSources,
     policies: [...compiled.values()].sort((a, b) => (refKey(a.ref) < refKey(b.ref) ? -1 : 1)),
     groups: byId(groups),
     podSets: byId(podSets),
@@ -307,6 +315,56 @@ export function compile(input: CompileInput): CompiledModel {
     namedPortSets: byId(namedPortSets),
     counters: counters.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
   };
+}
+
+/**
+ * Each interface of a multi-interface pod may send the addresses of the pod's other interfaces.
+ * Interfaces group by pod (namespace/name) and by the caller's same-network-namespace hints.
+ */
+function siblingSourcesOf(localPods: readonly LocalPodPolicy[], sameNetns: ReadonlyArray<readonly string[]>): SiblingSource[] {
+  const parent = new Map<string, string>();
+  const find = (x: string): string => {
+    let r = x;
+    while (parent.get(r) !== undefined && parent.get(r) !== r) r = parent.get(r)!;
+    parent.set(x, r);
+    return r;
+  };
+  const union = (a: string, b: string) => {
+    const ra = find(a);
+    const rb = find(b);
+    if (ra !== rb) parent.set(ra, rb);
+  };
+  const known = new Set(localPods.map((p) => p.ifname));
+  const byPod = new Map<string, string>();
+  for (const p of localPods) {
+    find(p.ifname);
+    const first = byPod.get(p.key);
+    if (first === undefined) byPod.set(p.key, p.ifname);
+    else union(first, p.ifname);
+  }
+  for (const g of sameNetns) {
+    const ifs = g.filter((i) => known.has(i));
+    for (let i = 1; i < ifs.length; i++) union(ifs[0], ifs[i]);
+  }
+  const groups = new Map<string, LocalPodPolicy[]>();
+  for (const p of localPods) {
+    const r = find(p.ifname);
+    groups.set(r, [...(groups.get(r) ?? []), p]);
+  }
+  const out = new Map<string, SiblingSource>();
+  for (const members of groups.values()) {
+    if (new Set(members.map((m) => m.ifname)).size < 2) continue;
+    for (const m of members) {
+      for (const o of members) {
+        if (o.ifname === m.ifname) continue;
+        for (const addr of o.ips) {
+          if (m.ips.includes(addr)) continue;
+          out.set(`${m.ifname} ${addr}`, { ifname: m.ifname, family: addr.includes(":") ? 6 : 4, addr });
+        }
+      }
+    }
+  }
+  return [...out.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
 }
 
 function mergeRanges(ranges: Array<[number, number]>): Array<[number, number]> {

@@ -126,9 +126,22 @@ export type CounterInfo =
   | { name: string; kind: "deny"; direction: Direction; group: string; policies: PolicyRef[] }
   | { name: string; kind: "spoof" };
 
+/**
+ * A source address one pod veth may send although the host routes it back via another veth: the
+ * address of a sibling interface of the same pod (a pod with several weft interfaces routes all
+ * its traffic, whatever the source, out of its default route's interface).
+ */
+export interface SiblingSource {
+  ifname: string;
+  family: Family;
+  addr: string;
+}
+
 export interface CompiledModel {
   node: string;
   localPods: LocalPodPolicy[];
+  /** Only for pods with more than one local interface; sorted; empty for single-interface pods. */
+  siblingSources: SiblingSource[];
   policies: CompiledPolicy[];
   groups: IsolationGroup[];
   podSets: PodSet[];

@@ -246,3 +246,68 @@ test("anti-spoofing by reverse path: a pod cannot send as another pod or a made-
   const line = await Promise.race([got, new Promise<string>((r) => setTimeout(() => r(""), 3000))]);
   assert.match(line, new RegExp(`${sc.v4.replace(/\./g, "\\.")}\\.\\d+ > ${sb.v4.replace(/\./g, "\\.")}\\.80`), "without the rule, a's spoofed SYN reaches b");
 });
+
+test("a pod with two weft interfaces sends either interface's address out of either veth; a third pod still cannot use them", { skip: !root && "needs root to create network namespaces" }, async () => {
+  const node = await createNetns("pm");
+  await node.exec(["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+  await node.exec(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+  const mk = (name: string, i: number): TestPod => ({ ns: "m", name, v4: `10.244.7.${i}`, v6: `fd00:10:244:7::${i}`, ifname: `wfm${name}`, labels: {} });
+  const [multi, srv, evil] = [mk("a", 1), mk("t", 2), mk("e", 3)];
+  for (const p of [multi, srv, evil]) await wirePod(node, p);
+  // multi's second interface: eth1 with its own veth and addresses, no default route (eth0 keeps it).
+  const second = { ifname: "wfma1", v4: "10.244.7.11", v6: "fd00:10:244:7::11" };
+  await node.exec(["ip", "link", "add", second.ifname, "type", "veth", "peer", "name", "eth1", "netns", multi.netns!.name]);
+  await node.exec(["ip", "link", "set", second.ifname, "up"]);
+  await node.exec(["ip", "addr", "add", "169.254.1.1/32", "dev", second.ifname]);
+  await node.exec(["ip", "-6", "addr", "add", "fe80::1/64", "dev", second.ifname, "nodad"]);
+  await node.exec(["ip", "route", "add", `${second.v4}/32`, "dev", second.ifname]);
+  await node.exec(["ip", "-6", "route", "add", `${second.v6}/128`, "dev", second.ifname]);
+  await multi.netns!.exec(["ip", "link", "set", "eth1", "up"]);
+  await multi.netns!.exec(["ip", "addr", "add", `${second.v4}/32`, "dev", "eth1"]);
+  await multi.netns!.exec(["ip", "-6", "addr", "add", `${second.v6}/128`, "dev", "eth1", "nodad"]);
+
+  const pods: Pod[] = [multi, srv, evil].map((p) => ({ metadata: { name: p.name, namespace: p.ns }, spec: { nodeName: "node1", containers: [{ name: "c" }] }, status: { phase: "Running", podIPs: [{ ip: p.v4 }, { ip: p.v6 }] } }));
+  const single: LocalPod[] = [multi, srv, evil].map((p) => ({ namespace: p.ns, name: p.name, ifname: p.ifname, ips: [p.v4, p.v6] }));
+  const both: LocalPod[] = [...single, { namespace: multi.ns, name: multi.name, ifname: second.ifname, ips: [second.v4, second.v6] }];
+  const before = compile({ namespaces, pods, policies: [], node: "node1", local: single });
+  const after = compile({ namespaces, pods, policies: [], node: "node1", local: both });
+  assert.deepEqual(before.siblingSources, [], "single-interface pods get no elements");
+  await node.exec(["nft", "-f", "-"], { input: renderRuleset(before) });
+  serve(srv, 80);
+  await waitListening(srv, 80);
+
+  // Until the controller knows eth1 belongs to the same pod, its address out of eth0 is a spoof.
+  let spoofed = await counter(node, "spoofed");
+  assert.equal(await connects(multi, srv, 80, 4, second.v4), false, "eth1's address out of eth0 is dropped while eth1 is unknown");
+  assert.ok((await counter(node, "spoofed")) > spoofed);
+
+  // The second interface is an element-only change.
+  const update = renderElementUpdate(before, after);
+  assert.ok(update, "adding a second interface changes only elements");
+  assert.match(update, /add element inet weft sib_4 \{ "wfma" \. 10\.244\.7\.11, "wfma1" \. 10\.244\.7\.1 \}/);
+  await node.exec(["nft", "-f", "-"], { input: update });
+  spoofed = await counter(node, "spoofed");
+  assert.ok(await connects(multi, srv, 80, 4, second.v4), "eth1's IPv4 address out of eth0 (the default route) passes");
+  assert.ok(await connects(multi, srv, 80, 6, `[${second.v6}]`), "eth1's IPv6 address out of eth0 passes");
+  assert.ok(await connects(multi, srv, 80, 4), "eth0's own address still passes");
+  assert.ok(await ping(srv.netns!, second.v4), "a ping to eth1's address is answered (the reply leaves by eth0)");
+  assert.equal(await counter(node, "spoofed"), spoofed, "nothing of the two-interface pod was counted as spoofed");
+
+  // A third pod sending as either of multi's interfaces is still dropped.
+  await evil.netns!.exec(["ip", "addr", "add", `${second.v4}/32`, "dev", "eth0"]);
+  await evil.netns!.exec(["ip", "addr", "add", `${multi.v4}/32`, "dev", "eth0"]);
+  await evil.netns!.exec(["ip", "-6", "addr", "add", `${second.v6}/128`, "dev", "eth0", "nodad"]);
+  for (const [bind, fam] of [[second.v4, 4], [multi.v4, 4], [`[${second.v6}]`, 6]] as const) {
+    const c = await counter(node, "spoofed");
+    assert.equal(await connects(evil, srv, 80, fam, bind), false, `a third pod sending as ${bind} is dropped`);
+    assert.ok((await counter(node, "spoofed")) > c, `the spoofed counter counted a third pod sending as ${bind}`);
+  }
+
+  // eth1 removed: the elements go again, and its address out of eth0 is a spoof once more.
+  const back = renderElementUpdate(after, before);
+  assert.ok(back);
+  await node.exec(["nft", "-f", "-"], { input: back });
+  spoofed = await counter(node, "spoofed");
+  assert.equal(await connects(multi, srv, 80, 4, second.v4), false);
+  assert.ok((await counter(node, "spoofed")) > spoofed);
+});

@@ -36,7 +36,8 @@ test("the script replaces the table atomically and names counters per policy rul
   assert.ok(!s.includes(`${podAddr("x", "c")} : jump`));
   // Anti-spoofing: one reverse-path rule for all pod veths, no per-pod elements.
   assert.match(s, /chain spoof_hook \{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\tiifname "wf\*" jump spoof_check/);
-  assert.match(s, /ip6 saddr \{ ::, fe80::\/10 \} return\n\t\tfib saddr \. iif oif missing counter name "spoofed" drop/);
+  assert.match(s, /ip6 saddr \{ ::, fe80::\/10 \} return\n\t\tiifname \. ip saddr @sib_4 return\n\t\tiifname \. ip6 saddr @sib_6 return\n\t\tfib saddr \. iif oif missing counter name "spoofed" drop/);
+  assert.deepEqual(m.siblingSources, [], "single-interface pods: the sibling sets stay empty");
   assert.ok(!s.includes(xa.ifname), "no per-pod interface elements");
   // ipBlock except: two ranges around the hole.
   assert.ok(s.includes("elements = { 10.0.0.0-10.244.2.255, 10.244.4.0-10.255.255.255 }"));

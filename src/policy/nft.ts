@@ -7,7 +7,8 @@
 // Layout (all verdicts stay in nftables; per-packet cost does not grow with the policy count):
 //   prerouting (raw):  packets from a pod veth must carry a source the host routes back through
 //                      that same veth (a reverse-path check: each pod address has a host route
-//                      only via its own veth), so anti-spoofing needs no per-pod elements
+//                      only via its own veth), so anti-spoofing needs no per-pod elements;
+//                      only pods with several weft interfaces get (veth, sibling address) elements
 //   forward  prio 0:   from a pod veth: established/related accept, invalid drop, then the source
 //                      address' egress group via a verdict map (pods not in the map: not isolated)
 //   forward  prio 10:  to a pod veth: the same for ingress, keyed by destination address.
@@ -157,6 +158,14 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
       addSet(`${n.id}_${f}`, [`type ${addrType(f)} . inet_proto . inet_service`], els);
     }
   }
+  for (const f of FAMILIES) {
+    // Sources a multi-interface pod's veth may send besides its own (its other interfaces').
+    const els = model.siblingSources.filter((s) => s.family === f).map((s): [string, string] => {
+      const t = `"${s.ifname}" . ${s.addr}`;
+      return [t, t];
+    });
+    addSet(`sib_${f}`, [`type ifname . ${addrType(f)}`], els);
+  }
   for (const dir of ["ingress", "egress"] as const) {
     for (const f of FAMILIES) {
       const els: Array<[string, string]> = [];
@@ -177,6 +186,11 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
       rules: [
         // Link-local and unspecified sources (NDP, DAD, MLD) never get forwarded off the link.
         "ip6 saddr { ::, fe80::/10 } return",
+        // A pod with several weft interfaces sends from any of its addresses out of its default
+        // route's interface: each of its veths may also carry its other interfaces' addresses.
+        // Filled only for such pods; a third pod's veth is never keyed with these addresses.
+        "iifname . ip saddr @sib_4 return",
+        "iifname . ip6 saddr @sib_6 return",
         // The route back to the source must leave through the veth the packet came in on: a
         // pod's own addresses are routed only via its veth, any other source (another pod's,
         // a remote or made-up one) via some other device. Packets from other nodes (VTEP,
