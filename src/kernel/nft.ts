@@ -66,12 +66,18 @@ export type NflogCapture = ChildProcessByStdio<null, Readable, Readable>;
 /**
  * Starts `tcpdump -i nflog:GROUP -w -` (packet-buffered pcap on stdout) in the namespace. The pcap
  * records carry the NFLOG TLVs (prefix, payload), which tcpdump's text output leaves out.
- * The caller owns the process (end it by its PID).
+ * The caller owns the process (end it by its PID; setpriv and nsenter exec, so it is tcpdump's).
+ *
+ * The kernel kills it when the calling thread dies (also on SIGKILL of the agent): util-linux
+ * setpriv sets PR_SET_PDEATHSIG before exec. Spawn from the main thread (Node does): the signal
+ * follows the death of the parent *thread*. `-Z root` keeps tcpdump from switching to its own
+ * user: any credential change clears PDEATHSIG. With `-w` tcpdump only copies packets, it does
+ * not dissect them. (A parent killed between fork and setpriv's prctl still leaves it behind.)
  */
 export function spawnNflogCapture(group: number, t: NftTarget = {}): NflogCapture {
   if (!Number.isInteger(group) || group < 0 || group > 65535) throw new InvalidKernelInput(`NFLOG group ${group} is not in 0..65535`);
-  const argv = ["tcpdump", "-U", "-n", "-s", "256", "-i", `nflog:${group}`, "-w", "-"];
+  const argv = ["tcpdump", "-Z", "root", "-U", "-n", "-s", "256", "-i", `nflog:${group}`, "-w", "-"];
   const { netns } = target(t);
-  const full = netns ? ["nsenter", `--net=${netns}`, "--", ...argv] : argv;
+  const full = ["setpriv", "--pdeathsig", "KILL", "--", ...(netns ? ["nsenter", `--net=${netns}`, "--"] : []), ...argv];
   return spawn(full[0], full.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
 }

@@ -1,8 +1,58 @@
 // The NFLOG pcap reader and the deny-log rate limiter (the kernel path is covered by
 // e2e-policy/controller.test.ts, which reads real NFLOG records from tcpdump).
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { createNetns, removeAllNetns } from "../testlib/netns.js";
 import { PcapReader, RateLimiter, parseNflogRecord } from "./denylog.js";
+
+after(removeAllNetns);
+
+/** "gone" when the PID no longer exists or is a zombie (dead, waiting for whoever adopted it to reap it). */
+function processState(pid: number): "running" | "gone" {
+  const f = `/proc/${pid}/status`;
+  if (!existsSync(f)) return "gone";
+  try {
+    const state = /^State:\s+(\S)/m.exec(readFileSync(f, "utf8"))?.[1];
+    return state === "Z" || state === "X" ? "gone" : "running";
+  } catch {
+    return "gone";
+  }
+}
+
+test("the deny log's tcpdump dies with an agent killed with -9", { skip: process.getuid?.() !== 0 && "needs root to create network namespaces and capture NFLOG" }, async () => {
+  const node = await createNetns("dl");
+  // A stand-in agent: a process that starts the deny log and reports the capture's PID.
+  const mod = new URL("./denylog.js", import.meta.url).href;
+  const code = `import pino from "pino"; import { DenyLogger } from ${JSON.stringify(mod)};
+const d = new DenyLogger({ netns: ${JSON.stringify(node.path)}, group: 100, log: pino({ level: "silent" }), model: () => null });
+await d.start(); process.stdout.write(String(d.pid) + "\\n"); setInterval(() => {}, 1000);`;
+  const agent = spawn(process.execPath, ["--input-type=module", "-e", code], { cwd: process.cwd(), stdio: ["ignore", "pipe", "pipe"] });
+  let err = "";
+  agent.stderr!.setEncoding("utf8").on("data", (d: string) => (err += d));
+  const pid = await new Promise<number>((resolve, reject) => {
+    let out = "";
+    agent.stdout!.setEncoding("utf8").on("data", (d: string) => {
+      out += d;
+      if (out.includes("\n")) resolve(Number(out.trim()));
+    });
+    agent.on("close", (c) => reject(new Error(`the deny-log process exited (${c}) before starting the capture: ${err}`)));
+  });
+  try {
+    assert.ok(Number.isInteger(pid) && pid > 0, `capture PID ${pid}`);
+    assert.equal(processState(pid), "running", "tcpdump runs while the agent does");
+    assert.match(readFileSync(`/proc/${pid}/comm`, "utf8"), /tcpdump/);
+    agent.kill("SIGKILL");
+    await new Promise((r) => agent.once("close", r));
+    const deadline = Date.now() + 1000;
+    while (processState(pid) === "running" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(processState(pid), "gone", "tcpdump is gone within a second of the agent's SIGKILL");
+  } finally {
+    if (agent.exitCode === null && agent.signalCode === null) agent.kill("SIGKILL");
+    if (processState(pid) === "running") process.kill(pid, "SIGKILL");
+  }
+});
 
 /** One NFLOG record body as the kernel/libpcap lay it out: 4-byte header, then TLVs in host order. */
 function nflogRecord(prefix: string, payload: Buffer): Buffer {

@@ -165,6 +165,11 @@ export class DenyLogger {
     this.limiter = new RateLimiter(r, r * 2);
   }
 
+  /** PID of the running capture (tcpdump), if any. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   start(): Promise<void> {
     const group = this.opts.group ?? 100;
     const child = spawnNflogCapture(group, this.opts.netns === undefined ? {} : { netns: this.opts.netns });
