@@ -60,8 +60,12 @@ export interface CliResult {
 
 export interface PodInfo {
   ip: string;
+  /** Every address (status.podIPs): IPv4 first, then IPv6 in the dual-stack lab. */
+  ips: string[];
   node: string;
 }
+
+export type Family = 4 | 6;
 
 export interface MatrixCheck {
   /** Pairs that differ in the one matrix taken after the policy was seen in force. */
@@ -133,8 +137,10 @@ export class NetpolLab {
 
   async pods(): Promise<Map<PodId, PodInfo & { phase: string }>> {
     const r = await this.must(["get", "pods", "-A", "-o", "json"]);
-    const items = (JSON.parse(r.stdout) as { items: Array<{ metadata: { name: string; namespace: string }; spec: { nodeName?: string }; status?: { phase?: string; podIP?: string } }> }).items;
-    return new Map(items.map((i) => [`${i.metadata.namespace}/${i.metadata.name}`, { ip: i.status?.podIP ?? "", node: i.spec.nodeName ?? "", phase: i.status?.phase ?? "" }]));
+    const items = (JSON.parse(r.stdout) as { items: Array<{ metadata: { name: string; namespace: string }; spec: { nodeName?: string }; status?: { phase?: string; podIP?: string; podIPs?: Array<{ ip: string }> } }> }).items;
+    return new Map(items.map((i) => [`${i.metadata.namespace}/${i.metadata.name}`, {
+      ip: i.status?.podIP ?? "", ips: (i.status?.podIPs ?? []).map((x) => x.ip), node: i.spec.nodeName ?? "", phase: i.status?.phase ?? "",
+    }]));
   }
 
   async waitRunning(ids: readonly PodId[], timeoutMs = 60_000): Promise<Map<PodId, PodInfo>> {
@@ -149,8 +155,8 @@ export class NetpolLab {
   }
 
   /** `lab matrix -o json` over the running pods. */
-  async matrix(port: number, protocol: Protocol = "TCP", timeoutMs = this.timeoutMs): Promise<Matrix> {
-    const r = await this.lab.cli(["matrix", "--port", String(port), "--protocol", protocol, "--timeout-ms", String(timeoutMs), "-o", "json"]);
+  async matrix(port: number, protocol: Protocol = "TCP", family: Family = 4, timeoutMs = this.timeoutMs): Promise<Matrix> {
+    const r = await this.lab.cli(["matrix", "--port", String(port), "--protocol", protocol, "--family", String(family), "--timeout-ms", String(timeoutMs), "-o", "json"]);
     if (r.code !== 0) throw new Error(`lab matrix exited ${r.code}: ${r.stderr.trim()}`);
     return (JSON.parse(r.stdout) as { matrix: Matrix }).matrix;
   }
@@ -159,19 +165,19 @@ export class NetpolLab {
    * Probes pairs directly through the lab's pod servers (what `lab probe` does, without starting a
    * CLI per probe): cheap enough to poll while waiting for a change to reach the nodes.
    */
-  async probePairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, port: number, protocol: Protocol): Promise<boolean[]> {
+  async probePairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, port: number, protocol: Protocol, family: Family = 4): Promise<boolean[]> {
     const pods = readPods(this.lab.dir).pods;
     return Promise.all(pairs.map(async ([a, b]) => {
       if (!pods[a] || !pods[b]) throw new Error(`${a} or ${b} is not a lab pod`);
-      return (await probeOne(pods[a], pods[b], { port, protocol, family: 4, timeoutMs: this.timeoutMs })).connected;
+      return (await probeOne(pods[a], pods[b], { port, protocol, family, timeoutMs: this.timeoutMs })).connected;
     }));
   }
 
   /** Polls `pairs` until each shows `want(pair)`; false after the deadline. */
-  private async waitPairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, want: (a: PodId, b: PodId) => boolean, port: number, protocol: Protocol, deadlineMs: number): Promise<boolean> {
+  private async waitPairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, want: (a: PodId, b: PodId) => boolean, port: number, protocol: Protocol, family: Family, deadlineMs: number): Promise<boolean> {
     const t0 = Date.now();
     while (pairs.length > 0) {
-      const got = await this.probePairs(pairs, port, protocol);
+      const got = await this.probePairs(pairs, port, protocol, family);
       if (got.every((v, i) => v === want(pairs[i][0], pairs[i][1]))) return true;
       if (Date.now() - t0 > deadlineMs) return false;
       await sleep(100);
@@ -187,14 +193,14 @@ export class NetpolLab {
    * it). Then the matrix is taken once and every pair must match, with no second chance, so a
    * pair that only sometimes connects, or a rule that is only sometimes enforced, fails.
    */
-  async check(expected: Reachability, port: number, protocol: Protocol = "TCP", deadlineMs = 20_000): Promise<MatrixCheck> {
-    const key = `${protocol}/${port}`;
+  async check(expected: Reachability, port: number, protocol: Protocol = "TCP", family: Family = 4, deadlineMs = 20_000): Promise<MatrixCheck> {
+    const key = `${protocol}/${port}/IPv${family}`;
     const prev = this.known.get(key) ?? new Reachability(expected.pods, true);
     const sentinels = expected.pods.flatMap((a) => expected.pods.filter((b) => a !== b && prev.get(a, b) !== expected.get(a, b)).map((b) => [a, b] as const));
     const t0 = Date.now();
-    const inForce = await this.waitPairs(sentinels, (a, b) => expected.get(a, b), port, protocol, deadlineMs);
+    const inForce = await this.waitPairs(sentinels, (a, b) => expected.get(a, b), port, protocol, family, deadlineMs);
     const convergedMs = inForce ? Date.now() - t0 : null;
-    const m = await this.matrix(port, protocol);
+    const m = await this.matrix(port, protocol, family);
     if (inForce) this.known.set(key, expected);
     else this.known.delete(key);
     const head = inForce ? `${key} (! = differs from the expectation)` : `${key}: not in force after ${deadlineMs} ms (! = differs)`;
@@ -207,11 +213,12 @@ export class NetpolLab {
    */
   async waitRestored(deadlineMs = 20_000): Promise<void> {
     for (const [key, r] of this.known) {
-      const [protocol, port] = key.split("/") as [Protocol, string];
+      const [protocol, port, fam] = key.split("/") as [Protocol, string, string];
+      const family: Family = fam === "IPv6" ? 6 : 4;
       const blocked = r.pods.flatMap((a) => r.pods.filter((b) => a !== b && !r.get(a, b)).map((b) => [a, b] as const));
-      const ok = await this.waitPairs(blocked, () => true, Number(port), protocol, deadlineMs);
+      const ok = await this.waitPairs(blocked, () => true, Number(port), protocol, family, deadlineMs);
       if (!ok) {
-        const still = await this.probePairs(blocked, Number(port), protocol);
+        const still = await this.probePairs(blocked, Number(port), protocol, family);
         throw new Error(`${key}: still blocked ${deadlineMs} ms after the policies were deleted: ${blocked.filter((_, i) => !still[i]).map(([a, b]) => `${a} -> ${b}`).join(", ")}`);
       }
     }

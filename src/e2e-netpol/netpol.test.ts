@@ -11,27 +11,30 @@ import assert from "node:assert/strict";
 import { run } from "../kernel/exec.js";
 import { isAlive } from "../lab/procs.js";
 import { skipReason } from "../lab/testkit.js";
-import { NAMESPACES, NODES, PLACEMENT, PODS, POD_NAMES, NetpolLab, namespaceObj, netpol, podObj, sleep, type Flow, type Json, type Protocol } from "./fixture.js";
+import { NAMESPACES, NODES, PLACEMENT, PODS, POD_NAMES, NetpolLab, namespaceObj, netpol, podObj, sleep, type Family, type Flow, type Json, type Protocol } from "./fixture.js";
 import { Reachability, type PodId } from "./reachability.js";
 
 const skip = skipReason();
+/** Dual-stack, so IPv6 gets its share of the checks (matrices default to IPv4, the first family). */
+const LAB_FLAGS = ["--nodes", String(NODES.length), "--backend", "vxlan", "--dual-stack"];
 const T0 = Date.now();
 
 describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 900_000 }, () => {
   const np = new NetpolLab();
   let ips = new Map<PodId, string>();
+  let ips6 = new Map<PodId, string>();
   const timings: string[] = [];
 
-  const expectMatrix = async (what: string, r: Reachability, port: number, protocol: Protocol = "TCP") => {
-    const c = await np.check(r, port, protocol);
-    timings.push(`${what} ${protocol}/${port}: in force after ${c.convergedMs ?? "never"} ms`);
+  const expectMatrix = async (what: string, r: Reachability, port: number, protocol: Protocol = "TCP", family: Family = 4) => {
+    const c = await np.check(r, port, protocol, family);
+    timings.push(`${what} ${protocol}/${port}/IPv${family}: in force after ${c.convergedMs ?? "never"} ms`);
     assert.deepEqual(c.diff, [], `${what}:\n${c.table}`);
   };
   const all = () => new Reachability(PODS, true);
   const apply = (...objs: Json[]) => np.mustApply(objs);
 
   before(async () => {
-    const up = await np.lab.cli(["up", "--nodes", String(NODES.length), "--backend", "vxlan"]);
+    const up = await np.lab.cli(["up", ...LAB_FLAGS]);
     assert.equal(up.code, 0, `lab up: ${up.stderr}`);
     await apply(...NAMESPACES.map(namespaceObj), ...PODS.map((id) => {
       const [ns, name] = id.split("/");
@@ -39,9 +42,12 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
     }));
     const pods = await np.waitRunning(PODS);
     ips = new Map(PODS.map((id) => [id, pods.get(id)!.ip]));
+    ips6 = new Map(PODS.map((id) => [id, pods.get(id)!.ips.find((a) => a.includes(":")) ?? ""]));
+    for (const id of PODS) assert.ok(ips6.get(id), `${id} has an IPv6 address too (dual-stack lab): ${pods.get(id)!.ips.join(", ")}`);
     for (const id of PODS) assert.equal(pods.get(id)!.node, PLACEMENT[id], `${id} runs on its node`);
     // Every pod server answers on every port before any policy exists.
     for (const [port, proto] of [[80, "TCP"], [81, "UDP"]] as const) await expectMatrix("no policy", all(), port, proto);
+    await expectMatrix("no policy", all(), 80, "TCP", 6);
   });
 
   after(async () => {
@@ -69,6 +75,7 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
   test("default-deny ingress in x isolates every pod of x and nothing else", async () => {
     await apply(netpol("x", "deny-ingress", { podSelector: {}, policyTypes: ["Ingress"] }));
     await expectMatrix("deny ingress", all().expectPeer({}, { ns: "x" }, false), 80);
+    await expectMatrix("deny ingress", all().expectPeer({}, { ns: "x" }, false), 80, "TCP", 6);
   });
 
   test("default-deny egress in x: x reaches nothing, everyone still reaches x", async () => {
@@ -81,6 +88,7 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
     const r = all().expectPeer({}, { ns: "x" }, false).expectPeer({ ns: "x" }, {}, false);
     await expectMatrix("deny all", r, 80);
     await expectMatrix("deny all", r, 81, "UDP");
+    await expectMatrix("deny all", r, 81, "UDP", 6);
   });
 
   test("allow-all ingress `ingress: [{}]` for x/a next to a default deny in x", async () => {
@@ -98,7 +106,9 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
 
   test("allow from another namespace by namespaceSelector on kubernetes.io/metadata.name", async () => {
     await apply(netpol("x", "from-y", { podSelector: { matchLabels: { pod: "a" } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "y" } } }] }] }));
-    await expectMatrix("from ns y", all().expectPeer({ ns: "x" }, { ns: "x", pod: "a" }, false).expectPeer({ ns: "z" }, { ns: "x", pod: "a" }, false), 80);
+    const r = all().expectPeer({ ns: "x" }, { ns: "x", pod: "a" }, false).expectPeer({ ns: "z" }, { ns: "x", pod: "a" }, false);
+    await expectMatrix("from ns y", r, 80);
+    await expectMatrix("from ns y", r, 80, "TCP", 6);
   });
 
   const notX = { matchExpressions: [{ key: "kubernetes.io/metadata.name", operator: "NotIn", values: ["x"] }] };
@@ -179,6 +189,17 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
     await expectMatrix("egress named port", all().expectPeer({ ns: "x" }, {}, false), 80);
     await expectMatrix("egress named port", all(), 81);
     await expectMatrix("egress named port (TCP only)", all().expectPeer({ ns: "x" }, {}, false), 81, "UDP");
+    await expectMatrix("egress named port", all().expectPeer({ ns: "x" }, {}, false), 80, "TCP", 6);
+    await expectMatrix("egress named port", all(), 81, "TCP", 6);
+  });
+
+  test("IPv6 ipBlock with except; an IPv6 block allows no IPv4 traffic", async () => {
+    await apply(netpol("x", "v6-block", {
+      podSelector: { matchLabels: { pod: "a" } },
+      ingress: [{ from: [{ ipBlock: { cidr: "fd00:244::/48", except: [`${ips6.get("y/b")}/128`] } }] }],
+    }));
+    await expectMatrix("IPv6 ipBlock", all().expect("y/b", "x/a", false), 80, "TCP", 6);
+    await expectMatrix("IPv6 ipBlock", all().expectAllIngress("x/a", false), 80);
   });
 
   test("ingress and egress specified together", async () => {
@@ -430,7 +451,7 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
     process.kill(agent.pid, "SIGKILL");
     await until("the agent is gone", () => !isAlive(agent), 5000);
     await sleep(1000);
-    const up = await np.lab.cli(["up", "--nodes", String(NODES.length), "--backend", "vxlan"]);
+    const up = await np.lab.cli(["up", ...LAB_FLAGS]);
     assert.equal(up.code, 0, up.stderr);
     const restarted = np.state().nodes.find((n) => n.name === node)!.agent!;
     assert.notEqual(restarted.pid, agent.pid, "lab up started a new agent");
