@@ -14,9 +14,13 @@
 //     before its first packet (anti-spoofing is one reverse-path rule, no per-pod entry), so its
 //     podAdded() resolves at once; its membership in peer sets follows in the background (until
 //     then others' isolated pods do not admit it: fail-closed, as Kubernetes allows).
+//   - A pod's second (third, ...) weft interface is the exception: its sibling-source elements
+//     (each veth may send the pod's other addresses) must be in force before it is wired, so its
+//     podAdded() waits for the commit. Interfaces of one pod are found by namespace/name, and by
+//     the kernel (host veths whose peers share a network namespace), refreshed on link changes.
 import type { Logger } from "pino";
 import { canonicalAddr } from "../k8s/ipaddr.js";
-import { nftApply, nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
+import { listVethPeerNetns, nftApply, nftDeleteTable, nftListCountersJson, nftListTable, spawnLinkMonitor, type LinkMonitor } from "../kernel/nft.js";
 import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
 import { compile, parseCounters, podIsolated, podKey, renderElementUpdate, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
 import type { ObjectStore } from "../store/types.js";
@@ -98,6 +102,11 @@ export class PolicyController {
   private busy: Promise<void> | null = null;
   private started = false;
   private stopped = false;
+  /** Host veths grouped by the network namespace of their peers (only groups of two or more). */
+  private sameNetns: string[][] = [];
+  private monitor: LinkMonitor | null = null;
+  private monitorRestart: NodeJS.Timeout | undefined;
+  private netnsRefresh: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(kind: ApplyKind, model: CompiledModel) => void>();
   readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, failures: 0, immediateAdds: 0, lastApplyMs: null, lastError: null };
 
@@ -133,6 +142,8 @@ export class PolicyController {
     for (const p of fromAgent) if (!removed(p)) this.local.set(p.ifname, checkLocalPod(p));
     for (const [k, p] of early) this.local.set(k, p);
     this.removedBeforeStart = [];
+    this.startLinkMonitor();
+    await this.refreshSameNetns(false);
     this.started = true;
     this.requested++;
     const err = await this.cycle();
@@ -147,6 +158,15 @@ export class PolicyController {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
+    if (this.monitorRestart) clearTimeout(this.monitorRestart);
+    if (this.netnsRefresh) clearTimeout(this.netnsRefresh);
+    const m = this.monitor;
+    this.monitor = null;
+    if (m && m.pid !== undefined && m.exitCode === null && m.signalCode === null) {
+      const closed = new Promise<void>((r) => m.once("close", () => r()));
+      process.kill(m.pid, "SIGTERM");
+      await closed;
+    }
     await this.cache.stop();
     await this.busy;
     const ws = this.waiters;
@@ -180,7 +200,9 @@ export class PolicyController {
     // address whose previous pod's entries are still being removed (its DEL released it before
     // the commit) must not inherit that pod's place in peer sets: wait for the removal too.
     const reused = p.ips.some((ip) => (this.leaving.get(ip) ?? 0) > this.appliedGen);
-    if (fresh && !reused && !podIsolated(p.namespace, view.labels, view.policies)) {
+    // Another interface of the same pod: its veths need the sibling elements before this one's first packet.
+    const sibling = [...this.local.values()].some((o) => o.ifname !== p.ifname && o.namespace === p.namespace && o.name === p.name);
+    if (fresh && !reused && !sibling && !podIsolated(p.namespace, view.labels, view.policies)) {
       this.markDirty(false);
       this.stats.immediateAdds++;
       return;
@@ -246,6 +268,47 @@ export class PolicyController {
   /** Removes the table (decommissioning a node: every pod becomes unrestricted). Stop first. */
   async removeRuleset(): Promise<boolean> {
     return nftDeleteTable(this.table, this.target());
+  }
+
+  /** Watches link changes so a pod's new interface is paired with its siblings (see refreshSameNetns). */
+  private startLinkMonitor(): void {
+    if (this.stopped) return;
+    let m: LinkMonitor;
+    try {
+      m = spawnLinkMonitor(this.target());
+    } catch (e) {
+      this.log?.warn({ err: String(e) }, "cannot watch links; interfaces of one pod are paired by name only");
+      return;
+    }
+    this.monitor = m;
+    const prefix = this.render.podIfPrefix ?? "wf";
+    m.stdout.setEncoding("utf8").on("data", (d: string) => {
+      if (!d.includes(` ${prefix}`)) return;
+      // Coalesce the burst of events one veth creation makes (add, move, up).
+      if (this.netnsRefresh) clearTimeout(this.netnsRefresh);
+      this.netnsRefresh = setTimeout(() => void this.refreshSameNetns(true), 10);
+    });
+    m.stderr.resume();
+    m.on("error", (e) => this.log?.warn({ err: e.message }, "link monitor failed"));
+    m.on("close", () => {
+      if (this.monitor === m) this.monitor = null;
+      if (!this.stopped) this.monitorRestart = setTimeout(() => this.startLinkMonitor(), 1000);
+    });
+  }
+
+  /** Re-reads which host veths lead into one namespace; recomputes when that changed. */
+  private async refreshSameNetns(mark: boolean): Promise<void> {
+    this.netnsRefresh = undefined;
+    let groups: string[][];
+    try {
+      groups = groupByNetns(await listVethPeerNetns(this.target()), this.render.podIfPrefix ?? "wf");
+    } catch (e) {
+      this.log?.warn({ err: String(e) }, "could not list veths; interfaces of one pod are paired by name only");
+      return;
+    }
+    if (JSON.stringify(groups) === JSON.stringify(this.sameNetns)) return;
+    this.sameNetns = groups;
+    if (mark && !this.stopped) this.markDirty(true);
   }
 
   // ---- the apply loop --------------------------------------------------------------------------
@@ -333,7 +396,7 @@ export class PolicyController {
 
   private async applyOnce(): Promise<{ kind: ApplyKind; model: CompiledModel }> {
     const snap = this.cache.snapshot();
-    const next = compile({ ...snap, node: this.node, local: [...this.local.values()] });
+    const next = compile({ ...snap, node: this.node, local: [...this.local.values()], sameNetns: this.sameNetns });
     const prev = this.applied;
     if (prev) {
       const update = renderElementUpdate(prev, next, this.render);
@@ -362,6 +425,14 @@ export class PolicyController {
     this.log?.info({ node: this.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: prev === null && json !== null }, "policy ruleset applied");
     return { kind: "full", model: next };
   }
+}
+
+// ---- interfaces sharing a network namespace (kernel view) --------------------------------------
+
+function groupByNetns(links: Array<{ ifname: string; netnsid: number }>, prefix: string): string[][] {
+  const by = new Map<number, string[]>();
+  for (const l of links) if (l.ifname.startsWith(prefix)) by.set(l.netnsid, [...(by.get(l.netnsid) ?? []), l.ifname]);
+  return [...by.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort((a, b) => (a[0] < b[0] ? -1 : 1));
 }
 
 function matchesRef(p: LocalPod, ref: { namespace: string; name: string; ifname?: string }): boolean {
