@@ -54,6 +54,17 @@ test("a pod's second interface waits for its commit; its sibling sources are in 
   await ctrl.podAdded(localPod(third));
   assert.equal(ctrl.stats.immediateAdds, immediate + 1, "a pod's only interface resolves at once (no policy isolates it)");
 
+  // Another identity (e.g. no K8S_POD_* args) in the same network namespace, as the agent names it.
+  const fourth: PodDef = { ns: "m", name: "four", v4: "10.244.8.4", v6: "fd00:10:244:8::4", ifname: "wfmfour", labels: {} };
+  await f.podObject(fourth);
+  await ctrl.podAdded({ ...localPod(fourth), netns: "/run/netns/four" });
+  assert.equal(ctrl.stats.immediateAdds, immediate + 2);
+  await ctrl.podAdded({ namespace: "_cni", name: "c123", ifname: "wfmfour1", ips: ["10.244.8.14"], netns: "/run/netns/four" });
+  assert.equal(ctrl.stats.immediateAdds, immediate + 2, "same netns, other identity: no fast path");
+  assert.match(await siblings(4), /"wfmfour" \. 10\.244\.8\.14/);
+  await ctrl.podRemoved({ namespace: "_cni", name: "c123" });
+  await ctrl.podRemoved({ namespace: "m", name: "four" });
+
   await ctrl.podRemoved({ namespace: "m", name: "multi", ifname: SECOND.ifname });
   assert.doesNotMatch(await siblings(4), /elements/, "removing the second interface removes the elements");
   assert.doesNotMatch(await siblings(6), /elements/);

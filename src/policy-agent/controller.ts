@@ -16,8 +16,9 @@
 //     then others' isolated pods do not admit it: fail-closed, as Kubernetes allows).
 //   - A pod's second (third, ...) weft interface is the exception: its sibling-source elements
 //     (each veth may send the pod's other addresses) must be in force before it is wired, so its
-//     podAdded() waits for the commit. Interfaces of one pod are found by namespace/name, and by
-//     the kernel (host veths whose peers share a network namespace), refreshed on link changes.
+//     podAdded() waits for the commit. Interfaces of one pod are found by namespace/name, by
+//     LocalPod.netns when the agent gives it, and by the kernel (host veths whose peers share a
+//     network namespace, re-read on link changes: this last one follows the wiring, not before).
 import type { Logger } from "pino";
 import { canonicalAddr } from "../k8s/ipaddr.js";
 import { listVethPeerNetns, nftApply, nftDeleteTable, nftListCountersJson, nftListTable, spawnLinkMonitor, type LinkMonitor } from "../kernel/nft.js";
@@ -201,7 +202,7 @@ export class PolicyController {
     // the commit) must not inherit that pod's place in peer sets: wait for the removal too.
     const reused = p.ips.some((ip) => (this.leaving.get(ip) ?? 0) > this.appliedGen);
     // Another interface of the same pod: its veths need the sibling elements before this one's first packet.
-    const sibling = [...this.local.values()].some((o) => o.ifname !== p.ifname && o.namespace === p.namespace && o.name === p.name);
+    const sibling = [...this.local.values()].some((o) => o.ifname !== p.ifname && ((o.namespace === p.namespace && o.name === p.name) || (p.netns !== undefined && o.netns === p.netns)));
     if (fresh && !reused && !sibling && !podIsolated(p.namespace, view.labels, view.policies)) {
       this.markDirty(false);
       this.stats.immediateAdds++;
@@ -447,5 +448,5 @@ function checkLocalPod(p: LocalPod): LocalPod {
     if (c === null) throw new Error(`pod ${p.namespace}/${p.name}: "${ip}" is not an IP address`);
     return c;
   });
-  return { namespace: p.namespace, name: p.name, ifname: p.ifname, ips };
+  return { namespace: p.namespace, name: p.name, ifname: p.ifname, ips, ...(p.netns !== undefined ? { netns: p.netns } : {}) };
 }

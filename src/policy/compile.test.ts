@@ -244,6 +244,9 @@ test("sibling sources: only interfaces of one pod (or one network namespace, by 
     { namespace: "x", name: "b", ifname: "wfb0", ips: ["10.0.0.2"] },
     { namespace: "_cni", name: "c1", ifname: "wfc0", ips: ["10.0.0.3"] },
     { namespace: "_cni", name: "c2", ifname: "wfc1", ips: ["10.0.1.3"] },
+    { namespace: "_cni", name: "d1", ifname: "wfd0", ips: ["10.0.0.4"], netns: "/run/netns/p1" },
+    { namespace: "_cni", name: "d2", ifname: "wfd1", ips: ["10.0.1.4"], netns: "/run/netns/p1" },
+    { namespace: "_cni", name: "e", ifname: "wfe0", ips: ["10.0.0.5"], netns: "/run/netns/p2" },
   ];
   const m = compile({ namespaces: [], pods: [], policies: [], node: "n", local, sameNetns: [["wfc0", "wfc1", "wfgone"]] });
   assert.deepEqual(m.siblingSources, [
@@ -252,7 +255,9 @@ test("sibling sources: only interfaces of one pod (or one network namespace, by 
     { ifname: "wfa1", family: 6, addr: "fd00::1" },
     { ifname: "wfc0", family: 4, addr: "10.0.1.3" },
     { ifname: "wfc1", family: 4, addr: "10.0.0.3" },
+    { ifname: "wfd0", family: 4, addr: "10.0.1.4" },
+    { ifname: "wfd1", family: 4, addr: "10.0.0.4" },
   ]);
-  const alone = compile({ namespaces: [], pods: [], policies: [], node: "n", local: local.filter((l) => l.ifname !== "wfa1" && l.ifname !== "wfc1"), sameNetns: [["wfc0"]] });
+  const alone = compile({ namespaces: [], pods: [], policies: [], node: "n", local: local.filter((l) => l.ifname !== "wfa1" && l.ifname !== "wfc1" && l.ifname !== "wfd1"), sameNetns: [["wfc0"]] });
   assert.deepEqual(alone.siblingSources, [], "single-interface pods get nothing");
 });

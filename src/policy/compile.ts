@@ -302,7 +302,9 @@ export function compile(input: CompileInput): CompiledModel {
   });
 
   counters.push({ name: "spoofed", kind: "spoof" });
-  const siblingSources = siblingSourcesOf(localPods, input.sameNetns ?? []);
+  const byNetns = new Map<string, string[]>();
+  for (const lp of local) if (lp.netns) byNetns.set(lp.netns, [...(byNetns.get(lp.netns) ?? []), lp.ifname]);
+  const siblingSources = siblingSourcesOf(localPods, [...(input.sameNetns ?? []), ...byNetns.values()]);
   const byId = <T extends { id: string }>(m: Map<string, T>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     node: input.node,

@@ -30,6 +30,11 @@ export interface LocalPod {
   /** Host-side interface (the wf* veth); used for anti-spoofing. */
   ifname: string;
   ips: string[];
+  /**
+   * The pod's network namespace as the runtime named it (CNI_NETNS), if known: interfaces with
+   * the same one belong to one pod even under different identities.
+   */
+  netns?: string;
 }
 
 export interface PodSet {
