@@ -243,6 +243,48 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
     await expectMatrix("egress UDP to y/c", all().expectAllEgress("x/a", false), 80);
   });
 
+  test("without policyTypes, a policy with only egress rules isolates ingress too", async () => {
+    await apply(netpol("x", "egress-only-rules", { podSelector: { matchLabels: { pod: "a" } }, egress: [{ to: [{ namespaceSelector: { matchLabels: { ns: "y" } } }] }] }));
+    await expectMatrix("default policyTypes", all().expectAllIngress("x/a", false).expectAllEgress("x/a", false).expectPeer({ ns: "x", pod: "a" }, { ns: "y" }, true), 80);
+  });
+
+  test("empty from and ports lists match everything", async () => {
+    await apply(
+      netpol("x", "deny-ingress", { podSelector: {}, policyTypes: ["Ingress"] }),
+      netpol("x", "empty-lists", { podSelector: { matchLabels: { pod: "a" } }, ingress: [{ from: [], ports: [] }] }),
+    );
+    const r = all().expectAllIngress("x/b", false).expectAllIngress("x/c", false);
+    await expectMatrix("empty lists", r, 80);
+    await expectMatrix("empty lists", r, 81, "UDP");
+  });
+
+  test("a named port is resolved per pod: the same name on different numbers (ingress and egress)", async () => {
+    // Two more pods: x/d serves "web" on 81 (80 unnamed), z/d serves "web" on 80 (81 unnamed).
+    const extra = (ns: string, node: string, web: number, other: number) => ({
+      apiVersion: "v1", kind: "Pod", metadata: { name: "d", namespace: ns, labels: { pod: "d" } },
+      spec: { nodeName: node, containers: [{ name: "web", image: "lab", ports: [{ name: "web", containerPort: web, protocol: "TCP" }, { containerPort: other, protocol: "TCP" }] }] },
+    });
+    await apply(extra("x", "n2", 81, 80), extra("z", "n3", 80, 81));
+    try {
+      await np.waitRunning(["x/d", "z/d"]);
+      const pods = [...PODS, "x/d", "z/d"];
+      await apply(
+        netpol("x", "web-in", { podSelector: {}, ingress: [{ ports: [{ port: "web" }] }] }),
+        netpol("y", "web-out", { podSelector: { matchLabels: { pod: "a" } }, policyTypes: ["Egress"], egress: [{ ports: [{ port: "web" }] }] }),
+      );
+      const base = () => new Reachability(pods, true).expectPeer({}, { ns: "x" }, false).expectAllEgress("y/a", false);
+      await expectMatrix("named port per pod", base().expect("y/a", "z/d", true), 80);
+      await expectMatrix("named port per pod", base().expectAllIngress("x/d", true).expect("y/a", "x/d", true), 81);
+      await np.deleteAppliedPolicies();
+      await np.waitRestored();
+    } finally {
+      await np.weft(["delete", "pod", "d", "-n", "x"]);
+      await np.weft(["delete", "pod", "d", "-n", "z"]);
+      const end = Date.now() + 30_000;
+      while (Date.now() < end && [...(await np.pods()).keys()].some((k) => k.endsWith("/d"))) await sleep(300);
+    }
+  });
+
   test("multiple policies are additive; `weft explain` agrees with the matrix", async () => {
     await apply(
       netpol("x", "from-b", { podSelector: { matchLabels: { pod: "a" } }, ingress: [{ from: [{ podSelector: { matchLabels: { pod: "b" } } }] }] }),
