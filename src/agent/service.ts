@@ -23,7 +23,7 @@ export const RESULT_VERSION = "1.1.0";
 
 /** The node's network policy, as the service needs it (src/policy-agent's controller in the agent). */
 export interface PodPolicyHook {
-  /** Resolves once the pod's rules (and its anti-spoofing entry) are in the kernel. */
+  /** Resolves once the pod's isolation rules (and a further interface's sibling-source elements) are in the kernel. */
   podAdded(pod: LocalPod): Promise<void>;
   /** The host interface is gone: drop its rules. */
   podRemoved(hostIf: string): Promise<void>;
@@ -181,8 +181,9 @@ export class AgentService {
       const extraRoutes = delegated?.routes ?? [];
       const t0 = performance.now();
       try {
-        // The pod's rules (isolation, anti-spoofing) are committed before its veth exists, so its
-        // first packet already meets them.
+        // The pod's isolation rules (and, for a pod's further interface, the elements that let its
+        // veths carry each other's addresses) are committed before its veth exists, so its first
+        // packet already meets them. Anti-spoofing itself is one rule with no per-pod entry.
         if (this.o.policy) {
           try {
             await this.o.policy.podAdded(localPodOf(rec));
