@@ -202,7 +202,7 @@ export class PolicyController {
     // the commit) must not inherit that pod's place in peer sets: wait for the removal too.
     const reused = p.ips.some((ip) => (this.leaving.get(ip) ?? 0) > this.appliedGen);
     // Another interface of the same pod: its veths need the sibling elements before this one's first packet.
-    const sibling = [...this.local.values()].some((o) => o.ifname !== p.ifname && ((o.namespace === p.namespace && o.name === p.name) || (p.netns !== undefined && o.netns === p.netns)));
+    const sibling = [...this.local.values()].some((o) => o.ifname !== p.ifname && ((o.namespace === p.namespace && o.name === p.name && o.netns === p.netns) || (p.netns !== undefined && o.netns === p.netns)));
     if (fresh && !reused && !sibling && !podIsolated(p.namespace, view.labels, view.policies)) {
       this.markDirty(false);
       this.stats.immediateAdds++;

@@ -247,6 +247,9 @@ test("sibling sources: only interfaces of one pod (or one network namespace, by 
     { namespace: "_cni", name: "d1", ifname: "wfd0", ips: ["10.0.0.4"], netns: "/run/netns/p1" },
     { namespace: "_cni", name: "d2", ifname: "wfd1", ips: ["10.0.1.4"], netns: "/run/netns/p1" },
     { namespace: "_cni", name: "e", ifname: "wfe0", ips: ["10.0.0.5"], netns: "/run/netns/p2" },
+    // x/r re-created: the old sandbox and the new one coexist until the old one's DEL.
+    { namespace: "x", name: "r", ifname: "wfr0", ips: ["10.0.0.6"], netns: "/run/netns/old" },
+    { namespace: "x", name: "r", ifname: "wfr1", ips: ["10.0.0.7"], netns: "/run/netns/new" },
   ];
   const m = compile({ namespaces: [], pods: [], policies: [], node: "n", local, sameNetns: [["wfc0", "wfc1", "wfgone"]] });
   assert.deepEqual(m.siblingSources, [

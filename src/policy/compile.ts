@@ -302,9 +302,15 @@ export function compile(input: CompileInput): CompiledModel {
   });
 
   counters.push({ name: "spoofed", kind: "spoof" });
-  const byNetns = new Map<string, string[]>();
-  for (const lp of local) if (lp.netns) byNetns.set(lp.netns, [...(byNetns.get(lp.netns) ?? []), lp.ifname]);
-  const siblingSources = siblingSourcesOf(localPods, [...(input.sameNetns ?? []), ...byNetns.values()]);
+  // One pod's interfaces: same namespace/name in the same network namespace (a re-created pod's
+  // new sandbox is another one until the old one's DEL), or the same network namespace.
+  const together = new Map<string, string[]>();
+  const join = (k: string, ifname: string) => together.set(k, [...(together.get(k) ?? []), ifname]);
+  for (const lp of local) {
+    join(`pod\0${podKey(lp.namespace, lp.name)}\0${lp.netns ?? ""}`, lp.ifname);
+    if (lp.netns) join(`netns\0${lp.netns}`, lp.ifname);
+  }
+  const siblingSources = siblingSourcesOf(localPods, [...(input.sameNetns ?? []), ...together.values()]);
   const byId = <T extends { id: string }>(m: Map<string, T>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return {
     node: input.node,
@@ -321,9 +327,9 @@ export function compile(input: CompileInput): CompiledModel {
 
 /**
  * Each interface of a multi-interface pod may send the addresses of the pod's other interfaces.
- * Interfaces group by pod (namespace/name) and by the caller's same-network-namespace hints.
+ * `together`: groups of host interfaces that lead into one pod.
  */
-function siblingSourcesOf(localPods: readonly LocalPodPolicy[], sameNetns: ReadonlyArray<readonly string[]>): SiblingSource[] {
+function siblingSourcesOf(localPods: readonly LocalPodPolicy[], together: ReadonlyArray<readonly string[]>): SiblingSource[] {
   const parent = new Map<string, string>();
   const find = (x: string): string => {
     let r = x;
@@ -337,14 +343,8 @@ function siblingSourcesOf(localPods: readonly LocalPodPolicy[], sameNetns: Reado
     if (ra !== rb) parent.set(ra, rb);
   };
   const known = new Set(localPods.map((p) => p.ifname));
-  const byPod = new Map<string, string>();
-  for (const p of localPods) {
-    find(p.ifname);
-    const first = byPod.get(p.key);
-    if (first === undefined) byPod.set(p.key, p.ifname);
-    else union(first, p.ifname);
-  }
-  for (const g of sameNetns) {
+  for (const p of localPods) find(p.ifname);
+  for (const g of together) {
     const ifs = g.filter((i) => known.has(i));
     for (let i = 1; i < ifs.length; i++) union(ifs[0], ifs[i]);
   }
