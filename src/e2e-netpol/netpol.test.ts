@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { run } from "../kernel/exec.js";
 import { isAlive } from "../lab/procs.js";
 import { skipReason } from "../lab/testkit.js";
-import { NAMESPACES, NODES, PLACEMENT, PODS, POD_NAMES, NetpolLab, namespaceObj, netpol, podObj, sleep, type Family, type Flow, type Json, type Protocol } from "./fixture.js";
+import { NAMESPACES, NODES, PLACEMENT, PODS, NetpolLab, namespaceObj, netpol, podObj, sleep, type Family, type Flow, type Json, type Protocol } from "./fixture.js";
 import { Reachability, type PodId } from "./reachability.js";
 
 const skip = skipReason();
@@ -568,6 +568,9 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
     timings.push(`new pod control: ${JSON.stringify(ctl)}`);
     assert.ok((ctl.inside.received as number) > 0, `control: the new pod received the blast: ${JSON.stringify(ctl)}`);
     assert.ok((ctl.blaster.received as number) > 0, `control: the peer received the new pod's datagrams: ${JSON.stringify(ctl)}`);
+    // ...and sees it inside the window that matters: before the pod was Running (its server starts
+    // only after CNI ADD returned).
+    assert.ok((ctl.inside.firstReceived as number) < ctl.tRunning && (ctl.blaster.firstReceived as number) < ctl.tRunning, `control: traffic seen before the pod ran: ${JSON.stringify(ctl)}`);
 
     await apply(netpol("x", "deny-all", { podSelector: {}, policyTypes: ["Ingress", "Egress"] }));
     await expectMatrix("deny all", all().expectPeer({}, { ns: "x" }, false).expectPeer({ ns: "x" }, {}, false), 80);
@@ -580,4 +583,3 @@ describe("NetworkPolicy e2e (x, y, z x a, b, c on 3 nodes)", { skip, timeout: 90
   });
 });
 
-void POD_NAMES;
