@@ -44,7 +44,7 @@ export interface AgentConfig {
   resyncMs?: number;
   /** Policy metrics on 127.0.0.1:PORT (0 = any free port); absent = no endpoint. */
   metricsPort?: number;
-  /** Deny log via NFLOG + tcpdump (default false: its tcpdump outlives an agent killed with -9). */
+  /** Deny log via NFLOG + tcpdump (`weft agent` turns it on unless --no-deny-log; tcpdump dies with the agent). */
   denyLog?: boolean;
 }
 

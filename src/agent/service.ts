@@ -73,7 +73,9 @@ export function localPodsOf(records: AttachmentRecord[]): LocalPod[] {
 }
 
 function localPodOf(r: AttachmentRecord): LocalPod {
-  return { ...policyIdentity(r.pod, r.containerId), ifname: r.hostIf, ips: r.addresses.map((a) => a.address) };
+  // netns pairs a pod's interfaces before its veth exists, so a second interface's ADD waits
+  // for its sibling anti-spoof elements.
+  return { ...policyIdentity(r.pod, r.containerId), ifname: r.hostIf, ips: r.addresses.map((a) => a.address), netns: r.netns };
 }
 
 const lockKey = (containerId: string, ifname: string) => `${containerId}\0${ifname}`;

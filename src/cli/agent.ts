@@ -97,7 +97,7 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
     ...(leaseTtl !== undefined ? { leaseTtlSeconds: leaseTtl } : {}),
     ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
-    denyLog: o.denyLog === true,
+    denyLog: o.denyLog !== false,
   };
 }
 
@@ -118,7 +118,7 @@ export function registerAgent(program: Command): void {
     .option("--lease-ttl <seconds>", "node lease TTL: a stopped node disappears from its peers this long after (default 15)")
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
-    .option("--deny-log", "log connections denied by network policy (runs tcpdump on NFLOG group 100; default off)")
+    .option("--no-deny-log", "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)")
     .action(async (o: AgentFlags) => {
       const cfg = agentConfigFromFlags(o);
       const log = makeLogger();
