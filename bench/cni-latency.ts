@@ -19,7 +19,9 @@ const N = arg("n", 100);
 const CONC = arg("concurrent", 50);
 const PAR = arg("parallel", 8);
 const ROUNDS = arg("rounds", 3);
-const tag = Math.random().toString(36).slice(2, 7);
+// One tag for the outer process and the inner one it starts, so cleanup finds every namespace.
+const tagArg = process.argv.indexOf("--tag");
+const tag = tagArg >= 0 ? process.argv[tagArg + 1] : Math.random().toString(36).slice(2, 7);
 
 interface Subject {
   name: string;
@@ -129,14 +131,17 @@ async function outer(): Promise<void> {
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
     const code = await new Promise<number>((resolve) => {
-      const c = spawn("nsenter", [`--net=${hostPath}`, "--", process.execPath, fileURLToPath(import.meta.url), "--inner", work, ...process.argv.slice(2)], { stdio: "inherit", env });
+      const c = spawn("nsenter", [`--net=${hostPath}`, "--", process.execPath, fileURLToPath(import.meta.url), "--inner", work, "--tag", tag, ...process.argv.slice(2)], { stdio: "inherit", env });
       c.on("close", (c2) => resolve(c2 ?? 1));
     });
     if (code !== 0) throw new Error(`benchmark run failed (exit ${code})`);
     const r = JSON.parse(await import("node:fs").then((fs) => fs.readFileSync(join(work, "result.json"), "utf8")));
     report(r);
   } finally {
-    await delNetns(host);
+    // Pod namespaces the inner run made and could not remove (it failed half-way), then the host.
+    const { execFileSync } = await import("node:child_process");
+    const left = execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).split("\n").map((l) => l.split(" ")[0]).filter((n) => n.startsWith(`wb-${tag}-`));
+    for (const n of left) await delNetns(n);
     rmSync(work, { recursive: true, force: true });
   }
 }
