@@ -131,6 +131,17 @@ test("a pod no policy isolates: podAdded resolves without a commit and its peer-
   assert.match(await setElements("vi_4"), /10\.244\.9\.81 : jump gi_/, "its ingress isolation is in the kernel when podAdded resolves");
 });
 
+test("a container without Kubernetes pod args (namespace _cni, as podman's) is added without a store read or a commit", { skip }, async () => {
+  const c = ctrls[0];
+  const commits = () => c.stats.fullApplies + c.stats.elementApplies;
+  const before = commits();
+  const immediate = c.stats.immediateAdds;
+  await c.podAdded({ namespace: "_cni", name: "podman-ctr-1", ifname: "wfpodman1", ips: ["10.244.9.230"] });
+  assert.equal(commits(), before, "resolved without a transaction");
+  assert.equal(c.stats.immediateAdds, immediate + 1, "took the fast path (no failed store read forcing a commit)");
+  await c.podRemoved({ namespace: "_cni", name: "podman-ctr-1" });
+});
+
 test("a table changed behind the controller's back is replaced whole on the next change", { skip }, async () => {
   const c = ctrls[0];
   await f!.node.exec(["nft", "delete", "table", "inet", "weft"]);

@@ -2,7 +2,7 @@
 // NetworkPolicies, kept current by store watches (list + watch) and, for a pod being added on
 // this node, by a direct read (so a CNI ADD never races the watch).
 import type { Logger } from "pino";
-import { validateNamespace, validateNetworkPolicy, validatePod, formatErrors, type Namespace, type NetworkPolicy, type Pod, type Validated } from "../k8s/index.js";
+import { dns1123Label, validateNamespace, validateNetworkPolicy, validatePod, formatErrors, type Namespace, type NetworkPolicy, type Pod, type Validated } from "../k8s/index.js";
 import { NotFoundError } from "../store/errors.js";
 import type { ObjectStore, StoredObject, WatchEvent, WatchHandle } from "../store/types.js";
 
@@ -79,6 +79,9 @@ export class ObjectCache {
    * than the watch has delivered. Returns true when that changed the snapshot.
    */
   async refreshForPod(namespace: string, name: string): Promise<boolean> {
+    // A namespace Kubernetes cannot have (e.g. "_cni" for containers without K8S_POD_* args)
+    // holds no Pod object and no policy: nothing to read, and the view is already complete.
+    if (dns1123Label(namespace).length > 0) return false;
     let changed = false;
     try {
       const pod = await this.store.get({ kind: "Pod", namespace, name });
