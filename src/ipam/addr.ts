@@ -1,6 +1,7 @@
 // IP addresses as bigints, and CIDR pools: the arithmetic the allocator needs, with canonical
 // text forms so the same address is always stored and compared as the same string.
 import { isIP } from "node:net";
+import { formatIpValue } from "../net/ip.js";
 
 export type Family = 4 | 6;
 
@@ -37,24 +38,7 @@ function parseIpv6(text: string): bigint {
 }
 
 export function formatIp(family: Family, value: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => ((value >> s) & 0xffn).toString()).join(".");
-  }
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (of 2 or more) of zero groups, the first one on a tie.
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return formatIpValue(family, value);
 }
 
 /** The canonical text form of an address (lower case, compressed IPv6). */

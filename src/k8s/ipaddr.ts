@@ -1,6 +1,7 @@
 // IPv4/IPv6 addresses as bigints: parsing, canonical text, CIDR containment and CIDR-minus-except
 // ranges. Used by NetworkPolicy validation (ipBlock rules) and by the policy compiler (nft sets).
 import { isIPv4, isIPv6 } from "node:net";
+import { formatIpValue } from "../net/ip.js";
 
 export type Family = 4 | 6;
 
@@ -46,20 +47,7 @@ export function parseAddr(s: string): { family: Family; value: bigint } | null {
 }
 
 export function formatAddr(family: Family, v: bigint): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((sh) => String((v >> sh) & 0xffn)).join(".");
-  const groups = Array.from({ length: 8 }, (_, i) => Number((v >> BigInt(112 - 16 * i)) & 0xffffn));
-  // RFC 5952: compress the longest run (length >= 2) of zero groups.
-  let best = -1, bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+  return formatIpValue(family, v);
 }
 
 /** Canonical text of an address (so "fd00:0::1" and "fd00::1" compare equal), or null. */

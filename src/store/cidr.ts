@@ -2,6 +2,7 @@
 // Addresses are BigInts so the same code handles both families.
 import { isIP } from "node:net";
 import { InvalidError } from "./errors.js";
+import { formatIpValue } from "../net/ip.js";
 
 export type Family = 4 | 6;
 
@@ -41,24 +42,7 @@ function parseIpv6(text: string): bigint {
 }
 
 export function formatIp(family: Family, value: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((sh) => String((value >> sh) & 0xffn)).join(".");
-  }
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (length >= 2) of zero groups, the first one on a tie.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
+  return formatIpValue(family, value);
 }
 
 /** Parses ADDRESS/PREFIX. With strict (the default) host bits must be zero: "10.1.2.3/16" is refused. */

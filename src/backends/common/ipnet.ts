@@ -1,6 +1,7 @@
 // Small, exact IP arithmetic for the backends: parse, canonical text (RFC 5952 for IPv6, the
 // form iproute2 prints, so kernel state and desired state compare as strings), containment.
 import { isIP } from "node:net";
+import { formatIpValue } from "../../net/ip.js";
 
 export type Family = 4 | 6;
 
@@ -40,21 +41,7 @@ export function parseAddr(addr: string): { family: Family; value: bigint } {
 }
 
 export function formatAddr(family: Family, value: bigint): string {
-  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => ((value >> s) & 0xffn).toString()).join(".");
-  const groups = Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(112 - 16 * i)) & 0xffffn));
-  // RFC 5952: the longest run (>= 2) of zero groups becomes "::", the first one on a tie.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(":");
-  return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
+  return formatIpValue(family, value);
 }
 
 /** The canonical text of an address (throws if it is not one). */
