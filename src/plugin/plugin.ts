@@ -16,7 +16,11 @@ export interface PluginIo {
   /** Reads stdin (capped); not called for VERSION when `stdinIsTty`. */
   readStdin: () => Promise<Buffer>;
   stdinIsTty?: boolean;
+  /** How requests reach the agent; the agent itself passes one that skips its own socket. */
+  transport?: AgentTransport;
 }
+
+export type AgentTransport = (socketPath: string, req: AgentRequest, timeoutMs: number) => Promise<AgentResponse>;
 
 export interface PluginOutcome {
   /** JSON for stdout, or "" (DEL, CHECK, GC, STATUS succeed silently). */
@@ -49,7 +53,7 @@ export async function runPlugin(io: PluginIo): Promise<PluginOutcome> {
     const env = parseEnv(io.env);
     if (decodeError || !raw) throw decodeError;
     const conf = validateNetConf(raw, command);
-    const ctx: Ctx = { env, conf, input, processEnv: io.env, timeoutMs: conf.timeoutMs ?? DEFAULT_TIMEOUT_MS[command] };
+    const ctx: Ctx = { env, conf, input, processEnv: io.env, timeoutMs: conf.timeoutMs ?? DEFAULT_TIMEOUT_MS[command], transport: io.transport ?? callAgent };
     switch (command) {
       case "ADD":
         return ok(await cmdAdd(ctx));
@@ -102,6 +106,7 @@ interface Ctx {
   input: Buffer;
   processEnv: EnvSource;
   timeoutMs: number;
+  transport: AgentTransport;
 }
 
 function delegateOf(ctx: Ctx): Delegate | undefined {
@@ -136,7 +141,7 @@ function netnsIfPresent(netns: string | undefined): string | undefined {
 async function agent(ctx: Ctx, req: AgentRequest): Promise<AgentResponse & { ok: true }> {
   let resp: AgentResponse;
   try {
-    resp = await callAgent(ctx.conf.socket, req, ctx.timeoutMs);
+    resp = await ctx.transport(ctx.conf.socket, req, ctx.timeoutMs);
   } catch (e) {
     const status = req.op === "status";
     if (e instanceof AgentUnreachable) {
