@@ -15,11 +15,16 @@ export { DEFAULT_SOCKET };
 export const DEFAULT_NETWORK = "weft";
 export const CONFLIST_NAME = "10-weft.conflist";
 export const PLUGIN_NAME = "weft";
+/** The forwarder execs "<itself>-full" when the agent cannot take a call (src/plugin/forwarder.c). */
+export const FULL_SUFFIX = "-full";
 /** The conflist's own version: the highest podman 4.x / libcni 1.1 accept (PLATFORM.md). */
 export const CONFLIST_VERSION = "1.0.0";
 export const CONFLIST_VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
-/** The plugin binary `npm run build` makes (dist/weft-cni, beside dist/cli/). */
+/**
+ * The plugin binary `npm run build` makes (dist/weft-cni, beside dist/cli/): the native forwarder.
+ * It needs the full TypeScript plugin beside it under its own name + FULL_SUFFIX (dist/weft-cni-full).
+ */
 export function builtPluginPath(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), "..", "weft-cni");
 }
@@ -123,6 +128,8 @@ export async function installCni(o: InstallOptions): Promise<Installed> {
   const confDir = await ensureDir("--conf-dir", o.confDir);
   const plugin = join(binDir, PLUGIN_NAME);
   const conflist = join(confDir, CONFLIST_NAME);
+  // The full plugin first: a forwarder must never be in place without the plugin it falls back to.
+  if (existsSync(src + FULL_SUFFIX)) await atomicPlace(plugin + FULL_SUFFIX, 0o755, (tmp) => copyFile(src + FULL_SUFFIX, tmp));
   await atomicPlace(plugin, 0o755, (tmp) => copyFile(src, tmp));
   const text = JSON.stringify(buildConflist(o), null, 2) + "\n";
   await atomicPlace(conflist, 0o644, (tmp) => writeFile(tmp, text, { flag: "wx" }));

@@ -14,7 +14,7 @@ function tmp(t: { after: (fn: () => void) => void }): string {
   return d;
 }
 
-test("install-cni writes the plugin (0755, same bytes) and the default conflist", { skip }, async (t) => {
+test("install-cni writes the plugin and the full plugin beside it (0755, same bytes) and the default conflist", { skip }, async (t) => {
   const d = tmp(t);
   const bin = join(d, "opt", "cni", "bin"); // missing directories are created, as on a fresh node
   const conf = join(d, "etc", "cni", "net.d");
@@ -23,6 +23,9 @@ test("install-cni writes the plugin (0755, same bytes) and the default conflist"
   const st = statSync(join(bin, "weft"));
   assert.equal(st.mode & 0o777, 0o755);
   assert.ok(readFileSync(join(bin, "weft")).equals(readFileSync(BUILT_PLUGIN)), "installed plugin differs from dist/weft-cni");
+  // The forwarder's fall-back (VERSION, agent down) is the full plugin under its name + "-full".
+  assert.equal(statSync(join(bin, "weft-full")).mode & 0o777, 0o755);
+  assert.ok(readFileSync(join(bin, "weft-full")).equals(readFileSync(`${BUILT_PLUGIN}-full`)), "installed weft-full differs from dist/weft-cni-full");
   const list = JSON.parse(readFileSync(join(conf, "10-weft.conflist"), "utf8"));
   assert.deepEqual(list, {
     cniVersion: "1.0.0",
@@ -33,8 +36,8 @@ test("install-cni writes the plugin (0755, same bytes) and the default conflist"
       { type: "portmap", capabilities: { portMappings: true } },
     ],
   });
-  // Nothing but the two files: no temp files left from the atomic writes.
-  assert.deepEqual(readdirSync(bin), ["weft"]);
+  // Nothing but these files: no temp files left from the atomic writes.
+  assert.deepEqual(readdirSync(bin).sort(), ["weft", "weft-full"]);
   assert.deepEqual(readdirSync(conf), ["10-weft.conflist"]);
 });
 
@@ -59,7 +62,7 @@ test("install-cni replaces files by rename: a reader holding the old file keeps 
   assert.notEqual(statSync(join(d, "weft")).ino, inode1);
   assert.notEqual(statSync(join(d, "10-weft.conflist")).ino, conf1);
   assert.equal(JSON.parse(readFileSync(join(d, "10-weft.conflist"), "utf8")).name, "second");
-  assert.deepEqual(readdirSync(d).sort(), ["10-weft.conflist", "weft"]);
+  assert.deepEqual(readdirSync(d).sort(), ["10-weft.conflist", "weft", "weft-full"]);
 });
 
 test("install-cni: bad directories and values fail with one specific line", { skip }, async (t) => {

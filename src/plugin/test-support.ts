@@ -10,6 +10,12 @@ import { fileURLToPath } from "node:url";
 import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/**
+ * The plugin as installed: the native forwarder. The stand-in agent below speaks only the JSON
+ * protocol, as an older agent would, so every call here also proves the forwarder's fall back to
+ * the full plugin (dist/weft-cni-full); its fast path is tested with a real agent in
+ * src/e2e/forwarder.test.ts.
+ */
 export const PLUGIN_BIN = join(root, "dist", "weft-cni");
 /** The same plugin under plain node (tsc output), for debugging. */
 export const PLUGIN_UNDER_NODE = [process.execPath, join(root, "dist", "plugin", "main.js")] as const;
@@ -102,7 +108,14 @@ export class FakeAgent {
         buf += c;
         const nl = buf.indexOf("\n");
         if (nl < 0) return;
-        const req = JSON.parse(buf.slice(0, nl)) as AgentRequest;
+        let req: AgentRequest;
+        try {
+          req = JSON.parse(buf.slice(0, nl)) as AgentRequest;
+        } catch {
+          // As a real agent of the JSON-only protocol answers (e.g. the forwarder's frame).
+          sock.end(JSON.stringify({ ok: false, code: 6, msg: "request is not valid JSON" }) + "\n");
+          return;
+        }
         this.requests.push(req);
         const r = this.reply(req);
         if ("hang" in r) return;
