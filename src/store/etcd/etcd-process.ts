@@ -8,6 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
+import { dirs, hookExit, running } from "../child-reaper.js";
 
 export const ETCD_BINARY = "/usr/bin/etcd";
 
@@ -44,31 +45,6 @@ export interface StartEtcdOptions {
    * them later by PID (members[i].pid) and removes baseDir. Default false (tests: always cleaned up).
    */
   persistent?: boolean;
-}
-
-const running = new Set<ChildProcess>();
-const dirs = new Set<string>();
-let hooked = false;
-
-function cleanupSync(): void {
-  for (const c of running) {
-    try { if (c.pid) process.kill(c.pid, "SIGKILL"); } catch { /* already gone */ }
-  }
-  running.clear();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  dirs.clear();
-}
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", cleanupSync);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => {
-      cleanupSync();
-      process.kill(process.pid, sig);
-    });
-  }
 }
 
 async function freePorts(n: number): Promise<number[]> {

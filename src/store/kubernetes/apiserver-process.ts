@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { stringify } from "yaml";
 import { startEtcd, type EtcdCluster } from "../etcd/etcd-process.js";
+import { dirs, hookExit, running } from "../child-reaper.js";
 
 /** Where scripts/kube-apiserver.sh caches the binary ($WEFT_CACHE, default /var/cache/weft). */
 export function kubeApiserverBinary(): string {
@@ -57,31 +58,6 @@ export interface KubeApiserver {
   start(): Promise<void>;
   /** Kills the apiserver (and its own etcd) by PID and removes the working directory. Idempotent. */
   stop(): Promise<void>;
-}
-
-const running = new Set<ChildProcess>();
-const dirs = new Set<string>();
-let hooked = false;
-
-function cleanupSync(): void {
-  for (const c of running) {
-    try { if (c.pid) process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
-  }
-  running.clear();
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  dirs.clear();
-}
-
-function hookExit(): void {
-  if (hooked) return;
-  hooked = true;
-  process.on("exit", cleanupSync);
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.once(sig, () => {
-      cleanupSync();
-      process.kill(process.pid, sig);
-    });
-  }
 }
 
 async function freePort(): Promise<number> {
