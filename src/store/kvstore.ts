@@ -29,7 +29,7 @@ import {
   type WatchListener,
   type WatchOptions,
 } from "./types.js";
-import { dnsLabel, dnsSubdomain, normalizeRegistration, normalizeSettings, stableStringify, wholeSeconds } from "./validate.js";
+import { dnsLabel, dnsSubdomain, normalizeRegistration, normalizeSettings, stableStringify, staleConflict, checkStringMap, wholeSeconds } from "./validate.js";
 
 export const DEFAULT_TTL_SECONDS = 15;
 export const DEFAULT_SUBNET_GRACE_SECONDS = 300;
@@ -559,16 +559,3 @@ class KvObjectStore implements ObjectStore {
   }
 }
 
-function checkStringMap(what: string, m: unknown): void {
-  if (m === undefined) return;
-  if (typeof m !== "object" || m === null || Array.isArray(m) || Object.values(m).some((v) => typeof v !== "string")) {
-    throw new InvalidError(`${what} must map strings to strings`);
-  }
-}
-
-function staleConflict(what: string, rv: string, cur?: StoredObject): ConflictError {
-  return new ConflictError(
-    "ResourceVersion",
-    `${what} has been modified (you have resourceVersion ${rv}${cur ? `, the store has ${cur.metadata.resourceVersion}` : ""}): read it again and re-apply your change`,
-  );
-}

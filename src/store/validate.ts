@@ -1,7 +1,7 @@
 // Input checks and normalization shared by every store implementation.
 import { isIP } from "node:net";
 import { canonicalCidr, parseCidr } from "./cidr.js";
-import { InvalidError } from "./errors.js";
+import { ConflictError, InvalidError } from "./errors.js";
 import {
   BACKENDS,
   DEFAULT_NODE_SUBNET_PREFIX,
@@ -9,6 +9,7 @@ import {
   type ClusterSettings,
   type ClusterSettingsInput,
   type NodeRegistration,
+  type StoredObject,
 } from "./types.js";
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -96,4 +97,20 @@ export function stableStringify(v: unknown): string {
     }
     return val;
   });
+}
+
+/** Labels and annotations: a map of strings to strings, or absent. */
+export function checkStringMap(what: string, m: unknown): void {
+  if (m === undefined) return;
+  if (typeof m !== "object" || m === null || Array.isArray(m) || Object.values(m).some((v) => typeof v !== "string")) {
+    throw new InvalidError(`${what} must map strings to strings`);
+  }
+}
+
+/** The answer to a write whose resourceVersion is no longer current. */
+export function staleConflict(what: string, rv: string, cur?: StoredObject): ConflictError {
+  return new ConflictError(
+    "ResourceVersion",
+    `${what} has been modified (you have resourceVersion ${rv}${cur ? `, the store has ${cur.metadata.resourceVersion}` : ""}): read it again and re-apply your change`,
+  );
 }

@@ -17,7 +17,7 @@ import {
   type WatchListener,
   type WatchOptions,
 } from "../types.js";
-import { dnsLabel, dnsSubdomain, stableStringify } from "../validate.js";
+import { checkStringMap, dnsLabel, dnsSubdomain, stableStringify, staleConflict } from "../validate.js";
 import { isApiError, type Json, type KubeClient } from "./client.js";
 import { runInformer } from "./informer.js";
 
@@ -94,19 +94,6 @@ export function toStored(o: Json, kind: string): StoredObject {
   return { ...o, apiVersion: info?.apiVersion ?? String(o.apiVersion), kind, metadata: meta } as unknown as StoredObject;
 }
 
-function checkStringMap(what: string, m: unknown): void {
-  if (m === undefined) return;
-  if (typeof m !== "object" || m === null || Array.isArray(m) || Object.values(m).some((v) => typeof v !== "string")) {
-    throw new InvalidError(`${what} must map strings to strings`);
-  }
-}
-
-function staleConflict(what: string, rv: string, cur?: StoredObject): ConflictError {
-  return new ConflictError(
-    "ResourceVersion",
-    `${what} has been modified (you have resourceVersion ${rv}${cur ? `, the store has ${cur.metadata.resourceVersion}` : ""}): read it again and re-apply your change`,
-  );
-}
 
 /** 422 Invalid / 400 BadRequest become InvalidError with the apiserver's reasons. */
 function rethrow(err: unknown, r: Resolved): never {
