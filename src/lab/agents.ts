@@ -65,18 +65,20 @@ export function startAgent(node: LabNode, mode: AgentMode, etcdUnixEndpoints: re
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** Waits until the agent answers a STATUS request on its socket. */
+/** Waits until the agent answers STATUS with "ready" (joined the cluster, policy enforcement on). */
 export async function waitAgent(node: LabNode, timeoutMs = 30_000): Promise<void> {
   const until = Date.now() + timeoutMs;
+  let last = "no answer on its socket yet";
   for (;;) {
     if (!isAlive(node.agent)) throw new Error(`the agent of ${node.name} exited: ${logTail(join(node.dir, "agent.log"))}`);
     try {
-      await request(node.socket, { op: "status", network: "weft" }, 2000);
-      return;
+      const r = await request(node.socket, { op: "status", network: "weft" }, 2000);
+      if (r.ok) return;
+      last = `it answers STATUS with "${r.msg}"`;
     } catch {
       // not listening yet
     }
-    if (Date.now() > until) throw new Error(`the agent of ${node.name} did not answer on ${node.socket} within ${timeoutMs} ms: ${logTail(join(node.dir, "agent.log"))}`);
+    if (Date.now() > until) throw new Error(`the agent of ${node.name} is not ready after ${timeoutMs} ms (${last}): ${logTail(join(node.dir, "agent.log"))}`);
     await sleep(50);
   }
 }
