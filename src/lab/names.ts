@@ -62,9 +62,7 @@ export class LabNames {
   }
 }
 
-export function netnsPathOf(name: string): string {
-  return `/run/netns/${netnsName(name)}`;
-}
+export { netnsPathOf } from "../kernel/netns.js";
 
 /** The underlay bridge's own addresses: the nodes' default gateway. */
 export const UNDERLAY_GATEWAY_V4 = `${UNDERLAY_V4_PREFIX}1`;
