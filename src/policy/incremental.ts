@@ -96,7 +96,21 @@ export class IncrementalCompiler {
     private local: LocalPod[],
     private sameNetns: string[][],
     private current: CompiledModel,
-  ) {}
+  ) {
+    // The structure (policies, groups) is fixed for this compiler's life; only members move.
+    for (const p of current.policies) this.policyByRef.set(refKey(p.ref), p.id);
+    for (const g of current.groups) this.groupByPolicies.set(`${g.direction} ${g.policies.join(",")}`, g.id);
+    for (const p of current.policies) {
+      for (const k of p.selects) this.selectedBy.set(k, [...(this.selectedBy.get(k) ?? []), p.id]);
+    }
+  }
+
+  /** Compiled policy id by "namespace/name" (policies that select some local pod). */
+  private readonly policyByRef = new Map<string, string>();
+  /** Group id by "direction policy-ids". */
+  private readonly groupByPolicies = new Map<string, string>();
+  /** Local pod key -> ids of the policies selecting it. */
+  private readonly selectedBy = new Map<string, string[]>();
 
   /** Compiles `input` in full (as compile()) and keeps what later pod updates need. */
   static from(input: CompileInput): IncrementalCompiler {
@@ -169,8 +183,9 @@ export class IncrementalCompiler {
 
     const m = this.current;
     let localPart: Pick<CompiledModel, "localPods" | "policies" | "groups" | "siblingSources"> = m;
-    if (netnsChanged || [...affected].some((k) => oldByKey.has(k) || newByKey.has(k))) {
-      const lp = this.localPart(newByKey);
+    const localAffected = [...affected].filter((k) => oldByKey.has(k) || newByKey.has(k));
+    if (localAffected.length > 0 || netnsChanged) {
+      const lp = this.localPart(localAffected, newByKey);
       if (lp === null) return null;
       localPart = lp;
     }
@@ -245,48 +260,74 @@ export class IncrementalCompiler {
   }
 
   /**
-   * The local pods' part of the model, recomputed (O(local pods x their namespace's policies)),
-   * or null when it needs a policy or group the model does not have, or leaves one unused.
+   * The local pods' part of the model with the `keys` pods' selection redone (O(keys x their
+   * namespace's policies)), or null when that needs a policy or group the model does not have,
+   * or leaves one without pods.
    */
-  private localPart(byKey: ReadonlyMap<string, LocalPod>): Pick<CompiledModel, "localPods" | "policies" | "groups" | "siblingSources"> | null {
+  private localPart(keys: readonly string[], byKey: ReadonlyMap<string, LocalPod>): Pick<CompiledModel, "localPods" | "policies" | "groups" | "siblingSources"> | null {
     const m = this.current;
-    const compiled = new Map<string, CompiledPolicy>(m.policies.map((p) => [refKey(p.ref), p]));
-    const groupByPolicies = new Map<string, IsolationGroup>(m.groups.map((g) => [`${g.direction} ${g.policies.join(",")}`, g]));
-    const selects = new Map<string, string[]>(m.policies.map((p) => [p.id, []]));
-    const groupPods = new Map<string, string[]>(m.groups.map((g) => [g.id, []]));
-    const sorted = [...byKey.values()].sort((a, b) => cmp(podKey(a.namespace, a.name), podKey(b.namespace, b.name)));
-    const localPods: LocalPodPolicy[] = [];
-    for (const lp of sorted) {
-      const key = podKey(lp.namespace, lp.name);
+    const localPods = [...m.localPods];
+    // Copies of the policies and groups whose pod lists change, by id.
+    const policies = new Map<string, CompiledPolicy>();
+    const groups = new Map<string, IsolationGroup>();
+    const policyIdx = new Map(m.policies.map((p, i) => [p.id, i]));
+    const groupIdx = new Map(m.groups.map((g, i) => [g.id, i]));
+    const policy = (id: string) => {
+      let p = policies.get(id);
+      if (!p) policies.set(id, (p = { ...m.policies[policyIdx.get(id)!], selects: [...m.policies[policyIdx.get(id)!].selects] }));
+      return p;
+    };
+    const group = (id: string) => {
+      let g = groups.get(id);
+      if (!g) groups.set(id, (g = { ...m.groups[groupIdx.get(id)!], pods: [...m.groups[groupIdx.get(id)!].pods] }));
+      return g;
+    };
+    const at = (key: string) => lowerBound(localPods, (p) => p.key < key);
+    for (const key of keys) {
+      // Out of where it was...
+      for (const id of this.selectedBy.get(key) ?? []) removeSorted(policy(id).selects, key, cmp);
+      this.selectedBy.delete(key);
+      const i = at(key);
+      if (i < localPods.length && localPods[i].key === key) {
+        const old = localPods[i];
+        for (const g of [old.ingress.group, old.egress.group]) if (g !== null) removeSorted(group(g).pods, key, cmp);
+        localPods.splice(i, 1);
+      }
+      // ...and into where it belongs now.
+      const lp = byKey.get(key);
+      if (!lp) continue;
       const labels = this.pods.get(key)?.metadata.labels ?? {};
       const cps: CompiledPolicy[] = [];
       for (const np of this.policiesByNs.get(lp.namespace) ?? []) {
         if (!selectorMatches(np.spec.podSelector ?? {}, labels)) continue;
-        const cp = compiled.get(refKey(policyRef(np)));
-        if (!cp) return null; // a policy that selected no local pod so far: new chains and sets
+        const id = this.policyByRef.get(refKey(policyRef(np)));
+        if (id === undefined) return null; // a policy that selected no local pod so far: new chains and sets
+        const cp = policy(id);
+        insertSorted(cp.selects, key, cmp);
         cps.push(cp);
-        selects.get(cp.id)!.push(key);
       }
+      this.selectedBy.set(key, cps.map((c) => c.id));
       const dir = (direction: "ingress" | "egress") => {
         const ps = cps.filter((c) => c[direction] !== null);
         if (ps.length === 0) return { isolated: false, group: null, policies: [] };
-        const g = groupByPolicies.get(`${direction} ${ps.map((p) => p.id).sort().join(",")}`);
-        if (!g) return undefined; // a new group: a new chain and counter
-        groupPods.get(g.id)!.push(key);
-        return { isolated: true, group: g.id, policies: ps.map((c) => c.ref) };
+        const g = this.groupByPolicies.get(`${direction} ${ps.map((p) => p.id).sort().join(",")}`);
+        if (g === undefined) return undefined; // a new group: a new chain and counter
+        insertSorted(group(g).pods, key, cmp);
+        return { isolated: true, group: g, policies: ps.map((c) => c.ref) };
       };
       const ingress = dir("ingress");
       const egress = dir("egress");
       if (!ingress || !egress) return null;
-      const ips = lp.ips.map((i) => canonicalAddr(i)).filter((i): i is string => i !== null);
-      localPods.push({ key, namespace: lp.namespace, name: lp.name, ifname: lp.ifname, ips, ingress, egress });
+      const ips = lp.ips.map((a) => canonicalAddr(a)).filter((a): a is string => a !== null);
+      localPods.splice(at(key), 0, { key, namespace: lp.namespace, name: lp.name, ifname: lp.ifname, ips, ingress, egress });
     }
     // A policy or group left without local pods would vanish from a full compile.
-    if ([...selects.values()].some((s) => s.length === 0) || [...groupPods.values()].some((g) => g.length === 0)) return null;
+    if ([...policies.values()].some((p) => p.selects.length === 0) || [...groups.values()].some((g) => g.pods.length === 0)) return null;
+    const sorted = [...byKey.values()].sort((a, b) => cmp(podKey(a.namespace, a.name), podKey(b.namespace, b.name)));
     return {
       localPods,
-      policies: m.policies.map((p) => (sameStrings(p.selects, selects.get(p.id)!) ? p : { ...p, selects: selects.get(p.id)! })),
-      groups: m.groups.map((g) => (sameStrings(g.pods, groupPods.get(g.id)!) ? g : { ...g, pods: groupPods.get(g.id)! })),
+      policies: policies.size ? m.policies.map((p) => policies.get(p.id) ?? p) : m.policies,
+      groups: groups.size ? m.groups.map((g) => groups.get(g.id) ?? g) : m.groups,
       siblingSources: localSiblingSources(localPods, sorted, this.sameNetns),
     };
   }
