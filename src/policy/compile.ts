@@ -116,6 +116,11 @@ export const policyRef = (np: NetworkPolicy): PolicyRef => ({ namespace: np.meta
 export const refKey = (r: PolicyRef) => podKey(r.namespace, r.name);
 
 export function compile(input: CompileInput): CompiledModel {
+  return compileWithPeers(input).model;
+}
+
+/** compile(), and the pods it took as peers (by key: for the incremental updater). */
+export function compileWithPeers(input: CompileInput): { model: CompiledModel; peers: Map<string, PodInfo> } {
   const nsLabels = new Map<string, Record<string, string>>();
   for (const ns of input.namespaces) nsLabels.set(ns.metadata.name, namespaceLabels(ns));
   const pods = activePods(input.pods, input.local);
@@ -318,7 +323,7 @@ export function compile(input: CompileInput): CompiledModel {
   counters.push({ name: "spoofed", kind: "spoof" });
   const siblingSources = localSiblingSources(localPods, local, input.sameNetns ?? []);
   const byId = <T extends { id: string }>(m: Map<string, T>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return {
+  const model: CompiledModel = {
     node: input.node,
     localPods,
     siblingSources,
@@ -329,6 +334,7 @@ export function compile(input: CompileInput): CompiledModel {
     namedPortSets: byId(namedPortSets),
     counters: counters.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
   };
+  return { model, peers: new Map(pods.map((p) => [p.key, p])) };
 }
 
 /** Sibling sources of the local pods: interfaces of one pod are found by identity and netns. */

@@ -15,7 +15,7 @@ import { namespaceLabels, NAMESPACE_NAME_LABEL } from "../k8s/defaults.js";
 import { canonicalAddr } from "../k8s/ipaddr.js";
 import { selectorMatches } from "../k8s/selector.js";
 import type { Namespace, NetworkPolicy, Pod, Protocol } from "../k8s/types.js";
-import { compile, localIpsByPod, localSiblingSources, peerInfo, podKey, policyRef, refKey, type CompileInput, type PodInfo } from "./compile.js";
+import { compileWithPeers, localIpsByPod, localSiblingSources, peerInfo, podKey, policyRef, refKey, type CompileInput, type PodInfo } from "./compile.js";
 import type { CompiledModel, CompiledPolicy, ElementChange, Family, IsolationGroup, LocalPod, LocalPodPolicy, NamedPortElement, NamedPortSet, PodSet } from "./model.js";
 
 export interface PodChanges {
@@ -83,6 +83,7 @@ function namedElements(p: PodInfo, portName: string): NamedPortElement[] {
 
 export class IncrementalCompiler {
   private poisoned = false;
+  private duplicates = false;
 
   private constructor(
     private readonly node: string,
@@ -114,7 +115,7 @@ export class IncrementalCompiler {
 
   /** Compiles `input` in full (as compile()) and keeps what later pod updates need. */
   static from(input: CompileInput): IncrementalCompiler {
-    const model = compile(input);
+    const { model, peers } = compileWithPeers(input);
     const nsLabels = new Map<string, Record<string, string>>();
     for (const ns of input.namespaces) nsLabels.set(ns.metadata.name, namespaceLabels(ns));
     const policiesByNs = new Map<string, NetworkPolicy[]>();
@@ -123,14 +124,16 @@ export class IncrementalCompiler {
       policiesByNs.set(ns, [...(policiesByNs.get(ns) ?? []), np]);
     }
     const pods = new Map<string, Pod>();
-    for (const p of input.pods) pods.set(podKey(p.metadata.namespace ?? "default", p.metadata.name), p);
-    const localIps = localIpsByPod(input.local);
-    const peers = new Map<string, PodInfo>();
-    for (const [key, p] of pods) {
-      const info = peerInfo(p, localIps.get(key) ?? []);
-      if (info) peers.set(key, info);
+    let unique = true;
+    for (const p of input.pods) {
+      const key = podKey(p.metadata.namespace ?? "default", p.metadata.name);
+      if (pods.has(key)) unique = false;
+      pods.set(key, p);
     }
-    return new IncrementalCompiler(input.node, nsLabels, policiesByNs, pods, peers, [...input.local], (input.sameNetns ?? []).map((g) => [...g]), model);
+    const c = new IncrementalCompiler(input.node, nsLabels, policiesByNs, pods, peers, [...input.local], (input.sameNetns ?? []).map((g) => [...g]), model);
+    // Two objects for one pod key (one without a namespace): compile() keeps both; updates cannot.
+    c.duplicates = !unique;
+    return c;
   }
 
   /** The model for the inputs as of the last successful update. */
@@ -155,6 +158,7 @@ export class IncrementalCompiler {
   }
 
   private tryUpdate(changes: PodChanges): IncrementalResult | null {
+    if (this.duplicates) return null;
     const oldByKey = new Map<string, LocalPod>();
     for (const l of this.local) {
       const k = podKey(l.namespace, l.name);
