@@ -14,9 +14,9 @@
 import { namespaceLabels, NAMESPACE_NAME_LABEL } from "../k8s/defaults.js";
 import { canonicalAddr } from "../k8s/ipaddr.js";
 import { selectorMatches } from "../k8s/selector.js";
-import type { Namespace, NetworkPolicy, Pod, Protocol } from "../k8s/types.js";
+import type { NetworkPolicy, Pod, Protocol } from "../k8s/types.js";
 import { compileWithPeers, localIpsByPod, localSiblingSources, peerInfo, podKey, policyRef, refKey, type CompileInput, type PodInfo } from "./compile.js";
-import type { CompiledModel, CompiledPolicy, ElementChange, Family, IsolationGroup, LocalPod, LocalPodPolicy, NamedPortElement, NamedPortSet, PodSet } from "./model.js";
+import type { CompiledModel, CompiledPolicy, ElementChange, IsolationGroup, LocalPod, NamedPortElement, NamedPortSet, PodSet } from "./model.js";
 
 export interface PodChanges {
   /** Pod objects changed since the last update, by "namespace/name"; null = deleted. */
@@ -86,7 +86,6 @@ export class IncrementalCompiler {
   private duplicates = false;
 
   private constructor(
-    private readonly node: string,
     /** Labels of the listed namespaces (namespaces of pods not listed get the name label only). */
     private readonly nsLabels: ReadonlyMap<string, Record<string, string>>,
     /** Policies per namespace, in compile()'s order. */
@@ -130,7 +129,7 @@ export class IncrementalCompiler {
       if (pods.has(key)) unique = false;
       pods.set(key, p);
     }
-    const c = new IncrementalCompiler(input.node, nsLabels, policiesByNs, pods, peers, [...input.local], (input.sameNetns ?? []).map((g) => [...g]), model);
+    const c = new IncrementalCompiler(nsLabels, policiesByNs, pods, peers, [...input.local], (input.sameNetns ?? []).map((g) => [...g]), model);
     // Two objects for one pod key (one without a namespace): compile() keeps both; updates cannot.
     c.duplicates = !unique;
     return c;
@@ -139,11 +138,6 @@ export class IncrementalCompiler {
   /** The model for the inputs as of the last successful update. */
   get model(): CompiledModel {
     return this.current;
-  }
-
-  /** The inputs as of the last update (what a full compile() of the same state takes). */
-  input(namespaces: readonly Namespace[], policies: readonly NetworkPolicy[]): CompileInput {
-    return { namespaces, policies, pods: [...this.pods.values()], node: this.node, local: [...this.local], sameNetns: this.sameNetns };
   }
 
   /**
