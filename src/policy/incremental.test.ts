@@ -28,7 +28,7 @@ function localOf(pod: Pod, ifname: string): LocalPod {
   return { namespace: pod.metadata.namespace!, name: pod.metadata.name, ifname, ips };
 }
 
-function run(seed: number, steps: number): { incremental: number; full: number; changedElements: number } {
+function run(seed: number, steps: number): { incremental: number; full: number; changedElements: number; largest: number } {
   const c = syntheticCluster(seed, 800, 160);
   const r = rng(seed * 7 + 1);
   const pods = new Map<string, Pod>();
@@ -42,7 +42,7 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
 
   let inc = IncrementalCompiler.from(input());
   assert.deepEqual(inc.model, compile(input()));
-  const stats = { incremental: 0, full: 0, changedElements: 0 };
+  const stats = { incremental: 0, full: 0, changedElements: 0, largest: 0 };
   const keys = () => [...pods.keys()];
   const randomKey = () => keys()[Math.floor(r() * pods.size)];
   const clone = (p: Pod): Pod => structuredClone(p);
@@ -62,7 +62,9 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
       pods.set(k, p);
       changed.set(k, p);
     };
-    const batch = r() < 0.2 ? 2 + Math.floor(r() * 3) : 1;
+    // Mostly one change, sometimes a few, now and then a burst (many candidates per set).
+    const roll = r();
+    const batch = roll < 0.04 ? 12 + Math.floor(r() * 12) : roll < 0.24 ? 2 + Math.floor(r() * 3) : 1;
     for (let b = 0; b < batch; b++) {
       const op = r();
       if (op < 0.2) {
@@ -162,13 +164,15 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
     const got = ops(renderModelChange(prev, res.model, res.change));
     assert.deepEqual(got, ops(full!), `${what}: the element script makes the same changes as a full diff`);
     stats.changedElements += got.length;
+    stats.largest = Math.max(stats.largest, got.length);
   }
   return stats;
 }
 
-test("incremental pod updates equal a full compile after every step (seeded random sequences)", () => {
+test("incremental pod updates equal a full compile after every step (seeded random sequences)", (t) => {
   for (const seed of [1, 2, 3]) {
     const s = run(seed, 250);
+    t.diagnostic(`seed ${seed}: ${s.incremental} incremental steps, ${s.full} full compiles, ${s.changedElements} element changes, largest incremental step ${s.largest} elements`);
     // Both paths must have been exercised, the incremental one mostly, with real element changes.
     assert.ok(s.incremental > 150, `seed ${seed}: ${s.incremental} incremental steps of 250`);
     assert.ok(s.full > 0, `seed ${seed}: no structural step fell back to a full compile`);

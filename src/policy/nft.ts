@@ -353,14 +353,26 @@ export function renderModelChange(prev: CompiledModel, next: CompiledModel, chan
   }
   const portSetsOf = (m: CompiledModel) => new Map(m.namedPortSets.map((s) => [s.id, s]));
   const [na, nb] = [portSetsOf(prev), portSetsOf(next)];
-  const same = (a: NamedPortElement, b: NamedPortElement) => a.family === b.family && a.addr === b.addr && a.protocol === b.protocol && a.port === b.port;
-  for (const c of change.namedPorts) {
-    const e = c.element;
-    const was = na.get(c.set)?.elements.some((x) => same(x, e)) ?? false;
-    const is = nb.get(c.set)?.elements.some((x) => same(x, e)) ?? false;
-    const text = `${e.addr} . ${PROTO[e.protocol]} . ${e.port}`;
-    if (was && !is) put(dels, nameOf(c.set, e.family), text);
-    if (is && !was) put(adds, nameOf(c.set, e.family), text);
+  const byPortSet = new Map<string, NamedPortElement[]>();
+  for (const c of change.namedPorts) byPortSet.set(c.set, [...(byPortSet.get(c.set) ?? []), c.element]);
+  const elKey = (e: NamedPortElement) => `${e.family} ${e.addr} ${e.protocol} ${e.port}`;
+  for (const [set, candidates] of byPortSet) {
+    // Elements are not sorted by address (and two pods may share one): scan for a few
+    // candidates, index the set once for many (a burst of pods).
+    const has = (elements: readonly NamedPortElement[] | undefined): ((e: NamedPortElement) => boolean) => {
+      if (!elements) return () => false;
+      if (candidates.length <= 8) return (e) => elements.some((x) => x.family === e.family && x.addr === e.addr && x.protocol === e.protocol && x.port === e.port);
+      const keys = new Set(elements.map(elKey));
+      return (e) => keys.has(elKey(e));
+    };
+    const [inPrev, inNext] = [has(na.get(set)?.elements), has(nb.get(set)?.elements)];
+    for (const e of candidates) {
+      const was = inPrev(e);
+      const is = inNext(e);
+      const text = `${e.addr} . ${PROTO[e.protocol]} . ${e.port}`;
+      if (was && !is) put(dels, nameOf(set, e.family), text);
+      if (is && !was) put(adds, nameOf(set, e.family), text);
+    }
   }
   const la = localSets(prev);
   const lb = localSets(next);
