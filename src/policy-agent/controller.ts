@@ -3,7 +3,12 @@
 //
 //   - Any relevant change (store watch, podAdded/podRemoved) marks the state dirty; a short
 //     debounce coalesces bursts into one recompute.
-//   - If only set/map elements differ from what the kernel holds, the update is an element
+//   - Pod churn (a pod object added, removed or relabelled; a local interface added or removed)
+//     is applied incrementally: policy/incremental.ts moves just those pods in the sets and maps
+//     they leave or join, and renderModelChange writes only those elements, as one transaction
+//     (O(sets) per pod, not a recompile of the cluster). A change it cannot prove element-only
+//     (a policy or namespace changed, a pod needs a new isolation group, ...) compiles in full:
+//     if only set/map elements differ from what the kernel holds, that is an element
 //     transaction (rules and counters untouched); otherwise the whole table is replaced in one
 //     transaction, counter values carried over.
 //   - start() never flushes: it waits for a complete view of the objects, compiles, and replaces
@@ -23,7 +28,8 @@ import type { Logger } from "pino";
 import { canonicalAddr } from "../k8s/ipaddr.js";
 import { listVethPeerNetns, nftApply, nftDeleteTable, nftListCountersJson, nftListTable, spawnLinkMonitor, type LinkMonitor } from "../kernel/nft.js";
 import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
-import { compile, parseCounters, podIsolated, podKey, renderElementUpdate, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
+import type { Pod } from "../k8s/types.js";
+import { IncrementalCompiler, parseCounters, podIsolated, podKey, renderElementUpdate, renderModelChange, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
 import type { ObjectStore } from "../store/types.js";
 import { ObjectCache } from "./objects.js";
 
@@ -50,6 +56,10 @@ export type ApplyKind = "full" | "elements" | "none";
 export interface ControllerStats {
   fullApplies: number;
   elementApplies: number;
+  /** Of the element applies, those computed incrementally (no recompile of the cluster). */
+  incrementalApplies: number;
+  /** Recomputes that compiled the whole cluster (start, policy or namespace changes, structural pod changes). */
+  fullCompiles: number;
   failures: number;
   /** podAdded() calls that resolved without waiting for a commit (no policy isolates the pod). */
   immediateAdds: number;
@@ -92,6 +102,15 @@ export class PolicyController {
 
   /** What the kernel holds (null until this controller's first commit). */
   private applied: CompiledModel | null = null;
+  /**
+   * Keeps `applied` current for pod churn without recompiling the cluster; its model is
+   * `applied` whenever it is set (dropped on structural changes and failed commits).
+   */
+  private inc: IncrementalCompiler | null = null;
+  /** Pods whose objects changed since the last recompute. */
+  private pendingPods = new Map<string, { namespace: string; name: string }>();
+  /** A namespace or policy changed since the last recompute: compile in full. */
+  private structural = true;
   private requested = 0;
   private appliedGen = 0;
   /** The latest generation an ADD waits for. */
@@ -109,7 +128,7 @@ export class PolicyController {
   private monitorRestart: NodeJS.Timeout | undefined;
   private netnsRefresh: NodeJS.Timeout | undefined;
   private readonly listeners = new Set<(kind: ApplyKind, model: CompiledModel) => void>();
-  readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, failures: 0, immediateAdds: 0, lastApplyMs: null, lastError: null };
+  readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, incrementalApplies: 0, fullCompiles: 0, failures: 0, immediateAdds: 0, lastApplyMs: null, lastError: null };
 
   constructor(private readonly opts: PolicyControllerOptions) {
     this.node = opts.node;
@@ -117,7 +136,16 @@ export class PolicyController {
     this.render = { ...(opts.render ?? {}) };
     this.debounceMs = opts.debounceMs ?? 5;
     this.log = opts.log;
-    this.cache = new ObjectCache(opts.objects, () => this.markDirty(), opts.log);
+    this.cache = new ObjectCache(
+      opts.objects,
+      (kind, obj) => {
+        // A pod's change is (usually) element-only; anything else recompiles.
+        if (kind === "Pod" && obj.metadata.namespace) this.pendingPods.set(podKey(obj.metadata.namespace, obj.metadata.name), { namespace: obj.metadata.namespace, name: obj.metadata.name });
+        else this.structural = true;
+        this.markDirty();
+      },
+      opts.log,
+    );
   }
 
   get table(): string {
@@ -396,24 +424,68 @@ export class PolicyController {
   }
 
   private async applyOnce(): Promise<{ kind: ApplyKind; model: CompiledModel }> {
-    const snap = this.cache.snapshot();
-    const next = compile({ ...snap, node: this.node, local: [...this.local.values()], sameNetns: this.sameNetns });
+    // What changed since the last recompute, taken in the same tick as the objects are read:
+    // anything later goes into the next cycle.
+    const pendingPods = this.pendingPods;
+    this.pendingPods = new Map();
+    const structural = this.structural;
+    this.structural = false;
     const prev = this.applied;
+    const inc = this.inc;
+    this.inc = null; // set again only once the kernel holds its model
+    if (prev && inc && inc.model === prev && !structural) {
+      const pods = new Map<string, Pod | null>();
+      for (const [key, ref] of pendingPods) pods.set(key, this.cache.pod(ref.namespace, ref.name) ?? null);
+      const r = inc.update({ pods, local: [...this.local.values()], sameNetns: this.sameNetns });
+      if (r) {
+        const script = renderModelChange(prev, r.model, r.change, this.render);
+        if (script === "") {
+          this.applied = r.model;
+          this.inc = inc;
+          return { kind: "none", model: r.model };
+        }
+        try {
+          await nftApply(script, this.target());
+          this.applied = r.model;
+          this.inc = inc;
+          this.stats.elementApplies++;
+          this.stats.incrementalApplies++;
+          this.log?.debug({ node: this.node, pods: pods.size }, "policy elements updated incrementally");
+          return { kind: "elements", model: r.model };
+        } catch (e) {
+          // The kernel no longer holds `prev` (table changed behind our back): replace it whole.
+          this.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
+          return this.applyFull(null);
+        }
+      }
+      // A structural pod change (e.g. a new isolation group): compile in full.
+    }
+    return this.applyFull(prev);
+  }
+
+  /** Compiles the cluster; commits the element diff against `prev` if that is all, else the whole table. */
+  private async applyFull(prev: CompiledModel | null): Promise<{ kind: ApplyKind; model: CompiledModel }> {
+    const first = this.applied === null;
+    const snap = this.cache.snapshot();
+    const inc = IncrementalCompiler.from({ ...snap, node: this.node, local: [...this.local.values()], sameNetns: this.sameNetns });
+    this.stats.fullCompiles++;
+    const next = inc.model;
     if (prev) {
       const update = renderElementUpdate(prev, next, this.render);
       if (update === "") {
         this.applied = next;
+        this.inc = inc;
         return { kind: "none", model: next };
       }
       if (update !== null) {
         try {
           await nftApply(update, this.target());
           this.applied = next;
+          this.inc = inc;
           this.stats.elementApplies++;
           this.log?.debug({ node: this.node }, "policy elements updated");
           return { kind: "elements", model: next };
         } catch (e) {
-          // The kernel no longer holds `prev` (table changed behind our back): replace it whole.
           this.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
         }
       }
@@ -422,8 +494,9 @@ export class PolicyController {
     const counterValues = json === null ? new Map<string, { packets: number; bytes: number }>() : parseCounters(json);
     await nftApply(renderRuleset(next, { ...this.render, counterValues }), this.target());
     this.applied = next;
+    this.inc = inc;
     this.stats.fullApplies++;
-    this.log?.info({ node: this.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: prev === null && json !== null }, "policy ruleset applied");
+    this.log?.info({ node: this.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: first && json !== null }, "policy ruleset applied");
     return { kind: "full", model: next };
   }
 }

@@ -39,8 +39,11 @@ export class ObjectCache {
 
   constructor(
     private readonly store: ObjectStore,
-    /** Called after every change that affects the snapshot. */
-    private readonly onChange: (kind: PolicyKind) => void,
+    /**
+     * Called after every change that affects the snapshot (from the watches and from
+     * refreshForPod), with the object as stored or as removed.
+     */
+    private readonly onChange: (kind: PolicyKind, object: StoredObject) => void,
     private readonly log?: Logger,
   ) {}
 
@@ -74,6 +77,11 @@ export class ObjectCache {
     return { labels: pod?.metadata.labels ?? {}, policies };
   }
 
+  /** The pod object, if known. */
+  pod(namespace: string, name: string): Pod | undefined {
+    return this.maps.Pod.get(`${namespace}/${name}`)?.value as Pod | undefined;
+  }
+
   /**
    * Reads the pod and its namespace's policies straight from the store and merges what is newer
    * than the watch has delivered. Returns true when that changed the snapshot.
@@ -94,11 +102,12 @@ export class ObjectCache {
   }
 
   private onEvent(kind: PolicyKind, ev: WatchEvent<StoredObject>): void {
-    const changed = ev.type === "removed" ? this.maps[kind].delete(keyOf(ev.object)) : this.merge(kind, ev.object);
-    if (changed) this.onChange(kind);
+    if (ev.type === "removed") {
+      if (this.maps[kind].delete(keyOf(ev.object))) this.onChange(kind, ev.object);
+    } else this.merge(kind, ev.object);
   }
 
-  /** Stores the object unless an equal or newer version is already there. */
+  /** Stores the object unless an equal or newer version is already there (and reports the change). */
   private merge(kind: PolicyKind, obj: StoredObject): boolean {
     const key = keyOf(obj);
     const rv = obj.metadata.resourceVersion;
@@ -109,9 +118,12 @@ export class ObjectCache {
       // An object the compiler cannot read is left out; the store validates on write, so this is
       // an object written around weft's own validation.
       this.log?.warn({ kind, object: key, errors: formatErrors(v.errors) }, "ignoring an invalid object");
-      return this.maps[kind].delete(key);
+      const removed = this.maps[kind].delete(key);
+      if (removed) this.onChange(kind, obj);
+      return removed;
     }
     this.maps[kind].set(key, { rv, value: v.value });
+    this.onChange(kind, obj);
     return true;
   }
 }

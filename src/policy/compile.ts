@@ -49,7 +49,8 @@ export function podKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-interface PodInfo {
+/** A pod as a policy peer: what compile() reads of it (exported for the incremental updater). */
+export interface PodInfo {
   key: string;
   namespace: string;
   labels: Record<string, string>;
@@ -70,19 +71,32 @@ export function podAddresses(pod: Pod, extra: readonly string[] = []): { v4: str
   return { v4: [...v4].sort(), v6: [...v6].sort() };
 }
 
-/** Pods that can be policy peers: have an address, are not finished, are not host-network. */
+/**
+ * The pod as a peer, or null when it can be none: host-network, finished, or without an address.
+ * `localIps`: the addresses this node gave it (the last local interface of that pod).
+ */
+export function peerInfo(pod: Pod, localIps: readonly string[] = []): PodInfo | null {
+  const ns = pod.metadata.namespace ?? "default";
+  if (pod.spec.hostNetwork) return null;
+  const phase = pod.status?.phase;
+  if (phase === "Succeeded" || phase === "Failed") return null;
+  const { v4, v6 } = podAddresses(pod, localIps);
+  if (v4.length + v6.length === 0) return null;
+  return { key: podKey(ns, pod.metadata.name), namespace: ns, labels: pod.metadata.labels ?? {}, v4, v6, ports: pod.spec.containers.flatMap((c) => c.ports ?? []) };
+}
+
+/** Local addresses by pod key, as compile() adds them to the pods' own (the last interface wins). */
+export function localIpsByPod(local: readonly LocalPod[]): Map<string, string[]> {
+  return new Map(local.map((l) => [podKey(l.namespace, l.name), l.ips]));
+}
+
+/** Pods that can be policy peers, sorted by key. */
 function activePods(pods: readonly Pod[], local: readonly LocalPod[]): PodInfo[] {
-  const localIps = new Map(local.map((l) => [podKey(l.namespace, l.name), l.ips]));
+  const localIps = localIpsByPod(local);
   const out: PodInfo[] = [];
   for (const pod of pods) {
-    const ns = pod.metadata.namespace ?? "default";
-    const key = podKey(ns, pod.metadata.name);
-    if (pod.spec.hostNetwork) continue;
-    const phase = pod.status?.phase;
-    if (phase === "Succeeded" || phase === "Failed") continue;
-    const { v4, v6 } = podAddresses(pod, localIps.get(key) ?? []);
-    if (v4.length + v6.length === 0) continue;
-    out.push({ key, namespace: ns, labels: pod.metadata.labels ?? {}, v4, v6, ports: pod.spec.containers.flatMap((c) => c.ports ?? []) });
+    const info = peerInfo(pod, localIps.get(podKey(pod.metadata.namespace ?? "default", pod.metadata.name)) ?? []);
+    if (info) out.push(info);
   }
   return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
@@ -98,10 +112,15 @@ export function podIsolated(namespace: string, labels: Readonly<Record<string, s
   );
 }
 
-const policyRef = (np: NetworkPolicy): PolicyRef => ({ namespace: np.metadata.namespace ?? "default", name: np.metadata.name });
-const refKey = (r: PolicyRef) => podKey(r.namespace, r.name);
+export const policyRef = (np: NetworkPolicy): PolicyRef => ({ namespace: np.metadata.namespace ?? "default", name: np.metadata.name });
+export const refKey = (r: PolicyRef) => podKey(r.namespace, r.name);
 
 export function compile(input: CompileInput): CompiledModel {
+  return compileWithPeers(input).model;
+}
+
+/** compile(), and the pods it took as peers (by key: for the incremental updater). */
+export function compileWithPeers(input: CompileInput): { model: CompiledModel; peers: Map<string, PodInfo> } {
   const nsLabels = new Map<string, Record<string, string>>();
   for (const ns of input.namespaces) nsLabels.set(ns.metadata.name, namespaceLabels(ns));
   const pods = activePods(input.pods, input.local);
@@ -302,17 +321,9 @@ export function compile(input: CompileInput): CompiledModel {
   });
 
   counters.push({ name: "spoofed", kind: "spoof" });
-  // One pod's interfaces: same namespace/name in the same network namespace (a re-created pod's
-  // new sandbox is another one until the old one's DEL), or the same network namespace.
-  const together = new Map<string, string[]>();
-  const join = (k: string, ifname: string) => together.set(k, [...(together.get(k) ?? []), ifname]);
-  for (const lp of local) {
-    join(`pod\0${podKey(lp.namespace, lp.name)}\0${lp.netns ?? ""}`, lp.ifname);
-    if (lp.netns) join(`netns\0${lp.netns}`, lp.ifname);
-  }
-  const siblingSources = siblingSourcesOf(localPods, [...(input.sameNetns ?? []), ...together.values()]);
+  const siblingSources = localSiblingSources(localPods, local, input.sameNetns ?? []);
   const byId = <T extends { id: string }>(m: Map<string, T>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  return {
+  const model: CompiledModel = {
     node: input.node,
     localPods,
     siblingSources,
@@ -323,6 +334,20 @@ export function compile(input: CompileInput): CompiledModel {
     namedPortSets: byId(namedPortSets),
     counters: counters.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)),
   };
+  return { model, peers: new Map(pods.map((p) => [p.key, p])) };
+}
+
+/** Sibling sources of the local pods: interfaces of one pod are found by identity and netns. */
+export function localSiblingSources(localPods: readonly LocalPodPolicy[], local: readonly LocalPod[], sameNetns: ReadonlyArray<readonly string[]>): SiblingSource[] {
+  // One pod's interfaces: same namespace/name in the same network namespace (a re-created pod's
+  // new sandbox is another one until the old one's DEL), or the same network namespace.
+  const together = new Map<string, string[]>();
+  const join = (k: string, ifname: string) => together.set(k, [...(together.get(k) ?? []), ifname]);
+  for (const lp of local) {
+    join(`pod\0${podKey(lp.namespace, lp.name)}\0${lp.netns ?? ""}`, lp.ifname);
+    if (lp.netns) join(`netns\0${lp.netns}`, lp.ifname);
+  }
+  return siblingSourcesOf(localPods, [...sameNetns, ...together.values()]);
 }
 
 /**

@@ -2,6 +2,7 @@
 // incremental element updates, evaluation and explain.
 export * from "./model.js";
 export { compile, localPodsFromCluster, podAddresses, podIsolated, podKey, shortId, type CompileInput } from "./compile.js";
-export { renderRuleset, renderElementUpdate, renderDelete, buildRuleset, countRules, parseCounters, type RenderOptions, type Ruleset } from "./nft.js";
+export { renderRuleset, renderElementUpdate, renderModelChange, renderDelete, buildRuleset, countRules, parseCounters, type RenderOptions, type Ruleset } from "./nft.js";
+export { IncrementalCompiler, type IncrementalResult, type PodChanges } from "./incremental.js";
 export { evaluate, ruleMatches, type DirectionVerdict, type Packet, type RuleMatch } from "./evaluate.js";
 export { explain, ExplainError, type ExplainInput, type ExplainResult } from "./explain.js";

@@ -154,3 +154,14 @@ export interface CompiledModel {
   namedPortSets: NamedPortSet[];
   counters: CounterInfo[];
 }
+
+/**
+ * Which set elements a pod-level change may have touched, from the incremental updater to the
+ * renderer (renderModelChange): candidate elements of peer and named-port sets, each checked
+ * against the models before and after. The local pods' verdict maps and sibling sets are small
+ * and always compared whole.
+ */
+export interface ElementChange {
+  podSets: Array<{ set: string; family: Family; addr: string }>;
+  namedPorts: Array<{ set: string; element: NamedPortElement }>;
+}

@@ -15,7 +15,7 @@
 // An accept ends only its own base chain, so a pod-to-pod packet on one node passes both checks.
 import type { AddrRange } from "../k8s/ipaddr.js";
 import { formatAddr } from "../k8s/ipaddr.js";
-import type { CompiledModel, CompiledRule, Direction, Family, Protocol, RulePeer, RulePort } from "./model.js";
+import type { CompiledModel, CompiledRule, Direction, ElementChange, Family, NamedPortElement, Protocol, RulePeer, RulePort } from "./model.js";
 
 export interface RenderOptions {
   /** Table name (family inet). Default "weft". */
@@ -137,6 +137,33 @@ function ruleLines(rule: CompiledRule, model: CompiledModel): string[] {
   return lines;
 }
 
+/** The sets keyed by local pods: sibling sources and the verdict maps (small: local pods only). */
+function localSets(model: CompiledModel): SetDef[] {
+  const sets: SetDef[] = [];
+  const addSet = (name: string, decl: string[], elements: Array<[string, string]>) => sets.push({ name, decl, elements: new Map(elements) });
+  for (const f of FAMILIES) {
+    // Sources a multi-interface pod's veth may send besides its own (its other interfaces').
+    const els = model.siblingSources.filter((s) => s.family === f).map((s): [string, string] => {
+      const t = `"${s.ifname}" . ${s.addr}`;
+      return [t, t];
+    });
+    addSet(`sib_${f}`, [`type ifname . ${addrType(f)}`], els);
+  }
+  for (const dir of ["ingress", "egress"] as const) {
+    for (const f of FAMILIES) {
+      const els: Array<[string, string]> = [];
+      for (const lp of model.localPods) {
+        const g = lp[dir].group;
+        if (!g) continue;
+        for (const ip of lp.ips) if (ip.includes(":") === (f === 6)) els.push([ip, `${ip} : jump ${g}`]);
+      }
+      addSet(`v${dir === "ingress" ? "i" : "e"}_${f}`, [`type ${addrType(f)} : verdict`], els);
+    }
+  }
+
+  return sets;
+}
+
 /** The ruleset as data: sets with their elements, counters, chains with their rules. */
 export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Ruleset {
   const op = opts(o);
@@ -158,25 +185,7 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
       addSet(`${n.id}_${f}`, [`type ${addrType(f)} . inet_proto . inet_service`], els);
     }
   }
-  for (const f of FAMILIES) {
-    // Sources a multi-interface pod's veth may send besides its own (its other interfaces').
-    const els = model.siblingSources.filter((s) => s.family === f).map((s): [string, string] => {
-      const t = `"${s.ifname}" . ${s.addr}`;
-      return [t, t];
-    });
-    addSet(`sib_${f}`, [`type ifname . ${addrType(f)}`], els);
-  }
-  for (const dir of ["ingress", "egress"] as const) {
-    for (const f of FAMILIES) {
-      const els: Array<[string, string]> = [];
-      for (const lp of model.localPods) {
-        const g = lp[dir].group;
-        if (!g) continue;
-        for (const ip of lp.ips) if (ip.includes(":") === (f === 6)) els.push([ip, `${ip} : jump ${g}`]);
-      }
-      addSet(`v${dir === "ingress" ? "i" : "e"}_${f}`, [`type ${addrType(f)} : verdict`], els);
-    }
-  }
+  sets.push(...localSets(model));
 
   const pod = `"${op.prefix}*"`;
   const chains: ChainDef[] = [
@@ -303,5 +312,79 @@ export function renderElementUpdate(prev: CompiledModel, next: CompiledModel, o:
     if (added.length) adds.push(`add element inet ${table} ${b.sets[i].name} { ${added.join(", ")} }`);
   }
   const lines = [...dels, ...adds];
+  return lines.length ? `${lines.join("\n")}\n` : "";
+}
+
+const nameOf = (set: string, family: Family) => `${set}_${family}`;
+
+/**
+ * The element changes from `prev` to `next` as an nft script (one transaction; "" = nothing to
+ * do), given what an incremental update (IncrementalCompiler) says it touched. Unlike
+ * renderElementUpdate it compares only those elements (and the small local-pod sets), so its cost
+ * does not grow with the cluster. Assumes the kernel holds exactly `prev` and that `next` differs
+ * from it in elements only (as IncrementalCompiler guarantees).
+ */
+export function renderModelChange(prev: CompiledModel, next: CompiledModel, change: ElementChange, o: RenderOptions = {}): string {
+  const { table } = opts(o);
+  const dels = new Map<string, Set<string>>();
+  const adds = new Map<string, Set<string>>();
+  const put = (m: Map<string, Set<string>>, set: string, el: string) => {
+    let s = m.get(set);
+    if (!s) m.set(set, (s = new Set()));
+    s.add(el);
+  };
+  const podSetsOf = (m: CompiledModel) => new Map(m.podSets.map((s) => [s.id, s]));
+  const [pa, pb] = [podSetsOf(prev), podSetsOf(next)];
+  const hasAddr = (sorted: readonly string[] | undefined, addr: string) => {
+    if (!sorted) return false;
+    let lo = 0, hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid] < addr) lo = mid + 1;
+      else hi = mid;
+    }
+    return sorted[lo] === addr;
+  };
+  for (const c of change.podSets) {
+    const was = hasAddr(pa.get(c.set)?.[c.family === 4 ? "v4" : "v6"], c.addr);
+    const is = hasAddr(pb.get(c.set)?.[c.family === 4 ? "v4" : "v6"], c.addr);
+    if (was && !is) put(dels, nameOf(c.set, c.family), c.addr);
+    if (is && !was) put(adds, nameOf(c.set, c.family), c.addr);
+  }
+  const portSetsOf = (m: CompiledModel) => new Map(m.namedPortSets.map((s) => [s.id, s]));
+  const [na, nb] = [portSetsOf(prev), portSetsOf(next)];
+  const byPortSet = new Map<string, NamedPortElement[]>();
+  for (const c of change.namedPorts) byPortSet.set(c.set, [...(byPortSet.get(c.set) ?? []), c.element]);
+  const elKey = (e: NamedPortElement) => `${e.family} ${e.addr} ${e.protocol} ${e.port}`;
+  for (const [set, candidates] of byPortSet) {
+    // Elements are not sorted by address (and two pods may share one): scan for a few
+    // candidates, index the set once for many (a burst of pods).
+    const has = (elements: readonly NamedPortElement[] | undefined): ((e: NamedPortElement) => boolean) => {
+      if (!elements) return () => false;
+      if (candidates.length <= 8) return (e) => elements.some((x) => x.family === e.family && x.addr === e.addr && x.protocol === e.protocol && x.port === e.port);
+      const keys = new Set(elements.map(elKey));
+      return (e) => keys.has(elKey(e));
+    };
+    const [inPrev, inNext] = [has(na.get(set)?.elements), has(nb.get(set)?.elements)];
+    for (const e of candidates) {
+      const was = inPrev(e);
+      const is = inNext(e);
+      const text = `${e.addr} . ${PROTO[e.protocol]} . ${e.port}`;
+      if (was && !is) put(dels, nameOf(set, e.family), text);
+      if (is && !was) put(adds, nameOf(set, e.family), text);
+    }
+  }
+  const la = localSets(prev);
+  const lb = localSets(next);
+  for (let i = 0; i < lb.length; i++) {
+    const before = la[i].elements;
+    const after = lb[i].elements;
+    for (const [k, v] of before) if (after.get(k) !== v) put(dels, lb[i].name, k);
+    for (const [k, v] of after) if (before.get(k) !== v) put(adds, lb[i].name, v);
+  }
+  const lines = [
+    ...[...dels].map(([set, els]) => `delete element inet ${table} ${set} { ${[...els].join(", ")} }`),
+    ...[...adds].map(([set, els]) => `add element inet ${table} ${set} { ${[...els].join(", ")} }`),
+  ];
   return lines.length ? `${lines.join("\n")}\n` : "";
 }
