@@ -26,7 +26,8 @@
 //     network namespace, re-read on link changes: this last one follows the wiring, not before).
 import type { Logger } from "pino";
 import { canonicalAddr } from "../k8s/ipaddr.js";
-import { listVethPeerNetns, nftApply, nftDeleteTable, nftListCountersJson, nftListTable, spawnLinkMonitor, type LinkMonitor } from "../kernel/nft.js";
+import { listVethPeerNetns, spawnLinkMonitor, type LinkMonitor } from "../kernel/links.js";
+import { nftApply, nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
 import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
 import type { Pod } from "../k8s/types.js";
 import { IncrementalCompiler, parseCounters, podIsolated, podKey, renderElementUpdate, renderModelChange, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
