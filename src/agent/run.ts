@@ -13,7 +13,8 @@ import { IpamStore } from "../ipam/store.js";
 import { IprouteKernel } from "../kernel/iproute.js";
 import { NetlinkKernel } from "../kernel/netlink/kernel.js";
 import type { PodKernel } from "../kernel/podnet.js";
-import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/index.js";
+// run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
+import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
 import { Membership, type JoinResult } from "./cluster.js";
 import { AgentCode, AgentFailure } from "./codes.js";
