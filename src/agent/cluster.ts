@@ -54,6 +54,8 @@ export interface JoinResult {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** How long a report waits after a sync on a node event (see syncOnce). */
+const REPORT_AFTER_EVENT_MS = 500;
 
 export class Membership {
   state: MembershipState = "joining";
@@ -349,7 +351,9 @@ export class Membership {
       if (r.changes.length) this.o.log.info({ changes: r.changes.map((c) => `${c.action} ${c.object} ${c.detail}${c.peer ? ` (${c.peer})` : ""}`) }, "peer routes synced");
       const errs = r.peers.filter((p) => !p.ok).map((p) => ({ peer: p.name, errors: p.errors }));
       if (errs.length || r.errors.length) this.o.log.warn({ peers: errs, errors: r.errors }, "some peers could not be wired");
-      this.schedulePublish(0);
+      // After a node event, every agent syncs and republishes at once, and each report is a node
+      // event for all N agents: wait until the others have had their turn at the CPU.
+      this.schedulePublish(fresh ? 0 : REPORT_AFTER_EVENT_MS);
       return r;
     } catch (e) {
       this.syncedPeers = undefined;
