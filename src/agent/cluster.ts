@@ -155,6 +155,7 @@ export class Membership {
     ));
     this.contact();
     const node = this.lease.node;
+    log.debug({ podCIDRs: node.podCIDRs, msSinceStart: Math.round(performance.now()) }, "registered");
     if (this.backend && node.podCIDRs.join() !== previous.join()) {
       setupChanges += await this.setupBackend(node.podCIDRs);
       await this.retry("publish the backend data", () => this.lease!.update({ backendData: encodeBackendData(this.backendData) }));

@@ -136,7 +136,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
 
   const rec = await service.reconcile();
   const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
-  log.info({ node: cfg.node, socket: cfg.socket, store: store.description, underlay, ...rec }, "agent serving; joining the cluster");
+  // msSinceStart: from the process' start (performance.timeOrigin), module loading included.
+  log.info({ node: cfg.node, socket: cfg.socket, store: store.description, underlay, ...rec, msSinceStart: Math.round(performance.now()) }, "agent serving; joining the cluster");
 
   const ready = (async (): Promise<JoinResult> => {
     const joined = await membership.join();
@@ -149,7 +150,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
     });
     log.info({
       node: cfg.node, socket: cfg.socket, podCidrs: joined.podCIDRs, mtu: joined.mtu, backend: single ? "none (single host)" : joined.settings.backend,
-      peers: joined.peers, backendSetupChanges: joined.setupChanges, firstSyncChanges: joined.firstSyncChanges,
+      peers: joined.peers, backendSetupChanges: joined.setupChanges, firstSyncChanges: joined.firstSyncChanges, msSinceStart: Math.round(performance.now()),
       ...(policy.metricsPort !== null ? { metricsPort: policy.metricsPort } : {}),
     }, "agent ready");
     return joined;
