@@ -86,7 +86,7 @@ async function measureSize(nodes: number): Promise<SizeResult> {
         await sleep(300); // the monitors are listening
         const log = openSync(join(work, `${name}.log`), "w");
         const t0 = now();
-        agent = spawn("nsenter", [`--net=${targetNs}`, "--", process.execPath, join(repoRoot, "dist", "cli", "main.js"), "agent", "--node", name,
+        agent = spawn("nsenter", [`--net=${targetNs}`, "--", join(repoRoot, "bin", "weft"), "agent", "--node", name,
           "--state-dir", join(work, name), "--socket", join(work, `${name}.sock`), ...base], { stdio: ["ignore", log, log], env });
         closeSync(log);
         const times = await Promise.race([Promise.all(watches.map((w) => w.first)), sleep(20_000).then(() => null)]);
@@ -148,7 +148,7 @@ function report(rs: SizeResult[], bl: { startMs: number; rss: number }): void {
 
 ${today()} on ${machine()}. Labs of ${rs.map((r) => r.nodes).join(" and ")} nodes (\`weft lab up --backend ${BACKEND}\`). Each join: the last
 node's agent is replaced by a fresh one (new node name, fresh state dir, same node namespace and
-underlay address), started with \`nsenter\` + \`node dist/cli/main.js agent ... --store etcd\`; every other
+underlay address), started with \`nsenter\` + \`bin/weft agent ... --store etcd\` (as CONTRACT.md runs it); every other
 node runs \`ip monitor route\` from before the start, and the time is from spawning the agent to the
 first weft route (proto 230) to a new prefix on that node. One warm-up join, then ${REPEATS} measured. A
 join's figure is its slowest peer's. The bench also watches the store (etcd) for the new node's

@@ -200,6 +200,8 @@ describe("cluster mode over etcd, host-gw, policy", () => {
     assert.ok(await reaches(a.pod, b.pod.ips[0]));
     assert.ok(await reaches(b.pod, a.pod.ips[0]));
     assert.equal(a.res.ok && a.res.result!.interfaces![1].mtu, 1500);
+    // Reports are published shortly after a sync, not with it.
+    await waitFor("node0 to report on both peers", async () => Object.keys((await status(c)).nodes.find((n) => n.name === "node0")?.peers ?? {}).length === 2);
     const s = await status(c);
     assert.equal(s.backend, "host-gw");
     assert.equal(s.nodes.length, 3);

@@ -1,6 +1,7 @@
 // The node's membership in the cluster: registration under a TTL lease (underlay addresses and
 // backend data), the pod CIDRs the lease holds, and the backend's peer routes kept equal to the
-// live node list (on every watch event and every resyncMs, to repair drift).
+// live node list (on every watch event that changes a peer's datapath, and every resyncMs, to
+// repair drift).
 //
 // Never tears down on store trouble: while the store is unreachable or the lease is lost, the
 // datapath stays as it is (no syncs) and ADDs are refused with "try again later"; the lease and
@@ -53,6 +54,8 @@ export interface JoinResult {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** How long a report waits after a sync on a node event (see syncOnce). */
+const REPORT_AFTER_EVENT_MS = 500;
 
 export class Membership {
   state: MembershipState = "joining";
@@ -68,6 +71,10 @@ export class Membership {
   private syncTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | null = null;
   private dirty = false;
+  /** The next sync reads the kernel even if the peer list is unchanged (drift repair, lease back). */
+  private forceSync = true;
+  /** The peer list the last successful sync applied, as compared text. */
+  private syncedPeers: string | undefined;
   private lastReport: SyncReport | undefined;
   private published: string | undefined;
   private publishTimer: NodeJS.Timeout | undefined;
@@ -148,6 +155,7 @@ export class Membership {
     ));
     this.contact();
     const node = this.lease.node;
+    log.debug({ podCIDRs: node.podCIDRs, msSinceStart: Math.round(performance.now()) }, "registered");
     if (this.backend && node.podCIDRs.join() !== previous.join()) {
       setupChanges += await this.setupBackend(node.podCIDRs);
       await this.retry("publish the backend data", () => this.lease!.update({ backendData: encodeBackendData(this.backendData) }));
@@ -179,9 +187,10 @@ export class Membership {
       this.syncTimer = undefined;
       await this.syncing;
       this.dirty = false;
+      this.forceSync = true;
       const r = await this.syncOnce();
       firstSyncChanges = r?.changes.length ?? 0;
-      this.resync = setInterval(() => this.scheduleSync(), this.o.resyncMs ?? 10_000);
+      this.resync = setInterval(() => this.scheduleSync(true), this.o.resyncMs ?? 10_000);
       this.resync.unref();
     } else {
       this.state = "ready";
@@ -278,7 +287,7 @@ export class Membership {
     this.state = "ready";
     this.published = undefined;
     log.info({ podCIDRs: node.podCIDRs }, "node lease re-established");
-    this.scheduleSync();
+    this.scheduleSync(true);
     this.schedulePublish(0);
   }
 
@@ -301,8 +310,9 @@ export class Membership {
 
   // ---- peers ---------------------------------------------------------------------------------
 
-  private scheduleSync(): void {
+  private scheduleSync(force = false): void {
     this.dirty = true;
+    if (force) this.forceSync = true;
     if (this.syncTimer || this.syncing || this.state === "stopped") return;
     // A short window coalesces a burst of watch events into one sync.
     this.syncTimer = setTimeout(() => {
@@ -325,15 +335,29 @@ export class Membership {
     const peers: PeerNode[] = [...this.nodes.values()].filter((n) => n.name === this.o.node || n.backendData[BACKEND_KEY] !== undefined).map((n) => ({
       name: n.name, underlay: dualStack(n.addresses), podCIDRs: dualStack(n.podCIDRs), backendData: decodeBackendData(n.backendData),
     }));
+    // Most node events change nothing a route depends on: a peer's published report (every peer
+    // republishes when any node joins, so N nodes see N^2 of them), or a new node that has not set
+    // its backend up yet. Reading the kernel for each of them costs process spawns on every node at
+    // once; the periodic resync still repairs drift.
+    const key = JSON.stringify(peers);
+    const fresh = this.forceSync;
+    if (!fresh && key === this.syncedPeers && this.lastReport) return this.lastReport;
+    this.forceSync = false;
     try {
-      const r = await this.backend.syncPeers(peers);
+      // On events, diff against what the last sync wrote; the periodic resync lists the kernel.
+      const r = await this.backend.syncPeers(peers, { incremental: !fresh });
       this.lastReport = r;
+      // A failed write is retried on the next event, not only at the next resync.
+      this.syncedPeers = r.errors.length || r.peers.some((p) => !p.ok) ? undefined : key;
       if (r.changes.length) this.o.log.info({ changes: r.changes.map((c) => `${c.action} ${c.object} ${c.detail}${c.peer ? ` (${c.peer})` : ""}`) }, "peer routes synced");
       const errs = r.peers.filter((p) => !p.ok).map((p) => ({ peer: p.name, errors: p.errors }));
       if (errs.length || r.errors.length) this.o.log.warn({ peers: errs, errors: r.errors }, "some peers could not be wired");
-      this.schedulePublish(0);
+      // After a node event, every agent syncs and republishes at once, and each report is a node
+      // event for all N agents: wait until the others have had their turn at the CPU.
+      this.schedulePublish(fresh ? 0 : REPORT_AFTER_EVENT_MS);
       return r;
     } catch (e) {
+      this.syncedPeers = undefined;
       this.o.log.error({ err: String(e) }, "peer sync failed; will retry");
       return undefined;
     }

@@ -13,7 +13,8 @@ import { IpamStore } from "../ipam/store.js";
 import { IprouteKernel } from "../kernel/iproute.js";
 import { NetlinkKernel } from "../kernel/netlink/kernel.js";
 import type { PodKernel } from "../kernel/podnet.js";
-import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/index.js";
+// run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
+import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
 import { Membership, type JoinResult } from "./cluster.js";
 import { AgentCode, AgentFailure } from "./codes.js";
@@ -135,7 +136,8 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
 
   const rec = await service.reconcile();
   const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
-  log.info({ node: cfg.node, socket: cfg.socket, store: store.description, underlay, ...rec }, "agent serving; joining the cluster");
+  // msSinceStart: from the process' start (performance.timeOrigin), module loading included.
+  log.info({ node: cfg.node, socket: cfg.socket, store: store.description, underlay, ...rec, msSinceStart: Math.round(performance.now()) }, "agent serving; joining the cluster");
 
   const ready = (async (): Promise<JoinResult> => {
     const joined = await membership.join();
@@ -148,7 +150,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
     });
     log.info({
       node: cfg.node, socket: cfg.socket, podCidrs: joined.podCIDRs, mtu: joined.mtu, backend: single ? "none (single host)" : joined.settings.backend,
-      peers: joined.peers, backendSetupChanges: joined.setupChanges, firstSyncChanges: joined.firstSyncChanges,
+      peers: joined.peers, backendSetupChanges: joined.setupChanges, firstSyncChanges: joined.firstSyncChanges, msSinceStart: Math.round(performance.now()),
       ...(policy.metricsPort !== null ? { metricsPort: policy.metricsPort } : {}),
     }, "agent ready");
     return joined;

@@ -72,6 +72,14 @@ export interface SyncReport {
   readonly errors: readonly string[];
 }
 
+export interface SyncOptions {
+  /**
+   * Diff against what the backend's last complete sync wrote instead of listing the kernel again
+   * (for syncs on node events; a sync without it lists the kernel and so repairs drift).
+   */
+  readonly incremental?: boolean;
+}
+
 export interface Backend {
   readonly name: BackendName;
   /** Bytes of encapsulation per packet for an underlay family (0 for host-gw). */
@@ -87,7 +95,7 @@ export interface Backend {
    * corrects what differs, removes what belongs to nodes no longer listed, and changes nothing
    * else. Per-peer problems are reported in the result, never thrown; call setup() first.
    */
-  syncPeers(peers: readonly PeerNode[]): Promise<SyncReport>;
+  syncPeers(peers: readonly PeerNode[], options?: SyncOptions): Promise<SyncReport>;
   /** Removes everything the backend made (devices, routes, FDB and neighbour entries). */
   teardown(): Promise<void>;
 }

@@ -10,6 +10,8 @@ import { childEnv, isAlive, logTail, spawnDetached } from "./procs.js";
 import type { LabNode } from "./state.js";
 
 export const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js");
+/** The contract's entry point (it carries the agent's node flags, see bin/weft). */
+export const WEFT_BIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bin", "weft");
 
 export interface AgentCaps {
   /** Cluster mode on etcd (--store etcd --etcd-endpoints). */
@@ -46,7 +48,7 @@ export function nodeKubeconfig(node: LabNode): string {
 export function agentArgv(node: LabNode, mode: AgentMode, etcdUnixEndpoints: readonly string[], caps?: AgentCaps): string[] {
   const base = [
     "nsenter", `--net=${netnsPathOf(node.netns)}`, "--",
-    process.execPath, CLI_MAIN, "agent", "--node", node.name,
+    WEFT_BIN, "agent", "--node", node.name,
     "--state-dir", join(node.dir, "state"), "--socket", node.socket,
   ];
   // The lab knows each node's underlay addresses; say them rather than have the agent guess.

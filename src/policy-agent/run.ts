@@ -6,7 +6,7 @@ import type { LocalPod } from "../policy/index.js";
 import type { ObjectStore } from "../store/types.js";
 import { PolicyController } from "./controller.js";
 import { DenyLogger } from "./denylog.js";
-import { createPolicyMetrics, startMetricsServer, type MetricsServer } from "./metrics.js";
+import type { MetricsServer } from "./metrics.js";
 
 export interface PolicyEnforcementOptions {
   node: string;
@@ -48,6 +48,8 @@ export async function startPolicyEnforcement(o: PolicyEnforcementOptions): Promi
   let deny: DenyLogger | null = null;
   try {
     if (o.metricsPort !== undefined) {
+      // prom-client (and the OpenTelemetry API it pulls in) loads only for an agent that serves metrics.
+      const { createPolicyMetrics, startMetricsServer } = await import("./metrics.js");
       const { registry } = createPolicyMetrics(controller);
       metrics = await startMetricsServer(registry, { port: o.metricsPort, host: o.metricsHost ?? "127.0.0.1" });
       log.info({ address: `${o.metricsHost ?? "127.0.0.1"}:${metrics.port}` }, "policy metrics on /metrics");

@@ -1,10 +1,14 @@
 // Makes the kernel match the desired per-peer state, writing only what differs. Reads the
 // backend's routes (by route protocol) and, when there is a VTEP, its permanent neighbour and
 // FDB entries; removes what no peer wants; a failed write is charged to its peer only.
-import { delFdbArgv, listFdb, replaceFdbArgv, type FdbEntry } from "../../kernel/fdb.js";
-import { delNeighArgv, listPermanentNeigh, replaceNeighArgv, type NeighEntry } from "../../kernel/neigh.js";
-import { delRouteArgv, listRoutes, replaceRouteArgv, type PeerRoute } from "../../kernel/peer-route.js";
-import { writeBatch, type KernelContext } from "../../kernel/tracked.js";
+// With a KernelMemo, a sync that wrote everything it meant to remembers the result, and the next
+// sync may diff against that instead of listing the kernel again (four `ip`/`bridge` processes
+// fewer: with N nodes, one node joining costs N agents a sync at the same moment).
+import { listFdb, type FdbEntry } from "../../kernel/fdb.js";
+import { listPermanentNeigh, type NeighEntry } from "../../kernel/neigh.js";
+import { listRoutes, type PeerRoute } from "../../kernel/peer-route.js";
+import { applyPeerWrites, type PeerWrite } from "../../kernel/peer-writes.js";
+import type { KernelContext } from "../../kernel/tracked.js";
 import type { Change, PeerStatus, SyncReport } from "../types.js";
 import { canonicalAddr, canonicalCidr } from "./ipnet.js";
 import type { PeerPlan } from "./plan.js";
@@ -17,6 +21,28 @@ export interface ReconcileInput {
   readonly plans: readonly PeerPlan[];
   /** Peers refused before planning; reported as they are. */
   readonly rejected: readonly PeerStatus[];
+  /** What the last complete sync left in the kernel; updated (or cleared) by this one. */
+  readonly memo?: KernelMemo;
+  /** Diff against memo.view when it is set instead of listing the kernel (drift goes unseen). */
+  readonly trustMemo?: boolean;
+}
+
+/** The backend's kernel state as listed (keys canonical). */
+export interface KernelView {
+  readonly routes: ReadonlyMap<string, PeerRoute>;
+  readonly neigh: ReadonlyMap<string, NeighEntry>;
+  readonly fdb: ReadonlyMap<string, readonly FdbEntry[]>;
+}
+
+/** Holder a backend keeps across syncs. */
+export interface KernelMemo { view?: KernelView }
+
+async function listView(ctx: KernelContext, proto: number, vtep: string | null): Promise<KernelView> {
+  const routes = new Map((await listRoutes(ctx, proto)).map((r) => [canonicalCidr(r.dst), r]));
+  const neigh = new Map(vtep ? (await listPermanentNeigh(ctx, vtep)).map((n) => [canonicalAddr(n.ip), n]) : []);
+  const fdb = new Map<string, FdbEntry[]>();
+  if (vtep) for (const e of await listFdb(ctx, vtep)) fdb.set(e.mac, [...(fdb.get(e.mac) ?? []), e]);
+  return { routes, neigh, fdb };
 }
 
 const routeText = (r: PeerRoute): string => `${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""}`;
@@ -51,16 +77,16 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
     for (const r of p.routes) wantRoutes.set(canonicalCidr(r.dst), { r: { ...r, dst: canonicalCidr(r.dst) }, peer: p.peer });
   }
 
-  const haveRoutes = new Map((await listRoutes(ctx, proto)).map((r) => [canonicalCidr(r.dst), r]));
-  const haveNeigh = new Map(vtep ? (await listPermanentNeigh(ctx, vtep)).map((n) => [canonicalAddr(n.ip), n]) : []);
-  const haveFdb = new Map<string, FdbEntry[]>();
-  if (vtep) for (const e of await listFdb(ctx, vtep)) haveFdb.set(e.mac, [...(haveFdb.get(e.mac) ?? []), e]);
+  const memo = input.memo;
+  const have = input.trustMemo && memo?.view ? memo.view : await listView(ctx, proto, vtep);
+  if (memo) memo.view = undefined;
+  const { routes: haveRoutes, neigh: haveNeigh, fdb: haveFdb } = have;
 
-  // Writes go in phases, each phase one `ip -batch`/`bridge -batch` process; a failed command is
-  // charged to its peer, whose later phases are then skipped.
-  interface Op { readonly peer?: string; readonly change: Change; readonly argv: string[] }
-  const apply = async (tool: "ip" | "bridge", ops: Op[]): Promise<void> => {
-    const failed = await writeBatch(ctx, tool, ops.map((o) => o.argv));
+  // Writes go in phases, each phase one netlink datagram (kernel/peer-writes.ts); a failed write
+  // is charged to its peer, whose later phases are then skipped.
+  interface Op { readonly peer?: string; readonly change: Change; readonly write: PeerWrite }
+  const apply = async (ops: Op[]): Promise<void> => {
+    const failed = await applyPeerWrites(ctx, ops.map((o) => o.write));
     for (const [i, op] of ops.entries()) {
       const err = failed.get(i);
       if (err === undefined) { changes.push(op.change); continue; }
@@ -74,8 +100,8 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const live = (peer: string): boolean => !blocked.has(peer) && !broken.has(peer);
 
   // 1. Routes nobody wants go first, so traffic never follows a half-removed path.
-  await apply("ip", [...haveRoutes].filter(([dst]) => !wantRoutes.has(dst))
-    .map(([dst, r]) => ({ change: { action: "delete", object: "route", detail: routeText(r) }, argv: delRouteArgv(dst, proto) })));
+  await apply([...haveRoutes].filter(([dst]) => !wantRoutes.has(dst))
+    .map(([dst, r]) => ({ change: { action: "delete", object: "route", detail: routeText(r) }, write: { kind: "route-del", dst, protocol: proto } })));
 
   // 2-4. Per peer, in dependency order: FDB, neighbours, routes.
   if (vtep) {
@@ -86,35 +112,44 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
       if (have.length === 1 && canonicalAddr(have[0].dst) === e.dst) continue;
       // Extra remotes for the MAC (appended by someone) would flood copies: drop them first.
       for (const h of have.filter((h) => canonicalAddr(h.dst) !== e.dst)) {
-        fdbOps.push({ peer, change: { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer }, argv: delFdbArgv(vtep, h) });
+        fdbOps.push({ peer, change: { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer }, write: { kind: "fdb-del", dev: vtep, entry: h } });
       }
-      fdbOps.push({ peer, change: { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer }, argv: replaceFdbArgv(vtep, e) });
+      fdbOps.push({ peer, change: { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer }, write: { kind: "fdb-replace", dev: vtep, entry: e } });
     }
-    await apply("bridge", fdbOps);
+    await apply(fdbOps);
     const neighOps: Op[] = [];
     for (const [ip, { n, peer }] of wantNeigh) {
       if (!live(peer)) continue;
       const have = haveNeigh.get(ip);
       if (have && have.mac === n.mac) continue;
-      neighOps.push({ peer, change: { action: have ? "replace" : "add", object: "neigh", detail: `${ip} lladdr ${n.mac}`, peer }, argv: replaceNeighArgv(vtep, n) });
+      neighOps.push({ peer, change: { action: have ? "replace" : "add", object: "neigh", detail: `${ip} lladdr ${n.mac}`, peer }, write: { kind: "neigh-replace", dev: vtep, entry: n } });
     }
-    await apply("ip", neighOps);
+    await apply(neighOps);
   }
   const routeOps: Op[] = [];
   for (const [dst, { r, peer }] of wantRoutes) {
     if (!live(peer)) continue;
     const have = haveRoutes.get(dst);
     if (have && sameRoute(have, r)) continue;
-    routeOps.push({ peer, change: { action: have ? "replace" : "add", object: "route", detail: routeText(r), peer }, argv: replaceRouteArgv(r, proto) });
+    routeOps.push({ peer, change: { action: have ? "replace" : "add", object: "route", detail: routeText(r), peer }, write: { kind: "route-replace", route: r, protocol: proto } });
   }
-  await apply("ip", routeOps);
+  await apply(routeOps);
 
   // 5. Then the neighbour and FDB entries of peers that are gone.
   if (vtep) {
-    await apply("ip", [...haveNeigh.keys()].filter((ip) => !wantNeigh.has(ip))
-      .map((ip) => ({ change: { action: "delete", object: "neigh", detail: ip }, argv: delNeighArgv(vtep, ip) })));
-    await apply("bridge", [...haveFdb].filter(([mac]) => !wantFdb.has(mac)).flatMap(([mac, entries]) =>
-      entries.map((e) => ({ change: { action: "delete", object: "fdb", detail: `${mac} dst ${e.dst}` } as Change, argv: delFdbArgv(vtep, e) }))));
+    await apply([...haveNeigh.keys()].filter((ip) => !wantNeigh.has(ip))
+      .map((ip) => ({ change: { action: "delete", object: "neigh", detail: ip }, write: { kind: "neigh-del", dev: vtep, ip } })));
+    await apply([...haveFdb].filter(([mac]) => !wantFdb.has(mac)).flatMap(([mac, entries]) =>
+      entries.map((e) => ({ change: { action: "delete", object: "fdb", detail: `${mac} dst ${e.dst}` } as Change, write: { kind: "fdb-del", dev: vtep, entry: e } as PeerWrite }))));
+  }
+
+  // Everything written: the kernel now holds exactly what was wanted.
+  if (memo && errors.length === 0 && blocked.size === 0 && broken.size === 0) {
+    memo.view = {
+      routes: new Map([...wantRoutes].map(([dst, { r }]) => [dst, r])),
+      neigh: new Map([...wantNeigh].map(([ip, { n }]) => [ip, n])),
+      fdb: new Map([...wantFdb].map(([mac, { e }]) => [mac, [e]])),
+    };
   }
 
   const peers: PeerStatus[] = [

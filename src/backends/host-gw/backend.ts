@@ -5,12 +5,12 @@ import { addDirectRoute, directBlocker } from "../common/direct.js";
 import type { Family } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
-import { reconcile } from "../common/reconcile.js";
+import { reconcile, type KernelMemo } from "../common/reconcile.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
 import { Serial } from "../common/serial.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";
 import {
-  DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendOptions, type LocalNode, type PeerNode, type SetupResult, type SyncReport,
+  DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendOptions, type LocalNode, type PeerNode, type SetupResult, type SyncOptions, type SyncReport,
 } from "../types.js";
 
 export class HostGwBackend implements Backend {
@@ -21,6 +21,8 @@ export class HostGwBackend implements Backend {
   private underlays = new Map<Family, Underlay>();
 
   private readonly serial = new Serial();
+  /** What the last complete sync wrote (see reconcile.ts); setup and teardown forget it. */
+  private readonly memo: KernelMemo = {};
 
   constructor(private readonly opts: BackendOptions = {}) {
     this.ctx = opts.kernel ?? {};
@@ -35,8 +37,8 @@ export class HostGwBackend implements Backend {
     return this.serial.run(() => this.doSetup(local));
   }
 
-  syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
-    return this.serial.run(() => this.doSync(peers));
+  syncPeers(peers: readonly PeerNode[], options: SyncOptions = {}): Promise<SyncReport> {
+    return this.serial.run(() => this.doSync(peers, options));
   }
 
   teardown(): Promise<void> {
@@ -44,6 +46,7 @@ export class HostGwBackend implements Backend {
   }
 
   private async doSetup(local: LocalNode): Promise<SetupResult> {
+    this.memo.view = undefined;
     const node = localView(local);
     this.underlays = await discoverAll(this.ctx, node);
     this.local = node;
@@ -61,14 +64,18 @@ export class HostGwBackend implements Backend {
     return plan;
   }
 
-  private async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
+  private async doSync(peers: readonly PeerNode[], options: SyncOptions): Promise<SyncReport> {
     if (!this.local) throw new Error("host-gw: syncPeers() called before setup()");
     const reserved = [...this.underlays.values()].flatMap((u) => u.connected);
     const { valid, rejected } = peerViews(this.local, peers, reserved);
-    return reconcile({ ctx: this.ctx, routeProtocol: this.proto, vtep: null, plans: valid.map((p) => this.plan(p)), rejected });
+    return reconcile({
+      ctx: this.ctx, routeProtocol: this.proto, vtep: null, plans: valid.map((p) => this.plan(p)), rejected,
+      memo: this.memo, trustMemo: options.incremental === true,
+    });
   }
 
   private async doTeardown(): Promise<void> {
+    this.memo.view = undefined;
     await deleteBackendRoutes(this.ctx, this.proto);
     this.local = null;
   }

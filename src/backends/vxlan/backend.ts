@@ -5,13 +5,13 @@ import { deleteLink, getLink } from "../../kernel/vxlan.js";
 import { firstAddress, type Family, type IpNet } from "../common/ipnet.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
-import { reconcile } from "../common/reconcile.js";
+import { reconcile, type KernelMemo } from "../common/reconcile.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
 import { Serial } from "../common/serial.js";
 import { discoverUnderlay } from "../common/underlay.js";
 import {
   BackendSetupError, DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendName, type BackendOptions, type LocalNode,
-  type PeerNode, type SetupResult, type SyncReport,
+  type PeerNode, type SetupResult, type SyncOptions, type SyncReport,
 } from "../types.js";
 import { vtepMac, vxlanConfig, vxlanData, vxlanOverhead, type VxlanConfig } from "./config.js";
 import { addVxlanPath, type VxlanSide } from "./plan.js";
@@ -28,6 +28,8 @@ export class VxlanBackend implements Backend {
   protected reserved: IpNet[] = [];
 
   private readonly serial = new Serial();
+  /** What the last complete sync wrote (see reconcile.ts); setup and teardown forget it. */
+  private readonly memo: KernelMemo = {};
 
   constructor(protected readonly opts: BackendOptions = {}) {
     this.ctx = opts.kernel ?? {};
@@ -43,8 +45,8 @@ export class VxlanBackend implements Backend {
     return this.serial.run(() => this.doSetup(local));
   }
 
-  syncPeers(peers: readonly PeerNode[]): Promise<SyncReport> {
-    return this.serial.run(() => this.doSync(peers));
+  syncPeers(peers: readonly PeerNode[], options: SyncOptions = {}): Promise<SyncReport> {
+    return this.serial.run(() => this.doSync(peers, options));
   }
 
   teardown(): Promise<void> {
@@ -55,6 +57,7 @@ export class VxlanBackend implements Backend {
   protected async afterSetup(_node: NodeView): Promise<void> {}
 
   private async doSetup(local: LocalNode): Promise<SetupResult> {
+    this.memo.view = undefined;
     const node = localView(local);
     const family: Family = this.cfg.underlayFamily ?? (node.underlay.has(4) ? 4 : 6);
     const u = await discoverUnderlay(this.ctx, node, family);
@@ -85,16 +88,18 @@ export class VxlanBackend implements Backend {
     return plan;
   }
 
-  private async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
+  private async doSync(peers: readonly PeerNode[], options: SyncOptions): Promise<SyncReport> {
     const side = this.side;
     if (!this.local || !side) throw new Error(`${this.name}: syncPeers() called before setup()`);
     const { valid, rejected } = peerViews(this.local, peers, this.reserved);
     return reconcile({
       ctx: this.ctx, routeProtocol: this.proto, vtep: side.device, plans: valid.map((p) => this.plan(p, side)), rejected,
+      memo: this.memo, trustMemo: options.incremental === true,
     });
   }
 
   private async doTeardown(): Promise<void> {
+    this.memo.view = undefined;
     // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
     await deleteBackendRoutes(this.ctx, this.proto);
     if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);
