@@ -63,3 +63,16 @@ test("the metrics server binds loopback by default and rejects bad ports", async
   }
   await assert.rejects(startMetricsServer(registry, { port: 70000 }), /not in 0\.\.65535/);
 });
+
+test("the controller's commit and compile statistics are exported as gauges", async () => {
+  const stats = { fullApplies: 2, elementApplies: 9, incrementalApplies: 7, fullCompiles: 3, failures: 1, immediateAdds: 0, lastApplyMs: null, lastError: "x" };
+  const { registry } = createPolicyMetrics({ counters: async () => [], stats });
+  const t = await registry.metrics();
+  assert.equal(value(t, 'weft_policy_applies{kind="full"}'), 2);
+  assert.equal(value(t, 'weft_policy_applies{kind="elements"}'), 9);
+  assert.equal(value(t, 'weft_policy_compiles{kind="full"}'), 3);
+  assert.equal(value(t, 'weft_policy_compiles{kind="incremental"}'), 7);
+  assert.equal(value(t, "weft_policy_apply_failures"), 1);
+  stats.incrementalApplies++;
+  assert.equal(value(await registry.metrics(), 'weft_policy_compiles{kind="incremental"}'), 8, "read at each scrape");
+});

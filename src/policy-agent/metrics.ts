@@ -118,6 +118,16 @@ export function createPolicyMetrics(source: CounterSource, registry = new Regist
       },
     });
     new Gauge({
+      name: "weft_policy_compiles",
+      help: "How pod, namespace and policy changes were compiled: the whole cluster again (full) or only the pods that changed (incremental)",
+      labelNames: ["kind"],
+      registers: [registry],
+      collect() {
+        this.set({ kind: "full" }, stats.fullCompiles);
+        this.set({ kind: "incremental" }, stats.incrementalApplies);
+      },
+    });
+    new Gauge({
       name: "weft_policy_apply_failures",
       help: "Consecutive failed ruleset commits (0 = the kernel holds the current policy)",
       registers: [registry],
