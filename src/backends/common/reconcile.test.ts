@@ -5,14 +5,24 @@ import { run } from "../../kernel/exec.js";
 import { emptyPlan } from "./plan.js";
 import { reconcile } from "./reconcile.js";
 
-test("reconcile: a kernel write that fails is charged to its peer alone; other peers are wired", async () => {
+/** A namespace with a veth pair d0/d1 up, d0 holding 10.9.0.1/24: somewhere to route via. */
+async function vethNs(): Promise<{ ns: string; netns: string }> {
   const ns = `wt-${randomBytes(3).toString("hex")}-rec`;
   await run(["ip", "netns", "add", ns]);
   try {
-    const netns = `/run/netns/${ns}`;
     await run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
     for (const d of ["d0", "d1"]) await run(["ip", "-n", ns, "link", "set", d, "up"]);
     await run(["ip", "-n", ns, "addr", "add", "10.9.0.1/24", "dev", "d0"]);
+  } catch (e) {
+    await run(["ip", "netns", "del", ns]);
+    throw e;
+  }
+  return { ns, netns: `/run/netns/${ns}` };
+}
+
+test("reconcile: a kernel write that fails is charged to its peer alone; other peers are wired", async () => {
+  const { ns, netns } = await vethNs();
+  try {
     const good = emptyPlan("good");
     good.routes.push({ dst: "10.244.1.0/24", via: "10.9.0.2", dev: "d0", onlink: false });
     good.paths["10.244.1.0/24"] = "direct";
@@ -34,13 +44,8 @@ test("reconcile: a kernel write that fails is charged to its peer alone; other p
 });
 
 test("reconcile: an incremental sync diffs against the last complete sync; a full sync repairs drift", async () => {
-  const ns = `wt-${randomBytes(3).toString("hex")}-rec`;
-  await run(["ip", "netns", "add", ns]);
+  const { ns, netns } = await vethNs();
   try {
-    const netns = `/run/netns/${ns}`;
-    await run(["ip", "-n", ns, "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    for (const d of ["d0", "d1"]) await run(["ip", "-n", ns, "link", "set", d, "up"]);
-    await run(["ip", "-n", ns, "addr", "add", "10.9.0.1/24", "dev", "d0"]);
     const plan = (peer: string, n: number) => {
       const p = emptyPlan(peer);
       p.routes.push({ dst: `10.244.${n}.0/24`, via: `10.9.0.${n + 1}`, dev: "d0", onlink: false });
