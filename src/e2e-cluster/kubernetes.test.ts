@@ -17,7 +17,7 @@ const skip = skipReason()
 const PODS = [{ name: "a", node: "n1" }, { name: "b", node: "n2" }];
 const KEYS = PODS.map((p) => `default/${p.name}`);
 
-interface KubeNode { metadata: { name: string }; spec?: { podCIDR?: string; podCIDRs?: string[] } }
+interface KubeNode { metadata: { name: string }; spec?: { podCIDR?: string; podCIDRs?: string[] }; status?: { conditions?: Array<{ type: string; status: string }> } }
 
 describe("--store kubernetes: 2 nodes on a real kube-apiserver", { skip, timeout: 180_000 }, () => {
   const lab = new ClusterLab();
@@ -44,6 +44,9 @@ describe("--store kubernetes: 2 nodes on a real kube-apiserver", { skip, timeout
     const cidrs = items.map((n) => n.spec?.podCIDRs?.[0]);
     for (const [i, c] of cidrs.entries()) assert.ok(c && inCidr(c.split("/")[0], "10.244.0.0/16"), `${items[i].metadata.name} podCIDRs ${JSON.stringify(items[i].spec)}`);
     assert.notEqual(cidrs[0], cidrs[1]);
+    // The lab kubelet reports its nodes Ready, as a kubelet does: kubectl's STATUS column.
+    for (const n of items) assert.equal(n.status?.conditions?.find((c) => c.type === "Ready")?.status, "True", `${n.metadata.name} Ready`);
+    assert.match((await runStatus(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "--no-headers"])).stdout, /^n1\s+Ready\s[\s\S]*^n2\s+Ready\s/m);
 
     const pods = await lab.pods();
     for (const want of PODS) {

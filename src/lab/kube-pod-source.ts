@@ -56,20 +56,33 @@ export class KubePodSource implements PodSource {
   }
 
   /** Node objects with the underlay address as InternalIP and a Ready condition. */
+  /**
+   * What each node's kubelet does: the Node exists (weft's agents create theirs in cluster mode)
+   * and its status carries the node's addresses and Ready, so `kubectl get nodes` says Ready.
+   */
   async registerNodes(nodes: readonly LabNode[]): Promise<void> {
     for (const n of nodes) {
-      let node: k8s.V1Node;
-      try {
-        node = await this.api.readNode({ name: n.name });
-      } catch {
-        node = await this.api.createNode({ body: { apiVersion: "v1", kind: "Node", metadata: { name: n.name, labels: { "kubernetes.io/hostname": n.name } } } });
+      // An agent may update its Node (annotations) at the same moment: re-read on a conflict.
+      for (let attempt = 0; ; attempt++) {
+        let node: k8s.V1Node;
+        try {
+          node = await this.api.readNode({ name: n.name });
+        } catch {
+          node = await this.api.createNode({ body: { apiVersion: "v1", kind: "Node", metadata: { name: n.name, labels: { "kubernetes.io/hostname": n.name } } } });
+        }
+        const now = new Date();
+        node.status = {
+          ...node.status,
+          addresses: [{ type: "InternalIP", address: n.ipv4 }, ...(n.ipv6 ? [{ type: "InternalIP", address: n.ipv6 }] : []), { type: "Hostname", address: n.name }],
+          conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "weft lab kubelet", lastHeartbeatTime: now, lastTransitionTime: now }],
+        };
+        try {
+          await this.api.replaceNodeStatus({ name: n.name, body: node });
+          break;
+        } catch (e) {
+          if ((e as { code?: number }).code !== 409 || attempt >= 4) throw e;
+        }
       }
-      const now = new Date();
-      node.status = {
-        addresses: [{ type: "InternalIP", address: n.ipv4 }, ...(n.ipv6 ? [{ type: "InternalIP", address: n.ipv6 }] : []), { type: "Hostname", address: n.name }],
-        conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "weft lab kubelet", lastHeartbeatTime: now, lastTransitionTime: now }],
-      };
-      await this.api.replaceNodeStatus({ name: n.name, body: node });
     }
   }
 

@@ -8,8 +8,8 @@ export async function openPodSource(lab: LabState): Promise<PodSource> {
   if (lab.settings.store === "kubernetes") {
     if (!lab.apiserver) throw new Error("the lab state has no kube-apiserver");
     const src = new KubePodSource(lab.apiserver.kubeconfig);
-    // Agents in cluster mode register their own Node; for fallback agents the kubelet does it.
-    if (lab.agentMode !== "kubernetes") await src.registerNodes(lab.nodes);
+    // Agents in cluster mode create their own Node; either way the kubelet reports it Ready.
+    await src.registerNodes(lab.nodes);
     return src;
   }
   return new StorePodSource(openLabStore(lab));
