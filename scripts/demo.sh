@@ -22,6 +22,12 @@ done
 $weft get pods -A -o wide
 
 say "status"
+# Agents publish their pod counts about a second after a change: wait for them (at most ~5 s).
+for _ in $(seq 1 25); do
+  behind=$($weft status -o json | jq '[.nodes[] | select(.agent != null and .agent.wiredPods != .pods)] | length')
+  [ "$behind" = 0 ] && break
+  sleep 0.2
+done
 $weft status
 
 say "connectivity matrix, TCP port 80 (every pod to every pod)"
