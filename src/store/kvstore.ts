@@ -15,7 +15,6 @@ import {
   type ClusterSettings,
   type ClusterSettingsInput,
   type ClusterStore,
-  type LeaseState,
   type NodeInfo,
   type NodeLease,
   type NodeRegistration,
@@ -29,6 +28,7 @@ import {
   type WatchListener,
   type WatchOptions,
 } from "./types.js";
+import { RecoveringLease } from "./recovering-lease.js";
 import { dnsLabel, dnsSubdomain, normalizeRegistration, normalizeSettings, stableStringify, staleConflict, checkStringMap, wholeSeconds } from "./validate.js";
 
 export const DEFAULT_TTL_SECONDS = 15;
@@ -217,15 +217,13 @@ function decodeNode(e: KvEntry): NodeInfo {
   return { ...s, resourceVersion: String(e.modRevision) };
 }
 
-class NodeLeaseImpl implements NodeLease {
-  node!: NodeInfo;
+class NodeLeaseImpl extends RecoveringLease implements NodeLease {
   private nodeLease?: KvLease;
   private subnetLease?: KvLease;
-  private stopped = false;
-  private recovering = false;
-  private readonly listeners = new Set<(s: LeaseState) => void>();
 
-  constructor(private readonly store: KvClusterStore, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {}
+  constructor(private readonly store: KvClusterStore, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {
+    super();
+  }
 
   async establish(): Promise<void> {
     const { node, nodeLease, subnetLease } = await this.store.registerOnce(this.reg, this.ttl, this.grace);
@@ -239,39 +237,16 @@ class NodeLeaseImpl implements NodeLease {
 
   private lost(which: KvLease, err: Error): void {
     if (this.stopped || this.recovering || which !== this.nodeLease && which !== this.subnetLease) return;
+    // Set first: releasing the other lease reports its loss here again.
     this.recovering = true;
     this.nodeLease?.release();
     this.subnetLease?.release();
-    this.emit({ state: "lost", error: err });
-    void this.recover();
+    this.startRecovery(err);
   }
 
-  /** Re-registers with backoff until it works or the lease is released. */
-  private async recover(): Promise<void> {
-    let delay = 200;
-    while (!this.stopped) {
-      try {
-        await this.establish();
-        this.recovering = false;
-        if (this.stopped) { this.nodeLease?.release(); this.subnetLease?.release(); return; }
-        this.emit({ state: "restored", node: this.node });
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
-  }
-
-  private emit(s: LeaseState): void {
-    for (const l of this.listeners) {
-      try { l(s); } catch (e) { setImmediate(() => { throw e; }); }
-    }
-  }
-
-  onStateChange(listener: (s: LeaseState) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+  protected override abandon(): void {
+    this.nodeLease?.release();
+    this.subnetLease?.release();
   }
 
   async update(patch: { addresses?: string[]; backendData?: Record<string, string> }): Promise<NodeInfo> {

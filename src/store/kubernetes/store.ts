@@ -13,7 +13,6 @@ import {
   type ClusterSettings,
   type ClusterSettingsInput,
   type ClusterStore,
-  type LeaseState,
   type NodeInfo,
   type NodeLease,
   type NodeRegistration,
@@ -26,6 +25,7 @@ import {
   type WatchOptions,
 } from "../types.js";
 import { dnsSubdomain, normalizeRegistration, normalizeSettings, stableStringify, wholeSeconds } from "../validate.js";
+import { RecoveringLease } from "../recovering-lease.js";
 import { isApiError, microTime, type Json, type KubeClient } from "./client.js";
 import { runInformer } from "./informer.js";
 import {
@@ -535,17 +535,15 @@ export class KubernetesStore implements ClusterStore {
   }
 }
 
-class KubeNodeLease implements NodeLease {
-  node!: NodeInfo;
+class KubeNodeLease extends RecoveringLease implements NodeLease {
   private held: Held[] = [];
-  private stopped = false;
-  private recovering = false;
   private timer?: NodeJS.Timeout;
   private lastRenewed = 0;
   private inflight: Promise<void> = Promise.resolve();
-  private readonly listeners = new Set<(s: LeaseState) => void>();
 
-  constructor(private readonly store: KubernetesStore, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {}
+  constructor(private readonly store: KubernetesStore, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {
+    super();
+  }
 
   async establish(): Promise<void> {
     const { node, held } = await this.store.registerOnce(this.reg, this.ttl, this.grace);
@@ -585,37 +583,8 @@ class KubeNodeLease implements NodeLease {
 
   private lost(err: Error): void {
     if (this.stopped || this.recovering) return;
-    this.recovering = true;
     clearTimeout(this.timer);
-    this.emit({ state: "lost", error: err instanceof LostError ? new UnavailableError(`node ${this.reg.name} lost its registration (${err.message}); re-registering`) : err });
-    void this.recover();
-  }
-
-  private async recover(): Promise<void> {
-    let delay = 200;
-    while (!this.stopped) {
-      try {
-        await this.establish();
-        this.recovering = false;
-        if (this.stopped) return;
-        this.emit({ state: "restored", node: this.node });
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, delay));
-        delay = Math.min(delay * 2, 5000);
-      }
-    }
-  }
-
-  private emit(s: LeaseState): void {
-    for (const l of this.listeners) {
-      try { l(s); } catch (e) { setImmediate(() => { throw e; }); }
-    }
-  }
-
-  onStateChange(listener: (s: LeaseState) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    this.startRecovery(err instanceof LostError ? new UnavailableError(`node ${this.reg.name} lost its registration (${err.message}); re-registering`) : err);
   }
 
   async update(patch: { addresses?: string[]; backendData?: Record<string, string> }): Promise<NodeInfo> {
