@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createNetns, type TestNetns } from "../testlib/netns.js";
+import { wireRoutedPod } from "../testlib/routed-pod.js";
 import { localStorePath, openLocalStore } from "../store/local/index.js";
 import type { ClusterStore, ObjectInput } from "../store/types.js";
 import type { LocalPod } from "../policy/index.js";
@@ -84,21 +85,8 @@ export class PolicyFixture {
 
   /** A pod namespace behind a routed wf* veth in the node namespace (the agent's wiring). */
   async wire(p: PodDef): Promise<WiredPod> {
-    const pod = await createNetns("pp");
+    const pod = await wireRoutedPod(this.node, p.ifname, p.v4, p.v6);
     this.namespaces.push(pod);
-    const n = this.node;
-    await n.exec(["ip", "link", "add", p.ifname, "type", "veth", "peer", "name", "eth0", "netns", pod.name]);
-    await n.exec(["ip", "link", "set", p.ifname, "up"]);
-    await n.exec(["ip", "addr", "add", "169.254.1.1/32", "dev", p.ifname]);
-    await n.exec(["ip", "-6", "addr", "add", "fe80::1/64", "dev", p.ifname, "nodad"]);
-    await n.exec(["ip", "route", "add", `${p.v4}/32`, "dev", p.ifname]);
-    await n.exec(["ip", "-6", "route", "add", `${p.v6}/128`, "dev", p.ifname]);
-    await pod.exec(["ip", "link", "set", "eth0", "up"]);
-    await pod.exec(["ip", "addr", "add", `${p.v4}/32`, "dev", "eth0"]);
-    await pod.exec(["ip", "-6", "addr", "add", `${p.v6}/128`, "dev", "eth0", "nodad"]);
-    await pod.exec(["ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"]);
-    await pod.exec(["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"]);
-    await pod.exec(["ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"]);
     const w = { ...p, netns: pod };
     this.wired.set(`${p.ns}/${p.name}`, w);
     return w;

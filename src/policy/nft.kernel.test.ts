@@ -5,6 +5,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createNetns, ping, removeAllNetns, type TestNetns } from "../testlib/netns.js";
+import { wireRoutedPod } from "../testlib/routed-pod.js";
 import { compile } from "./compile.js";
 import { parseCounters, renderDelete, renderElementUpdate, renderRuleset } from "./nft.js";
 import type { LocalPod } from "./model.js";
@@ -50,20 +51,7 @@ const model = (labelsOf: (p: TestPod) => Record<string, string>) =>
   compile({ namespaces, pods: podObjects(labelsOf), policies, node: "node1", local });
 
 async function wirePod(node: TestNetns, p: TestPod): Promise<void> {
-  const pod = await createNetns("pp");
-  p.netns = pod;
-  await node.exec(["ip", "link", "add", p.ifname, "type", "veth", "peer", "name", "eth0", "netns", pod.name]);
-  await node.exec(["ip", "link", "set", p.ifname, "up"]);
-  await node.exec(["ip", "addr", "add", "169.254.1.1/32", "dev", p.ifname]);
-  await node.exec(["ip", "-6", "addr", "add", "fe80::1/64", "dev", p.ifname, "nodad"]);
-  await node.exec(["ip", "route", "add", `${p.v4}/32`, "dev", p.ifname]);
-  await node.exec(["ip", "-6", "route", "add", `${p.v6}/128`, "dev", p.ifname]);
-  await pod.exec(["ip", "link", "set", "eth0", "up"]);
-  await pod.exec(["ip", "addr", "add", `${p.v4}/32`, "dev", "eth0"]);
-  await pod.exec(["ip", "-6", "addr", "add", `${p.v6}/128`, "dev", "eth0", "nodad"]);
-  await pod.exec(["ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"]);
-  await pod.exec(["ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"]);
-  await pod.exec(["ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"]);
+  p.netns = await wireRoutedPod(node, p.ifname, p.v4, p.v6);
 }
 
 function serve(p: TestPod, port: number): void {
