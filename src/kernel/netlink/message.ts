@@ -2,6 +2,7 @@
 // ifaddrmsg, rtmsg, ndmsg) and rtattr TLVs, nested where the kernel nests them. Pure functions on
 // Buffers (host byte order, which is what netlink uses), so they can be unit-tested without a kernel.
 import { isIPv4, isIPv6 } from "node:net";
+import { formatIpValue } from "../../net/ip.js";
 import { NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_ERROR, NLMSGERR_ATTR_MSG } from "./consts.js";
 
 export const NLMSG_HDRLEN = 16;
@@ -252,18 +253,7 @@ export function ipString(b: Buffer): string {
   if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 0xffff || (g[5] === 0 && (g[6] !== 0 || g[7] > 1)))) {
     return `::${g[5] ? "ffff:" : ""}${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   }
-  // The first longest run of two or more zero groups becomes "::".
-  let best = -1, bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
-  if (bestLen < 2) return hex(g);
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+  return formatIpValue(6, BigInt(`0x${b.toString("hex")}`));
 }
 
 export function macBytes(mac: string): Buffer {
