@@ -1,6 +1,6 @@
 // Builds the CNI plugin executables, then checks that they answer VERSION:
 //  - dist/weft-cni-full: the whole TypeScript plugin as a standalone bun binary (~8 ms to start);
-//  - dist/weft-cni: the native forwarder (src/plugin/forwarder.c, well under 1 ms to start), which
+//  - dist/weft-cni: the native forwarder (src/plugin/forwarder.c, starts as fast as /bin/true), which
 //    hands each call to the agent (that runs the same TypeScript in process) and execs
 //    weft-cni-full whenever it cannot (VERSION, agent down, odd input).
 // Why: a runtime execs the plugin for every ADD/DEL; node itself needs 31-75 ms to start, bun
