@@ -8,7 +8,7 @@
 // the watch re-establish themselves, and the first sync after that applies what changed meanwhile.
 import type { Logger } from "pino";
 import { createBackend, type Backend, type PeerNode, type SyncReport } from "../backends/index.js";
-import { parsePool, type Pool } from "../ipam/addr.js";
+import { parsePool, type Pool } from "../ipam/pool.js";
 import type { PodRef } from "../ipam/store.js";
 import { ConflictError, isStoreError, NotInitializedError } from "../store/errors.js";
 import type { ClusterSettings, ClusterStore, NodeInfo, NodeLease, WatchHandle } from "../store/types.js";

@@ -8,7 +8,7 @@
 // state in memory), and the node lease runs out by its TTL unless a new agent takes it over.
 import type { Server } from "node:net";
 import { pino, type Logger } from "pino";
-import { type Pool } from "../ipam/addr.js";
+import { type Pool } from "../ipam/pool.js";
 import { IpamStore } from "../ipam/store.js";
 import { IprouteKernel } from "../kernel/iproute.js";
 import { NetlinkKernel } from "../kernel/netlink/kernel.js";

@@ -4,7 +4,9 @@
 import { existsSync } from "node:fs";
 import type { Logger } from "pino";
 import type { Result, Route } from "../cni/types.js";
-import { canonicalIp, type Family, parseIp, type Pool, poolContains, usableRange } from "../ipam/addr.js";
+import { type Pool, usableRange } from "../ipam/pool.js";
+import { cidrHas } from "../net/cidr.js";
+import { canonicalIp, formatIp, ipOrThrow, parseIp, type IpFamily as Family } from "../net/ip.js";
 import { type AttachmentKey, type AttachmentRecord, IpamError, type IpamStore, type PodRef } from "../ipam/store.js";
 import type { LocalPod } from "../policy/index.js";
 import { KernelCommandError } from "../kernel/exec.js";
@@ -105,7 +107,7 @@ export class AgentService {
 
   /** Attachments whose addresses lie outside the node's current pod CIDRs (a lost subnet). */
   strandedCount(): number {
-    return this.o.store.list().filter((r) => !r.delegated && r.addresses.some((a) => !this.pools.some((p) => poolContains(p, a.family, parseIp(a.address).value)))).length;
+    return this.o.store.list().filter((r) => !r.delegated && r.addresses.some((a) => !this.pools.some((p) => cidrHas(p, ipOrThrow(a.address))))).length;
   }
 
   podCount(): number {
@@ -297,7 +299,7 @@ export class AgentService {
     const records = this.o.store.list().filter((r) => !r.delegated);
     for (const pool of this.pools) {
       const { first, last } = usableRange(pool);
-      const used = records.flatMap((r) => r.addresses).filter((a) => poolContains(pool, a.family, parseIp(a.address).value)).length;
+      const used = records.flatMap((r) => r.addresses).filter((a) => cidrHas(pool, ipOrThrow(a.address))).length;
       if (BigInt(used) > last - first) throw new AgentFailure(AgentCode.PluginNotAvailable, `pod CIDR ${pool.cidr} has no free address`);
     }
   }
@@ -360,7 +362,7 @@ export class AgentService {
       else if (!links.has(r.hostIf)) leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: `host veth ${r.hostIf} is gone (pod or its namespace removed without DEL)` });
       else if (!existsSync(r.netns)) leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: `network namespace ${r.netns} is gone` });
       for (const a of r.addresses) {
-        if (!r.delegated && !this.pools.some((p) => poolContains(p, a.family, parseIp(a.address).value))) {
+        if (!r.delegated && !this.pools.some((p) => cidrHas(p, ipOrThrow(a.address)))) {
           conflicts.push({ address: a.address, ...owner(r), reason: `outside this node's pod CIDRs (${this.pools.map((p) => p.cidr).join(", ")})` });
         }
       }
@@ -404,7 +406,7 @@ function holdAll(locks: KeyedMutex, keys: string[], fn: () => Promise<void>): Pr
 }
 
 function safeCanonical(a: string): string {
-  try { return canonicalIp(a); } catch { return a; }
+  return canonicalIp(a) ?? a;
 }
 
 function delegatedAddresses(req: AddRequest): { addresses: { family: Family; address: string; prefix: number }[]; routes: PodRoute[] } {
@@ -412,16 +414,16 @@ function delegatedAddresses(req: AddRequest): { addresses: { family: Family; add
   if (ips.length === 0) throw new AgentFailure(AgentCode.InvalidConfig, "delegated IPAM gave no addresses");
   const addresses = ips.map((ip) => {
     const [addr] = ip.address.split("/");
-    let parsed;
-    try { parsed = parseIp(addr); } catch { throw new AgentFailure(AgentCode.InvalidConfig, `delegated IPAM address "${ip.address}" is not an IP address`); }
+    const parsed = parseIp(addr);
+    if (!parsed) throw new AgentFailure(AgentCode.InvalidConfig, `delegated IPAM address "${ip.address}" is not an IP address`);
     // Routed design: the pod holds its address alone, whatever subnet the IPAM plugin used.
-    return { family: parsed.family, address: canonicalIp(addr), prefix: parsed.family === 4 ? 32 : 128 };
+    return { family: parsed.family, address: formatIp(parsed.family, parsed.value), prefix: parsed.family === 4 ? 32 : 128 };
   });
   const routes: PodRoute[] = [];
   for (const r of req.ipam?.routes ?? []) {
     const [a, len] = r.dst.split("/");
-    let fam: Family;
-    try { fam = parseIp(a).family; } catch { throw new AgentFailure(AgentCode.InvalidConfig, `delegated route "${r.dst}" is not a CIDR`); }
+    const fam: Family | undefined = parseIp(a)?.family;
+    if (fam === undefined) throw new AgentFailure(AgentCode.InvalidConfig, `delegated route "${r.dst}" is not a CIDR`);
     if (Number(len) === 0) continue; // default routes are always via weft's gateway
     routes.push({ dst: r.dst, family: fam });
   }

@@ -3,9 +3,9 @@
 // once, publishes the returned data with its node lease, and calls syncPeers() with every other
 // node's lease whenever the node list changes (and periodically, to repair drift).
 import type { KernelContext } from "../kernel/tracked.js";
-import type { Family } from "./common/ipnet.js";
+import type { IpFamily as Family } from "../net/ip.js";
 
-export type { Family } from "./common/ipnet.js";
+export type { IpFamily as Family } from "../net/ip.js";
 
 export const BACKEND_NAMES = ["vxlan", "host-gw", "vxlan-direct"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];

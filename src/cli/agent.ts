@@ -2,7 +2,7 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Command } from "commander";
-import { InvalidCidr, parsePool, type Pool } from "../ipam/addr.js";
+import { InvalidCidr, parsePool, type Pool } from "../ipam/pool.js";
 import { makeLogger, startAgent, type AgentConfig } from "../agent/run.js";
 import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
 import type { StoreConfig } from "../store/index.js";

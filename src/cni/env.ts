@@ -1,6 +1,7 @@
 // The CNI_* environment: which variables each verb needs (spec section 2) and their syntax.
 // Every failure is code 4 with a message that names the variable.
 import { normalize } from "node:path";
+import { ifnameProblem } from "../net/ifname.js";
 import { invalidEnv } from "./errors.js";
 import type { CniCommand } from "./types.js";
 
@@ -70,12 +71,10 @@ export function validateContainerId(id: string): string {
   return id;
 }
 
-/** Spec + Linux: 1-15 bytes, not "." or "..", no '/', ':' or whitespace. */
+/** Spec + Linux + what `ip -batch` reads as syntax: the one rule in net/ifname.ts. */
 export function validateIfname(name: string): string {
-  if (!name) throw invalidEnv("CNI_IFNAME is empty");
-  if (Buffer.byteLength(name, "utf8") > 15) throw invalidEnv(`CNI_IFNAME "${name}" is longer than 15 bytes`);
-  if (name === "." || name === "..") throw invalidEnv(`CNI_IFNAME "${name}" is not allowed`);
-  if (/[/:\s\0]/.test(name)) throw invalidEnv(`CNI_IFNAME "${name}" contains '/', ':' or whitespace`);
+  const problem = ifnameProblem(name);
+  if (problem) throw invalidEnv(`CNI_IFNAME "${name}" ${problem}`);
   return name;
 }
 

@@ -1,9 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { canonicalIp, formatIp, parseIp, parsePool, poolContains } from "./addr.js";
+import { cidrHas } from "../net/cidr.js";
+import { canonicalIp, formatIp, ipOrThrow } from "../net/ip.js";
+import { parsePool } from "./pool.js";
 import { nextFree } from "./allocator.js";
 
-const v = (s: string) => parseIp(s).value;
+const v = (s: string) => ipOrThrow(s).value;
 const f4 = (x: bigint | null) => (x === null ? null : formatIp(4, x));
 
 test("IPv4: skips the network address and the broadcast address", () => {
@@ -42,8 +44,8 @@ test("IPv6: canonical forms and allocation in a /64", () => {
   assert.equal(canonicalIp("fd00:0000:0:0:1:0:0:0"), "fd00::1:0:0:0");
   assert.equal(canonicalIp("::ffff:10.0.0.1"), "::ffff:a00:1");
   assert.equal(canonicalIp("2001:db8::"), "2001:db8::");
-  assert.ok(poolContains(pool, 6, v("fd00:0:0:1:ffff::5")));
-  assert.ok(!poolContains(pool, 6, v("fd00:0:0:2::5")));
+  assert.ok(cidrHas(pool, ipOrThrow("fd00:0:0:1:ffff::5")));
+  assert.ok(!cidrHas(pool, ipOrThrow("fd00:0:0:2::5")));
 });
 
 test("rejects CIDRs with host bits or bad prefixes", () => {

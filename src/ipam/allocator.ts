@@ -1,6 +1,6 @@
 // The allocation policy, free of storage: the next free address after the last one handed out,
 // wrapping around, so a released address is not handed out again right away.
-import { type Pool, usableRange } from "./addr.js";
+import { type Pool, usableRange } from "./pool.js";
 
 /**
  * The next address in `pool` after `last` (or from the start) for which `isUsed` is false, or null

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parsePool } from "./addr.js";
+import { parsePool } from "./pool.js";
 import Database from "better-sqlite3";
 import { IpamStore } from "./store.js";
 

@@ -5,7 +5,8 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { type Family, formatIp, parseIp, type Pool } from "./addr.js";
+import { familyBits, formatIp, ipOrThrow, type IpFamily as Family } from "../net/ip.js";
+import { type Pool } from "./pool.js";
 import { nextFree } from "./allocator.js";
 
 export type AttachmentState = "adding" | "ready";
@@ -172,12 +173,12 @@ export class IpamStore {
       if (req.pools) {
         for (const pool of req.pools) {
           const cur = this.db.prepare("SELECT last FROM cursors WHERE pool = ?").pluck().get(pool.cidr) as string | undefined;
-          const last = cur === undefined ? null : parseIp(cur).value;
+          const last = cur === undefined ? null : ipOrThrow(cur).value;
           const v = nextFree(pool, last, (x) => isUsed.get(formatIp(pool.family, x)) !== undefined);
           if (v === null) throw new IpamError(`no free address left in ${pool.cidr}`, "exhausted");
           const address = formatIp(pool.family, v);
           this.db.prepare("INSERT INTO cursors (pool, last) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET last = excluded.last").run(pool.cidr, address);
-          out.push({ family: pool.family, address, prefix: pool.bits });
+          out.push({ family: pool.family, address, prefix: familyBits(pool.family) });
         }
       } else {
         out.push(...(req.delegated ?? []));

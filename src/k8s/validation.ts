@@ -15,7 +15,8 @@ import {
   type ObjectMeta,
   type Pod,
 } from "./types.js";
-import { isStrictSubset, parseAddr, parseCidr } from "./ipaddr.js";
+import { cidrOrNull, isStrictSubset } from "../net/cidr.js";
+import { parseIp } from "../net/ip.js";
 
 export interface FieldError {
   path: string;
@@ -200,12 +201,12 @@ function validatePeer(peer: NetworkPolicyPeer, path: string, e: Errs): void {
   if (peer.ipBlock) {
     n++;
     const b = peer.ipBlock;
-    const cidr = parseCidr(b.cidr);
+    const cidr = cidrOrNull(b.cidr, { hostBits: "clear" }); // like Go's net.ParseCIDR
     if (!b.cidr) e.add(`${path}.ipBlock.cidr`, "Required value");
     else if (!cidr) e.add(`${path}.ipBlock.cidr`, `Invalid value: "${b.cidr}": must be a valid CIDR (e.g. 10.0.0.0/16 or fd00::/64)`);
     (b.except ?? []).forEach((x, i) => {
       const p = `${path}.ipBlock.except[${i}]`;
-      const ex = parseCidr(x);
+      const ex = cidrOrNull(x, { hostBits: "clear" });
       if (!ex) e.add(p, `Invalid value: "${x}": must be a valid CIDR (e.g. 10.0.0.0/24)`);
       else if (cidr && !isStrictSubset(cidr, ex)) e.add(p, `Invalid value: "${x}": must be a strict subset of \`cidr\``);
     });
@@ -253,9 +254,9 @@ export function validatePod(obj: unknown): Validated<Pod> {
       });
     });
     const st = pod.status;
-    if (st?.podIP !== undefined && st.podIP !== "" && !parseAddr(st.podIP)) e.add("status.podIP", `Invalid value: "${st.podIP}": must be a valid IP address`);
+    if (st?.podIP !== undefined && st.podIP !== "" && !parseIp(st.podIP)) e.add("status.podIP", `Invalid value: "${st.podIP}": must be a valid IP address`);
     (st?.podIPs ?? []).forEach((p, i) => {
-      if (!parseAddr(p.ip)) e.add(`status.podIPs[${i}].ip`, `Invalid value: "${p.ip}": must be a valid IP address`);
+      if (!parseIp(p.ip)) e.add(`status.podIPs[${i}].ip`, `Invalid value: "${p.ip}": must be a valid IP address`);
     });
   });
 }

@@ -1,7 +1,9 @@
 // Validation of every name and address before it reaches the kernel. Each function returns the
 // value unchanged or throws InvalidKernelInput naming what was wrong.
-import { isIP } from "node:net";
 import { isAbsolute, normalize } from "node:path";
+import { cidrOrThrow } from "../net/cidr.js";
+import { ifnameProblem } from "../net/ifname.js";
+import { ipOrThrow } from "../net/ip.js";
 
 export class InvalidKernelInput extends Error {
   constructor(message: string) {
@@ -10,29 +12,22 @@ export class InvalidKernelInput extends Error {
   }
 }
 
-/** Linux interface names: 1-15 bytes, no '/', whitespace or ':', not "." or "..". */
+/** Linux interface names (net/ifname.ts): also refuses what `ip -batch` would read as syntax. */
 export function ifname(name: string): string {
-  if (typeof name !== "string" || name.length === 0) throw new InvalidKernelInput("interface name is empty");
-  if (Buffer.byteLength(name) > 15) throw new InvalidKernelInput(`interface name "${name}" is longer than 15 bytes`);
-  if (name === "." || name === "..") throw new InvalidKernelInput(`interface name "${name}" is not allowed`);
-  if (/[\/\s:\0]/.test(name)) throw new InvalidKernelInput(`interface name "${name}" contains '/', ':' or whitespace`);
+  const problem = ifnameProblem(name);
+  if (problem) throw new InvalidKernelInput(`interface name "${String(name)}" ${problem}`);
   return name;
 }
 
-/** A plain IPv4 or IPv6 address (no prefix). */
+/** A plain IPv4 or IPv6 address (no prefix, no zone id). */
 export function ip(addr: string): string {
-  if (isIP(addr) === 0) throw new InvalidKernelInput(`"${addr}" is not an IP address`);
+  ipOrThrow(addr, (m) => new InvalidKernelInput(m));
   return addr;
 }
 
-/** ADDRESS/PREFIX with a prefix length valid for the family. */
+/** ADDRESS/PREFIX with a prefix length valid for the family (host bits allowed: 10.0.0.2/24). */
 export function cidr(value: string): string {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(value);
-  if (!m) throw new InvalidKernelInput(`"${value}" is not in CIDR notation (address/prefix)`);
-  const fam = isIP(m[1]);
-  const len = Number(m[2]);
-  if (fam === 0) throw new InvalidKernelInput(`"${value}": "${m[1]}" is not an IP address`);
-  if (len > (fam === 4 ? 32 : 128)) throw new InvalidKernelInput(`"${value}": prefix length ${len} is too long`);
+  cidrOrThrow(value, { hostBits: "clear" }, (m) => new InvalidKernelInput(m));
   return value;
 }
 

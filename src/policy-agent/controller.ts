@@ -25,7 +25,7 @@
 //     LocalPod.netns when the agent gives it, and by the kernel (host veths whose peers share a
 //     network namespace, re-read on link changes: this last one follows the wiring, not before).
 import type { Logger } from "pino";
-import { canonicalAddr } from "../k8s/ipaddr.js";
+import { canonicalIp } from "../net/ip.js";
 import { listVethPeerNetns, spawnLinkMonitor, type LinkMonitor } from "../kernel/links.js";
 import { nftApply, nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
 import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
@@ -518,7 +518,7 @@ function checkLocalPod(p: LocalPod): LocalPod {
   checkIfname(p.ifname);
   const ips = p.ips.map((ip) => {
     // CNI results give "addr/prefix"; the datapath wants the address.
-    const c = canonicalAddr(ip.replace(/\/\d{1,3}$/, ""));
+    const c = canonicalIp(ip.replace(/\/\d{1,3}$/, ""));
     if (c === null) throw new Error(`pod ${p.namespace}/${p.name}: "${ip}" is not an IP address`);
     return c;
   });

@@ -4,7 +4,7 @@
 // the group back to its policies and the address to the local pod, and logs one line per packet,
 // rate-limited per group in userspace as well.
 import type { Logger } from "pino";
-import { canonicalAddr } from "../k8s/ipaddr.js";
+import { canonicalIp } from "../net/ip.js";
 import { spawnNflogCapture, type NflogCapture } from "../kernel/nft.js";
 import type { CompiledModel, Direction } from "../policy/index.js";
 
@@ -26,7 +26,7 @@ const PROTOS: Record<number, string> = { 1: "ICMP", 6: "TCP", 17: "UDP", 58: "IC
 
 function ipText(b: Buffer, family: 4 | 6): string {
   const t = rawIpText(b, family);
-  return canonicalAddr(t) ?? t;
+  return canonicalIp(t) ?? t;
 }
 
 function rawIpText(b: Buffer, family: 4 | 6): string {

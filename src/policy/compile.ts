@@ -4,7 +4,8 @@
 // local pods (packets out to their veths); a connection between two pods thus passes the source
 // node's egress check and the destination node's ingress check, wherever they run.
 import { createHash } from "node:crypto";
-import { cidrMinus, canonicalAddr, formatAddr, parseAddr, parseCidr, type Family } from "../k8s/ipaddr.js";
+import { cidrMinus, cidrOrNull, formatCidr } from "../net/cidr.js";
+import { canonicalIp, formatIp, parseIp } from "../net/ip.js";
 import { effectivePolicyTypes, namespaceLabels, NAMESPACE_NAME_LABEL, portProtocol } from "../k8s/defaults.js";
 import { selectorIsEmpty, selectorKey, selectorMatches, selectorString } from "../k8s/selector.js";
 import type { ContainerPort, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod, Protocol } from "../k8s/types.js";
@@ -64,9 +65,9 @@ export function podAddresses(pod: Pod, extra: readonly string[] = []): { v4: str
   const raw = [...(pod.status?.podIPs?.map((p) => p.ip) ?? []), ...(pod.status?.podIP ? [pod.status.podIP] : []), ...extra];
   const v4 = new Set<string>(), v6 = new Set<string>();
   for (const r of raw) {
-    const p = parseAddr(r);
+    const p = parseIp(r);
     if (!p) continue;
-    (p.family === 4 ? v4 : v6).add(formatAddr(p.family, p.value));
+    (p.family === 4 ? v4 : v6).add(formatIp(p.family, p.value));
   }
   return { v4: [...v4].sort(), v6: [...v6].sort() };
 }
@@ -185,10 +186,10 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
   };
 
   const cidrSetFor = (cidr: string, except: readonly string[]): string | null => {
-    const c = parseCidr(cidr);
+    const c = cidrOrNull(cidr, { hostBits: "clear" });
     if (!c) return null; // validation rejects these; never widen a rule because of bad input
-    const ex = except.map(parseCidr).filter((e): e is NonNullable<typeof e> => e !== null);
-    const norm = (x: { family: Family; network: bigint; prefix: number }) => `${formatAddr(x.family, x.network)}/${x.prefix}`;
+    const ex = except.map((x) => cidrOrNull(x, { hostBits: "clear" })).filter((e): e is NonNullable<typeof e> => e !== null);
+    const norm = formatCidr;
     const key = `${norm(c)} except ${ex.map(norm).sort().join(",")}`;
     const id = `b_${shortId(key)}`;
     if (!cidrSets.has(id)) {
@@ -308,7 +309,7 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
     for (const cp of cps) cp.selects.push(key);
     const ing = cps.filter((c) => c.ingress !== null);
     const eg = cps.filter((c) => c.egress !== null);
-    const ips = lp.ips.map((i) => canonicalAddr(i)).filter((i): i is string => i !== null);
+    const ips = lp.ips.map((i) => canonicalIp(i)).filter((i): i is string => i !== null);
     return {
       key,
       namespace: lp.namespace,

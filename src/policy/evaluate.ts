@@ -1,7 +1,8 @@
 // Evaluates one packet against a CompiledModel the way the rendered nft ruleset does: the same
 // sets, the same rules, the same group chains. explain() and the tests use it, so what they say
 // is what the kernel will do with the model.
-import { canonicalAddr, parseAddr, rangeContains } from "../k8s/ipaddr.js";
+import { rangeContains } from "../net/cidr.js";
+import { canonicalIp, parseIp } from "../net/ip.js";
 import type { CompiledModel, CompiledRule, Direction, PolicyRef, Protocol, RulePeer, RulePort } from "./model.js";
 
 export interface RuleMatch {
@@ -58,8 +59,8 @@ function peerMatches(model: CompiledModel, ix: Index, peer: RulePeer, addr: stri
   if (peer.kind === "any") return true;
   if (peer.kind === "pods") return ix.pods.get(peer.set)?.has(addr) ?? false;
   const set = model.cidrSets.find((c) => c.id === peer.set);
-  const a = parseAddr(addr);
-  return !!set && !!a && set.ranges.some((r) => rangeContains(r, a.family, a.value));
+  const a = parseIp(addr);
+  return !!set && !!a && set.ranges.some((r) => rangeContains(r, a));
 }
 
 function portMatches(ix: Index, port: RulePort, pkt: Packet, dstAddr: string): boolean {
@@ -83,7 +84,7 @@ export function ruleMatches(model: CompiledModel, rule: CompiledRule, pkt: Packe
 
 /** The verdict of this node's `direction` check for a packet of local pod `podKey`. */
 export function evaluate(model: CompiledModel, direction: Direction, podKey: string, packet: Packet): DirectionVerdict {
-  const pkt = { ...packet, remote: canonicalAddr(packet.remote) ?? packet.remote, local: canonicalAddr(packet.local) ?? packet.local };
+  const pkt = { ...packet, remote: canonicalIp(packet.remote) ?? packet.remote, local: canonicalIp(packet.local) ?? packet.local };
   const lp = model.localPods.find((p) => p.key === podKey);
   if (!lp) throw new Error(`pod ${podKey} is not local to node ${model.node}`);
   const side = lp[direction];

@@ -1,7 +1,7 @@
 // explain(): would a connection from one pod to another be allowed, and which policies and rules
 // decide it. Computed from the same compiled models the nodes render (source node: egress of the
 // source pod; destination node: ingress of the destination pod).
-import { parseAddr } from "../k8s/ipaddr.js";
+import { parseIp } from "../net/ip.js";
 import type { Namespace, NetworkPolicy, Pod, Protocol } from "../k8s/types.js";
 import { compile, localPodsFromCluster, podAddresses, podKey } from "./compile.js";
 import { evaluate, type DirectionVerdict } from "./evaluate.js";
@@ -64,7 +64,7 @@ export function explain(
   };
   const fromAddr = pick(from, fromKey);
   const toAddr = pick(to, toKey);
-  if (family === undefined && parseAddr(fromAddr)?.family !== parseAddr(toAddr)?.family) {
+  if (family === undefined && parseIp(fromAddr)?.family !== parseIp(toAddr)?.family) {
     throw new ExplainError(`pods ${fromKey} and ${toKey} share no address family`);
   }
   const modelFor = (pod: Pod, key: string): CompiledModel => {

@@ -12,7 +12,7 @@
 // Models returned are never mutated afterwards (touched sets are copied), so a caller may keep
 // the one the kernel holds while trying the next.
 import { namespaceLabels, NAMESPACE_NAME_LABEL } from "../k8s/defaults.js";
-import { canonicalAddr } from "../k8s/ipaddr.js";
+import { canonicalIp } from "../net/ip.js";
 import { selectorMatches } from "../k8s/selector.js";
 import type { NetworkPolicy, Pod, Protocol } from "../k8s/types.js";
 import { compileWithPeers, localIpsByPod, localSiblingSources, peerInfo, podKey, policyRef, refKey, type CompileInput, type PodInfo } from "./compile.js";
@@ -316,7 +316,7 @@ export class IncrementalCompiler {
       const ingress = dir("ingress");
       const egress = dir("egress");
       if (!ingress || !egress) return null;
-      const ips = lp.ips.map((a) => canonicalAddr(a)).filter((a): a is string => a !== null);
+      const ips = lp.ips.map((a) => canonicalIp(a)).filter((a): a is string => a !== null);
       localPods.splice(at(key), 0, { key, namespace: lp.namespace, name: lp.name, ifname: lp.ifname, ips, ingress, egress });
     }
     // A policy or group left without local pods would vanish from a full compile.

@@ -12,7 +12,8 @@
 //   - one chain per isolation group (the distinct set of policies selecting a local pod): jumps to
 //     its policies' chains, then counts, logs (NFLOG) and drops,
 //   - verdict maps keyed by local pod address -> jump to the pod's group chain.
-import type { Family, AddrRange } from "../k8s/ipaddr.js";
+import type { AddrRange } from "../net/cidr.js";
+import type { IpFamily as Family } from "../net/ip.js";
 import type { LabelSelector, Protocol } from "../k8s/types.js";
 
 export type { Family, Protocol };

@@ -13,8 +13,8 @@
 //                      address' egress group via a verdict map (pods not in the map: not isolated)
 //   forward  prio 10:  to a pod veth: the same for ingress, keyed by destination address.
 // An accept ends only its own base chain, so a pod-to-pod packet on one node passes both checks.
-import type { AddrRange } from "../k8s/ipaddr.js";
-import { formatAddr } from "../k8s/ipaddr.js";
+import type { AddrRange } from "../net/cidr.js";
+import { formatIp } from "../net/ip.js";
 import type { CompiledModel, CompiledRule, Direction, ElementChange, Family, NamedPortElement, Protocol, RulePeer, RulePort } from "./model.js";
 
 export interface RenderOptions {
@@ -78,8 +78,8 @@ const addrType = (f: Family) => (f === 4 ? "ipv4_addr" : "ipv6_addr");
 const FAMILIES: Family[] = [4, 6];
 
 function rangeText(r: AddrRange): string {
-  const a = formatAddr(r.family, r.first);
-  return r.first === r.last ? a : `${a}-${formatAddr(r.family, r.last)}`;
+  const a = formatIp(r.family, r.first);
+  return r.first === r.last ? a : `${a}-${formatIp(r.family, r.last)}`;
 }
 
 function comment(text: string): string {

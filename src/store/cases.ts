@@ -4,7 +4,8 @@
 // agents and CLI invocations would.
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { cidrContains, parseCidr } from "./cidr.js";
+import { cidrContains } from "../net/cidr.js";
+import { parseCidr } from "./validate.js";
 import {
   ConflictError,
   ExhaustedError,

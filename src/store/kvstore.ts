@@ -1,7 +1,8 @@
 // ClusterStore over any KvBackend (SQLite or etcd): settings, node leases, subnet claims by
 // compare-and-swap, Kubernetes-style objects and self-healing watches. See types.ts for key layout.
 import { randomUUID } from "node:crypto";
-import { formatCidr, parseCidr, pickFreeSubnet, subnetCount, subnetIndex } from "./cidr.js";
+import { formatCidr, pickFreeSubnet, subnetCount, subnetIndex } from "../net/cidr.js";
+import { parseCidr } from "./validate.js";
 import type { KvBackend, KvEntry, KvLease, KvWatchEvent } from "./kv.js";
 import {
   ConflictError,

@@ -14,7 +14,7 @@
 // A subnet key exists <=> the subnet is taken; creating it is guarded by "key does not exist", which
 // is what makes two nodes holding the same subnet impossible.
 
-export type { Family } from "./cidr.js";
+export type { IpFamily as Family } from "../net/ip.js";
 export * from "./errors.js";
 
 export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct"] as const;

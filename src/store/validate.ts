@@ -1,6 +1,6 @@
 // Input checks and normalization shared by every store implementation.
-import { isIP } from "node:net";
-import { canonicalCidr, parseCidr } from "./cidr.js";
+import { cidrOrThrow, formatCidr, type Cidr } from "../net/cidr.js";
+import { ipFamily } from "../net/ip.js";
 import { ConflictError, InvalidError } from "./errors.js";
 import {
   BACKENDS,
@@ -29,6 +29,14 @@ export function dnsLabel(what: string, name: unknown): string {
   return name;
 }
 
+/**
+ * A CIDR as the store keeps it (net/cidr.ts with the store's error): surrounding blanks ignored;
+ * with strict (the default) host bits must be zero, so "10.1.2.3/16" is refused with the network meant.
+ */
+export function parseCidr(text: string, strict = true): Cidr {
+  return cidrOrThrow(text.trim(), { hostBits: strict ? "reject" : "clear" }, (m) => new InvalidError(m));
+}
+
 export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings {
   if (!Array.isArray(input.clusterCIDRs) || input.clusterCIDRs.length === 0 || input.clusterCIDRs.length > 2) {
     throw new InvalidError("--cluster-cidr takes one IPv4 and/or one IPv6 CIDR, e.g. 10.244.0.0/16,fd00:10:244::/48");
@@ -48,7 +56,7 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
     const p = c.family === 4 ? prefix.v4 : prefix.v6;
     const max = c.family === 4 ? 30 : 126;
     if (!Number.isInteger(p) || p < c.prefix || p > max) {
-      throw new InvalidError(`node subnet size /${p} does not fit IPv${c.family} cluster CIDR ${canonicalCidr(input.clusterCIDRs[cidrs.indexOf(c)])}: it must be between /${c.prefix} and /${max}`);
+      throw new InvalidError(`node subnet size /${p} does not fit IPv${c.family} cluster CIDR ${formatCidr(c)}: it must be between /${c.prefix} and /${max}`);
     }
   }
   if (input.mtu !== undefined) {
@@ -58,7 +66,7 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
     }
   }
   const out: ClusterSettings = {
-    clusterCIDRs: input.clusterCIDRs.map(canonicalCidr),
+    clusterCIDRs: cidrs.map(formatCidr),
     backend: input.backend as BackendType,
     nodeSubnetPrefix: prefix,
   };
@@ -71,8 +79,8 @@ export function normalizeRegistration(reg: NodeRegistration): NodeRegistration {
   if (!Array.isArray(reg.addresses)) throw new InvalidError(`node ${reg.name}: addresses must be a list of IP addresses`);
   const fams = new Set<number>();
   for (const a of reg.addresses) {
-    const f = isIP(a);
-    if (f === 0) throw new InvalidError(`node ${reg.name}: underlay address "${a}" is not an IP address`);
+    const f = ipFamily(a);
+    if (f === null) throw new InvalidError(`node ${reg.name}: underlay address "${a}" is not an IP address`);
     if (fams.has(f)) throw new InvalidError(`node ${reg.name}: more than one IPv${f} underlay address (${reg.addresses.join(", ")})`);
     fams.add(f);
   }

@@ -1,6 +1,7 @@
 // The host-gw path: a peer's pod subnet routed via the peer's underlay address, allowed only
 // when that address is on a subnet connected to this node's underlay interface.
-import { formatCidr, type Family } from "./ipnet.js";
+import { formatCidr } from "../../net/cidr.js";
+import type { IpFamily as Family } from "../../net/ip.js";
 import type { PeerView } from "./nodes.js";
 import type { PeerPlan } from "./plan.js";
 import { describeConnected, isDirect, type Underlay } from "./underlay.js";

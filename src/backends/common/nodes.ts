@@ -2,14 +2,15 @@
 // canonical addresses, one pod subnet per family, no duplicate names, no overlapping subnets.
 // A bad peer is rejected with a message; it never stops the others.
 import { BackendSetupError, type BackendData, type LocalNode, type PeerNode, type PeerStatus } from "../types.js";
-import { canonicalAddr, familyOf, formatCidr, overlaps, parseCidr, type Family, type IpNet } from "./ipnet.js";
+import { cidrOrNull, cidrsOverlap, formatCidr, KERNEL_PREFIX, type Cidr } from "../../net/cidr.js";
+import { formatIp, parseIp, type IpFamily as Family } from "../../net/ip.js";
 
 export interface NodeView {
   readonly name: string;
   /** Canonical underlay address per family. */
   readonly underlay: ReadonlyMap<Family, string>;
   /** Pod subnet per family (host bits cleared). */
-  readonly pods: ReadonlyMap<Family, IpNet>;
+  readonly pods: ReadonlyMap<Family, Cidr>;
 }
 
 export interface PeerView extends NodeView {
@@ -22,21 +23,18 @@ const FAMILIES: readonly Family[] = [4, 6];
 function view(n: LocalNode, what: string): NodeView {
   if (typeof n.name !== "string" || n.name.length === 0) throw new Error(`${what} has no name`);
   const underlay = new Map<Family, string>();
-  const pods = new Map<Family, IpNet>();
+  const pods = new Map<Family, Cidr>();
   for (const f of FAMILIES) {
     const u = n.underlay?.[key(f)];
     if (u !== undefined) {
-      if (familyOf(u) !== f) throw new Error(`${what} ${n.name}: underlay ${key(f)} "${u}" is not an IPv${f} address`);
-      underlay.set(f, canonicalAddr(u));
+      const a = parseIp(u);
+      if (a?.family !== f) throw new Error(`${what} ${n.name}: underlay ${key(f)} "${u}" is not an IPv${f} address`);
+      underlay.set(f, formatIp(a.family, a.value));
     }
     const p = n.podCIDRs?.[key(f)];
     if (p !== undefined) {
-      let net: IpNet;
-      try {
-        net = parseCidr(p);
-      } catch {
-        throw new Error(`${what} ${n.name}: pod subnet "${p}" is not in CIDR notation`);
-      }
+      const net = cidrOrNull(p, KERNEL_PREFIX);
+      if (!net) throw new Error(`${what} ${n.name}: pod subnet "${p}" is not in CIDR notation`);
       if (net.family !== f) throw new Error(`${what} ${n.name}: pod subnet ${key(f)} "${p}" is not IPv${f}`);
       pods.set(f, net);
     }
@@ -63,7 +61,7 @@ export function rejected(name: string, message: string): PeerStatus {
  * subnet may overlap (the underlay's own: routing a pod subnet there would cut the node off).
  */
 export function peerViews(
-  local: NodeView, peers: readonly PeerNode[], reserved: readonly IpNet[] = [],
+  local: NodeView, peers: readonly PeerNode[], reserved: readonly Cidr[] = [],
 ): { valid: PeerView[]; rejected: PeerStatus[] } {
   const valid: PeerView[] = [];
   const bad: PeerStatus[] = [];
@@ -85,10 +83,10 @@ export function peerViews(
     }
     const clash = [...v.pods.values()].flatMap((net) => {
       const own = local.pods.get(net.family);
-      if (own && overlaps(own, net)) return [`overlaps this node's pod subnet ${formatCidr(own)}`];
-      const under = reserved.find((r) => overlaps(r, net));
+      if (own && cidrsOverlap(own, net)) return [`overlaps this node's pod subnet ${formatCidr(own)}`];
+      const under = reserved.find((r) => cidrsOverlap(r, net));
       if (under) return [`${formatCidr(net)} overlaps this node's underlay subnet ${formatCidr(under)}`];
-      const other = valid.find((q) => { const n = q.pods.get(net.family); return n !== undefined && overlaps(n, net); });
+      const other = valid.find((q) => { const n = q.pods.get(net.family); return n !== undefined && cidrsOverlap(n, net); });
       return other ? [`overlaps the pod subnet of peer ${other.name}`] : [];
     });
     if (clash.length > 0) {

@@ -10,7 +10,11 @@ import { listRoutes, type PeerRoute } from "../../kernel/peer-route.js";
 import { applyPeerWrites, type PeerWrite } from "../../kernel/peer-writes.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import type { Change, PeerStatus, SyncReport } from "../types.js";
-import { canonicalAddr, canonicalCidr } from "./ipnet.js";
+import { canonicalCidr, KERNEL_PREFIX } from "../../net/cidr.js";
+import { canonicalIpOrThrow } from "../../net/ip.js";
+
+/** A route dst as the prefix it means, whether iproute2 printed it bare or with a length. */
+const routeKey = (dst: string): string => canonicalCidr(dst, KERNEL_PREFIX);
 import type { PeerPlan } from "./plan.js";
 
 export interface ReconcileInput {
@@ -38,8 +42,8 @@ export interface KernelView {
 export interface KernelMemo { view?: KernelView }
 
 async function listView(ctx: KernelContext, proto: number, vtep: string | null): Promise<KernelView> {
-  const routes = new Map((await listRoutes(ctx, proto)).map((r) => [canonicalCidr(r.dst), r]));
-  const neigh = new Map(vtep ? (await listPermanentNeigh(ctx, vtep)).map((n) => [canonicalAddr(n.ip), n]) : []);
+  const routes = new Map((await listRoutes(ctx, proto)).map((r) => [routeKey(r.dst), r]));
+  const neigh = new Map(vtep ? (await listPermanentNeigh(ctx, vtep)).map((n) => [canonicalIpOrThrow(n.ip), n]) : []);
   const fdb = new Map<string, FdbEntry[]>();
   if (vtep) for (const e of await listFdb(ctx, vtep)) fdb.set(e.mac, [...(fdb.get(e.mac) ?? []), e]);
   return { routes, neigh, fdb };
@@ -47,7 +51,7 @@ async function listView(ctx: KernelContext, proto: number, vtep: string | null):
 
 const routeText = (r: PeerRoute): string => `${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""}`;
 const sameRoute = (a: PeerRoute, b: PeerRoute): boolean =>
-  canonicalAddr(a.via || "0.0.0.0") === canonicalAddr(b.via || "0.0.0.0") && a.dev === b.dev && a.onlink === b.onlink;
+  canonicalIpOrThrow(a.via || "0.0.0.0") === canonicalIpOrThrow(b.via || "0.0.0.0") && a.dev === b.dev && a.onlink === b.onlink;
 
 export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const { ctx, routeProtocol: proto, vtep } = input;
@@ -70,11 +74,11 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
       if (owner && owner.peer !== p.peer) {
         fail(p.peer, `peer ${p.peer}: VTEP MAC ${mac} is also used by peer ${owner.peer}; not wired over VXLAN`);
         blocked.add(p.peer);
-      } else wantFdb.set(mac, { e: { mac, dst: canonicalAddr(e.dst) }, peer: p.peer });
+      } else wantFdb.set(mac, { e: { mac, dst: canonicalIpOrThrow(e.dst) }, peer: p.peer });
     }
     if (blocked.has(p.peer)) continue;
-    for (const n of p.neighs) wantNeigh.set(canonicalAddr(n.ip), { n: { ip: canonicalAddr(n.ip), mac: n.mac.toLowerCase() }, peer: p.peer });
-    for (const r of p.routes) wantRoutes.set(canonicalCidr(r.dst), { r: { ...r, dst: canonicalCidr(r.dst) }, peer: p.peer });
+    for (const n of p.neighs) wantNeigh.set(canonicalIpOrThrow(n.ip), { n: { ip: canonicalIpOrThrow(n.ip), mac: n.mac.toLowerCase() }, peer: p.peer });
+    for (const r of p.routes) wantRoutes.set(routeKey(r.dst), { r: { ...r, dst: routeKey(r.dst) }, peer: p.peer });
   }
 
   const memo = input.memo;
@@ -109,9 +113,9 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
     for (const [mac, { e, peer }] of wantFdb) {
       if (!live(peer)) continue;
       const have = haveFdb.get(mac) ?? [];
-      if (have.length === 1 && canonicalAddr(have[0].dst) === e.dst) continue;
+      if (have.length === 1 && canonicalIpOrThrow(have[0].dst) === e.dst) continue;
       // Extra remotes for the MAC (appended by someone) would flood copies: drop them first.
-      for (const h of have.filter((h) => canonicalAddr(h.dst) !== e.dst)) {
+      for (const h of have.filter((h) => canonicalIpOrThrow(h.dst) !== e.dst)) {
         fdbOps.push({ peer, change: { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer }, write: { kind: "fdb-del", dev: vtep, entry: h } });
       }
       fdbOps.push({ peer, change: { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer }, write: { kind: "fdb-replace", dev: vtep, entry: e } });

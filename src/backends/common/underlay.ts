@@ -3,7 +3,8 @@
 import { findUnderlay } from "../../kernel/underlay.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import { BackendSetupError } from "../types.js";
-import { contains, formatCidr, parseCidr, type Family, type IpNet } from "./ipnet.js";
+import { cidrHas, cidrOrThrow, formatCidr, KERNEL_PREFIX, type Cidr } from "../../net/cidr.js";
+import { ipOrThrow, type IpFamily as Family } from "../../net/ip.js";
 import type { NodeView } from "./nodes.js";
 
 export interface Underlay {
@@ -11,7 +12,7 @@ export interface Underlay {
   readonly address: string;
   readonly dev: string;
   readonly mtu: number;
-  readonly connected: readonly IpNet[];
+  readonly connected: readonly Cidr[];
 }
 
 export async function discoverUnderlay(ctx: KernelContext, node: NodeView, family: Family): Promise<Underlay> {
@@ -23,7 +24,7 @@ export async function discoverUnderlay(ctx: KernelContext, node: NodeView, famil
       `node ${node.name}: underlay address ${address} is not assigned to any interface here; check the node's InternalIP`,
     );
   }
-  return { family, address, dev: u.dev, mtu: u.mtu, connected: u.connected.map(parseCidr) };
+  return { family, address, dev: u.dev, mtu: u.mtu, connected: u.connected.map((c) => cidrOrThrow(c, KERNEL_PREFIX)) };
 }
 
 /** Discovers every family the node has an underlay address for. */
@@ -35,7 +36,7 @@ export async function discoverAll(ctx: KernelContext, node: NodeView): Promise<M
 
 /** Whether `peerAddress` is on a subnet connected to the underlay interface (same L2 segment). */
 export function isDirect(u: Underlay, peerAddress: string): boolean {
-  return u.connected.some((n) => contains(n, peerAddress));
+  return u.connected.some((n) => cidrHas(n, ipOrThrow(peerAddress)));
 }
 
 export function describeConnected(u: Underlay): string {

@@ -1,52 +1,27 @@
 // host-gw: every peer's pod subnet is routed via the peer's underlay address. No encapsulation,
 // so every node must sit on one L2 segment; a peer behind a router is refused, with a message.
-import type { KernelContext } from "../../kernel/tracked.js";
 import { addDirectRoute, directBlocker } from "../common/direct.js";
-import type { Family } from "../common/ipnet.js";
+import type { IpFamily as Family } from "../../net/ip.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
-import { reconcile, type KernelMemo } from "../common/reconcile.js";
+import { reconcile } from "../common/reconcile.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
-import { Serial } from "../common/serial.js";
+import { SerialBackend } from "../common/serial.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";
 import {
-  DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendOptions, type LocalNode, type PeerNode, type SetupResult, type SyncOptions, type SyncReport,
+  type LocalNode, type PeerNode, type SetupResult, type SyncOptions, type SyncReport,
 } from "../types.js";
 
-export class HostGwBackend implements Backend {
+export class HostGwBackend extends SerialBackend {
   readonly name = "host-gw" as const;
-  private readonly ctx: KernelContext;
-  private readonly proto: number;
   private local: NodeView | null = null;
   private underlays = new Map<Family, Underlay>();
-
-  private readonly serial = new Serial();
-  /** What the last complete sync wrote (see reconcile.ts); setup and teardown forget it. */
-  private readonly memo: KernelMemo = {};
-
-  constructor(private readonly opts: BackendOptions = {}) {
-    this.ctx = opts.kernel ?? {};
-    this.proto = opts.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL;
-  }
 
   overhead(): number {
     return 0;
   }
 
-  setup(local: LocalNode): Promise<SetupResult> {
-    return this.serial.run(() => this.doSetup(local));
-  }
-
-  syncPeers(peers: readonly PeerNode[], options: SyncOptions = {}): Promise<SyncReport> {
-    return this.serial.run(() => this.doSync(peers, options));
-  }
-
-  teardown(): Promise<void> {
-    return this.serial.run(() => this.doTeardown());
-  }
-
-  private async doSetup(local: LocalNode): Promise<SetupResult> {
-    this.memo.view = undefined;
+  protected async doSetup(local: LocalNode): Promise<SetupResult> {
     const node = localView(local);
     this.underlays = await discoverAll(this.ctx, node);
     this.local = node;
@@ -64,7 +39,7 @@ export class HostGwBackend implements Backend {
     return plan;
   }
 
-  private async doSync(peers: readonly PeerNode[], options: SyncOptions): Promise<SyncReport> {
+  protected async doSync(peers: readonly PeerNode[], options: SyncOptions): Promise<SyncReport> {
     if (!this.local) throw new Error("host-gw: syncPeers() called before setup()");
     const reserved = [...this.underlays.values()].flatMap((u) => u.connected);
     const { valid, rejected } = peerViews(this.local, peers, reserved);
@@ -74,8 +49,7 @@ export class HostGwBackend implements Backend {
     });
   }
 
-  private async doTeardown(): Promise<void> {
-    this.memo.view = undefined;
+  protected async doTeardown(): Promise<void> {
     await deleteBackendRoutes(this.ctx, this.proto);
     this.local = null;
   }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { run } from "../../kernel/exec.js";
 import type { CommandKind } from "../../kernel/tracked.js";
-import type { Family } from "../common/ipnet.js";
+import type { IpFamily as Family } from "../../net/ip.js";
 import type { Backend, BackendOptions, PeerNode, SetupResult, SyncReport } from "../types.js";
 import { buildTopology, ping, reaches, snapshot, type Topology, type TopoNode } from "./topology.js";
 

@@ -5,8 +5,7 @@
 // link-local gateway, host route on the node). Everything goes with destroy(), also on failure.
 import { randomBytes } from "node:crypto";
 import { run } from "../../kernel/exec.js";
-import { canonicalAddr } from "../common/ipnet.js";
-import type { Family } from "../common/ipnet.js";
+import { canonicalIpOrThrow, type IpFamily as Family } from "../../net/ip.js";
 import type { LocalNode } from "../types.js";
 
 export interface TopoNode {
@@ -95,13 +94,13 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
       }
       if (spec.podFamilies.includes(6)) {
         podCIDRs.ipv6 = `fd00:244:${i + 1}::/64`;
-        pod.ipv6 = canonicalAddr(`fd00:244:${i + 1}::10`);
+        pod.ipv6 = canonicalIpOrThrow(`fd00:244:${i + 1}::10`);
         hostLines.push(`addr add fe80::1/64 dev vp0 nodad`, `route add ${pod.ipv6}/128 dev vp0`);
         podLines.push(`addr add ${pod.ipv6}/128 dev eth0 nodad`, `route add default via fe80::1 dev eth0`);
       }
       await ipb(n, hostLines);
       await ipb(p, podLines);
-      const underlay = { ipv4: ul4, ipv6: canonicalAddr(ul6) };
+      const underlay = { ipv4: ul4, ipv6: canonicalIpOrThrow(ul6) };
       nodes.push({
         name, netns: `/run/netns/${n}`, subnet: s, underlay, podCIDRs, pod,
         local: { name, underlay, podCIDRs },

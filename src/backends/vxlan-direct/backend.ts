@@ -2,7 +2,7 @@
 // are routed directly via their underlay address, the rest over the VXLAN tunnel. Decided per
 // pod family, so a peer can be direct for IPv4 and tunnelled for IPv6.
 import { addDirectRoute, directBlocker } from "../common/direct.js";
-import type { Family } from "../common/ipnet.js";
+import type { IpFamily as Family } from "../../net/ip.js";
 import type { NodeView, PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";

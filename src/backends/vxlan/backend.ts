@@ -1,39 +1,32 @@
 // vxlan: one VTEP per node (weft.<vni>, static FDB, no learning, no multicast) carrying both pod
 // families; each peer gets an FDB entry, permanent neighbour entries and onlink routes.
-import type { KernelContext } from "../../kernel/tracked.js";
 import { deleteLink, getLink } from "../../kernel/vxlan.js";
-import { firstAddress, type Family, type IpNet } from "../common/ipnet.js";
+import type { Cidr } from "../../net/cidr.js";
+import type { IpFamily as Family } from "../../net/ip.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { emptyPlan, type PeerPlan } from "../common/plan.js";
-import { reconcile, type KernelMemo } from "../common/reconcile.js";
+import { reconcile } from "../common/reconcile.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
-import { Serial } from "../common/serial.js";
+import { SerialBackend } from "../common/serial.js";
 import { discoverUnderlay } from "../common/underlay.js";
 import {
-  BackendSetupError, DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendName, type BackendOptions, type LocalNode,
-  type PeerNode, type SetupResult, type SyncOptions, type SyncReport,
+  BackendSetupError, type BackendName, type BackendOptions, type LocalNode, type PeerNode, type SetupResult,
+  type SyncOptions, type SyncReport,
 } from "../types.js";
 import { vtepMac, vxlanConfig, vxlanData, vxlanOverhead, type VxlanConfig } from "./config.js";
-import { addVxlanPath, type VxlanSide } from "./plan.js";
+import { addVxlanPath, vtepAddress, type VxlanSide } from "./plan.js";
 import { ensureVtep } from "./vtep.js";
 
-export class VxlanBackend implements Backend {
+export class VxlanBackend extends SerialBackend {
   readonly name: BackendName = "vxlan";
-  protected readonly ctx: KernelContext;
-  protected readonly proto: number;
   protected readonly cfg: VxlanConfig;
   protected local: NodeView | null = null;
   protected side: VxlanSide | null = null;
   /** Underlay subnets no peer's pod subnet may overlap. */
-  protected reserved: IpNet[] = [];
+  protected reserved: Cidr[] = [];
 
-  private readonly serial = new Serial();
-  /** What the last complete sync wrote (see reconcile.ts); setup and teardown forget it. */
-  private readonly memo: KernelMemo = {};
-
-  constructor(protected readonly opts: BackendOptions = {}) {
-    this.ctx = opts.kernel ?? {};
-    this.proto = opts.routeProtocol ?? DEFAULT_ROUTE_PROTOCOL;
+  constructor(opts: BackendOptions = {}) {
+    super(opts);
     this.cfg = vxlanConfig(opts.vxlan);
   }
 
@@ -41,23 +34,10 @@ export class VxlanBackend implements Backend {
     return vxlanOverhead(underlayFamily);
   }
 
-  setup(local: LocalNode): Promise<SetupResult> {
-    return this.serial.run(() => this.doSetup(local));
-  }
-
-  syncPeers(peers: readonly PeerNode[], options: SyncOptions = {}): Promise<SyncReport> {
-    return this.serial.run(() => this.doSync(peers, options));
-  }
-
-  teardown(): Promise<void> {
-    return this.serial.run(() => this.doTeardown());
-  }
-
   /** Hook for subclasses that need more of the node's state at setup (vxlan-direct). */
   protected async afterSetup(_node: NodeView): Promise<void> {}
 
-  private async doSetup(local: LocalNode): Promise<SetupResult> {
-    this.memo.view = undefined;
+  protected async doSetup(local: LocalNode): Promise<SetupResult> {
     const node = localView(local);
     const family: Family = this.cfg.underlayFamily ?? (node.underlay.has(4) ? 4 : 6);
     const u = await discoverUnderlay(this.ctx, node, family);
@@ -66,7 +46,7 @@ export class VxlanBackend implements Backend {
       throw new BackendSetupError(`node ${node.name}: pod MTU ${mtu} is below IPv6's minimum 1280 (underlay ${u.dev} MTU ${u.mtu})`);
     }
     const mac = vtepMac(node.name, this.cfg.vni);
-    const addresses = [...node.pods.values()].map((n) => `${firstAddress(n)}/${n.family === 4 ? 32 : 128}`);
+    const addresses = [...node.pods.values()].map((n) => `${vtepAddress(n)}/${n.family === 4 ? 32 : 128}`);
     const changes = await ensureVtep(this.ctx, {
       name: this.cfg.device, vni: this.cfg.vni, port: this.cfg.port, local: u.address, dev: u.dev, mac, mtu,
       addresses, disableTxChecksumOffload: this.cfg.disableTxChecksumOffload,
@@ -88,7 +68,7 @@ export class VxlanBackend implements Backend {
     return plan;
   }
 
-  private async doSync(peers: readonly PeerNode[], options: SyncOptions): Promise<SyncReport> {
+  protected async doSync(peers: readonly PeerNode[], options: SyncOptions): Promise<SyncReport> {
     const side = this.side;
     if (!this.local || !side) throw new Error(`${this.name}: syncPeers() called before setup()`);
     const { valid, rejected } = peerViews(this.local, peers, this.reserved);
@@ -98,8 +78,7 @@ export class VxlanBackend implements Backend {
     });
   }
 
-  private async doTeardown(): Promise<void> {
-    this.memo.view = undefined;
+  protected async doTeardown(): Promise<void> {
     // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
     await deleteBackendRoutes(this.ctx, this.proto);
     if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { release } from "node:os";
 import { z } from "zod";
 import type { BackendData, VxlanOptions } from "../types.js";
-import type { Family } from "../common/ipnet.js";
+import type { IpFamily as Family } from "../../net/ip.js";
 
 export interface VxlanConfig {
   readonly vni: number;

@@ -1,10 +1,16 @@
 // The VXLAN path to one peer: FDB (peer VTEP MAC -> peer underlay address), a permanent
 // neighbour entry per pod family (peer VTEP address -> MAC) and an onlink route per pod subnet
 // via the peer's VTEP address (the first address of its pod subnet, as flannel does).
-import { firstAddress, formatCidr, type Family } from "../common/ipnet.js";
+import { formatCidr, type Cidr } from "../../net/cidr.js";
+import { formatIp, type IpFamily as Family } from "../../net/ip.js";
 import type { PeerView } from "../common/nodes.js";
 import type { PeerPlan } from "../common/plan.js";
 import { VxlanData } from "./config.js";
+
+/** A node's VTEP address: the first address of its pod subnet (x.x.x.0, prefix::), flannel's convention. */
+export function vtepAddress(podSubnet: Cidr): string {
+  return formatIp(podSubnet.family, podSubnet.base);
+}
 
 export interface VxlanSide {
   readonly device: string;
@@ -38,7 +44,7 @@ export function addVxlanPath(plan: PeerPlan, peer: PeerView, side: VxlanSide, fa
   for (const f of families) {
     const net = peer.pods.get(f);
     if (!net) continue;
-    const vtepIp = firstAddress(net);
+    const vtepIp = vtepAddress(net);
     plan.neighs.push({ ip: vtepIp, mac });
     plan.routes.push({ dst: formatCidr(net), via: vtepIp, dev: side.device, onlink: true });
     plan.paths[formatCidr(net)] = "vxlan";

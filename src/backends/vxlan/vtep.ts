@@ -6,7 +6,8 @@ import {
   addAddress, createVxlan, delAddress, deleteLink, getLink, listGlobalAddresses, setLinkMac, setLinkMtu, setLinkUp,
   setTxChecksumOffload, txChecksumOffload, type LinkState, type VxlanSpec,
 } from "../../kernel/vxlan.js";
-import { canonicalAddr, canonicalCidr } from "../common/ipnet.js";
+import { canonicalCidr, KERNEL_PREFIX } from "../../net/cidr.js";
+import { canonicalIpOrThrow } from "../../net/ip.js";
 import type { Change } from "../types.js";
 
 export interface VtepWanted extends VxlanSpec {
@@ -19,7 +20,7 @@ export interface VtepWanted extends VxlanSpec {
 function compatible(l: LinkState, w: VtepWanted): boolean {
   const v = l.vxlan;
   return !!v && v.vni === w.vni && v.port === w.port && !v.learning && v.group === null &&
-    v.local !== null && canonicalAddr(v.local) === canonicalAddr(w.local) && v.dev === w.dev;
+    v.local !== null && canonicalIpOrThrow(v.local) === canonicalIpOrThrow(w.local) && v.dev === w.dev;
 }
 
 export async function ensureVtep(ctx: KernelContext, w: VtepWanted): Promise<Change[]> {
@@ -40,8 +41,8 @@ export async function ensureVtep(ctx: KernelContext, w: VtepWanted): Promise<Cha
     if (l.mtu !== w.mtu) { await setLinkMtu(ctx, w.name, w.mtu); link("link", "replace", `${w.name} mtu ${w.mtu}`); }
   }
 
-  const want = new Set(w.addresses.map(canonicalCidr));
-  const have = (await listGlobalAddresses(ctx, w.name)).map(canonicalCidr);
+  const want = new Set(w.addresses.map((a) => canonicalCidr(a, KERNEL_PREFIX)));
+  const have = (await listGlobalAddresses(ctx, w.name)).map((a) => canonicalCidr(a, KERNEL_PREFIX));
   for (const a of have) if (!want.has(a)) { await delAddress(ctx, w.name, a); link("address", "delete", `${a} dev ${w.name}`); }
   for (const a of want) if (!have.includes(a)) { await addAddress(ctx, w.name, a); link("address", "add", `${a} dev ${w.name}`); }
 

@@ -1,8 +1,7 @@
 // Encoding and decoding of rtnetlink messages: nlmsghdr, the fixed family headers (ifinfomsg,
 // ifaddrmsg, rtmsg, ndmsg) and rtattr TLVs, nested where the kernel nests them. Pure functions on
 // Buffers (host byte order, which is what netlink uses), so they can be unit-tested without a kernel.
-import { isIPv4, isIPv6 } from "node:net";
-import { formatIpValue } from "../../net/ip.js";
+import { formatIp, ipFromBytes, ipOrThrow, ipToBytes } from "../../net/ip.js";
 import { NLM_F_ACK_TLVS, NLM_F_CAPPED, NLMSG_ERROR, NLMSGERR_ATTR_MSG } from "./consts.js";
 
 export const NLMSG_HDRLEN = 16;
@@ -221,39 +220,16 @@ export function cstr(b: Buffer): string {
 
 // ---- addresses ----
 
-/** 4 or 16 bytes of an IPv4/IPv6 address (already validated as an IP). */
+/** 4 or 16 bytes of an IPv4/IPv6 address (net/ip.ts parses; a zone id or bad text throws). */
 export function ipBytes(addr: string): Buffer {
-  if (isIPv4(addr)) return Buffer.from(addr.split(".").map(Number));
-  if (!isIPv6(addr)) throw new Error(`"${addr}" is not an IP address`);
-  let s = addr;
-  const tail: number[] = [];
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4) {
-    const p = v4[1].split(".").map(Number);
-    tail.push((p[0] << 8) | p[1], (p[2] << 8) | p[3]);
-    s = s.slice(0, -v4[1].length) + "0:0"; // placeholder for the last two groups
-  }
-  const [head, rest] = s.split("::") as [string, string | undefined];
-  const parse = (x: string) => (x ? x.split(":").map((g) => parseInt(g, 16)) : []);
-  const h = parse(head);
-  const r = rest === undefined ? [] : parse(rest);
-  let groups = rest === undefined ? h : [...h, ...new Array<number>(8 - h.length - r.length).fill(0), ...r];
-  if (tail.length) groups = [...groups.slice(0, 6), ...tail];
-  const b = Buffer.alloc(16);
-  groups.forEach((g, i) => b.writeUInt16BE(g, i * 2));
-  return b;
+  return ipToBytes(ipOrThrow(addr));
 }
 
 /** Text form of 4 or 16 address bytes, as inet_ntop writes it (what `ip` prints). */
 export function ipString(b: Buffer): string {
-  if (b.length === 4) return [...b].join(".");
-  if (b.length !== 16) throw new Error(`an IP address has 4 or 16 bytes, not ${b.length}`);
-  const g = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
-  // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d, not :: or ::1) addresses.
-  if (g.slice(0, 5).every((x) => x === 0) && (g[5] === 0xffff || (g[5] === 0 && (g[6] !== 0 || g[7] > 1)))) {
-    return `::${g[5] ? "ffff:" : ""}${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  }
-  return formatIpValue(6, BigInt(`0x${b.toString("hex")}`));
+  const a = ipFromBytes(b);
+  if (!a) throw new Error(`an IP address has 4 or 16 bytes, not ${b.length}`);
+  return formatIp(a.family, a.value, { dottedV4Tail: true });
 }
 
 export function macBytes(mac: string): Buffer {

@@ -13,7 +13,7 @@
 // A subnet is taken iff its claim Lease exists and has not expired. Claims are made by create
 // (the name is derived from the CIDR, so the apiserver refuses a second one) or, for an expired
 // claim, by an update that carries the resourceVersion that was read: two nodes never hold one.
-import { parseCidr } from "../cidr.js";
+import { parseCidr } from "../validate.js";
 import type { Json } from "./client.js";
 
 export const SETTINGS_NAMESPACE = "kube-system";

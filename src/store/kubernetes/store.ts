@@ -2,7 +2,8 @@
 // objects that weft's agent registers (spec.podCIDRs, backend data in annotations); liveness is a
 // coordination.k8s.io Lease in kube-node-lease that the agent renews; subnets are claimed with
 // create-only / resourceVersion-checked Lease objects; settings are a create-only ConfigMap.
-import { formatCidr, parseCidr, pickFreeSubnet, subnetCount, subnetIndex } from "../cidr.js";
+import { formatCidr, pickFreeSubnet, subnetCount, subnetIndex } from "../../net/cidr.js";
+import { parseCidr } from "../validate.js";
 import {
   ConflictError,
   ExhaustedError,
