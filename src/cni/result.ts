@@ -10,6 +10,8 @@
 //                        priority, table, scope.
 // Empty lists and an empty dns are left out, as libcni does (omitempty).
 import { isIP } from "node:net";
+import { cidrOrNull } from "../net/cidr.js";
+import { parseIp as parseAddress } from "../net/ip.js";
 import { CniError } from "./errors.js";
 import { CniErrorCode, type CniVersion, type Dns, type Interface, type IpConfig, type Result, type Route } from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, versionAtLeast } from "./version.js";
@@ -62,7 +64,7 @@ export function toVersion(result: Result, version: CniVersion): WireResult {
 
 /** "4" or "6" for an address in CIDR notation (as 0.3.x/0.4.0 ips[].version wants). */
 function ipFamily(cidrAddr: string): "4" | "6" {
-  return isIP(cidrAddr.split("/")[0]) === 4 ? "4" : "6";
+  return parseAddress(cidrAddr.split("/")[0])?.family === 4 ? "4" : "6";
 }
 
 function cleanDns(dns: Dns | undefined): Dns | undefined {
@@ -158,15 +160,14 @@ function strList(o: Record<string, unknown>, key: string, where: string, fail: F
 
 function cidrOf(v: string | undefined, where: string, fail: Fail): string {
   if (!v) return fail(`${where} is missing`);
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(v);
-  const fam = m ? isIP(m[1]) : 0;
-  if (!m || fam === 0 || Number(m[2]) > (fam === 4 ? 32 : 128)) return fail(`${where} "${v}" is not an address in CIDR notation`);
+  // An interface address keeps its host bits (10.1.2.3/24).
+  if (!cidrOrNull(v, { hostBits: "clear" })) return fail(`${where} "${v}" is not an address in CIDR notation`);
   return v;
 }
 
 function ipOf(v: string | undefined, where: string, fail: Fail): string | undefined {
   if (v === undefined || v === "") return undefined;
-  if (isIP(v) === 0) return fail(`${where} "${v}" is not an IP address`);
+  if (!parseAddress(v)) return fail(`${where} "${v}" is not an IP address`);
   return v;
 }
 
@@ -222,6 +223,7 @@ export function parseDns(v: unknown, where: string, fail: Fail): Dns {
   const d: Dns = {};
   const nameservers = strList(v, "nameservers", where, fail);
   if (nameservers) {
+    // Not net/ip.ts: resolv.conf allows a scoped nameserver (fe80::1%eth0), and this is passed through, not routed.
     for (const ns of nameservers) if (isIP(ns) === 0) fail(`${where}.nameservers entry "${ns}" is not an IP address`);
     d.nameservers = nameservers;
   }

@@ -4,11 +4,12 @@
 //   node dist/lab/pod-server.js --control SOCK --ports '[{"port":80,"protocol":"TCP"}]'
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { unlinkSync } from "node:fs";
-import { createConnection, createServer, isIP, type Server } from "node:net";
+import { createConnection, createServer, type Server } from "node:net";
 import { randomBytes } from "node:crypto";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { z } from "zod";
+import { ipFamily } from "../net/ip.js";
 import { ControlRequestSchema, type ControlResponse, type ProbeResult } from "./probe-protocol.js";
 
 const PortsSchema = z.array(z.object({ port: z.number().int().min(1).max(65535), protocol: z.enum(["TCP", "UDP", "SCTP"]) }));
@@ -45,7 +46,7 @@ function probeTcp(host: string, port: number, timeoutMs: number): Promise<{ resu
 /** UDP: connected means our datagram came back (the server echoes). Resent every 200 ms. */
 function probeUdp(host: string, port: number, timeoutMs: number): Promise<{ result: ProbeResult; detail?: string }> {
   return new Promise((resolve) => {
-    const s = createSocket(isIP(host) === 6 ? "udp6" : "udp4");
+    const s = createSocket(ipFamily(host) === 6 ? "udp6" : "udp4");
     const nonce = randomBytes(12).toString("hex");
     let settled = false;
     let resend: NodeJS.Timeout | undefined;
@@ -89,7 +90,7 @@ async function handle(line: string, ports: readonly ServedPort[]): Promise<Contr
   if (!req.success) return { ok: false, error: `bad request: ${req.error.issues[0]?.message}` };
   const r = req.data;
   if (r.op === "ping") return { ok: true, pid: process.pid, ports: [...ports] };
-  if (isIP(r.host) === 0) return { ok: false, error: `"${r.host}" is not an IP address` };
+  if (ipFamily(r.host) === null) return { ok: false, error: `"${r.host}" is not an IP address` };
   if (r.protocol === "SCTP") return { ok: false, error: "SCTP probes are not supported by the lab pod server" };
   const t0 = performance.now();
   const out = r.protocol === "TCP" ? await probeTcp(r.host, r.port, r.timeoutMs) : await probeUdp(r.host, r.port, r.timeoutMs);

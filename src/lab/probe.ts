@@ -1,7 +1,7 @@
 // `lab probe` and `lab matrix`: connection attempts from inside a source pod (by its pod server)
 // to a destination pod's address, classified as a user would see them.
 import { existsSync } from "node:fs";
-import { isIP } from "node:net";
+import { ipFamily } from "../net/ip.js";
 import { LabError } from "./lab.js";
 import { controlCall, type ProbeProtocol, type ProbeResult } from "./probe-protocol.js";
 import { readPods, type LabPod } from "./pods-state.js";
@@ -59,7 +59,7 @@ export function findPod(lab: LabState, ref: string): LabPod {
 }
 
 export function addressOf(p: LabPod, family: 4 | 6): string {
-  const a = p.ips.find((ip) => isIP(ip) === family);
+  const a = p.ips.find((ip) => ipFamily(ip) === family);
   if (!a) throw new LabError(`pod ${p.namespace}/${p.name} has no IPv${family} address (it has ${p.ips.join(", ") || "none"})`);
   return a;
 }
@@ -107,7 +107,7 @@ export interface MatrixResult {
 
 export async function probeMatrix(lab: LabState, spec: ProbeSpec & { family: 4 | 6 }): Promise<MatrixResult> {
   const pods = [...runningPods(lab).values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
-  const usable = pods.filter((p) => p.ips.some((ip) => isIP(ip) === spec.family));
+  const usable = pods.filter((p) => p.ips.some((ip) => ipFamily(ip) === spec.family));
   const pairs = usable.flatMap((a) => usable.map((b) => [a, b] as const));
   const outcomes = await pool(pairs, 64, ([a, b]) => probeOne(a, b, spec));
   return { port: spec.port, protocol: spec.protocol, family: spec.family, pods: usable.map((p) => `${p.namespace}/${p.name}`), outcomes };
