@@ -7,6 +7,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runStatus } from "../kernel/exec.js";
+import { cidrHas, cidrOrNull } from "../net/cidr.js";
+import { parseIp } from "../net/ip.js";
 import { readState, type LabState } from "../lab/state.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -193,25 +195,7 @@ export function matrixKeys(m: Matrix): { from: string[]; to: string[] } {
 
 /** Is addr inside cidr (IPv4 or IPv6)? */
 export function inCidr(addr: string, cidr: string): boolean {
-  const [net, lenS] = cidr.split("/");
-  const len = Number(lenS);
-  const a = toBig(addr);
-  const n = toBig(net);
-  if (a === undefined || n === undefined || a.bits !== n.bits) return false;
-  const shift = BigInt(a.bits - len);
-  return a.v >> shift === n.v >> shift;
-}
-
-function toBig(ip: string): { v: bigint; bits: number } | undefined {
-  if (ip.includes(":")) {
-    const [head, tail = ""] = ip.split("::");
-    const h = head ? head.split(":") : [];
-    const t = ip.includes("::") ? (tail ? tail.split(":") : []) : [];
-    const groups = ip.includes("::") ? [...h, ...Array(8 - h.length - t.length).fill("0"), ...t] : h;
-    if (groups.length !== 8) return undefined;
-    return { v: groups.reduce((acc, g) => (acc << 16n) + BigInt(parseInt(g || "0", 16)), 0n), bits: 128 };
-  }
-  const parts = ip.split(".").map(Number);
-  if (parts.length !== 4) return undefined;
-  return { v: parts.reduce((acc, p) => (acc << 8n) + BigInt(p), 0n), bits: 32 };
+  const a = parseIp(addr);
+  const c = cidrOrNull(cidr, { hostBits: "clear" });
+  return a !== null && c !== null && cidrHas(c, a);
 }

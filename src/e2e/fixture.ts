@@ -9,6 +9,8 @@ import { fileURLToPath } from "node:url";
 import { createNetns, type TestNetns } from "../testlib/netns.js";
 import { startTestAgent, type TestAgent } from "../testlib/agent.js";
 import { run, runStatus } from "../kernel/exec.js";
+import { cidrHas, cidrOrNull } from "../net/cidr.js";
+import { parseIp } from "../net/ip.js";
 import { REFERENCE_PLUGIN_DIR, type ConflistJson } from "../testlib/plugin.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -196,16 +198,11 @@ export async function addressesIn(netns: string, ifname: string): Promise<string
   return (links[0]?.addr_info ?? []).filter((a) => a.scope === "global").map((a) => a.local);
 }
 
-function v4ToInt(a: string): number {
-  return a.split(".").reduce((n, o) => n * 256 + Number(o), 0);
-}
-
 /** Whether an IPv4 address lies in an IPv4 CIDR. */
 export function inCidr4(addr: string, cidr: string): boolean {
-  const [net, len] = cidr.split("/");
-  const bits = Number(len);
-  const size = 2 ** (32 - bits);
-  return Math.floor(v4ToInt(addr) / size) === Math.floor(v4ToInt(net) / size);
+  const a = parseIp(addr);
+  const c = cidrOrNull(cidr, { hostBits: "clear" });
+  return a?.family === 4 && c !== null && cidrHas(c, a);
 }
 
 /** CNI_ARGS as kubelet sends them. */
