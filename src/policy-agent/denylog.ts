@@ -4,7 +4,7 @@
 // the group back to its policies and the address to the local pod, and logs one line per packet,
 // rate-limited per group in userspace as well.
 import type { Logger } from "pino";
-import { canonicalIp } from "../net/ip.js";
+import { formatIp, ipFromBytes } from "../net/ip.js";
 import { spawnNflogCapture, type NflogCapture } from "../kernel/nft.js";
 import type { CompiledModel, Direction } from "../policy/index.js";
 
@@ -24,25 +24,10 @@ const NFULA_PREFIX = 10;
 const PREFIX_RE = /^weft deny (ingress|egress) ([A-Za-z0-9_]+):/;
 const PROTOS: Record<number, string> = { 1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP" };
 
-function ipText(b: Buffer, family: 4 | 6): string {
-  const t = rawIpText(b, family);
-  return canonicalIp(t) ?? t;
-}
-
-function rawIpText(b: Buffer, family: 4 | 6): string {
-  if (family === 4) return [...b].join(".");
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
-  // Compress the longest run of zero groups, as the kernel prints addresses.
-  let best = -1, len = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== "0") { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === "0") j++;
-    if (j - i > len && j - i > 1) { best = i; len = j - i; }
-    i = j;
-  }
-  return best < 0 ? groups.join(":") : `${groups.slice(0, best).join(":")}::${groups.slice(best + len).join(":")}`;
+/** The canonical text of 4 or 16 address bytes (the slices below always have that length). */
+function ipText(b: Buffer): string {
+  const a = ipFromBytes(b);
+  return a ? formatIp(a.family, a.value) : b.toString("hex");
 }
 
 /** Parses one pcap record body of link type NFLOG (239); null when it is not a weft deny. */
@@ -67,14 +52,14 @@ export function parseNflogRecord(rec: Buffer): DeniedPacket | null {
   if (version === 4) {
     family = 4;
     proto = payload[9];
-    src = ipText(payload.subarray(12, 16), 4);
-    dst = ipText(payload.subarray(16, 20), 4);
+    src = ipText(payload.subarray(12, 16));
+    dst = ipText(payload.subarray(16, 20));
     l4 = (payload[0] & 0x0f) * 4;
   } else if (version === 6 && payload.length >= 40) {
     family = 6;
     proto = payload[6];
-    src = ipText(payload.subarray(8, 24), 6);
-    dst = ipText(payload.subarray(24, 40), 6);
+    src = ipText(payload.subarray(8, 24));
+    dst = ipText(payload.subarray(24, 40));
     l4 = 40;
   } else return null;
   const out: DeniedPacket = { direction: m[1] as Direction, group: m[2], family, protocol: PROTOS[proto] ?? String(proto), src, dst };
