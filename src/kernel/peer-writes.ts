@@ -10,7 +10,7 @@ import { delFdbArgv, replaceFdbArgv, type FdbEntry } from "./fdb.js";
 import { delNeighArgv, replaceNeighArgv, type NeighEntry } from "./neigh.js";
 import { delRouteArgv, replaceRouteArgv, type PeerRoute } from "./peer-route.js";
 import { writeBatch, type KernelContext } from "./tracked.js";
-import { netnsPath } from "./validate.js";
+import { InvalidKernelInput, netnsPath } from "./validate.js";
 import {
   AF_INET, AF_INET6, NDA_DST, NDA_LLADDR, NLM_F_CREATE, NLM_F_REPLACE, NUD_PERMANENT, RT_SCOPE_NOWHERE, RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE, RTN_UNICAST, RTNH_F_ONLINK,
@@ -19,6 +19,8 @@ import { errnoName, errnoText } from "./netlink/errors.js";
 import { bytesAttr, ipBytes, macBytes, ndmsg, parseIfinfomsg, rtmsg, u32Attr } from "./netlink/message.js";
 import { getLink } from "./netlink/requests.js";
 import { NetlinkSocket, type Request } from "./netlink/socket.js";
+import { cidrOrThrow } from "../net/cidr.js";
+import { formatIp } from "../net/ip.js";
 
 const RTM_DELNEIGH = 29;
 const AF_BRIDGE = 7;
@@ -46,9 +48,10 @@ export function writeArgv(w: PeerWrite): string[] {
 
 const fam = (addr: string): number => (addr.includes(":") ? AF_INET6 : AF_INET);
 
+/** A route dst as netlink wants it; a bare address is a host route, host bits are an error (as for `ip route`). */
 function splitCidr(cidr: string): { addr: string; len: number } {
-  const [addr, len] = cidr.split("/");
-  return { addr, len: len === undefined ? (addr.includes(":") ? 128 : 32) : Number(len) };
+  const c = cidrOrThrow(cidr, { bareAddress: true }, (m) => new InvalidKernelInput(m));
+  return { addr: formatIp(c.family, c.base), len: c.prefix };
 }
 
 /** The netlink request of a write; `index` gives a device's ifindex. */
