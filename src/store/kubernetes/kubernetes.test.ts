@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { KubeClient, openKubernetesStore, startKubeApiserver, kubeApiserverBinary, type KubeApiserver } from "./index.js";
 import type { Json } from "./client.js";
+import { kubectlBinary, kubectlSkipReason } from "../../testlib/kubectl.js";
 import { CLAIM_LABEL, claimPath, nodeLeasePath, nodePath, settingsPath, SETTINGS_NAME } from "./layout.js";
 import { UnavailableError, type ClusterStore, type LeaseState, type NodeInfo } from "../types.js";
 
@@ -78,12 +79,12 @@ if (skip) {
 }
 
 function kubectl(kubeconfig: string, ...args: string[]): string {
-  const r = spawnSync("kubectl", ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync(kubectlBinary(), ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8", timeout: 30_000 });
   assert.equal(r.status, 0, `kubectl ${args.join(" ")} failed: ${r.stderr}`);
   return r.stdout;
 }
 
-describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kubectl", ["version", "--client"]).status !== 0 ? "kubectl is not installed" : false) }, () => {
+describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipReason() ?? false) }, () => {
   const clients: ClusterStore[] = [];
   const open = async (): Promise<ClusterStore> => {
     const s = openKubernetesStore({ kubeconfig: (await api()).kubeconfig, requestTimeoutMs: 5000 });
