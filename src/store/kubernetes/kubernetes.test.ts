@@ -1,7 +1,7 @@
 // The shared store cases against a real kube-apiserver (v1.20.2 over a real etcd, started once for
 // this file), plus what a user checks with kubectl: the nodes weft registered, with their podCIDRs
 // and annotations, node Leases, and pod status written through the status subresource.
-import { after, describe, test } from "node:test";
+import { after, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { spawnSync } from "node:child_process";
@@ -91,9 +91,14 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
     clients.push(s);
     return s;
   };
-  after(async () => {
-    await Promise.allSettled(clients.map((c) => c.close()));
-  });
+  // Each test's stores close before the next one starts: a previous test's live node lease,
+  // finding its objects wiped, would re-register into the next test's cluster and race it for
+  // subnets (the cause of "a dead node leaves kubectl's list" timing out on a busy machine).
+  const closeAll = async (): Promise<void> => {
+    await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+  };
+  beforeEach(closeAll);
+  after(closeAll);
 
   test("kubectl get nodes shows weft's nodes with their podCIDRs, addresses and backend data", { timeout: 90_000 }, async () => {
     const { kubeconfig } = await api();
