@@ -42,11 +42,17 @@ function socat(args: readonly string[], timeoutMs: number, netns?: string): Prom
   });
 }
 
+/** socat's error line ("... socat[12] E socket(2, 1, 132): Protocol not supported"), without its prefix. */
+function errorLine(stderr: string): string {
+  const lines = stderr.trim().split("\n");
+  const e = lines.filter((l) => /\] E /.test(l)).pop() ?? lines.pop() ?? "";
+  return e.replace(/^.*\] E /, "");
+}
+
 function unsupported(d: Done): SctpSupport | undefined {
   if (d.code === 127) return { ok: false, reason: `SCTP needs socat, which cannot run: ${d.stderr.trim()}` };
-  const line = d.stderr.trim().split("\n").pop() ?? "";
-  if (NO_KERNEL_SCTP.test(d.stderr)) return { ok: false, reason: `this kernel has no SCTP: opening an SCTP socket failed (${line.replace(/^.*\] E /, "")})` };
-  if (NO_SOCAT_SCTP.test(d.stderr)) return { ok: false, reason: `this socat has no SCTP support (${line})` };
+  if (NO_KERNEL_SCTP.test(d.stderr)) return { ok: false, reason: `this kernel has no SCTP: opening an SCTP socket failed (${errorLine(d.stderr)})` };
+  if (NO_SOCAT_SCTP.test(d.stderr)) return { ok: false, reason: `this socat has no SCTP support (${errorLine(d.stderr)})` };
   return undefined;
 }
 
@@ -69,9 +75,9 @@ export async function probeSctp(host: string, port: number, timeoutMs: number): 
   const no = unsupported(d);
   if (no && !no.ok) return { error: `SCTP: ${no.reason}` };
   if (d.code === 0) return { result: "connected" };
-  const line = d.stderr.trim().split("\n").pop() ?? "";
-  if (!d.timedOut && REFUSED.test(line)) return { result: "refused", detail: line.replace(/^.*\] E /, "") };
-  return { result: "timeout", ...(line ? { detail: line.replace(/^.*\] E /, "") } : {}) };
+  const line = errorLine(d.stderr);
+  if (!d.timedOut && REFUSED.test(line)) return { result: "refused", detail: line };
+  return { result: "timeout", ...(line ? { detail: line } : {}) };
 }
 
 export interface SctpServer {
@@ -99,7 +105,7 @@ export function serveSctp(port: number, log: (msg: string) => void): Promise<Sct
     child.on("close", (code) => {
       if (!listening) {
         const no = unsupported({ code, stderr, timedOut: false });
-        reject(new Error(`SCTP port ${port}: ${no && !no.ok ? no.reason : `socat exited ${code}: ${stderr.trim().split("\n").pop() ?? ""}`}`));
+        reject(new Error(`SCTP port ${port}: ${no && !no.ok ? no.reason : `socat exited ${code}: ${errorLine(stderr)}`}`));
       } else log(`SCTP port ${port}: socat exited ${code}`);
     });
   });
