@@ -3,7 +3,7 @@
 // the same namespaces, not from the lab's own code.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { readPods } from "./pods-state.js";
 import { sctpSupport } from "./probe-sctp.js";
@@ -180,6 +180,17 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     const p = await lab.cli(["probe", "default/a", "default/b", "--protocol", "SCTP", "--port", "80"]);
     assert.equal(p.code, 2);
     assert.match(p.stderr, /this kernel has no SCTP/);
+    // A pod with an SCTP containerPort still runs: its other ports serve, its log says why SCTP does not.
+    await lab.applyPod("default", "s", { node: "n2", ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }] });
+    await lab.waitRunning("default", "s");
+    const tcp = await lab.cli(["probe", "default/a", "default/s", "--port", "80"]);
+    assert.equal(tcp.code, 0, tcp.stdout + tcp.stderr);
+    const log = readFileSync(readPods(lab.dir).pods["default/s"].controlSocket.replace(/\.sock$/, ".log"), "utf8");
+    assert.match(log, /SCTP port 9899: this kernel has no SCTP/);
+    await lab.objects().delete({ kind: "Pod", namespace: "default", name: "s" });
+    const gone = Date.now() + 15_000;
+    while (readPods(lab.dir).pods["default/s"] && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readPods(lab.dir).pods["default/s"], undefined, lab.kubeletLog());
   });
 
   test("SCTP where the kernel has it: a pod's SCTP port accepts from another node's pod; a closed one refuses", async (t) => {
@@ -194,6 +205,9 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     assert.equal(closed.code, 1, closed.stdout + closed.stderr);
     assert.equal((JSON.parse(closed.stdout) as { result: string }).result, "refused");
     await lab.objects().delete({ kind: "Pod", namespace: "default", name: "s" });
+    const gone = Date.now() + 15_000;
+    while (readPods(lab.dir).pods["default/s"] && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readPods(lab.dir).pods["default/s"], undefined, lab.kubeletLog());
   });
 
   test("exec runs in the pod's and in the node's namespace", async () => {
