@@ -34,3 +34,21 @@ if [ ! -f "$stamp" ] || [ -n "$(find src scripts package.json tsconfig.json -new
   npm run --silent build
   touch "$stamp"
 fi
+
+# A kubectl that matches the lab's kube-apiserver (1.20.2): Debian's kubernetes-client package,
+# unpacked into the cache (never installed over a kubectl the machine already has, which may be
+# another version or another vendor's wrapper). Tests call it through src/testlib/kubectl.ts.
+CACHE=${WEFT_CACHE:-/var/cache/weft}
+KUBECTL=$CACHE/kubectl
+if [ ! -x "$KUBECTL" ]; then
+  echo "setup: unpacking Debian's kubernetes-client (kubectl 1.20.2) into $CACHE"
+  mkdir -p "$CACHE"
+  kdir=$(mktemp -d "$CACHE/.kubectl-XXXXXX")
+  (cd "$kdir" && apt-get download -qq kubernetes-client >/dev/null 2>&1 || { apt-get update -qq && apt-get download -qq kubernetes-client; })
+  deb=$(find "$kdir" -maxdepth 1 -name 'kubernetes-client_*.deb' | head -1)
+  if [ -z "$deb" ]; then echo "setup: apt-get download kubernetes-client failed" >&2; rm -rf "$kdir"; exit 1; fi
+  dpkg-deb -x "$deb" "$kdir/root"
+  install -m 0755 "$kdir/root/usr/bin/kubectl" "$KUBECTL.tmp"
+  mv -f "$KUBECTL.tmp" "$KUBECTL"
+  rm -rf "$kdir"
+fi

@@ -94,8 +94,8 @@ export function registerLab(program: Command): void {
     .option("-o, --output <fmt>", "json", outputArg)
     .action(async (from: string, to: string, o: { port: number; protocol: ProbeProtocol; family?: 4 | 6; timeoutMs: number; output?: "json" }) => {
       const r = await guard(async () => {
-        checkProtocol(o.protocol);
         const st = requireLab(LabNames.fromEnv());
+        await checkProtocol(st, o.protocol);
         const a = findPod(st, from);
         const b = findPod(st, to);
         return probeOne(a, b, { port: o.port, protocol: o.protocol, timeoutMs: o.timeoutMs, family: o.family ?? defaultFamily(st) });
@@ -115,8 +115,8 @@ export function registerLab(program: Command): void {
     .option("-o, --output <fmt>", "json", outputArg)
     .action(async (o: { port: number; protocol: ProbeProtocol; family?: 4 | 6; timeoutMs: number; output?: "json" }) => {
       const m = await guard(async () => {
-        checkProtocol(o.protocol);
         const st = requireLab(LabNames.fromEnv());
+        await checkProtocol(st, o.protocol);
         return probeMatrix(st, { port: o.port, protocol: o.protocol, timeoutMs: o.timeoutMs, family: o.family ?? defaultFamily(st) });
       });
       process.stdout.write(o.output === "json" ? JSON.stringify(matrixJson(m)) + "\n" : matrixTable(m));

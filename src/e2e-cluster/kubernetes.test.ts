@@ -8,11 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runStatus } from "../kernel/exec.js";
 import { apiserverBinary } from "../lab/apiserver.js";
+import { kubectlBinary, kubectlSkipReason } from "../testlib/kubectl.js";
 import { ClusterLab, inCidr, matrixKeys, skipReason, unconnected } from "./fixture.js";
 
 const skip = skipReason()
   ?? (!existsSync(apiserverBinary()) ? `${apiserverBinary()} is absent: build it with bash scripts/kube-apiserver.sh (about 11 minutes cold)` : undefined)
-  ?? (!existsSync("/usr/bin/kubectl") ? "kubectl is not installed" : undefined);
+  ?? kubectlSkipReason();
 
 const PODS = [{ name: "a", node: "n1" }, { name: "b", node: "n2" }];
 const KEYS = PODS.map((p) => `default/${p.name}`);
@@ -37,7 +38,7 @@ describe("--store kubernetes: 2 nodes on a real kube-apiserver", { skip, timeout
   });
 
   test("kubectl get nodes shows both nodes with distinct podCIDRs; pods have addresses from them", async () => {
-    const r = await runStatus(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "json"]);
+    const r = await runStatus([kubectlBinary(), "--kubeconfig", kubeconfig, "get", "nodes", "-o", "json"]);
     assert.equal(r.code, 0, r.stderr);
     const items = (JSON.parse(r.stdout) as { items: KubeNode[] }).items;
     assert.deepEqual(items.map((n) => n.metadata.name).sort(), ["n1", "n2"]);
@@ -46,7 +47,7 @@ describe("--store kubernetes: 2 nodes on a real kube-apiserver", { skip, timeout
     assert.notEqual(cidrs[0], cidrs[1]);
     // The lab kubelet reports its nodes Ready, as a kubelet does: kubectl's STATUS column.
     for (const n of items) assert.equal(n.status?.conditions?.find((c) => c.type === "Ready")?.status, "True", `${n.metadata.name} Ready`);
-    assert.match((await runStatus(["kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "--no-headers"])).stdout, /^n1\s+Ready\s[\s\S]*^n2\s+Ready\s/m);
+    assert.match((await runStatus([kubectlBinary(), "--kubeconfig", kubeconfig, "get", "nodes", "--no-headers"])).stdout, /^n1\s+Ready\s[\s\S]*^n2\s+Ready\s/m);
 
     const pods = await lab.pods();
     for (const want of PODS) {
@@ -55,7 +56,7 @@ describe("--store kubernetes: 2 nodes on a real kube-apiserver", { skip, timeout
       assert.ok(p.status?.podIP && inCidr(p.status.podIP, cidr), `${want.name} ${p.status?.podIP} in ${want.node}'s ${cidr}`);
     }
     // kubectl sees the same pods weft shows (one API, not two stores).
-    const kp = await runStatus(["kubectl", "--kubeconfig", kubeconfig, "get", "pods", "-n", "default", "-o", "json"]);
+    const kp = await runStatus([kubectlBinary(), "--kubeconfig", kubeconfig, "get", "pods", "-n", "default", "-o", "json"]);
     assert.equal(kp.code, 0, kp.stderr);
     const kubePods = (JSON.parse(kp.stdout) as { items: Array<{ metadata: { name: string }; status?: { phase?: string } }> }).items;
     for (const want of PODS) assert.equal(kubePods.find((x) => x.metadata.name === want.name)?.status?.phase, "Running", `kubectl: ${want.name} Running`);

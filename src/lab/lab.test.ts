@@ -3,14 +3,16 @@
 // the same namespaces, not from the lab's own code.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { readPods } from "./pods-state.js";
+import { sctpSupport } from "./probe-sctp.js";
 import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "./testkit.js";
 import { ensureNode, ensureUnderlay, deleteNetns, listNetns } from "./topology.js";
 import { processesInNetns } from "./procs.js";
 import { run, runStatus } from "../kernel/exec.js";
 import { apiserverBinary } from "./apiserver.js";
+import { kubectlBinary, kubectlSkipReason } from "../testlib/kubectl.js";
 
 const skip = skipReason();
 
@@ -169,12 +171,43 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     assert.match(table.stdout, /default\/a/);
   });
 
-  test("SCTP is refused with a reason on this kernel", async (t) => {
-    if (existsSync("/proc/sys/net/sctp")) return t.skip("this kernel has SCTP");
+  test("SCTP on a kernel without it: probe and matrix exit 2 saying the kernel has no SCTP", async (t) => {
+    const sctp = await sctpSupport(`/run/netns/${readPods(lab.dir).pods["default/a"].netns}`);
+    if (sctp.ok) return t.skip("this kernel has SCTP (an SCTP socket opens)");
     const r = await lab.cli(["matrix", "--protocol", "SCTP"]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /SCTP/);
-    assert.match(r.stderr, /kernel/);
+    assert.match(r.stderr, /this kernel has no SCTP: opening an SCTP socket failed/);
+    const p = await lab.cli(["probe", "default/a", "default/b", "--protocol", "SCTP", "--port", "80"]);
+    assert.equal(p.code, 2);
+    assert.match(p.stderr, /this kernel has no SCTP/);
+    // A pod with an SCTP containerPort still runs: its other ports serve, its log says why SCTP does not.
+    await lab.applyPod("default", "s", { node: "n2", ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }] });
+    await lab.waitRunning("default", "s");
+    const tcp = await lab.cli(["probe", "default/a", "default/s", "--port", "80"]);
+    assert.equal(tcp.code, 0, tcp.stdout + tcp.stderr);
+    const log = readFileSync(readPods(lab.dir).pods["default/s"].controlSocket.replace(/\.sock$/, ".log"), "utf8");
+    assert.match(log, /SCTP port 9899: this kernel has no SCTP/);
+    await lab.objects().delete({ kind: "Pod", namespace: "default", name: "s" });
+    const gone = Date.now() + 15_000;
+    while (readPods(lab.dir).pods["default/s"] && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readPods(lab.dir).pods["default/s"], undefined, lab.kubeletLog());
+  });
+
+  test("SCTP where the kernel has it: a pod's SCTP port accepts from another node's pod; a closed one refuses", async (t) => {
+    const sctp = await sctpSupport(`/run/netns/${readPods(lab.dir).pods["default/a"].netns}`);
+    if (!sctp.ok) return t.skip(sctp.reason);
+    await lab.applyPod("default", "s", { node: "n2", ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }] });
+    await lab.waitRunning("default", "s");
+    const ok = await lab.cli(["probe", "default/a", "default/s", "--protocol", "SCTP", "--port", "9899", "-o", "json"]);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.equal((JSON.parse(ok.stdout) as { result: string }).result, "connected");
+    const closed = await lab.cli(["probe", "default/a", "default/s", "--protocol", "SCTP", "--port", "9898", "-o", "json"]);
+    assert.equal(closed.code, 1, closed.stdout + closed.stderr);
+    assert.equal((JSON.parse(closed.stdout) as { result: string }).result, "refused");
+    await lab.objects().delete({ kind: "Pod", namespace: "default", name: "s" });
+    const gone = Date.now() + 15_000;
+    while (readPods(lab.dir).pods["default/s"] && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(readPods(lab.dir).pods["default/s"], undefined, lab.kubeletLog());
   });
 
   test("exec runs in the pod's and in the node's namespace", async () => {
@@ -323,13 +356,13 @@ describe("a lab on a 3-member etcd", { skip, timeout: 120_000 }, () => {
   });
 });
 
-const kubeSkip = skip ?? (!existsSync(apiserverBinary()) ? `${apiserverBinary()} is not built (bash scripts/kube-apiserver.sh)` : !existsSync("/usr/bin/kubectl") ? "kubectl is not installed" : undefined);
+const kubeSkip = skip ?? (!existsSync(apiserverBinary()) ? `${apiserverBinary()} is not built (bash scripts/kube-apiserver.sh)` : kubectlSkipReason());
 
 describe("a lab on a real kube-apiserver (--store kubernetes)", { skip: kubeSkip, timeout: 180_000 }, () => {
   const lab = new TestLab();
   const kubeconfig = `/tmp/${lab.id}.kubeconfig`;
   const kubectl = (args: string[], input?: string) =>
-    runStatus(["kubectl", "--kubeconfig", kubeconfig, ...args], input === undefined ? {} : { input });
+    runStatus([kubectlBinary(), "--kubeconfig", kubeconfig, ...args], input === undefined ? {} : { input });
   after(async () => {
     await lab.destroy();
     rmSync(kubeconfig, { force: true });

@@ -1,6 +1,6 @@
 // The one long-lived process of a lab pod, run inside the pod's network namespace: it serves every
-// containerPort (TCP accepts, UDP echoes) on all of the pod's addresses, IPv4 and IPv6, and probes
-// other addresses on request over its control socket.
+// containerPort (TCP accepts, UDP echoes, SCTP accepts and echoes where the kernel has SCTP) on all
+// of the pod's addresses, IPv4 and IPv6, and probes other addresses on request over its control socket.
 //   node dist/lab/pod-server.js --control SOCK --ports '[{"port":80,"protocol":"TCP"}]'
 import { createSocket, type Socket as UdpSocket } from "node:dgram";
 import { unlinkSync } from "node:fs";
@@ -11,6 +11,7 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { ipFamily } from "../net/ip.js";
 import { ControlRequestSchema, type ControlResponse, type ProbeResult } from "./probe-protocol.js";
+import { probeSctp, serveSctp } from "./probe-sctp.js";
 
 const PortsSchema = z.array(z.object({ port: z.number().int().min(1).max(65535), protocol: z.enum(["TCP", "UDP", "SCTP"]) }));
 export type ServedPort = z.infer<typeof PortsSchema>[number];
@@ -91,9 +92,11 @@ async function handle(line: string, ports: readonly ServedPort[]): Promise<Contr
   const r = req.data;
   if (r.op === "ping") return { ok: true, pid: process.pid, ports: [...ports] };
   if (ipFamily(r.host) === null) return { ok: false, error: `"${r.host}" is not an IP address` };
-  if (r.protocol === "SCTP") return { ok: false, error: "SCTP probes are not supported by the lab pod server" };
   const t0 = performance.now();
-  const out = r.protocol === "TCP" ? await probeTcp(r.host, r.port, r.timeoutMs) : await probeUdp(r.host, r.port, r.timeoutMs);
+  const out = r.protocol === "TCP" ? await probeTcp(r.host, r.port, r.timeoutMs)
+    : r.protocol === "UDP" ? await probeUdp(r.host, r.port, r.timeoutMs)
+    : await probeSctp(r.host, r.port, r.timeoutMs);
+  if ("error" in out) return { ok: false, error: out.error };
   const ms = Math.round((performance.now() - t0) * 100) / 100;
   return { ok: true, result: out.result, ms, ...(out.detail ? { detail: out.detail } : {}) };
 }
@@ -135,7 +138,13 @@ export async function serve(control: string, ports: readonly ServedPort[]): Prom
       const s = await listenUdp(p.port);
       closers.push(() => s.close());
     } else {
-      log(`SCTP port ${p.port} not served: this kernel has no SCTP sockets`);
+      // A kernel without SCTP still runs the pod: its other ports work, and probes say why SCTP does not.
+      try {
+        const s = await serveSctp(p.port, log);
+        closers.push(() => s.close());
+      } catch (e) {
+        log(`${(e as Error).message}; not served`);
+      }
     }
   }
   try {

@@ -1,8 +1,9 @@
 // `lab probe` and `lab matrix`: connection attempts from inside a source pod (by its pod server)
 // to a destination pod's address, classified as a user would see them.
-import { existsSync } from "node:fs";
 import { ipFamily } from "../net/ip.js";
 import { LabError } from "./lab.js";
+import { sctpSupport } from "./probe-sctp.js";
+import { netnsPathOf } from "../kernel/netns.js";
 import { controlCall, type ProbeProtocol, type ProbeResult } from "./probe-protocol.js";
 import { readPods, type LabPod } from "./pods-state.js";
 import type { LabState } from "./state.js";
@@ -24,16 +25,16 @@ export interface ProbeSpec {
   timeoutMs: number;
 }
 
-/** SCTP sockets exist only when the kernel has SCTP; this one may not (PLATFORM.md). */
-export function kernelHasSctp(): boolean {
-  return existsSync("/proc/sys/net/sctp");
-}
-
-export function checkProtocol(p: ProbeProtocol): void {
-  if (p === "SCTP" && !kernelHasSctp()) {
-    throw new LabError("SCTP: this kernel has no SCTP support (no /proc/sys/net/sctp), so SCTP probes cannot run here");
-  }
-  if (p === "SCTP") throw new LabError("SCTP: the lab pod server does not probe SCTP yet");
+/**
+ * SCTP probes need the kernel's SCTP: asked by opening an SCTP socket (pods share the kernel, so
+ * any namespace answers for all), so a kernel without it gets one clear error instead of a matrix
+ * of failures.
+ */
+export async function checkProtocol(lab: LabState, p: ProbeProtocol): Promise<void> {
+  if (p !== "SCTP") return;
+  const node = lab.nodes[0];
+  const s = await sctpSupport(node ? netnsPathOf(node.netns) : undefined);
+  if (!s.ok) throw new LabError(`SCTP probes cannot run here: ${s.reason}`);
 }
 
 /** The cluster's first family: what probes use unless --family says otherwise. */

@@ -5,6 +5,7 @@
 // policy/nft.kernel.test.ts; pairing by shared network namespace by agent/agent.test.ts.)
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { isDeepStrictEqual } from "node:util";
 import { PolicyFixture, localPod, type PodDef } from "../e2e-policy/fixture.js";
 import { PolicyController } from "./controller.js";
 import { compile, renderRuleset } from "../policy/index.js";
@@ -112,10 +113,8 @@ test("pod churn is applied incrementally and leaves the kernel's elements equal 
       ["a burst of pods (coalesced into one commit)", () => Promise.all([12, 13, 14].map((i) => f.podObject(def(i % 2 ? "cb" : "ca", i, { role: "cli", app: "web" }))))],
       ["a db replica removed from this node", () => c.podRemoved({ namespace: "ca", name: "c2" })],
     ];
-    const inc0 = c.stats.incrementalApplies;
-    for (const [what, step] of steps) {
-      await step();
-      await c.synced();
+    /** A full compile of what the store holds now, loaded into the reference namespace. */
+    const reference = async (): Promise<Record<string, string[]>> => {
       const [nss, pods, nps] = await Promise.all(["Namespace", "Pod", "NetworkPolicy"].map((k) => f.store.objects.list(k)));
       const model = compile({
         namespaces: nss.map((o) => validateNamespace(o)).flatMap((v) => (v.ok ? [v.value] : [])),
@@ -125,7 +124,22 @@ test("pod churn is applied incrementally and leaves the kernel's elements equal 
         local: c.localPods(),
       });
       await ref.exec(["nft", "-f", "-"], { input: renderRuleset(model) });
-      assert.deepEqual(await elements(f.node), await elements(ref), `after "${what}" the kernel holds a full compile's elements`);
+      return elements(ref);
+    };
+    const inc0 = c.stats.incrementalApplies;
+    for (const [what, step] of steps) {
+      await step();
+      // synced() covers only the changes the controller has seen: a store write whose watch event
+      // is still in flight is not among them. So wait for the condition itself (the kernel equal
+      // to a full compile of the store), with a deadline, instead of for the event order.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        await c.synced();
+        const [got, want] = [await elements(f.node), await reference()];
+        if (isDeepStrictEqual(got, want)) break;
+        if (Date.now() > deadline) assert.deepEqual(got, want, `after "${what}" the kernel holds a full compile's elements (waited 20 s)`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
     assert.ok(c.stats.incrementalApplies - inc0 >= 5, `pod churn went the incremental way (${c.stats.incrementalApplies - inc0} of ${steps.length} steps)`);
   } finally {

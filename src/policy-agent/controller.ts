@@ -1,6 +1,9 @@
 // The per-node policy controller: keeps `table inet weft` in the node's network namespace equal
 // to compile(objects, local pods), changing it only by atomic nft transactions.
 //
+// Here: the public API and the scheduling (dirty marks, debounce, waiters); apply.ts makes each
+// commit, veth-groups.ts follows the kernel's pairing of a pod's interfaces.
+//
 //   - Any relevant change (store watch, podAdded/podRemoved) marks the state dirty; a short
 //     debounce coalesces bursts into one recompute.
 //   - Pod churn (a pod object added, removed or relabelled; a local interface added or removed)
@@ -25,63 +28,16 @@
 //     LocalPod.netns when the agent gives it, and by the kernel (host veths whose peers share a
 //     network namespace, re-read on link changes: this last one follows the wiring, not before).
 import type { Logger } from "pino";
-import { canonicalIp } from "../net/ip.js";
-import { listVethPeerNetns, spawnLinkMonitor, type LinkMonitor } from "../kernel/links.js";
-import { nftApply, nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
-import { ifname as checkIfname, netnsPath } from "../kernel/validate.js";
-import type { Pod } from "../k8s/types.js";
-import { IncrementalCompiler, parseCounters, podIsolated, podKey, renderElementUpdate, renderModelChange, renderRuleset, type CompiledModel, type CounterInfo, type LocalPod, type RenderOptions } from "../policy/index.js";
-import type { ObjectStore } from "../store/types.js";
+import { nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
+import { netnsPath } from "../kernel/validate.js";
+import { parseCounters, podIsolated, podKey, type CompiledModel, type LocalPod, type RenderOptions } from "../policy/index.js";
+import { TableApplier } from "./apply.js";
+import { checkLocalPod, matchesRef } from "./local-pods.js";
 import { ObjectCache } from "./objects.js";
+import { PolicyApplyError, PolicyControllerStopped, type ApplyKind, type ControllerStats, type CounterReading, type PolicyControllerOptions } from "./types.js";
+import { VethGroups } from "./veth-groups.js";
 
-export interface PolicyControllerOptions {
-  node: string;
-  /** Network namespace where the table lives (e.g. /run/netns/node1); absent = the agent's own. */
-  netns?: string;
-  /** Source of Namespaces, Pods and NetworkPolicies. */
-  objects: ObjectStore;
-  /** Every pod wired on this node (read once at start; podAdded/podRemoved keep it current). */
-  localPods: () => LocalPod[] | Promise<LocalPod[]>;
-  log?: Logger;
-  /** Coalescing window for bursts of changes. Default 5 ms. */
-  debounceMs?: number;
-  /** nft table, NFLOG group, log rate (defaults: weft, 100, 10/s). */
-  render?: Pick<RenderOptions, "table" | "nflogGroup" | "logRatePerSecond" | "podIfPrefix">;
-}
-
-/** A named counter of the table with what it counts. */
-export type CounterReading = CounterInfo & { packets: number; bytes: number };
-
-export type ApplyKind = "full" | "elements" | "none";
-
-export interface ControllerStats {
-  fullApplies: number;
-  elementApplies: number;
-  /** Of the element applies, those computed incrementally (no recompile of the cluster). */
-  incrementalApplies: number;
-  /** Recomputes that compiled the whole cluster (start, policy or namespace changes, structural pod changes). */
-  fullCompiles: number;
-  failures: number;
-  /** podAdded() calls that resolved without waiting for a commit (no policy isolates the pod). */
-  immediateAdds: number;
-  lastApplyMs: number | null;
-  lastError: string | null;
-}
-
-/** The datapath could not be programmed; the pod's ADD should fail (the runtime retries). */
-export class PolicyApplyError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "PolicyApplyError";
-  }
-}
-
-export class PolicyControllerStopped extends Error {
-  constructor() {
-    super("the policy controller was stopped before the rules were applied");
-    this.name = "PolicyControllerStopped";
-  }
-}
+export { PolicyApplyError, PolicyControllerStopped, type ApplyKind, type ControllerStats, type CounterReading, type PolicyControllerOptions } from "./types.js";
 
 interface Waiter {
   gen: number;
@@ -101,13 +57,8 @@ export class PolicyController {
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
 
-  /** What the kernel holds (null until this controller's first commit). */
-  private applied: CompiledModel | null = null;
-  /**
-   * Keeps `applied` current for pod churn without recompiling the cluster; its model is
-   * `applied` whenever it is set (dropped on structural changes and failed commits).
-   */
-  private inc: IncrementalCompiler | null = null;
+  /** Makes the commits; holds what the kernel holds. */
+  private readonly writer: TableApplier;
   /** Pods whose objects changed since the last recompute. */
   private pendingPods = new Map<string, { namespace: string; name: string }>();
   /** A namespace or policy changed since the last recompute: compile in full. */
@@ -123,11 +74,8 @@ export class PolicyController {
   private busy: Promise<void> | null = null;
   private started = false;
   private stopped = false;
-  /** Host veths grouped by the network namespace of their peers (only groups of two or more). */
-  private sameNetns: string[][] = [];
-  private monitor: LinkMonitor | null = null;
-  private monitorRestart: NodeJS.Timeout | undefined;
-  private netnsRefresh: NodeJS.Timeout | undefined;
+  /** Host veths grouped by the network namespace of their peers (the kernel's view of a pod's interfaces). */
+  private readonly veths: VethGroups;
   private readonly listeners = new Set<(kind: ApplyKind, model: CompiledModel) => void>();
   readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, incrementalApplies: 0, fullCompiles: 0, failures: 0, immediateAdds: 0, lastApplyMs: null, lastError: null };
 
@@ -147,6 +95,20 @@ export class PolicyController {
       },
       opts.log,
     );
+    this.veths = new VethGroups(() => this.target(), this.render.podIfPrefix ?? "wf", () => {
+      if (!this.stopped) this.markDirty(true);
+    }, opts.log);
+    this.writer = new TableApplier({
+      node: this.node,
+      table: this.table,
+      target: () => this.target(),
+      render: this.render,
+      cache: this.cache,
+      stats: this.stats,
+      local: () => [...this.local.values()],
+      sameNetns: () => this.veths.groups,
+      log: this.log,
+    });
   }
 
   get table(): string {
@@ -172,8 +134,7 @@ export class PolicyController {
     for (const p of fromAgent) if (!removed(p)) this.local.set(p.ifname, checkLocalPod(p));
     for (const [k, p] of early) this.local.set(k, p);
     this.removedBeforeStart = [];
-    this.startLinkMonitor();
-    await this.refreshSameNetns(false);
+    await this.veths.start();
     this.started = true;
     this.requested++;
     const err = await this.cycle();
@@ -188,15 +149,7 @@ export class PolicyController {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
-    if (this.monitorRestart) clearTimeout(this.monitorRestart);
-    if (this.netnsRefresh) clearTimeout(this.netnsRefresh);
-    const m = this.monitor;
-    this.monitor = null;
-    if (m && m.pid !== undefined && m.exitCode === null && m.signalCode === null) {
-      const closed = new Promise<void>((r) => m.once("close", () => r()));
-      process.kill(m.pid, "SIGTERM");
-      await closed;
-    }
+    await this.veths.stop();
     await this.cache.stop();
     await this.busy;
     const ws = this.waiters;
@@ -257,7 +210,7 @@ export class PolicyController {
 
   /** The model the kernel holds now (what explain and `policy show` should read), or null before start. */
   model(): CompiledModel | null {
-    return this.applied;
+    return this.writer.applied;
   }
 
   localPods(): LocalPod[] {
@@ -277,7 +230,7 @@ export class PolicyController {
 
   /** The table's named counters with what each counts (empty before start or without a table). */
   async counters(): Promise<CounterReading[]> {
-    const model = this.applied;
+    const model = this.writer.applied;
     if (!model) return [];
     const json = await nftListCountersJson(this.table, this.target());
     if (json === null) return [];
@@ -298,47 +251,6 @@ export class PolicyController {
   /** Removes the table (decommissioning a node: every pod becomes unrestricted). Stop first. */
   async removeRuleset(): Promise<boolean> {
     return nftDeleteTable(this.table, this.target());
-  }
-
-  /** Watches link changes so a pod's new interface is paired with its siblings (see refreshSameNetns). */
-  private startLinkMonitor(): void {
-    if (this.stopped) return;
-    let m: LinkMonitor;
-    try {
-      m = spawnLinkMonitor(this.target());
-    } catch (e) {
-      this.log?.warn({ err: String(e) }, "cannot watch links; interfaces of one pod are paired by name only");
-      return;
-    }
-    this.monitor = m;
-    const prefix = this.render.podIfPrefix ?? "wf";
-    m.stdout.setEncoding("utf8").on("data", (d: string) => {
-      if (!d.includes(` ${prefix}`)) return;
-      // Coalesce the burst of events one veth creation makes (add, move, up).
-      if (this.netnsRefresh) clearTimeout(this.netnsRefresh);
-      this.netnsRefresh = setTimeout(() => void this.refreshSameNetns(true), 10);
-    });
-    m.stderr.resume();
-    m.on("error", (e) => this.log?.warn({ err: e.message }, "link monitor failed"));
-    m.on("close", () => {
-      if (this.monitor === m) this.monitor = null;
-      if (!this.stopped) this.monitorRestart = setTimeout(() => this.startLinkMonitor(), 1000);
-    });
-  }
-
-  /** Re-reads which host veths lead into one namespace; recomputes when that changed. */
-  private async refreshSameNetns(mark: boolean): Promise<void> {
-    this.netnsRefresh = undefined;
-    let groups: string[][];
-    try {
-      groups = groupByNetns(await listVethPeerNetns(this.target()), this.render.podIfPrefix ?? "wf");
-    } catch (e) {
-      this.log?.warn({ err: String(e) }, "could not list veths; interfaces of one pod are paired by name only");
-      return;
-    }
-    if (JSON.stringify(groups) === JSON.stringify(this.sameNetns)) return;
-    this.sameNetns = groups;
-    if (mark && !this.stopped) this.markDirty(true);
   }
 
   // ---- the apply loop --------------------------------------------------------------------------
@@ -427,100 +339,10 @@ export class PolicyController {
   private async applyOnce(): Promise<{ kind: ApplyKind; model: CompiledModel }> {
     // What changed since the last recompute, taken in the same tick as the objects are read:
     // anything later goes into the next cycle.
-    const pendingPods = this.pendingPods;
+    const pods = this.pendingPods;
     this.pendingPods = new Map();
     const structural = this.structural;
     this.structural = false;
-    const prev = this.applied;
-    const inc = this.inc;
-    this.inc = null; // set again only once the kernel holds its model
-    if (prev && inc && inc.model === prev && !structural) {
-      const pods = new Map<string, Pod | null>();
-      for (const [key, ref] of pendingPods) pods.set(key, this.cache.pod(ref.namespace, ref.name) ?? null);
-      const r = inc.update({ pods, local: [...this.local.values()], sameNetns: this.sameNetns });
-      if (r) {
-        const script = renderModelChange(prev, r.model, r.change, this.render);
-        if (script === "") {
-          this.applied = r.model;
-          this.inc = inc;
-          return { kind: "none", model: r.model };
-        }
-        try {
-          await nftApply(script, this.target());
-          this.applied = r.model;
-          this.inc = inc;
-          this.stats.elementApplies++;
-          this.stats.incrementalApplies++;
-          this.log?.debug({ node: this.node, pods: pods.size }, "policy elements updated incrementally");
-          return { kind: "elements", model: r.model };
-        } catch (e) {
-          // The kernel no longer holds `prev` (table changed behind our back): replace it whole.
-          this.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
-          return this.applyFull(null);
-        }
-      }
-      // A structural pod change (e.g. a new isolation group): compile in full.
-    }
-    return this.applyFull(prev);
+    return this.writer.apply({ pods, structural });
   }
-
-  /** Compiles the cluster; commits the element diff against `prev` if that is all, else the whole table. */
-  private async applyFull(prev: CompiledModel | null): Promise<{ kind: ApplyKind; model: CompiledModel }> {
-    const first = this.applied === null;
-    const snap = this.cache.snapshot();
-    const inc = IncrementalCompiler.from({ ...snap, node: this.node, local: [...this.local.values()], sameNetns: this.sameNetns });
-    this.stats.fullCompiles++;
-    const next = inc.model;
-    if (prev) {
-      const update = renderElementUpdate(prev, next, this.render);
-      if (update === "") {
-        this.applied = next;
-        this.inc = inc;
-        return { kind: "none", model: next };
-      }
-      if (update !== null) {
-        try {
-          await nftApply(update, this.target());
-          this.applied = next;
-          this.inc = inc;
-          this.stats.elementApplies++;
-          this.log?.debug({ node: this.node }, "policy elements updated");
-          return { kind: "elements", model: next };
-        } catch (e) {
-          this.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
-        }
-      }
-    }
-    const json = await nftListCountersJson(this.table, this.target());
-    const counterValues = json === null ? new Map<string, { packets: number; bytes: number }>() : parseCounters(json);
-    await nftApply(renderRuleset(next, { ...this.render, counterValues }), this.target());
-    this.applied = next;
-    this.inc = inc;
-    this.stats.fullApplies++;
-    this.log?.info({ node: this.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: first && json !== null }, "policy ruleset applied");
-    return { kind: "full", model: next };
-  }
-}
-
-// ---- interfaces sharing a network namespace (kernel view) --------------------------------------
-
-function groupByNetns(links: Array<{ ifname: string; netnsid: number }>, prefix: string): string[][] {
-  const by = new Map<number, string[]>();
-  for (const l of links) if (l.ifname.startsWith(prefix)) by.set(l.netnsid, [...(by.get(l.netnsid) ?? []), l.ifname]);
-  return [...by.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort((a, b) => (a[0] < b[0] ? -1 : 1));
-}
-
-function matchesRef(p: LocalPod, ref: { namespace: string; name: string; ifname?: string }): boolean {
-  return p.namespace === ref.namespace && p.name === ref.name && (ref.ifname === undefined || p.ifname === ref.ifname);
-}
-
-function checkLocalPod(p: LocalPod): LocalPod {
-  checkIfname(p.ifname);
-  const ips = p.ips.map((ip) => {
-    // CNI results give "addr/prefix"; the datapath wants the address.
-    const c = canonicalIp(ip.replace(/\/\d{1,3}$/, ""));
-    if (c === null) throw new Error(`pod ${p.namespace}/${p.name}: "${ip}" is not an IP address`);
-    return c;
-  });
-  return { namespace: p.namespace, name: p.name, ifname: p.ifname, ips, ...(p.netns !== undefined ? { netns: p.netns } : {}) };
 }

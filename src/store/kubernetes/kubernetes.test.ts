@@ -1,13 +1,14 @@
 // The shared store cases against a real kube-apiserver (v1.20.2 over a real etcd, started once for
 // this file), plus what a user checks with kubectl: the nodes weft registered, with their podCIDRs
 // and annotations, node Leases, and pod status written through the status subresource.
-import { after, describe, test } from "node:test";
+import { after, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { KubeClient, openKubernetesStore, startKubeApiserver, kubeApiserverBinary, type KubeApiserver } from "./index.js";
 import type { Json } from "./client.js";
+import { kubectlBinary, kubectlSkipReason } from "../../testlib/kubectl.js";
 import { CLAIM_LABEL, claimPath, nodeLeasePath, nodePath, settingsPath, SETTINGS_NAME } from "./layout.js";
 import { UnavailableError, type ClusterStore, type LeaseState, type NodeInfo } from "../types.js";
 
@@ -78,21 +79,26 @@ if (skip) {
 }
 
 function kubectl(kubeconfig: string, ...args: string[]): string {
-  const r = spawnSync("kubectl", ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync(kubectlBinary(), ["--kubeconfig", kubeconfig, ...args], { encoding: "utf8", timeout: 30_000 });
   assert.equal(r.status, 0, `kubectl ${args.join(" ")} failed: ${r.stderr}`);
   return r.stdout;
 }
 
-describe("kubernetes store: what kubectl shows", { skip: skip || (spawnSync("kubectl", ["version", "--client"]).status !== 0 ? "kubectl is not installed" : false) }, () => {
+describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipReason() ?? false) }, () => {
   const clients: ClusterStore[] = [];
   const open = async (): Promise<ClusterStore> => {
     const s = openKubernetesStore({ kubeconfig: (await api()).kubeconfig, requestTimeoutMs: 5000 });
     clients.push(s);
     return s;
   };
-  after(async () => {
-    await Promise.allSettled(clients.map((c) => c.close()));
-  });
+  // Each test's stores close before the next one starts: a previous test's live node lease,
+  // finding its objects wiped, would re-register into the next test's cluster and race it for
+  // subnets (the cause of "a dead node leaves kubectl's list" timing out on a busy machine).
+  const closeAll = async (): Promise<void> => {
+    await Promise.allSettled(clients.splice(0).map((c) => c.close()));
+  };
+  beforeEach(closeAll);
+  after(closeAll);
 
   test("kubectl get nodes shows weft's nodes with their podCIDRs, addresses and backend data", { timeout: 90_000 }, async () => {
     const { kubeconfig } = await api();
