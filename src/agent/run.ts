@@ -10,9 +10,9 @@ import type { Server } from "node:net";
 import { pino, type Logger } from "pino";
 import { type Pool } from "../ipam/addr.js";
 import { IpamStore } from "../ipam/store.js";
-import { IprouteKernel } from "../kernel/iproute.js";
-import { NetlinkKernel } from "../kernel/netlink/kernel.js";
-import type { PodKernel } from "../kernel/podnet.js";
+import { IprouteKernel } from "../kernel/pod/iproute/kernel.js";
+import { NetlinkKernel } from "../kernel/pod/netlink/kernel.js";
+import type { PodKernel } from "../kernel/pod/types.js";
 // run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
 import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";

@@ -3,7 +3,7 @@
 // global address on an interface weft did not make.
 import { isIP } from "node:net";
 import { canonicalIp } from "../ipam/addr.js";
-import type { PodKernel } from "../kernel/podnet.js";
+import type { PodKernel } from "../kernel/pod/types.js";
 import { listAddresses } from "../kernel/underlay.js";
 
 /** Interfaces weft makes itself: pod host ends (wf + hex) and backend devices (weft.<vni>). */

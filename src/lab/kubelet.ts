@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { PodSchema } from "../k8s/types.js";
-import { addChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type Attachment, type ConflistJson } from "../cni/runtime.js";
+import { addChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type Attachment, type ConflistJson } from "./cni-runtime.js";
 import { LabNames, netnsPathOf } from "./names.js";
 import { controlCall } from "./probe-protocol.js";
 import { podKey, readPods, writePods, type LabPod, type PodsFile } from "./pods-state.js";

@@ -5,14 +5,14 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { run } from "./exec.js";
-import { createNetns, globalAddrs, linkAddr, ping, removeAllNetns, routes, type TestNetns, weftLinks } from "../testlib/netns.js";
-import * as validate from "./validate.js";
-import { parseBatchFailures } from "./iproute.js";
+import { run } from "../../exec.js";
+import { createNetns, globalAddrs, linkAddr, ping, removeAllNetns, routes, type TestNetns, weftLinks } from "../../../testlib/netns.js";
+import * as validate from "../../validate.js";
+import { parseBatchFailures } from "./kernel.js";
 
 after(removeAllNetns);
 
-const MODULE = join(dirname(fileURLToPath(import.meta.url)), "iproute.js");
+const MODULE = join(dirname(fileURLToPath(import.meta.url)), "kernel.js");
 
 /** Calls one IprouteKernel method inside `host` and returns its JSON result. */
 async function inHost<T>(host: TestNetns, method: string, ...args: unknown[]): Promise<T> {

@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
-import { dirs, hookExit, running } from "../child-reaper.js";
+import { dirs, hookExit, running } from "./child-reaper.js";
 
 export const ETCD_BINARY = "/usr/bin/etcd";
 

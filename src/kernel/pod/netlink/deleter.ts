@@ -11,11 +11,11 @@
 // `ip link del group G`): the kernel unregisters them in one batch and waits once, and only one
 // pool thread is held for it.
 import { randomInt } from "node:crypto";
-import { AF_UNSPEC, RTM_DELLINK, RTMGRP_LINK } from "./consts.js";
-import { NetlinkError } from "./errors.js";
-import { parseIfinfomsg } from "./message.js";
-import { delGroup, delLink, getLink, getLinkByIndex, setGroup } from "./requests.js";
-import type { Answer, NetlinkSocket } from "./socket.js";
+import { AF_UNSPEC, RTM_DELLINK, RTMGRP_LINK } from "../../netlink/consts.js";
+import { NetlinkError } from "../../netlink/errors.js";
+import { parseIfinfomsg } from "../../netlink/message.js";
+import { delGroup, delLink, getLink, getLinkByIndex, setGroup } from "../../netlink/requests.js";
+import type { Answer, NetlinkSocket } from "../../netlink/socket.js";
 
 const ENODEV = 19;
 const EIO = 5;

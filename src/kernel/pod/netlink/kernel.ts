@@ -8,18 +8,18 @@
 // come up); deletions wait on a worker thread (see deleter.ts).
 import { closeSync, openSync, writeFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
-import * as v from "../validate.js";
-import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../podnet.js";
+import * as v from "../../validate.js";
+import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../types.js";
 import {
   AF_INET, AF_INET6, AF_UNSPEC, IF_OPER_UP, IFA_ADDRESS, IFA_LOCAL, IFF_UP, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, LOOPBACK_IFINDEX,
   RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE, RTM_F_CLONED, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE,
   RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE,
-} from "./consts.js";
+} from "../../netlink/consts.js";
 import { LinkDeleter } from "./deleter.js";
-import { NetlinkError } from "./errors.js";
-import { cstr, ifaddrmsg, ifinfomsg, type InMessage, ipString, macString, parseAttrs, parseIfaddrmsg, parseIfinfomsg, parseRtmsg, rtmsg } from "./message.js";
-import { addAddr, addRoute, delRoute, type Fam, getLink, getLinkByIndex, linkUp, newVeth, permanentNeigh } from "./requests.js";
-import { type Answer, NetlinkSocket, type Request } from "./socket.js";
+import { NetlinkError } from "../../netlink/errors.js";
+import { cstr, ifaddrmsg, ifinfomsg, type InMessage, ipString, macString, parseAttrs, parseIfaddrmsg, parseIfinfomsg, parseRtmsg, rtmsg } from "../../netlink/message.js";
+import { addAddr, addRoute, delRoute, type Fam, getLink, getLinkByIndex, linkUp, newVeth, permanentNeigh } from "../../netlink/requests.js";
+import { type Answer, NetlinkSocket, type Request } from "../../netlink/socket.js";
 
 const ENOENT = 2;
 const EEXIST = 17;

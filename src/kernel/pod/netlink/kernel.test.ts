@@ -4,9 +4,9 @@
 // from the same input in a twin set of namespaces.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createNetns, ping, removeAllNetns, type TestNetns, weftLinks } from "../../testlib/netns.js";
-import type { PodView, PodWiring, RouteInfo } from "../podnet.js";
-import { type KernelHost, type KernelImpl, RemoteKernelError, startKernelHost } from "./testhost.js";
+import { createNetns, ping, removeAllNetns, type TestNetns, weftLinks } from "../../../testlib/netns.js";
+import type { PodView, PodWiring, RouteInfo } from "../types.js";
+import { type KernelHost, type KernelImpl, RemoteKernelError, startKernelHost } from "../../../testlib/kernel-host.js";
 
 after(removeAllNetns);
 const hosts: KernelHost[] = [];

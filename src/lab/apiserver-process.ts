@@ -11,8 +11,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { stringify } from "yaml";
-import { startEtcd, type EtcdCluster } from "../etcd/etcd-process.js";
-import { dirs, hookExit, running } from "../child-reaper.js";
+import { startEtcd, type EtcdCluster } from "./etcd-process.js";
+import { dirs, hookExit, running } from "./child-reaper.js";
 
 /** Where scripts/kube-apiserver.sh caches the binary ($WEFT_CACHE, default /var/cache/weft). */
 export function kubeApiserverBinary(): string {

@@ -3,9 +3,9 @@
 // /proc/sys, which shows the namespace of the process reading it.
 import { randomInt } from "node:crypto";
 import { writeFile } from "node:fs/promises";
-import { KernelCommandError, run, runStatus } from "./exec.js";
-import * as v from "./validate.js";
-import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "./podnet.js";
+import { KernelCommandError, run, runStatus } from "../../exec.js";
+import * as v from "../../validate.js";
+import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../types.js";
 
 interface IpLink {
   ifindex: number;

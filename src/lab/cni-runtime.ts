@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { runStatus } from "../kernel/exec.js";
-import type { CniCommand } from "./types.js";
+import type { CniCommand } from "../cni/types.js";
 
 /** Where Debian's containernetworking-plugins live. */
 export const REFERENCE_PLUGIN_DIR = "/usr/lib/cni";

@@ -2,7 +2,7 @@
 // (dist/weft-cni) against a node agent using IprouteKernel or NetlinkKernel, and the reference
 // bridge + host-local plugins, all in one run. Makes its own namespaces (wt-cnib-*), runs inside
 // the "host" one, removes them. Run as root after tsc and the plugin build:
-//   node dist/kernel/netlink/cni-bench.js [sequential-rounds]
+//   npx tsc -p tsconfig.bench.json && node dist-bench/bench/micro/cni-kernel.js [sequential-rounds]
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +11,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const dist = join(here, "..", "..");
+// dist/ (the build of src/, with the plugin) from dist-bench/bench/micro/.
+const dist = join(here, "..", "..", "..", "dist");
 const PLUGIN = join(dist, "weft-cni");
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 
@@ -33,7 +34,7 @@ function cni(exe: string, command: "ADD" | "DEL", id: string, netns: string, con
 
 async function agent(kernel: "iproute" | "netlink", work: string): Promise<Target> {
   const socket = join(work, `${kernel}.sock`);
-  const [mod, cls] = kernel === "netlink" ? [join(here, "kernel.js"), "NetlinkKernel"] : [join(dist, "kernel", "iproute.js"), "IprouteKernel"];
+  const [mod, cls] = kernel === "netlink" ? [join(dist, "kernel", "pod", "netlink", "kernel.js"), "NetlinkKernel"] : [join(dist, "kernel", "pod", "iproute", "kernel.js"), "IprouteKernel"];
   const script = `
     const { startAgent, makeLogger } = await import(${JSON.stringify(join(dist, "agent", "run.js"))});
     const { parsePool } = await import(${JSON.stringify(join(dist, "ipam", "addr.js"))});

@@ -7,17 +7,17 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildTopology, type Topology, type TopoNode } from "../../backends/testing/topology.js";
-import { run, runStatus } from "../../kernel/exec.js";
-import { startEtcd, type EtcdCluster } from "../../store/etcd/etcd-process.js";
-import { openStore } from "../../store/index.js";
-import { startKubeApiserver, writeKubeconfig, type KubeApiserver } from "../../store/kubernetes/apiserver-process.js";
-import type { ClusterSettingsInput, ClusterStore } from "../../store/types.js";
-import { createNetns, type TestNetns } from "../../testlib/netns.js";
-import { request } from "../client.js";
-import type { AgentResponse } from "../protocol.js";
+import { buildTopology, type Topology, type TopoNode } from "../backends/testing/topology.js";
+import { run, runStatus } from "../kernel/exec.js";
+import { startEtcd, type EtcdCluster } from "../lab/etcd-process.js";
+import { openStore } from "../store/index.js";
+import { startKubeApiserver, writeKubeconfig, type KubeApiserver } from "../lab/apiserver-process.js";
+import type { ClusterSettingsInput, ClusterStore } from "../store/types.js";
+import { createNetns, type TestNetns } from "./netns.js";
+import { request } from "../agent/client.js";
+import type { AgentResponse } from "../agent/protocol.js";
 
-export const AGENT_CLI = resolve(dirname(fileURLToPath(import.meta.url)), "cli.js");
+export const AGENT_CLI = resolve(dirname(fileURLToPath(import.meta.url)), "agent-cli.js");
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

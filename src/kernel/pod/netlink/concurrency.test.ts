@@ -4,9 +4,9 @@
 // "host" namespace, as the agent does; results are read with `ip -j` and ping.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createNetns, ping, removeAllNetns, type TestNetns, weftLinks } from "../../testlib/netns.js";
-import type { PodWiring } from "../podnet.js";
-import { type KernelHost, startKernelHost } from "./testhost.js";
+import { createNetns, ping, removeAllNetns, type TestNetns, weftLinks } from "../../../testlib/netns.js";
+import type { PodWiring } from "../types.js";
+import { type KernelHost, startKernelHost } from "../../../testlib/kernel-host.js";
 
 after(removeAllNetns);
 const hosts: KernelHost[] = [];

@@ -6,10 +6,11 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import type { TestNetns } from "../../testlib/netns.js";
+import type { TestNetns } from "./netns.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const MODULES = { netlink: [join(here, "kernel.js"), "NetlinkKernel"], iproute: [join(here, "..", "iproute.js"), "IprouteKernel"] } as const;
+const kernel = join(here, "..", "kernel");
+const MODULES = { netlink: [join(kernel, "pod", "netlink", "kernel.js"), "NetlinkKernel"], iproute: [join(kernel, "pod", "iproute", "kernel.js"), "IprouteKernel"] } as const;
 export type KernelImpl = keyof typeof MODULES;
 
 export interface RemoteError { name: string; message: string; code?: string; stderr?: string }
@@ -35,8 +36,8 @@ const running = new Set();
 // wirePodLooked: wirePod, then at once (before anything else runs here) the operational state
 // of both veth ends as a link dump (what \`ip link show\` reads) shows it: a person looking a few
 // milliseconds later could miss a link that was not up yet when the ADD returned.
-const { NetlinkSocket } = await import(${JSON.stringify(join(here, "socket.js"))});
-const m = await import(${JSON.stringify(join(here, "message.js"))});
+const { NetlinkSocket } = await import(${JSON.stringify(join(kernel, "netlink", "socket.js"))});
+const m = await import(${JSON.stringify(join(kernel, "netlink", "message.js"))});
 const { closeSync, openSync } = await import("node:fs");
 const OPER = ["UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP"];
 const operstate = (sock, name) => {

@@ -1,12 +1,13 @@
 // Benchmark, not a test: wirePod + deleteHostLinks, NetlinkKernel against IprouteKernel,
 // interleaved in one run. Makes its own namespaces (wt-bench-*), runs itself inside the "host"
-// one, removes them all. Run as root: node dist/kernel/netlink/bench.js [rounds]
+// one, removes them all. Run as root: node dist-bench/bench/micro/pod-kernel.js [rounds]
+// (built by `npx tsc -p tsconfig.bench.json`; not run by bench/run.sh, which runs the docs benchmarks)
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { IprouteKernel } from "../iproute.js";
-import type { PodKernel, PodWiring } from "../podnet.js";
-import { NetlinkKernel } from "./kernel.js";
+import { IprouteKernel } from "../../src/kernel/pod/iproute/kernel.js";
+import type { PodKernel, PodWiring } from "../../src/kernel/pod/types.js";
+import { NetlinkKernel } from "../../src/kernel/pod/netlink/kernel.js";
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
 const ms = (x: number) => x.toFixed(2);
