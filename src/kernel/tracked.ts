@@ -35,7 +35,7 @@ export async function readJson<T>(ctx: KernelContext, argv: readonly string[]): 
 }
 
 // Tokens that `ip -batch`/`bridge -batch` read back exactly as written (no quotes, '#', spaces).
-const BATCH_SAFE = /^[A-Za-z0-9_.:\/@%+-]+$/;
+const BATCH_SAFE = /^[A-Za-z0-9_.:/@%+-]+$/;
 
 /**
  * Runs many `ip` (or `bridge`) commands as one `TOOL -force -batch -`: one process instead of one

@@ -15,7 +15,7 @@ export function ifname(name: string): string {
   if (typeof name !== "string" || name.length === 0) throw new InvalidKernelInput("interface name is empty");
   if (Buffer.byteLength(name) > 15) throw new InvalidKernelInput(`interface name "${name}" is longer than 15 bytes`);
   if (name === "." || name === "..") throw new InvalidKernelInput(`interface name "${name}" is not allowed`);
-  if (/[\/\s:\0]/.test(name)) throw new InvalidKernelInput(`interface name "${name}" contains '/', ':' or whitespace`);
+  if (/[/\s:\0]/.test(name)) throw new InvalidKernelInput(`interface name "${name}" contains '/', ':' or whitespace`);
   return name;
 }
 

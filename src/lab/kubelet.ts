@@ -185,7 +185,7 @@ export class LabKubelet {
     const ns = obj.metadata.namespace ?? "default";
     const name = obj.metadata.name;
     const spec = (obj.spec ?? {}) as { nodeName?: unknown; hostNetwork?: unknown };
-    let nodeName = typeof spec.nodeName === "string" && spec.nodeName ? spec.nodeName : undefined;
+    const nodeName = typeof spec.nodeName === "string" && spec.nodeName ? spec.nodeName : undefined;
     if (!nodeName) {
       // The scheduler's part: bind the pod to a node. The resulting update event comes back here.
       const target = existing?.node ?? this.pickNode().name;

@@ -5,7 +5,7 @@
 // policy/nft.kernel.test.ts; pairing by shared network namespace by agent/agent.test.ts.)
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { PolicyFixture, localPod, type PodDef } from "../e2e-policy/fixture.js";
+import { PolicyFixture, localPod, type PodDef } from "../e2e/policy/fixture.js";
 import { PolicyController } from "./controller.js";
 import { compile, renderRuleset } from "../policy/index.js";
 import { createNetns } from "../testlib/netns.js";

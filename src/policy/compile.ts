@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { cidrMinus, canonicalAddr, formatAddr, parseAddr, parseCidr, type Family } from "../k8s/ipaddr.js";
 import { effectivePolicyTypes, namespaceLabels, NAMESPACE_NAME_LABEL, portProtocol } from "../k8s/defaults.js";
 import { selectorIsEmpty, selectorKey, selectorMatches, selectorString } from "../k8s/selector.js";
-import type { ContainerPort, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod, Protocol } from "../k8s/types.js";
+import type { ContainerPort, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod, Protocol } from "../k8s/types.js";
 import type {
   CidrSet,
   CompiledModel,

@@ -14,7 +14,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
  * The plugin as installed: the native forwarder. The stand-in agent below speaks only the JSON
  * protocol, as an older agent would, so every call here also proves the forwarder's fall back to
  * the full plugin (dist/weft-cni-full); its fast path is tested with a real agent in
- * src/e2e/forwarder.test.ts.
+ * src/e2e/cni/forwarder.test.ts.
  */
 export const PLUGIN_BIN = join(root, "dist", "weft-cni");
 /** The same plugin under plain node (tsc output), for debugging. */

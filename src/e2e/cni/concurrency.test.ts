@@ -2,7 +2,7 @@
 // and nothing leaks, as `weft ipam check` and the pods' own interfaces show.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { invokePlugin, resultAddresses, type PluginOutput } from "../testlib/plugin.js";
+import { invokePlugin, resultAddresses, type PluginOutput } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, inCidr4, k8sArgs, sleep } from "./fixture.js";
 
 const skip = e2eSkipReason() ?? false;

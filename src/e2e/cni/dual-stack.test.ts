@@ -3,8 +3,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { isIPv6 } from "node:net";
-import { run, runStatus } from "../kernel/exec.js";
-import { invokePlugin, resultAddresses } from "../testlib/plugin.js";
+import { run, runStatus } from "../../kernel/exec.js";
+import { invokePlugin, resultAddresses } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, inCidr4, k8sArgs, ping, sleep } from "./fixture.js";
 
 const skip = e2eSkipReason() ?? false;

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, renameSync } from "node:fs";
-import { invokePlugin, resultAddresses, type CniErrorOut, type PluginCall } from "../testlib/plugin.js";
+import { invokePlugin, resultAddresses, type CniErrorOut, type PluginCall } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, k8sArgs } from "./fixture.js";
 
 const skip = e2eSkipReason() ?? false;

@@ -6,10 +6,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runStatus } from "../kernel/exec.js";
-import { readState, type LabState } from "../lab/state.js";
+import { runStatus } from "../../kernel/exec.js";
+import { readState, type LabState } from "../../lab/state.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const WEFT_BIN = join(ROOT, "bin", "weft");
 
 export interface CliResult { code: number; stdout: string; stderr: string }

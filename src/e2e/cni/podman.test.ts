@@ -2,7 +2,7 @@
 // install-cni wrote, runs the real plugin (and portmap) for each container, and DELs on rm.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { PodmanSandbox, podmanSkipReason } from "../testlib/podman.js";
+import { PodmanSandbox, podmanSkipReason } from "../../testlib/podman.js";
 import { e2eSkipReason, Host, inCidr4, sleep, tag } from "./fixture.js";
 
 const skip = e2eSkipReason() ?? (await podmanSkipReason()) ?? false;

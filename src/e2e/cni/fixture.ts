@@ -6,12 +6,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createNetns, type TestNetns } from "../testlib/netns.js";
-import { startTestAgent, type TestAgent } from "../testlib/agent.js";
-import { run, runStatus } from "../kernel/exec.js";
-import { REFERENCE_PLUGIN_DIR, type ConflistJson } from "../testlib/plugin.js";
+import { createNetns, type TestNetns } from "../../testlib/netns.js";
+import { startTestAgent, type TestAgent } from "../../testlib/agent.js";
+import { run, runStatus } from "../../kernel/exec.js";
+import { REFERENCE_PLUGIN_DIR, type ConflistJson } from "../../testlib/plugin.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const WEFT_BIN = join(ROOT, "bin", "weft");
 export const CLI_MAIN = join(ROOT, "dist", "cli", "main.js");
 export const BUILT_PLUGIN = join(ROOT, "dist", "weft-cni");

@@ -2,8 +2,8 @@
 // exactly as a runtime calls it (env vars, config on stdin, JSON on stdout).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { run } from "../kernel/exec.js";
-import { invokePlugin, resultAddresses, type CniErrorOut } from "../testlib/plugin.js";
+import { run } from "../../kernel/exec.js";
+import { invokePlugin, resultAddresses, type CniErrorOut } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, inCidr4, k8sArgs } from "./fixture.js";
 
 const VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

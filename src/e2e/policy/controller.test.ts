@@ -5,10 +5,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { evaluate, type CompiledModel, type Protocol } from "../policy/index.js";
-import { PolicyController, type ApplyKind } from "../policy-agent/controller.js";
-import { createPolicyMetrics, startMetricsServer } from "../policy-agent/metrics.js";
-import { DenyLogger } from "../policy-agent/denylog.js";
+import { evaluate, type CompiledModel, type Protocol } from "../../policy/index.js";
+import { PolicyController, type ApplyKind } from "../../policy-agent/controller.js";
+import { createPolicyMetrics, startMetricsServer } from "../../policy-agent/metrics.js";
+import { DenyLogger } from "../../policy-agent/denylog.js";
 import { PolicyFixture, localPod, until, type PodDef, type WiredPod } from "./fixture.js";
 
 const root = process.getuid?.() === 0;

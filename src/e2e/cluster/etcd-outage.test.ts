@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { isAlive } from "../lab/procs.js";
+import { isAlive } from "../../lab/procs.js";
 import { ClusterLab, matrixKeys, skipReason, sleep, unconnected } from "./fixture.js";
 
 const skip = skipReason();

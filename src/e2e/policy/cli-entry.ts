@@ -1,9 +1,9 @@
 // A CLI entry with only the policy commands, as main.ts registers them, so the tests drive the
 // real commander wiring (exit codes, errors) without depending on the rest of the CLI.
 import { Command } from "commander";
-import { exitWithError } from "../cli/errors.js";
-import { registerExplain } from "../cli/explain.js";
-import { registerPolicy } from "../cli/policy.js";
+import { exitWithError } from "../../cli/errors.js";
+import { registerExplain } from "../../cli/explain.js";
+import { registerPolicy } from "../../cli/policy.js";
 
 const program = new Command();
 program

@@ -8,9 +8,9 @@
 // with the matrix, invalid policies are rejected before they reach any node, SCTP policies compile.
 import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { run } from "../kernel/exec.js";
-import { isAlive } from "../lab/procs.js";
-import { skipReason } from "../lab/testkit.js";
+import { run } from "../../kernel/exec.js";
+import { isAlive } from "../../lab/procs.js";
+import { skipReason } from "../../lab/testkit.js";
 import { NAMESPACES, NODES, PLACEMENT, PODS, NetpolLab, namespaceObj, netpol, podObj, sleep, type Family, type Flow, type Json, type Protocol } from "./fixture.js";
 import { Reachability, type PodId } from "./reachability.js";
 

@@ -2,8 +2,8 @@
 // no links in the host netns or the pod, no address allocated.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { run } from "../kernel/exec.js";
-import { invokePlugin, type CniErrorOut, type PluginCall } from "../testlib/plugin.js";
+import { run } from "../../kernel/exec.js";
+import { invokePlugin, type CniErrorOut, type PluginCall } from "../../testlib/plugin.js";
 import { e2eSkipReason, Host, k8sArgs, linksIn } from "./fixture.js";
 
 const skip = e2eSkipReason() ?? false;

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runStatus } from "../kernel/exec.js";
-import { apiserverBinary } from "../lab/apiserver.js";
+import { runStatus } from "../../kernel/exec.js";
+import { apiserverBinary } from "../../lab/apiserver.js";
 import { ClusterLab, inCidr, matrixKeys, skipReason, unconnected } from "./fixture.js";
 
 const skip = skipReason()

@@ -3,13 +3,13 @@
 // repaired, removals take the pod's entries out, and a failed commit fails the pod's ADD.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
-import { PolicyApplyError, PolicyController } from "../policy-agent/controller.js";
-import { createNetns, removeAllNetns } from "../testlib/netns.js";
-import { localStorePath, openLocalStore } from "../store/local/index.js";
-import { openStore } from "../store/index.js";
+import { PolicyApplyError, PolicyController } from "../../policy-agent/controller.js";
+import { createNetns, removeAllNetns } from "../../testlib/netns.js";
+import { localStorePath, openLocalStore } from "../../store/local/index.js";
+import { openStore } from "../../store/index.js";
 import { Writable } from "node:stream";
 import { pino } from "pino";
-import { startPolicyEnforcement } from "../policy-agent/run.js";
+import { startPolicyEnforcement } from "../../policy-agent/run.js";
 import { PolicyFixture, localPod, until, type PodDef } from "./fixture.js";
 
 const root = process.getuid?.() === 0;

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { unixEndpoints } from "../lab/etcd.js";
-import { deleteNetns, ensureNode } from "../lab/topology.js";
+import { unixEndpoints } from "../../lab/etcd.js";
+import { deleteNetns, ensureNode } from "../../lab/topology.js";
 import { ClusterLab, inCidr, skipReason, sleep, WEFT_BIN, type NodeJson } from "./fixture.js";
 
 const skip = skipReason();

@@ -5,11 +5,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { runStatus } from "../kernel/exec.js";
-import { LabNames } from "../lab/names.js";
-import { readPods } from "../lab/pods-state.js";
-import { probeOne } from "../lab/probe.js";
-import { ROOT, TestLab, WEFT_BIN } from "../lab/testkit.js";
+import { runStatus } from "../../kernel/exec.js";
+import { LabNames } from "../../lab/names.js";
+import { readPods } from "../../lab/pods-state.js";
+import { probeOne } from "../../lab/probe.js";
+import { ROOT, TestLab, WEFT_BIN } from "../../lab/testkit.js";
 import type { Matrix, PodId } from "./reachability.js";
 import { Reachability } from "./reachability.js";
 
@@ -30,7 +30,7 @@ export function podLabels(name: string): Record<string, string> {
   return name === "c" ? { pod: name, tier: "edge" } : { pod: name };
 }
 
-export const FLOW = join(ROOT, "dist", "e2e-netpol", "flow.js");
+export const FLOW = join(ROOT, "dist", "e2e", "netpol", "flow.js");
 
 export type Protocol = "TCP" | "UDP" | "SCTP";
 export type Json = Record<string, unknown>;

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { invokePlugin, resultAddresses, REFERENCE_PLUGIN_DIR } from "../testlib/plugin.js";
+import { invokePlugin, resultAddresses, REFERENCE_PLUGIN_DIR } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, inCidr4, k8sArgs, ping, startEchoServer, tcpEcho } from "./fixture.js";
 
 const skip = e2eSkipReason() ?? (!existsSync(join(REFERENCE_PLUGIN_DIR, "host-local")) ? "no host-local in /usr/lib/cni" : false);

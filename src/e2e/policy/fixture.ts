@@ -6,12 +6,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createNetns, type TestNetns } from "../testlib/netns.js";
-import { wireRoutedPod } from "../testlib/routed-pod.js";
-import { localStorePath, openLocalStore } from "../store/local/index.js";
-import type { ClusterStore, ObjectInput } from "../store/types.js";
-import type { LocalPod } from "../policy/index.js";
-import { PolicyController } from "../policy-agent/controller.js";
+import { createNetns, type TestNetns } from "../../testlib/netns.js";
+import { wireRoutedPod } from "../../testlib/routed-pod.js";
+import { localStorePath, openLocalStore } from "../../store/local/index.js";
+import type { ClusterStore, ObjectInput } from "../../store/types.js";
+import type { LocalPod } from "../../policy/index.js";
+import { PolicyController } from "../../policy-agent/controller.js";
 
 export const NODE = "node1";
 const PROBE_TOOL = fileURLToPath(new URL("./probe-tool.js", import.meta.url));

@@ -5,8 +5,8 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { run } from "../kernel/exec.js";
-import { addChain, checkChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type ConflistJson } from "../testlib/plugin.js";
+import { run } from "../../kernel/exec.js";
+import { addChain, checkChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type ConflistJson } from "../../testlib/plugin.js";
 import { e2eSkipReason, Host, k8sArgs, startEchoServer, tcpEcho } from "./fixture.js";
 
 const META = ["portmap", "bandwidth", "tuning"];
