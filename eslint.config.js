@@ -23,7 +23,7 @@ const LAYERS = [
 
 /** Test support: may import anything; production code never imports it. */
 const TEST_FOLDERS = ["testlib", "e2e"];
-const TEST_FILES = ["src/**/*.test.ts", "src/testlib/**", "src/e2e/**", "src/backends/testing/**", "src/store/cases.ts"];
+const TEST_FILES = ["src/**/*.test.ts", "src/**/cases.ts", "src/testlib/**", "src/e2e/**", "src/backends/testing/**"];
 
 const layered = LAYERS.flat();
 const unassigned = readdirSync(new URL("./src/", import.meta.url), { withFileTypes: true })
@@ -48,10 +48,10 @@ const zones = [
   // Production code never imports test support.
   {
     target: "./src",
-    from: [...TEST_FOLDERS.map(src), "./src/backends/testing", "./src/store/cases.ts"],
+    from: [...TEST_FOLDERS.map(src), "./src/backends/testing"],
     message: "production code does not import test support (src/testlib/, e2e, *.test.ts, case suites).",
   },
-  { target: "./src", from: ["./src/**/*.test.ts"], message: "production code does not import test files." },
+  { target: "./src", from: ["./src/**/*.test.ts", "./src/**/cases.ts"], message: "production code does not import test files or case suites." },
 ];
 
 export default tseslint.config(

@@ -1,5 +1,5 @@
-// What the agent needs from the kernel to wire pods, as a typed interface. IprouteKernel
-// (iproute.ts) implements it with iproute2; a netlink implementation can replace it later.
+// What the agent needs from the kernel to wire pods, as a typed interface: NetlinkKernel
+// (netlink/) and IprouteKernel (iproute/) implement it; cases.ts is the suite both pass.
 
 export type Family = 4 | 6;
 

@@ -1,5 +1,5 @@
 // PodKernel over rtnetlink, spoken directly from TypeScript (koffi for the socket calls): the
-// same kernel state as IprouteKernel (../iproute.ts) without an `ip` process per step. A pod
+// same kernel state as IprouteKernel (../iproute/kernel.ts) without an `ip` process per step. A pod
 // costs five round trips to the kernel, each a single datagram carrying several requests.
 //
 // Use: `new NetlinkKernel()` on the main thread (sockets open on first use), close() at shutdown.
