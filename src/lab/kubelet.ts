@@ -16,8 +16,7 @@ import { LabNames, netnsPathOf } from "./names.js";
 import { controlCall } from "./probe-protocol.js";
 import { podKey, readPods, writePods, type LabPod, type PodsFile } from "./pods-state.js";
 import { childEnv, isAlive, spawnDetached, stopProc } from "./procs.js";
-import { openPodSource } from "./pod-sources.js";
-import type { PodEvent, PodObject, PodSource } from "./pod-source.js";
+import { openPodSource, type PodEvent, type PodObject, type PodSource } from "./pod-source/index.js";
 import { readState, type LabNode, type LabState } from "./state.js";
 import { deleteNetns, ensureNetns } from "./topology.js";
 

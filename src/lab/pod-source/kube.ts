@@ -2,8 +2,8 @@
 // scheduler's Binding subresource for placement, the status subresource for status, and Node
 // objects for the lab's nodes (what each node's kubelet registers).
 import * as k8s from "@kubernetes/client-node";
-import type { LabNode } from "./state.js";
-import type { PodEvent, PodObject, PodSource } from "./pod-source.js";
+import type { LabNode } from "../state.js";
+import type { PodEvent, PodObject, PodSource } from "./types.js";
 
 function plain(o: unknown): PodObject {
   // The client hands out class instances with Date fields; the kubelet works on JSON shapes.

@@ -1,8 +1,11 @@
 // Opens the lab kubelet's Pod source for the lab's store.
-import { KubePodSource } from "./kube-pod-source.js";
-import { StorePodSource, type PodSource } from "./pod-source.js";
-import type { LabState } from "./state.js";
-import { openLabStore } from "./store.js";
+import type { LabState } from "../state.js";
+import { openLabStore } from "../store.js";
+import { KubePodSource } from "./kube.js";
+import { StorePodSource } from "./store.js";
+import type { PodSource } from "./types.js";
+
+export type { PodEvent, PodObject, PodSource } from "./types.js";
 
 export async function openPodSource(lab: LabState): Promise<PodSource> {
   if (lab.settings.store === "kubernetes") {
