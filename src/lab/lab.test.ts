@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { readPods } from "./pods-state.js";
-import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "./testkit.js";
+import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "../testlib/lab.js";
 import { ensureNode, ensureUnderlay, deleteNetns, listNetns } from "./topology.js";
 import { processesInNetns } from "./procs.js";
 import { run, runStatus } from "../kernel/exec.js";

@@ -9,7 +9,7 @@ import { runStatus } from "../../kernel/exec.js";
 import { LabNames } from "../../lab/names.js";
 import { readPods } from "../../lab/pods-state.js";
 import { probeOne } from "../../lab/probe.js";
-import { ROOT, TestLab, WEFT_BIN } from "../../lab/testkit.js";
+import { ROOT, TestLab, WEFT_BIN } from "../../testlib/lab.js";
 import type { Matrix, PodId } from "./reachability.js";
 import { Reachability } from "./reachability.js";
 

@@ -10,7 +10,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { run } from "../../kernel/exec.js";
 import { isAlive } from "../../lab/procs.js";
-import { skipReason } from "../../lab/testkit.js";
+import { skipReason } from "../../testlib/lab.js";
 import { NAMESPACES, NODES, PLACEMENT, PODS, NetpolLab, namespaceObj, netpol, podObj, sleep, type Family, type Flow, type Json, type Protocol } from "./fixture.js";
 import { Reachability, type PodId } from "./reachability.js";
 

@@ -6,11 +6,11 @@ import { fileURLToPath } from "node:url";
 import { runStatus } from "../kernel/exec.js";
 import { openStore } from "../store/index.js";
 import type { ClusterStore, StoredObject } from "../store/types.js";
-import { tcpEndpoints } from "./etcd.js";
-import { readPods } from "./pods-state.js";
-import { isAlive, type ProcRef } from "./procs.js";
-import { readState, type LabState } from "./state.js";
-import { listNetns } from "./topology.js";
+import { tcpEndpoints } from "../lab/etcd.js";
+import { readPods } from "../lab/pods-state.js";
+import { isAlive, type ProcRef } from "../lab/procs.js";
+import { readState, type LabState } from "../lab/state.js";
+import { listNetns } from "../lab/topology.js";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const CLI_MAIN = join(ROOT, "dist", "cli", "main.js");
