@@ -89,7 +89,7 @@ async function kernelPart(): Promise<KernelResult> {
     const netns = await addNetns(nsName);
     try {
       // Baseline: the fixed cost of one nft transaction.
-      let t = now();
+      const t = now();
       await nftApply("table inet wbfloor {\n chain c {\n  type filter hook forward priority 0; policy accept;\n  ct state established accept\n }\n}\n", { netns });
       r.floor.push(now() - t);
       // Whole ruleset from scratch, as the agent does on start (the controller's full path:

@@ -8,10 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runStatus } from "../kernel/exec.js";
 import type { ClusterStatus } from "../cli/status.js";
-import { startEtcd, type EtcdCluster } from "../store/etcd/etcd-process.js";
+import { startEtcd, type EtcdCluster } from "../lab/etcd-process.js";
 import { startTestAgent } from "../testlib/agent.js";
 import { createNetns, removeAllNetns } from "../testlib/netns.js";
-import { AGENT_CLI } from "./testing/cluster.js";
+import { AGENT_CLI } from "../testlib/agent-cluster.js";
 
 const weft = (...args: string[]) => runStatus([process.execPath, AGENT_CLI, ...args]);
 

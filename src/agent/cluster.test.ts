@@ -10,9 +10,9 @@ import { join } from "node:path";
 import { request } from "./client.js";
 import type { AgentResponse } from "./protocol.js";
 import { collectStatus, type ClusterStatus } from "../cli/status.js";
-import { kubeApiserverBinary } from "../store/kubernetes/apiserver-process.js";
+import { kubeApiserverBinary } from "../lab/apiserver-process.js";
 import { ping } from "../testlib/netns.js";
-import { nodeRoutes, startCluster, waitFor, type TestCluster, type TestPod } from "./testing/cluster.js";
+import { nodeRoutes, startCluster, waitFor, type TestCluster, type TestPod } from "../testlib/agent-cluster.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

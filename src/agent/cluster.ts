@@ -7,6 +7,7 @@
 // datapath stays as it is (no syncs) and ADDs are refused with "try again later"; the lease and
 // the watch re-establish themselves, and the first sync after that applies what changed meanwhile.
 import type { Logger } from "pino";
+import type { KernelContext } from "../kernel/tracked.js";
 import { createBackend, type Backend, type PeerNode, type SyncReport } from "../backends/index.js";
 import { parsePool, type Pool } from "../ipam/pool.js";
 import type { PodRef } from "../ipam/store.js";
@@ -27,6 +28,8 @@ export interface MembershipOptions {
   single?: { pools: Pool[] };
   ttlSeconds?: number;
   subnetGraceSeconds?: number;
+  /** The backend's kernel context (how its peer writes reach the kernel). */
+  kernel?: KernelContext;
   /** Periodic peer re-sync (drift repair). Default 10 s. */
   resyncMs?: number;
   /** Explicit pod MTU (--mtu); otherwise the backend's (which honours the cluster's MTU setting). */
@@ -93,7 +96,10 @@ export class Membership {
   report(): AgentReport {
     const pods = this.o.pods();
     const base = { backend: this.o.single ? "none (single host)" : this.settings?.backend ?? "unknown", podMtu: this.podMtu, pods: pods.count, ...(pods.stranded ? { strandedPods: pods.stranded } : {}) };
-    return reportFromSync(this.lastReport ?? { peers: [], changes: [], errors: [] }, base);
+    const last = this.lastReport ?? { peers: [], changes: [], errors: [] };
+    // A peer-write door that failed to open is the node's own error (health "degraded").
+    const netlinkError = this.o.kernel?.peerWrites?.netlinkError;
+    return reportFromSync(netlinkError ? { ...last, errors: [...last.errors, netlinkError] } : last, base);
   }
 
   /** Why an ADD cannot be served now, or null. */
@@ -141,7 +147,10 @@ export class Membership {
     const log = this.o.log;
     this.settings = await this.retry("read the cluster settings", () => this.readSettings());
     if (!this.o.single) {
-      this.backend = createBackend(this.settings.backend, this.settings.mtu !== undefined ? { mtu: this.settings.mtu } : {});
+      this.backend = createBackend(this.settings.backend, {
+        ...(this.o.kernel ? { kernel: this.o.kernel } : {}),
+        ...(this.settings.mtu !== undefined ? { mtu: this.settings.mtu } : {}),
+      });
       if (this.o.underlay.length === 0) throw new AgentFailure(AgentCode.InvalidConfig, "no underlay address found in this namespace: pass --underlay-address IP");
     }
     // Set the backend up with the subnets this node held before (a restart), so the registration

@@ -1,7 +1,7 @@
 // Group commit for link deletions: while one deletion runs, DELs that arrive queue up and go
 // together in the next one (the kernel deletes a batch for about the price of one link). A lone
 // DEL starts at once, so it waits no longer than before.
-import type { PodKernel } from "../kernel/podnet.js";
+import type { PodKernel } from "../kernel/pod/types.js";
 
 interface Waiter {
   name: string;

@@ -10,9 +10,8 @@ import type { Server } from "node:net";
 import { pino, type Logger } from "pino";
 import { type Pool } from "../ipam/pool.js";
 import { IpamStore } from "../ipam/store.js";
-import { IprouteKernel } from "../kernel/iproute.js";
-import { NetlinkKernel } from "../kernel/netlink/kernel.js";
-import type { PodKernel } from "../kernel/podnet.js";
+import { createPodKernel, type PodKernel, type PodKernelName } from "../kernel/pod/index.js";
+import { PeerWriteChannel } from "../kernel/peer-writes.js";
 // run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
 import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
@@ -47,6 +46,12 @@ export interface AgentConfig {
   metricsPort?: number;
   /** Deny log via NFLOG + tcpdump (`weft agent` turns it on unless --no-deny-log; tcpdump dies with the agent). */
   denyLog?: boolean;
+  /**
+   * How the agent talks to the kernel for pods and peer routes (`--kernel`, default netlink):
+   * rtnetlink from the agent itself (about 2 ms per ADD), or iproute2 child processes (about
+   * 9 ms), which leave the same kernel state (src/kernel/pod/cases.ts checks both).
+   */
+  kernel?: PodKernelName;
 }
 
 export interface RunningAgent {
@@ -65,16 +70,7 @@ export function makeLogger(): Logger {
   return pino({ base: { component: "agent" }, level: process.env.WEFT_LOG_LEVEL ?? "info" }, pino.destination(2));
 }
 
-/**
- * The pod kernel: rtnetlink straight from the agent (about 2 ms per ADD against about 9 ms for
- * iproute2 child processes). WEFT_KERNEL=iproute selects the iproute2 implementation, which
- * leaves the same kernel state (kernel/netlink's tests compare the two).
- */
-export function defaultPodKernel(): PodKernel {
-  return process.env.WEFT_KERNEL === "iproute" ? new IprouteKernel() : new NetlinkKernel();
-}
-
-export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), kernel: PodKernel = defaultPodKernel()): Promise<RunningAgent> {
+export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), kernel: PodKernel = createPodKernel(cfg.kernel ?? "netlink")): Promise<RunningAgent> {
   // First of all: a second agent on a live socket must not reconcile (it would take the
   // first one's pods for orphans).
   await removeStaleSocket(cfg.socket);
@@ -119,8 +115,11 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
   });
   const single = cfg.store.kind === "local" ? { pools: cfg.pools ?? [] } : undefined;
   const underlay = cfg.underlay ?? (await detectUnderlay(kernel));
+  // Peer routes take the same door as pods; a netlink socket that cannot be opened is an error
+  // in the log and in the node's report, not a quiet switch to iproute2.
+  const peerWrites = new PeerWriteChannel(cfg.kernel ?? "netlink", (reason) => log.error({ err: reason }, "netlink unavailable for peer writes"));
   const membership: Membership = new Membership({
-    store, node: cfg.node, underlay,
+    store, node: cfg.node, underlay, kernel: { peerWrites },
     ...(single ? { single, singleHostMtu: underlayMtu } : {}),
     ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}),
     ...(cfg.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.leaseTtlSeconds } : {}),

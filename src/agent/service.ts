@@ -10,7 +10,7 @@ import { canonicalIp, formatIp, ipOrThrow, parseIp, type IpFamily as Family } fr
 import { type AttachmentKey, type AttachmentRecord, IpamError, type IpamStore, type PodRef } from "../ipam/store.js";
 import type { LocalPod } from "../policy/index.js";
 import { KernelCommandError } from "../kernel/exec.js";
-import { GATEWAY_V4, GATEWAY_V6, type PodKernel, type PodRoute } from "../kernel/podnet.js";
+import { GATEWAY_V4, GATEWAY_V6, type PodKernel, type PodRoute } from "../kernel/pod/types.js";
 import { InvalidKernelInput } from "../kernel/validate.js";
 import { netnsFileState } from "../kernel/nsfile.js";
 import { AgentCode, AgentFailure } from "./codes.js";

@@ -1,7 +1,7 @@
 // The node's underlay (host) addresses for its registration: one per family, from --underlay-address
 // or found in the agent's namespace: the address on the default route's device, else the first
 // global address on an interface weft did not make.
-import type { PodKernel } from "../kernel/podnet.js";
+import type { PodKernel } from "../kernel/pod/types.js";
 import { listAddresses } from "../kernel/underlay.js";
 import { canonicalIp, formatIp, parseIp } from "../net/ip.js";
 

@@ -1,10 +1,11 @@
 // `weft agent`: the node agent in the foreground (see src/agent/run.ts).
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { InvalidCidr, parsePool, type Pool } from "../ipam/pool.js";
 import { makeLogger, startAgent, type AgentConfig } from "../agent/run.js";
 import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
+import { isPodKernelName, POD_KERNELS } from "../kernel/pod/index.js";
 import type { StoreConfig } from "../store/index.js";
 import { UserError } from "./errors.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
@@ -49,7 +50,7 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
 interface AgentFlags {
   node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
   etcdEndpoints?: string; kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
-  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean;
+  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean; kernel?: string;
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
@@ -60,6 +61,8 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
   const leaseTtl = intFlag("--lease-ttl", o.leaseTtl, 1, 3600);
   const subnetGrace = intFlag("--subnet-grace", o.subnetGrace, 1, 86400 * 7);
   const resync = intFlag("--resync-interval", o.resyncInterval, 1, 3600);
+  if (o.kernel !== undefined && !isPodKernelName(o.kernel)) throw new UserError(`--kernel ${o.kernel}: use ${POD_KERNELS.join(" or ")}`);
+  const kernel = o.kernel as AgentConfig["kernel"];
   let underlay: string[] | undefined;
   try { underlay = o.underlayAddress === undefined ? undefined : parseUnderlayAddresses(o.underlayAddress); } catch (e) {
     throw new UserError(e instanceof UnderlayError ? e.message : String(e));
@@ -97,6 +100,7 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
     ...(leaseTtl !== undefined ? { leaseTtlSeconds: leaseTtl } : {}),
     ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
+    ...(kernel !== undefined ? { kernel } : {}),
     denyLog: o.denyLog !== false,
   };
 }
@@ -118,6 +122,7 @@ export function registerAgent(program: Command): void {
     .option("--lease-ttl <seconds>", "node lease TTL: a stopped node disappears from its peers this long after (default 15)")
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
+    .addOption(new Option("--kernel <name>", "how the agent wires pods and peer routes: netlink (rtnetlink from the agent) or iproute (ip/bridge child processes)").choices(POD_KERNELS).env("WEFT_KERNEL"))
     .option("--no-deny-log", "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)")
     .action(async (o: AgentFlags) => {
       const cfg = agentConfigFromFlags(o);

@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import etcd3 from "etcd3";
 import { openStore } from "../store/index.js";
-import { ETCD_BINARY, startEtcd, type EtcdCluster } from "../store/etcd/etcd-process.js";
+import { ETCD_BINARY, startEtcd, type EtcdCluster } from "../lab/etcd-process.js";
 import type { ClusterStore, StoredObject } from "../store/types.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -3,8 +3,10 @@
 // an `ip -batch`/`bridge -batch` child process. When one node joins, every other node writes its
 // entries at the same moment; on a small machine the process start-ups (fork of a ~100 MB agent,
 // exec, exit) were most of the time a join took to reach all peers. Each write is still reported
-// to ctx.onCommand as the iproute2 command it equals, and WEFT_KERNEL=iproute (or a host where
-// the netlink socket cannot be opened) runs those commands instead.
+// to ctx.onCommand as the iproute2 command it equals. A PeerWriteChannel in "iproute" mode (the
+// agent's --kernel iproute) runs those commands instead. A netlink socket that cannot be opened is
+// not hidden: the channel records the error (the agent logs it and reports it in `weft status`)
+// and only then are the writes made with iproute2, so the node keeps its routes.
 import { closeSync, openSync } from "node:fs";
 import { delFdbArgv, replaceFdbArgv, type FdbEntry } from "./fdb.js";
 import { delNeighArgv, replaceNeighArgv, type NeighEntry } from "./neigh.js";
@@ -97,6 +99,45 @@ function request(w: PeerWrite, argv: readonly string[], index: (dev: string) => 
   }
 }
 
+export type PeerWriteMode = "netlink" | "iproute";
+
+/** The door peer writes take, injected through KernelContext.peerWrites, and how it went. */
+export class PeerWriteChannel {
+  /** Why the last attempt could not open a netlink socket; null after one that could. */
+  netlinkError: string | null = null;
+
+  constructor(
+    readonly mode: PeerWriteMode,
+    /** Called each time a netlink socket fails to open (the writes then go through iproute2). */
+    private readonly onNetlinkError: (reason: string) => void = () => undefined,
+  ) {}
+
+  /** The door the last writes took. */
+  get effective(): PeerWriteMode {
+    return this.mode === "netlink" && this.netlinkError === null ? "netlink" : "iproute";
+  }
+
+  /** A netlink socket for `ctx`, or null (recorded and reported) when none can be opened. */
+  open(ctx: KernelContext): NetlinkSocket | null {
+    try {
+      const sock = openSocket(ctx);
+      this.netlinkError = null;
+      return sock;
+    } catch (e) {
+      this.netlinkError = `cannot open a netlink socket for peer writes (${e instanceof Error ? e.message : String(e)}); writing them with iproute2`;
+      this.onNetlinkError(this.netlinkError);
+      return null;
+    }
+  }
+}
+
+/** Without an injected channel (tests, tools): netlink, failures reported on stderr once per process. */
+let warned = false;
+const DEFAULT_CHANNEL = new PeerWriteChannel("netlink", (reason) => {
+  if (!warned) process.emitWarning(reason, "WeftPeerWrites");
+  warned = true;
+});
+
 const devOf = (w: PeerWrite): string | null => (w.kind === "route-replace" ? w.route.dev : w.kind === "route-del" ? null : w.dev);
 
 function openSocket(ctx: KernelContext): NetlinkSocket {
@@ -117,10 +158,8 @@ export async function applyPeerWrites(ctx: KernelContext, writes: readonly PeerW
   const failed = new Map<number, string>();
   if (writes.length === 0) return failed;
   const argvs = writes.map(writeArgv);
-  let sock: NetlinkSocket | null = null;
-  if (process.env.WEFT_KERNEL !== "iproute") {
-    try { sock = openSocket(ctx); } catch { sock = null; }
-  }
+  const channel = ctx.peerWrites ?? DEFAULT_CHANNEL;
+  const sock = channel.mode === "netlink" ? channel.open(ctx) : null;
   if (!sock) {
     // One child process per tool run, in order (a phase uses one tool).
     let i = 0;

@@ -2,6 +2,7 @@
 // act in, and a hook that sees every command, split into reads and writes, so a caller can prove
 // that a re-sync of unchanged state wrote nothing.
 import { KernelCommandError, run } from "./exec.js";
+import type { PeerWriteChannel } from "./peer-writes.js";
 import { netnsPath } from "./validate.js";
 
 export type CommandKind = "read" | "write";
@@ -10,6 +11,8 @@ export interface KernelContext {
   /** Network namespace path to act in; the current namespace when absent. */
   readonly netns?: string;
   readonly onCommand?: (argv: readonly string[], kind: CommandKind) => void;
+  /** How peer writes reach the kernel (peer-writes.ts), chosen by the agent; netlink when absent. */
+  readonly peerWrites?: PeerWriteChannel;
 }
 
 function opts(ctx: KernelContext): { netns?: string } {
@@ -35,7 +38,7 @@ export async function readJson<T>(ctx: KernelContext, argv: readonly string[]): 
 }
 
 // Tokens that `ip -batch`/`bridge -batch` read back exactly as written (no quotes, '#', spaces).
-const BATCH_SAFE = /^[A-Za-z0-9_.:\/@%+-]+$/;
+const BATCH_SAFE = /^[A-Za-z0-9_.:/@%+-]+$/;
 
 /**
  * Runs many `ip` (or `bridge`) commands as one `TOOL -force -batch -`: one process instead of one

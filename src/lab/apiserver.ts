@@ -2,7 +2,7 @@
 // (src/store/kubernetes/apiserver-process.ts) in its persistent mode: detached, over the lab etcd,
 // its working directory (certificates, token, kubeconfig, log) inside the lab directory.
 import { rmSync } from "node:fs";
-import { kubeApiserverBinary, startKubeApiserver } from "../store/kubernetes/apiserver-process.js";
+import { kubeApiserverBinary, startKubeApiserver } from "./apiserver-process.js";
 import { isAlive, procStart, type ProcRef } from "./procs.js";
 
 export const apiserverBinary = kubeApiserverBinary;

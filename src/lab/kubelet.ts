@@ -11,13 +11,12 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { PodSchema } from "../k8s/types.js";
-import { addChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type Attachment, type ConflistJson } from "../cni/runtime.js";
+import { addChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type Attachment, type ConflistJson } from "./cni-runtime.js";
 import { LabNames, netnsPathOf } from "./names.js";
 import { controlCall } from "./probe-protocol.js";
 import { podKey, readPods, writePods, type LabPod, type PodsFile } from "./pods-state.js";
 import { childEnv, isAlive, spawnDetached, stopProc } from "./procs.js";
-import { openPodSource } from "./pod-sources.js";
-import type { PodEvent, PodObject, PodSource } from "./pod-source.js";
+import { openPodSource, type PodEvent, type PodObject, type PodSource } from "./pod-source/index.js";
 import { readState, type LabNode, type LabState } from "./state.js";
 import { deleteNetns, ensureNetns } from "./topology.js";
 
@@ -185,7 +184,7 @@ export class LabKubelet {
     const ns = obj.metadata.namespace ?? "default";
     const name = obj.metadata.name;
     const spec = (obj.spec ?? {}) as { nodeName?: unknown; hostNetwork?: unknown };
-    let nodeName = typeof spec.nodeName === "string" && spec.nodeName ? spec.nodeName : undefined;
+    const nodeName = typeof spec.nodeName === "string" && spec.nodeName ? spec.nodeName : undefined;
     if (!nodeName) {
       // The scheduler's part: bind the pod to a node. The resulting update event comes back here.
       const target = existing?.node ?? this.pickNode().name;

@@ -7,7 +7,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { readPods } from "./pods-state.js";
 import { sctpSupport } from "./probe-sctp.js";
-import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "./testkit.js";
+import { alive, skipReason, socatTcp, socatUdpEcho, TestLab } from "../testlib/lab.js";
 import { ensureNode, ensureUnderlay, deleteNetns, listNetns } from "./topology.js";
 import { processesInNetns } from "./procs.js";
 import { run, runStatus } from "../kernel/exec.js";

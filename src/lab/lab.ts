@@ -3,6 +3,7 @@
 // idempotent and `down` removes exactly what was made, also after a crash of any part.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
+// eslint-disable-next-line import/no-restricted-paths -- temporary: installCni moves to its own module (branch agent-safety) that the CLI and the lab call; remove at merge
 import { installCni } from "../cli/install-cni.js";
 import { agentArgv, agentCaps, CLI_MAIN, nodeKubeconfig, startAgent, waitAgent, type AgentCaps, type AgentMode } from "./agents.js";
 import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";

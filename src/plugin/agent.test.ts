@@ -8,7 +8,7 @@ import type { AddRequest, AgentRequest, CheckRequest, DelRequest, GcRequest } fr
 import { toVersion } from "../cni/result.js";
 import type { CniVersion, Result } from "../cni/types.js";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
-import { binarySkipReason, FakeAgent, invoke, REFERENCE_DIR, tempDir } from "./test-support.js";
+import { binarySkipReason, FakeAgent, invoke, REFERENCE_DIR, tempDir } from "../testlib/plugin-exec.js";
 
 const skip = binarySkipReason();
 const VERSIONS: CniVersion[] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
-import { binarySkipReason, invoke, PLUGIN_UNDER_NODE, tempDir, type Outcome } from "./test-support.js";
+import { binarySkipReason, invoke, PLUGIN_UNDER_NODE, tempDir, type Outcome } from "../testlib/plugin-exec.js";
 
 const skip = binarySkipReason();
 const VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];

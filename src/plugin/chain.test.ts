@@ -8,7 +8,7 @@ import { existsSync } from "node:fs";
 import type { Result } from "../cni/types.js";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
 import { invokePlugin, type PluginCall } from "../testlib/plugin.js";
-import { binarySkipReason, FakeAgent, PLUGIN_BIN, REFERENCE_DIR, tempDir } from "./test-support.js";
+import { binarySkipReason, FakeAgent, PLUGIN_BIN, REFERENCE_DIR, tempDir } from "../testlib/plugin-exec.js";
 
 const skip = binarySkipReason() || (existsSync(`${REFERENCE_DIR}/tuning`) ? false : `reference CNI plugins not in ${REFERENCE_DIR} (apt install containernetworking-plugins)`);
 

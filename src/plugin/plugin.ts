@@ -1,6 +1,7 @@
 // The CNI plugin's logic: env + config checks, then each verb forwarded to the node agent.
 // Kept free of process globals so tests can drive it; main.ts wires it to the real process.
 import { statSync } from "node:fs";
+// eslint-disable-next-line import/no-restricted-paths -- temporary: the agent protocol moves to its own module (src/agent-api/, branch agent-protocol); remove at merge
 import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
 import { decodeNetConf, errorVersion, validateNetConf, type WeftNetConf } from "../cni/config.js";
 import { parseCommand, parseEnv, type CniEnv, type EnvSource } from "../cni/env.js";

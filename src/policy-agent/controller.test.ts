@@ -6,7 +6,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { isDeepStrictEqual } from "node:util";
-import { PolicyFixture, localPod, type PodDef } from "../e2e-policy/fixture.js";
+import { PolicyFixture, localPod, type PodDef } from "../e2e/policy/fixture.js";
 import { PolicyController } from "./controller.js";
 import { compile, renderRuleset } from "../policy/index.js";
 import { createNetns } from "../testlib/netns.js";

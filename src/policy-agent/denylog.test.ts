@@ -1,5 +1,5 @@
 // The NFLOG pcap reader and the deny-log rate limiter (the kernel path is covered by
-// e2e-policy/controller.test.ts, which reads real NFLOG records from tcpdump).
+// e2e/policy/controller.test.ts, which reads real NFLOG records from tcpdump).
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";

@@ -1,5 +1,5 @@
 // Metrics from counter readings: per-policy sums, monotonic across counter renames and resets,
-// served on loopback. (Readings from the real kernel are covered by e2e-policy/controller.test.ts.)
+// served on loopback. (Readings from the real kernel are covered by e2e/policy/controller.test.ts.)
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { CounterReading } from "./controller.js";

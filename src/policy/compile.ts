@@ -8,7 +8,7 @@ import { cidrMinus, cidrOrNull, formatCidr } from "../net/cidr.js";
 import { canonicalIp, formatIp, parseIp } from "../net/ip.js";
 import { effectivePolicyTypes, namespaceLabels, NAMESPACE_NAME_LABEL, portProtocol } from "../k8s/defaults.js";
 import { selectorIsEmpty, selectorKey, selectorMatches, selectorString } from "../k8s/selector.js";
-import type { ContainerPort, LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod, Protocol } from "../k8s/types.js";
+import type { ContainerPort, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod, Protocol } from "../k8s/types.js";
 import type {
   CidrSet,
   CompiledModel,

@@ -6,7 +6,6 @@ import { compile, localPodsFromCluster } from "./compile.js";
 import { countRules, renderElementUpdate, renderRuleset } from "./nft.js";
 import { namespaces, pods, policy, podAddr } from "./testdata.js";
 import type { Namespace, NetworkPolicy, Pod } from "../k8s/types.js";
-import type { LocalPod } from "./model.js";
 
 const fromYb = policy("x", "from-yb", {
   podSelector: { matchLabels: { pod: "a" } },

@@ -83,7 +83,7 @@ function rangeText(r: AddrRange): string {
 }
 
 function comment(text: string): string {
-  return `comment "${text.replace(/[^A-Za-z0-9_.:/\[\] -]/g, "_").slice(0, 120)}"`;
+  return `comment "${text.replace(/[^A-Za-z0-9_.:/[\] -]/g, "_").slice(0, 120)}"`;
 }
 
 /** Family-specific match fragments for one peer and one port, or null if they exclude each other. */

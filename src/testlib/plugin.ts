@@ -1,2 +1,2 @@
 // The tests run plugins through the same small CNI runtime the lab kubelet uses.
-export * from "../cni/runtime.js";
+export * from "../lab/cni-runtime.js";

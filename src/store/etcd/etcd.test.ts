@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { openEtcdStore } from "./index.js";
-import { ETCD_BINARY, startEtcd, type EtcdCluster } from "./etcd-process.js";
+import { ETCD_BINARY, startEtcd, type EtcdCluster } from "../../lab/etcd-process.js";
 import { UnavailableError, type ClusterStore, type LeaseState, type NodeInfo, type StoredObject } from "../types.js";
 
 const skip = existsSync(ETCD_BINARY) ? false : `${ETCD_BINARY} is missing (Debian package etcd-server)`;
@@ -121,7 +121,7 @@ describe("etcd: member failures and outages", { skip }, () => {
 test("etcd launcher: a persistent member outlives the process that started it; test members do not", { skip, timeout: 60_000 }, async () => {
   const { spawnSync } = await import("node:child_process");
   const { rmSync } = await import("node:fs");
-  const mod = JSON.stringify(new URL("./etcd-process.js", import.meta.url).href);
+  const mod = JSON.stringify(new URL("../../lab/etcd-process.js", import.meta.url).href);
   const run = (persistent: boolean): { endpoint: string; pid: number; base: string } => {
     const script = `
       import { startEtcd } from ${mod};

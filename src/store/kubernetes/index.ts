@@ -1,11 +1,10 @@
 // The Kubernetes cluster store: weft's state in a real kube-apiserver (layout.ts), reached with a
-// kubeconfig. apiserver-process.ts starts one (over a real etcd) for tests and the lab.
+// kubeconfig. src/lab/apiserver-process.ts starts one (over a real etcd) for tests and the lab.
 import { KubeClient } from "./client.js";
 import { KubernetesStore } from "./store.js";
 
 export { KubernetesStore, decodeNode } from "./store.js";
 export { KubeClient, KubeApiError } from "./client.js";
-export { startKubeApiserver, kubeApiserverBinary, kubeApiserverArgs, makeApiserverCredentials, writeKubeconfig, type KubeApiserver, type StartApiserverOptions } from "./apiserver-process.js";
 
 export interface KubernetesStoreOptions {
   /** Path of a kubeconfig file (its current context is used). */
