@@ -144,6 +144,8 @@ function closeWith(sock: Socket, answer: string | Buffer): void {
 
 /** Over the connection cap: the protocol is not known yet, so a JSON line (the forwarder then falls back to the full plugin, which reports it as 11). */
 function refuseBusy(sock: Socket, log: Logger, max: number): void {
+  // Read and drop what the client sends, so its close is seen and this connection ends with it.
+  sock.resume();
   log.warn({ max }, "connection refused: the agent is serving its maximum of connections");
   closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.TryAgainLater, msg: `the weft agent is serving ${max} connections already; try again later` }) + "\n");
 }
