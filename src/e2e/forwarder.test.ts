@@ -5,7 +5,8 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, renameSync, rmSync } from "node:fs";
-import { createServer, type Server, type Socket } from "node:net";
+import { spawn } from "node:child_process";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { binarySkipReason, invoke, PLUGIN_BIN } from "../plugin/test-support.js";
@@ -156,6 +157,35 @@ describe("the native plugin forwarder and a wedged agent", { skip: binarySkipRea
     const r = await run(vars("STATUS", 300), conf());
     assert.equal(r.code, 1);
     assert.equal(r.err.code, 50, r.stdout);
+  });
+
+  test("an agent whose event loop is stuck, its accept queue full: connect is bounded too, code 11", async () => {
+    // A child that listens (backlog 1) and then blocks its event loop: it never accepts again.
+    const wedged = join(dir, "stuck.sock");
+    const child = spawn(process.execPath, ["-e", `
+      require("node:net").createServer(() => {}).listen({ path: ${JSON.stringify(wedged)}, backlog: 1 }, () => {
+        process.stdout.write("listening\\n");
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+      });`], { stdio: ["ignore", "pipe", "inherit"] });
+    const fillers: Socket[] = [];
+    try {
+      await new Promise<void>((r, j) => { child.stdout.once("data", () => r()); child.once("exit", (c) => j(new Error(`child exited ${c}`))); });
+      // Fill the accept queue: the kernel refuses a non-blocking connect (EAGAIN) once it is full.
+      let full = false;
+      while (!full && fillers.length < 64) {
+        const c = connect(wedged);
+        fillers.push(c);
+        full = await new Promise<boolean>((r) => { c.once("connect", () => r(false)); c.once("error", (e: NodeJS.ErrnoException) => r(e.code === "EAGAIN")); });
+      }
+      assert.ok(full, "the stuck agent's accept queue did not fill");
+      const r = await run(vars("ADD", 400), JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket: wedged }));
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.deepEqual({ v: r.err.cniVersion, code: r.err.code }, { v: "1.0.0", code: 11 }, r.stdout);
+      assert.ok(r.ms < 20_000, `answered after ${r.ms} ms`);
+    } finally {
+      for (const c of fillers) c.destroy();
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
   });
 
   test("without the variable, the bound is the config's timeoutMs plus 10 s of slack", async () => {

@@ -20,7 +20,7 @@
  * config's "timeoutMs") plus FORWARD_SLACK_MS, so that an agent that is merely slow still gives
  * the plugin's own answer; the environment variable WEFT_FORWARD_TIMEOUT_MS sets it outright.
  *
- * Wire format (src/agent/frame.ts is the other side):
+ * Wire format (src/agent-api/frame.ts is the other side):
  *   request:  "WEFTCNI1\n", u32 env bytes, env ("K=V\0" ...), u32 stdin bytes, stdin
  *   response: "WEFTCNI1", i32 exit code, u32 stdout bytes, stdout.
  * Integers are big-endian.
