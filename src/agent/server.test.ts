@@ -148,7 +148,9 @@ function limitCases(get: () => { socket: string; requestTimeoutMs: number; maxCo
       // The server counts a connection gone once both sides closed: soon after, calls are served.
       const until = Date.now() + 5000;
       let last: AgentResponse | undefined;
-      while (!(last = await callAgent(socket, { op: "status", network: "weft" }, 5000)).ok && Date.now() < until) await new Promise((res) => setTimeout(res, 20));
+      while (!(last = await callAgent(socket, { op: "status", network: "weft" }, 5000)).ok && Date.now() < until) {
+        await new Promise((res) => setTimeout(res, 20));
+      }
       assert.ok(last.ok, JSON.stringify(last));
     } finally {
       for (const c of idle) c.sock.destroy();

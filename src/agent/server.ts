@@ -89,10 +89,13 @@ export function checkSocketDir(dir: string): void {
   const st = statSync(dir);
   if (!st.isDirectory()) throw new UnsafeSocketDir(dir, "it is not a directory", "choose another --socket path");
   const uid = process.geteuid?.() ?? st.uid;
-  if (st.uid !== uid) throw new UnsafeSocketDir(dir, `it is owned by uid ${st.uid}, not by the agent's uid ${uid}`, `chown it to uid ${uid} or choose another --socket path`);
+  if (st.uid !== uid) {
+    throw new UnsafeSocketDir(dir, `it is owned by uid ${st.uid}, not by the agent's uid ${uid}`, `chown it to uid ${uid} or choose another --socket path`);
+  }
   const mode = st.mode & 0o777;
   if (mode & 0o077) {
-    throw new UnsafeSocketDir(dir, `its mode is 0${mode.toString(8)}, group and others must have no access`, `chmod 700 ${dir} or choose another --socket path`);
+    const problem = `its mode is 0${mode.toString(8)}, group and others must have no access`;
+    throw new UnsafeSocketDir(dir, problem, `chmod 700 ${dir} or choose another --socket path`);
   }
 }
 
@@ -147,7 +150,8 @@ function refuseBusy(sock: Socket, log: Logger, max: number): void {
   // Read and drop what the client sends, so its close is seen and this connection ends with it.
   sock.resume();
   log.warn({ max }, "connection refused: the agent is serving its maximum of connections");
-  closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.TryAgainLater, msg: `the weft agent is serving ${max} connections already; try again later` }) + "\n");
+  const msg = `the weft agent is serving ${max} connections already; try again later`;
+  closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.TryAgainLater, msg }) + "\n");
 }
 
 function serve(sock: Socket, log: Logger, limits: ServerLimits, dispatch: (value: unknown) => Promise<AgentResponse>, host: PluginHost): void {
