@@ -32,11 +32,30 @@ const r = spawnSync(bun, ["build", "--compile", "--minify", "--bytecode", "--tar
 });
 if (r.status !== 0) process.exit(r.status ?? 1);
 
-// The forwarder falls back to the same default socket as the TypeScript plugin.
-const { DEFAULT_SOCKET } = await import(join(root, "dist", "cni", "config.js"));
+// The forwarder shares the TypeScript plugin's default socket, caps, per-verb timeouts and versions:
+// compiled in from the tsc output, so the two cannot drift apart.
+const dist = (...p) => import(join(root, "dist", ...p));
+const { DEFAULT_SOCKET } = await dist("cni", "config.js");
+const { MAX_CONFIG_BYTES, MAX_ENV_BYTES } = await dist("agent-api", "limits.js");
+const { DEFAULT_TIMEOUT_MS } = await dist("plugin", "plugin.js");
+const { SUPPORTED_VERSIONS, LATEST_VERSION } = await dist("cni", "version.js");
 if (!/^\/[A-Za-z0-9_./-]+$/.test(DEFAULT_SOCKET)) throw new Error(`unexpected default socket ${DEFAULT_SOCKET}`);
+const int = (name, v) => {
+  if (!Number.isSafeInteger(v) || v <= 0) throw new Error(`build-plugin: ${name} is not a positive integer: ${v}`);
+  return `-D${name}=${v}`;
+};
+const versions = [...SUPPORTED_VERSIONS, LATEST_VERSION];
+if (!versions.every((v) => /^\d+\.\d+\.\d+$/.test(v))) throw new Error(`unexpected CNI versions ${versions}`);
+const defines = [
+  `-DWEFT_DEFAULT_SOCKET="${DEFAULT_SOCKET}"`,
+  int("WEFT_MAX_STDIN", MAX_CONFIG_BYTES),
+  int("WEFT_MAX_ENV", MAX_ENV_BYTES),
+  ...["ADD", "DEL", "CHECK", "GC", "STATUS"].map((v) => int(`WEFT_TIMEOUT_${v}`, DEFAULT_TIMEOUT_MS[v])),
+  `-DWEFT_SUPPORTED_VERSIONS=" ${SUPPORTED_VERSIONS.join(" ")} "`,
+  `-DWEFT_LATEST_VERSION="${LATEST_VERSION}"`,
+];
 // Static: no dynamic loader at start-up, and the binary runs in any runtime's mount namespace.
-const cc = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", `-DWEFT_DEFAULT_SOCKET="${DEFAULT_SOCKET}"`, "-o", out, forwarder], { stdio: "inherit", cwd: root });
+const cc = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", ...defines, "-o", out, forwarder], { stdio: "inherit", cwd: root });
 if (cc.error || cc.status !== 0) {
   console.error(`build-plugin: compiling ${forwarder} failed${cc.error ? ` (${cc.error.message}; is gcc installed? run scripts/setup.sh)` : ""}`);
   process.exit(1);

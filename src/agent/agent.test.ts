@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import type { Result } from "../cni/types.js";
-import type { AgentResponse, IpamCheckReport } from "./protocol.js";
+import type { AgentResponse, IpamCheckReport } from "../agent-api/schema.js";
 import { startTestAgent, type TestAgent } from "../testlib/agent.js";
 import {
   createNetns, globalAddrs, linkAddr, ping, removeAllNetns, routes, type TestNetns, weftLinks,

@@ -7,8 +7,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { request } from "./client.js";
-import type { AgentResponse } from "./protocol.js";
+import { callAgent } from "../agent-api/client.js";
+import type { AgentResponse } from "../agent-api/schema.js";
 import { collectStatus, type ClusterStatus } from "../cli/status.js";
 import { kubeApiserverBinary } from "../lab/apiserver-process.js";
 import { ping } from "../testlib/netns.js";
@@ -95,7 +95,7 @@ describe("cluster mode over etcd, vxlan, two nodes", () => {
       // Longer than 2 x TTL: the lease is lost; the datapath stays.
       await sleep(5000);
       assert.ok(await reaches(p1, p0.ips[0]), "pods still ping after the lease is lost");
-      const st = await request(c.agents[0].socket, { op: "status", network: "weft" });
+      const st = await callAgent(c.agents[0].socket, { op: "status", network: "weft" });
       assert.equal(st.ok, false);
       if (!st.ok) assert.equal(st.code, 50);
     } finally {
@@ -243,7 +243,7 @@ describe("cluster mode over etcd, host-gw, policy", () => {
       const candidates = Array.from({ length: 30 }, (_, i) => `${base}.${i + 1}`);
       procs.push(sender(src.ns.path, 7000, candidates), sender(victimNs.path, 7001, [src.ips[0]]));
       await sleep(500);
-      const res = await request(c.agents[0].socket, { op: "add", network: "weft", containerId: "victim1", netns: victimNs.path, ifname: "eth0", args: { K8S_POD_NAMESPACE: "secure", K8S_POD_NAME: "victim" } }, 60_000);
+      const res = await callAgent(c.agents[0].socket, { op: "add", network: "weft", containerId: "victim1", netns: victimNs.path, ifname: "eth0", args: { K8S_POD_NAMESPACE: "secure", K8S_POD_NAME: "victim" } }, 60_000);
       assert.ok(res.ok, JSON.stringify(res));
       const victimIp = res.result!.ips![0].address.split("/")[0];
       assert.ok(candidates.includes(victimIp));
@@ -261,7 +261,7 @@ describe("cluster mode over etcd, host-gw, policy", () => {
       // Control: without the policy the same probes get through (they would have seen a leak).
       await o.delete({ kind: "NetworkPolicy", namespace: "secure", name: "deny-all" });
       await waitFor("traffic once the policy is gone", async () => inVictim.out().replace("ready\n", "") !== "" && inSrc.out().includes(victimIp));
-      const del = await request(c.agents[0].socket, { op: "del", network: "weft", containerId: "victim1", netns: victimNs.path, ifname: "eth0" });
+      const del = await callAgent(c.agents[0].socket, { op: "del", network: "weft", containerId: "victim1", netns: victimNs.path, ifname: "eth0" });
       assert.ok(del.ok);
     } finally {
       for (const p of procs) await stop(p);

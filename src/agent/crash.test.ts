@@ -3,7 +3,7 @@
 // ADDs are rolled back; no address is ever given twice; nothing leaks.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import type { AgentResponse, IpamCheckReport } from "./protocol.js";
+import type { AgentResponse, IpamCheckReport } from "../agent-api/schema.js";
 import type { Result } from "../cni/types.js";
 import { startTestAgent, type TestAgent } from "../testlib/agent.js";
 import { dirname, join } from "node:path";

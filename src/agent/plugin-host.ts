@@ -1,18 +1,19 @@
-// Runs forwarded plugin calls (src/agent/frame.ts) inside the agent: the same TypeScript plugin
+// Runs forwarded plugin calls (src/agent-api/frame.ts) inside the agent: the same TypeScript plugin
 // code the standalone plugin runs (src/plugin/plugin.ts), given the runtime's environment and
 // stdin. Requests for this agent skip the socket round trip; a config that names another agent's
 // socket is still sent there, exactly as the standalone plugin would.
 import { resolve } from "node:path";
-import { AgentTimeout, callAgent } from "../plugin/agent-client.js";
+import { callAgent } from "../agent-api/client.js";
+import { AgentTimeout } from "../agent-api/errors.js";
+import type { ForwardedCall } from "../agent-api/frame.js";
+import type { AgentResponse } from "../agent-api/schema.js";
 import { runPlugin, type AgentTransport, type PluginOutcome } from "../plugin/plugin.js";
-import type { ForwardedCall } from "./frame.js";
-import type { AgentRequest, AgentResponse } from "./protocol.js";
 
 export interface PluginHostOptions {
   /** This agent's socket path. */
   socket: string;
   /** Validates and serves one request, as a request arriving on the socket is served. */
-  dispatch: (req: AgentRequest) => Promise<AgentResponse>;
+  dispatch: (value: unknown) => Promise<AgentResponse>;
 }
 
 export type PluginHost = (call: ForwardedCall) => Promise<PluginOutcome>;

@@ -1,33 +1,68 @@
 // The unix socket the CNI plugin talks to, per connection either one JSON line in and one out
-// (src/agent/protocol.ts), or one forwarded plugin call (src/agent/frame.ts) from the native
+// (src/agent-api/schema.ts), or one forwarded plugin call (src/agent-api/frame.ts) from the native
 // forwarder, which the agent runs in process.
-import { chmodSync, existsSync, lstatSync, mkdirSync, unlinkSync } from "node:fs";
+// Bounded on every path: connections at once, request size (the same caps as the plugin's own
+// stdin, src/agent-api/limits.ts) and the time a client may take to send its request. Over a
+// limit a client gets a clear error answer (spec CNI error JSON when it is the plugin) and the
+// connection closes; the agent carries on.
+import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
+import { DEFAULT_READ_LIMITS, encodeAnswer, RequestReader, type ReadLimits, type ReadState } from "../agent-api/frame.js";
+import { MAX_CONNECTIONS, REQUEST_READ_TIMEOUT_MS } from "../agent-api/limits.js";
+import { parseRequest, type AgentRequest, type AgentResponse } from "../agent-api/schema.js";
+import { CniError } from "../cni/errors.js";
+import { LATEST_VERSION } from "../cni/version.js";
 import { AgentCode } from "./codes.js";
-import { encodeAnswer, isFrame, parseFrame, type ForwardedCall } from "./frame.js";
 import { pluginHost, type PluginHost } from "./plugin-host.js";
-import type { AgentRequest, AgentResponse } from "./protocol.js";
-import { parseRequest } from "./schema.js";
 
-const MAX_REQUEST_BYTES = 4 * 1024 * 1024;
+export interface ServerLimits {
+  /** Connections served at once; more are answered "try again later" (11) and closed. */
+  maxConnections: number;
+  /** From accept to the request's last byte, however the client trickles it. */
+  requestTimeoutMs: number;
+  read: ReadLimits;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
+  maxConnections: MAX_CONNECTIONS,
+  requestTimeoutMs: REQUEST_READ_TIMEOUT_MS,
+  read: DEFAULT_READ_LIMITS,
+};
 
 export interface SocketServerOptions {
   path: string;
   log: Logger;
   handle: (req: AgentRequest) => Promise<AgentResponse>;
+  /** Tests lower these to reach them quickly. */
+  limits?: Partial<ServerLimits>;
+}
+
+/** The socket's directory is missing its protection: anyone who can write there can swap the socket. */
+export class UnsafeSocketDir extends Error {
+  constructor(readonly dir: string, problem: string, fix: string) {
+    super(`refusing the agent socket directory ${dir}: ${problem}; ${fix}`);
+    this.name = "UnsafeSocketDir";
+  }
 }
 
 export async function listen(o: SocketServerOptions): Promise<Server> {
-  const dir = dirname(o.path);
-  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const limits = { ...DEFAULT_SERVER_LIMITS, ...o.limits };
+  prepareSocketDir(dirname(o.path));
   // A socket file left by an agent that died; anything else at that path is not ours to remove.
   await removeStaleSocket(o.path);
-  // allowHalfOpen: a client may shut down its side after the request and still read the answer.
   const dispatch = dispatcher(o);
-  const host = pluginHost({ socket: o.path, dispatch: (req) => dispatch(req) });
-  const server = createServer({ allowHalfOpen: true }, (sock) => serve(sock, o, dispatch, host));
+  const host = pluginHost({ socket: o.path, dispatch });
+  let open = 0;
+  // allowHalfOpen: a client may shut down its side after the request and still read the answer.
+  const server = createServer({ allowHalfOpen: true }, (sock) => {
+    sock.on("error", () => undefined);
+    if (open >= limits.maxConnections) return refuseBusy(sock, o.log, limits.maxConnections);
+    open++;
+    sock.once("close", () => open--);
+    serve(sock, o.log, limits, dispatch, host);
+  });
   // umask makes the socket 0600 from the moment it exists; chmod makes sure.
   const old = process.umask(0o177);
   try {
@@ -42,11 +77,35 @@ export async function listen(o: SocketServerOptions): Promise<Server> {
   return server;
 }
 
+/** Makes the socket's directory (0700) if missing; refuses one that others could write or read. */
+export function prepareSocketDir(dir: string): void {
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  checkSocketDir(dir);
+}
+
+/** An existing socket directory must be this user's and closed to group and others. */
+export function checkSocketDir(dir: string): void {
+  if (!existsSync(dir)) return;
+  const st = statSync(dir);
+  if (!st.isDirectory()) throw new UnsafeSocketDir(dir, "it is not a directory", "choose another --socket path");
+  const uid = process.geteuid?.() ?? st.uid;
+  if (st.uid !== uid) {
+    throw new UnsafeSocketDir(dir, `it is owned by uid ${st.uid}, not by the agent's uid ${uid}`, `chown it to uid ${uid} or choose another --socket path`);
+  }
+  const mode = st.mode & 0o777;
+  if (mode & 0o077) {
+    const problem = `its mode is 0${mode.toString(8)}, group and others must have no access`;
+    throw new UnsafeSocketDir(dir, problem, `chmod 700 ${dir} or choose another --socket path`);
+  }
+}
+
 /**
- * Removes a socket file left by an agent that died. Refuses when a live agent answers on it, or
- * when the path is not a socket. The agent calls this before it touches anything else.
+ * Removes a socket file left by an agent that died. Refuses when a live agent answers on it, when
+ * the path is not a socket, or when its directory is open to others. The agent calls this before
+ * it touches anything else.
  */
 export async function removeStaleSocket(path: string): Promise<void> {
+  checkSocketDir(dirname(path));
   if (!existsSync(path)) return;
   if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
   if (await answers(path)) throw new Error(`another agent is already listening on ${path}`);
@@ -76,55 +135,68 @@ function dispatcher(o: SocketServerOptions): (value: unknown) => Promise<AgentRe
   };
 }
 
-function serve(sock: Socket, o: SocketServerOptions, dispatch: (value: unknown) => Promise<AgentResponse>, host: PluginHost): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
+/** How long a refused client gets to read its answer before the connection is cut. */
+const LINGER_MS = 1000;
+
+/** Sends the last answer and closes; a client that keeps sending or never reads is cut off. */
+function closeWith(sock: Socket, answer: string | Buffer): void {
+  if (sock.destroyed) return;
+  sock.end(answer);
+  setTimeout(() => sock.destroy(), LINGER_MS).unref();
+}
+
+/** Over the connection cap: the protocol is not known yet, so a JSON line (the forwarder then falls back to the full plugin, which reports it as 11). */
+function refuseBusy(sock: Socket, log: Logger, max: number): void {
+  // Read and drop what the client sends, so its close is seen and this connection ends with it.
+  sock.resume();
+  log.warn({ max }, "connection refused: the agent is serving its maximum of connections");
+  const msg = `the weft agent is serving ${max} connections already; try again later`;
+  closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.TryAgainLater, msg }) + "\n");
+}
+
+function serve(sock: Socket, log: Logger, limits: ServerLimits, dispatch: (value: unknown) => Promise<AgentResponse>, host: PluginHost): void {
+  const reader = new RequestReader(limits.read);
   let done = false;
-  const reply = (r: AgentResponse) => {
+  const deadline = setTimeout(() => {
+    on({ state: "invalid", frame: reader.isFrame, tooLarge: false, msg: `no complete request within ${limits.requestTimeoutMs} ms` });
+  }, limits.requestTimeoutMs);
+  sock.once("close", () => clearTimeout(deadline));
+
+  const on = (s: ReadState): void => {
+    if (done || s.state === "incomplete") return;
     done = true;
-    if (!sock.destroyed) sock.end(JSON.stringify(r) + "\n");
+    clearTimeout(deadline);
+    switch (s.state) {
+      case "empty":
+        return void sock.end();
+      case "invalid":
+        log.warn({ frame: s.frame, tooLarge: s.tooLarge, err: s.msg }, "request refused");
+        // The forwarder prints a frame's answer as the plugin's: spec error JSON, exit code 1.
+        if (s.frame) return closeWith(sock, encodeAnswer(1, JSON.stringify(new CniError(AgentCode.DecodeFailure, s.msg).toJson(LATEST_VERSION)) + "\n"));
+        return closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: s.msg }) + "\n");
+      case "line":
+        return void answerLine(s.text);
+      case "frame":
+        return void host(s.call).then(
+          (out) => { if (!sock.destroyed) sock.end(encodeAnswer(out.exitCode, out.stdout ? out.stdout + "\n" : "")); },
+          (e: unknown) => { log.error({ err: String(e) }, "forwarded plugin call failed"); sock.destroy(); },
+        );
+    }
   };
-  const onLine = async (line: string) => {
+  const answerLine = async (line: string) => {
     let value: unknown;
-    try { value = JSON.parse(line); } catch {
-      return reply({ ok: false, code: AgentCode.DecodeFailure, msg: "request is not valid JSON" });
+    try {
+      value = JSON.parse(line);
+    } catch {
+      return closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: "request is not valid JSON" }) + "\n");
     }
-    reply(await dispatch(value));
+    const res = await dispatch(value).catch((e: unknown): AgentResponse => {
+      log.error({ err: String(e) }, "request failed unexpectedly");
+      return { ok: false, code: AgentCode.Internal, msg: "internal error in the weft agent" };
+    });
+    if (!sock.destroyed) sock.end(JSON.stringify(res) + "\n");
   };
-  const onCall = async (call: ForwardedCall) => {
-    const out = await host(call);
-    if (!sock.destroyed) sock.end(encodeAnswer(out.exitCode, out.stdout ? out.stdout + "\n" : ""));
-  };
-  const tooLarge = () => reply({ ok: false, code: AgentCode.DecodeFailure, msg: "request too large" });
-  sock.on("data", (chunk: Buffer) => {
-    if (done) return;
-    chunks.push(chunk);
-    size += chunk.length;
-    const buf = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-    const frame = isFrame(buf);
-    if (frame === undefined) return;
-    if (frame) {
-      const f = parseFrame(buf, MAX_REQUEST_BYTES);
-      if (f.state === "incomplete") return;
-      done = true;
-      if (f.state === "invalid") return reply({ ok: false, code: AgentCode.DecodeFailure, msg: `invalid plugin frame: ${f.msg}` });
-      void onCall(f.call).catch((e: unknown) => {
-        o.log.error({ err: String(e) }, "forwarded plugin call failed");
-        sock.destroy();
-      });
-      return;
-    }
-    const nl = buf.indexOf(10);
-    if (nl >= 0) { done = true; void onLine(buf.subarray(0, nl).toString("utf8")); }
-    else if (size > MAX_REQUEST_BYTES) tooLarge();
-  });
+  sock.on("data", (chunk: Buffer) => on(reader.push(chunk)));
   // A client that half-closes without a newline still gets an answer.
-  sock.on("end", () => {
-    if (done) return;
-    const buf = Buffer.concat(chunks);
-    if (isFrame(buf) !== false && buf.length > 0) return reply({ ok: false, code: AgentCode.DecodeFailure, msg: "invalid plugin frame: truncated" });
-    const text = buf.toString("utf8");
-    if (text.trim()) { done = true; void onLine(text); }
-  });
-  sock.on("error", () => undefined);
+  sock.on("end", () => on(reader.end()));
 }

@@ -19,7 +19,7 @@ import { LinkReaper } from "./reaper.js";
 import { HOST_IF_PATTERN, hostIfName, randomMac } from "./naming.js";
 import type {
   AddRequest, AgentRequest, AgentResponse, CheckRequest, DelRequest, GcRequest, IpamCheckReport, IpamConflict, IpamLeak,
-} from "./protocol.js";
+} from "../agent-api/schema.js";
 
 export const RESULT_VERSION = "1.1.0";
 

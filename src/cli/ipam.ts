@@ -1,7 +1,8 @@
 // `weft ipam check`: asks the agent for leaks and conflicts in this node's address allocation.
 import type { Command } from "commander";
-import { AgentUnreachable, request } from "../agent/client.js";
-import type { IpamCheckReport } from "../agent/protocol.js";
+import { callAgent } from "../agent-api/client.js";
+import { AgentUnreachable } from "../agent-api/errors.js";
+import type { IpamCheckReport } from "../agent-api/schema.js";
 import { UserError } from "./errors.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
 
@@ -30,7 +31,7 @@ export function registerIpam(program: Command): void {
       if (o.output !== undefined && o.output !== "json") throw new UserError(`-o ${o.output}: only "json" is supported`);
       let res;
       try {
-        res = await request(o.socket, { op: "ipam-check", fix: o.fix === true });
+        res = await callAgent(o.socket, { op: "ipam-check", fix: o.fix === true });
       } catch (e) {
         if (e instanceof AgentUnreachable) throw new UserError(e.message, 2);
         throw e;

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { request } from "../agent/client.js";
+import { callAgent } from "../agent-api/client.js";
 import { netnsPathOf } from "./names.js";
 import { childEnv, isAlive, logTail, spawnDetached } from "./procs.js";
 import type { LabNode } from "./state.js";
@@ -74,7 +74,7 @@ export async function waitAgent(node: LabNode, timeoutMs = 30_000): Promise<void
   for (;;) {
     if (!isAlive(node.agent)) throw new Error(`the agent of ${node.name} exited: ${logTail(join(node.dir, "agent.log"))}`);
     try {
-      const r = await request(node.socket, { op: "status", network: "weft" }, 2000);
+      const r = await callAgent(node.socket, { op: "status", network: "weft" }, 2000);
       if (r.ok) return;
       last = `it answers STATUS with "${r.msg}"`;
     } catch {

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
-import type { AddRequest, AgentRequest, CheckRequest, DelRequest, GcRequest } from "../agent/protocol.js";
+import type { AddRequest, AgentRequest, CheckRequest, DelRequest, GcRequest } from "../agent-api/schema.js";
 import { toVersion } from "../cni/result.js";
 import type { CniVersion, Result } from "../cni/types.js";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";

@@ -1,15 +1,15 @@
 // The CNI plugin's logic: env + config checks, then each verb forwarded to the node agent.
 // Kept free of process globals so tests can drive it; main.ts wires it to the real process.
 import { statSync } from "node:fs";
-// eslint-disable-next-line import/no-restricted-paths -- temporary: the agent protocol moves to its own module (src/agent-api/, branch agent-protocol); remove at merge
-import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
+import { callAgent } from "../agent-api/client.js";
+import { AgentProtocolError, AgentTimeout, AgentUnreachable } from "../agent-api/errors.js";
+import type { AgentRequestInput, AgentResponse } from "../agent-api/schema.js";
 import { decodeNetConf, errorVersion, validateNetConf, type WeftNetConf } from "../cni/config.js";
 import { parseCommand, parseEnv, type CniEnv, type EnvSource } from "../cni/env.js";
 import { asCniError, CniError, ioFailure, notAvailable, tryAgainLater, unknownContainer } from "../cni/errors.js";
 import { mergeResults, parseResult, toVersion } from "../cni/result.js";
 import { CniErrorCode, type CniCommand, type Result } from "../cni/types.js";
 import { LATEST_VERSION, versionResult } from "../cni/version.js";
-import { AgentProtocolError, AgentTimeout, AgentUnreachable, callAgent } from "./agent-client.js";
 import { delegateSupports, runDelegate, type Delegate } from "./delegate.js";
 
 export interface PluginIo {
@@ -21,7 +21,7 @@ export interface PluginIo {
   transport?: AgentTransport;
 }
 
-export type AgentTransport = (socketPath: string, req: AgentRequest, timeoutMs: number) => Promise<AgentResponse>;
+export type AgentTransport = (socketPath: string, req: AgentRequestInput, timeoutMs: number) => Promise<AgentResponse>;
 
 export interface PluginOutcome {
   /** JSON for stdout, or "" (DEL, CHECK, GC, STATUS succeed silently). */
@@ -139,7 +139,7 @@ function netnsIfPresent(netns: string | undefined): string | undefined {
 }
 
 /** Sends one request; transport failures become 11 (try again) or, for STATUS, 50 (not available). */
-async function agent(ctx: Ctx, req: AgentRequest): Promise<AgentResponse & { ok: true }> {
+async function agent(ctx: Ctx, req: AgentRequestInput): Promise<AgentResponse & { ok: true }> {
   let resp: AgentResponse;
   try {
     resp = await ctx.transport(ctx.conf.socket, req, ctx.timeoutMs);

@@ -1,9 +1,10 @@
 // Reads the network configuration from stdin, with a cap: the plugin must fail cleanly (code 6)
 // rather than buffer whatever a broken runtime streams at it.
+import { MAX_CONFIG_BYTES } from "../agent-api/limits.js";
 import { decodeFailure, ioFailure } from "../cni/errors.js";
 
-/** Far above any real config (a prevResult with many interfaces is a few KiB). */
-export const MAX_STDIN_BYTES = 1024 * 1024;
+/** The same cap the agent holds a forwarded call's stdin to (src/agent-api/limits.ts). */
+export const MAX_STDIN_BYTES = MAX_CONFIG_BYTES;
 
 export function readStdin(limit = MAX_STDIN_BYTES): Promise<Buffer> {
   const stdin = process.stdin;

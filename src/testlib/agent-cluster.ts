@@ -14,8 +14,8 @@ import { openStore } from "../store/index.js";
 import { startKubeApiserver, writeKubeconfig, type KubeApiserver } from "../lab/apiserver-process.js";
 import type { ClusterSettingsInput, ClusterStore } from "../store/types.js";
 import { createNetns, type TestNetns } from "./netns.js";
-import { request } from "../agent/client.js";
-import type { AgentResponse } from "../agent/protocol.js";
+import { callAgent } from "../agent-api/client.js";
+import type { AgentResponse } from "../agent-api/schema.js";
 
 export const AGENT_CLI = resolve(dirname(fileURLToPath(import.meta.url)), "agent-cli.js");
 
@@ -164,7 +164,7 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
         pods.push(ns);
         const containerId = `c${process.pid}x${n++}`;
         const args: Record<string, string> = pod ? { K8S_POD_NAMESPACE: pod.namespace, K8S_POD_NAME: pod.name } : {};
-        const res = await request(agents[node].socket, { op: "add", network: "weft", containerId, netns: ns.path, ifname: "eth0", args }, 60_000);
+        const res = await callAgent(agents[node].socket, { op: "add", network: "weft", containerId, netns: ns.path, ifname: "eth0", args }, 60_000);
         if (!res.ok || !res.result) return { res };
         return { res, pod: { ns, containerId, ips: (res.result.ips ?? []).map((x) => x.address.split("/")[0]), hostIf: res.result.interfaces![0].name } };
       },

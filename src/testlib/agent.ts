@@ -5,8 +5,8 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { request } from "../agent/client.js";
-import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
+import { callAgentUnchecked } from "../agent-api/client.js";
+import type { AgentRequestInput, AgentResponse } from "../agent-api/schema.js";
 
 const CLI = resolve(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js");
 
@@ -32,7 +32,7 @@ export interface TestAgent {
   stateDir: string;
   /** Everything the agent wrote to stderr (pino JSON lines). */
   logs(): string;
-  request(req: AgentRequest | Record<string, unknown>): Promise<AgentResponse>;
+  request(req: AgentRequestInput | Record<string, unknown>): Promise<AgentResponse>;
   /** Sends the signal to the agent's PID and waits for it to exit. */
   kill(signal?: NodeJS.Signals): Promise<number | null>;
   /** The same agent, started again on the same state dir and socket. */
@@ -72,7 +72,7 @@ export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`agent exited before it was ready: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
     // Ready = this agent logged so (another agent may answer on the same path) and answers.
     if (stderr.includes('"msg":"agent ready"') && existsSync(socket)) {
-      const r = await request(socket, { op: "status", network: "" }, 2000).catch(() => null);
+      const r = await callAgentUnchecked(socket, { op: "status", network: "" }, 2000).catch(() => null);
       if (r) break;
     }
     if (Date.now() > deadline) {
@@ -87,7 +87,7 @@ export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
     socket,
     stateDir,
     logs: () => stderr,
-    request: (req) => request(socket, req),
+    request: (req) => callAgentUnchecked(socket, req),
     kill: async (signal = "SIGTERM") => {
       if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, signal);
       return exited;

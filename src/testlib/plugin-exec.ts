@@ -1,5 +1,5 @@
 // Test helpers for the plugin executable: run dist/weft-cni exactly as a runtime does (clean
-// environment, config on stdin) and a stand-in agent that speaks src/agent/protocol.ts on a unix
+// environment, config on stdin) and a stand-in agent that speaks the JSON protocol (src/agent-api/schema.ts) on a unix
 // socket in a temp dir, recording what the plugin sent. Used by src/plugin/*.test.ts only.
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -7,7 +7,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { AgentRequest, AgentResponse } from "../agent/protocol.js";
+import type { AgentRequest, AgentResponse } from "../agent-api/schema.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 /**

@@ -4,7 +4,12 @@
 // what still works then was served by the agent through the frame protocol.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, renameSync } from "node:fs";
+import { existsSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { binarySkipReason, invoke, PLUGIN_BIN } from "../../testlib/plugin-exec.js";
 import { invokePlugin, resultAddresses, type CniErrorOut, type PluginCall } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, k8sArgs } from "./fixture.js";
 
@@ -100,5 +105,94 @@ describe("the native plugin forwarder", { skip }, () => {
     } finally {
       await h.startAgent();
     }
+  });
+});
+
+// A wedged agent: it accepts connections (and reads what is sent) but never answers. The
+// forwarder must answer the runtime itself within its bound, not hang it.
+describe("the native plugin forwarder and a wedged agent", { skip: binarySkipReason() }, () => {
+  let dir: string;
+  let socket: string;
+  let server: Server;
+  const conns: Socket[] = [];
+  let accepted = 0;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "weft-wedged-"));
+    socket = join(dir, "agent.sock");
+    // allowHalfOpen, as the real agent: the forwarder half-closes after its request.
+    server = createServer({ allowHalfOpen: true }, (c) => { accepted++; conns.push(c); c.resume(); });
+    await new Promise<void>((r) => server.listen(socket, r));
+  });
+  after(async () => {
+    for (const c of conns) c.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const vars = (command: string, timeoutMs?: number) => ({
+    CNI_COMMAND: command, CNI_CONTAINERID: "wedged-1", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni",
+    ...(timeoutMs !== undefined ? { WEFT_FORWARD_TIMEOUT_MS: String(timeoutMs) } : {}),
+  });
+  const conf = (extra: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: "0.4.0", name: "weft", type: "weft", socket, ...extra });
+
+  /** Runs the forwarder; returns its outcome, how long it took and how many connections the agent saw. */
+  async function run(v: Record<string, string>, input: string) {
+    const before = accepted;
+    const t0 = Date.now();
+    const r = await invoke(v, input, PLUGIN_BIN);
+    return { ...r, ms: Date.now() - t0, connections: accepted - before, err: r.json as CniErrorOut };
+  }
+
+  test("ADD: code 11 as spec JSON in the config's version, exit 1, at the bound WEFT_FORWARD_TIMEOUT_MS sets", async () => {
+    const r = await run(vars("ADD", 400), conf());
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.deepEqual({ v: r.err.cniVersion, code: r.err.code }, { v: "0.4.0", code: 11 }, r.stdout);
+    assert.match(r.err.msg, /did not answer within 400 ms/);
+    assert.ok(r.ms >= 400, `answered after ${r.ms} ms`);
+    // One try only: the full plugin is not run to wait all over again.
+    assert.equal(r.connections, 1);
+  });
+
+  test("STATUS: code 50 (plugin not available), as the TypeScript plugin answers a timeout", async () => {
+    const r = await run(vars("STATUS", 300), conf());
+    assert.equal(r.code, 1);
+    assert.equal(r.err.code, 50, r.stdout);
+  });
+
+  test("an agent whose event loop is stuck, its accept queue full: connect is bounded too, code 11", async () => {
+    // A child that listens (backlog 1) and then blocks its event loop: it never accepts again.
+    const wedged = join(dir, "stuck.sock");
+    const child = spawn(process.execPath, ["-e", `
+      require("node:net").createServer(() => {}).listen({ path: ${JSON.stringify(wedged)}, backlog: 1 }, () => {
+        process.stdout.write("listening\\n");
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
+      });`], { stdio: ["ignore", "pipe", "inherit"] });
+    const fillers: Socket[] = [];
+    try {
+      await new Promise<void>((r, j) => { child.stdout.once("data", () => r()); child.once("exit", (c) => j(new Error(`child exited ${c}`))); });
+      // Fill the accept queue: the kernel refuses a non-blocking connect (EAGAIN) once it is full.
+      let full = false;
+      while (!full && fillers.length < 64) {
+        const c = connect(wedged);
+        fillers.push(c);
+        full = await new Promise<boolean>((r) => { c.once("connect", () => r(false)); c.once("error", (e: NodeJS.ErrnoException) => r(e.code === "EAGAIN")); });
+      }
+      assert.ok(full, "the stuck agent's accept queue did not fill");
+      const r = await run(vars("ADD", 400), JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket: wedged }));
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.deepEqual({ v: r.err.cniVersion, code: r.err.code }, { v: "1.0.0", code: 11 }, r.stdout);
+      assert.ok(r.ms < 20_000, `answered after ${r.ms} ms`);
+    } finally {
+      for (const c of fillers) c.destroy();
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  });
+
+  test("without the variable, the bound is the config's timeoutMs plus 10 s of slack", async () => {
+    const r = await run(vars("DEL"), conf({ timeoutMs: 1 }));
+    assert.equal(r.code, 1);
+    assert.equal(r.err.code, 11, r.stdout);
+    assert.match(r.err.msg, /did not answer within 10001 ms/);
+    assert.ok(r.ms >= 10_001 && r.ms < 40_000, `answered after ${r.ms} ms`);
   });
 });
