@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { runStatus } from "../kernel/exec.js";
 import { openStore } from "../store/index.js";
 import type { ClusterStore, StoredObject } from "../store/types.js";
-import { tcpEndpoints } from "./etcd.js";
+import { labEtcdConnection } from "./etcd.js";
 import { readPods } from "./pods-state.js";
 import { isAlive, type ProcRef } from "./procs.js";
 import { readState, type LabState } from "./state.js";
@@ -41,7 +41,7 @@ export class TestLab {
     if (!this.store) {
       const st = this.state();
       if (!st) throw new Error("no lab state");
-      this.store = openStore({ kind: "etcd", endpoints: tcpEndpoints(st.etcd) });
+      this.store = openStore({ kind: "etcd", ...labEtcdConnection(st) });
     }
     return this.store;
   }

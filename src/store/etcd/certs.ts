@@ -59,7 +59,7 @@ export function clientTls(certs: EtcdCertificates): EtcdTlsFiles {
 }
 
 /** etcd's flags for client-certificate TLS on its client URLs (and, with peer, on its peer URLs). */
-export function etcdServerTlsArgs(certs: EtcdCertificates, peer = false): string[] {
+export function etcdServerTlsArgs(certs: Pick<EtcdCertificates, "caFile" | "serverCertFile" | "serverKeyFile">, peer = false): string[] {
   return [
     "--client-cert-auth", "--trusted-ca-file", certs.caFile, "--cert-file", certs.serverCertFile, "--key-file", certs.serverKeyFile,
     ...(peer ? ["--peer-client-cert-auth", "--peer-trusted-ca-file", certs.caFile, "--peer-cert-file", certs.serverCertFile, "--peer-key-file", certs.serverKeyFile] : []),
