@@ -55,9 +55,16 @@ export function decodeNode(node: Json): NodeInfo | undefined {
   if (ann[A_BACKEND] === undefined) return undefined;
   const spec = (node.spec ?? {}) as { podCIDR?: string; podCIDRs?: string[] };
   let backendData: Record<string, string> = {};
+  let problem: string | undefined;
   try {
-    backendData = JSON.parse(ann[A_BACKEND]) as Record<string, string>;
-  } catch { /* hand-edited: show none */ }
+    const v = JSON.parse(ann[A_BACKEND]) as unknown;
+    if (typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string")) backendData = v as Record<string, string>;
+    else problem = `annotation ${A_BACKEND} of Node ${meta.name} is not a JSON object of strings`;
+  } catch (e) {
+    problem = `annotation ${A_BACKEND} of Node ${meta.name} is not valid JSON (${(e as Error).message})`;
+  }
+  // Hand-edited or damaged: say so rather than pass it off as a node that published nothing.
+  if (problem) problem += `: restore it or restart the node's agent, which writes it again`;
   return {
     name: meta.name,
     addresses: (ann[A_ADDRESSES] ?? "").split(",").filter(Boolean),
@@ -66,6 +73,7 @@ export function decodeNode(node: Json): NodeInfo | undefined {
     registeredAt: ann[A_REGISTERED] ?? String((node.metadata as Json).creationTimestamp),
     leaseTTLSeconds: Number(ann[A_TTL] ?? 0),
     resourceVersion: meta.resourceVersion,
+    ...(problem ? { problem } : {}),
   };
 }
 
