@@ -68,7 +68,7 @@ export function parseEtcdEndpoints(text: string): string[] {
     } catch {
       ok = false;
     }
-    if (!ok) throw new InvalidError(`--etcd-endpoints: "${u}" is not an http://, https://, unix:/// or unixs:/// URL`);
+    if (!ok) throw new InvalidError(`--etcd-endpoints: "${u}" is not an http://, https:// or unix:/// URL (unixs:/// for TLS on a unix socket)`);
   }
   return urls;
 }
