@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, openSync, readFileSync, closeSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openStore } from "../src/store/index.js";
+import { labEtcdConnection, labEtcdFlags } from "../src/lab/etcd.js";
 import { BenchLab, barChart, benchArg, benchList, fmt, machine, progress, repoRoot, capture, rssMb, sleep, spawnIn, stopChild, summary, today, verdict, writeSection } from "./lib.js";
 
 const B = "convergence";
@@ -63,7 +64,7 @@ async function measureSize(nodes: number): Promise<SizeResult> {
     if (!pid) throw new Error(`node ${target.name} has no agent`);
     const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
     const flag = (f: string): string => argv[argv.indexOf(f) + 1];
-    const base = ["--underlay-address", flag("--underlay-address"), "--store", "etcd", "--etcd-endpoints", flag("--etcd-endpoints")];
+    const base = ["--underlay-address", flag("--underlay-address"), "--store", "etcd", ...labEtcdFlags(st)];
     process.kill(pid, "SIGTERM");
     await sleep(500);
     const work = join(st.dir, "wb-convergence");
@@ -71,7 +72,7 @@ async function measureSize(nodes: number): Promise<SizeResult> {
     const targetNs = `/run/netns/${target.netns}`;
     let agent: ChildProcess | null = null;
     // When each node's record lands in the store: splits agent start-up from propagation.
-    const store = openStore({ kind: "etcd", endpoints: [st.etcd[0].clientUrl] });
+    const store = openStore({ kind: "etcd", ...labEtcdConnection(st) });
     const seen = new Map<string, number>();
     const w = store.watchNodes((ev) => { if (ev.type === "added" && !seen.has(ev.object.name)) seen.set(ev.object.name, now()); }, { replay: false });
     await w.ready;

@@ -14,7 +14,7 @@ import type { PodRef } from "../ipam/store.js";
 import { ConflictError, isStoreError, NotInitializedError } from "../store/errors.js";
 import type { ClusterSettings, ClusterStore, NodeInfo, NodeLease, WatchHandle } from "../store/types.js";
 import { AgentCode, AgentFailure } from "./codes.js";
-import { type AgentReport, BACKEND_KEY, decodeBackendData, encodeBackendData, reportFromSync } from "./published.js";
+import { type AgentReport, BACKEND_KEY, decodeBackendData, encodeBackendData, readBackendData, reportFromSync } from "./published.js";
 
 export interface MembershipOptions {
   store: ClusterStore;
@@ -187,6 +187,13 @@ export class Membership {
         if (ev.type === "removed") this.nodes.delete(ev.object.name);
         else this.nodes.set(ev.object.name, ev.object);
         if (ev.type !== "updated" || !sameDatapath(ev.object, ev.previous)) log.info({ event: ev.type, peer: ev.object.name, podCIDRs: ev.object.podCIDRs }, "node list changed");
+        if (ev.type !== "removed") {
+          const problem = ev.object.problem ?? readBackendData(ev.object.backendData).problem;
+          // Wired as a peer that published nothing would hide it: say it, once per change.
+          if (problem && (ev.type !== "updated" || problem !== (ev.previous.problem ?? readBackendData(ev.previous.backendData).problem))) {
+            log.error({ peer: ev.object.name, problem }, "a node's data in the store is unreadable; its routes may be missing (weft status shows it)");
+          }
+        }
         this.scheduleSync();
       });
       await this.watch.ready;

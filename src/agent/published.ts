@@ -34,24 +34,50 @@ export function encodeBackendData(data: BackendData, report?: AgentReport): Reco
 }
 
 export function decodeBackendData(d: Record<string, string>): BackendData {
+  return readBackendData(d).data;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** The backend's published data; `problem` says why it could not be read (the data is then empty). */
+export function readBackendData(d: Record<string, string>): { data: BackendData; problem?: string } {
   const raw = d[BACKEND_KEY];
-  if (raw === undefined) return {};
+  if (raw === undefined) return { data: {} };
   try {
     const v = JSON.parse(raw) as unknown;
-    return v && typeof v === "object" && !Array.isArray(v) ? (v as BackendData) : {};
-  } catch {
-    return {};
+    if (isObject(v)) return { data: v as BackendData };
+    return { data: {}, problem: `its published backend data is not a JSON object: ${raw.slice(0, 80)}` };
+  } catch (e) {
+    return { data: {}, problem: `its published backend data is not valid JSON (${(e as Error).message})` };
   }
 }
 
 export function decodeAgentReport(d: Record<string, string>): AgentReport | undefined {
+  return readAgentReport(d).report;
+}
+
+/**
+ * The agent's published report: absent (not published yet: neither report nor problem), or
+ * unreadable (`problem` says why; the node is then not ready, never shown as healthy).
+ */
+export function readAgentReport(d: Record<string, string>): { report?: AgentReport; problem?: string } {
   const raw = d[AGENT_KEY];
-  if (raw === undefined) return undefined;
+  if (raw === undefined) return {};
+  let v: unknown;
   try {
-    return JSON.parse(raw) as AgentReport;
-  } catch {
-    return undefined;
+    v = JSON.parse(raw);
+  } catch (e) {
+    return { problem: `its agent report is not valid JSON (${(e as Error).message})` };
   }
+  const bad = (what: string) => ({ problem: `its agent report is unreadable: ${what}` });
+  if (!isObject(v)) return bad("not a JSON object");
+  if (v.health !== "ok" && v.health !== "degraded") return bad(`health is ${JSON.stringify(v.health)}, not "ok" or "degraded"`);
+  if (typeof v.backend !== "string" || typeof v.podMtu !== "number" || typeof v.pods !== "number") return bad("backend, podMtu or pods missing");
+  if (!isObject(v.peers) || !Array.isArray(v.errors)) return bad("peers or errors missing");
+  for (const [name, p] of Object.entries(v.peers)) {
+    if (!isObject(p) || !Array.isArray(p.errors) || !isObject(p.paths)) return bad(`peer ${name} is malformed`);
+  }
+  return { report: v as unknown as AgentReport };
 }
 
 export function reportFromSync(r: SyncReport, base: Omit<AgentReport, "health" | "peers" | "errors">): AgentReport {

@@ -6,8 +6,9 @@ import { InvalidCidr, parsePool, type Pool } from "../ipam/pool.js";
 import { makeLogger, startAgent, type AgentConfig } from "../agent/run.js";
 import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
 import { isPodKernelName, POD_KERNELS } from "../kernel/pod/index.js";
-import type { StoreConfig } from "../store/index.js";
+import { defaultKubeconfig, type StoreConfig } from "../store/index.js";
 import { UserError } from "./errors.js";
+import { addEtcdOptions, etcdConnectionFromFlags, refuseEtcdFlags, type EtcdFlags } from "./store-flags.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
 
 /** Where a cluster-mode agent keeps its IPAM state when --state-dir is not given. */
@@ -27,19 +28,6 @@ function parsePodCidrs(value: string): Pool[] {
   return pools.sort((a, b) => a.family - b.family);
 }
 
-/** --etcd-endpoints: http(s)://HOST:PORT or unix:///ABS/PATH (an etcd unix socket), comma-separated. */
-export function parseAgentEtcdEndpoints(text: string): string[] {
-  const urls = text.split(",").map((s) => s.trim()).filter(Boolean);
-  if (urls.length === 0) throw new UserError("--etcd-endpoints is empty: give http://HOST:PORT[,...]");
-  for (const u of urls) {
-    if (/^unix:\/\/\/./.test(u)) continue;
-    let ok = false;
-    try { const x = new URL(u); ok = /^https?:$/.test(x.protocol) && x.hostname !== ""; } catch { ok = false; }
-    if (!ok) throw new UserError(`--etcd-endpoints: "${u}" is not an http://, https:// or unix:/// URL`);
-  }
-  return urls;
-}
-
 function intFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -47,9 +35,9 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
   return n;
 }
 
-interface AgentFlags {
+interface AgentFlags extends EtcdFlags {
   node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
-  etcdEndpoints?: string; kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
+  kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
   leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean; kernel?: string;
 }
 
@@ -73,19 +61,20 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
   switch (o.store) {
     case "local":
       if (!stateDir) throw new UserError("--store local needs --state-dir DIR");
-      if (o.etcdEndpoints || o.kubeconfig) throw new UserError("--etcd-endpoints and --kubeconfig go with --store etcd / kubernetes, not --store local");
+      refuseEtcdFlags(o, "local");
+      if (o.kubeconfig) throw new UserError("--kubeconfig goes with --store kubernetes, not --store local");
       if (!o.podCidr) throw new UserError("--pod-cidr is required with --store local");
       pools = parsePodCidrs(o.podCidr);
       store = { kind: "local", stateDir };
       break;
     case "etcd":
       if (o.podCidr) throw new UserError("--pod-cidr goes with --store local: in a cluster the node's pod CIDRs come from the store (weft cluster init --cluster-cidr)");
-      if (!o.etcdEndpoints) throw new UserError("--store etcd needs --etcd-endpoints URL[,URL]");
-      store = { kind: "etcd", endpoints: parseAgentEtcdEndpoints(o.etcdEndpoints), requestTimeoutMs: 3000 };
+      store = { kind: "etcd", ...etcdConnectionFromFlags(o), requestTimeoutMs: 3000 };
       break;
     case "kubernetes":
       if (o.podCidr) throw new UserError("--pod-cidr goes with --store local: with --store kubernetes the node's pod CIDRs come from the cluster");
-      store = { kind: "kubernetes", kubeconfig: o.kubeconfig ?? process.env.KUBECONFIG ?? join(homedir(), ".kube", "config"), requestTimeoutMs: 3000 };
+      refuseEtcdFlags(o, "kubernetes");
+      store = { kind: "kubernetes", kubeconfig: o.kubeconfig ?? defaultKubeconfig(), requestTimeoutMs: 3000 };
       break;
     default:
       throw new UserError(`--store ${o.store}: use local, etcd or kubernetes`);
@@ -106,15 +95,16 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
 }
 
 export function registerAgent(program: Command): void {
-  program
+  const cmd = program
     .command("agent")
     .description("run the node agent in the foreground: wires pods, keeps routes to other nodes, enforces network policy, serves the CNI plugin on a unix socket")
     .requiredOption("--node <name>", "this node's name")
     .option("--store <kind>", "where cluster state lives: local (single host, embedded in --state-dir), etcd, kubernetes", "local")
     .option("--state-dir <dir>", `directory for the agent's crash-safe state (required with --store local; default ${DEFAULT_STATE_DIR})`)
     .option("--socket <path>", "unix socket the CNI plugin talks to (created 0600)", DEFAULT_SOCKET)
-    .option("--pod-cidr <cidr[,cidr]>", "--store local: this host's pod CIDRs, one IPv4 and/or one IPv6")
-    .option("--etcd-endpoints <url[,url]>", "--store etcd: http(s)://HOST:PORT or unix:///PATH, comma-separated")
+    .option("--pod-cidr <cidr[,cidr]>", "--store local: this host's pod CIDRs, one IPv4 and/or one IPv6");
+  addEtcdOptions(cmd, "--store etcd: http(s)://HOST:PORT or unix(s):///PATH, comma-separated");
+  cmd
     .option("--kubeconfig <file>", "--store kubernetes: kubeconfig of the API server (default $KUBECONFIG, then ~/.kube/config)")
     .option("--underlay-address <ip[,ip]>", "this node's underlay address(es), one per family (default: the default route's device, else the first global address)")
     .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead, or the cluster's MTU setting)")

@@ -2,7 +2,7 @@
 // report its agent publishes: health, per-peer wiring errors, pods), dead nodes whose subnets are
 // still reserved, and whether the store answers.
 import type { Command } from "commander";
-import { decodeAgentReport, type AgentReport, type PeerReport } from "../agent/published.js";
+import { readAgentReport, readBackendData, type AgentReport, type PeerReport } from "../agent/published.js";
 import type { ClusterSettings, ClusterStore, NodeInfo } from "../store/types.js";
 import { UserError } from "./errors.js";
 import { addStoreOptions, withStore, type StoreFlags } from "./store-flags.js";
@@ -19,6 +19,8 @@ export interface NodeStatus {
   pods: number;
   peers: Record<string, PeerReport>;
   errors: string[];
+  /** What weft could not read about this node (a damaged annotation or agent report); null when all was readable. */
+  problem: string | null;
 }
 
 export interface ClusterStatus {
@@ -30,6 +32,8 @@ export interface ClusterStatus {
   nodes: NodeStatus[];
   /** Subnets of nodes whose lease expired, reserved for them until the grace period ends. */
   reservedSubnets: { cidr: string; node: string; claimedAt: string }[];
+  /** Every node's errors and unreadable data, one line each ("NODE: what"), as the table prints them. */
+  problems: string[];
   healthy: boolean;
 }
 
@@ -53,6 +57,7 @@ export async function collectStatus(store: ClusterStore, now = Date.now()): Prom
     out.push({
       name, ready: false, underlay: [], podCIDRs: cidrs, lease: { alive: false, ttlSeconds: null, ageSeconds: null, registeredAt: null },
       agent: null, pods: podsOn.get(name) ?? 0, peers: {}, errors: ["lease expired: the agent is not running; its subnets are reserved for it until the grace period ends"],
+      problem: null,
     });
   }
   out.sort((a, b) => a.name.localeCompare(b.name));
@@ -64,12 +69,15 @@ export async function collectStatus(store: ClusterStore, now = Date.now()): Prom
     mtu: settings.mtu ?? (mtus.length === 1 ? mtus[0] : mtus.length ? Math.min(...mtus) : null),
     nodes: out,
     reservedSubnets: claims.filter((c) => !live.has(c.node)),
-    healthy: out.every((n) => n.ready && n.agent?.health === "ok"),
+    problems: out.flatMap((n) => [...(n.problem ? [`${n.name}: ${n.problem}`] : []), ...n.errors.map((e) => `${n.name}: ${e}`)]),
+    healthy: out.every((n) => n.ready && n.agent?.health === "ok" && n.problem === null),
   };
 }
 
 function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
-  const report = decodeAgentReport(n.backendData);
+  // Unreadable data is a problem to show, never "nothing published".
+  const { report, problem: reportProblem } = readAgentReport(n.backendData);
+  const problem = [n.problem, readBackendData(n.backendData).problem, reportProblem].filter((p): p is string => p !== undefined).join("; ") || null;
   const registered = Date.parse(n.registeredAt);
   const errors = [...(report?.errors ?? [])];
   for (const [peer, p] of Object.entries(report?.peers ?? {})) for (const e of p.errors) errors.push(e.startsWith(`peer ${peer}`) ? e : `peer ${peer}: ${e}`);
@@ -84,6 +92,7 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
     pods,
     peers: report?.peers ?? {},
     errors,
+    problem,
   };
 }
 
@@ -115,8 +124,7 @@ function printStatus(s: ClusterStatus): void {
     ]);
   }
   lines.push(table(rows));
-  const problems = s.nodes.flatMap((n) => n.errors.map((e) => `  ${n.name}: ${e}`));
-  if (problems.length) lines.push("", "problems:", ...problems);
+  if (s.problems.length) lines.push("", "problems:", ...s.problems.map((p) => `  ${p}`));
   process.stdout.write(lines.join("\n") + "\n");
 }
 

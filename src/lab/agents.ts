@@ -45,7 +45,8 @@ export function nodeKubeconfig(node: LabNode): string {
   return join(node.dir, "kubeconfig");
 }
 
-export function agentArgv(node: LabNode, mode: AgentMode, etcdUnixEndpoints: readonly string[], caps?: AgentCaps): string[] {
+/** etcdFlags: --etcd-endpoints (the members' unix sockets) and the TLS flags (etcd.ts labEtcdFlags). */
+export function agentArgv(node: LabNode, mode: AgentMode, etcdFlags: readonly string[], caps?: AgentCaps): string[] {
   const base = [
     "nsenter", `--net=${netnsPathOf(node.netns)}`, "--",
     WEFT_BIN, "agent", "--node", node.name,
@@ -53,15 +54,15 @@ export function agentArgv(node: LabNode, mode: AgentMode, etcdUnixEndpoints: rea
   ];
   // The lab knows each node's underlay addresses; say them rather than have the agent guess.
   if (caps?.underlayFlag) base.push("--underlay-address", [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])].join(","));
-  if (mode === "etcd") return [...base, "--store", "etcd", "--etcd-endpoints", etcdUnixEndpoints.join(",")];
+  if (mode === "etcd") return [...base, "--store", "etcd", ...etcdFlags];
   if (mode === "kubernetes") return [...base, "--store", "kubernetes", "--kubeconfig", nodeKubeconfig(node)];
   return [...base, "--store", "local", "--pod-cidr", (node.podCidrs ?? []).join(",")];
 }
 
-export function startAgent(node: LabNode, mode: AgentMode, etcdUnixEndpoints: readonly string[], caps?: AgentCaps): LabNode {
+export function startAgent(node: LabNode, mode: AgentMode, etcdFlags: readonly string[], caps?: AgentCaps): LabNode {
   if (isAlive(node.agent)) return node;
   mkdirSync(join(node.dir, "state"), { recursive: true, mode: 0o700 });
-  const agent = spawnDetached(agentArgv(node, mode, etcdUnixEndpoints, caps), { log: join(node.dir, "agent.log") });
+  const agent = spawnDetached(agentArgv(node, mode, etcdFlags, caps), { log: join(node.dir, "agent.log") });
   return { ...node, agent };
 }
 

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { stringify } from "yaml";
+import type { EtcdTlsFiles } from "../store/etcd/config.js";
 import { startEtcd, type EtcdCluster } from "./etcd-process.js";
 import { dirs, hookExit, running } from "./child-reaper.js";
 
@@ -22,6 +23,8 @@ export function kubeApiserverBinary(): string {
 export interface StartApiserverOptions {
   /** etcd client URLs to use. Absent: a 1-member etcd is started (and stopped) with the apiserver. */
   etcdServers?: string[];
+  /** TLS to etcdServers (https://): --etcd-cafile, --etcd-certfile, --etcd-keyfile. */
+  etcdTls?: EtcdTlsFiles;
   /** Key prefix in etcd (several apiservers may share one etcd). Default "/registry". */
   etcdPrefix?: string;
   binary?: string;
@@ -93,10 +96,12 @@ export function makeApiserverCredentials(dir: string): string {
  * The flags for a kube-apiserver on 127.0.0.1:port using the files makeApiserverCredentials() wrote
  * in dir (for a launcher that restarts it from another process, like the lab).
  */
-export function kubeApiserverArgs(o: { dir: string; port: number; etcdServers: readonly string[]; etcdPrefix?: string; serviceClusterIPRange?: string }): string[] {
+export function kubeApiserverArgs(o: { dir: string; port: number; etcdServers: readonly string[]; etcdTls?: EtcdTlsFiles; etcdPrefix?: string; serviceClusterIPRange?: string }): string[] {
   const dir = o.dir;
+  const t = o.etcdTls;
   return [
     "--etcd-servers", o.etcdServers.join(","),
+    ...(t ? ["--etcd-cafile", t.caFile, ...(t.certFile && t.keyFile ? ["--etcd-certfile", t.certFile, "--etcd-keyfile", t.keyFile] : [])] : []),
     "--etcd-prefix", o.etcdPrefix ?? "/registry",
     "--bind-address", "127.0.0.1",
     "--advertise-address", "127.0.0.1",
@@ -191,7 +196,7 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
     const url = `https://127.0.0.1:${port}`;
     const kubeconfig = join(dir, "kubeconfig");
     writeKubeconfig(kubeconfig, url, token, join(dir, "serving.crt"));
-    const argv = kubeApiserverArgs({ dir, port, etcdServers, etcdPrefix: options.etcdPrefix, serviceClusterIPRange: options.serviceClusterIPRange });
+    const argv = kubeApiserverArgs({ dir, port, etcdServers, etcdTls: options.etcdTls, etcdPrefix: options.etcdPrefix, serviceClusterIPRange: options.serviceClusterIPRange });
     const logFile = join(dir, "apiserver.log");
     const ca = readFileSync(join(dir, "serving.crt"));
     const timeoutMs = options.readyTimeoutMs ?? 60_000;

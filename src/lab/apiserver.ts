@@ -2,6 +2,7 @@
 // (src/store/kubernetes/apiserver-process.ts) in its persistent mode: detached, over the lab etcd,
 // its working directory (certificates, token, kubeconfig, log) inside the lab directory.
 import { rmSync } from "node:fs";
+import type { EtcdTlsFiles } from "../store/etcd/config.js";
 import { kubeApiserverBinary, startKubeApiserver } from "./apiserver-process.js";
 import { isAlive, procStart, type ProcRef } from "./procs.js";
 
@@ -15,10 +16,10 @@ export interface LabApiserver {
 }
 
 /** Starts the apiserver unless `have` is still running; a dead one's directory is replaced. */
-export async function ensureApiserver(labDir: string, etcdServers: readonly string[], have: LabApiserver | undefined): Promise<LabApiserver> {
+export async function ensureApiserver(labDir: string, etcdServers: readonly string[], etcdTls: EtcdTlsFiles | undefined, have: LabApiserver | undefined): Promise<LabApiserver> {
   if (have && isAlive(have.proc)) return have;
   if (have) rmSync(have.dir, { recursive: true, force: true });
-  const a = await startKubeApiserver({ etcdServers: [...etcdServers], baseDir: labDir, persistent: true });
+  const a = await startKubeApiserver({ etcdServers: [...etcdServers], ...(etcdTls ? { etcdTls } : {}), baseDir: labDir, persistent: true });
   const pid = a.pid;
   const start = pid === undefined ? undefined : procStart(pid);
   if (pid === undefined || start === undefined) throw new Error("kube-apiserver exited right after start-up");

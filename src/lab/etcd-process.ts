@@ -9,6 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { dirs, hookExit, running } from "./child-reaper.js";
+import { clientTls, etcdServerTlsArgs, makeEtcdCertificates, type EtcdCertificates } from "../store/etcd/certs.js";
+import { etcdHealthy } from "../store/etcd/health.js";
 
 export const ETCD_BINARY = "/usr/bin/etcd";
 
@@ -27,6 +29,8 @@ export interface EtcdMember {
 
 export interface EtcdCluster {
   readonly endpoints: string[];
+  /** With options.tls: the CA, server and client certificates (endpoints are https://). */
+  readonly tls?: EtcdCertificates;
   readonly members: EtcdMember[];
   /** Kills every member and removes the data directories. Idempotent. */
   stop(): Promise<void>;
@@ -45,6 +49,8 @@ export interface StartEtcdOptions {
    * them later by PID (members[i].pid) and removes baseDir. Default false (tests: always cleaned up).
    */
   persistent?: boolean;
+  /** Client-certificate TLS on the client URLs (--client-cert-auth); certificates made in the temporary directory. */
+  tls?: boolean;
 }
 
 async function freePorts(n: number): Promise<number[]> {
@@ -60,16 +66,6 @@ async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-async function healthy(clientUrl: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
-    const body = (await res.json()) as { health?: string };
-    return body.health === "true";
-  } catch {
-    return false;
-  }
-}
-
 class Member implements EtcdMember {
   private child: ChildProcess | undefined;
   private stderr = "";
@@ -83,6 +79,7 @@ class Member implements EtcdMember {
     private readonly binary: string,
     private readonly readyTimeoutMs: number,
     private readonly persistent: boolean,
+    private readonly healthy: () => Promise<boolean>,
   ) {}
 
   get pid(): number | undefined {
@@ -117,7 +114,7 @@ class Member implements EtcdMember {
     const deadline = Date.now() + this.readyTimeoutMs;
     while (Date.now() < deadline) {
       if (!this.child) throw new Error(`etcd member ${this.name} exited during start-up: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`);
-      if (await healthy(this.clientUrl)) return;
+      if (await this.healthy()) return;
       await new Promise((r) => setTimeout(r, 25));
     }
     throw new Error(`etcd member ${this.name} (${this.clientUrl}) was not healthy after ${this.readyTimeoutMs} ms: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`);
@@ -145,10 +142,12 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
   const base = mkdtempSync(join(options.baseDir ?? tmpdir(), "weft-etcd-"));
   if (!persistent) dirs.add(base);
   const ports = await freePorts(2 * n);
+  const tls = options.tls ? makeEtcdCertificates(join(base, "tls")) : undefined;
+  const scheme = tls ? "https" : "http";
   const token = `weft-${randomBytes(6).toString("hex")}`;
   const specs = Array.from({ length: n }, (_, i) => ({
     name: `m${i}`,
-    clientUrl: `http://127.0.0.1:${ports[2 * i]}`,
+    clientUrl: `${scheme}://127.0.0.1:${ports[2 * i]}`,
     peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`,
     dataDir: join(base, `m${i}`),
   }));
@@ -169,7 +168,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
         "--election-timeout", "100",
         "--logger", "zap",
         "--log-level", "error",
-      ], binary, options.readyTimeoutMs ?? 20_000, persistent),
+        ...(tls ? etcdServerTlsArgs(tls) : []),
+      ], binary, options.readyTimeoutMs ?? 20_000, persistent, () => etcdHealthy(s.clientUrl, tls && clientTls(tls))),
   );
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -187,5 +187,5 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
     await stop();
     throw err;
   }
-  return { endpoints: specs.map((s) => s.clientUrl), members, stop };
+  return { endpoints: specs.map((s) => s.clientUrl), ...(tls ? { tls } : {}), members, stop };
 }

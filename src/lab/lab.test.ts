@@ -3,7 +3,7 @@
 // the same namespaces, not from the lab's own code.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { readPods } from "./pods-state.js";
 import { sctpSupport } from "./probe-sctp.js";
@@ -13,6 +13,9 @@ import { processesInNetns } from "./procs.js";
 import { run, runStatus } from "../kernel/exec.js";
 import { apiserverBinary } from "./apiserver.js";
 import { kubectlBinary, kubectlSkipReason } from "../testlib/kubectl.js";
+import { openStore, type StoreConfig } from "../store/index.js";
+import { isStoreError } from "../store/errors.js";
+import { unixEndpoints } from "./etcd.js";
 
 const skip = skipReason();
 
@@ -69,6 +72,26 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     const settings = await lab.clusterStore().getClusterSettings();
     assert.deepEqual(settings?.clusterCIDRs, ["10.244.0.0/16"]);
     assert.equal(settings?.backend, "host-gw");
+  });
+
+  test("the lab etcd takes only clients with the lab's certificate (TCP and unix socket); its keys are 0600", async () => {
+    const st = lab.state()!;
+    const tls = st.etcdTls!;
+    assert.ok(tls, "the lab records its etcd certificates");
+    for (const k of [tls.serverKeyFile, tls.clientKeyFile]) assert.equal(statSync(k).mode & 0o777, 0o600, k);
+    assert.ok(st.etcd.every((m) => m.clientUrl.startsWith("https://")), "client URLs are https");
+    const refused = async (config: StoreConfig, what: string) => {
+      const s = openStore({ ...config, requestTimeoutMs: 1500 } as StoreConfig);
+      try {
+        await assert.rejects(s.getClusterSettings(), (e: unknown) => isStoreError(e, "Unavailable"), what);
+      } finally {
+        await s.close();
+      }
+    };
+    await refused({ kind: "etcd", endpoints: st.etcd.map((m) => m.clientUrl.replace("https:", "http:")) }, "plain HTTP on the TCP port");
+    await refused({ kind: "etcd", endpoints: st.etcd.map((m) => m.clientUrl), tls: { caFile: tls.caFile } }, "TLS without a client certificate");
+    await refused({ kind: "etcd", endpoints: unixEndpoints(st.etcd, false) }, "plain on the unix socket");
+    await refused({ kind: "etcd", endpoints: unixEndpoints(st.etcd, true), tls: { caFile: tls.caFile } }, "unix socket without a client certificate");
   });
 
   test("pods get a namespace on their node, addresses and a kubelet-style status", async () => {

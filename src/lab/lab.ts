@@ -2,12 +2,12 @@
 // state file before it is taken, and every step checks what already exists, so `up` is
 // idempotent and `down` removes exactly what was made, also after a crash of any part.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 // eslint-disable-next-line import/no-restricted-paths -- temporary: installCni moves to its own module (branch agent-safety) that the CLI and the lab call; remove at merge
 import { installCni } from "../cli/install-cni.js";
 import { agentArgv, agentCaps, CLI_MAIN, nodeKubeconfig, startAgent, waitAgent, type AgentCaps, type AgentMode } from "./agents.js";
 import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";
-import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
+import { labClientTls, labEtcdFlags, makeLabEtcdCertificates, planMembers, startMember, tcpEndpoints, waitHealthy } from "./etcd.js";
 import {
   CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
 } from "./names.js";
@@ -101,6 +101,8 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     const caps = agentCaps();
     const mode: AgentMode = want.store === "kubernetes" ? (caps.kubernetes ? "kubernetes" : "local") : caps.etcd ? "etcd" : "local";
     st = planState(names, want, mode, await planMembers(names.dir, want.etcdMembers));
+    // Made before the state is written: a lab on record always has its certificates.
+    st.etcdTls = makeLabEtcdCertificates(names.dir);
     writeState(names.stateFile, st);
     progress(`agents run in ${mode === "local" ? "fallback mode (--store local --pod-cidr per node)" : `cluster mode (--store ${mode})`}`);
   }
@@ -117,17 +119,17 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     });
   }
 
-  progress(`etcd: ${st.etcd.length} member(s) on ${tcpEndpoints(st.etcd).join(",")}`);
-  st.etcd = st.etcd.map((m) => startMember(m, st!.etcd));
+  progress(`etcd: ${st.etcd.length} member(s) on ${tcpEndpoints(st.etcd).join(",")}${st.etcdTls ? `, client-certificate TLS (${dirname(st.etcdTls.caFile)})` : ""}`);
+  st.etcd = st.etcd.map((m) => startMember(m, st!.etcd, st!.etcdTls));
   save();
-  await waitHealthy(st.etcd);
+  await waitHealthy(st.etcd, st.etcdTls);
 
   let apiserverRestarted = false;
   if (st.settings.store === "kubernetes" && !isAlive(st.apiserver?.proc)) {
     progress(`kube-apiserver: starting over the lab etcd`);
     const old = st.apiserver;
     try {
-      st.apiserver = await ensureApiserver(st.dir, tcpEndpoints(st.etcd), st.apiserver);
+      st.apiserver = await ensureApiserver(st.dir, tcpEndpoints(st.etcd), labClientTls(st.etcdTls), st.apiserver);
     } catch (e) {
       throw new LabError((e as Error).message);
     }
@@ -178,7 +180,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     }
     if (!isAlive(st.nodes[i].agent)) {
       progress(`node ${n.name}: starting agent (${st.agentMode} mode), log ${join(n.dir, "agent.log")}`);
-      st.nodes[i] = startAgent(st.nodes[i], st.agentMode, unixEndpoints(st.etcd), caps ??= agentCaps());
+      st.nodes[i] = startAgent(st.nodes[i], st.agentMode, labEtcdFlags(st), caps ??= agentCaps());
       save();
     }
   }

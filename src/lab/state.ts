@@ -60,6 +60,17 @@ export const LabStateSchema = z.object({
   namespaces: z.array(z.string()),
   underlay: z.object({ netns: z.string(), bridge: z.string() }),
   etcd: z.array(EtcdMemberSchema),
+  /**
+   * The lab etcd's certificates (client-certificate TLS on its client and peer URLs and unix
+   * sockets). Absent only in a lab made by an older weft, whose etcd is plain.
+   */
+  etcdTls: z.object({
+    caFile: z.string(),
+    serverCertFile: z.string(),
+    serverKeyFile: z.string(),
+    clientCertFile: z.string(),
+    clientKeyFile: z.string(),
+  }).optional(),
   nodes: z.array(LabNodeSchema),
   kubelet: ProcRefSchema.optional(),
   /** --store kubernetes: the lab's kube-apiserver (over the lab etcd). */

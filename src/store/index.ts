@@ -1,4 +1,7 @@
 // Opening a store from CLI-style settings. Import the interface from ./types.js.
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { EtcdConnection } from "./etcd/config.js";
 import { InvalidError } from "./errors.js";
 import { lazyStore } from "./lazy.js";
 import { localStorePath, openLocalStore } from "./local/index.js";
@@ -6,7 +9,8 @@ import type { ClusterStore } from "./types.js";
 
 export type StoreConfig =
   | { kind: "local"; stateDir: string; prefix?: string }
-  | { kind: "etcd"; endpoints: string[]; prefix?: string; requestTimeoutMs?: number }
+  /** endpoints, and TLS files and a user when etcd asks for them (see ./etcd/config.ts). */
+  | ({ kind: "etcd"; prefix?: string; requestTimeoutMs?: number } & EtcdConnection)
   /** A real kube-apiserver: weft's state as Nodes, Leases and a ConfigMap (src/store/kubernetes). */
   | { kind: "kubernetes"; kubeconfig: string; requestTimeoutMs?: number };
 
@@ -17,7 +21,9 @@ export function openStore(config: StoreConfig): ClusterStore {
     // etcd and Kubernetes clients load on first use (see lazy.ts).
     case "etcd":
       return lazyStore(`etcd at ${config.endpoints.join(",")}`, async () =>
-        (await import("./etcd/index.js")).openEtcdStore({ endpoints: config.endpoints, prefix: config.prefix, requestTimeoutMs: config.requestTimeoutMs }));
+        (await import("./etcd/index.js")).openEtcdStore({
+          endpoints: config.endpoints, tls: config.tls, auth: config.auth, prefix: config.prefix, requestTimeoutMs: config.requestTimeoutMs,
+        }));
     case "kubernetes":
       return lazyStore(`Kubernetes API (kubeconfig ${config.kubeconfig})`, async () =>
         (await import("./kubernetes/index.js")).openKubernetesStore({ kubeconfig: config.kubeconfig, requestTimeoutMs: config.requestTimeoutMs }));
@@ -26,14 +32,9 @@ export function openStore(config: StoreConfig): ClusterStore {
   }
 }
 
-/** Parses --etcd-endpoints: comma-separated http(s) URLs, or unix:///ABSOLUTE/PATH sockets. */
-export function parseEtcdEndpoints(text: string): string[] {
-  const urls = text.split(",").map((s) => s.trim()).filter(Boolean);
-  if (urls.length === 0) throw new InvalidError("--etcd-endpoints is empty: give http://HOST:PORT[,...]");
-  for (const u of urls) {
-    let ok = false;
-    try { ok = /^https?:$/.test(new URL(u).protocol) || /^unix:\/\/\/./.test(u); } catch { ok = false; }
-    if (!ok) throw new InvalidError(`--etcd-endpoints: "${u}" is not an http://, https:// or unix:/// URL`);
-  }
-  return urls;
+export { parseEtcdEndpoints } from "./etcd/config.js";
+
+/** The kubeconfig a Kubernetes store uses when none is named: $KUBECONFIG, else ~/.kube/config (as kubectl). */
+export function defaultKubeconfig(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KUBECONFIG || join(homedir(), ".kube", "config");
 }

@@ -61,6 +61,11 @@ export interface NodeInfo {
   leaseTTLSeconds: number;
   /** Store revision of the last change to this node. */
   resourceVersion: string;
+  /**
+   * Set when the store holds part of the node in a form weft cannot read (e.g. a hand-edited
+   * Node annotation); the unreadable part is then empty. Shown by `weft status`, logged by agents.
+   */
+  problem?: string;
 }
 
 export interface RegisterOptions {

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { runStatus } from "../kernel/exec.js";
 import { openStore } from "../store/index.js";
 import type { ClusterStore, StoredObject } from "../store/types.js";
-import { tcpEndpoints } from "../lab/etcd.js";
+import { labEtcdConnection } from "../lab/etcd.js";
 import { readPods } from "../lab/pods-state.js";
 import { isAlive, type ProcRef } from "../lab/procs.js";
 import { readState, type LabState } from "../lab/state.js";
@@ -41,7 +41,7 @@ export class TestLab {
     if (!this.store) {
       const st = this.state();
       if (!st) throw new Error("no lab state");
-      this.store = openStore({ kind: "etcd", endpoints: tcpEndpoints(st.etcd) });
+      this.store = openStore({ kind: "etcd", ...labEtcdConnection(st) });
     }
     return this.store;
   }

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { unixEndpoints } from "../../lab/etcd.js";
+import { labEtcdFlags } from "../../lab/etcd.js";
 import { deleteNetns, ensureNode } from "../../lab/topology.js";
 import { ClusterLab, inCidr, skipReason, sleep, WEFT_BIN, type NodeJson } from "./fixture.js";
 
@@ -67,13 +67,13 @@ describe(`${N} agents starting at once`, { skip, timeout: 360_000 }, () => {
     const st = lab.state();
     for (const x of extra) await ensureNode({ ul: st.underlay.netns, node: x.name, netns: x.netns, ipv4: x.ipv4, gateway4: "10.250.0.1" });
     // `weft agent` as a node runs it (the contract's cluster command line), all spawned at once.
-    const endpoints = unixEndpoints(st.etcd).join(",");
+    const etcdFlags = labEtcdFlags(st);
     for (const x of extra) {
       const dir = join(extraDir, x.name);
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const log = openSync(join(dir, "agent.log"), "a", 0o600);
       extraProcs.push(spawn("nsenter", [`--net=/run/netns/${x.netns}`, "--", process.execPath, WEFT_BIN, "agent", "--node", x.name,
-        "--store", "etcd", "--etcd-endpoints", endpoints, "--state-dir", join(dir, "state"), "--socket", join(dir, "weft.sock"),
+        "--store", "etcd", ...etcdFlags, "--state-dir", join(dir, "state"), "--socket", join(dir, "weft.sock"),
         "--underlay-address", x.ipv4], { stdio: ["ignore", log, log], env: { ...process.env, NODE_EXTRA_CA_CERTS: "" } }));
       closeSync(log);
     }

@@ -4,14 +4,13 @@
 import etcd3 from "etcd3";
 import type { IKeyValue, Watcher } from "etcd3";
 import { UnavailableError } from "../errors.js";
+import { grpcHost, readTlsFiles, type EtcdConnection } from "./config.js";
 import type { KvBackend, KvCompare, KvEntry, KvLease, KvOp, KvWatchEvent, KvWatchHandlers } from "../kv.js";
 
-const { Etcd3 } = etcd3;
+const { Etcd3, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, EtcdUserNotFoundError } = etcd3;
 type Client = InstanceType<typeof Etcd3>;
 
-export interface EtcdKvOptions {
-  /** Client URLs, e.g. ["http://127.0.0.1:2379"]. */
-  endpoints: string[];
+export interface EtcdKvOptions extends EtcdConnection {
   /** Deadline of each unary call (range, txn, lease grant/revoke). Default 5000 ms. */
   requestTimeoutMs?: number;
   /** Deadline for connecting to a member. Default 2000 ms. */
@@ -43,7 +42,10 @@ export class EtcdKv implements KvBackend {
     this.description = `etcd at ${options.endpoints.join(",")}`;
     const timeout = options.requestTimeoutMs ?? 5000;
     this.client = new Etcd3({
-      hosts: options.endpoints,
+      hosts: options.endpoints.map(grpcHost),
+      // TLS on every endpoint when a CA is given (config.ts refuses mixed endpoints).
+      ...(options.tls ? { credentials: readTlsFiles(options.tls) } : {}),
+      ...(options.auth ? { auth: { username: options.auth.username, password: options.auth.password.reveal() } } : {}),
       dialTimeout: options.dialTimeoutMs ?? 2000,
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       faultHandling: { watchBackoff: backoff(50, 2000) },
@@ -53,7 +55,16 @@ export class EtcdKv implements KvBackend {
   private unavailable(err: unknown): UnavailableError {
     if (err instanceof UnavailableError) return err;
     const msg = err instanceof Error ? err.message : String(err);
-    return new UnavailableError(`${this.description} is unavailable (${msg}): check that etcd is running and reachable, and that --etcd-endpoints is right`, err);
+    return new UnavailableError(`${this.description} is unavailable (${msg}): ${this.hint(err)}`, err);
+  }
+
+  /** What to check, from the kind of failure: refused credentials are not an outage. */
+  private hint(err: unknown): string {
+    if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdInvalidAuthTokenError) return "etcd refused the username or password (--etcd-username, --etcd-password-file)";
+    if (err instanceof EtcdPermissionDeniedError || err instanceof EtcdUserNotFoundError) return "etcd refused this user (check its role, or --etcd-username)";
+    if (err instanceof Error && /user name is empty/.test(err.message)) return "etcd has authentication on: give --etcd-username with --etcd-password-file (or $WEFT_ETCD_PASSWORD)";
+    if (this.options.tls) return "check that etcd is running and reachable, that --etcd-endpoints is right, and that --etcd-cafile/--etcd-certfile/--etcd-keyfile match etcd's certificates";
+    return "check that etcd is running and reachable, and that --etcd-endpoints is right";
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {

@@ -141,3 +141,13 @@ export class KubeClient {
 export function microTime(d: Date = new Date()): string {
   return d.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
+
+/** GET path; undefined when the object does not exist (404). */
+export async function getOrUndefined(client: KubeClient, path: string): Promise<Json | undefined> {
+  try {
+    return await client.request("GET", path);
+  } catch (err) {
+    if (isApiError(err, 404)) return undefined;
+    throw err;
+  }
+}

@@ -4,6 +4,8 @@
 import { after, beforeEach, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
 import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { KubeClient, openKubernetesStore } from "./index.js";
@@ -148,6 +150,9 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
     await waitFor("removed after kubectl delete node", () => seen.events.find((e) => e.type === "removed" && e.object.name === "kc-2"));
     assert.deepEqual((await a.listNodes()).map((n) => n.name), ["kc-1"]);
     await w.close();
+    // A lease left renewing would re-register its node after the next test's wipe.
+    await l1.release();
+    await l2.release();
   });
 
   test("a Node its kubelet registered first keeps its status; weft adds podCIDRs and annotations", { timeout: 90_000 }, async () => {
@@ -171,6 +176,26 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
     assert.equal(out.metadata.labels["kubernetes.io/hostname"], "kl-1");
     assert.deepEqual(out.status.conditions.map((c) => `${c.type}=${c.status}`), ["Ready=True"]);
     assert.match(kubectl(kubeconfig, "get", "nodes", "--no-headers"), /^kl-1\s+Ready\s/m);
+    await lease.release();
+  });
+
+  test("a weft annotation hand-edited with kubectl is a problem weft status shows, not a node without data", { timeout: 90_000 }, async () => {
+    const { kubeconfig } = await api();
+    await wipe(kubeconfig);
+    const a = await open();
+    await a.initCluster({ clusterCIDRs: ["10.30.0.0/16"], backend: "vxlan" });
+    const held = await a.registerNode({ name: "he-1", addresses: ["192.0.2.51"], backendData: { backend: "{}" } });
+    kubectl(kubeconfig, "annotate", "--overwrite", "node", "he-1", "weft.dev/backend-data={not json");
+    const [n] = await a.listNodes();
+    assert.match(n.problem ?? "", /annotation weft\.dev\/backend-data of Node he-1 is not valid JSON/);
+    const cli = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "cli", "main.js");
+    const r = spawnSync(process.execPath, [cli, "status", "-o", "json", "--store", "kubernetes", "--kubeconfig", kubeconfig], { encoding: "utf8", timeout: 30_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const st = JSON.parse(r.stdout) as { nodes: Array<{ name: string; problem: string | null }>; problems: string[]; healthy: boolean };
+    assert.match(st.nodes.find((x) => x.name === "he-1")?.problem ?? "", /not valid JSON/);
+    assert.ok(st.problems.some((p) => p.startsWith("he-1: annotation weft.dev/backend-data")), st.problems.join("\n"));
+    assert.equal(st.healthy, false);
+    await held.release();
   });
 
   test("a dead node leaves kubectl's list when another node takes over its subnet", { timeout: 90_000 }, async () => {
