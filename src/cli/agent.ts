@@ -1,6 +1,4 @@
 // `weft agent`: the node agent in the foreground (see src/agent/run.ts).
-import { homedir } from "node:os";
-import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { InvalidCidr, parsePool, type Pool } from "../ipam/pool.js";
 import { makeLogger, startAgent, type AgentConfig } from "../agent/run.js";
