@@ -1,4 +1,6 @@
 // Starts the node agent. Order matters:
+//   0. before anything is changed: refuse the machine's own network namespace unless realNode,
+//      and refuse a namespace another live agent serves (the namespace lock, held for life)
 //   1. refuse if a live agent holds the socket; open the IPAM state; enable forwarding
 //   2. roll back half-made ADDs (never touching ready pods)
 //   3. serve the socket: DEL works from here on; ADD answers "try again later" (11) until ready
@@ -12,12 +14,14 @@ import { type Pool } from "../ipam/addr.js";
 import { IpamStore } from "../ipam/store.js";
 import { IprouteKernel } from "../kernel/iproute.js";
 import { NetlinkKernel } from "../kernel/netlink/kernel.js";
+import { inHostNetns } from "../kernel/nsfile.js";
 import type { PodKernel } from "../kernel/podnet.js";
 // run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
 import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
 import { Membership, type JoinResult } from "./cluster.js";
 import { AgentCode, AgentFailure } from "./codes.js";
+import { lockNetns } from "./locks.js";
 import { HOST_IF_PATTERN } from "./naming.js";
 import { listen, removeStaleSocket } from "./server.js";
 import { AgentService, localPodsOf } from "./service.js";
@@ -47,6 +51,11 @@ export interface AgentConfig {
   metricsPort?: number;
   /** Deny log via NFLOG + tcpdump (`weft agent` turns it on unless --no-deny-log; tcpdump dies with the agent). */
   denyLog?: boolean;
+  /**
+   * This is a real node: the agent may run in the machine's own network namespace (that of PID 1).
+   * Only deploy/weft.yaml sets it (`--real-node`); tests, the lab and benchmarks never do.
+   */
+  realNode?: boolean;
 }
 
 export interface RunningAgent {
@@ -74,9 +83,35 @@ export function defaultPodKernel(): PodKernel {
   return process.env.WEFT_KERNEL === "iproute" ? new IprouteKernel() : new NetlinkKernel();
 }
 
+/** The agent will not start here; nothing has been changed. */
+export class AgentRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AgentRefused";
+  }
+}
+
 export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), kernel: PodKernel = defaultPodKernel()): Promise<RunningAgent> {
-  // First of all: a second agent on a live socket must not reconcile (it would take the
-  // first one's pods for orphans).
+  // First of all, before any file, sysctl, link or rule: the machine's own namespace only on a
+  // node declared real (its first change would be host-wide forwarding) ...
+  if (!cfg.realNode && inHostNetns()) {
+    throw new AgentRefused("refusing to run in the machine's own network namespace (that of PID 1): start the agent inside a test network namespace, or pass --real-node on a node weft is meant to own (deploy/weft.yaml does)");
+  }
+  // ... and one agent per network namespace, whatever its socket or state dir: a second one
+  // would take the first one's pods for orphans and fight over its routes and rules.
+  const nsLock = await lockNetns({ socket: cfg.socket, stateDir: cfg.stateDir }).catch((e: unknown) => {
+    throw new AgentRefused(e instanceof Error ? e.message : String(e));
+  });
+  try {
+    return await startLocked(cfg, log, kernel, nsLock.release);
+  } catch (e) {
+    await nsLock.release();
+    throw e;
+  }
+}
+
+async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unlock: () => Promise<void>): Promise<RunningAgent> {
+  // A second agent on a live socket (in another namespace) must not reconcile either.
   await removeStaleSocket(cfg.socket);
   const ipam = new IpamStore(cfg.stateDir);
   await kernel.enableForwarding();
@@ -93,6 +128,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
       stop: async () => {
         await new Promise<void>((r) => server.close(() => r()));
         ipam.close();
+        await unlock();
       },
     };
   }
@@ -167,6 +203,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
       await policy?.stop();
       await membership.stop();
       ipam.close();
+      await unlock();
     },
   };
   return agent;

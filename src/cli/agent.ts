@@ -49,7 +49,7 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
 interface AgentFlags {
   node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
   etcdEndpoints?: string; kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
-  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean;
+  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean; realNode?: boolean;
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
@@ -98,6 +98,7 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
     ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
     denyLog: o.denyLog !== false,
+    ...(o.realNode === true ? { realNode: true } : {}),
   };
 }
 
@@ -118,6 +119,7 @@ export function registerAgent(program: Command): void {
     .option("--lease-ttl <seconds>", "node lease TTL: a stopped node disappears from its peers this long after (default 15)")
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
+    .option("--real-node", "this machine is a node weft owns: allow running in its own network namespace (that of PID 1); without it the agent refuses there")
     .option("--no-deny-log", "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)")
     .action(async (o: AgentFlags) => {
       const cfg = agentConfigFromFlags(o);

@@ -20,6 +20,9 @@ export async function cmdAdd(ctx: OpContext, req: AddRequest): Promise<Result> {
   const nsState = netnsFileState(req.netns);
   if (nsState === "missing") throw new AgentFailure(AgentCode.UnknownContainer, `network namespace ${req.netns} does not exist`);
   if (nsState === "not-a-namespace") throw new AgentFailure(AgentCode.InvalidEnvironment, `${req.netns} is not a network namespace file`);
+  // CNI code 4 (invalid necessary environment variables): CNI_NETNS itself is wrong. Wiring
+  // "the pod" there would put its interface, addresses and routes into the node itself.
+  if (nsState === "host") throw new AgentFailure(AgentCode.InvalidEnvironment, `CNI_NETNS ${req.netns} is the node's own network namespace (the agent's or PID 1's), not a pod's; refusing to wire a pod interface into the host`);
   const delegated = req.ipam ? delegatedAddresses(req) : undefined;
   const pod = podRefOf(req.args);
   // Before any allocation: the pod's labels (policy) and this node's subnet come from the store.
