@@ -26,12 +26,16 @@ export async function ipamCheck(ctx: OpContext, fix: boolean): Promise<IpamCheck
       await ctx.policyRemoved(rec.hostIf);
     });
   };
+  const linkPresent = async (name: string) => (await o.kernel.hostLinks()).some((x) => x.name === name);
   for (const l of found.leaked) {
     if (l.kind === "allocation") await releaseRecord(l as Required<IpamLeak>, l.reason, true);
     else if (!o.store.list().some((r) => r.hostIf === l.hostIf)) {
       // ADD records its allocation before it makes the link, so an unowned link is an orphan.
-      await o.kernel.deleteHostLinks([l.hostIf]);
-      fixed.push(`deleted link ${l.hostIf} (${l.reason})`);
+      // Reported only when this call removed it (absent links are skipped, a DEL may have won).
+      if (!(await linkPresent(l.hostIf))) continue;
+      const err = await o.kernel.deleteHostLinks([l.hostIf]).then(() => undefined, (e: unknown) => e);
+      if (!err && !(await linkPresent(l.hostIf))) fixed.push(`deleted link ${l.hostIf} (${l.reason})`);
+      else o.log.warn({ hostIf: l.hostIf, err: err === undefined ? "still present" : String(err) }, "ipam check --fix could not delete an orphan link");
     }
   }
   for (const c of found.conflicts) {
@@ -41,8 +45,9 @@ export async function ipamCheck(ctx: OpContext, fix: boolean): Promise<IpamCheck
       const owner = o.store.list().find((r) => r.addresses.some((a) => a.address === c.address));
       const dst = `${c.address}/${c.address.includes(":") ? 128 : 32}`;
       for (const dev of c.devices.filter((d) => d !== owner?.hostIf)) {
-        await o.kernel.deleteHostRoute({ dst, dev }).catch(() => undefined);
-        fixed.push(`deleted route ${dst} dev ${dev}`);
+        const err = await o.kernel.deleteHostRoute({ dst, dev }).then(() => undefined, (e: unknown) => e);
+        if (err === undefined) fixed.push(`deleted route ${dst} dev ${dev}`);
+        else o.log.warn({ dst, dev, err: String(err) }, "ipam check --fix could not delete a conflicting route");
       }
     }
   }
