@@ -3,7 +3,7 @@
 // idempotent and `down` removes exactly what was made, also after a crash of any part.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { installCni } from "../cli/install-cni.js";
+import { installCni } from "../cni-install/index.js";
 import { agentArgv, agentCaps, CLI_MAIN, nodeKubeconfig, startAgent, waitAgent, type AgentCaps, type AgentMode } from "./agents.js";
 import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";
 import { planMembers, startMember, tcpEndpoints, unixEndpoints, waitHealthy } from "./etcd.js";
