@@ -16,7 +16,7 @@ const LAYERS = [
   ["cli", "lab"], // commands and the lab (`weft lab` ships): wire everything together
   ["agent", "policy-agent"], // the node agent and its policy enforcement
   ["plugin", "backends", "policy"], // CNI plugin executable, pod-network backends, policy compiler
-  ["store", "ipam", "cni", "k8s", "agent-api"], // state, addresses, CNI types, Kubernetes types, agent protocol
+  ["store", "ipam", "cni", "k8s", "agent-api", "cni-install"], // state, addresses, CNI types, Kubernetes types, agent protocol, CNI install
   ["kernel"], // the only door to netlink, iproute2 and nft
   ["net"], // pure IP/CIDR values
 ];

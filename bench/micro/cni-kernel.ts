@@ -43,7 +43,8 @@ async function agent(kernel: "iproute" | "netlink", work: string): Promise<Targe
       pools: [parsePool(${JSON.stringify(kernel === "netlink" ? "10.91.0.0/16" : "10.92.0.0/16")})] }, makeLogger(), new K());
     process.once("SIGTERM", () => a.stop().finally(() => process.exit(0)));`;
   const env = { ...process.env, WEFT_LOG_LEVEL: "warn" };
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], { env, stdio: ["ignore", "inherit", "inherit"] });
+  // Each agent in a namespace of its own (unshare execs node in place): one agent per namespace.
+  const child = spawn("unshare", ["--net", "--", process.execPath, "--input-type=module", "-e", script], { env, stdio: ["ignore", "inherit", "inherit"] });
   for (let i = 0; i < 500 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
   if (!existsSync(socket)) throw new Error(`agent (${kernel}) did not start`);
   await new Promise((r) => setTimeout(r, 200));

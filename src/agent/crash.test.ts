@@ -71,8 +71,10 @@ test("a second agent on a live socket refuses to start and touches nothing; a st
     const pod = await createNetns("pod");
     must(await agent.request(addReq(cid(), pod)));
     const before = await linkAddr(pod, "eth0");
+    // From another namespace (one agent per namespace is safety.test.ts's): the socket path alone.
+    const other = await createNetns("host");
     await assert.rejects(
-      startTestAgent({ netns: host.path, podCidr: "10.74.0.0/24", stateDir: agent.stateDir + "2", socket: agent.socket }),
+      startTestAgent({ netns: other.path, podCidr: "10.74.0.0/24", stateDir: agent.stateDir + "2", socket: agent.socket }),
       /already listening/,
     );
     must(await agent.request({ op: "status", network: "weft" }));

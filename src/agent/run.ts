@@ -1,4 +1,6 @@
 // Starts the node agent. Order matters:
+//   0. before anything is changed: refuse the machine's own network namespace unless realNode,
+//      and refuse a namespace another live agent serves (the namespace lock, held for life)
 //   1. refuse if a live agent holds the socket; open the IPAM state; enable forwarding
 //   2. roll back half-made ADDs (never touching ready pods)
 //   3. serve the socket: DEL works from here on; ADD answers "try again later" (11) until ready
@@ -12,11 +14,13 @@ import { type Pool } from "../ipam/pool.js";
 import { IpamStore } from "../ipam/store.js";
 import { createPodKernel, type PodKernel, type PodKernelName } from "../kernel/pod/index.js";
 import { PeerWriteChannel } from "../kernel/peer-writes.js";
+import { inHostNetns } from "../kernel/nsfile.js";
 // run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
 import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
 import { Membership, type JoinResult } from "./cluster.js";
 import { AgentCode, AgentFailure } from "./codes.js";
+import { lockNetns } from "./locks.js";
 import { HOST_IF_PATTERN } from "./naming.js";
 import { listen, removeStaleSocket } from "./server.js";
 import { AgentService, localPodsOf } from "./service.js";
@@ -52,6 +56,11 @@ export interface AgentConfig {
    * 9 ms), which leave the same kernel state (src/kernel/pod/cases.ts checks both).
    */
   kernel?: PodKernelName;
+  /**
+   * This is a real node: the agent may run in the machine's own network namespace (that of PID 1).
+   * Only deploy/weft.yaml sets it (`--real-node`); tests, the lab and benchmarks never do.
+   */
+  realNode?: boolean;
 }
 
 export interface RunningAgent {
@@ -70,9 +79,35 @@ export function makeLogger(): Logger {
   return pino({ base: { component: "agent" }, level: process.env.WEFT_LOG_LEVEL ?? "info" }, pino.destination(2));
 }
 
+/** The agent will not start here; nothing has been changed. */
+export class AgentRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "AgentRefused";
+  }
+}
+
 export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), kernel: PodKernel = createPodKernel(cfg.kernel ?? "netlink")): Promise<RunningAgent> {
-  // First of all: a second agent on a live socket must not reconcile (it would take the
-  // first one's pods for orphans).
+  // First of all, before any file, sysctl, link or rule: the machine's own namespace only on a
+  // node declared real (its first change would be host-wide forwarding) ...
+  if (!cfg.realNode && inHostNetns()) {
+    throw new AgentRefused("refusing to run in the machine's own network namespace (that of PID 1): start the agent inside a test network namespace, or pass --real-node on a node weft is meant to own (deploy/weft.yaml does)");
+  }
+  // ... and one agent per network namespace, whatever its socket or state dir: a second one
+  // would take the first one's pods for orphans and fight over its routes and rules.
+  const nsLock = await lockNetns({ socket: cfg.socket, stateDir: cfg.stateDir }).catch((e: unknown) => {
+    throw new AgentRefused(e instanceof Error ? e.message : String(e));
+  });
+  try {
+    return await startLocked(cfg, log, kernel, nsLock.release);
+  } catch (e) {
+    await nsLock.release();
+    throw e;
+  }
+}
+
+async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unlock: () => Promise<void>): Promise<RunningAgent> {
+  // A second agent on a live socket (in another namespace) must not reconcile either.
   await removeStaleSocket(cfg.socket);
   const ipam = new IpamStore(cfg.stateDir);
   await kernel.enableForwarding();
@@ -89,6 +124,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
       stop: async () => {
         await new Promise<void>((r) => server.close(() => r()));
         ipam.close();
+        await unlock();
       },
     };
   }
@@ -166,6 +202,7 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
       await policy?.stop();
       await membership.stop();
       ipam.close();
+      await unlock();
     },
   };
   return agent;

@@ -36,7 +36,7 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
 interface AgentFlags extends EtcdFlags {
   node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
   kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
-  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean; kernel?: string;
+  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean; kernel?: string; realNode?: boolean;
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
@@ -89,6 +89,7 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
     ...(kernel !== undefined ? { kernel } : {}),
     denyLog: o.denyLog !== false,
+    ...(o.realNode === true ? { realNode: true } : {}),
   };
 }
 
@@ -111,6 +112,7 @@ export function registerAgent(program: Command): void {
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
     .addOption(new Option("--kernel <name>", "how the agent wires pods and peer routes: netlink (rtnetlink from the agent) or iproute (ip/bridge child processes)").choices(POD_KERNELS).env("WEFT_KERNEL"))
+    .option("--real-node", "this machine is a node weft owns: allow running in its own network namespace (that of PID 1); without it the agent refuses there")
     .option("--no-deny-log", "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)")
     .action(async (o: AgentFlags) => {
       const cfg = agentConfigFromFlags(o);

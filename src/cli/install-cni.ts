@@ -1,140 +1,12 @@
-// `weft install-cni`: puts the CNI plugin executable and weft's conflist where a container
-// runtime looks for them. Both files are written atomically (temp file in the same directory,
-// then rename) so a runtime that reads them concurrently never sees a half-written file.
+// `weft install-cni`: puts the CNI plugin executables and weft's conflist where a container
+// runtime looks for them (src/cni-install does the work; this is its command line).
 import type { Command } from "commander";
-import { constants, existsSync } from "node:fs";
-import { access, chmod, copyFile, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, isAbsolute, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { DEFAULT_SOCKET } from "../cni/config.js";
+import { DEFAULT_NETWORK, InstallError, installCni } from "../cni-install/index.js";
 import { UserError } from "./errors.js";
 
 /** Where the agent listens unless told otherwise (the plugin's own default); cli/agent.ts uses it. */
 export { DEFAULT_SOCKET };
-
-export const DEFAULT_NETWORK = "weft";
-export const CONFLIST_NAME = "10-weft.conflist";
-export const PLUGIN_NAME = "weft";
-/** The forwarder execs "<itself>-full" when the agent cannot take a call (src/plugin/forwarder.c). */
-export const FULL_SUFFIX = "-full";
-/** The conflist's own version: the highest podman 4.x / libcni 1.1 accept (PLATFORM.md). */
-export const CONFLIST_VERSION = "1.0.0";
-export const CONFLIST_VERSIONS = ["0.3.1", "0.4.0", "1.0.0", "1.1.0"];
-
-/**
- * The plugin binary `npm run build` makes (dist/weft-cni, beside dist/cli/): the native forwarder.
- * It needs the full TypeScript plugin beside it under its own name + FULL_SUFFIX (dist/weft-cni-full).
- */
-export function builtPluginPath(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), "..", "weft-cni");
-}
-
-export interface ConflistOptions {
-  name: string;
-  socket: string;
-  /** Chain portmap after weft so hostPort mappings work (capability portMappings). */
-  portmap: boolean;
-}
-
-export interface Conflist {
-  cniVersion: string;
-  cniVersions: string[];
-  name: string;
-  plugins: Array<Record<string, unknown>>;
-}
-
-export function buildConflist(o: ConflistOptions): Conflist {
-  const plugins: Array<Record<string, unknown>> = [{ type: PLUGIN_NAME, socket: o.socket }];
-  if (o.portmap) plugins.push({ type: "portmap", capabilities: { portMappings: true } });
-  return { cniVersion: CONFLIST_VERSION, cniVersions: [...CONFLIST_VERSIONS], name: o.name, plugins };
-}
-
-// Errno codes in words a person can act on.
-function why(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  switch (code) {
-    case "ENOTDIR": return "a parent of it is not a directory";
-    case "EACCES": case "EPERM": return "permission denied";
-    case "EROFS": return "read-only file system";
-    case "ENOSPC": return "no space left on device";
-    default: return code ?? (e as Error).message;
-  }
-}
-
-// libcni's rule for network names.
-const NETWORK_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
-
-/** Makes DIR if missing; fails with one line if it is not a writable directory. */
-async function ensureDir(flag: string, dir: string): Promise<string> {
-  const abs = resolve(dir);
-  try {
-    const st = await stat(abs);
-    if (!st.isDirectory()) throw new UserError(`${flag} ${dir}: exists and is not a directory`);
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new UserError(`${flag} ${dir}: cannot create it: ${why(e)}`);
-    try {
-      await mkdir(abs, { recursive: true });
-    } catch (e2) {
-      throw new UserError(`${flag} ${dir}: cannot create it: ${why(e2)}`);
-    }
-  }
-  try {
-    await access(abs, constants.W_OK | constants.X_OK);
-  } catch {
-    throw new UserError(`${flag} ${dir}: directory is not writable`);
-  }
-  return abs;
-}
-
-/** Writes DEST via a temp file in the same directory and a rename, so readers see old or new. */
-async function atomicPlace(dest: string, mode: number, write: (tmp: string) => Promise<void>): Promise<void> {
-  const tmp = join(dirname(dest), `.${PLUGIN_NAME}-install-${process.pid}-${Date.now()}.tmp`);
-  try {
-    await write(tmp);
-    await chmod(tmp, mode);
-    await rename(tmp, dest);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw new UserError(`cannot write ${dest}: ${why(e)}`);
-  }
-}
-
-export interface InstallOptions {
-  binDir: string;
-  confDir: string;
-  socket: string;
-  name: string;
-  portmap: boolean;
-  /** The plugin executable to install; defaults to the built dist/weft-cni. */
-  plugin?: string;
-}
-
-export interface Installed {
-  plugin: string;
-  conflist: string;
-}
-
-export async function installCni(o: InstallOptions): Promise<Installed> {
-  if (!NETWORK_NAME.test(o.name)) {
-    throw new UserError(`--name "${o.name}": a network name is letters, digits, '_', '.', '-', starting with a letter or digit`);
-  }
-  if (!isAbsolute(o.socket)) throw new UserError(`--socket "${o.socket}": must be an absolute path`);
-  // A unix socket path must fit sun_path (108 bytes with its NUL), or no plugin can connect.
-  if (Buffer.byteLength(o.socket) > 107) throw new UserError(`--socket: path is longer than 107 bytes, the limit for a unix socket`);
-  const src = o.plugin ?? builtPluginPath();
-  if (!existsSync(src)) throw new UserError(`plugin executable ${src} not found; build it first (npm run build)`);
-  const binDir = await ensureDir("--bin-dir", o.binDir);
-  const confDir = await ensureDir("--conf-dir", o.confDir);
-  const plugin = join(binDir, PLUGIN_NAME);
-  const conflist = join(confDir, CONFLIST_NAME);
-  // The full plugin first: a forwarder must never be in place without the plugin it falls back to.
-  if (existsSync(src + FULL_SUFFIX)) await atomicPlace(plugin + FULL_SUFFIX, 0o755, (tmp) => copyFile(src + FULL_SUFFIX, tmp));
-  await atomicPlace(plugin, 0o755, (tmp) => copyFile(src, tmp));
-  const text = JSON.stringify(buildConflist(o), null, 2) + "\n";
-  await atomicPlace(conflist, 0o644, (tmp) => writeFile(tmp, text, { flag: "wx" }));
-  return { plugin, conflist };
-}
 
 export function registerInstallCni(program: Command): void {
   program
@@ -146,7 +18,9 @@ export function registerInstallCni(program: Command): void {
     .option("--name <net>", "CNI network name", DEFAULT_NETWORK)
     .option("--no-portmap", "leave the portmap plugin (hostPort mappings) out of the chain")
     .action(async (opts: { binDir: string; confDir: string; socket: string; name: string; portmap: boolean }) => {
-      const r = await installCni(opts);
+      const r = await installCni(opts).catch((e: unknown) => {
+        throw e instanceof InstallError ? new UserError(e.message) : e;
+      });
       process.stdout.write(`installed ${r.plugin}\nwrote ${r.conflist}\n`);
     });
 }

@@ -1,7 +1,9 @@
 // Named network namespaces (`ip netns`, files under /run/netns): made, listed and removed here
-// only. Callers pass names; every name is validated before it reaches a command.
+// only. Callers pass names; every name is validated before it reaches a command. A name whose
+// file is a bind mount of the machine's own namespace is never configured or deleted.
 import { existsSync } from "node:fs";
 import { run } from "./exec.js";
+import { assertNotHostNetns } from "./nsfile.js";
 import { netnsName } from "./validate.js";
 
 /** The bind-mount file of a named namespace. */
@@ -15,7 +17,11 @@ export function netnsExists(name: string): boolean {
 
 /** `ip netns add` plus loopback up; a namespace that already exists is kept as it is. */
 export async function ensureNetns(name: string): Promise<boolean> {
-  if (netnsExists(name)) return false;
+  if (netnsExists(name)) {
+    // Kept as it is, and then configured by the caller: never when it is the host's.
+    assertNotHostNetns(netnsPathOf(name), `use network namespace "${name}"`);
+    return false;
+  }
   await run(["ip", "netns", "add", netnsName(name)]);
   await run(["ip", "link", "set", "lo", "up"], { netns: netnsPathOf(name) });
   return true;
@@ -23,6 +29,7 @@ export async function ensureNetns(name: string): Promise<boolean> {
 
 export async function deleteNetns(name: string): Promise<void> {
   if (!netnsExists(name)) return;
+  assertNotHostNetns(netnsPathOf(name), `delete network namespace "${name}"`);
   await run(["ip", "netns", "del", netnsName(name)]);
 }
 

@@ -1,12 +1,96 @@
-// Is a path a namespace file? A bind-mounted or /proc namespace file lives on nsfs, the one
-// filesystem all namespace files share, so comparing its device with our own netns file tells.
-import { statSync } from "node:fs";
+// Network namespace files and their identity. A bind-mounted or /proc namespace file lives on
+// nsfs, the one filesystem all namespace files share, so its device tells whether a path is a
+// namespace at all, and (device, inode) tells which namespace it is, whatever path names it.
+// The one place weft decides "is this the machine's own namespace?": the agent's start, the
+// CNI ADD, the lab and every cleanup ask here.
+import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { normalize } from "node:path";
 
-export type NsFileState = "ok" | "missing" | "not-a-namespace";
+/** "host": the machine's own namespace or the caller's own one (any path to either). */
+export type NsFileState = "ok" | "missing" | "not-a-namespace" | "host";
+
+/** A network namespace's identity: the (device, inode) of any file that names it. */
+export interface NetnsId {
+  dev: number;
+  ino: number;
+}
+
+/** The machine's own network namespace is the one PID 1 lives in. */
+export const HOST_NETNS_PATH = "/proc/1/ns/net";
+export const OWN_NETNS_PATH = "/proc/self/ns/net";
+
+export class HostNetnsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "HostNetnsError";
+  }
+}
 
 export function netnsFileState(path: string): NsFileState {
+  // PID 1's namespace by name, even where PID 1 cannot be inspected.
+  if (normalize(path) === HOST_NETNS_PATH) return "host";
   let st;
   try { st = statSync(path); } catch { return "missing"; }
-  const own = statSync("/proc/self/ns/net");
-  return st.dev === own.dev ? "ok" : "not-a-namespace";
+  const own = statSync(OWN_NETNS_PATH);
+  if (st.dev !== own.dev) return "not-a-namespace";
+  if (sameNetns({ dev: st.dev, ino: st.ino }, { dev: own.dev, ino: own.ino }) || isHostNetns(path)) return "host";
+  return "ok";
+}
+
+/** The identity of the namespace a path names (throws when the path cannot be read). */
+export function netnsIdOf(path: string): NetnsId {
+  const st = statSync(path);
+  return { dev: st.dev, ino: st.ino };
+}
+
+export function sameNetns(a: NetnsId, b: NetnsId): boolean {
+  return a.dev === b.dev && a.ino === b.ino;
+}
+
+/**
+ * The machine's own namespace: PID 1's. Where PID 1 cannot be inspected (an init that is not
+ * dumpable, as in some micro-VMs, refuses even root), kthreadd's (PID 2): kernel threads live in
+ * the initial namespaces always. Null when neither can be read.
+ */
+function hostNetnsId(): NetnsId | null {
+  try { return netnsIdOf(HOST_NETNS_PATH); } catch { /* try kthreadd */ }
+  try {
+    if (readFileSync("/proc/2/comm", "utf8").trim() === "kthreadd") return netnsIdOf("/proc/2/ns/net");
+  } catch { /* no /proc or no permission */ }
+  return null;
+}
+
+/**
+ * Whether a path names the machine's own network namespace. Fails safe: when the host's
+ * namespace cannot be read at all the answer is "yes", so callers refuse rather than risk it.
+ */
+export function isHostNetns(path: string): boolean {
+  const host = hostNetnsId();
+  if (!host) return true;
+  let id: NetnsId;
+  try { id = netnsIdOf(path); } catch { return false; } // no such namespace: nothing to protect
+  return sameNetns(id, host);
+}
+
+/** Whether this process itself runs in the machine's own network namespace. */
+export function inHostNetns(): boolean {
+  return isHostNetns(OWN_NETNS_PATH);
+}
+
+/** Throws HostNetnsError before `what` is done to the machine's own namespace. */
+export function assertNotHostNetns(path: string, what: string): void {
+  if (isHostNetns(path)) throw new HostNetnsError(`refusing to ${what}: ${path} is the machine's own network namespace (that of PID 1)`);
+}
+
+/**
+ * Sets a sysctl under /proc/sys (of the caller's namespace) only when it differs, so an agent
+ * on a node that already forwards changes nothing. Returns whether it wrote.
+ */
+export function ensureSysctl(path: string, value: string): boolean {
+  if (!path.startsWith("/proc/sys/net/")) throw new Error(`ensureSysctl: ${path} is not a /proc/sys/net path`);
+  let now: string | undefined;
+  try { now = readFileSync(path, "utf8").trim(); } catch { now = undefined; }
+  if (now === value) return false;
+  writeFileSync(path, value);
+  return true;
 }

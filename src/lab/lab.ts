@@ -3,8 +3,7 @@
 // idempotent and `down` removes exactly what was made, also after a crash of any part.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
-// eslint-disable-next-line import/no-restricted-paths -- temporary: installCni moves to its own module (branch agent-safety) that the CLI and the lab call; remove at merge
-import { installCni } from "../cli/install-cni.js";
+import { installCni } from "../cni-install/index.js";
 import { agentArgv, agentCaps, CLI_MAIN, nodeKubeconfig, startAgent, waitAgent, type AgentCaps, type AgentMode } from "./agents.js";
 import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";
 import { labClientTls, labEtcdFlags, makeLabEtcdCertificates, planMembers, startMember, tcpEndpoints, waitHealthy } from "./etcd.js";
@@ -17,7 +16,7 @@ import { openLabStore } from "./store.js";
 import { readPods } from "./pods-state.js";
 import { childEnv, isAlive, killNetnsProcesses, logTail, spawnDetached, stopProc } from "./procs.js";
 import { readState, settingsDiff, writeState, type LabNode, type LabSettings, type LabState } from "./state.js";
-import { deleteNetns, ensureNode, ensureUnderlay, listNetns, UNDERLAY_BRIDGE } from "./topology.js";
+import { deleteNetns, ensureNode, ensureUnderlay, isHostNetns, listNetns, UNDERLAY_BRIDGE } from "./topology.js";
 
 export class LabError extends Error {
   constructor(message: string, readonly exitCode = 2) {
@@ -257,10 +256,17 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
   // Pods first, then nodes, then the underlay: each veth goes with the namespace holding it.
   const order = [...recorded].sort((a, b) => rank(a, names) - rank(b, names));
   if (order.length) progress(`removing ${order.length} namespace(s)`);
+  const refused: string[] = [];
   for (const ns of order) {
+    // A lab name bound to the machine's own namespace: emptying it would end every process of
+    // the host. Left alone, and down fails saying so.
+    if (isHostNetns(netnsPathOf(ns))) { refused.push(ns); continue; }
     const killed = await killNetnsProcesses(ns);
     if (killed) progress(`ended ${killed} leftover process(es) in ${ns}`);
     await deleteNetns(ns);
+  }
+  if (refused.length) {
+    throw new LabError(`left ${refused.join(", ")} alone: ${refused.length === 1 ? "it is" : "they are"} the machine's own network namespace (that of PID 1), not a lab namespace; remove the name with \`umount /run/netns/NAME\` after checking what bound it`);
   }
   const hadSomething = st !== undefined || order.length > 0 || existsSync(names.dir);
   rmSync(names.dir, { recursive: true, force: true });

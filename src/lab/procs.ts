@@ -3,6 +3,7 @@
 // signalled while both still match.
 import { spawn } from "node:child_process";
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { assertNotHostNetns } from "../kernel/nsfile.js";
 
 export interface ProcRef {
   pid: number;
@@ -118,6 +119,8 @@ export function processesInNetns(name: string): number[] {
   } catch {
     return [];
   }
+  // Never "every process of the machine": a name bound to the host's namespace is refused.
+  assertNotHostNetns(`/run/netns/${name}`, `end the processes of network namespace "${name}"`);
   const want = `net:[${ino}]`;
   const out: number[] = [];
   for (const ent of readdirSync("/proc")) {

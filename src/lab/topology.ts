@@ -1,11 +1,13 @@
 // The lab's machines: an underlay namespace holding a Linux bridge (the lab's "switch") and one
 // namespace per node, each wired to the bridge by a veth and given an underlay address. Nothing
-// here touches the machine's own namespace: every link is created inside a lab namespace.
+// here touches the machine's own namespace: every link is created inside a lab namespace, and a
+// lab name that turns out to be bound to the host's namespace is refused (kernel/netns.ts).
 import { enableForwarding, ensureBridge, plugIntoBridge } from "../kernel/bridge.js";
 import { ensureNetns } from "../kernel/netns.js";
 import { ifname, ip } from "../kernel/validate.js";
 
 export { deleteNetns, ensureNetns, listNetns, netnsExists } from "../kernel/netns.js";
+export { isHostNetns } from "../kernel/nsfile.js";
 
 /** The bridge inside the underlay namespace. */
 export const UNDERLAY_BRIDGE = "br0";

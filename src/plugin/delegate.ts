@@ -17,6 +17,8 @@ export interface Delegate {
   config: Buffer;
   cniVersion: CniVersion;
   timeoutMs: number;
+  /** Bytes allowed on each of stdout and stderr (DELEGATE_OUTPUT_CAP unless given). */
+  outputCap?: number;
 }
 
 /** The first executable named `type` in the CNI_PATH directories. */
@@ -41,31 +43,57 @@ interface Exec {
   stdout: string;
 }
 
+/**
+ * The most a delegate may write to each of stdout and stderr. A result is a few hundred bytes;
+ * past this the plugin is broken or hostile, and reading on would grow without bound.
+ */
+export const DELEGATE_OUTPUT_CAP = 1024 * 1024;
+
 function exec(file: string, command: CniCommand, input: Buffer, d: Delegate): Promise<Exec> {
+  const cap = d.outputCap ?? DELEGATE_OUTPUT_CAP;
   return new Promise((resolve, reject) => {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(d.env)) if (v !== undefined) env[k] = v;
     env.CNI_COMMAND = command;
-    // stderr goes straight to ours, as the spec asks.
-    const child = spawn(file, [], { env, stdio: ["pipe", "pipe", "inherit"] });
-    let stdout = "";
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
+    // stderr is passed on to ours, as the spec asks, up to the cap.
+    const child = spawn(file, [], { env, stdio: ["pipe", "pipe", "pipe"] });
+    const stdout: Buffer[] = [];
+    let outBytes = 0;
+    let errBytes = 0;
+    let stopped: CniError | undefined;
+    const stop = (why: CniError) => {
+      if (stopped) return;
+      stopped = why;
       child.kill("SIGKILL");
-    }, d.timeoutMs);
-    child.stdout.setEncoding("utf8");
-    child.stdout.on("data", (c: string) => {
-      stdout += c;
+    };
+    const timer = setTimeout(() => stop(new CniError(CniErrorCode.TryAgainLater, `IPAM plugin ${d.type} ${command} did not finish within ${d.timeoutMs} ms`)), d.timeoutMs);
+    const tooMuch = (stream: string) => new CniError(InternalErrorCode, `IPAM plugin ${d.type} ${command} wrote more than ${cap} bytes to ${stream}; it was stopped`);
+    child.stdout.on("data", (c: Buffer) => {
+      outBytes += c.length;
+      if (outBytes > cap) return stop(tooMuch("stdout"));
+      if (!stopped) stdout.push(c);
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      errBytes += c.length;
+      if (errBytes > cap) return stop(tooMuch("stderr"));
+      if (!stopped) process.stderr.write(c);
     });
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(ioFailure(`cannot run IPAM plugin ${file}`, e.message));
     });
+    // Once stopped, its exit is enough: a grandchild holding the pipes must not keep us waiting.
+    child.on("exit", () => {
+      if (!stopped) return;
+      clearTimeout(timer);
+      child.stdout.destroy();
+      child.stderr.destroy();
+      reject(stopped);
+    });
     child.on("close", (code) => {
       clearTimeout(timer);
-      if (timedOut) reject(new CniError(CniErrorCode.TryAgainLater, `IPAM plugin ${d.type} ${command} did not finish within ${d.timeoutMs} ms`));
-      else resolve({ code, stdout });
+      if (stopped) reject(stopped);
+      else resolve({ code, stdout: Buffer.concat(stdout).toString("utf8") });
     });
     // A plugin that exits without reading stdin must not crash us with EPIPE.
     child.stdin.on("error", () => {});

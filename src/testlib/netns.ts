@@ -3,6 +3,7 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { run, runStatus, type RunOptions } from "../kernel/exec.js";
+import { isHostNetns } from "../kernel/nsfile.js";
 import { netnsName } from "../kernel/validate.js";
 
 export interface TestNetns {
@@ -20,6 +21,7 @@ const live = new Set<string>();
 let exitHookInstalled = false;
 
 function removeSync(name: string): void {
+  if (isHostNetns(`/run/netns/${name}`)) return; // never the machine's own, whatever bound the name
   try { execFileSync("ip", ["netns", "del", name], { stdio: "ignore" }); } catch { /* already gone */ }
 }
 
@@ -46,6 +48,7 @@ export async function createNetns(prefix = "t", opts: { loUp?: boolean } = {}): 
     remove: async () => {
       if (!live.has(name)) return;
       live.delete(name);
+      if (isHostNetns(path)) throw new Error(`refusing to delete ${name}: it names the machine's own network namespace`);
       await runStatus(["ip", "netns", "del", name]);
     },
   };
@@ -55,7 +58,9 @@ export async function createNetns(prefix = "t", opts: { loUp?: boolean } = {}): 
 export async function removeAllNetns(): Promise<void> {
   const names = [...live];
   live.clear();
-  await Promise.all(names.map((n) => runStatus(["ip", "netns", "del", n])));
+  const host = names.filter((n) => isHostNetns(`/run/netns/${n}`));
+  await Promise.all(names.filter((n) => !host.includes(n)).map((n) => runStatus(["ip", "netns", "del", n])));
+  if (host.length) throw new Error(`refusing to delete ${host.join(", ")}: the machine's own network namespace`);
 }
 
 // ---- Reading a namespace's state, as a user would check it (ip -j, ping) ----

@@ -4,6 +4,7 @@
 import { randomInt } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { KernelCommandError, run, runStatus } from "../../exec.js";
+import { ensureSysctl } from "../../nsfile.js";
 import * as v from "../../validate.js";
 import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../types.js";
 
@@ -62,8 +63,9 @@ export function parseBatchFailures(stderr: string): { line: number; message: str
 
 export class IprouteKernel implements PodKernel {
   async enableForwarding(): Promise<void> {
-    await writeFile("/proc/sys/net/ipv4/ip_forward", "1");
-    await writeFile("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    // Only what is not already so: a node that forwards is left exactly as it was.
+    ensureSysctl("/proc/sys/net/ipv4/ip_forward", "1");
+    ensureSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
   }
 
   async underlayMtu(isOwnLink: (name: string) => boolean): Promise<number> {

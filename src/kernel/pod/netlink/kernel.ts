@@ -7,7 +7,7 @@
 // than handing it to a thread would cost; only on kernels before 6.8 may it wait for a link to
 // come up); deletions wait on a worker thread (see deleter.ts).
 import { closeSync, openSync, writeFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { ensureSysctl } from "../../nsfile.js";
 import * as v from "../../validate.js";
 import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../types.js";
 import {
@@ -140,8 +140,9 @@ export class NetlinkKernel implements PodKernel {
   }
 
   async enableForwarding(): Promise<void> {
-    await writeFile("/proc/sys/net/ipv4/ip_forward", "1");
-    await writeFile("/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    // Only what is not already so: a node that forwards is left exactly as it was.
+    ensureSysctl("/proc/sys/net/ipv4/ip_forward", "1");
+    ensureSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
   }
 
   async underlayMtu(isOwnLink: (name: string) => boolean): Promise<number> {
