@@ -125,6 +125,8 @@ function serve(sock: Socket, o: SocketServerOptions, dispatch: (value: unknown) 
     if (isFrame(buf) !== false && buf.length > 0) return reply({ ok: false, code: AgentCode.DecodeFailure, msg: "invalid plugin frame: truncated" });
     const text = buf.toString("utf8");
     if (text.trim()) { done = true; void onLine(text); }
+    // An empty request still gets an answer (and its connection closed), not a socket held open.
+    else reply({ ok: false, code: AgentCode.DecodeFailure, msg: "empty request" });
   });
   sock.on("error", () => undefined);
 }

@@ -10,7 +10,7 @@
 //                        priority, table, scope.
 // Empty lists and an empty dns are left out, as libcni does (omitempty).
 import { isIP } from "node:net";
-import { CniError } from "./errors.js";
+import { CniError, showValue } from "./errors.js";
 import { CniErrorCode, type CniVersion, type Dns, type Interface, type IpConfig, type Result, type Route } from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, versionAtLeast } from "./version.js";
 
@@ -96,7 +96,7 @@ export function parseResult(raw: unknown, fallbackVersion: CniVersion, opts: Par
   if (!isObject(raw)) return fail("not a JSON object");
   let version: CniVersion = fallbackVersion;
   if (raw.cniVersion !== undefined && raw.cniVersion !== "") {
-    if (!isSupportedVersion(raw.cniVersion)) return fail(`unsupported cniVersion ${JSON.stringify(raw.cniVersion)}`);
+    if (!isSupportedVersion(raw.cniVersion)) return fail(`unsupported cniVersion ${showValue(raw.cniVersion)}`);
     version = raw.cniVersion;
   }
   const out: Result = { cniVersion: LATEST_VERSION };
