@@ -61,7 +61,7 @@ dist/e2e/fuzz.test.js\`, which print the same figures as \`# faults-kill:\` / \`
 
 **Agent kill -9 during churn** (src/e2e/faults-kill.test.ts, seed ${k.seed}). ${k.pods} pods, each a
 worker that ADDs and DELs through the installed plugin (env + stdin, as a runtime does), a new
-sandbox ID per cycle; a failed ADD is torn down with DEL and retried after a 100-400 ms backoff.
+sandbox ID per cycle; a failed ADD is torn down with DEL and retried (exponential backoff, 0.1-2 s, with jitter).
 Meanwhile the agent (\`weft agent --store local\` in a test namespace) is killed by PID with SIGKILL
 at seeded random moments with calls in flight, and restarted on the same state. Then: every pod
 carries exactly one address, no two alike (\`ip -j addr\` in each pod); one more kill -9 and

@@ -70,12 +70,14 @@ export function validateContainerId(id: string): string {
   return id;
 }
 
-/** Spec + Linux: 1-15 bytes, not "." or "..", no '/', ':' or whitespace. */
+/** Spec + Linux: 1-15 bytes, not "." or "..", no '/', ':', '%' or whitespace. */
 export function validateIfname(name: string): string {
   if (!name) throw invalidEnv("CNI_IFNAME is empty");
   if (Buffer.byteLength(name, "utf8") > 15) throw invalidEnv(`CNI_IFNAME "${name}" is longer than 15 bytes`);
   if (name === "." || name === "..") throw invalidEnv(`CNI_IFNAME "${name}" is not allowed`);
   if (/[/:\s\0]/.test(name)) throw invalidEnv(`CNI_IFNAME "${name}" contains '/', ':' or whitespace`);
+  // The kernel takes a name with '%' as a template ("eth%d" becomes eth0): not the name asked for.
+  if (name.includes("%")) throw invalidEnv(`CNI_IFNAME "${name}" contains '%'`, "the kernel would take it as a name template (eth%d becomes eth0)");
   return name;
 }
 

@@ -79,6 +79,9 @@ describe("agent kill -9 during concurrent ADD/DEL", { skip }, () => {
       const k = e ? String(e.code) : "none";
       fig.failureCodes[k] = (fig.failureCodes[k] ?? 0) + 1;
     };
+    // Exponential backoff with jitter, as runtimes do: while the agent is down, 100 callers retrying
+    // every few hundred ms (each starting the full plugin) would mostly slow its restart.
+    const backoffMs = (attempt: number, r: Rng) => Math.min(2000, 100 * 2 ** Math.min(attempt - 1, 5)) + r.int(200);
     const del = async (id: string, p: TestNetns, backoff: Rng) => {
       for (let attempt = 1; ; attempt++) {
         if (aborted) throw aborted;
@@ -87,7 +90,7 @@ describe("agent kill -9 during concurrent ADD/DEL", { skip }, () => {
         if (o.code === 0) return void fig.delsOk++;
         failed(`DEL ${id}`, o);
         if (attempt >= 300) throw new Error(`DEL ${id} failed ${attempt} times: ${o.stdout}`);
-        await sleep(100 + backoff.int(300));
+        await sleep(backoffMs(attempt, backoff));
       }
     };
     // A runtime's ADD: on failure, tear the attempt down with DEL, back off, try again.
@@ -103,7 +106,7 @@ describe("agent kill -9 during concurrent ADD/DEL", { skip }, () => {
         failed(`ADD ${id}`, o);
         if (attempt >= 300) throw new Error(`ADD ${id} failed ${attempt} times: ${o.stdout}`);
         await del(id, p, backoff);
-        await sleep(100 + backoff.int(300));
+        await sleep(backoffMs(attempt, backoff));
       }
     };
 
@@ -112,6 +115,7 @@ describe("agent kill -9 during concurrent ADD/DEL", { skip }, () => {
     let aborted: Error | undefined;
     const everAssigned = new Set<string>();
     const final: string[] = new Array<string>(PODS);
+    const finalId: string[] = new Array<string>(PODS);
     const worker = async (i: number) => {
       const r = new Rng(SEED ^ (0x5f3759df + i));
       // Each cycle is a new sandbox (a new container ID), as when kubelet recreates a pod.
@@ -121,6 +125,7 @@ describe("agent kill -9 during concurrent ADD/DEL", { skip }, () => {
         everAssigned.add(a);
         if (!killing) {
           final[i] = a;
+          finalId[i] = id;
           return;
         }
         await sleep(r.int(200));
@@ -180,12 +185,7 @@ describe("agent kill -9 during concurrent ADD/DEL", { skip }, () => {
     assert.deepEqual([afterRestart.code, afterRestart.report.allocations, afterRestart.report.leaked], [0, PODS, []], JSON.stringify(afterRestart.report));
 
     // DEL of everything.
-    await Promise.all(pods.map((p, i) => del(`k${i}g${final[i] ? findGen(i) : 0}`, p, new Rng(i))));
-    function findGen(i: number): number {
-      // The last generation is the one still attached: the store knows it.
-      const row = ipamStoreRows(h.stateDir).attachments.find((r) => r.containerId.startsWith(`k${i}g`));
-      return row ? Number(row.containerId.slice(`k${i}g`.length)) : 0;
-    }
+    await Promise.all(pods.map((p, i) => del(finalId[i], p, new Rng(i))));
     const end = await h.ipamCheck();
     assert.deepEqual([end.code, end.report.allocations, end.report.leaked, end.report.conflicts], [0, 0, [], []], JSON.stringify(end.report));
     assert.deepEqual(ipamStoreRows(h.stateDir), { attachments: [], addresses: 0 }, "IPAM store empty");

@@ -81,6 +81,7 @@ test("names and paths that could change an ip -batch line are rejected", () => {
   assert.throws(() => validate.netnsPath("/run/netns/a b"), /whitespace/);
   assert.throws(() => validate.netnsPath('/run/netns/"x'), /quotes/);
   assert.throws(() => validate.ifname("eth0\nlink"), /whitespace/);
+  assert.throws(() => validate.ifname("eth%d"), /template/);
   assert.equal(validate.netnsPath("/proc/123/ns/net"), "/proc/123/ns/net");
 });
 

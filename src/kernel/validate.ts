@@ -10,12 +10,17 @@ export class InvalidKernelInput extends Error {
   }
 }
 
-/** Linux interface names: 1-15 bytes, no '/', whitespace or ':', not "." or "..". */
+/**
+ * Linux interface names: 1-15 bytes, no '/', whitespace or ':', not "." or "..". No '%' either:
+ * the kernel takes a name with '%' as a template ("eth%d" becomes eth0), so the link would not
+ * carry the name asked for.
+ */
 export function ifname(name: string): string {
   if (typeof name !== "string" || name.length === 0) throw new InvalidKernelInput("interface name is empty");
   if (Buffer.byteLength(name) > 15) throw new InvalidKernelInput(`interface name "${name}" is longer than 15 bytes`);
   if (name === "." || name === "..") throw new InvalidKernelInput(`interface name "${name}" is not allowed`);
   if (/[\/\s:\0]/.test(name)) throw new InvalidKernelInput(`interface name "${name}" contains '/', ':' or whitespace`);
+  if (name.includes("%")) throw new InvalidKernelInput(`interface name "${name}" contains '%' (the kernel would take it as a name template)`);
   return name;
 }
 

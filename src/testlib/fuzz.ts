@@ -296,7 +296,7 @@ const ENV_VALUES: Record<string, readonly string[]> = {
   CNI_COMMAND: ["", "add", "ADD ", "ADD\n", "ADDD", "VERSION", "DEL", "CHECK", "GC", "STATUS", "FROB", "\u00c4DD"],
   CNI_CONTAINERID: ["", "-x", ".x", "a/b", "a b", "a\u00e9", "x".repeat(300), "../../etc", "a;b"],
   CNI_NETNS: ["", "relative/ns", "/nonexistent/ns", "/etc/passwd", "/dev/null", "/run/netns", "/run/netns/../../etc/hostname", "/run/netns/wt-fz-does-not-exist", "//", "/tmp/../../etc/shadow"],
-  CNI_IFNAME: ["", ".", "..", "eth/0", "eth:0", "eth 0", "eth0-much-too-long", "lo", "wf0123456789a", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9", "eth\"0", "eth'0", "eth#0", "eth\\0"],
+  CNI_IFNAME: ["", ".", "..", "eth/0", "eth%d", "eth:0", "eth 0", "eth0-much-too-long", "lo", "wf0123456789a", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9", "eth\"0", "eth'0", "eth#0", "eth\\0"],
   CNI_ARGS: ["", ";", "=", "K8S_POD_NAME", "K8S_POD_NAME=", "K8S_POD_NAMESPACE=BAD_NS;K8S_POD_NAME=x", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + "a".repeat(300), "IgnoreUnknown=0;FOO=bar", "a=b=c;;", "K8S_POD_NAME=../../x"],
   CNI_PATH: ["", ":", "::::", "relative", "/nonexistent", "../../..", "/nonexistent:" + "x".repeat(5000)],
 };
