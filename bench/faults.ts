@@ -86,7 +86,11 @@ fields, path traversal). Most go to the agent's socket from the test process; ev
 whose index is a multiple of 10 is exec'd through the installed plugin binary instead. The agent
 never crashed (the same PID answered STATUS after), every answer was a well-formed error with a
 sensible code (or a success, for a mutation that was still a valid call; an ADD so accepted was
-DELeted), and nothing was left behind.
+DELeted), and nothing was left behind. Code 102 (kernel failure) is accepted only as "interface eth0
+already exists": the cases share one pod namespace, so a concurrent accepted ADD may hold its eth0.
+Found and fixed by it: an empty request held its connection open without an answer; a deeply
+nested config value gave internal error 999 instead of a config error; CNI_IFNAME with '%'
+reached the kernel, which takes "eth%d" as a name template.
 
 | measure | value |
 |---|---|

@@ -113,8 +113,9 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
       if (!validType(raw.ipam.type)) {
         throw invalidConfig(`"ipam.type" ${showValue(raw.ipam.type)} is invalid`, "name the IPAM plugin executable (e.g. host-local), or leave out \"ipam\" to use weft's own IPAM");
       }
-      // Delegating to ourselves would exec weft recursively.
-      if (raw.ipam.type === raw.type) throw invalidConfig(`"ipam.type" "${raw.ipam.type}" names this plugin itself`, "name an IPAM plugin such as host-local, or leave out \"ipam\"");
+      // Delegating to ourselves would exec weft recursively; so would its full plugin, which the
+      // forwarder installs beside it as "<type>-full" (each level delegating again, without end).
+      if (raw.ipam.type === raw.type || raw.ipam.type === `${raw.type}-full`) throw invalidConfig(`"ipam.type" "${raw.ipam.type}" names this plugin itself`, "name an IPAM plugin such as host-local, or leave out \"ipam\"");
       conf.ipam = raw.ipam as IpamConfig;
     }
   }
