@@ -168,7 +168,8 @@ function serve(sock: Socket, log: Logger, limits: ServerLimits, dispatch: (value
     clearTimeout(deadline);
     switch (s.state) {
       case "empty":
-        return void sock.end();
+        // An empty request still gets an answer (and its connection closed), not a silent close.
+        return closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: "empty request" }) + "\n");
       case "invalid":
         log.warn({ frame: s.frame, tooLarge: s.tooLarge, err: s.msg }, "request refused");
         // The forwarder prints a frame's answer as the plugin's: spec error JSON, exit code 1.

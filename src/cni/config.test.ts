@@ -91,6 +91,7 @@ describe("network configuration", () => {
       [{ ipam: { subnet: "10.0.0.0/24" } }, /ipam\.type/],
       [{ ipam: { type: "../../bin/sh" } }, /ipam\.type/],
       [{ ipam: { type: "weft" } }, /ipam\.type/],
+      [{ ipam: { type: "weft-full" } }, /ipam\.type/],
       [{ dns: { nameservers: ["not-an-ip"] } }, /dns/],
       [{ dns: { search: "x" } }, /dns/],
       [{ disableCheck: "yes" }, /disableCheck/],

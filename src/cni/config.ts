@@ -1,7 +1,7 @@
 // The plugin's network configuration (stdin): decode (code 6), version (code 1), validate (code 7).
 // Hand-written checks rather than zod: in the compiled plugin, importing zod 4 and parsing one
 // schema added ~3 ms of CPU to a ~8 ms start (zod/mini ~1 ms), paid on every pod ADD and DEL.
-import { decodeFailure, invalidConfig, unsupportedField } from "./errors.js";
+import { decodeFailure, invalidConfig, showValue, unsupportedField } from "./errors.js";
 import { parseDns, parseResult } from "./result.js";
 import { CniErrorCode, type Attachment, type CniCommand, type CniVersion, type Dns, type IpamConfig, type Result } from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, requireVersionFor, selectPluginVersion } from "./version.js";
@@ -68,20 +68,20 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
 
   // A whole conflist fed to the plugin: say so rather than "no type".
   if (raw.plugins !== undefined) {
-    throw unsupportedField(`unsupported field "plugins": ${JSON.stringify(raw.plugins).slice(0, 200)}`, "this is a network configuration list; a runtime passes each plugin its own object from \"plugins\"");
+    throw unsupportedField(`unsupported field "plugins": ${showValue(raw.plugins)}`, "this is a network configuration list; a runtime passes each plugin its own object from \"plugins\"");
   }
   if (raw.name === undefined || raw.name === "") throw invalidConfig('network configuration has no "name"');
   if (typeof raw.name !== "string" || !NAME.test(raw.name)) {
-    throw invalidConfig(`network name ${JSON.stringify(raw.name)} is invalid`, "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'");
+    throw invalidConfig(`network name ${showValue(raw.name)} is invalid`, "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'");
   }
   if (raw.type === undefined || raw.type === "") throw invalidConfig('network configuration has no "type"');
-  if (!validType(raw.type)) throw invalidConfig(`plugin type ${JSON.stringify(raw.type)} is invalid`, "it names an executable: no '/' or '\\'");
+  if (!validType(raw.type)) throw invalidConfig(`plugin type ${showValue(raw.type)} is invalid`, "it names an executable: no '/' or '\\'");
 
   const conf: WeftNetConf = { cniVersion, name: raw.name, type: raw.type, socket: DEFAULT_SOCKET, raw };
 
   if (raw.socket !== undefined) {
     if (typeof raw.socket !== "string" || !raw.socket.startsWith("/") || raw.socket.includes("\0")) {
-      throw invalidConfig(`"socket" ${JSON.stringify(raw.socket)} is not an absolute path`);
+      throw invalidConfig(`"socket" ${showValue(raw.socket)} is not an absolute path`);
     }
     if (Buffer.byteLength(raw.socket) > MAX_SOCKET_PATH_BYTES) {
       throw invalidConfig(`"socket" path is longer than ${MAX_SOCKET_PATH_BYTES} bytes`, raw.socket);
@@ -90,13 +90,13 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
   }
   if (raw.mtu !== undefined) {
     if (typeof raw.mtu !== "number" || !Number.isInteger(raw.mtu) || raw.mtu < 68 || raw.mtu > 65535) {
-      throw invalidConfig(`"mtu" ${JSON.stringify(raw.mtu)} is invalid`, "it must be an integer from 68 to 65535");
+      throw invalidConfig(`"mtu" ${showValue(raw.mtu)} is invalid`, "it must be an integer from 68 to 65535");
     }
     conf.mtu = raw.mtu;
   }
   if (raw.timeoutMs !== undefined) {
     if (typeof raw.timeoutMs !== "number" || !Number.isInteger(raw.timeoutMs) || raw.timeoutMs < 1 || raw.timeoutMs > 600_000) {
-      throw invalidConfig(`"timeoutMs" ${JSON.stringify(raw.timeoutMs)} is invalid`, "it must be an integer from 1 to 600000");
+      throw invalidConfig(`"timeoutMs" ${showValue(raw.timeoutMs)} is invalid`, "it must be an integer from 1 to 600000");
     }
     conf.timeoutMs = raw.timeoutMs;
   }
@@ -111,10 +111,11 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
     // "ipam": {} means no delegation (as with the reference plugins): the agent allocates.
     if (Object.keys(raw.ipam).length > 0) {
       if (!validType(raw.ipam.type)) {
-        throw invalidConfig(`"ipam.type" ${JSON.stringify(raw.ipam.type)} is invalid`, "name the IPAM plugin executable (e.g. host-local), or leave out \"ipam\" to use weft's own IPAM");
+        throw invalidConfig(`"ipam.type" ${showValue(raw.ipam.type)} is invalid`, "name the IPAM plugin executable (e.g. host-local), or leave out \"ipam\" to use weft's own IPAM");
       }
-      // Delegating to ourselves would exec weft recursively.
-      if (raw.ipam.type === raw.type) throw invalidConfig(`"ipam.type" "${raw.ipam.type}" names this plugin itself`, "name an IPAM plugin such as host-local, or leave out \"ipam\"");
+      // Delegating to ourselves would exec weft recursively; so would its full plugin, which the
+      // forwarder installs beside it as "<type>-full" (each level delegating again, without end).
+      if (raw.ipam.type === raw.type || raw.ipam.type === `${raw.type}-full`) throw invalidConfig(`"ipam.type" "${raw.ipam.type}" names this plugin itself`, "name an IPAM plugin such as host-local, or leave out \"ipam\"");
       conf.ipam = raw.ipam as IpamConfig;
     }
   }

@@ -64,7 +64,7 @@ describe("CNI environment", () => {
 
   test("interface names: <=15 bytes, not . or .., no '/', ':', whitespace, quotes, '#' or '\\'", () => {
     for (const ok of ["eth0", "a", "x".repeat(15), "net1.100"]) assert.equal(validateIfname(ok), ok);
-    for (const bad of ["x".repeat(16), "é".repeat(8), ".", "..", "eth/0", "eth:0", "eth 0", "eth\t0", "eth\n0", 'eth"0', "eth'0", "eth#0", "eth\\0"]) {
+    for (const bad of ["x".repeat(16), "é".repeat(8), ".", "..", "eth/0", "eth:0", "eth 0", "eth\t0", "eth\n0", 'eth"0', "eth'0", "eth#0", "eth\\0", "eth%d"]) {
       const e = envError({ ...full, CNI_IFNAME: bad });
       assert.equal(e.code, 4, bad);
       assert.match(e.msg, /CNI_IFNAME/);

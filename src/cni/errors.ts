@@ -21,6 +21,18 @@ export class CniError extends Error {
   }
 }
 
+/**
+ * A config value for an error message: its JSON, cut to 200 characters. A value too deeply nested
+ * for JSON.stringify (a hostile config) must not turn a config error into an internal error.
+ */
+export function showValue(v: unknown): string {
+  try {
+    return (JSON.stringify(v) ?? String(v)).slice(0, 200);
+  } catch {
+    return "(a value too deeply nested to show)";
+  }
+}
+
 /** Any thrown value as a CniError; unexpected exceptions become weft's internal code 999. */
 export function asCniError(e: unknown): CniError {
   if (e instanceof CniError) return e;

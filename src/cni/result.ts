@@ -12,7 +12,7 @@
 import { isIP } from "node:net";
 import { cidrOrNull } from "../net/cidr.js";
 import { parseIp as parseAddress } from "../net/ip.js";
-import { CniError } from "./errors.js";
+import { CniError, showValue } from "./errors.js";
 import { CniErrorCode, type CniVersion, type Dns, type Interface, type IpConfig, type Result, type Route } from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, versionAtLeast } from "./version.js";
 
@@ -98,7 +98,7 @@ export function parseResult(raw: unknown, fallbackVersion: CniVersion, opts: Par
   if (!isObject(raw)) return fail("not a JSON object");
   let version: CniVersion = fallbackVersion;
   if (raw.cniVersion !== undefined && raw.cniVersion !== "") {
-    if (!isSupportedVersion(raw.cniVersion)) return fail(`unsupported cniVersion ${JSON.stringify(raw.cniVersion)}`);
+    if (!isSupportedVersion(raw.cniVersion)) return fail(`unsupported cniVersion ${showValue(raw.cniVersion)}`);
     version = raw.cniVersion;
   }
   const out: Result = { cniVersion: LATEST_VERSION };

@@ -1,5 +1,5 @@
 // CNI spec version handling: which versions weft speaks, negotiation, and per-verb minimums.
-import { incompatibleVersion } from "./errors.js";
+import { incompatibleVersion, showValue } from "./errors.js";
 import { SUPPORTED_VERSIONS, type CniCommand, type CniVersion } from "./types.js";
 
 export { SUPPORTED_VERSIONS };
@@ -51,7 +51,7 @@ export function highestSupported(candidates: readonly unknown[]): CniVersion | u
  */
 export function selectPluginVersion(cniVersion: unknown, cniVersions?: unknown): CniVersion {
   if (cniVersion !== undefined) {
-    if (typeof cniVersion !== "string") throw incompatibleVersion("cniVersion must be a string", `got ${JSON.stringify(cniVersion)}`);
+    if (typeof cniVersion !== "string") throw incompatibleVersion("cniVersion must be a string", `got ${showValue(cniVersion)}`);
     if (!isSupportedVersion(cniVersion)) {
       throw incompatibleVersion(`incompatible CNI version "${cniVersion}"`, `weft supports ${supportedList()}`);
     }
@@ -60,7 +60,7 @@ export function selectPluginVersion(cniVersion: unknown, cniVersions?: unknown):
   if (Array.isArray(cniVersions)) {
     const best = highestSupported(cniVersions);
     if (best) return best;
-    throw incompatibleVersion(`none of cniVersions ${JSON.stringify(cniVersions)} is supported`, `weft supports ${supportedList()}`);
+    throw incompatibleVersion(`none of cniVersions ${showValue(cniVersions)} is supported`, `weft supports ${supportedList()}`);
   }
   throw incompatibleVersion("network configuration has no cniVersion", `weft supports ${supportedList()}`);
 }
@@ -75,7 +75,7 @@ export function selectConfListVersion(cniVersion: unknown, cniVersions?: unknown
   if (Array.isArray(cniVersions)) all.push(...cniVersions);
   const best = highestSupported(all);
   if (best) return best;
-  throw incompatibleVersion(`none of the configuration's versions ${JSON.stringify(all)} is supported`, `weft supports ${supportedList()}`);
+  throw incompatibleVersion(`none of the configuration's versions ${showValue(all)} is supported`, `weft supports ${supportedList()}`);
 }
 
 /** CHECK came with 0.4.0, GC and STATUS with 1.1.0: an older config version cannot ask for them. */

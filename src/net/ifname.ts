@@ -4,7 +4,7 @@
 
 /**
  * Why name is not a usable interface name, or null when it is. Linux: 1-15 bytes (IFNAMSIZ - 1),
- * not "." or "..", no '/', ':' or NUL. Beyond the kernel: no whitespace, quotes, '#' or
+ * not "." or "..", no '/', ':', '%' or NUL. Beyond the kernel: no whitespace, quotes, '#' or
  * backslash, which `ip -batch` reads as word breaks, quoting, comments and escapes.
  */
 export function ifnameProblem(name: string): string | null {
@@ -13,5 +13,7 @@ export function ifnameProblem(name: string): string | null {
   if (name === "." || name === "..") return "is not allowed";
   if (/[/:\0]/.test(name)) return "contains '/', ':' or NUL";
   if (/[\s"'#\\]/.test(name)) return "contains whitespace, a quote, '#' or a backslash";
+  // The kernel takes a name with '%' as a template ("eth%d" becomes eth0): not the name asked for.
+  if (name.includes("%")) return "contains '%' (the kernel would take it as a name template: eth%d becomes eth0)";
   return null;
 }

@@ -19,6 +19,7 @@ test("names and paths that could change an ip -batch line are rejected", () => {
   for (const bad of ['eth"0', "eth'0", "eth#0", "eth\\0", "eth 0"]) {
     assert.throws(() => validate.ifname(bad), (e: unknown) => e instanceof validate.InvalidKernelInput && /quote, '#' or a backslash/.test(e.message), bad);
   }
+  assert.throws(() => validate.ifname("eth%d"), /template/);
   assert.equal(validate.ifname("wf0123456789a"), "wf0123456789a");
   assert.equal(validate.netnsPath("/proc/123/ns/net"), "/proc/123/ns/net");
 });
