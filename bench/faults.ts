@@ -1,5 +1,5 @@
-// Reliability figures (not speed): runs the two fault tests, src/e2e/faults-kill.test.ts (agent
-// kill -9 at seeded moments during pod churn) and src/e2e/fuzz.test.ts (seeded malformed input to
+// Reliability figures (not speed): runs the two fault tests, src/e2e/cni/faults-kill.test.ts (agent
+// kill -9 at seeded moments during pod churn) and src/e2e/cni/fuzz.test.ts (seeded malformed input to
 // the agent socket and the plugin), and writes what they measured into docs/benchmarks.md. The
 // tests assert the outcome (no duplicate, no leak, no crash); this only reports their figures.
 //   node dist-bench/bench/faults.js          (after `npm run build`; bench/run.sh does both)
@@ -46,7 +46,7 @@ const codes = (c: Record<string, number>): string => Object.entries(c).sort((a, 
 
 const out = mkdtempSync(join(tmpdir(), "weft-faults-"));
 try {
-  const tests = ["dist/e2e/faults-kill.test.js", "dist/e2e/fuzz.test.js"];
+  const tests = ["dist/e2e/cni/faults-kill.test.js", "dist/e2e/cni/fuzz.test.js"];
   const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...tests], {
     cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, WEFT_FAULTS_OUT: out },
   });
@@ -56,10 +56,10 @@ try {
   const body = `## Faults (bench/faults.ts)
 
 ${today()} on ${machine()}. Figures from the two fault tests, which assert the outcomes; rerun
-with \`bash bench/run.sh faults\` (or the tests alone: \`bash scripts/test.sh dist/e2e/faults-kill.test.js
-dist/e2e/fuzz.test.js\`, which print the same figures as \`# faults-kill:\` / \`# fuzz:\` diagnostics).
+with \`bash bench/run.sh faults\` (or the tests alone: \`bash scripts/test.sh dist/e2e/cni/faults-kill.test.js
+dist/e2e/cni/fuzz.test.js\`, which print the same figures as \`# faults-kill:\` / \`# fuzz:\` diagnostics).
 
-**Agent kill -9 during churn** (src/e2e/faults-kill.test.ts, seed ${k.seed}). ${k.pods} pods, each a
+**Agent kill -9 during churn** (src/e2e/cni/faults-kill.test.ts, seed ${k.seed}). ${k.pods} pods, each a
 worker that ADDs and DELs through the installed plugin (env + stdin, as a runtime does), a new
 sandbox ID per cycle; a failed ADD is torn down with DEL and retried (exponential backoff, 0.1-2 s, with jitter).
 Meanwhile the agent (\`weft agent --store local\` in a test namespace) is killed by PID with SIGKILL
@@ -79,7 +79,7 @@ namespace, no nft element of a deleted pod.
 | addresses given twice / leaked / orphan links / leftover nft elements | 0 / 0 / 0 / 0 |
 | run time | ${(k.ms / 1000).toFixed(1)} s |
 
-**Malformed input** (src/e2e/fuzz.test.ts, generator src/testlib/fuzz.ts, seed ${f.seed}). Mutated
+**Malformed input** (src/e2e/cni/fuzz.test.ts, generator src/testlib/fuzz.ts, seed ${f.seed}). Mutated
 JSON-line requests, broken WEFTCNI1 frames and mutated runtime calls (truncation, bit flips, wrong
 types, huge numbers, deep nesting, invalid UTF-8, missing and extra CNI_* variables, oversized
 fields, path traversal). Most go to the agent's socket from the test process; every runtime call
