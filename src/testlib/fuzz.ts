@@ -318,12 +318,12 @@ function mutateEnv(r: Rng, env: Record<string, string>): { env: Record<string, s
     }
     case 2: {
       const k = r.pick(keys);
-      e[k] = r.pick(EVIL_STRINGS).replace(/\u0000/g, "");
+      e[k] = r.pick(EVIL_STRINGS).replaceAll("\0", "");
       return { env: e, what: `${k}=${JSON.stringify(e[k].slice(0, 40))}` };
     }
     default: {
       const n = 1 + r.int(3);
-      for (let i = 0; i < n; i++) e[r.pick(["CNI_EXTRA", "CNI_NETNS_OVERRIDE", "K8S_POD_NAME", "FOO", "CNI_COMMAND_X", "X".repeat(200)])] = r.pick(EVIL_STRINGS).replace(/\u0000/g, "");
+      for (let i = 0; i < n; i++) e[r.pick(["CNI_EXTRA", "CNI_NETNS_OVERRIDE", "K8S_POD_NAME", "FOO", "CNI_COMMAND_X", "X".repeat(200)])] = r.pick(EVIL_STRINGS).replaceAll("\0", "");
       return { env: e, what: `${n} extra variable(s)` };
     }
   }
