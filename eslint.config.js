@@ -30,7 +30,9 @@ const unassigned = readdirSync(new URL("./src/", import.meta.url), { withFileTyp
   .filter((d) => d.isDirectory() && !layered.includes(d.name) && !TEST_FOLDERS.includes(d.name))
   .map((d) => `src/${d.name}/`);
 if (unassigned.length) {
-  throw new Error(`eslint.config.js: ${unassigned.join(", ")} has no layer: add it to LAYERS (or TEST_FOLDERS) and to docs/architecture.md`);
+  throw new Error(
+    `eslint.config.js: ${unassigned.join(", ")} has no layer: add it to LAYERS (or TEST_FOLDERS) and to docs/architecture.md`,
+  );
 }
 
 const src = (folder) => `./src/${folder}`;
@@ -44,14 +46,22 @@ const zones = [
     })),
   ),
   // Within the top layer: the CLI calls the lab, never the other way (what both need goes down).
-  { target: src("lab"), from: [src("cli")], message: "src/lab/ is called by src/cli/, not the other way: move what both need to a lower layer." },
+  {
+    target: src("lab"),
+    from: [src("cli")],
+    message: "src/lab/ is called by src/cli/, not the other way: move what both need to a lower layer.",
+  },
   // Production code never imports test support.
   {
     target: "./src",
     from: [...TEST_FOLDERS.map(src), "./src/backends/testing"],
     message: "production code does not import test support (src/testlib/, e2e, *.test.ts, case suites).",
   },
-  { target: "./src", from: ["./src/**/*.test.ts", "./src/**/cases.ts"], message: "production code does not import test files or case suites." },
+  {
+    target: "./src",
+    from: ["./src/**/*.test.ts", "./src/**/cases.ts"],
+    message: "production code does not import test files or case suites.",
+  },
 ];
 
 export default tseslint.config(
@@ -59,12 +69,44 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { ecmaVersion: 2023, sourceType: "module", globals: { process: "readonly", console: "readonly", URL: "readonly", Buffer: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", setImmediate: "readonly" } },
+    languageOptions: {
+      ecmaVersion: 2023,
+      sourceType: "module",
+      globals: {
+        process: "readonly",
+        console: "readonly",
+        URL: "readonly",
+        Buffer: "readonly",
+        setTimeout: "readonly",
+        clearTimeout: "readonly",
+        setInterval: "readonly",
+        clearInterval: "readonly",
+        setImmediate: "readonly",
+      },
+    },
     rules: {
       // Prettier wraps code at 120; what it cannot wrap (long strings, URLs) may run longer.
-      "max-len": ["error", { code: 160, ignoreStrings: true, ignoreTemplateLiterals: true, ignoreUrls: true, ignoreRegExpLiterals: true, ignoreComments: true }],
+      "max-len": [
+        "error",
+        {
+          code: 160,
+          ignoreStrings: true,
+          ignoreTemplateLiterals: true,
+          ignoreUrls: true,
+          ignoreRegExpLiterals: true,
+          ignoreComments: true,
+        },
+      ],
       // A leading underscore marks a value left out on purpose (`const { a: _a, ...rest } = x`).
-      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", destructuredArrayIgnorePattern: "^_", ignoreRestSiblings: true }],
+      "@typescript-eslint/no-unused-vars": [
+        "error",
+        {
+          argsIgnorePattern: "^_",
+          varsIgnorePattern: "^_",
+          destructuredArrayIgnorePattern: "^_",
+          ignoreRestSiblings: true,
+        },
+      ],
     },
   },
   {

@@ -30,7 +30,13 @@ interface Subject {
 }
 
 function env(cmd: string, id: string, netns: string | undefined, binDir: string): NodeJS.ProcessEnv {
-  const e: NodeJS.ProcessEnv = { PATH: process.env.PATH, CNI_COMMAND: cmd, CNI_CONTAINERID: id, CNI_IFNAME: "eth0", CNI_PATH: binDir };
+  const e: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: id,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: binDir,
+  };
   if (netns) e.CNI_NETNS = netns;
   return e; // NODE_EXTRA_CA_CERTS deliberately absent, as under a container runtime
 }
@@ -45,23 +51,56 @@ async function invoke(s: Subject, cmd: "ADD" | "DEL", id: string, netns: string)
 async function inner(work: string): Promise<void> {
   const binDir = join(work, "bin");
   const sock = join(work, "weft.sock");
-  const agent = spawn(process.execPath, [join(root, "dist", "cli", "main.js"), "agent", "--node", "bench", "--store", "local",
-    "--state-dir", join(work, "state"), "--socket", sock, "--pod-cidr", "10.77.0.0/16"], { stdio: ["ignore", "ignore", "inherit"] });
+  const agent = spawn(
+    process.execPath,
+    [
+      join(root, "dist", "cli", "main.js"),
+      "agent",
+      "--node",
+      "bench",
+      "--store",
+      "local",
+      "--state-dir",
+      join(work, "state"),
+      "--socket",
+      sock,
+      "--pod-cidr",
+      "10.77.0.0/16",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
   try {
     for (let i = 0; i < 200 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
     if (!existsSync(sock)) throw new Error("agent did not open its socket");
     // The agent answers ADD with "try again later" (11) until it can serve it; STATUS says when.
     const statusConf = JSON.stringify({ cniVersion: "1.1.0", name: "weftbench", type: "weft", socket: sock });
     for (let i = 0; ; i++) {
-      const st = await timeCommand([join(binDir, "weft")], { PATH: process.env.PATH, CNI_COMMAND: "STATUS", CNI_PATH: binDir }, statusConf);
+      const st = await timeCommand(
+        [join(binDir, "weft")],
+        { PATH: process.env.PATH, CNI_COMMAND: "STATUS", CNI_PATH: binDir },
+        statusConf,
+      );
       if (st.code === 0) break;
       if (i > 200) throw new Error(`agent not ready: ${st.stdout}`);
       await new Promise((r) => setTimeout(r, 50));
     }
-    const weft: Subject = { name: "weft", binDir, conf: JSON.stringify({ cniVersion: "1.0.0", name: "weftbench", type: "weft", socket: sock }) };
+    const weft: Subject = {
+      name: "weft",
+      binDir,
+      conf: JSON.stringify({ cniVersion: "1.0.0", name: "weftbench", type: "weft", socket: sock }),
+    };
     const ref: Subject = {
-      name: "bridge+host-local", binDir, conf: JSON.stringify({ cniVersion: "1.0.0", name: "refbench", type: "bridge",
-        bridge: "cniref0", isGateway: true, ipMasq: false, ipam: { type: "host-local", subnet: "10.78.0.0/16", dataDir: join(work, "host-local") } }),
+      name: "bridge+host-local",
+      binDir,
+      conf: JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "refbench",
+        type: "bridge",
+        bridge: "cniref0",
+        isGateway: true,
+        ipMasq: false,
+        ipam: { type: "host-local", subnet: "10.78.0.0/16", dataDir: join(work, "host-local") },
+      }),
     };
     const subjects = [weft, ref];
     // Warm-up (page cache, the bridge device itself).
@@ -96,20 +135,24 @@ async function inner(work: string): Promise<void> {
         const paths = await Promise.all(names.map((n) => addNetns(n)));
         let next = 0;
         const t0 = process.hrtime.bigint();
-        await Promise.all(Array.from({ length: PAR }, async () => {
-          while (next < CONC) {
-            const i = next++;
-            await invoke(s, "ADD", `c${round}-${i}`, paths[i]);
-          }
-        }));
+        await Promise.all(
+          Array.from({ length: PAR }, async () => {
+            while (next < CONC) {
+              const i = next++;
+              await invoke(s, "ADD", `c${round}-${i}`, paths[i]);
+            }
+          }),
+        );
         conc[s.name].push(Number(process.hrtime.bigint() - t0) / 1e6);
         for (let i = 0; i < CONC; i++) await invoke(s, "DEL", `c${round}-${i}`, paths[i]);
         await Promise.all(names.map((n) => delNetns(n)));
       }
     }
-    const out = { add: { weft: summary(add.weft), ref: summary(add["bridge+host-local"]) },
+    const out = {
+      add: { weft: summary(add.weft), ref: summary(add["bridge+host-local"]) },
       del: { weft: summary(del.weft), ref: summary(del["bridge+host-local"]) },
-      concurrent: { weft: summary(conc.weft), ref: summary(conc["bridge+host-local"]) } };
+      concurrent: { weft: summary(conc.weft), ref: summary(conc["bridge+host-local"]) },
+    };
     writeFileSync(join(work, "result.json"), JSON.stringify(out));
   } finally {
     agent.kill("SIGTERM");
@@ -129,11 +172,28 @@ async function outer(): Promise<void> {
     copyFileSync(plugin, join(binDir, "weft"));
     copyFileSync(`${plugin}-full`, join(binDir, "weft-full"));
     for (const p of ["bridge", "host-local", "loopback"]) copyFileSync(join("/usr/lib/cni", p), join(binDir, p));
-    await import("node:fs").then((fs) => { fs.chmodSync(join(binDir, "weft"), 0o755); fs.chmodSync(join(binDir, "weft-full"), 0o755); });
+    await import("node:fs").then((fs) => {
+      fs.chmodSync(join(binDir, "weft"), 0o755);
+      fs.chmodSync(join(binDir, "weft-full"), 0o755);
+    });
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
     const code = await new Promise<number>((resolve) => {
-      const c = spawn("nsenter", [`--net=${hostPath}`, "--", process.execPath, fileURLToPath(import.meta.url), "--inner", work, "--tag", tag, ...process.argv.slice(2)], { stdio: "inherit", env });
+      const c = spawn(
+        "nsenter",
+        [
+          `--net=${hostPath}`,
+          "--",
+          process.execPath,
+          fileURLToPath(import.meta.url),
+          "--inner",
+          work,
+          "--tag",
+          tag,
+          ...process.argv.slice(2),
+        ],
+        { stdio: "inherit", env },
+      );
       c.on("close", (c2) => resolve(c2 ?? 1));
     });
     if (code !== 0) throw new Error(`benchmark run failed (exit ${code})`);
@@ -142,7 +202,10 @@ async function outer(): Promise<void> {
   } finally {
     // Pod namespaces the inner run made and could not remove (it failed half-way), then the host.
     const { execFileSync } = await import("node:child_process");
-    const left = execFileSync("ip", ["netns", "list"], { encoding: "utf8" }).split("\n").map((l) => l.split(" ")[0]).filter((n) => n.startsWith(`wb-${tag}-`));
+    const left = execFileSync("ip", ["netns", "list"], { encoding: "utf8" })
+      .split("\n")
+      .map((l) => l.split(" ")[0])
+      .filter((n) => n.startsWith(`wb-${tag}-`));
     for (const n of left) await delNetns(n);
     rmSync(work, { recursive: true, force: true });
   }
@@ -151,7 +214,8 @@ async function outer(): Promise<void> {
 type S = ReturnType<typeof summary>;
 function report(r: { add: { weft: S; ref: S }; del: { weft: S; ref: S }; concurrent: { weft: S; ref: S } }): void {
   const ratio = (a: number, b: number) => (a / b).toFixed(2);
-  const row = (what: string, w: number, f: number) => `| ${what} | ${w.toFixed(1)} ms | ${f.toFixed(1)} ms | ${ratio(w, f)}x | ${w / f <= 0.8 ? "met" : "not met"} |`;
+  const row = (what: string, w: number, f: number) =>
+    `| ${what} | ${w.toFixed(1)} ms | ${f.toFixed(1)} ms | ${ratio(w, f)}x | ${w / f <= 0.8 ? "met" : "not met"} |`;
   const date = new Date().toISOString().slice(0, 10);
   const body = `## CNI ADD/DEL latency (bench/cni-latency.ts)
 
@@ -175,14 +239,24 @@ ${row(`${CONC} ADDs, ${PAR} at a time`, r.concurrent.weft.p50, r.concurrent.ref.
 `;
   writeSection(join(root, "docs", "benchmarks.md"), "cni-latency", body);
   const bars = [
-    { label: "ADD p50", value: r.add.weft.p50, group: "weft" }, { label: "ADD p50 ", value: r.add.ref.p50, group: "bridge+host-local" },
-    { label: "ADD p99", value: r.add.weft.p99, group: "weft" }, { label: "ADD p99 ", value: r.add.ref.p99, group: "bridge+host-local" },
-    { label: "DEL p50", value: r.del.weft.p50, group: "weft" }, { label: "DEL p50 ", value: r.del.ref.p50, group: "bridge+host-local" },
-    { label: "DEL p99", value: r.del.weft.p99, group: "weft" }, { label: "DEL p99 ", value: r.del.ref.p99, group: "bridge+host-local" },
+    { label: "ADD p50", value: r.add.weft.p50, group: "weft" },
+    { label: "ADD p50 ", value: r.add.ref.p50, group: "bridge+host-local" },
+    { label: "ADD p99", value: r.add.weft.p99, group: "weft" },
+    { label: "ADD p99 ", value: r.add.ref.p99, group: "bridge+host-local" },
+    { label: "DEL p50", value: r.del.weft.p50, group: "weft" },
+    { label: "DEL p50 ", value: r.del.ref.p50, group: "bridge+host-local" },
+    { label: "DEL p99", value: r.del.weft.p99, group: "weft" },
+    { label: "DEL p99 ", value: r.del.ref.p99, group: "bridge+host-local" },
   ];
   writeFileSync(join(root, "docs", "bench-cni-latency.svg"), barChart("CNI latency (lower is better)", "ms", bars));
-  const bars2 = [{ label: `${CONC} ADDs, ${PAR} parallel`, value: r.concurrent.weft.p50, group: "weft" }, { label: `${CONC} ADDs, ${PAR} parallel `, value: r.concurrent.ref.p50, group: "bridge+host-local" }];
-  writeFileSync(join(root, "docs", "bench-cni-concurrent.svg"), barChart("Concurrent ADDs, total time (lower is better)", "ms", bars2));
+  const bars2 = [
+    { label: `${CONC} ADDs, ${PAR} parallel`, value: r.concurrent.weft.p50, group: "weft" },
+    { label: `${CONC} ADDs, ${PAR} parallel `, value: r.concurrent.ref.p50, group: "bridge+host-local" },
+  ];
+  writeFileSync(
+    join(root, "docs", "bench-cni-concurrent.svg"),
+    barChart("Concurrent ADDs, total time (lower is better)", "ms", bars2),
+  );
   process.stdout.write(body + "\n");
 }
 

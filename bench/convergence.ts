@@ -11,7 +11,25 @@ import { mkdirSync, openSync, readFileSync, closeSync, writeFileSync } from "nod
 import { join } from "node:path";
 import { openStore } from "../src/store/index.js";
 import { labEtcdConnection, labEtcdFlags } from "../src/lab/etcd.js";
-import { BenchLab, barChart, benchArg, benchList, fmt, machine, progress, repoRoot, capture, rssMb, sleep, spawnIn, stopChild, summary, today, verdict, writeSection } from "./lib.js";
+import {
+  BenchLab,
+  barChart,
+  benchArg,
+  benchList,
+  fmt,
+  machine,
+  progress,
+  repoRoot,
+  capture,
+  rssMb,
+  sleep,
+  spawnIn,
+  stopChild,
+  summary,
+  today,
+  verdict,
+  writeSection,
+} from "./lib.js";
 
 const B = "convergence";
 const SIZES = benchList("sizes", ["10", "30"]).map(Number);
@@ -19,7 +37,15 @@ const REPEATS = benchArg("repeats", 10);
 const BACKEND = benchList("backend", ["vxlan"])[0];
 const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
-interface SizeResult { nodes: number; joins: number[]; perNode: number[]; registered: number[]; propagation: number[]; missed: number; rss: number[] }
+interface SizeResult {
+  nodes: number;
+  joins: number[];
+  perNode: number[];
+  registered: number[];
+  propagation: number[];
+  missed: number;
+  rss: number[];
+}
 
 /** Weft routes (proto 230) a node has now, by destination. */
 async function weftRoutes(netns: string): Promise<Set<string>> {
@@ -57,7 +83,8 @@ async function measureSize(nodes: number): Promise<SizeResult> {
     await lab.up(nodes, BACKEND);
     progress(B, `lab up in ${fmt((Date.now() - t) / 1000, 1)} s`);
     const st = lab.state();
-    if (st.agentMode !== "etcd") throw new Error(`the lab's agents run in ${st.agentMode} mode: convergence needs cluster mode`);
+    if (st.agentMode !== "etcd")
+      throw new Error(`the lab's agents run in ${st.agentMode} mode: convergence needs cluster mode`);
     const target = st.nodes[st.nodes.length - 1];
     const others = st.nodes.filter((n) => n !== target);
     const pid = target.agent?.pid;
@@ -74,7 +101,12 @@ async function measureSize(nodes: number): Promise<SizeResult> {
     // When each node's record lands in the store: splits agent start-up from propagation.
     const store = openStore({ kind: "etcd", ...labEtcdConnection(st) });
     const seen = new Map<string, number>();
-    const w = store.watchNodes((ev) => { if (ev.type === "added" && !seen.has(ev.object.name)) seen.set(ev.object.name, now()); }, { replay: false });
+    const w = store.watchNodes(
+      (ev) => {
+        if (ev.type === "added" && !seen.has(ev.object.name)) seen.set(ev.object.name, now());
+      },
+      { replay: false },
+    );
     await w.ready;
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
@@ -87,24 +119,46 @@ async function measureSize(nodes: number): Promise<SizeResult> {
         await sleep(300); // the monitors are listening
         const log = openSync(join(work, `${name}.log`), "w");
         const t0 = now();
-        agent = spawn("nsenter", [`--net=${targetNs}`, "--", join(repoRoot, "bin", "weft"), "agent", "--node", name,
-          "--state-dir", join(work, name), "--socket", join(work, `${name}.sock`), ...base], { stdio: ["ignore", log, log], env });
+        agent = spawn(
+          "nsenter",
+          [
+            `--net=${targetNs}`,
+            "--",
+            join(repoRoot, "bin", "weft"),
+            "agent",
+            "--node",
+            name,
+            "--state-dir",
+            join(work, name),
+            "--socket",
+            join(work, `${name}.sock`),
+            ...base,
+          ],
+          { stdio: ["ignore", log, log], env },
+        );
         closeSync(log);
         const times = await Promise.race([Promise.all(watches.map((w) => w.first)), sleep(20_000).then(() => null)]);
         for (const w of watches) stopChild(w.mon);
         const per = others.map((_, i) => (times ? times[i] - t0 : NaN));
         if (k > 0) {
           // Memory after the join, while every agent has all peers.
-          if (k === REPEATS) res.rss = [...others.map((n) => rssMb(n.agent!.pid)), rssMb(agent.pid!)].filter(Number.isFinite);
+          if (k === REPEATS)
+            res.rss = [...others.map((n) => rssMb(n.agent!.pid)), rssMb(agent.pid!)].filter(Number.isFinite);
           const ok = per.filter(Number.isFinite);
           res.missed += per.length - ok.length;
           res.perNode.push(...ok);
           res.joins.push(ok.length === per.length ? Math.max(...ok) : NaN);
           const reg = (seen.get(name) ?? NaN) - t0;
-          if (Number.isFinite(reg)) { res.registered.push(reg); if (ok.length === per.length) res.propagation.push(Math.max(...ok) - reg); }
+          if (Number.isFinite(reg)) {
+            res.registered.push(reg);
+            if (ok.length === per.length) res.propagation.push(Math.max(...ok) - reg);
+          }
         }
-        progress(B, `${nodes} nodes, join ${k}/${REPEATS}${k === 0 ? " (warm-up)" : ""}: all ${others.length} peers have the route after ` +
-          `${times ? fmt(Math.max(...per), 0) : "(timeout 20 s)"} ms (first ${times ? fmt(Math.min(...per), 0) : "-"} ms; in the store after ${fmt((seen.get(name) ?? NaN) - t0, 0)} ms)`);
+        progress(
+          B,
+          `${nodes} nodes, join ${k}/${REPEATS}${k === 0 ? " (warm-up)" : ""}: all ${others.length} peers have the route after ` +
+            `${times ? fmt(Math.max(...per), 0) : "(timeout 20 s)"} ms (first ${times ? fmt(Math.min(...per), 0) : "-"} ms; in the store after ${fmt((seen.get(name) ?? NaN) - t0, 0)} ms)`,
+        );
         stopChild(agent);
         await new Promise((r) => (agent!.exitCode !== null ? r(null) : agent!.once("exit", r)));
         agent = null;
@@ -136,15 +190,19 @@ async function baselines(): Promise<{ startMs: number; rss: number }> {
 function report(rs: SizeResult[], bl: { startMs: number; rss: number }): void {
   const rows = rs.map((r) => {
     const ok = r.joins.filter(Number.isFinite);
-    const s = summary(ok), pn = summary(r.perNode);
+    const s = summary(ok),
+      pn = summary(r.perNode);
     const p99 = r.joins.some((x) => !Number.isFinite(x)) ? Infinity : s.p99;
-    const rg = summary(r.registered), pr = summary(r.propagation);
+    const rg = summary(r.registered),
+      pr = summary(r.propagation);
     return `| ${r.nodes} | ${r.joins.length} | ${fmt(s.p50, 0)} ms | ${Number.isFinite(p99) ? fmt(p99, 0) + " ms" : "timeout"} | ${fmt(pn.p50, 0)} ms | ${fmt(pn.p99, 0)} ms | ${fmt(rg.p50, 0)} ms | ${fmt(pr.p50, 0)} / ${fmt(pr.p99, 0)} ms | ${verdict(p99 < 1000)} (propagation alone: ${verdict(pr.p99 < 1000)}) |`;
   });
-  const mem = rs.filter((r) => r.rss.length).map((r) => {
-    const s = summary(r.rss);
-    return `| ${r.nodes} | ${r.rss.length} | ${fmt(s.p50, 0)} MB | ${fmt(Math.max(...r.rss), 0)} MB | ${fmt(Math.max(...r.rss) / bl.rss, 1)}x | ${r.nodes >= 30 ? verdict(Math.max(...r.rss) < 100) : "-"} |`;
-  });
+  const mem = rs
+    .filter((r) => r.rss.length)
+    .map((r) => {
+      const s = summary(r.rss);
+      return `| ${r.nodes} | ${r.rss.length} | ${fmt(s.p50, 0)} MB | ${fmt(Math.max(...r.rss), 0)} MB | ${fmt(Math.max(...r.rss) / bl.rss, 1)}x | ${r.nodes >= 30 ? verdict(Math.max(...r.rss) < 100) : "-"} |`;
+    });
   const body = `## Route convergence and agent memory (bench/convergence.ts)
 
 ${today()} on ${machine()}. Labs of ${rs.map((r) => r.nodes).join(" and ")} nodes (\`weft lab up --backend ${BACKEND}\`). Each join: the last
@@ -172,10 +230,16 @@ ${mem.join("\n")}
   writeSection(join(repoRoot, "docs", "benchmarks.md"), "convergence", body);
   const bars = rs.flatMap((r) => {
     const s = summary(r.joins.filter(Number.isFinite));
-    return [{ label: `${r.nodes} nodes, join p50`, value: s.p50, group: "join to all peers" }, { label: `${r.nodes} nodes, join p99`, value: s.p99, group: "join to all peers" }];
+    return [
+      { label: `${r.nodes} nodes, join p50`, value: s.p50, group: "join to all peers" },
+      { label: `${r.nodes} nodes, join p99`, value: s.p99, group: "join to all peers" },
+    ];
   });
   bars.push({ label: "node -e 0 start-up", value: bl.startMs, group: "baseline" });
-  writeFileSync(join(repoRoot, "docs", "bench-convergence.svg"), barChart("Route convergence after a node joins (lower is better)", "ms", bars));
+  writeFileSync(
+    join(repoRoot, "docs", "bench-convergence.svg"),
+    barChart("Route convergence after a node joins (lower is better)", "ms", bars),
+  );
   process.stdout.write(body + "\n");
 }
 

@@ -42,13 +42,19 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length ? s[Math.floor(s.length / 2)] : NaN;
 };
-const codes = (c: Record<string, number>): string => Object.entries(c).sort((a, b) => Number(a[0]) - Number(b[0])).map(([k, n]) => `${k}: ${n}`).join(", ");
+const codes = (c: Record<string, number>): string =>
+  Object.entries(c)
+    .sort((a, b) => Number(a[0]) - Number(b[0]))
+    .map(([k, n]) => `${k}: ${n}`)
+    .join(", ");
 
 const out = mkdtempSync(join(tmpdir(), "weft-faults-"));
 try {
   const tests = ["dist/e2e/cni/faults-kill.test.js", "dist/e2e/cni/fuzz.test.js"];
   const r = spawnSync(process.execPath, ["--test", "--test-concurrency=1", ...tests], {
-    cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, WEFT_FAULTS_OUT: out },
+    cwd: repoRoot,
+    stdio: ["ignore", "inherit", "inherit"],
+    env: { ...process.env, WEFT_FAULTS_OUT: out },
   });
   if (r.status !== 0) throw new Error(`the fault tests failed (exit ${r.status}); no figures written`);
   const k = JSON.parse(readFileSync(join(out, "kill.json"), "utf8")) as Kill;

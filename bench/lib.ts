@@ -77,14 +77,19 @@ export function barChart(title: string, unit: string, bars: Bar[]): string {
       const y = 40 + i * rowH;
       const w = Math.max(1, (b.value / max) * plotW);
       const color = palette[groups.indexOf(b.group) % palette.length];
-      return `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(b.label)}</text>` +
+      return (
+        `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(b.label)}</text>` +
         `<rect x="${left}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${color}"/>` +
-        `<text x="${left + w + 6}" y="${y + 15}">${b.value.toFixed(1)} ${esc(unit)}</text>`;
+        `<text x="${left + w + 6}" y="${y + 15}">${b.value.toFixed(1)} ${esc(unit)}</text>`
+      );
     })
     .join("\n");
   const legend = groups
-    .map((g, i) => `<rect x="${left + i * 150}" y="${height - 22}" width="12" height="12" fill="${palette[i % palette.length]}"/>` +
-      `<text x="${left + i * 150 + 18}" y="${height - 12}">${esc(g)}</text>`)
+    .map(
+      (g, i) =>
+        `<rect x="${left + i * 150}" y="${height - 22}" width="12" height="12" fill="${palette[i % palette.length]}"/>` +
+        `<text x="${left + i * 150 + 18}" y="${height - 12}">${esc(g)}</text>`,
+    )
     .join("");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="white"/>
@@ -104,7 +109,8 @@ import { existsSync, writeFileSync } from "node:fs";
 export function writeSection(docPath: string, name: string, body: string): void {
   const start = `<!-- bench:${name} -->`;
   const end = `<!-- /bench:${name} -->`;
-  const header = "# Benchmarks\n\nEach section is written by its benchmark in `bench/` (see bench/README.md); numbers come\nfrom one run on the machine named in the section, with the baseline measured in the same run.\n\n";
+  const header =
+    "# Benchmarks\n\nEach section is written by its benchmark in `bench/` (see bench/README.md); numbers come\nfrom one run on the machine named in the section, with the baseline measured in the same run.\n\n";
   const doc = existsSync(docPath) ? readFileSync(docPath, "utf8") : header;
   const block = `${start}\n${body.trim()}\n${end}`;
   const i = doc.indexOf(start);
@@ -150,7 +156,8 @@ export class BenchLab {
   async weft(args: string[], input = ""): Promise<Timed> {
     const argv = [process.execPath, `${repoRoot}/bin/weft`, ...args];
     const r = input ? await timeCommand(argv, this.env, input) : await capture(argv, this.env);
-    if (r.code !== 0) throw new Error(`weft ${args.join(" ")} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-600)}`);
+    if (r.code !== 0)
+      throw new Error(`weft ${args.join(" ")} failed (exit ${r.code}): ${(r.stderr || r.stdout).trim().slice(-600)}`);
     return r;
   }
 
@@ -159,10 +166,14 @@ export class BenchLab {
     if (!BenchLab.hooked) {
       // Ctrl-C or a crash still removes the labs this run made.
       BenchLab.hooked = true;
-      const bail = (code: number) => void Promise.all([...BenchLab.live].map((l) => l.down())).finally(() => process.exit(code));
+      const bail = (code: number) =>
+        void Promise.all([...BenchLab.live].map((l) => l.down())).finally(() => process.exit(code));
       process.once("SIGINT", () => bail(130));
       process.once("SIGTERM", () => bail(143));
-      process.once("uncaughtException", (e) => { process.stderr.write(`${e.stack ?? e.message}\n`); bail(1); });
+      process.once("uncaughtException", (e) => {
+        process.stderr.write(`${e.stack ?? e.message}\n`);
+        bail(1);
+      });
     }
     await this.weft(["lab", "up", "--nodes", String(nodes), "--backend", backend]);
   }
@@ -195,13 +206,21 @@ export class BenchLab {
     const t0 = Date.now();
     await this.weft(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
     const ms = Date.now() - t0;
-    const pods = items.filter((o) => (o as { kind?: string }).kind === "Pod") as { metadata: { name: string; namespace?: string } }[];
+    const pods = items.filter((o) => (o as { kind?: string }).kind === "Pod") as {
+      metadata: { name: string; namespace?: string };
+    }[];
     while (waitPods && pods.length) {
       const pending = pods.filter((p) => {
-        try { this.pod(`${p.metadata.namespace ?? "default"}/${p.metadata.name}`); return false; } catch { return true; }
+        try {
+          this.pod(`${p.metadata.namespace ?? "default"}/${p.metadata.name}`);
+          return false;
+        } catch {
+          return true;
+        }
       });
       if (pending.length === 0) break;
-      if (Date.now() - t0 > timeoutMs) throw new Error(`pods not running after ${timeoutMs} ms: ${pending.map((p) => p.metadata.name).join(", ")}`);
+      if (Date.now() - t0 > timeoutMs)
+        throw new Error(`pods not running after ${timeoutMs} ms: ${pending.map((p) => p.metadata.name).join(", ")}`);
       await sleep(200);
     }
     return ms;
@@ -209,9 +228,22 @@ export class BenchLab {
 }
 
 /** A Pod manifest for the lab kubelet. */
-export function podManifest(name: string, node: string | undefined, labels: Record<string, string>, ns = "default", ports: number[] = [80]): object {
-  return { apiVersion: "v1", kind: "Pod", metadata: { name, namespace: ns, labels },
-    spec: { ...(node ? { nodeName: node } : {}), containers: [{ name: "c", image: "busybox", ports: ports.map((p) => ({ containerPort: p })) }] } };
+export function podManifest(
+  name: string,
+  node: string | undefined,
+  labels: Record<string, string>,
+  ns = "default",
+  ports: number[] = [80],
+): object {
+  return {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace: ns, labels },
+    spec: {
+      ...(node ? { nodeName: node } : {}),
+      containers: [{ name: "c", image: "busybox", ports: ports.map((p) => ({ containerPort: p })) }],
+    },
+  };
 }
 
 /** Starts a process inside a network namespace (path /run/netns/X) via nsenter. */
@@ -221,7 +253,11 @@ export function spawnIn(netnsPath: string, argv: string[], env: NodeJS.ProcessEn
 
 export function stopChild(c: ChildProcess): void {
   if (c.exitCode === null && c.signalCode === null && c.pid) {
-    try { process.kill(c.pid, "SIGTERM"); } catch { /* already gone */ }
+    try {
+      process.kill(c.pid, "SIGTERM");
+    } catch {
+      /* already gone */
+    }
   }
 }
 
@@ -230,17 +266,40 @@ let iperfPort = 5301;
  * iperf3 TCP throughput in Gbit/s (receiver side) from the client namespace to `addr`, served by
  * a one-off iperf3 server in the server namespace (ended by PID afterwards).
  */
-export async function iperf(serverNs: string, clientNs: string, addr: string, streams: number, seconds: number): Promise<number> {
+export async function iperf(
+  serverNs: string,
+  clientNs: string,
+  addr: string,
+  streams: number,
+  seconds: number,
+): Promise<number> {
   const port = iperfPort++;
   if (iperfPort > 5399) iperfPort = 5301;
   const server = spawnIn(serverNs, ["iperf3", "-s", "-1", "-p", String(port)]);
   try {
     for (let attempt = 0; ; attempt++) {
       await sleep(attempt === 0 ? 150 : 300);
-      const r = await capture(["nsenter", `--net=${clientNs}`, "--", "iperf3", "-c", addr, "-p", String(port), "-P", String(streams),
-        "-t", String(seconds), "-J"]);
+      const r = await capture([
+        "nsenter",
+        `--net=${clientNs}`,
+        "--",
+        "iperf3",
+        "-c",
+        addr,
+        "-p",
+        String(port),
+        "-P",
+        String(streams),
+        "-t",
+        String(seconds),
+        "-J",
+      ]);
       let j: { error?: string; end?: { sum_received?: { bits_per_second: number } } } = {};
-      try { j = JSON.parse(r.stdout); } catch { /* not JSON: retried below */ }
+      try {
+        j = JSON.parse(r.stdout);
+      } catch {
+        /* not JSON: retried below */
+      }
       const bps = j.end?.sum_received?.bits_per_second;
       if (r.code === 0 && bps) return bps / 1e9;
       if (attempt >= 10) throw new Error(`iperf3 to ${addr}:${port} failed: ${j.error ?? r.stderr.trim()}`);
@@ -273,6 +332,8 @@ export function capture(argv: string[], env: NodeJS.ProcessEnv = process.env): P
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
     child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     child.on("error", (e) => (stderr += e.message));
-    child.on("close", (code) => resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, code: code ?? 1, stdout, stderr }));
+    child.on("close", (code) =>
+      resolve({ ms: Number(process.hrtime.bigint() - t0) / 1e6, code: code ?? 1, stdout, stderr }),
+    );
   });
 }

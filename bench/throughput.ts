@@ -4,7 +4,23 @@
 //   node dist-bench/bench/throughput.js [--seconds 5] [--rounds 2] [--streams 1,4] [--backends vxlan,host-gw,vxlan-direct]
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BenchLab, barChart, benchArg, benchList, capture, fmt, iperf, machine, podManifest, progress, repoRoot, summary, today, verdict, writeSection } from "./lib.js";
+import {
+  BenchLab,
+  barChart,
+  benchArg,
+  benchList,
+  capture,
+  fmt,
+  iperf,
+  machine,
+  podManifest,
+  progress,
+  repoRoot,
+  summary,
+  today,
+  verdict,
+  writeSection,
+} from "./lib.js";
 
 const SECONDS = benchArg("seconds", 5);
 const ROUNDS = benchArg("rounds", 2);
@@ -46,10 +62,17 @@ async function measureBackend(backend: string, res: Results): Promise<void> {
   progress("throughput", `${backend}: lab ${lab.id} up (2 nodes)`);
   try {
     await lab.up(2, backend);
-    await lab.apply([podManifest("srv", "n1", { app: "srv" }), podManifest("local", "n1", { app: "cli" }), podManifest("remote", "n2", { app: "cli" })]);
+    await lab.apply([
+      podManifest("srv", "n1", { app: "srv" }),
+      podManifest("local", "n1", { app: "cli" }),
+      podManifest("remote", "n2", { app: "cli" }),
+    ]);
     const st = lab.state();
-    const n1 = lab.nodeNetns("n1"), n2 = lab.nodeNetns("n2");
-    const srv = lab.pod("default/srv"), local = lab.pod("default/local"), remote = lab.pod("default/remote");
+    const n1 = lab.nodeNetns("n1"),
+      n2 = lab.nodeNetns("n2");
+    const srv = lab.pod("default/srv"),
+      local = lab.pod("default/local"),
+      remote = lab.pod("default/remote");
     const ns = (p: { netns: string }) => `/run/netns/${p.netns}`;
     const underlayN1 = st.nodes.find((n) => n.name === "n1")!.ipv4;
     // The VXLAN backend's VTEP carries the first address of n1's pod CIDR: traffic from n2 to it
@@ -72,7 +95,10 @@ async function measureBackend(backend: string, res: Results): Promise<void> {
             const [s, c, addr] = runs[path]();
             const g = await iperf(s, c, addr, streams, SECONDS);
             ((res[backend][path] ??= {})[streams] ??= []).push(g);
-            progress("throughput", `${backend} ${label} round ${r + 1}/${ROUNDS} ${path} P=${streams}: ${fmt(g)} Gbit/s`);
+            progress(
+              "throughput",
+              `${backend} ${label} round ${r + 1}/${ROUNDS} ${path} P=${streams}: ${fmt(g)} Gbit/s`,
+            );
           }
         }
       }
@@ -133,7 +159,10 @@ ${rows.join("\n")}
 ![Throughput relative to the bare underlay](bench-throughput.svg)
 `;
   writeSection(join(repoRoot, "docs", "benchmarks.md"), "throughput", body);
-  writeFileSync(join(repoRoot, "docs", "bench-throughput.svg"), barChart("TCP throughput, % of the bare underlay (higher is better)", "%", bars));
+  writeFileSync(
+    join(repoRoot, "docs", "bench-throughput.svg"),
+    barChart("TCP throughput, % of the bare underlay (higher is better)", "%", bars),
+  );
   process.stdout.write(body + "\n");
 }
 

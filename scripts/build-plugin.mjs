@@ -55,9 +55,14 @@ const defines = [
   `-DWEFT_LATEST_VERSION="${LATEST_VERSION}"`,
 ];
 // Static: no dynamic loader at start-up, and the binary runs in any runtime's mount namespace.
-const cc = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", ...defines, "-o", out, forwarder], { stdio: "inherit", cwd: root });
+const cc = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-Werror", "-static", ...defines, "-o", out, forwarder], {
+  stdio: "inherit",
+  cwd: root,
+});
 if (cc.error || cc.status !== 0) {
-  console.error(`build-plugin: compiling ${forwarder} failed${cc.error ? ` (${cc.error.message}; is gcc installed? run scripts/setup.sh)` : ""}`);
+  console.error(
+    `build-plugin: compiling ${forwarder} failed${cc.error ? ` (${cc.error.message}; is gcc installed? run scripts/setup.sh)` : ""}`,
+  );
   process.exit(1);
 }
 

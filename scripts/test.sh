@@ -5,9 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# The linter first: typescript-eslint, the line length and the layering (eslint.config.js); an
-# upward import fails the run before any test starts.
+# The linter and the formatter first: typescript-eslint, the line length and the layering
+# (eslint.config.js), and prettier's check (.prettierrc); an upward import or an unformatted file
+# fails the run before any test starts (`npx prettier --write .` formats).
 npm run --silent lint
+npm run --silent format:check
 if [ "$(id -u)" != 0 ]; then echo "test: must run as root (tests create network namespaces)" >&2; exit 2; fi
 unset NODE_EXTRA_CA_CERTS
 # A real kube-apiserver for the Kubernetes store and lab tests: built once from Debian's source

@@ -9,20 +9,37 @@ import { IprouteKernel } from "../../src/kernel/pod/iproute/kernel.js";
 import type { PodKernel, PodWiring } from "../../src/kernel/pod/types.js";
 import { NetlinkKernel } from "../../src/kernel/pod/netlink/kernel.js";
 
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)]; };
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+};
 const ms = (x: number) => x.toFixed(2);
 
 async function inner(podNs: string[], rounds: number): Promise<void> {
-  const kernels: [string, PodKernel][] = [["iproute", new IprouteKernel()], ["netlink", new NetlinkKernel()]];
+  const kernels: [string, PodKernel][] = [
+    ["iproute", new IprouteKernel()],
+    ["netlink", new NetlinkKernel()],
+  ];
   await kernels[0][1].enableForwarding();
-  const t: Record<string, { add: number[]; del: number[] }> = { iproute: { add: [], del: [] }, netlink: { add: [], del: [] } };
+  const t: Record<string, { add: number[]; del: number[] }> = {
+    iproute: { add: [], del: [] },
+    netlink: { add: [], del: [] },
+  };
   const wiring = (i: number, ns: string): PodWiring => ({
-    hostIf: `wf${i.toString(16).padStart(11, "0")}`, hostMac: "02:00:00:aa:00:01", podIf: "eth0", podMac: "02:00:00:bb:00:01",
-    netns: ns, mtu: 1450,
-    addresses: [{ family: 4, address: `10.80.0.${2 + (i % 200)}`, prefix: 32 }, { family: 6, address: `fd80::${(2 + i).toString(16)}`, prefix: 128 }],
+    hostIf: `wf${i.toString(16).padStart(11, "0")}`,
+    hostMac: "02:00:00:aa:00:01",
+    podIf: "eth0",
+    podMac: "02:00:00:bb:00:01",
+    netns: ns,
+    mtu: 1450,
+    addresses: [
+      { family: 4, address: `10.80.0.${2 + (i % 200)}`, prefix: 32 },
+      { family: 6, address: `fd80::${(2 + i).toString(16)}`, prefix: 128 },
+    ],
     extraRoutes: [],
   });
-  for (let r = 0; r < rounds + 2; r++) { // two warm-up rounds
+  for (let r = 0; r < rounds + 2; r++) {
+    // two warm-up rounds
     for (const [k, [name, kernel]] of kernels.entries()) {
       const w = wiring(r * 2 + k, podNs[k]);
       const a0 = performance.now();
@@ -30,7 +47,10 @@ async function inner(podNs: string[], rounds: number): Promise<void> {
       const a1 = performance.now();
       await kernel.deleteHostLinks([w.hostIf]);
       const a2 = performance.now();
-      if (r >= 2) { t[name].add.push(a1 - a0); t[name].del.push(a2 - a1); }
+      if (r >= 2) {
+        t[name].add.push(a1 - a0);
+        t[name].del.push(a2 - a1);
+      }
     }
   }
   // Concurrency: 8 pods wired then deleted at once (what the agent sees under load).
@@ -47,7 +67,9 @@ async function inner(podNs: string[], rounds: number): Promise<void> {
   for (const name of ["iproute", "netlink"]) {
     const { add, del } = t[name];
     const sum = add.map((x, i) => x + del[i]);
-    console.log(`${name.padEnd(8)} median of ${rounds}: wirePod ${ms(median(add))} ms, deleteHostLinks ${ms(median(del))} ms, both ${ms(median(sum))} ms; 8 at once: wire ${ms(conc[name].add)} ms, delete ${ms(conc[name].del)} ms`);
+    console.log(
+      `${name.padEnd(8)} median of ${rounds}: wirePod ${ms(median(add))} ms, deleteHostLinks ${ms(median(del))} ms, both ${ms(median(sum))} ms; 8 at once: wire ${ms(conc[name].add)} ms, delete ${ms(conc[name].del)} ms`,
+    );
   }
 }
 
@@ -61,8 +83,22 @@ if (process.argv[2] === "--inner") {
     for (const n of names) execFileSync("ip", ["netns", "add", n]);
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
-    const r = spawnSync("nsenter", [`--net=/run/netns/${names[0]}`, "--", process.execPath, fileURLToPath(import.meta.url), "--inner", String(rounds),
-      names.slice(1).map((n) => `/run/netns/${n}`).join(",")], { stdio: "inherit", env });
+    const r = spawnSync(
+      "nsenter",
+      [
+        `--net=/run/netns/${names[0]}`,
+        "--",
+        process.execPath,
+        fileURLToPath(import.meta.url),
+        "--inner",
+        String(rounds),
+        names
+          .slice(1)
+          .map((n) => `/run/netns/${n}`)
+          .join(","),
+      ],
+      { stdio: "inherit", env },
+    );
     process.exitCode = r.status ?? 1;
   } finally {
     for (const n of names) spawnSync("ip", ["netns", "del", n]);

@@ -9,12 +9,20 @@ import type { AgentRequestInput, AgentResponse } from "./schema.js";
 /** Long enough for an ADD the agent itself gives 60 s; callers with a tighter bound pass theirs. */
 export const DEFAULT_CALL_TIMEOUT_MS = 120_000;
 
-export function callAgent(socketPath: string, req: AgentRequestInput, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<AgentResponse> {
+export function callAgent(
+  socketPath: string,
+  req: AgentRequestInput,
+  timeoutMs = DEFAULT_CALL_TIMEOUT_MS,
+): Promise<AgentResponse> {
   return exchange(socketPath, req, timeoutMs);
 }
 
 /** Sends any JSON value as the request: for tests of the agent's validation, which must see bad requests. */
-export function callAgentUnchecked(socketPath: string, value: unknown, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<AgentResponse> {
+export function callAgentUnchecked(
+  socketPath: string,
+  value: unknown,
+  timeoutMs = DEFAULT_CALL_TIMEOUT_MS,
+): Promise<AgentResponse> {
   return exchange(socketPath, value, timeoutMs);
 }
 
@@ -53,7 +61,8 @@ function exchange(socketPath: string, value: unknown, timeoutMs: number): Promis
       }
       chunks.push(chunk);
       size += chunk.length;
-      if (size > MAX_RESPONSE_BYTES) finish(new AgentProtocolError(socketPath, `no end of line after ${MAX_RESPONSE_BYTES} bytes`));
+      if (size > MAX_RESPONSE_BYTES)
+        finish(new AgentProtocolError(socketPath, `no end of line after ${MAX_RESPONSE_BYTES} bytes`));
     });
     sock.on("end", () => {
       const rest = Buffer.concat(chunks);
@@ -62,7 +71,11 @@ function exchange(socketPath: string, value: unknown, timeoutMs: number): Promis
     });
     sock.on("error", (e: NodeJS.ErrnoException) => {
       const reason = e.code ?? e.message;
-      finish(connected ? new AgentProtocolError(socketPath, `connection failed: ${reason}`) : new AgentUnreachable(socketPath, reason));
+      finish(
+        connected
+          ? new AgentProtocolError(socketPath, `connection failed: ${reason}`)
+          : new AgentUnreachable(socketPath, reason),
+      );
     });
   });
 }

@@ -1,6 +1,14 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { encodeAnswer, encodeFrame, FRAME_MAGIC, isFrame, RequestReader, type ReadLimits, type ReadState } from "./frame.js";
+import {
+  encodeAnswer,
+  encodeFrame,
+  FRAME_MAGIC,
+  isFrame,
+  RequestReader,
+  type ReadLimits,
+  type ReadState,
+} from "./frame.js";
 
 const BIG: ReadLimits = { maxLine: 1 << 20, maxEnv: 1 << 20, maxStdin: 1 << 20 };
 
@@ -14,7 +22,10 @@ function read(bytes: Buffer, step = bytes.length, limits = BIG, halfClose = fals
 }
 
 describe("plugin frame protocol", () => {
-  const call = { env: { CNI_COMMAND: "ADD", CNI_ARGS: "A=1;B=x=y", PATH: "/bin" }, stdin: Buffer.from('{"cniVersion":"1.0.0"}\n') };
+  const call = {
+    env: { CNI_COMMAND: "ADD", CNI_ARGS: "A=1;B=x=y", PATH: "/bin" },
+    stdin: Buffer.from('{"cniVersion":"1.0.0"}\n'),
+  };
 
   test("a frame round-trips: environment (values may contain '=') and stdin bytes, in one piece or byte by byte", () => {
     for (const step of [Infinity, 1, 3]) {
@@ -34,7 +45,8 @@ describe("plugin frame protocol", () => {
 
   test("every strict prefix is incomplete, never misread; cut short by a half-close, it is a truncated frame", () => {
     const whole = encodeFrame(call);
-    for (let n = 1; n < whole.length; n++) assert.equal(read(whole.subarray(0, n)).state, "incomplete", `prefix of ${n} bytes`);
+    for (let n = 1; n < whole.length; n++)
+      assert.equal(read(whole.subarray(0, n)).state, "incomplete", `prefix of ${n} bytes`);
     const cut = read(whole.subarray(0, 20), 20, BIG, true);
     assert.ok(cut.state === "invalid" && cut.frame && /truncated/.test(cut.msg));
   });
@@ -48,7 +60,8 @@ describe("plugin frame protocol", () => {
 
   test("a JSON line is read up to its newline, in pieces too; without one, up to a half-close", () => {
     const line = '{"op":"status","network":"weft"}';
-    for (const step of [Infinity, 1, 5]) assert.deepEqual(read(Buffer.from(line + "\nrest"), step), { state: "line", text: line });
+    for (const step of [Infinity, 1, 5])
+      assert.deepEqual(read(Buffer.from(line + "\nrest"), step), { state: "line", text: line });
     assert.deepEqual(read(Buffer.from(line), Infinity, BIG, true), { state: "line", text: line });
     assert.deepEqual(new RequestReader(BIG).end(), { state: "empty" });
   });
@@ -60,7 +73,10 @@ describe("plugin frame protocol", () => {
     const env = read(encodeFrame({ env: { X: "y".repeat(100) }, stdin: Buffer.alloc(0) }), 7, limits);
     assert.ok(env.state === "invalid" && env.tooLarge && /environment larger than 50/.test(env.msg));
     const line = read(Buffer.from("x".repeat(60)), 7, limits);
-    assert.ok(line.state === "invalid" && line.tooLarge && !line.frame && /larger than 50/.test(line.msg), JSON.stringify(line));
+    assert.ok(
+      line.state === "invalid" && line.tooLarge && !line.frame && /larger than 50/.test(line.msg),
+      JSON.stringify(line),
+    );
     const lateNewline = read(Buffer.from("x".repeat(55) + "\n"), Infinity, limits);
     assert.equal(lateNewline.state, "invalid");
     const trailing = read(Buffer.concat([encodeFrame(call), Buffer.from("x")]));

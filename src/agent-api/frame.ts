@@ -28,7 +28,11 @@ export interface ReadLimits {
   maxStdin: number;
 }
 
-export const DEFAULT_READ_LIMITS: ReadLimits = { maxLine: MAX_REQUEST_BYTES, maxEnv: MAX_ENV_BYTES, maxStdin: MAX_CONFIG_BYTES };
+export const DEFAULT_READ_LIMITS: ReadLimits = {
+  maxLine: MAX_REQUEST_BYTES,
+  maxEnv: MAX_ENV_BYTES,
+  maxStdin: MAX_CONFIG_BYTES,
+};
 
 export type ReadState =
   | { state: "incomplete" }
@@ -83,9 +87,16 @@ export class RequestReader {
   end(): ReadState {
     if (this.finished) return { state: "incomplete" };
     if (this.size === 0) return this.settle({ state: "empty" });
-    if (this.kind !== false) return this.settle({ state: "invalid", frame: true, tooLarge: false, msg: "invalid plugin frame: truncated" });
+    if (this.kind !== false)
+      return this.settle({ state: "invalid", frame: true, tooLarge: false, msg: "invalid plugin frame: truncated" });
     const text = Buffer.concat(this.chunks).toString("utf8");
-    if (!text.trim()) return this.settle({ state: "invalid", frame: false, tooLarge: false, msg: "the connection closed without a request" });
+    if (!text.trim())
+      return this.settle({
+        state: "invalid",
+        frame: false,
+        tooLarge: false,
+        msg: "the connection closed without a request",
+      });
     return this.settle({ state: "line", text });
   }
 
@@ -110,12 +121,23 @@ export class RequestReader {
       }
       base += this.chunks[i].length;
     }
-    if (this.size > this.limits.maxLine) return { state: "invalid", frame: false, tooLarge: true, msg: `request larger than ${this.limits.maxLine} bytes` };
+    if (this.size > this.limits.maxLine)
+      return {
+        state: "invalid",
+        frame: false,
+        tooLarge: true,
+        msg: `request larger than ${this.limits.maxLine} bytes`,
+      };
     return { state: "incomplete" };
   }
 
   private frameState(): ReadState {
-    const invalid = (tooLarge: boolean, msg: string): ReadState => ({ state: "invalid", frame: true, tooLarge, msg: `invalid plugin frame: ${msg}` });
+    const invalid = (tooLarge: boolean, msg: string): ReadState => ({
+      state: "invalid",
+      frame: true,
+      tooLarge,
+      msg: `invalid plugin frame: ${msg}`,
+    });
     const envAt = HEAD.length;
     if (this.envLen === undefined) {
       if (this.size < envAt + 4) return { state: "incomplete" };
@@ -167,8 +189,16 @@ function parseEnviron(b: Buffer): Record<string, string> {
 }
 
 export function encodeFrame(call: ForwardedCall): Buffer {
-  const env = Buffer.from(Object.entries(call.env).map(([k, v]) => `${k}=${v}\0`).join(""));
-  const len = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32BE(n); return b; };
+  const env = Buffer.from(
+    Object.entries(call.env)
+      .map(([k, v]) => `${k}=${v}\0`)
+      .join(""),
+  );
+  const len = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n);
+    return b;
+  };
   return Buffer.concat([HEAD, len(env.length), env, len(call.stdin.length), call.stdin]);
 }
 

@@ -8,30 +8,57 @@ import * as v from "../kernel/validate.js";
 
 const kernelChecked = (check: (s: string) => string) =>
   z.string().superRefine((s, ctx) => {
-    try { check(s); } catch (e) { ctx.addIssue({ code: "custom", message: (e as Error).message }); }
+    try {
+      check(s);
+    } catch (e) {
+      ctx.addIssue({ code: "custom", message: (e as Error).message });
+    }
   });
 
 // CNI: container IDs are alphanumerics plus '_', '.', '-'; network names likewise.
-const containerId = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "containerId must be alphanumerics, '_', '.', '-'").max(256);
-const network = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "network name must be alphanumerics, '_', '.', '-'").max(256);
+const containerId = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "containerId must be alphanumerics, '_', '.', '-'")
+  .max(256);
+const network = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, "network name must be alphanumerics, '_', '.', '-'")
+  .max(256);
 const ifname = kernelChecked(v.ifname);
 const netns = kernelChecked(v.netnsPath);
 const optInt = z.number().int().optional();
 
 // CNI 1.1.0 result parts (SPEC.md); keys the agent does not use are dropped when a request is read.
 const cniInterface = z.object({
-  name: z.string(), mac: z.string().optional(), mtu: optInt, sandbox: z.string().optional(),
-  socketPath: z.string().optional(), pciID: z.string().optional(),
+  name: z.string(),
+  mac: z.string().optional(),
+  mtu: optInt,
+  sandbox: z.string().optional(),
+  socketPath: z.string().optional(),
+  pciID: z.string().optional(),
 });
 const cniIp = z.object({ address: z.string(), gateway: z.string().optional(), interface: optInt });
-const cniRoute = z.object({ dst: z.string(), gw: z.string().optional(), mtu: optInt, advmss: optInt, priority: optInt, table: optInt, scope: optInt });
+const cniRoute = z.object({
+  dst: z.string(),
+  gw: z.string().optional(),
+  mtu: optInt,
+  advmss: optInt,
+  priority: optInt,
+  table: optInt,
+  scope: optInt,
+});
 const cniDns = z.object({
-  nameservers: z.array(z.string()).optional(), domain: z.string().optional(),
-  search: z.array(z.string()).optional(), options: z.array(z.string()).optional(),
+  nameservers: z.array(z.string()).optional(),
+  domain: z.string().optional(),
+  search: z.array(z.string()).optional(),
+  options: z.array(z.string()).optional(),
 });
 const cniResult = z.object({
-  cniVersion: z.string(), interfaces: z.array(cniInterface).optional(), ips: z.array(cniIp).optional(),
-  routes: z.array(cniRoute).optional(), dns: cniDns.optional(),
+  cniVersion: z.string(),
+  interfaces: z.array(cniInterface).optional(),
+  ips: z.array(cniIp).optional(),
+  routes: z.array(cniRoute).optional(),
+  dns: cniDns.optional(),
 });
 
 /** Addresses chosen by a delegated IPAM plugin (e.g. host-local) instead of weft's own IPAM; they reach the kernel. */
@@ -41,7 +68,11 @@ const delegatedIpam = z.object({
 });
 
 const add = z.object({
-  op: z.literal("add"), network, containerId, netns, ifname,
+  op: z.literal("add"),
+  network,
+  containerId,
+  netns,
+  ifname,
   /** CNI_ARGS as key/value pairs (K8S_POD_NAMESPACE, K8S_POD_NAME, ...). */
   args: z.record(z.string(), z.string()).default({}),
   /** MTU override from the network config. */
@@ -49,19 +80,27 @@ const add = z.object({
   ipam: delegatedIpam.optional(),
 });
 const del = z.object({
-  op: z.literal("del"), network, containerId, ifname,
+  op: z.literal("del"),
+  network,
+  containerId,
+  ifname,
   /** Absent when the runtime no longer has the netns: DEL must still succeed. */
   netns: z.string().optional(),
   /** The addresses came from a delegated IPAM plugin: weft does not release them. */
   delegatedIpam: z.boolean().optional(),
 });
 const check = z.object({
-  op: z.literal("check"), network, containerId, netns, ifname,
+  op: z.literal("check"),
+  network,
+  containerId,
+  netns,
+  ifname,
   prevResult: cniResult.extend({ cniVersion: z.string().optional() }),
   delegatedIpam: z.boolean().optional(),
 });
 const gc = z.object({
-  op: z.literal("gc"), network,
+  op: z.literal("gc"),
+  network,
   validAttachments: z.array(z.object({ containerID: z.string(), ifname: z.string() })).default([]),
 });
 const status = z.object({ op: z.literal("status"), network: z.string().default("") });
@@ -75,14 +114,19 @@ const ipamLeak = z.object({
   kind: z.enum(["allocation", "link"]),
   /** The host veth name. */
   hostIf: z.string(),
-  network: z.string().optional(), containerId: z.string().optional(), ifname: z.string().optional(),
+  network: z.string().optional(),
+  containerId: z.string().optional(),
+  ifname: z.string().optional(),
   addresses: z.array(z.string()).optional(),
   reason: z.string(),
 });
 /** An address routed or assigned twice, or an allocation outside the node's pod CIDRs. */
 const ipamConflict = z.object({
-  address: z.string(), reason: z.string(),
-  network: z.string().optional(), containerId: z.string().optional(), ifname: z.string().optional(),
+  address: z.string(),
+  reason: z.string(),
+  network: z.string().optional(),
+  containerId: z.string().optional(),
+  ifname: z.string().optional(),
   devices: z.array(z.string()).optional(),
 });
 const ipamCheckReport = z.object({

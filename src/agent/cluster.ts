@@ -14,7 +14,14 @@ import type { PodRef } from "../ipam/store.js";
 import { ConflictError, isStoreError, NotInitializedError } from "../store/errors.js";
 import type { ClusterSettings, ClusterStore, NodeInfo, NodeLease, WatchHandle } from "../store/types.js";
 import { AgentCode, AgentFailure } from "./codes.js";
-import { type AgentReport, BACKEND_KEY, decodeBackendData, encodeBackendData, readBackendData, reportFromSync } from "./published.js";
+import {
+  type AgentReport,
+  BACKEND_KEY,
+  decodeBackendData,
+  encodeBackendData,
+  readBackendData,
+  reportFromSync,
+} from "./published.js";
 
 export interface MembershipOptions {
   store: ClusterStore;
@@ -95,7 +102,12 @@ export class Membership {
   /** The published report (what `weft status` shows for this node). */
   report(): AgentReport {
     const pods = this.o.pods();
-    const base = { backend: this.o.single ? "none (single host)" : this.settings?.backend ?? "unknown", podMtu: this.podMtu, pods: pods.count, ...(pods.stranded ? { strandedPods: pods.stranded } : {}) };
+    const base = {
+      backend: this.o.single ? "none (single host)" : (this.settings?.backend ?? "unknown"),
+      podMtu: this.podMtu,
+      pods: pods.count,
+      ...(pods.stranded ? { strandedPods: pods.stranded } : {}),
+    };
     const last = this.lastReport ?? { peers: [], changes: [], errors: [] };
     // A peer-write door that failed to open is the node's own error (health "degraded").
     const netlinkError = this.o.kernel?.peerWrites?.netlinkError;
@@ -105,10 +117,14 @@ export class Membership {
   /** Why an ADD cannot be served now, or null. */
   unavailable(): string | null {
     switch (this.state) {
-      case "joining": return `the agent has not joined the cluster yet (${this.description}); try again later`;
-      case "lost": return `the node's lease in ${this.description} is lost (store unreachable); try again later`;
-      case "stopped": return "the agent is stopping";
-      default: return null;
+      case "joining":
+        return `the agent has not joined the cluster yet (${this.description}); try again later`;
+      case "lost":
+        return `the node's lease in ${this.description} is lost (store unreachable); try again later`;
+      case "stopped":
+        return "the agent is stopping";
+      default:
+        return null;
     }
   }
 
@@ -124,10 +140,16 @@ export class Membership {
       else await this.o.store.getNode(this.o.node);
       this.contact();
     } catch (e) {
-      if (isStoreError(e, "NotFound")) { this.contact(); return; }
+      if (isStoreError(e, "NotFound")) {
+        this.contact();
+        return;
+      }
       this.lastStoreError = e instanceof Error ? e.message : String(e);
       if (isStoreError(e, "Unavailable")) {
-        throw new AgentFailure(AgentCode.TryAgainLater, `the cluster store (${this.description}) is unreachable: ${this.lastStoreError}; try again later`);
+        throw new AgentFailure(
+          AgentCode.TryAgainLater,
+          `the cluster store (${this.description}) is unreachable: ${this.lastStoreError}; try again later`,
+        );
       }
       throw e;
     }
@@ -151,34 +173,55 @@ export class Membership {
         ...(this.o.kernel ? { kernel: this.o.kernel } : {}),
         ...(this.settings.mtu !== undefined ? { mtu: this.settings.mtu } : {}),
       });
-      if (this.o.underlay.length === 0) throw new AgentFailure(AgentCode.InvalidConfig, "no underlay address found in this namespace: pass --underlay-address IP");
+      if (this.o.underlay.length === 0)
+        throw new AgentFailure(
+          AgentCode.InvalidConfig,
+          "no underlay address found in this namespace: pass --underlay-address IP",
+        );
     }
     // Set the backend up with the subnets this node held before (a restart), so the registration
     // already carries the right backend data: peers then see no change at all.
     let setupChanges = 0;
     const previous = this.backend ? await this.retry("look up this node's subnets", () => this.previousCIDRs()) : [];
     if (previous.length) setupChanges += await this.setupBackend(previous);
-    this.lease = await this.retry("register the node", () => this.o.store.registerNode(
-      { name: this.o.node, addresses: this.o.underlay, ...(this.backend && previous.length ? { backendData: encodeBackendData(this.backendData) } : {}) },
-      { ...(this.o.ttlSeconds ? { ttlSeconds: this.o.ttlSeconds } : {}), ...(this.o.subnetGraceSeconds ? { subnetGraceSeconds: this.o.subnetGraceSeconds } : {}) },
-    ));
+    this.lease = await this.retry("register the node", () =>
+      this.o.store.registerNode(
+        {
+          name: this.o.node,
+          addresses: this.o.underlay,
+          ...(this.backend && previous.length ? { backendData: encodeBackendData(this.backendData) } : {}),
+        },
+        {
+          ...(this.o.ttlSeconds ? { ttlSeconds: this.o.ttlSeconds } : {}),
+          ...(this.o.subnetGraceSeconds ? { subnetGraceSeconds: this.o.subnetGraceSeconds } : {}),
+        },
+      ),
+    );
     this.contact();
     const node = this.lease.node;
     log.debug({ podCIDRs: node.podCIDRs, msSinceStart: Math.round(performance.now()) }, "registered");
     if (this.backend && node.podCIDRs.join() !== previous.join()) {
       setupChanges += await this.setupBackend(node.podCIDRs);
-      await this.retry("publish the backend data", () => this.lease!.update({ backendData: encodeBackendData(this.backendData) }));
+      await this.retry("publish the backend data", () =>
+        this.lease!.update({ backendData: encodeBackendData(this.backendData) }),
+      );
     }
-    this.podMtu = this.o.mtu ?? (this.backend ? this.podMtu : await (this.o.singleHostMtu?.() ?? Promise.resolve(1500)));
+    this.podMtu =
+      this.o.mtu ?? (this.backend ? this.podMtu : await (this.o.singleHostMtu?.() ?? Promise.resolve(1500)));
     this.applyCIDRs(node.podCIDRs);
     this.unsubscribe = this.lease.onStateChange((s) => {
       if (this.state === "stopped") return;
       if (s.state === "lost") {
         this.state = "lost";
         this.lastStoreError = s.error.message;
-        log.error({ err: s.error.message }, "node lease lost: the datapath stays as it is; ADDs are refused until it is back");
+        log.error(
+          { err: s.error.message },
+          "node lease lost: the datapath stays as it is; ADDs are refused until it is back",
+        );
       } else {
-        this.restored(s.node).catch((e: unknown) => log.error({ err: String(e) }, "could not take up the re-established lease"));
+        this.restored(s.node).catch((e: unknown) =>
+          log.error({ err: String(e) }, "could not take up the re-established lease"),
+        );
       }
     });
     let firstSyncChanges = 0;
@@ -186,12 +229,20 @@ export class Membership {
       this.watch = this.o.store.watchNodes((ev) => {
         if (ev.type === "removed") this.nodes.delete(ev.object.name);
         else this.nodes.set(ev.object.name, ev.object);
-        if (ev.type !== "updated" || !sameDatapath(ev.object, ev.previous)) log.info({ event: ev.type, peer: ev.object.name, podCIDRs: ev.object.podCIDRs }, "node list changed");
+        if (ev.type !== "updated" || !sameDatapath(ev.object, ev.previous))
+          log.info({ event: ev.type, peer: ev.object.name, podCIDRs: ev.object.podCIDRs }, "node list changed");
         if (ev.type !== "removed") {
           const problem = ev.object.problem ?? readBackendData(ev.object.backendData).problem;
           // Wired as a peer that published nothing would hide it: say it, once per change.
-          if (problem && (ev.type !== "updated" || problem !== (ev.previous.problem ?? readBackendData(ev.previous.backendData).problem))) {
-            log.error({ peer: ev.object.name, problem }, "a node's data in the store is unreadable; its routes may be missing (weft status shows it)");
+          if (
+            problem &&
+            (ev.type !== "updated" ||
+              problem !== (ev.previous.problem ?? readBackendData(ev.previous.backendData).problem))
+          ) {
+            log.error(
+              { peer: ev.object.name, problem },
+              "a node's data in the store is unreadable; its routes may be missing (weft status shows it)",
+            );
           }
         }
         this.scheduleSync();
@@ -212,7 +263,14 @@ export class Membership {
       this.state = "ready";
     }
     this.schedulePublish(0);
-    return { settings: this.settings, podCIDRs: node.podCIDRs, mtu: this.podMtu, setupChanges, firstSyncChanges, peers: Math.max(0, this.nodes.size - 1) };
+    return {
+      settings: this.settings,
+      podCIDRs: node.podCIDRs,
+      mtu: this.podMtu,
+      setupChanges,
+      firstSyncChanges,
+      peers: Math.max(0, this.nodes.size - 1),
+    };
   }
 
   /** The node's pods changed: publish the count (coalesced). */
@@ -241,14 +299,18 @@ export class Membership {
       const want = pools.map((p) => p.cidr);
       try {
         const { settings } = await this.o.store.initCluster({
-          clusterCIDRs: want, backend: "host-gw",
+          clusterCIDRs: want,
+          backend: "host-gw",
           nodeSubnetPrefix: { ...(v4 ? { v4: v4.prefix } : {}), ...(v6 ? { v6: v6.prefix } : {}) },
         });
         return settings;
       } catch (e) {
         if (e instanceof ConflictError && e.reason === "AlreadyInitialized") {
           const have = await this.o.store.getClusterSettings();
-          throw new AgentFailure(AgentCode.InvalidConfig, `the state dir's store was set up for pod CIDR ${have?.clusterCIDRs.join(",") ?? "?"}, not ${want.join(",")}: give the same --pod-cidr or use a fresh --state-dir`);
+          throw new AgentFailure(
+            AgentCode.InvalidConfig,
+            `the state dir's store was set up for pod CIDR ${have?.clusterCIDRs.join(",") ?? "?"}, not ${want.join(",")}: give the same --pod-cidr or use a fresh --state-dir`,
+          );
         }
         throw e;
       }
@@ -265,14 +327,21 @@ export class Membership {
     // In the order of the cluster CIDRs, as registration returns them.
     const order = this.settings?.clusterCIDRs ?? [];
     const fam = (c: string) => (c.includes(":") ? 6 : 4);
-    return order.map((cc) => claims.find((c) => fam(c.cidr) === fam(cc))?.cidr).filter((c): c is string => c !== undefined);
+    return order
+      .map((cc) => claims.find((c) => fam(c.cidr) === fam(cc))?.cidr)
+      .filter((c): c is string => c !== undefined);
   }
 
   private async setupBackend(podCIDRs: string[]): Promise<number> {
-    const res = await this.backend!.setup({ name: this.o.node, underlay: dualStack(this.o.underlay), podCIDRs: dualStack(podCIDRs) });
+    const res = await this.backend!.setup({
+      name: this.o.node,
+      underlay: dualStack(this.o.underlay),
+      podCIDRs: dualStack(podCIDRs),
+    });
     this.backendData = { ...res.data };
     this.podMtu = res.podMtu;
-    if (res.changes.length) this.o.log.info({ changes: res.changes.map((c) => `${c.action} ${c.object} ${c.detail}`) }, "backend set up");
+    if (res.changes.length)
+      this.o.log.info({ changes: res.changes.map((c) => `${c.action} ${c.object} ${c.detail}`) }, "backend set up");
     return res.changes.length;
   }
 
@@ -288,7 +357,10 @@ export class Membership {
     if (node.podCIDRs.join() !== this.podCIDRs.join()) {
       // The subnet went to the pool during a long outage. Running pods keep their addresses (they
       // lose cross-node routes: `weft status` counts them as stranded); new pods get the new subnet.
-      log.error({ old: this.podCIDRs, new: node.podCIDRs }, "lease re-established with other pod CIDRs: new pods use the new ones; pods with old addresses must be re-created");
+      log.error(
+        { old: this.podCIDRs, new: node.podCIDRs },
+        "lease re-established with other pod CIDRs: new pods use the new ones; pods with old addresses must be re-created",
+      );
       try {
         if (this.backend) {
           await this.setupBackend(node.podCIDRs);
@@ -348,9 +420,14 @@ export class Membership {
     // A lost lease means the store's view is unknown: keep the datapath as it is.
     if (!this.backend || this.state !== "ready") return undefined;
     // A node that registered but has not set its backend up yet (first join) is not a peer yet.
-    const peers: PeerNode[] = [...this.nodes.values()].filter((n) => n.name === this.o.node || n.backendData[BACKEND_KEY] !== undefined).map((n) => ({
-      name: n.name, underlay: dualStack(n.addresses), podCIDRs: dualStack(n.podCIDRs), backendData: decodeBackendData(n.backendData),
-    }));
+    const peers: PeerNode[] = [...this.nodes.values()]
+      .filter((n) => n.name === this.o.node || n.backendData[BACKEND_KEY] !== undefined)
+      .map((n) => ({
+        name: n.name,
+        underlay: dualStack(n.addresses),
+        podCIDRs: dualStack(n.podCIDRs),
+        backendData: decodeBackendData(n.backendData),
+      }));
     // Most node events change nothing a route depends on: a peer's published report (every peer
     // republishes when any node joins, so N nodes see N^2 of them), or a new node that has not set
     // its backend up yet. Reading the kernel for each of them costs process spawns on every node at
@@ -365,9 +442,14 @@ export class Membership {
       this.lastReport = r;
       // A failed write is retried on the next event, not only at the next resync.
       this.syncedPeers = r.errors.length || r.peers.some((p) => !p.ok) ? undefined : key;
-      if (r.changes.length) this.o.log.info({ changes: r.changes.map((c) => `${c.action} ${c.object} ${c.detail}${c.peer ? ` (${c.peer})` : ""}`) }, "peer routes synced");
+      if (r.changes.length)
+        this.o.log.info(
+          { changes: r.changes.map((c) => `${c.action} ${c.object} ${c.detail}${c.peer ? ` (${c.peer})` : ""}`) },
+          "peer routes synced",
+        );
       const errs = r.peers.filter((p) => !p.ok).map((p) => ({ peer: p.name, errors: p.errors }));
-      if (errs.length || r.errors.length) this.o.log.warn({ peers: errs, errors: r.errors }, "some peers could not be wired");
+      if (errs.length || r.errors.length)
+        this.o.log.warn({ peers: errs, errors: r.errors }, "some peers could not be wired");
       // After a node event, every agent syncs and republishes at once, and each report is a node
       // event for all N agents: wait until the others have had their turn at the CPU.
       this.schedulePublish(fresh ? 0 : REPORT_AFTER_EVENT_MS);
@@ -416,6 +498,9 @@ function dualStack(list: readonly string[]): { ipv4?: string; ipv6?: string } {
 
 /** Whether an update changed anything the datapath uses (a report or registration time alone does not). */
 function sameDatapath(a: NodeInfo, b: NodeInfo): boolean {
-  return a.addresses.join() === b.addresses.join() && a.podCIDRs.join() === b.podCIDRs.join()
-    && JSON.stringify(decodeBackendData(a.backendData)) === JSON.stringify(decodeBackendData(b.backendData));
+  return (
+    a.addresses.join() === b.addresses.join() &&
+    a.podCIDRs.join() === b.podCIDRs.join() &&
+    JSON.stringify(decodeBackendData(a.backendData)) === JSON.stringify(decodeBackendData(b.backendData))
+  );
 }

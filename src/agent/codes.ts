@@ -19,7 +19,11 @@ export const AgentCode = {
 
 /** A failure with a CNI error code and a message a person can act on. */
 export class AgentFailure extends Error {
-  constructor(readonly code: number, message: string, readonly details?: string) {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly details?: string,
+  ) {
     super(message);
     this.name = "AgentFailure";
   }

@@ -10,7 +10,15 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { existsSync } from "node:fs";
 import { runStatus } from "../kernel/exec.js";
-import { createNetns, globalAddrs, linkAddr, ping, removeAllNetns, type TestNetns, weftLinks } from "../testlib/netns.js";
+import {
+  createNetns,
+  globalAddrs,
+  linkAddr,
+  ping,
+  removeAllNetns,
+  type TestNetns,
+  weftLinks,
+} from "../testlib/netns.js";
 
 after(removeAllNetns);
 
@@ -18,7 +26,14 @@ const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js"
 
 let seq = 0;
 const cid = () => `k${process.pid}x${++seq}`;
-const addReq = (containerId: string, ns: TestNetns) => ({ op: "add", network: "weft", containerId, netns: ns.path, ifname: "eth0", args: {} });
+const addReq = (containerId: string, ns: TestNetns) => ({
+  op: "add",
+  network: "weft",
+  containerId,
+  netns: ns.path,
+  ifname: "eth0",
+  args: {},
+});
 const v4of = (r: Result) => r.ips!.map((i) => i.address.split("/")[0]).find((a) => !a.includes(":"))!;
 
 async function clean(agent: TestAgent): Promise<IpamCheckReport> {
@@ -36,16 +51,26 @@ test("restarting the agent (SIGTERM or SIGKILL) never disturbs running pods", as
   const host = await createNetns("host");
   let agent = await startTestAgent({ netns: host.path, podCidr: "10.70.0.0/24,fd70::/64" });
   try {
-    const pods = await Promise.all([0, 1, 2].map(async () => {
-      const ns = await createNetns("pod");
-      const containerId = cid();
-      return { ns, containerId, result: must(await agent.request(addReq(containerId, ns))) };
-    }));
-    const snapshot = async () => Promise.all(pods.map(async (p) => {
-      const l = await linkAddr(p.ns, "eth0");
-      const h = await linkAddr(host, p.result.interfaces![0].name);
-      return { podIfindex: l?.ifindex, mac: l?.address, addrs: await globalAddrs(p.ns, "eth0"), hostIfindex: h?.ifindex };
-    }));
+    const pods = await Promise.all(
+      [0, 1, 2].map(async () => {
+        const ns = await createNetns("pod");
+        const containerId = cid();
+        return { ns, containerId, result: must(await agent.request(addReq(containerId, ns))) };
+      }),
+    );
+    const snapshot = async () =>
+      Promise.all(
+        pods.map(async (p) => {
+          const l = await linkAddr(p.ns, "eth0");
+          const h = await linkAddr(host, p.result.interfaces![0].name);
+          return {
+            podIfindex: l?.ifindex,
+            mac: l?.address,
+            addrs: await globalAddrs(p.ns, "eth0"),
+            hostIfindex: h?.ifindex,
+          };
+        }),
+      );
     const before = await snapshot();
     for (const signal of ["SIGTERM", "SIGKILL"] as const) {
       await agent.kill(signal);
@@ -54,7 +79,16 @@ test("restarting the agent (SIGTERM or SIGKILL) never disturbs running pods", as
       assert.deepEqual(await snapshot(), before, `after ${signal} and restart`);
       assert.ok(await ping(pods[0].ns, v4of(pods[1].result)), `ping after ${signal}`);
       for (const p of pods) {
-        must(await agent.request({ op: "check", network: "weft", containerId: p.containerId, netns: p.ns.path, ifname: "eth0", prevResult: p.result }));
+        must(
+          await agent.request({
+            op: "check",
+            network: "weft",
+            containerId: p.containerId,
+            netns: p.ns.path,
+            ifname: "eth0",
+            prevResult: p.result,
+          }),
+        );
       }
       const report = await clean(agent);
       assert.deepEqual([report.allocations, report.leaked, report.conflicts], [6, [], []]);
@@ -74,7 +108,12 @@ test("a second agent on a live socket refuses to start and touches nothing; a st
     // From another namespace (one agent per namespace is safety.test.ts's): the socket path alone.
     const other = await createNetns("host");
     await assert.rejects(
-      startTestAgent({ netns: other.path, podCidr: "10.74.0.0/24", stateDir: agent.stateDir + "2", socket: agent.socket }),
+      startTestAgent({
+        netns: other.path,
+        podCidr: "10.74.0.0/24",
+        stateDir: agent.stateDir + "2",
+        socket: agent.socket,
+      }),
       /already listening/,
     );
     must(await agent.request({ op: "status", network: "weft" }));
@@ -129,18 +168,33 @@ test("kill -9 during a burst of ADDs, restart, DEL all: no address given twice, 
     };
     await Promise.all(Array.from({ length: 16 }, worker));
     await killed;
-    assert.ok([...issued].some((i) => outcomes[i] === null), "the kill interrupted some ADDs");
+    assert.ok(
+      [...issued].some((i) => outcomes[i] === null),
+      "the kill interrupted some ADDs",
+    );
     const succeeded = outcomes.map((r, i) => (r?.ok ? i : -1)).filter((i) => i >= 0);
     const unanswered = outcomes.map((r, i) => (r === null || !r.ok ? i : -1)).filter((i) => i >= 0);
     assert.ok(succeeded.length >= 3, `some ADDs finished before the kill (${succeeded.length})`);
 
     agent = await agent.restart();
-    const ready = agent.logs().split("\n").find((l) => l.includes('"agent ready"'));
+    const ready = agent
+      .logs()
+      .split("\n")
+      .find((l) => l.includes('"agent ready"'));
     t.diagnostic(`${succeeded.length} ADDs answered before the kill; restart: ${ready ?? "?"}`);
     // Answered pods are intact; unanswered ones are either fully wired (done just before the
     // kill) or have nothing at all.
     for (const i of succeeded) {
-      must(await agent.request({ op: "check", network: "weft", containerId: ids[i], netns: nss[i].path, ifname: "eth0", prevResult: (outcomes[i] as { result: Result }).result }));
+      must(
+        await agent.request({
+          op: "check",
+          network: "weft",
+          containerId: ids[i],
+          netns: nss[i].path,
+          ifname: "eth0",
+          prevResult: (outcomes[i] as { result: Result }).result,
+        }),
+      );
     }
     for (const i of unanswered) {
       const link = await linkAddr(nss[i], "eth0");
@@ -151,7 +205,9 @@ test("kill -9 during a burst of ADDs, restart, DEL all: no address given twice, 
 
     // The runtime retries what failed (DEL, then ADD): every pod gets an address, none twice.
     for (const i of unanswered) {
-      must(await agent.request({ op: "del", network: "weft", containerId: ids[i], netns: nss[i].path, ifname: "eth0" }));
+      must(
+        await agent.request({ op: "del", network: "weft", containerId: ids[i], netns: nss[i].path, ifname: "eth0" }),
+      );
     }
     await Promise.all(unanswered.map((i) => agent.request(addReq(ids[i], nss[i])).then(must)));
     const all = (await Promise.all(nss.map((ns) => globalAddrs(ns, "eth0")))).flat();
@@ -163,13 +219,23 @@ test("kill -9 during a burst of ADDs, restart, DEL all: no address given twice, 
     // A kill in the middle of a burst of DELs: the runtime retries them after the restart.
     let deleted = 0;
     let killedDel: Promise<unknown> | undefined;
-    await Promise.all(nss.map((ns, i) => agent.request({ op: "del", network: "weft", containerId: ids[i], netns: ns.path, ifname: "eth0" }).then(
-      () => { if (++deleted === 10) killedDel = agent.kill("SIGKILL"); },
-      () => undefined,
-    )));
+    await Promise.all(
+      nss.map((ns, i) =>
+        agent.request({ op: "del", network: "weft", containerId: ids[i], netns: ns.path, ifname: "eth0" }).then(
+          () => {
+            if (++deleted === 10) killedDel = agent.kill("SIGKILL");
+          },
+          () => undefined,
+        ),
+      ),
+    );
     await killedDel;
     agent = await agent.restart();
-    await Promise.all(nss.map((ns, i) => agent.request({ op: "del", network: "weft", containerId: ids[i], netns: ns.path, ifname: "eth0" }).then(must)));
+    await Promise.all(
+      nss.map((ns, i) =>
+        agent.request({ op: "del", network: "weft", containerId: ids[i], netns: ns.path, ifname: "eth0" }).then(must),
+      ),
+    );
     report = await clean(agent);
     assert.deepEqual(report, { allocations: 0, leaked: [], conflicts: [] });
     assert.deepEqual(await weftLinks(host), []);

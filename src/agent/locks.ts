@@ -53,7 +53,11 @@ export class NetnsTaken extends Error {
 }
 
 /** What the holder tells a refused agent, so its message names the agent it yields to. */
-interface HolderInfo { pid: number; socket: string; stateDir: string }
+interface HolderInfo {
+  pid: number;
+  socket: string;
+  stateDir: string;
+}
 
 // A Linux abstract unix socket belongs to the network namespace it is bound in (not to any file
 // or socket path), and the kernel releases it when the process dies, kill -9 included. So binding
@@ -75,13 +79,20 @@ export async function lockNetns(me: { socket: string; stateDir: string }): Promi
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(NETNS_LOCK_NAME, () => { server.off("error", reject); resolve(); });
+      server.listen(NETNS_LOCK_NAME, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EADDRINUSE") throw e;
     const holder = await askHolder();
-    const who = holder ? `agent pid ${holder.pid} (socket ${holder.socket}, state dir ${holder.stateDir})` : "another agent";
-    throw new NetnsTaken(`${who} already serves this network namespace; one agent per namespace (a second one would take the first one's pods for orphans). Stop it first.`);
+    const who = holder
+      ? `agent pid ${holder.pid} (socket ${holder.socket}, state dir ${holder.stateDir})`
+      : "another agent";
+    throw new NetnsTaken(
+      `${who} already serves this network namespace; one agent per namespace (a second one would take the first one's pods for orphans). Stop it first.`,
+    );
   }
   // The lock must not keep a stopping agent alive.
   server.unref();
@@ -91,7 +102,11 @@ export async function lockNetns(me: { socket: string; stateDir: string }): Promi
 function askHolder(): Promise<HolderInfo | null> {
   return new Promise((resolve) => {
     let text = "";
-    const done = (v: HolderInfo | null) => { clearTimeout(timer); c.destroy(); resolve(v); };
+    const done = (v: HolderInfo | null) => {
+      clearTimeout(timer);
+      c.destroy();
+      resolve(v);
+    };
     const c = connect(NETNS_LOCK_NAME);
     const timer = setTimeout(() => done(null), 1000);
     c.setEncoding("utf8");
@@ -101,8 +116,14 @@ function askHolder(): Promise<HolderInfo | null> {
       if (!text.includes("\n")) return;
       try {
         const h = JSON.parse(text) as Partial<HolderInfo>;
-        done(typeof h.pid === "number" && typeof h.socket === "string" && typeof h.stateDir === "string" ? (h as HolderInfo) : null);
-      } catch { done(null); }
+        done(
+          typeof h.pid === "number" && typeof h.socket === "string" && typeof h.stateDir === "string"
+            ? (h as HolderInfo)
+            : null,
+        );
+      } catch {
+        done(null);
+      }
     });
     c.on("error", () => done(null));
     c.on("end", () => done(null));

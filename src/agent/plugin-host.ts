@@ -21,8 +21,11 @@ export type PluginHost = (call: ForwardedCall) => Promise<PluginOutcome>;
 export function pluginHost(o: PluginHostOptions): PluginHost {
   const own = resolve(o.socket);
   const transport: AgentTransport = (socketPath, req, timeoutMs) =>
-    resolve(socketPath) === own ? withTimeout(o.dispatch(req), socketPath, timeoutMs) : callAgent(socketPath, req, timeoutMs);
-  return (call) => runPlugin({ env: call.env, readStdin: () => Promise.resolve(call.stdin), stdinIsTty: false, transport });
+    resolve(socketPath) === own
+      ? withTimeout(o.dispatch(req), socketPath, timeoutMs)
+      : callAgent(socketPath, req, timeoutMs);
+  return (call) =>
+    runPlugin({ env: call.env, readStdin: () => Promise.resolve(call.stdin), stdinIsTty: false, transport });
 }
 
 /** The plugin's timeout holds in process too: the runtime gets 11 rather than waiting forever. */

@@ -71,8 +71,10 @@ export function readAgentReport(d: Record<string, string>): { report?: AgentRepo
   }
   const bad = (what: string) => ({ problem: `its agent report is unreadable: ${what}` });
   if (!isObject(v)) return bad("not a JSON object");
-  if (v.health !== "ok" && v.health !== "degraded") return bad(`health is ${JSON.stringify(v.health)}, not "ok" or "degraded"`);
-  if (typeof v.backend !== "string" || typeof v.podMtu !== "number" || typeof v.pods !== "number") return bad("backend, podMtu or pods missing");
+  if (v.health !== "ok" && v.health !== "degraded")
+    return bad(`health is ${JSON.stringify(v.health)}, not "ok" or "degraded"`);
+  if (typeof v.backend !== "string" || typeof v.podMtu !== "number" || typeof v.pods !== "number")
+    return bad("backend, podMtu or pods missing");
   if (!isObject(v.peers) || !Array.isArray(v.errors)) return bad("peers or errors missing");
   for (const [name, p] of Object.entries(v.peers)) {
     if (!isObject(p) || !Array.isArray(p.errors) || !isObject(p.paths)) return bad(`peer ${name} is malformed`);

@@ -87,11 +87,17 @@ export class AgentRefused extends Error {
   }
 }
 
-export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), kernel: PodKernel = createPodKernel(cfg.kernel ?? "netlink")): Promise<RunningAgent> {
+export async function startAgent(
+  cfg: AgentConfig,
+  log: Logger = makeLogger(),
+  kernel: PodKernel = createPodKernel(cfg.kernel ?? "netlink"),
+): Promise<RunningAgent> {
   // First of all, before any file, sysctl, link or rule: the machine's own namespace only on a
   // node declared real (its first change would be host-wide forwarding) ...
   if (!cfg.realNode && inHostNetns()) {
-    throw new AgentRefused("refusing to run in the machine's own network namespace (that of PID 1): start the agent inside a test network namespace, or pass --real-node on a node weft is meant to own (deploy/weft.yaml does)");
+    throw new AgentRefused(
+      "refusing to run in the machine's own network namespace (that of PID 1): start the agent inside a test network namespace, or pass --real-node on a node weft is meant to own (deploy/weft.yaml does)",
+    );
   }
   // ... and one agent per network namespace, whatever its socket or state dir: a second one
   // would take the first one's pods for orphans and fight over its routes and rules.
@@ -106,7 +112,12 @@ export async function startAgent(cfg: AgentConfig, log: Logger = makeLogger(), k
   }
 }
 
-async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unlock: () => Promise<void>): Promise<RunningAgent> {
+async function startLocked(
+  cfg: AgentConfig,
+  log: Logger,
+  kernel: PodKernel,
+  unlock: () => Promise<void>,
+): Promise<RunningAgent> {
   // A second agent on a live socket (in another namespace) must not reconcile either.
   await removeStaleSocket(cfg.socket);
   const ipam = new IpamStore(cfg.stateDir);
@@ -118,9 +129,15 @@ async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unl
     const service = new AgentService({ node: cfg.node, pools: cfg.pools ?? [], mtu, store: ipam, kernel, log });
     const rec = await service.reconcile();
     const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
-    log.info({ node: cfg.node, socket: cfg.socket, podCidrs: (cfg.pools ?? []).map((p) => p.cidr), mtu, ...rec }, "agent ready");
+    log.info(
+      { node: cfg.node, socket: cfg.socket, podCidrs: (cfg.pools ?? []).map((p) => p.cidr), mtu, ...rec },
+      "agent ready",
+    );
     return {
-      service, server, mtu, ready: Promise.resolve(null),
+      service,
+      server,
+      mtu,
+      ready: Promise.resolve(null),
       stop: async () => {
         await new Promise<void>((r) => server.close(() => r()));
         ipam.close();
@@ -133,10 +150,16 @@ async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unl
   let policy: PolicyEnforcement | undefined;
   let stopping = false;
   const service: AgentService = new AgentService({
-    node: cfg.node, pools: [], mtu: cfg.mtu ?? 1500, store: ipam, kernel, log,
+    node: cfg.node,
+    pools: [],
+    mtu: cfg.mtu ?? 1500,
+    store: ipam,
+    kernel,
+    log,
     admit: async (pod) => {
       await membership.admit(pod);
-      if (!policy) throw new AgentFailure(AgentCode.TryAgainLater, "network policy enforcement is starting; try again later");
+      if (!policy)
+        throw new AgentFailure(AgentCode.TryAgainLater, "network policy enforcement is starting; try again later");
     },
     unavailable: () => membership.unavailable() ?? (policy ? null : "network policy enforcement is starting"),
     policy: {
@@ -144,7 +167,8 @@ async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unl
       podRemoved: async (hostIf) => {
         const c = policy?.controller;
         if (!c) return;
-        for (const p of c.localPods().filter((x) => x.ifname === hostIf)) await c.podRemoved({ namespace: p.namespace, name: p.name, ifname: hostIf });
+        for (const p of c.localPods().filter((x) => x.ifname === hostIf))
+          await c.podRemoved({ namespace: p.namespace, name: p.name, ifname: hostIf });
       },
     },
     onPodsChanged: () => membership.podsChanged(),
@@ -153,9 +177,14 @@ async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unl
   const underlay = cfg.underlay ?? (await detectUnderlay(kernel));
   // Peer routes take the same door as pods; a netlink socket that cannot be opened is an error
   // in the log and in the node's report, not a quiet switch to iproute2.
-  const peerWrites = new PeerWriteChannel(cfg.kernel ?? "netlink", (reason) => log.error({ err: reason }, "netlink unavailable for peer writes"));
+  const peerWrites = new PeerWriteChannel(cfg.kernel ?? "netlink", (reason) =>
+    log.error({ err: reason }, "netlink unavailable for peer writes"),
+  );
   const membership: Membership = new Membership({
-    store, node: cfg.node, underlay, kernel: { peerWrites },
+    store,
+    node: cfg.node,
+    underlay,
+    kernel: { peerWrites },
     ...(single ? { single, singleHostMtu: underlayMtu } : {}),
     ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}),
     ...(cfg.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.leaseTtlSeconds } : {}),
@@ -172,30 +201,59 @@ async function startLocked(cfg: AgentConfig, log: Logger, kernel: PodKernel, unl
   const rec = await service.reconcile();
   const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
   // msSinceStart: from the process' start (performance.timeOrigin), module loading included.
-  log.info({ node: cfg.node, socket: cfg.socket, store: store.description, underlay, ...rec, msSinceStart: Math.round(performance.now()) }, "agent serving; joining the cluster");
+  log.info(
+    {
+      node: cfg.node,
+      socket: cfg.socket,
+      store: store.description,
+      underlay,
+      ...rec,
+      msSinceStart: Math.round(performance.now()),
+    },
+    "agent serving; joining the cluster",
+  );
 
   const ready = (async (): Promise<JoinResult> => {
     const joined = await membership.join();
     if (stopping) throw new Error("the agent stopped while joining");
     policy = await startPolicyEnforcement({
-      node: cfg.node, objects: store.objects, log,
+      node: cfg.node,
+      objects: store.objects,
+      log,
       localPods: () => localPodsOf(ipam.list()),
       ...(cfg.metricsPort !== undefined ? { metricsPort: cfg.metricsPort } : {}),
       denyLog: cfg.denyLog === true,
     });
-    log.info({
-      node: cfg.node, socket: cfg.socket, podCidrs: joined.podCIDRs, mtu: joined.mtu, backend: single ? "none (single host)" : joined.settings.backend,
-      peers: joined.peers, backendSetupChanges: joined.setupChanges, firstSyncChanges: joined.firstSyncChanges, msSinceStart: Math.round(performance.now()),
-      ...(policy.metricsPort !== null ? { metricsPort: policy.metricsPort } : {}),
-    }, "agent ready");
+    log.info(
+      {
+        node: cfg.node,
+        socket: cfg.socket,
+        podCidrs: joined.podCIDRs,
+        mtu: joined.mtu,
+        backend: single ? "none (single host)" : joined.settings.backend,
+        peers: joined.peers,
+        backendSetupChanges: joined.setupChanges,
+        firstSyncChanges: joined.firstSyncChanges,
+        msSinceStart: Math.round(performance.now()),
+        ...(policy.metricsPort !== null ? { metricsPort: policy.metricsPort } : {}),
+      },
+      "agent ready",
+    );
     return joined;
   })();
   ready.catch(() => undefined);
 
   const agent: RunningAgent = {
-    service, server, ready, membership,
-    get mtu() { return service.network.mtu; },
-    get policy() { return policy; },
+    service,
+    server,
+    ready,
+    membership,
+    get mtu() {
+      return service.network.mtu;
+    },
+    get policy() {
+      return policy;
+    },
     stop: async () => {
       stopping = true;
       await new Promise<void>((r) => server.close(() => r()));

@@ -20,7 +20,14 @@ after(removeAllNetns);
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "cli", "main.js");
 let seq = 0;
 const cid = () => `s${process.pid}x${++seq}`;
-const addReq = (containerId: string, netns: string) => ({ op: "add", network: "weft", containerId, netns, ifname: "eth0", args: {} });
+const addReq = (containerId: string, netns: string) => ({
+  op: "add",
+  network: "weft",
+  containerId,
+  netns,
+  ifname: "eth0",
+  args: {},
+});
 
 function ok(r: AgentResponse): void {
   if (!r.ok) assert.fail(`agent said ${r.code}: ${r.msg}`);
@@ -45,10 +52,31 @@ test("a second agent in the same network namespace, with its own socket and stat
     const hostLinks = await weftLinks(host);
     assert.equal(hostLinks.length, 1);
 
-    const second = cli(["nsenter", `--net=${host.path}`, "--", process.execPath, CLI, "agent", "--node", "second",
-      "--store", "local", "--state-dir", join(dir, "state"), "--socket", join(dir, "run", "agent.sock"), "--pod-cidr", "10.76.0.0/24"]);
+    const second = cli([
+      "nsenter",
+      `--net=${host.path}`,
+      "--",
+      process.execPath,
+      CLI,
+      "agent",
+      "--node",
+      "second",
+      "--store",
+      "local",
+      "--state-dir",
+      join(dir, "state"),
+      "--socket",
+      join(dir, "run", "agent.sock"),
+      "--pod-cidr",
+      "10.76.0.0/24",
+    ]);
     assert.notEqual(second.code, 0, "the second agent must not run");
-    assert.match(second.stderr, new RegExp(`agent pid ${agent.pid} \\(socket ${agent.socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}.*already serves this network namespace`));
+    assert.match(
+      second.stderr,
+      new RegExp(
+        `agent pid ${agent.pid} \\(socket ${agent.socket.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}.*already serves this network namespace`,
+      ),
+    );
     // Nothing of its own was made, and nothing of the first agent's was taken for an orphan.
     assert.equal(existsSync(join(dir, "state")), false, "no state dir");
     assert.equal(existsSync(join(dir, "run", "agent.sock")), false, "no socket");
@@ -58,7 +86,12 @@ test("a second agent in the same network namespace, with its own socket and stat
 
     // The lock is the process': once the first agent is gone (kill -9 too), another may start.
     await agent.kill("SIGKILL");
-    const next = await startTestAgent({ netns: host.path, podCidr: "10.75.0.0/24", stateDir: agent.stateDir, socket: agent.socket });
+    const next = await startTestAgent({
+      netns: host.path,
+      podCidr: "10.75.0.0/24",
+      stateDir: agent.stateDir,
+      socket: agent.socket,
+    });
     ok(await next.request({ op: "status", network: "weft" }));
     await next.kill("SIGTERM");
   } finally {
@@ -90,8 +123,21 @@ test("in the machine's own network namespace the agent refuses without --real-no
   assert.ok(inHostNetns(), "the test runner is in the machine's own namespace");
   const dir = mkdtempSync(join(tmpdir(), "weft-rootns-"));
   try {
-    const r = cli([process.execPath, CLI, "agent", "--node", "n1", "--store", "local",
-      "--state-dir", join(dir, "state"), "--socket", join(dir, "run", "agent.sock"), "--pod-cidr", "10.79.0.0/24"]);
+    const r = cli([
+      process.execPath,
+      CLI,
+      "agent",
+      "--node",
+      "n1",
+      "--store",
+      "local",
+      "--state-dir",
+      join(dir, "state"),
+      "--socket",
+      join(dir, "run", "agent.sock"),
+      "--pod-cidr",
+      "10.79.0.0/24",
+    ]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /refusing to run in the machine's own network namespace.*--real-node/);
     assert.equal(existsSync(join(dir, "state")), false, "no state dir");

@@ -33,16 +33,24 @@ async function serveStatus(limits: Partial<ServerLimits> = {}): Promise<{ server
 
 const close = (s: Server) => new Promise<void>((r) => s.close(() => r()));
 
-interface RawAnswer { bytes: Buffer; closedBy: "server" }
+interface RawAnswer {
+  bytes: Buffer;
+  closedBy: "server";
+}
 
 /** Opens a connection and collects what the server sends until it closes the connection. */
 function open(socket: string): { sock: Socket; answer: Promise<RawAnswer>; connected: Promise<void> } {
   const sock = connect(socket);
   const chunks: Buffer[] = [];
-  const connected = new Promise<void>((r, j) => { sock.once("connect", () => r()); sock.once("error", j); });
+  const connected = new Promise<void>((r, j) => {
+    sock.once("connect", () => r());
+    sock.once("error", j);
+  });
   const answer = new Promise<RawAnswer>((resolve, reject) => {
     sock.on("data", (c: Buffer) => chunks.push(c));
-    sock.on("error", (e: NodeJS.ErrnoException) => { if (e.code !== "EPIPE" && e.code !== "ECONNRESET") reject(e); });
+    sock.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code !== "EPIPE" && e.code !== "ECONNRESET") reject(e);
+    });
     sock.on("close", () => resolve({ bytes: Buffer.concat(chunks), closedBy: "server" }));
   });
   return { sock, answer, connected };
@@ -55,7 +63,10 @@ function jsonAnswer(a: RawAnswer): AgentResponse {
 /** A frame answer: exit code and the CNI error JSON the forwarder would print. */
 function frameAnswer(a: RawAnswer): { exitCode: number; out: { cniVersion: string; code: number; msg: string } } {
   assert.equal(a.bytes.subarray(0, 8).toString(), FRAME_MAGIC, a.bytes.toString());
-  return { exitCode: a.bytes.readInt32BE(8), out: JSON.parse(a.bytes.subarray(16).toString("utf8")) as { cniVersion: string; code: number; msg: string } };
+  return {
+    exitCode: a.bytes.readInt32BE(8),
+    out: JSON.parse(a.bytes.subarray(16).toString("utf8")) as { cniVersion: string; code: number; msg: string },
+  };
 }
 
 const statusOk = async (socket: string) => {
@@ -105,7 +116,9 @@ function limitCases(get: () => { socket: string; requestTimeoutMs: number; maxCo
     const t0 = Date.now();
     // A frame that promises 1000 bytes of stdin and sends one every 20 ms: never idle, never done.
     c.sock.write(frameHead(1000));
-    const drip = setInterval(() => { if (!c.sock.destroyed) c.sock.write("x"); }, 20);
+    const drip = setInterval(() => {
+      if (!c.sock.destroyed) c.sock.write("x");
+    }, 20);
     try {
       let served = 0;
       let closed = false;
@@ -161,8 +174,12 @@ function limitCases(get: () => { socket: string; requestTimeoutMs: number; maxCo
 describe("agent socket server, small limits", () => {
   const limits = { maxConnections: 8, requestTimeoutMs: 400 };
   let s: { server: Server; socket: string };
-  before(async () => { s = await serveStatus(limits); });
-  after(async () => { if (s) await close(s.server); });
+  before(async () => {
+    s = await serveStatus(limits);
+  });
+  after(async () => {
+    if (s) await close(s.server);
+  });
 
   limitCases(() => ({ socket: s.socket, ...limits }));
 
@@ -179,12 +196,19 @@ describe("agent socket server, small limits", () => {
   test("a complete frame sent in many small pieces is served", async () => {
     const c = open(s.socket);
     await c.connected;
-    const bytes = encodeFrame({ env: { CNI_COMMAND: "VERSION", PATH: "/bin" }, stdin: Buffer.from('{"cniVersion":"1.0.0"}') });
+    const bytes = encodeFrame({
+      env: { CNI_COMMAND: "VERSION", PATH: "/bin" },
+      stdin: Buffer.from('{"cniVersion":"1.0.0"}'),
+    });
     for (let i = 0; i < bytes.length; i += 3) c.sock.write(bytes.subarray(i, i + 3));
     const a = await c.answer;
     assert.equal(a.bytes.subarray(0, 8).toString(), FRAME_MAGIC);
     assert.equal(a.bytes.readInt32BE(8), 0);
-    assert.ok((JSON.parse(a.bytes.subarray(16).toString()) as { supportedVersions: string[] }).supportedVersions.includes("1.0.0"));
+    assert.ok(
+      (JSON.parse(a.bytes.subarray(16).toString()) as { supportedVersions: string[] }).supportedVersions.includes(
+        "1.0.0",
+      ),
+    );
   });
 });
 
@@ -202,7 +226,11 @@ describe("agent socket directory", () => {
   for (const [what, prepare, message] of [
     ["open to group and others (0755)", (d: string) => chmodSync(d, 0o755), /mode is 0755.*chmod 700/],
     ["group-readable (0740)", (d: string) => chmodSync(d, 0o740), /mode is 0740/],
-    ["owned by another user", (d: string) => chownSync(d, 65534, 65534), /owned by uid 65534, not by the agent's uid 0/],
+    [
+      "owned by another user",
+      (d: string) => chownSync(d, 65534, 65534),
+      /owned by uid 65534, not by the agent's uid 0/,
+    ],
   ] as const) {
     test(`an existing directory ${what} is refused, and nothing is made in it`, async () => {
       const dir = join(work, `refuse${++seq}`);
@@ -221,7 +249,11 @@ describe("agent socket directory", () => {
     const file = join(work, `file${++seq}`);
     writeFileSync(file, "");
     await assert.rejects(
-      listen({ path: join(file, "agent.sock"), log: pino({ level: "silent" }), handle: () => Promise.resolve({ ok: true }) }),
+      listen({
+        path: join(file, "agent.sock"),
+        log: pino({ level: "silent" }),
+        handle: () => Promise.resolve({ ok: true }),
+      }),
       /not a directory/,
     );
   });
@@ -233,9 +265,15 @@ describe("a real agent's socket, default limits", () => {
     const host = await createNetns("host");
     agent = await startTestAgent({ netns: host.path, podCidr: "10.79.0.0/24" });
   });
-  after(async () => { await agent?.cleanup(); });
+  after(async () => {
+    await agent?.cleanup();
+  });
 
-  limitCases(() => ({ socket: agent.socket, requestTimeoutMs: REQUEST_READ_TIMEOUT_MS, maxConnections: MAX_CONNECTIONS }));
+  limitCases(() => ({
+    socket: agent.socket,
+    requestTimeoutMs: REQUEST_READ_TIMEOUT_MS,
+    maxConnections: MAX_CONNECTIONS,
+  }));
 
   test("the agent is still running and serving after all of it", async () => {
     assert.doesNotThrow(() => process.kill(agent.pid, 0));
@@ -248,7 +286,12 @@ describe("a real agent's socket, default limits", () => {
     mkdirSync(join(dir, "run"), { recursive: true, mode: 0o755 });
     chmodSync(join(dir, "run"), 0o755);
     await assert.rejects(
-      startTestAgent({ netns: host.path, podCidr: "10.79.1.0/24", stateDir: join(dir, "state"), socket: join(dir, "run", "agent.sock") }),
+      startTestAgent({
+        netns: host.path,
+        podCidr: "10.79.1.0/24",
+        stateDir: join(dir, "state"),
+        socket: join(dir, "run", "agent.sock"),
+      }),
       /refusing the agent socket directory .*mode is 0755/,
     );
   });

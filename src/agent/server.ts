@@ -9,7 +9,13 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, statSync, unlinkSync } fro
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { dirname } from "node:path";
 import type { Logger } from "pino";
-import { DEFAULT_READ_LIMITS, encodeAnswer, RequestReader, type ReadLimits, type ReadState } from "../agent-api/frame.js";
+import {
+  DEFAULT_READ_LIMITS,
+  encodeAnswer,
+  RequestReader,
+  type ReadLimits,
+  type ReadState,
+} from "../agent-api/frame.js";
 import { MAX_CONNECTIONS, REQUEST_READ_TIMEOUT_MS } from "../agent-api/limits.js";
 import { parseRequest, type AgentRequest, type AgentResponse } from "../agent-api/schema.js";
 import { CniError } from "../cni/errors.js";
@@ -41,7 +47,11 @@ export interface SocketServerOptions {
 
 /** The socket's directory is missing its protection: anyone who can write there can swap the socket. */
 export class UnsafeSocketDir extends Error {
-  constructor(readonly dir: string, problem: string, fix: string) {
+  constructor(
+    readonly dir: string,
+    problem: string,
+    fix: string,
+  ) {
     super(`refusing the agent socket directory ${dir}: ${problem}; ${fix}`);
     this.name = "UnsafeSocketDir";
   }
@@ -68,7 +78,10 @@ export async function listen(o: SocketServerOptions): Promise<Server> {
   try {
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen(o.path, () => { server.off("error", reject); resolve(); });
+      server.listen(o.path, () => {
+        server.off("error", reject);
+        resolve();
+      });
     });
   } finally {
     process.umask(old);
@@ -90,7 +103,11 @@ export function checkSocketDir(dir: string): void {
   if (!st.isDirectory()) throw new UnsafeSocketDir(dir, "it is not a directory", "choose another --socket path");
   const uid = process.geteuid?.() ?? st.uid;
   if (st.uid !== uid) {
-    throw new UnsafeSocketDir(dir, `it is owned by uid ${st.uid}, not by the agent's uid ${uid}`, `chown it to uid ${uid} or choose another --socket path`);
+    throw new UnsafeSocketDir(
+      dir,
+      `it is owned by uid ${st.uid}, not by the agent's uid ${uid}`,
+      `chown it to uid ${uid} or choose another --socket path`,
+    );
   }
   const mode = st.mode & 0o777;
   if (mode & 0o077) {
@@ -116,7 +133,10 @@ export async function removeStaleSocket(path: string): Promise<void> {
 function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const c = connect(path);
-    c.once("connect", () => { c.destroy(); resolve(true); });
+    c.once("connect", () => {
+      c.destroy();
+      resolve(true);
+    });
     c.once("error", () => resolve(false));
   });
 }
@@ -130,7 +150,11 @@ function dispatcher(o: SocketServerOptions): (value: unknown) => Promise<AgentRe
     const res = await o.handle(parsed.req);
     o.log.debug({ op: parsed.req.op, ok: res.ok, ms: +(performance.now() - t0).toFixed(1) }, "request");
     // STATUS answering "not ready" is a poll's expected answer, not a failure worth a warning.
-    if (!res.ok) o.log[parsed.req.op === "status" ? "debug" : "warn"]({ op: parsed.req.op, code: res.code, msg: res.msg }, "request failed");
+    if (!res.ok)
+      o.log[parsed.req.op === "status" ? "debug" : "warn"](
+        { op: parsed.req.op, code: res.code, msg: res.msg },
+        "request failed",
+      );
     return res;
   };
 }
@@ -154,11 +178,22 @@ function refuseBusy(sock: Socket, log: Logger, max: number): void {
   closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.TryAgainLater, msg }) + "\n");
 }
 
-function serve(sock: Socket, log: Logger, limits: ServerLimits, dispatch: (value: unknown) => Promise<AgentResponse>, host: PluginHost): void {
+function serve(
+  sock: Socket,
+  log: Logger,
+  limits: ServerLimits,
+  dispatch: (value: unknown) => Promise<AgentResponse>,
+  host: PluginHost,
+): void {
   const reader = new RequestReader(limits.read);
   let done = false;
   const deadline = setTimeout(() => {
-    on({ state: "invalid", frame: reader.isFrame, tooLarge: false, msg: `no complete request within ${limits.requestTimeoutMs} ms` });
+    on({
+      state: "invalid",
+      frame: reader.isFrame,
+      tooLarge: false,
+      msg: `no complete request within ${limits.requestTimeoutMs} ms`,
+    });
   }, limits.requestTimeoutMs);
   sock.once("close", () => clearTimeout(deadline));
 
@@ -169,18 +204,30 @@ function serve(sock: Socket, log: Logger, limits: ServerLimits, dispatch: (value
     switch (s.state) {
       case "empty":
         // An empty request still gets an answer (and its connection closed), not a silent close.
-        return closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: "empty request" }) + "\n");
+        return closeWith(
+          sock,
+          JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: "empty request" }) + "\n",
+        );
       case "invalid":
         log.warn({ frame: s.frame, tooLarge: s.tooLarge, err: s.msg }, "request refused");
         // The forwarder prints a frame's answer as the plugin's: spec error JSON, exit code 1.
-        if (s.frame) return closeWith(sock, encodeAnswer(1, JSON.stringify(new CniError(AgentCode.DecodeFailure, s.msg).toJson(LATEST_VERSION)) + "\n"));
+        if (s.frame)
+          return closeWith(
+            sock,
+            encodeAnswer(1, JSON.stringify(new CniError(AgentCode.DecodeFailure, s.msg).toJson(LATEST_VERSION)) + "\n"),
+          );
         return closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: s.msg }) + "\n");
       case "line":
         return void answerLine(s.text);
       case "frame":
         return void host(s.call).then(
-          (out) => { if (!sock.destroyed) sock.end(encodeAnswer(out.exitCode, out.stdout ? out.stdout + "\n" : "")); },
-          (e: unknown) => { log.error({ err: String(e) }, "forwarded plugin call failed"); sock.destroy(); },
+          (out) => {
+            if (!sock.destroyed) sock.end(encodeAnswer(out.exitCode, out.stdout ? out.stdout + "\n" : ""));
+          },
+          (e: unknown) => {
+            log.error({ err: String(e) }, "forwarded plugin call failed");
+            sock.destroy();
+          },
         );
     }
   };
@@ -189,7 +236,10 @@ function serve(sock: Socket, log: Logger, limits: ServerLimits, dispatch: (value
     try {
       value = JSON.parse(line);
     } catch {
-      return closeWith(sock, JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: "request is not valid JSON" }) + "\n");
+      return closeWith(
+        sock,
+        JSON.stringify({ ok: false, code: AgentCode.DecodeFailure, msg: "request is not valid JSON" }) + "\n",
+      );
     }
     const res = await dispatch(value).catch((e: unknown): AgentResponse => {
       log.error({ err: String(e) }, "request failed unexpectedly");

@@ -18,7 +18,15 @@ import { cmdGc } from "./ops/gc.js";
 import { ipamCheck } from "./ops/ipam-check.js";
 import { reconcile } from "./ops/reconcile.js";
 import { cmdStatus } from "./ops/status.js";
-import type { AddRequest, AgentRequest, AgentResponse, CheckRequest, DelRequest, GcRequest, IpamCheckReport } from "../agent-api/schema.js";
+import type {
+  AddRequest,
+  AgentRequest,
+  AgentResponse,
+  CheckRequest,
+  DelRequest,
+  GcRequest,
+  IpamCheckReport,
+} from "../agent-api/schema.js";
 import { LinkReaper } from "./reaper.js";
 
 export type { AgentServiceOptions, PodPolicyHook } from "./ops/context.js";
@@ -39,7 +47,14 @@ export class AgentService {
       network: () => this.network,
       policyRemoved: async (hostIf) => {
         if (!o.policy) return;
-        await o.policy.podRemoved(hostIf).catch((e: unknown) => o.log.warn({ hostIf, err: String(e) }, "could not drop the policy entries of a removed pod; the next policy sync does"));
+        await o.policy
+          .podRemoved(hostIf)
+          .catch((e: unknown) =>
+            o.log.warn(
+              { hostIf, err: String(e) },
+              "could not drop the policy entries of a removed pod; the next policy sync does",
+            ),
+          );
       },
     };
   }
@@ -56,7 +71,10 @@ export class AgentService {
 
   /** Attachments whose addresses lie outside the node's current pod CIDRs (a lost subnet). */
   strandedCount(): number {
-    return this.o.store.list().filter((r) => !r.delegated && r.addresses.some((a) => !this.pools.some((p) => cidrHas(p, ipOrThrow(a.address))))).length;
+    return this.o.store
+      .list()
+      .filter((r) => !r.delegated && r.addresses.some((a) => !this.pools.some((p) => cidrHas(p, ipOrThrow(a.address)))))
+      .length;
   }
 
   podCount(): number {
@@ -66,12 +84,22 @@ export class AgentService {
   async handle(req: AgentRequest): Promise<AgentResponse> {
     try {
       switch (req.op) {
-        case "add": return { ok: true, result: await this.add(req) };
-        case "del": await this.del(req); return { ok: true };
-        case "check": await this.check(req); return { ok: true };
-        case "gc": await this.gc(req); return { ok: true };
-        case "status": this.status(); return { ok: true };
-        case "ipam-check": return { ok: true, report: await this.ipamCheck(req.fix === true) };
+        case "add":
+          return { ok: true, result: await this.add(req) };
+        case "del":
+          await this.del(req);
+          return { ok: true };
+        case "check":
+          await this.check(req);
+          return { ok: true };
+        case "gc":
+          await this.gc(req);
+          return { ok: true };
+        case "status":
+          this.status();
+          return { ok: true };
+        case "ipam-check":
+          return { ok: true, report: await this.ipamCheck(req.fix === true) };
       }
     } catch (e) {
       return failureResponse(e);
@@ -79,19 +107,40 @@ export class AgentService {
   }
 
   /** Undo what a crash left half-made; remove weft host links nobody owns. Never touches 'ready' pods. */
-  reconcile(): Promise<{ rolledBack: number; orphanLinks: number }> { return reconcile(this.ctx); }
-  add(req: AddRequest): Promise<Result> { return cmdAdd(this.ctx, req); }
-  del(req: DelRequest): Promise<void> { return cmdDel(this.ctx, req); }
-  check(req: CheckRequest): Promise<void> { return cmdCheck(this.ctx, req); }
-  gc(req: GcRequest): Promise<void> { return cmdGc(this.ctx, req); }
-  status(): void { cmdStatus(this.ctx); }
-  ipamCheck(fix: boolean): Promise<IpamCheckReport> { return ipamCheck(this.ctx, fix); }
+  reconcile(): Promise<{ rolledBack: number; orphanLinks: number }> {
+    return reconcile(this.ctx);
+  }
+  add(req: AddRequest): Promise<Result> {
+    return cmdAdd(this.ctx, req);
+  }
+  del(req: DelRequest): Promise<void> {
+    return cmdDel(this.ctx, req);
+  }
+  check(req: CheckRequest): Promise<void> {
+    return cmdCheck(this.ctx, req);
+  }
+  gc(req: GcRequest): Promise<void> {
+    return cmdGc(this.ctx, req);
+  }
+  status(): void {
+    cmdStatus(this.ctx);
+  }
+  ipamCheck(fix: boolean): Promise<IpamCheckReport> {
+    return ipamCheck(this.ctx, fix);
+  }
 }
 
 export function failureResponse(e: unknown): AgentResponse {
-  if (e instanceof AgentFailure) return { ok: false, code: e.code, msg: e.message, ...(e.details ? { details: e.details } : {}) };
+  if (e instanceof AgentFailure)
+    return { ok: false, code: e.code, msg: e.message, ...(e.details ? { details: e.details } : {}) };
   if (e instanceof InvalidKernelInput) return { ok: false, code: AgentCode.InvalidEnvironment, msg: e.message };
-  if (e instanceof KernelCommandError) return { ok: false, code: AgentCode.KernelFailure, msg: `kernel: ${e.stderr.trim().split("\n")[0] || "command failed"}`, details: e.message };
+  if (e instanceof KernelCommandError)
+    return {
+      ok: false,
+      code: AgentCode.KernelFailure,
+      msg: `kernel: ${e.stderr.trim().split("\n")[0] || "command failed"}`,
+      details: e.message,
+    };
   const msg = e instanceof Error ? e.message : String(e);
   return { ok: false, code: AgentCode.Internal, msg };
 }

@@ -18,10 +18,14 @@ export class UnderlayError extends Error {
 /** Validates --underlay-address values: IPs, at most one per family. */
 export function parseUnderlayAddresses(text: string): string[] {
   const out: string[] = [];
-  for (const part of text.split(",").map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const a = parseIp(part);
     if (!a) throw new UnderlayError(`--underlay-address: "${part}" is not an IP address`);
-    if (out.some((o) => parseIp(o)?.family === a.family)) throw new UnderlayError(`--underlay-address: more than one IPv${a.family} address`);
+    if (out.some((o) => parseIp(o)?.family === a.family))
+      throw new UnderlayError(`--underlay-address: more than one IPv${a.family} address`);
     out.push(formatIp(a.family, a.value));
   }
   if (out.length === 0) throw new UnderlayError("--underlay-address is empty: give IP[,IP]");
@@ -34,7 +38,8 @@ export async function detectUnderlay(kernel: PodKernel): Promise<string[]> {
   const out: string[] = [];
   for (const fam of [4, 6] as const) {
     const def = routes.find((r) => r.dst === (fam === 4 ? "0.0.0.0/0" : "::/0") && r.dev && !WEFT_LINK.test(r.dev));
-    const pick = (def && global.find((a) => a.family === fam && a.dev === def.dev)) ?? global.find((a) => a.family === fam);
+    const pick =
+      (def && global.find((a) => a.family === fam && a.dev === def.dev)) ?? global.find((a) => a.family === fam);
     if (pick) out.push(canonicalIp(pick.address) ?? pick.address);
   }
   return out;

@@ -12,9 +12,13 @@ export function isBackendName(name: string): name is BackendName {
 
 export function createBackend(name: string, opts: BackendOptions = {}): Backend {
   switch (name) {
-    case "vxlan": return new VxlanBackend(opts);
-    case "host-gw": return new HostGwBackend(opts);
-    case "vxlan-direct": return new VxlanDirectBackend(opts);
-    default: throw new Error(`unknown backend "${name}": choose one of ${BACKEND_NAMES.join(", ")}`);
+    case "vxlan":
+      return new VxlanBackend(opts);
+    case "host-gw":
+      return new HostGwBackend(opts);
+    case "vxlan-direct":
+      return new VxlanDirectBackend(opts);
+    default:
+      throw new Error(`unknown backend "${name}": choose one of ${BACKEND_NAMES.join(", ")}`);
   }
 }

@@ -14,8 +14,13 @@ export const DEFAULT_STATE_DIR = "/var/lib/weft";
 
 function parsePodCidrs(value: string): Pool[] {
   const pools: Pool[] = [];
-  for (const part of value.split(",").map((s) => s.trim()).filter(Boolean)) {
-    try { pools.push(parsePool(part)); } catch (e) {
+  for (const part of value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    try {
+      pools.push(parsePool(part));
+    } catch (e) {
       throw new UserError(`--pod-cidr: ${e instanceof InvalidCidr ? e.message : String(e)}`);
     }
   }
@@ -29,28 +34,45 @@ function parsePodCidrs(value: string): Pool[] {
 function intFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UserError(`${name} ${v}: must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UserError(`${name} ${v}: must be an integer from ${min} to ${max}`);
   return n;
 }
 
 interface AgentFlags extends EtcdFlags {
-  node: string; store: string; stateDir?: string; socket: string; podCidr?: string; mtu?: string;
-  kubeconfig?: string; underlayAddress?: string; metricsPort?: string;
-  leaseTtl?: string; subnetGrace?: string; resyncInterval?: string; denyLog?: boolean; kernel?: string; realNode?: boolean;
+  node: string;
+  store: string;
+  stateDir?: string;
+  socket: string;
+  podCidr?: string;
+  mtu?: string;
+  kubeconfig?: string;
+  underlayAddress?: string;
+  metricsPort?: string;
+  leaseTtl?: string;
+  subnetGrace?: string;
+  resyncInterval?: string;
+  denyLog?: boolean;
+  kernel?: string;
+  realNode?: boolean;
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
 export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
-  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.node)) throw new UserError(`--node "${o.node}": use lower-case letters, digits, '-' and '.' (a Kubernetes node name)`);
+  if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.node))
+    throw new UserError(`--node "${o.node}": use lower-case letters, digits, '-' and '.' (a Kubernetes node name)`);
   const mtu = intFlag("--mtu", o.mtu, 68, 65535);
   const metricsPort = intFlag("--metrics-port", o.metricsPort, 0, 65535);
   const leaseTtl = intFlag("--lease-ttl", o.leaseTtl, 1, 3600);
   const subnetGrace = intFlag("--subnet-grace", o.subnetGrace, 1, 86400 * 7);
   const resync = intFlag("--resync-interval", o.resyncInterval, 1, 3600);
-  if (o.kernel !== undefined && !isPodKernelName(o.kernel)) throw new UserError(`--kernel ${o.kernel}: use ${POD_KERNELS.join(" or ")}`);
+  if (o.kernel !== undefined && !isPodKernelName(o.kernel))
+    throw new UserError(`--kernel ${o.kernel}: use ${POD_KERNELS.join(" or ")}`);
   const kernel = o.kernel as AgentConfig["kernel"];
   let underlay: string[] | undefined;
-  try { underlay = o.underlayAddress === undefined ? undefined : parseUnderlayAddresses(o.underlayAddress); } catch (e) {
+  try {
+    underlay = o.underlayAddress === undefined ? undefined : parseUnderlayAddresses(o.underlayAddress);
+  } catch (e) {
     throw new UserError(e instanceof UnderlayError ? e.message : String(e));
   }
   let store: StoreConfig;
@@ -66,11 +88,17 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
       store = { kind: "local", stateDir };
       break;
     case "etcd":
-      if (o.podCidr) throw new UserError("--pod-cidr goes with --store local: in a cluster the node's pod CIDRs come from the store (weft cluster init --cluster-cidr)");
+      if (o.podCidr)
+        throw new UserError(
+          "--pod-cidr goes with --store local: in a cluster the node's pod CIDRs come from the store (weft cluster init --cluster-cidr)",
+        );
       store = { kind: "etcd", ...etcdConnectionFromFlags(o), requestTimeoutMs: 3000 };
       break;
     case "kubernetes":
-      if (o.podCidr) throw new UserError("--pod-cidr goes with --store local: with --store kubernetes the node's pod CIDRs come from the cluster");
+      if (o.podCidr)
+        throw new UserError(
+          "--pod-cidr goes with --store local: with --store kubernetes the node's pod CIDRs come from the cluster",
+        );
       refuseEtcdFlags(o, "kubernetes");
       store = { kind: "kubernetes", kubeconfig: o.kubeconfig ?? defaultKubeconfig(), requestTimeoutMs: 3000 };
       break;
@@ -79,7 +107,10 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
   }
   stateDir ??= DEFAULT_STATE_DIR;
   return {
-    node: o.node, stateDir, socket: o.socket, store,
+    node: o.node,
+    stateDir,
+    socket: o.socket,
+    store,
     ...(pools ? { pools } : {}),
     ...(mtu !== undefined ? { mtu } : {}),
     ...(underlay ? { underlay } : {}),
@@ -96,24 +127,55 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
 export function registerAgent(program: Command): void {
   const cmd = program
     .command("agent")
-    .description("run the node agent in the foreground: wires pods, keeps routes to other nodes, enforces network policy, serves the CNI plugin on a unix socket")
+    .description(
+      "run the node agent in the foreground: wires pods, keeps routes to other nodes, enforces network policy, serves the CNI plugin on a unix socket",
+    )
     .requiredOption("--node <name>", "this node's name")
-    .option("--store <kind>", "where cluster state lives: local (single host, embedded in --state-dir), etcd, kubernetes", "local")
-    .option("--state-dir <dir>", `directory for the agent's crash-safe state (required with --store local; default ${DEFAULT_STATE_DIR})`)
+    .option(
+      "--store <kind>",
+      "where cluster state lives: local (single host, embedded in --state-dir), etcd, kubernetes",
+      "local",
+    )
+    .option(
+      "--state-dir <dir>",
+      `directory for the agent's crash-safe state (required with --store local; default ${DEFAULT_STATE_DIR})`,
+    )
     .option("--socket <path>", "unix socket the CNI plugin talks to (created 0600)", DEFAULT_SOCKET)
     .option("--pod-cidr <cidr[,cidr]>", "--store local: this host's pod CIDRs, one IPv4 and/or one IPv6");
   addEtcdOptions(cmd, "--store etcd: http(s)://HOST:PORT or unix(s):///PATH, comma-separated");
   cmd
-    .option("--kubeconfig <file>", "--store kubernetes: kubeconfig of the API server (default $KUBECONFIG, then ~/.kube/config)")
-    .option("--underlay-address <ip[,ip]>", "this node's underlay address(es), one per family (default: the default route's device, else the first global address)")
+    .option(
+      "--kubeconfig <file>",
+      "--store kubernetes: kubeconfig of the API server (default $KUBECONFIG, then ~/.kube/config)",
+    )
+    .option(
+      "--underlay-address <ip[,ip]>",
+      "this node's underlay address(es), one per family (default: the default route's device, else the first global address)",
+    )
     .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead, or the cluster's MTU setting)")
     .option("--metrics-port <n>", "serve policy metrics on 127.0.0.1:N/metrics (default: off; 0 = any free port)")
-    .option("--lease-ttl <seconds>", "node lease TTL: a stopped node disappears from its peers this long after (default 15)")
+    .option(
+      "--lease-ttl <seconds>",
+      "node lease TTL: a stopped node disappears from its peers this long after (default 15)",
+    )
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
-    .addOption(new Option("--kernel <name>", "how the agent wires pods and peer routes: netlink (rtnetlink from the agent) or iproute (ip/bridge child processes)").choices(POD_KERNELS).env("WEFT_KERNEL"))
-    .option("--real-node", "this machine is a node weft owns: allow running in its own network namespace (that of PID 1); without it the agent refuses there")
-    .option("--no-deny-log", "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)")
+    .addOption(
+      new Option(
+        "--kernel <name>",
+        "how the agent wires pods and peer routes: netlink (rtnetlink from the agent) or iproute (ip/bridge child processes)",
+      )
+        .choices(POD_KERNELS)
+        .env("WEFT_KERNEL"),
+    )
+    .option(
+      "--real-node",
+      "this machine is a node weft owns: allow running in its own network namespace (that of PID 1); without it the agent refuses there",
+    )
+    .option(
+      "--no-deny-log",
+      "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)",
+    )
     .action(async (o: AgentFlags) => {
       const cfg = agentConfigFromFlags(o);
       const log = makeLogger();

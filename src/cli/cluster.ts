@@ -19,26 +19,35 @@ interface InitFlags extends StoreFlags {
 function int(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min || n > max) throw new UserError(`${name} ${v}: must be an integer from ${min} to ${max}`);
+  if (!Number.isInteger(n) || n < min || n > max)
+    throw new UserError(`${name} ${v}: must be an integer from ${min} to ${max}`);
   return n;
 }
 
 export function settingsInputFromFlags(o: InitFlags): ClusterSettingsInput {
   if (!isBackendName(o.backend)) throw new UserError(`--backend ${o.backend}: choose one of ${BACKENDS.join(", ")}`);
-  const cidrs = o.clusterCidr.split(",").map((s) => s.trim()).filter(Boolean);
+  const cidrs = o.clusterCidr
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (cidrs.length === 0) throw new UserError("--cluster-cidr: give one IPv4 and/or one IPv6 CIDR");
   const mtu = int("--mtu", o.mtu, 68, 65535);
   const v4 = int("--node-prefix-v4", o.nodePrefixV4, 1, 32);
   const v6 = int("--node-prefix-v6", o.nodePrefixV6, 1, 128);
   return {
-    clusterCIDRs: cidrs, backend: o.backend,
+    clusterCIDRs: cidrs,
+    backend: o.backend,
     ...(mtu !== undefined ? { mtu } : {}),
-    ...(v4 !== undefined || v6 !== undefined ? { nodeSubnetPrefix: { ...(v4 !== undefined ? { v4 } : {}), ...(v6 !== undefined ? { v6 } : {}) } } : {}),
+    ...(v4 !== undefined || v6 !== undefined
+      ? { nodeSubnetPrefix: { ...(v4 !== undefined ? { v4 } : {}), ...(v6 !== undefined ? { v6 } : {}) } }
+      : {}),
   };
 }
 
 export function describeSettings(s: ClusterSettings): string {
-  const prefixes = s.clusterCIDRs.map((c) => (c.includes(":") ? `/${s.nodeSubnetPrefix.v6}` : `/${s.nodeSubnetPrefix.v4}`));
+  const prefixes = s.clusterCIDRs.map((c) =>
+    c.includes(":") ? `/${s.nodeSubnetPrefix.v6}` : `/${s.nodeSubnetPrefix.v4}`,
+  );
   return `cluster CIDRs ${s.clusterCIDRs.join(", ")} (a ${prefixes.join(" / ")} per node), backend ${s.backend}, MTU ${s.mtu ?? "from each node's underlay"}`;
 }
 
@@ -48,7 +57,10 @@ export function registerCluster(program: Command): void {
     cluster
       .command("init")
       .description("set the cluster CIDRs and backend (once; re-running with the same settings changes nothing)")
-      .requiredOption("--cluster-cidr <cidr[,cidr]>", "pod address space: one IPv4 and/or one IPv6 CIDR; each node gets a subnet of it")
+      .requiredOption(
+        "--cluster-cidr <cidr[,cidr]>",
+        "pod address space: one IPv4 and/or one IPv6 CIDR; each node gets a subnet of it",
+      )
       .requiredOption("--backend <name>", `how pods reach other nodes: ${BACKENDS.join(", ")}`)
       .option("--mtu <n>", "pod MTU for every node (default: each node's underlay MTU minus the backend's overhead)")
       .option("--node-prefix-v4 <n>", "prefix length of each node's IPv4 pod subnet (default 24)")
@@ -66,8 +78,12 @@ export function registerCluster(program: Command): void {
         if (isStoreError(e)) throw new UserError(e.message, 1);
         throw e;
       }
-      if (o.output === "json") process.stdout.write(JSON.stringify({ created: res.created, settings: res.settings }) + "\n");
-      else process.stdout.write(`${res.created ? "cluster initialized" : "cluster already initialized with these settings (unchanged)"} in ${store.description}: ${describeSettings(res.settings)}\n`);
+      if (o.output === "json")
+        process.stdout.write(JSON.stringify({ created: res.created, settings: res.settings }) + "\n");
+      else
+        process.stdout.write(
+          `${res.created ? "cluster initialized" : "cluster already initialized with these settings (unchanged)"} in ${store.description}: ${describeSettings(res.settings)}\n`,
+        );
     });
   });
 }

@@ -15,7 +15,10 @@ const CLI_DOC = join(ROOT, "docs", "cli.md");
 const pexec = promisify(execFile);
 
 async function help(path: readonly string[]): Promise<string> {
-  const { stdout } = await pexec(process.execPath, [WEFT, ...path, "--help"], { encoding: "utf8", env: { ...process.env, COLUMNS: "200" } });
+  const { stdout } = await pexec(process.execPath, [WEFT, ...path, "--help"], {
+    encoding: "utf8",
+    env: { ...process.env, COLUMNS: "200" },
+  });
   return stdout;
 }
 
@@ -117,43 +120,64 @@ function docSections(md: string): DocSection[] {
   return sections;
 }
 
-test("docs/cli.md documents every command and every flag `bin/weft CMD --help` prints, and lists no flag the CLI lacks", { timeout: 120_000 }, async () => {
-  const cli = await cliCommands();
-  assert.ok(cli.length >= 15, `found ${cli.length} commands by walking --help`);
-  const docs = docSections(readFileSync(CLI_DOC, "utf8"));
-  const storeFlags = docs.find((s) => /^store flags$/i.test(s.heading))?.flags ?? new Set<string>();
-  const problems: string[] = [];
-  const byName = new Map(cli.map((c) => [c.path.join(" "), c]));
-  for (const c of cli) {
-    const name = c.path.join(" ");
-    const built = docs.filter((s) => s.command === name && !s.planned);
-    if (built.length === 0) {
-      problems.push(`weft ${name}: no "### weft ${name}" section in docs/cli.md`);
-      continue;
+test(
+  "docs/cli.md documents every command and every flag `bin/weft CMD --help` prints, and lists no flag the CLI lacks",
+  { timeout: 120_000 },
+  async () => {
+    const cli = await cliCommands();
+    assert.ok(cli.length >= 15, `found ${cli.length} commands by walking --help`);
+    const docs = docSections(readFileSync(CLI_DOC, "utf8"));
+    const storeFlags = docs.find((s) => /^store flags$/i.test(s.heading))?.flags ?? new Set<string>();
+    const problems: string[] = [];
+    const byName = new Map(cli.map((c) => [c.path.join(" "), c]));
+    for (const c of cli) {
+      const name = c.path.join(" ");
+      const built = docs.filter((s) => s.command === name && !s.planned);
+      if (built.length === 0) {
+        problems.push(`weft ${name}: no "### weft ${name}" section in docs/cli.md`);
+        continue;
+      }
+      const documented = new Set(built.flatMap((s) => [...s.flags, ...(s.includesStoreFlags ? storeFlags : [])]));
+      for (const f of c.flags)
+        if (!documented.has(f)) problems.push(`weft ${name} ${f}: printed by --help, not in docs/cli.md`);
     }
-    const documented = new Set(built.flatMap((s) => [...s.flags, ...(s.includesStoreFlags ? storeFlags : [])]));
-    for (const f of c.flags) if (!documented.has(f)) problems.push(`weft ${name} ${f}: printed by --help, not in docs/cli.md`);
-  }
-  for (const s of docs) {
-    if (s.command === undefined || s.planned) continue;
-    const c = byName.get(s.command);
-    if (!c) {
-      problems.push(`docs/cli.md "${s.heading}": weft has no command "${s.command}" (mark the section "(planned)" if it is not built yet)`);
-      continue;
+    for (const s of docs) {
+      if (s.command === undefined || s.planned) continue;
+      const c = byName.get(s.command);
+      if (!c) {
+        problems.push(
+          `docs/cli.md "${s.heading}": weft has no command "${s.command}" (mark the section "(planned)" if it is not built yet)`,
+        );
+        continue;
+      }
+      const flags = new Set([...s.flags, ...(s.includesStoreFlags ? storeFlags : [])]);
+      for (const f of flags)
+        if (!c.flags.has(f))
+          problems.push(`docs/cli.md "${s.heading}" lists ${f}, which \`weft ${s.command} --help\` does not have`);
     }
-    const flags = new Set([...s.flags, ...(s.includesStoreFlags ? storeFlags : [])]);
-    for (const f of flags) if (!c.flags.has(f)) problems.push(`docs/cli.md "${s.heading}" lists ${f}, which \`weft ${s.command} --help\` does not have`);
-  }
-  assert.deepEqual(problems, []);
-});
+    assert.deepEqual(problems, []);
+  },
+);
 
 /** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
 function anchors(md: string): Set<string> {
-  return new Set([...md.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1].toLowerCase().replace(/[^a-z0-9 _-]/g, "").replace(/ /g, "-")));
+  return new Set(
+    [...md.matchAll(/^#{1,6} (.+)$/gm)].map((m) =>
+      m[1]
+        .toLowerCase()
+        .replace(/[^a-z0-9 _-]/g, "")
+        .replace(/ /g, "-"),
+    ),
+  );
 }
 
 function markdownFiles(): string[] {
-  const out = [join(ROOT, "README.md"), ...readdirSync(join(ROOT, "docs")).filter((f) => f.endsWith(".md")).map((f) => join(ROOT, "docs", f))];
+  const out = [
+    join(ROOT, "README.md"),
+    ...readdirSync(join(ROOT, "docs"))
+      .filter((f) => f.endsWith(".md"))
+      .map((f) => join(ROOT, "docs", f)),
+  ];
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       if (e.isDirectory()) walk(join(dir, e.name));
@@ -175,7 +199,8 @@ test("README and docs link only to files (and headings) that exist; the README n
       const [path, anchor] = target.split("#");
       const dest = path === "" ? file : resolve(dirname(file), path);
       if (!existsSync(dest)) problems.push(`${rel}: link to ${target}: no such file`);
-      else if (anchor && dest.endsWith(".md") && !anchors(readFileSync(dest, "utf8")).has(anchor)) problems.push(`${rel}: link to ${target}: no such heading`);
+      else if (anchor && dest.endsWith(".md") && !anchors(readFileSync(dest, "utf8")).has(anchor))
+        problems.push(`${rel}: link to ${target}: no such heading`);
     }
   }
   const readme = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -184,6 +209,10 @@ test("README and docs link only to files (and headings) that exist; the README n
     if (!existsSync(join(ROOT, m[1]))) problems.push(`README.md names ${m[1]}: no such file`);
   }
   assert.match(readme, /\]\(docs\/cli\.md\)/, "the README links to docs/cli.md");
-  assert.doesNotMatch(readme, /CONTRACT\.md/, "the README cites the in-repo reference, not a file outside the repository");
+  assert.doesNotMatch(
+    readme,
+    /CONTRACT\.md/,
+    "the README cites the in-repo reference, not a file outside the repository",
+  );
   assert.deepEqual(problems, []);
 });

@@ -2,7 +2,10 @@
 
 /** An error whose message is meant for the person at the terminal, as is. */
 export class UserError extends Error {
-  constructor(message: string, readonly exitCode = 2) {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
     super(message);
     this.name = "UserError";
   }

@@ -13,7 +13,10 @@ export function registerInstallCni(program: Command): void {
     .command("install-cni")
     .description("install the CNI plugin executable (BIN_DIR/weft) and its conflist (CONF_DIR/10-weft.conflist)")
     .requiredOption("--bin-dir <dir>", "directory the container runtime runs CNI plugins from (e.g. /opt/cni/bin)")
-    .requiredOption("--conf-dir <dir>", "directory the container runtime reads CNI network configs from (e.g. /etc/cni/net.d)")
+    .requiredOption(
+      "--conf-dir <dir>",
+      "directory the container runtime reads CNI network configs from (e.g. /etc/cni/net.d)",
+    )
     .option("--socket <path>", "the agent's unix socket, written into the conflist", DEFAULT_SOCKET)
     .option("--name <net>", "CNI network name", DEFAULT_NETWORK)
     .option("--no-portmap", "leave the portmap plugin (hostPort mappings) out of the chain")

@@ -11,7 +11,10 @@ function printReport(r: IpamCheckReport): void {
   for (const f of r.fixed ?? []) out.push(`fixed: ${f}`);
   out.push(r.leaked.length ? `leaked: ${r.leaked.length}` : "leaked: none");
   for (const l of r.leaked) {
-    const who = l.kind === "allocation" ? `${l.network}/${l.containerId}/${l.ifname} [${(l.addresses ?? []).join(", ")}]` : `link ${l.hostIf}`;
+    const who =
+      l.kind === "allocation"
+        ? `${l.network}/${l.containerId}/${l.ifname} [${(l.addresses ?? []).join(", ")}]`
+        : `link ${l.hostIf}`;
     out.push(`  ${who}: ${l.reason}`);
   }
   out.push(r.conflicts.length ? `conflicts: ${r.conflicts.length}` : "conflicts: none");
@@ -28,7 +31,8 @@ export function registerIpam(program: Command): void {
     .option("--fix", "repair what is found (release leaks, delete orphan links and wrong routes)")
     .option("-o, --output <format>", "output format: json")
     .action(async (o: { socket: string; fix?: boolean; output?: string }) => {
-      if (o.output !== undefined && o.output !== "json") throw new UserError(`-o ${o.output}: only "json" is supported`);
+      if (o.output !== undefined && o.output !== "json")
+        throw new UserError(`-o ${o.output}: only "json" is supported`);
       let res;
       try {
         res = await callAgent(o.socket, { op: "ipam-check", fix: o.fix === true });

@@ -14,7 +14,8 @@ import { UserError } from "./errors.js";
 function intArg(flag: string, min: number, max: number) {
   return (v: string): number => {
     const n = Number(v);
-    if (!/^[0-9]+$/.test(v) || !Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${flag} must be an integer from ${min} to ${max}`);
+    if (!/^[0-9]+$/.test(v) || !Number.isInteger(n) || n < min || n > max)
+      throw new InvalidArgumentError(`${flag} must be an integer from ${min} to ${max}`);
     return n;
   };
 }
@@ -49,7 +50,9 @@ async function guard<T>(fn: () => Promise<T>): Promise<T> {
 const progress = (line: string) => process.stderr.write(`weft lab: ${line}\n`);
 
 export function registerLab(program: Command): void {
-  const lab = program.command("lab").description("a virtual multi-node cluster on this machine, made of network namespaces");
+  const lab = program
+    .command("lab")
+    .description("a virtual multi-node cluster on this machine, made of network namespaces");
 
   lab
     .command("up")
@@ -59,10 +62,24 @@ export function registerLab(program: Command): void {
     .option("--dual-stack", "IPv4 and IPv6 (underlay and pods)", false)
     .addOption(new Option("--etcd-members <n>", "lab etcd members").choices(["1", "3"]).default("1"))
     .addOption(new Option("--store <s>", "the lab's cluster store").choices(["etcd", "kubernetes"]).default("etcd"))
-    .action(async (o: { nodes: number; backend: Backend; dualStack: boolean; etcdMembers: string; store: "etcd" | "kubernetes" }) => {
-      const settings: LabSettings = { nodes: o.nodes, backend: o.backend, dualStack: o.dualStack, etcdMembers: o.etcdMembers === "3" ? 3 : 1, store: o.store };
-      await guard(() => labUp(LabNames.fromEnv(), settings, progress));
-    });
+    .action(
+      async (o: {
+        nodes: number;
+        backend: Backend;
+        dualStack: boolean;
+        etcdMembers: string;
+        store: "etcd" | "kubernetes";
+      }) => {
+        const settings: LabSettings = {
+          nodes: o.nodes,
+          backend: o.backend,
+          dualStack: o.dualStack,
+          etcdMembers: o.etcdMembers === "3" ? 3 : 1,
+          store: o.store,
+        };
+        await guard(() => labUp(LabNames.fromEnv(), settings, progress));
+      },
+    );
 
   lab
     .command("down")
@@ -78,7 +95,10 @@ export function registerLab(program: Command): void {
     .action(async () => {
       const text = await guard(async () => {
         const st = requireLab(LabNames.fromEnv());
-        if (!st.apiserver) throw new LabError("this lab runs on its etcd store and has no API server: start it with `weft lab up --store kubernetes`");
+        if (!st.apiserver)
+          throw new LabError(
+            "this lab runs on its etcd store and has no API server: start it with `weft lab up --store kubernetes`",
+          );
         return readFileSync(st.apiserver.kubeconfig, "utf8");
       });
       process.stdout.write(text);
@@ -92,18 +112,29 @@ export function registerLab(program: Command): void {
     .option("--family <f>", "4 or 6 (default: the cluster's first family)", familyArg)
     .option("--timeout-ms <n>", "how long to wait", intArg("--timeout-ms", 1, 600_000), 1000)
     .option("-o, --output <fmt>", "json", outputArg)
-    .action(async (from: string, to: string, o: { port: number; protocol: ProbeProtocol; family?: 4 | 6; timeoutMs: number; output?: "json" }) => {
-      const r = await guard(async () => {
-        const st = requireLab(LabNames.fromEnv());
-        await checkProtocol(st, o.protocol);
-        const a = findPod(st, from);
-        const b = findPod(st, to);
-        return probeOne(a, b, { port: o.port, protocol: o.protocol, timeoutMs: o.timeoutMs, family: o.family ?? defaultFamily(st) });
-      });
-      if (o.output === "json") process.stdout.write(JSON.stringify(r) + "\n");
-      else process.stdout.write(`${r.from} -> ${r.to} ${r.protocol}/${r.port}: ${r.result} (${r.ms} ms)\n`);
-      process.exitCode = r.connected ? 0 : 1;
-    });
+    .action(
+      async (
+        from: string,
+        to: string,
+        o: { port: number; protocol: ProbeProtocol; family?: 4 | 6; timeoutMs: number; output?: "json" },
+      ) => {
+        const r = await guard(async () => {
+          const st = requireLab(LabNames.fromEnv());
+          await checkProtocol(st, o.protocol);
+          const a = findPod(st, from);
+          const b = findPod(st, to);
+          return probeOne(a, b, {
+            port: o.port,
+            protocol: o.protocol,
+            timeoutMs: o.timeoutMs,
+            family: o.family ?? defaultFamily(st),
+          });
+        });
+        if (o.output === "json") process.stdout.write(JSON.stringify(r) + "\n");
+        else process.stdout.write(`${r.from} -> ${r.to} ${r.protocol}/${r.port}: ${r.result} (${r.ms} ms)\n`);
+        process.exitCode = r.connected ? 0 : 1;
+      },
+    );
 
   lab
     .command("matrix")
@@ -113,18 +144,27 @@ export function registerLab(program: Command): void {
     .option("--family <f>", "4 or 6 (default: the cluster's first family)", familyArg)
     .option("--timeout-ms <n>", "how long each probe waits", intArg("--timeout-ms", 1, 600_000), 1000)
     .option("-o, --output <fmt>", "json", outputArg)
-    .action(async (o: { port: number; protocol: ProbeProtocol; family?: 4 | 6; timeoutMs: number; output?: "json" }) => {
-      const m = await guard(async () => {
-        const st = requireLab(LabNames.fromEnv());
-        await checkProtocol(st, o.protocol);
-        return probeMatrix(st, { port: o.port, protocol: o.protocol, timeoutMs: o.timeoutMs, family: o.family ?? defaultFamily(st) });
-      });
-      process.stdout.write(o.output === "json" ? JSON.stringify(matrixJson(m)) + "\n" : matrixTable(m));
-    });
+    .action(
+      async (o: { port: number; protocol: ProbeProtocol; family?: 4 | 6; timeoutMs: number; output?: "json" }) => {
+        const m = await guard(async () => {
+          const st = requireLab(LabNames.fromEnv());
+          await checkProtocol(st, o.protocol);
+          return probeMatrix(st, {
+            port: o.port,
+            protocol: o.protocol,
+            timeoutMs: o.timeoutMs,
+            family: o.family ?? defaultFamily(st),
+          });
+        });
+        process.stdout.write(o.output === "json" ? JSON.stringify(matrixJson(m)) + "\n" : matrixTable(m));
+      },
+    );
 
   lab
     .command("exec <target> <cmd...>")
-    .description("run CMD inside a pod's (NS/POD) or a node's (nX) network namespace: weft lab exec default/web -- ip addr")
+    .description(
+      "run CMD inside a pod's (NS/POD) or a node's (nX) network namespace: weft lab exec default/web -- ip addr",
+    )
     .allowUnknownOption()
     .action(async (target: string, cmd: string[]) => {
       const netns = await guard(async () => {
@@ -132,10 +172,16 @@ export function registerLab(program: Command): void {
         const st = requireLab(names);
         if (target.includes("/")) return findPod(st, target).netns;
         const node = st.nodes.find((n) => n.name === target);
-        if (!node) throw new LabError(`"${target}" is neither a node (${st.nodes.map((n) => n.name).join(", ")}) nor NAMESPACE/POD`);
+        if (!node)
+          throw new LabError(
+            `"${target}" is neither a node (${st.nodes.map((n) => n.name).join(", ")}) nor NAMESPACE/POD`,
+          );
         return node.netns;
       });
-      const child = spawn("nsenter", [`--net=${netnsPathOf(netns)}`, "--", ...cmd], { stdio: "inherit", env: childEnv() });
+      const child = spawn("nsenter", [`--net=${netnsPathOf(netns)}`, "--", ...cmd], {
+        stdio: "inherit",
+        env: childEnv(),
+      });
       const code = await new Promise<number>((resolve) => {
         child.on("error", (e) => {
           process.stderr.write(`weft: lab exec: ${e.message}\n`);

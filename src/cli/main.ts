@@ -14,7 +14,10 @@ const COMMANDS: { names: string[]; load: () => Promise<Register> }[] = [
   { names: ["install-cni"], load: async () => (await import("./install-cni.js")).registerInstallCni },
   { names: ["ipam"], load: async () => (await import("./ipam.js")).registerIpam },
   { names: ["cluster"], load: async () => (await import("./cluster.js")).registerCluster },
-  { names: ["apply", "delete", "get", "label"], load: async () => (await import("./objects/index.js")).registerObjects },
+  {
+    names: ["apply", "delete", "get", "label"],
+    load: async () => (await import("./objects/index.js")).registerObjects,
+  },
   { names: ["status"], load: async () => (await import("./status.js")).registerStatus },
   { names: ["lab"], load: async () => (await import("./lab.js")).registerLab },
   { names: ["explain"], load: async () => (await import("./explain.js")).registerExplain },

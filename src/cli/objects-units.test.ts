@@ -43,33 +43,57 @@ test("selectors: equality, set and existence requirements, ANDed", () => {
 test("kind names: singular, plural, short, group-qualified, any case", () => {
   for (const w of ["ns", "Namespace", "NAMESPACES"]) assert.equal(resolveKind(w).kind, "Namespace");
   for (const w of ["po", "pod", "Pods"]) assert.equal(resolveKind(w).kind, "Pod");
-  for (const w of ["netpol", "NetworkPolicy", "networkpolicies.networking.k8s.io"]) assert.equal(resolveKind(w).kind, "NetworkPolicy");
+  for (const w of ["netpol", "NetworkPolicy", "networkpolicies.networking.k8s.io"])
+    assert.equal(resolveKind(w).kind, "NetworkPolicy");
   for (const w of ["no", "node", "nodes"]) assert.equal(resolveKind(w).kind, "Node");
   assert.throws(() => resolveKind("deploy"), /unknown resource type "deploy"/);
 });
 
 test("pod spec updates: only images may change; the scheduler's nodeName is kept", () => {
-  const stored = { metadata: {}, spec: { nodeName: "n1", containers: [{ name: "c", image: "a", ports: [{ containerPort: 80, protocol: "TCP" }] }] } } as unknown as StoredObject;
-  const same = podSpecUpdate(stored, { containers: [{ name: "c", image: "b", ports: [{ containerPort: 80, protocol: "TCP" }] }] });
+  const stored = {
+    metadata: {},
+    spec: { nodeName: "n1", containers: [{ name: "c", image: "a", ports: [{ containerPort: 80, protocol: "TCP" }] }] },
+  } as unknown as StoredObject;
+  const same = podSpecUpdate(stored, {
+    containers: [{ name: "c", image: "b", ports: [{ containerPort: 80, protocol: "TCP" }] }],
+  });
   assert.ok("spec" in same);
   assert.equal(same.spec.nodeName, "n1");
-  const port = podSpecUpdate(stored, { containers: [{ name: "c", image: "a", ports: [{ containerPort: 81, protocol: "TCP" }] }] });
+  const port = podSpecUpdate(stored, {
+    containers: [{ name: "c", image: "a", ports: [{ containerPort: 81, protocol: "TCP" }] }],
+  });
   assert.deepEqual(port, { forbidden: "spec.containers[0].ports[0].containerPort" });
-  const extra = podSpecUpdate(stored, { hostNetwork: true, containers: [{ name: "c", image: "a", ports: [{ containerPort: 80, protocol: "TCP" }] }] });
+  const extra = podSpecUpdate(stored, {
+    hostNetwork: true,
+    containers: [{ name: "c", image: "a", ports: [{ containerPort: 80, protocol: "TCP" }] }],
+  });
   assert.deepEqual(extra, { forbidden: "spec.hostNetwork" });
 });
 
 test("pod spec updates: server-filled fields are kept; dropping a field the last manifest set is a change", () => {
   // As a Kubernetes API server stores a pod: defaults filled in.
-  const defaulted = { restartPolicy: "Always", containers: [{ name: "c", image: "a", imagePullPolicy: "IfNotPresent", ports: [{ containerPort: 80, protocol: "TCP" }] }] };
+  const defaulted = {
+    restartPolicy: "Always",
+    containers: [
+      { name: "c", image: "a", imagePullPolicy: "IfNotPresent", ports: [{ containerPort: 80, protocol: "TCP" }] },
+    ],
+  };
   const stored = { metadata: { annotations: {} }, spec: defaulted } as unknown as StoredObject;
-  const u = podSpecUpdate(stored, { containers: [{ name: "c", image: "b", ports: [{ containerPort: 80, protocol: "TCP" }] }] });
+  const u = podSpecUpdate(stored, {
+    containers: [{ name: "c", image: "b", ports: [{ containerPort: 80, protocol: "TCP" }] }],
+  });
   assert.ok("spec" in u);
   assert.equal(u.spec.restartPolicy, "Always");
   assert.equal((u.spec.containers as Array<{ image: string; imagePullPolicy: string }>)[0].image, "b");
-  assert.equal((u.spec.containers as Array<{ image: string; imagePullPolicy: string }>)[0].imagePullPolicy, "IfNotPresent");
+  assert.equal(
+    (u.spec.containers as Array<{ image: string; imagePullPolicy: string }>)[0].imagePullPolicy,
+    "IfNotPresent",
+  );
   const applied = { spec: { hostNetwork: true, containers: [{ name: "c" }] } };
-  const withLast = { metadata: { annotations: { "kubectl.kubernetes.io/last-applied-configuration": JSON.stringify(applied) } }, spec: { hostNetwork: true, containers: [{ name: "c" }] } } as unknown as StoredObject;
+  const withLast = {
+    metadata: { annotations: { "kubectl.kubernetes.io/last-applied-configuration": JSON.stringify(applied) } },
+    spec: { hostNetwork: true, containers: [{ name: "c" }] },
+  } as unknown as StoredObject;
   assert.deepEqual(podSpecUpdate(withLast, { containers: [{ name: "c" }] }), { forbidden: "spec.hostNetwork" });
   assert.ok("spec" in podSpecUpdate(withLast, { hostNetwork: true, containers: [{ name: "c" }] }));
 });

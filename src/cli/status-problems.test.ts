@@ -31,13 +31,20 @@ describe("readable or not: published node data", () => {
 
   test("a hand-edited weft annotation on a Kubernetes Node is a problem, not empty data", () => {
     const node = (backend: string) => ({
-      metadata: { name: "n1", resourceVersion: "7", annotations: { "weft.dev/backend-data": backend, "weft.dev/underlay-addresses": "192.0.2.1" } },
+      metadata: {
+        name: "n1",
+        resourceVersion: "7",
+        annotations: { "weft.dev/backend-data": backend, "weft.dev/underlay-addresses": "192.0.2.1" },
+      },
       spec: { podCIDRs: ["10.244.1.0/24"] },
     });
     const bad = decodeNode(node("{broken"));
     assert.ok(bad, "still a weft node");
     assert.deepEqual(bad.backendData, {});
-    assert.match(bad.problem ?? "", /annotation weft\.dev\/backend-data of Node n1 is not valid JSON .*restore it or restart the node's agent/);
+    assert.match(
+      bad.problem ?? "",
+      /annotation weft\.dev\/backend-data of Node n1 is not valid JSON .*restore it or restart the node's agent/,
+    );
     assert.equal(decodeNode(node('{"backend":"{}"}'))?.problem, undefined);
     assert.match(decodeNode(node('{"n":1}'))?.problem ?? "", /not a JSON object of strings/);
   });
@@ -51,8 +58,18 @@ describe("weft status shows unreadable node data", () => {
     dir = mkdtempSync(join(tmpdir(), "weft-status-"));
     store = openStore({ kind: "local", stateDir: dir });
     await store.initCluster({ clusterCIDRs: ["10.244.0.0/16"], backend: "vxlan" });
-    leases.push(await store.registerNode({ name: "good", addresses: ["192.0.2.1"], backendData: { backend: "{}", agent: goodReport } }, { ttlSeconds: 60 }));
-    leases.push(await store.registerNode({ name: "damaged", addresses: ["192.0.2.2"], backendData: { backend: "{}", agent: "{truncated" } }, { ttlSeconds: 60 }));
+    leases.push(
+      await store.registerNode(
+        { name: "good", addresses: ["192.0.2.1"], backendData: { backend: "{}", agent: goodReport } },
+        { ttlSeconds: 60 },
+      ),
+    );
+    leases.push(
+      await store.registerNode(
+        { name: "damaged", addresses: ["192.0.2.2"], backendData: { backend: "{}", agent: "{truncated" } },
+        { ttlSeconds: 60 },
+      ),
+    );
   });
   after(async () => {
     for (const l of leases) await l.release();
@@ -68,7 +85,10 @@ describe("weft status shows unreadable node data", () => {
     assert.match(damaged.problem ?? "", /agent report is not valid JSON/);
     assert.equal(damaged.ready, false, "an unreadable report is not a ready node");
     assert.equal(s.nodes.find((n) => n.name === "good")!.problem, null);
-    assert.ok(s.problems.some((p) => /^damaged: its agent report is not valid JSON/.test(p)), s.problems.join("\n"));
+    assert.ok(
+      s.problems.some((p) => /^damaged: its agent report is not valid JSON/.test(p)),
+      s.problems.join("\n"),
+    );
     assert.equal(s.healthy, false);
   });
 

@@ -14,7 +14,13 @@ export interface NodeStatus {
   underlay: string[];
   podCIDRs: string[];
   lease: { alive: boolean; ttlSeconds: number | null; ageSeconds: number | null; registeredAt: string | null };
-  agent: { health: AgentReport["health"]; backend: string; podMtu: number; wiredPods: number; strandedPods: number } | null;
+  agent: {
+    health: AgentReport["health"];
+    backend: string;
+    podMtu: number;
+    wiredPods: number;
+    strandedPods: number;
+  } | null;
   /** Pod objects with spec.nodeName = this node. */
   pods: number;
   peers: Record<string, PeerReport>;
@@ -41,8 +47,16 @@ export async function collectStatus(store: ClusterStore, now = Date.now()): Prom
   const t0 = performance.now();
   const settings = await store.getClusterSettings();
   const latencyMs = +(performance.now() - t0).toFixed(1);
-  if (!settings) throw new UserError(`the cluster in ${store.description} is not initialized: run weft cluster init --cluster-cidr CIDR[,CIDR] --backend vxlan|host-gw|vxlan-direct`, 1);
-  const [nodes, claims, pods] = await Promise.all([store.listNodes(), store.listSubnetClaims(), store.objects.list("Pod")]);
+  if (!settings)
+    throw new UserError(
+      `the cluster in ${store.description} is not initialized: run weft cluster init --cluster-cidr CIDR[,CIDR] --backend vxlan|host-gw|vxlan-direct`,
+      1,
+    );
+  const [nodes, claims, pods] = await Promise.all([
+    store.listNodes(),
+    store.listSubnetClaims(),
+    store.objects.list("Pod"),
+  ]);
   const podsOn = new Map<string, number>();
   for (const p of pods) {
     const n = (p.spec as { nodeName?: unknown } | undefined)?.nodeName;
@@ -55,8 +69,15 @@ export async function collectStatus(store: ClusterStore, now = Date.now()): Prom
   for (const c of claims) if (!live.has(c.node)) dead.set(c.node, [...(dead.get(c.node) ?? []), c.cidr]);
   for (const [name, cidrs] of dead) {
     out.push({
-      name, ready: false, underlay: [], podCIDRs: cidrs, lease: { alive: false, ttlSeconds: null, ageSeconds: null, registeredAt: null },
-      agent: null, pods: podsOn.get(name) ?? 0, peers: {}, errors: ["lease expired: the agent is not running; its subnets are reserved for it until the grace period ends"],
+      name,
+      ready: false,
+      underlay: [],
+      podCIDRs: cidrs,
+      lease: { alive: false, ttlSeconds: null, ageSeconds: null, registeredAt: null },
+      agent: null,
+      pods: podsOn.get(name) ?? 0,
+      peers: {},
+      errors: ["lease expired: the agent is not running; its subnets are reserved for it until the grace period ends"],
       problem: null,
     });
   }
@@ -69,7 +90,10 @@ export async function collectStatus(store: ClusterStore, now = Date.now()): Prom
     mtu: settings.mtu ?? (mtus.length === 1 ? mtus[0] : mtus.length ? Math.min(...mtus) : null),
     nodes: out,
     reservedSubnets: claims.filter((c) => !live.has(c.node)),
-    problems: out.flatMap((n) => [...(n.problem ? [`${n.name}: ${n.problem}`] : []), ...n.errors.map((e) => `${n.name}: ${e}`)]),
+    problems: out.flatMap((n) => [
+      ...(n.problem ? [`${n.name}: ${n.problem}`] : []),
+      ...n.errors.map((e) => `${n.name}: ${e}`),
+    ]),
     healthy: out.every((n) => n.ready && n.agent?.health === "ok" && n.problem === null),
   };
 }
@@ -77,18 +101,38 @@ export async function collectStatus(store: ClusterStore, now = Date.now()): Prom
 function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
   // Unreadable data is a problem to show, never "nothing published".
   const { report, problem: reportProblem } = readAgentReport(n.backendData);
-  const problem = [n.problem, readBackendData(n.backendData).problem, reportProblem].filter((p): p is string => p !== undefined).join("; ") || null;
+  const problem =
+    [n.problem, readBackendData(n.backendData).problem, reportProblem]
+      .filter((p): p is string => p !== undefined)
+      .join("; ") || null;
   const registered = Date.parse(n.registeredAt);
   const errors = [...(report?.errors ?? [])];
-  for (const [peer, p] of Object.entries(report?.peers ?? {})) for (const e of p.errors) errors.push(e.startsWith(`peer ${peer}`) ? e : `peer ${peer}: ${e}`);
-  if (report?.strandedPods) errors.push(`${report.strandedPods} pod(s) have addresses outside this node's pod CIDRs (lost during a store outage): re-create them`);
+  for (const [peer, p] of Object.entries(report?.peers ?? {}))
+    for (const e of p.errors) errors.push(e.startsWith(`peer ${peer}`) ? e : `peer ${peer}: ${e}`);
+  if (report?.strandedPods)
+    errors.push(
+      `${report.strandedPods} pod(s) have addresses outside this node's pod CIDRs (lost during a store outage): re-create them`,
+    );
   return {
     name: n.name,
     ready: report !== undefined,
     underlay: n.addresses,
     podCIDRs: n.podCIDRs,
-    lease: { alive: true, ttlSeconds: n.leaseTTLSeconds, ageSeconds: Number.isNaN(registered) ? null : Math.max(0, Math.round((now - registered) / 1000)), registeredAt: n.registeredAt },
-    agent: report ? { health: report.health, backend: report.backend, podMtu: report.podMtu, wiredPods: report.pods, strandedPods: report.strandedPods ?? 0 } : null,
+    lease: {
+      alive: true,
+      ttlSeconds: n.leaseTTLSeconds,
+      ageSeconds: Number.isNaN(registered) ? null : Math.max(0, Math.round((now - registered) / 1000)),
+      registeredAt: n.registeredAt,
+    },
+    agent: report
+      ? {
+          health: report.health,
+          backend: report.backend,
+          podMtu: report.podMtu,
+          wiredPods: report.pods,
+          strandedPods: report.strandedPods ?? 0,
+        }
+      : null,
     pods,
     peers: report?.peers ?? {},
     errors,
@@ -105,7 +149,14 @@ function age(s: number | null): string {
 
 function table(rows: string[][]): string {
   const w = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(w[i]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 function printStatus(s: ClusterStatus): void {
@@ -118,9 +169,15 @@ function printStatus(s: ClusterStatus): void {
   const rows = [["NODE", "READY", "UNDERLAY", "POD CIDRS", "LEASE TTL", "AGE", "AGENT", "PODS", "WIRED"]];
   for (const n of s.nodes) {
     rows.push([
-      n.name, n.ready ? "True" : "False", n.underlay.join(",") || "-", n.podCIDRs.join(",") || "-",
-      n.lease.ttlSeconds === null ? "expired" : `${n.lease.ttlSeconds}s`, age(n.lease.ageSeconds),
-      n.agent?.health ?? "-", String(n.pods), n.agent ? String(n.agent.wiredPods) : "-",
+      n.name,
+      n.ready ? "True" : "False",
+      n.underlay.join(",") || "-",
+      n.podCIDRs.join(",") || "-",
+      n.lease.ttlSeconds === null ? "expired" : `${n.lease.ttlSeconds}s`,
+      age(n.lease.ageSeconds),
+      n.agent?.health ?? "-",
+      String(n.pods),
+      n.agent ? String(n.agent.wiredPods) : "-",
     ]);
   }
   lines.push(table(rows));
@@ -136,16 +193,23 @@ export function registerStatus(program: Command): void {
       .option("-o, --output <format>", "json"),
   ).action(async (o: StoreFlags & { output?: string }) => {
     if (o.output !== undefined && o.output !== "json") throw new UserError(`-o ${o.output}: only "json" is supported`);
-    await withStore(o, async (store) => {
-      let s: ClusterStatus;
-      try {
-        s = await collectStatus(store);
-      } catch (e) {
-        if (e instanceof UserError) throw e;
-        throw new UserError(`cannot read the cluster state from ${store.description}: ${e instanceof Error ? e.message : String(e)}`, 1);
-      }
-      if (o.output === "json") process.stdout.write(JSON.stringify(s, null, 2) + "\n");
-      else printStatus(s);
-    }, { mustExist: true });
+    await withStore(
+      o,
+      async (store) => {
+        let s: ClusterStatus;
+        try {
+          s = await collectStatus(store);
+        } catch (e) {
+          if (e instanceof UserError) throw e;
+          throw new UserError(
+            `cannot read the cluster state from ${store.description}: ${e instanceof Error ? e.message : String(e)}`,
+            1,
+          );
+        }
+        if (o.output === "json") process.stdout.write(JSON.stringify(s, null, 2) + "\n");
+        else printStatus(s);
+      },
+      { mustExist: true },
+    );
   });
 }

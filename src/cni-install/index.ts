@@ -57,11 +57,17 @@ export function buildConflist(o: ConflistOptions): Conflist {
 function why(e: unknown): string {
   const code = (e as NodeJS.ErrnoException).code;
   switch (code) {
-    case "ENOTDIR": return "a parent of it is not a directory";
-    case "EACCES": case "EPERM": return "permission denied";
-    case "EROFS": return "read-only file system";
-    case "ENOSPC": return "no space left on device";
-    default: return code ?? (e as Error).message;
+    case "ENOTDIR":
+      return "a parent of it is not a directory";
+    case "EACCES":
+    case "EPERM":
+      return "permission denied";
+    case "EROFS":
+      return "read-only file system";
+    case "ENOSPC":
+      return "no space left on device";
+    default:
+      return code ?? (e as Error).message;
   }
 }
 
@@ -76,7 +82,8 @@ async function ensureDir(flag: string, dir: string): Promise<string> {
     if (!st.isDirectory()) throw new InstallError(`${flag} ${dir}: exists and is not a directory`);
   } catch (e) {
     if (e instanceof InstallError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new InstallError(`${flag} ${dir}: cannot create it: ${why(e)}`);
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+      throw new InstallError(`${flag} ${dir}: cannot create it: ${why(e)}`);
     try {
       await mkdir(abs, { recursive: true });
     } catch (e2) {
@@ -121,17 +128,23 @@ export interface Installed {
 
 export async function installCni(o: InstallOptions): Promise<Installed> {
   if (!NETWORK_NAME.test(o.name)) {
-    throw new InstallError(`--name "${o.name}": a network name is letters, digits, '_', '.', '-', starting with a letter or digit`);
+    throw new InstallError(
+      `--name "${o.name}": a network name is letters, digits, '_', '.', '-', starting with a letter or digit`,
+    );
   }
   if (!isAbsolute(o.socket)) throw new InstallError(`--socket "${o.socket}": must be an absolute path`);
   // A unix socket path must fit sun_path (108 bytes with its NUL), or no plugin can connect.
-  if (Buffer.byteLength(o.socket) > 107) throw new InstallError(`--socket: path is longer than 107 bytes, the limit for a unix socket`);
+  if (Buffer.byteLength(o.socket) > 107)
+    throw new InstallError(`--socket: path is longer than 107 bytes, the limit for a unix socket`);
   const src = o.plugin ?? builtPluginPath();
   const full = src + FULL_SUFFIX;
   if (!existsSync(src)) throw new InstallError(`plugin executable ${src} not found; build it first (npm run build)`);
   // The forwarder execs the full plugin whenever the agent cannot take a call: without it every
   // such call would fail, so no install at all rather than half of one.
-  if (!existsSync(full)) throw new InstallError(`the full plugin ${full} is missing beside the forwarder ${src}; build both first (npm run build)`);
+  if (!existsSync(full))
+    throw new InstallError(
+      `the full plugin ${full} is missing beside the forwarder ${src}; build both first (npm run build)`,
+    );
   const binDir = await ensureDir("--bin-dir", o.binDir);
   const confDir = await ensureDir("--conf-dir", o.confDir);
   const plugin = join(binDir, PLUGIN_NAME);
@@ -144,4 +157,3 @@ export async function installCni(o: InstallOptions): Promise<Installed> {
   await atomicPlace(conflist, 0o644, (tmp) => writeFile(tmp, text, { flag: "wx" }));
   return { plugin, conflist };
 }
-

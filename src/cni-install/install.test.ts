@@ -19,7 +19,14 @@ test("without the full plugin beside the forwarder, nothing is installed and the
   const bin = join(d, "bin");
   const conf = join(d, "conf");
   await assert.rejects(
-    installCni({ binDir: bin, confDir: conf, socket: "/run/weft/weft.sock", name: "weft", portmap: true, plugin: forwarder }),
+    installCni({
+      binDir: bin,
+      confDir: conf,
+      socket: "/run/weft/weft.sock",
+      name: "weft",
+      portmap: true,
+      plugin: forwarder,
+    }),
     (e: unknown) => e instanceof InstallError && e.message.includes(`the full plugin ${forwarder}-full is missing`),
   );
   assert.deepEqual(readdirSync(d).sort(), ["weft-cni"], "no bin or conf dir was made");
@@ -30,7 +37,14 @@ test("with both, the full plugin and the forwarder are installed", async (t) => 
   const forwarder = join(d, "weft-cni");
   writeFileSync(forwarder, "forwarder");
   writeFileSync(`${forwarder}-full`, "full");
-  const r = await installCni({ binDir: join(d, "bin"), confDir: join(d, "conf"), socket: "/run/weft/weft.sock", name: "weft", portmap: false, plugin: forwarder });
+  const r = await installCni({
+    binDir: join(d, "bin"),
+    confDir: join(d, "conf"),
+    socket: "/run/weft/weft.sock",
+    name: "weft",
+    portmap: false,
+    plugin: forwarder,
+  });
   assert.equal(readFileSync(r.plugin, "utf8"), "forwarder");
   assert.equal(readFileSync(`${r.plugin}-full`, "utf8"), "full");
   assert.deepEqual(readdirSync(join(d, "bin")).sort(), ["weft", "weft-full"]);

@@ -27,7 +27,17 @@ describe("network configuration", () => {
   });
 
   test("weft's own settings and a delegated IPAM section are read", () => {
-    const c = validateNetConf({ ...base, socket: "/tmp/x/weft.sock", mtu: 1450, timeoutMs: 2000, ipam: { type: "host-local", subnet: "10.9.0.0/24" }, dns: { nameservers: ["10.96.0.10"], search: ["svc.cluster.local"] } }, "ADD");
+    const c = validateNetConf(
+      {
+        ...base,
+        socket: "/tmp/x/weft.sock",
+        mtu: 1450,
+        timeoutMs: 2000,
+        ipam: { type: "host-local", subnet: "10.9.0.0/24" },
+        dns: { nameservers: ["10.96.0.10"], search: ["svc.cluster.local"] },
+      },
+      "ADD",
+    );
     assert.equal(c.socket, "/tmp/x/weft.sock");
     assert.equal(c.mtu, 1450);
     assert.equal(c.timeoutMs, 2000);
@@ -40,13 +50,20 @@ describe("network configuration", () => {
   });
 
   test("unknown fields added by runtimes are tolerated", () => {
-    const c = validateNetConf({ ...base, runtimeConfig: { portMappings: [] }, args: { cni: {} }, "cni.dev/foo": 1, somethingElse: true }, "ADD");
+    const c = validateNetConf(
+      { ...base, runtimeConfig: { portMappings: [] }, args: { cni: {} }, "cni.dev/foo": 1, somethingElse: true },
+      "ADD",
+    );
     assert.equal(c.name, "weft");
   });
 
   test("malformed JSON, non-objects are decode failures (code 6)", () => {
     for (const text of ["", "{", "nul", "[1,2]", "42", '"x"', "null", "\u0000\u00ff garbage"]) {
-      assert.throws(() => decodeNetConf(text), (e: unknown) => e instanceof CniError && e.code === 6, text);
+      assert.throws(
+        () => decodeNetConf(text),
+        (e: unknown) => e instanceof CniError && e.code === 6,
+        text,
+      );
     }
     assert.deepEqual(decodeNetConf(JSON.stringify(base)), base);
   });
@@ -117,7 +134,10 @@ describe("network configuration", () => {
   test("CHECK needs a valid prevResult; DEL ignores a broken one", () => {
     assert.match(confError({ ...base }, "CHECK").msg, /prevResult/);
     assert.equal(confError({ ...base, prevResult: { ips: [{ address: "10.0.0.5" }] } }, "CHECK").code, 7);
-    const c = validateNetConf({ ...base, prevResult: { cniVersion: "1.0.0", ips: [{ address: "10.0.0.5/24" }] } }, "CHECK");
+    const c = validateNetConf(
+      { ...base, prevResult: { cniVersion: "1.0.0", ips: [{ address: "10.0.0.5/24" }] } },
+      "CHECK",
+    );
     assert.deepEqual(c.prevResult?.ips, [{ address: "10.0.0.5/24" }]);
     assert.equal(validateNetConf({ ...base, prevResult: { ips: "broken" } }, "DEL").prevResult, undefined);
   });

@@ -3,7 +3,15 @@
 // schema added ~3 ms of CPU to a ~8 ms start (zod/mini ~1 ms), paid on every pod ADD and DEL.
 import { decodeFailure, invalidConfig, showValue, unsupportedField } from "./errors.js";
 import { parseDns, parseResult } from "./result.js";
-import { CniErrorCode, type Attachment, type CniCommand, type CniVersion, type Dns, type IpamConfig, type Result } from "./types.js";
+import {
+  CniErrorCode,
+  type Attachment,
+  type CniCommand,
+  type CniVersion,
+  type Dns,
+  type IpamConfig,
+  type Result,
+} from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, requireVersionFor, selectPluginVersion } from "./version.js";
 
 /** Where the agent listens when the config has no "socket". */
@@ -68,14 +76,21 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
 
   // A whole conflist fed to the plugin: say so rather than "no type".
   if (raw.plugins !== undefined) {
-    throw unsupportedField(`unsupported field "plugins": ${showValue(raw.plugins)}`, "this is a network configuration list; a runtime passes each plugin its own object from \"plugins\"");
+    throw unsupportedField(
+      `unsupported field "plugins": ${showValue(raw.plugins)}`,
+      'this is a network configuration list; a runtime passes each plugin its own object from "plugins"',
+    );
   }
   if (raw.name === undefined || raw.name === "") throw invalidConfig('network configuration has no "name"');
   if (typeof raw.name !== "string" || !NAME.test(raw.name)) {
-    throw invalidConfig(`network name ${showValue(raw.name)} is invalid`, "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'");
+    throw invalidConfig(
+      `network name ${showValue(raw.name)} is invalid`,
+      "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'",
+    );
   }
   if (raw.type === undefined || raw.type === "") throw invalidConfig('network configuration has no "type"');
-  if (!validType(raw.type)) throw invalidConfig(`plugin type ${showValue(raw.type)} is invalid`, "it names an executable: no '/' or '\\'");
+  if (!validType(raw.type))
+    throw invalidConfig(`plugin type ${showValue(raw.type)} is invalid`, "it names an executable: no '/' or '\\'");
 
   const conf: WeftNetConf = { cniVersion, name: raw.name, type: raw.type, socket: DEFAULT_SOCKET, raw };
 
@@ -95,8 +110,16 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
     conf.mtu = raw.mtu;
   }
   if (raw.timeoutMs !== undefined) {
-    if (typeof raw.timeoutMs !== "number" || !Number.isInteger(raw.timeoutMs) || raw.timeoutMs < 1 || raw.timeoutMs > 600_000) {
-      throw invalidConfig(`"timeoutMs" ${showValue(raw.timeoutMs)} is invalid`, "it must be an integer from 1 to 600000");
+    if (
+      typeof raw.timeoutMs !== "number" ||
+      !Number.isInteger(raw.timeoutMs) ||
+      raw.timeoutMs < 1 ||
+      raw.timeoutMs > 600_000
+    ) {
+      throw invalidConfig(
+        `"timeoutMs" ${showValue(raw.timeoutMs)} is invalid`,
+        "it must be an integer from 1 to 600000",
+      );
     }
     conf.timeoutMs = raw.timeoutMs;
   }
@@ -111,11 +134,18 @@ export function validateNetConf(raw: Record<string, unknown>, command: CniComman
     // "ipam": {} means no delegation (as with the reference plugins): the agent allocates.
     if (Object.keys(raw.ipam).length > 0) {
       if (!validType(raw.ipam.type)) {
-        throw invalidConfig(`"ipam.type" ${showValue(raw.ipam.type)} is invalid`, "name the IPAM plugin executable (e.g. host-local), or leave out \"ipam\" to use weft's own IPAM");
+        throw invalidConfig(
+          `"ipam.type" ${showValue(raw.ipam.type)} is invalid`,
+          'name the IPAM plugin executable (e.g. host-local), or leave out "ipam" to use weft\'s own IPAM',
+        );
       }
       // Delegating to ourselves would exec weft recursively; so would its full plugin, which the
       // forwarder installs beside it as "<type>-full" (each level delegating again, without end).
-      if (raw.ipam.type === raw.type || raw.ipam.type === `${raw.type}-full`) throw invalidConfig(`"ipam.type" "${raw.ipam.type}" names this plugin itself`, "name an IPAM plugin such as host-local, or leave out \"ipam\"");
+      if (raw.ipam.type === raw.type || raw.ipam.type === `${raw.type}-full`)
+        throw invalidConfig(
+          `"ipam.type" "${raw.ipam.type}" names this plugin itself`,
+          'name an IPAM plugin such as host-local, or leave out "ipam"',
+        );
       conf.ipam = raw.ipam as IpamConfig;
     }
   }
@@ -138,10 +168,17 @@ function parseAttachments(raw: Record<string, unknown>): Attachment[] {
   const key = raw["cni.dev/valid-attachments"] !== undefined ? "cni.dev/valid-attachments" : "cni.dev/attachments";
   const list = raw[key];
   // Without the list every attachment would look stale; refuse rather than wipe the node.
-  if (list === undefined || list === null) throw invalidConfig('GC needs "cni.dev/valid-attachments" (the attachments still in use)');
+  if (list === undefined || list === null)
+    throw invalidConfig('GC needs "cni.dev/valid-attachments" (the attachments still in use)');
   if (!Array.isArray(list)) throw invalidConfig(`"${key}" must be a list`);
   return list.map((a, n) => {
-    if (!isObject(a) || typeof a.containerID !== "string" || typeof a.ifname !== "string" || !a.containerID || !a.ifname) {
+    if (
+      !isObject(a) ||
+      typeof a.containerID !== "string" ||
+      typeof a.ifname !== "string" ||
+      !a.containerID ||
+      !a.ifname
+    ) {
       throw invalidConfig(`"${key}"[${n}] must be {"containerID": string, "ifname": string}`);
     }
     return { containerID: a.containerID, ifname: a.ifname };

@@ -3,7 +3,13 @@ import assert from "node:assert/strict";
 import { parseCniArgs, parseEnv, REQUIRED_ENV, validateIfname } from "./env.js";
 import { CniError } from "./errors.js";
 
-const full = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "abc123", CNI_NETNS: "/run/netns/x", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin:/usr/lib/cni" };
+const full = {
+  CNI_COMMAND: "ADD",
+  CNI_CONTAINERID: "abc123",
+  CNI_NETNS: "/run/netns/x",
+  CNI_IFNAME: "eth0",
+  CNI_PATH: "/opt/cni/bin:/usr/lib/cni",
+};
 
 function envError(env: Record<string, string | undefined>): CniError {
   try {
@@ -54,7 +60,8 @@ describe("CNI environment", () => {
   });
 
   test("container IDs follow the spec's charset", () => {
-    for (const ok of ["a", "0abc", "abc_def.ghi-1", "f".repeat(64)]) assert.equal(parseEnv({ ...full, CNI_CONTAINERID: ok }).containerId, ok);
+    for (const ok of ["a", "0abc", "abc_def.ghi-1", "f".repeat(64)])
+      assert.equal(parseEnv({ ...full, CNI_CONTAINERID: ok }).containerId, ok);
     for (const bad of ["-abc", "_abc", ".abc", "ab c", "ab/c", "ab;c", "äbc"]) {
       const e = envError({ ...full, CNI_CONTAINERID: bad });
       assert.equal(e.code, 4);
@@ -64,7 +71,22 @@ describe("CNI environment", () => {
 
   test("interface names: <=15 bytes, not . or .., no '/', ':', whitespace, quotes, '#' or '\\'", () => {
     for (const ok of ["eth0", "a", "x".repeat(15), "net1.100"]) assert.equal(validateIfname(ok), ok);
-    for (const bad of ["x".repeat(16), "é".repeat(8), ".", "..", "eth/0", "eth:0", "eth 0", "eth\t0", "eth\n0", 'eth"0', "eth'0", "eth#0", "eth\\0", "eth%d"]) {
+    for (const bad of [
+      "x".repeat(16),
+      "é".repeat(8),
+      ".",
+      "..",
+      "eth/0",
+      "eth:0",
+      "eth 0",
+      "eth\t0",
+      "eth\n0",
+      'eth"0',
+      "eth'0",
+      "eth#0",
+      "eth\\0",
+      "eth%d",
+    ]) {
       const e = envError({ ...full, CNI_IFNAME: bad });
       assert.equal(e.code, 4, bad);
       assert.match(e.msg, /CNI_IFNAME/);

@@ -47,7 +47,11 @@ export function parseEnv(env: EnvSource): CniEnv {
   const command = parseCommand(env);
   const required = REQUIRED_ENV[command];
   const missing = required.filter((v) => !env[v]);
-  if (missing.length) throw invalidEnv(`required environment variable${missing.length > 1 ? "s" : ""} ${missing.join(", ")} not set`, `CNI_COMMAND=${command} needs ${required.join(", ")}`);
+  if (missing.length)
+    throw invalidEnv(
+      `required environment variable${missing.length > 1 ? "s" : ""} ${missing.join(", ")} not set`,
+      `CNI_COMMAND=${command} needs ${required.join(", ")}`,
+    );
 
   const out: CniEnv = { command, args: {}, path: [] };
   const attachment = command === "ADD" || command === "DEL" || command === "CHECK";
@@ -66,7 +70,10 @@ export function parseEnv(env: EnvSource): CniEnv {
 export function validateContainerId(id: string): string {
   if (!id) throw invalidEnv("CNI_CONTAINERID is empty");
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(id)) {
-    throw invalidEnv(`CNI_CONTAINERID "${id}" is invalid`, "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'");
+    throw invalidEnv(
+      `CNI_CONTAINERID "${id}" is invalid`,
+      "it must start with a letter or digit, followed by letters, digits, '_', '.' or '-'",
+    );
   }
   return id;
 }
@@ -97,7 +104,8 @@ export function parseCniArgs(raw: string): Record<string, string> {
     const eq = pair.indexOf("=");
     if (eq <= 0) throw invalidEnv(`CNI_ARGS has an invalid pair "${pair}"`, 'expected "KEY=VALUE;KEY=VALUE"');
     const key = pair.slice(0, eq);
-    if (!/^[A-Za-z0-9_.-]+$/.test(key)) throw invalidEnv(`CNI_ARGS key "${key}" is invalid`, "keys are letters, digits, '_', '.' or '-'");
+    if (!/^[A-Za-z0-9_.-]+$/.test(key))
+      throw invalidEnv(`CNI_ARGS key "${key}" is invalid`, "keys are letters, digits, '_', '.' or '-'");
     out[key] = pair.slice(eq + 1);
   }
   return out;

@@ -43,12 +43,17 @@ export function asCniError(e: unknown): CniError {
 /** Codes 100+ are plugin-specific; Go's libcni uses 999 for "internal", so do we. */
 export const InternalErrorCode = 999;
 
-export const incompatibleVersion = (msg: string, details?: string) => new CniError(CniErrorCode.IncompatibleVersion, msg, details);
-export const unsupportedField = (msg: string, details?: string) => new CniError(CniErrorCode.UnsupportedField, msg, details);
-export const unknownContainer = (msg: string, details?: string) => new CniError(CniErrorCode.UnknownContainer, msg, details);
-export const invalidEnv = (msg: string, details?: string) => new CniError(CniErrorCode.InvalidEnvironment, msg, details);
+export const incompatibleVersion = (msg: string, details?: string) =>
+  new CniError(CniErrorCode.IncompatibleVersion, msg, details);
+export const unsupportedField = (msg: string, details?: string) =>
+  new CniError(CniErrorCode.UnsupportedField, msg, details);
+export const unknownContainer = (msg: string, details?: string) =>
+  new CniError(CniErrorCode.UnknownContainer, msg, details);
+export const invalidEnv = (msg: string, details?: string) =>
+  new CniError(CniErrorCode.InvalidEnvironment, msg, details);
 export const ioFailure = (msg: string, details?: string) => new CniError(CniErrorCode.IoFailure, msg, details);
 export const decodeFailure = (msg: string, details?: string) => new CniError(CniErrorCode.DecodeFailure, msg, details);
 export const invalidConfig = (msg: string, details?: string) => new CniError(CniErrorCode.InvalidConfig, msg, details);
 export const tryAgainLater = (msg: string, details?: string) => new CniError(CniErrorCode.TryAgainLater, msg, details);
-export const notAvailable = (msg: string, details?: string) => new CniError(CniErrorCode.PluginNotAvailable, msg, details);
+export const notAvailable = (msg: string, details?: string) =>
+  new CniError(CniErrorCode.PluginNotAvailable, msg, details);

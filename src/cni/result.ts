@@ -13,7 +13,15 @@ import { isIP } from "node:net";
 import { cidrOrNull } from "../net/cidr.js";
 import { parseIp as parseAddress } from "../net/ip.js";
 import { CniError, showValue } from "./errors.js";
-import { CniErrorCode, type CniVersion, type Dns, type Interface, type IpConfig, type Result, type Route } from "./types.js";
+import {
+  CniErrorCode,
+  type CniVersion,
+  type Dns,
+  type Interface,
+  type IpConfig,
+  type Result,
+  type Route,
+} from "./types.js";
 import { isSupportedVersion, LATEST_VERSION, versionAtLeast } from "./version.js";
 
 /** A result in some version's wire format, ready for JSON.stringify. */
@@ -104,7 +112,9 @@ export function parseResult(raw: unknown, fallbackVersion: CniVersion, opts: Par
   const out: Result = { cniVersion: LATEST_VERSION };
 
   if (raw.interfaces !== undefined && raw.interfaces !== null && !opts.ipam) {
-    out.interfaces = list(raw.interfaces, "interfaces", fail).map((v, n) => parseInterface(v, `interfaces[${n}]`, fail));
+    out.interfaces = list(raw.interfaces, "interfaces", fail).map((v, n) =>
+      parseInterface(v, `interfaces[${n}]`, fail),
+    );
   }
   if (raw.ips !== undefined && raw.ips !== null) {
     out.ips = list(raw.ips, "ips", fail).map((v, n) => parseIp(v, `ips[${n}]`, version, !!opts.ipam, fail));
@@ -147,14 +157,16 @@ function str(o: Record<string, unknown>, key: string, where: string, fail: Fail)
 function uint(o: Record<string, unknown>, key: string, where: string, fail: Fail): number | undefined {
   const v = o[key];
   if (v === undefined || v === null) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) return fail(`${where}.${key} is not a non-negative integer`);
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0)
+    return fail(`${where}.${key} is not a non-negative integer`);
   return v;
 }
 
 function strList(o: Record<string, unknown>, key: string, where: string, fail: Fail): string[] | undefined {
   const v = o[key];
   if (v === undefined || v === null) return undefined;
-  if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) return fail(`${where}.${key} is not a list of strings`);
+  if (!Array.isArray(v) || v.some((s) => typeof s !== "string"))
+    return fail(`${where}.${key} is not a list of strings`);
   return v as string[];
 }
 
@@ -248,7 +260,9 @@ export function mergeResults(prev: Result, ours: Result): Result {
   const interfaces = [...(prev.interfaces ?? []), ...(ours.interfaces ?? [])];
   const ips = [
     ...(prev.ips ?? []),
-    ...(ours.ips ?? []).map((ip) => (ip.interface === undefined ? { ...ip } : { ...ip, interface: ip.interface + offset })),
+    ...(ours.ips ?? []).map((ip) =>
+      ip.interface === undefined ? { ...ip } : { ...ip, interface: ip.interface + offset },
+    ),
   ];
   const routes = [...(prev.routes ?? []), ...(ours.routes ?? [])];
   if (interfaces.length) out.interfaces = interfaces;

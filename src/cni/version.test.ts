@@ -38,10 +38,24 @@ describe("version negotiation", () => {
   });
 
   test("unsupported, malformed or missing versions are code 1", () => {
-    for (const v of ["0.1.0", "0.2.0", "1.2.0", "2.0.0", "latest", "1.0", ""]) assert.equal(code(() => selectPluginVersion(v)), 1, v);
-    assert.equal(code(() => selectPluginVersion(100)), 1);
-    assert.equal(code(() => selectPluginVersion(undefined)), 1);
-    assert.equal(code(() => selectPluginVersion(undefined, ["0.1.0", "9.9.9"])), 1);
+    for (const v of ["0.1.0", "0.2.0", "1.2.0", "2.0.0", "latest", "1.0", ""])
+      assert.equal(
+        code(() => selectPluginVersion(v)),
+        1,
+        v,
+      );
+    assert.equal(
+      code(() => selectPluginVersion(100)),
+      1,
+    );
+    assert.equal(
+      code(() => selectPluginVersion(undefined)),
+      1,
+    );
+    assert.equal(
+      code(() => selectPluginVersion(undefined, ["0.1.0", "9.9.9"])),
+      1,
+    );
   });
 
   test("without cniVersion, the highest supported entry of cniVersions wins", () => {
@@ -52,14 +66,26 @@ describe("version negotiation", () => {
     assert.equal(selectConfListVersion("1.0.0", ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]), "1.1.0");
     assert.equal(selectConfListVersion("1.0.0", ["0.3.1", "1.5.0"]), "1.0.0");
     assert.equal(selectConfListVersion("0.4.0"), "0.4.0");
-    assert.equal(code(() => selectConfListVersion("0.2.0", ["0.1.0"])), 1);
+    assert.equal(
+      code(() => selectConfListVersion("0.2.0", ["0.1.0"])),
+      1,
+    );
   });
 
   test("CHECK needs 0.4.0, GC and STATUS need 1.1.0 (code 1 below that)", () => {
-    for (const v of ["0.3.0", "0.3.1"] as const) assert.equal(code(() => requireVersionFor("CHECK", v)), 1);
+    for (const v of ["0.3.0", "0.3.1"] as const)
+      assert.equal(
+        code(() => requireVersionFor("CHECK", v)),
+        1,
+      );
     for (const v of ["0.4.0", "1.0.0", "1.1.0"] as const) requireVersionFor("CHECK", v);
     for (const cmd of ["GC", "STATUS"] as const) {
-      for (const v of ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] as const) assert.equal(code(() => requireVersionFor(cmd, v)), 1, `${cmd} ${v}`);
+      for (const v of ["0.3.0", "0.3.1", "0.4.0", "1.0.0"] as const)
+        assert.equal(
+          code(() => requireVersionFor(cmd, v)),
+          1,
+          `${cmd} ${v}`,
+        );
       requireVersionFor(cmd, "1.1.0");
     }
     for (const cmd of ["ADD", "DEL"] as const) for (const v of SUPPORTED_VERSIONS) requireVersionFor(cmd, v);

@@ -51,7 +51,8 @@ export function highestSupported(candidates: readonly unknown[]): CniVersion | u
  */
 export function selectPluginVersion(cniVersion: unknown, cniVersions?: unknown): CniVersion {
   if (cniVersion !== undefined) {
-    if (typeof cniVersion !== "string") throw incompatibleVersion("cniVersion must be a string", `got ${showValue(cniVersion)}`);
+    if (typeof cniVersion !== "string")
+      throw incompatibleVersion("cniVersion must be a string", `got ${showValue(cniVersion)}`);
     if (!isSupportedVersion(cniVersion)) {
       throw incompatibleVersion(`incompatible CNI version "${cniVersion}"`, `weft supports ${supportedList()}`);
     }
@@ -60,7 +61,10 @@ export function selectPluginVersion(cniVersion: unknown, cniVersions?: unknown):
   if (Array.isArray(cniVersions)) {
     const best = highestSupported(cniVersions);
     if (best) return best;
-    throw incompatibleVersion(`none of cniVersions ${showValue(cniVersions)} is supported`, `weft supports ${supportedList()}`);
+    throw incompatibleVersion(
+      `none of cniVersions ${showValue(cniVersions)} is supported`,
+      `weft supports ${supportedList()}`,
+    );
   }
   throw incompatibleVersion("network configuration has no cniVersion", `weft supports ${supportedList()}`);
 }
@@ -75,16 +79,26 @@ export function selectConfListVersion(cniVersion: unknown, cniVersions?: unknown
   if (Array.isArray(cniVersions)) all.push(...cniVersions);
   const best = highestSupported(all);
   if (best) return best;
-  throw incompatibleVersion(`none of the configuration's versions ${showValue(all)} is supported`, `weft supports ${supportedList()}`);
+  throw incompatibleVersion(
+    `none of the configuration's versions ${showValue(all)} is supported`,
+    `weft supports ${supportedList()}`,
+  );
 }
 
 /** CHECK came with 0.4.0, GC and STATUS with 1.1.0: an older config version cannot ask for them. */
-export const MIN_VERSION_FOR: Partial<Record<CniCommand, CniVersion>> = { CHECK: "0.4.0", GC: "1.1.0", STATUS: "1.1.0" };
+export const MIN_VERSION_FOR: Partial<Record<CniCommand, CniVersion>> = {
+  CHECK: "0.4.0",
+  GC: "1.1.0",
+  STATUS: "1.1.0",
+};
 
 export function requireVersionFor(command: CniCommand, version: CniVersion): void {
   const min = MIN_VERSION_FOR[command];
   if (min && !versionAtLeast(version, min)) {
-    throw incompatibleVersion(`config version ${version} does not allow ${command}`, `${command} needs cniVersion ${min} or later`);
+    throw incompatibleVersion(
+      `config version ${version} does not allow ${command}`,
+      `${command} needs cniVersion ${min} or later`,
+    );
   }
 }
 

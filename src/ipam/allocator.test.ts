@@ -33,7 +33,10 @@ test("continues after the last allocation and wraps around, so a released addres
 
 test("a full pool gives null", () => {
   const pool = parsePool("10.1.0.0/29");
-  assert.equal(nextFree(pool, v("10.1.0.4"), () => true), null);
+  assert.equal(
+    nextFree(pool, v("10.1.0.4"), () => true),
+    null,
+  );
 });
 
 test("IPv6: canonical forms and allocation in a /64", () => {

@@ -46,7 +46,10 @@ export interface PodRef {
 }
 
 export class IpamError extends Error {
-  constructor(message: string, readonly kind: "exists" | "exhausted" | "conflict") {
+  constructor(
+    message: string,
+    readonly kind: "exists" | "exhausted" | "conflict",
+  ) {
     super(message);
     this.name = "IpamError";
   }
@@ -129,7 +132,9 @@ export class IpamStore {
     if (!cols.includes("pod_namespace")) {
       try {
         this.db.transaction(() => {
-          this.db.exec("ALTER TABLE attachments ADD COLUMN pod_namespace TEXT; ALTER TABLE attachments ADD COLUMN pod_name TEXT;");
+          this.db.exec(
+            "ALTER TABLE attachments ADD COLUMN pod_namespace TEXT; ALTER TABLE attachments ADD COLUMN pod_name TEXT;",
+          );
         })();
       } catch (e) {
         // Another process (ipam check, a second open) migrated it first.
@@ -154,17 +159,33 @@ export class IpamStore {
           "exists",
         );
       }
-      const clash = this.db.prepare("SELECT container_id, ifname FROM attachments WHERE host_if = ?").get(req.hostIf) as { container_id: string; ifname: string } | undefined;
+      const clash = this.db
+        .prepare("SELECT container_id, ifname FROM attachments WHERE host_if = ?")
+        .get(req.hostIf) as { container_id: string; ifname: string } | undefined;
       if (clash) {
-        throw new IpamError(`host interface name ${req.hostIf} is taken by container ${clash.container_id} interface ${clash.ifname}`, "exists");
+        throw new IpamError(
+          `host interface name ${req.hostIf} is taken by container ${clash.container_id} interface ${clash.ifname}`,
+          "exists",
+        );
       }
       this.db
         .prepare(
           `INSERT INTO attachments (network, container_id, ifname, netns, host_if, state, delegated, mtu, host_mac, pod_mac, pod_namespace, pod_name)
            VALUES (?, ?, ?, ?, ?, 'adding', ?, ?, ?, ?, ?, ?)`,
         )
-        .run(req.network, req.containerId, req.ifname, req.netns, req.hostIf, req.pools ? 0 : 1, req.mtu, req.hostMac, req.podMac,
-          req.pod?.namespace ?? null, req.pod?.name ?? null);
+        .run(
+          req.network,
+          req.containerId,
+          req.ifname,
+          req.netns,
+          req.hostIf,
+          req.pools ? 0 : 1,
+          req.mtu,
+          req.hostMac,
+          req.podMac,
+          req.pod?.namespace ?? null,
+          req.pod?.name ?? null,
+        );
       const insertAddr = this.db.prepare(
         "INSERT INTO addresses (address, family, prefix, network, container_id, ifname) VALUES (?, ?, ?, ?, ?, ?)",
       );
@@ -172,12 +193,17 @@ export class IpamStore {
       const out: AllocatedAddress[] = [];
       if (req.pools) {
         for (const pool of req.pools) {
-          const cur = this.db.prepare("SELECT last FROM cursors WHERE pool = ?").pluck().get(pool.cidr) as string | undefined;
+          const cur = this.db.prepare("SELECT last FROM cursors WHERE pool = ?").pluck().get(pool.cidr) as
+            string | undefined;
           const last = cur === undefined ? null : ipOrThrow(cur).value;
           const v = nextFree(pool, last, (x) => isUsed.get(formatIp(pool.family, x)) !== undefined);
           if (v === null) throw new IpamError(`no free address left in ${pool.cidr}`, "exhausted");
           const address = formatIp(pool.family, v);
-          this.db.prepare("INSERT INTO cursors (pool, last) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET last = excluded.last").run(pool.cidr, address);
+          this.db
+            .prepare(
+              "INSERT INTO cursors (pool, last) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET last = excluded.last",
+            )
+            .run(pool.cidr, address);
           out.push({ family: pool.family, address, prefix: familyBits(pool.family) });
         }
       } else {
@@ -197,7 +223,9 @@ export class IpamStore {
 
   markReady(key: AttachmentKey, defaultRoutes: Family[]): void {
     this.db
-      .prepare("UPDATE attachments SET state = 'ready', default_routes = ? WHERE network = ? AND container_id = ? AND ifname = ?")
+      .prepare(
+        "UPDATE attachments SET state = 'ready', default_routes = ? WHERE network = ? AND container_id = ? AND ifname = ?",
+      )
       .run(defaultRoutes.join(","), key.network, key.containerId, key.ifname);
   }
 
@@ -225,9 +253,11 @@ export class IpamStore {
   }
 
   list(network?: string): AttachmentRecord[] {
-    const rows = (network === undefined
-      ? this.db.prepare("SELECT * FROM attachments ORDER BY created_at").all()
-      : this.db.prepare("SELECT * FROM attachments WHERE network = ? ORDER BY created_at").all(network)) as AttachmentRow[];
+    const rows = (
+      network === undefined
+        ? this.db.prepare("SELECT * FROM attachments ORDER BY created_at").all()
+        : this.db.prepare("SELECT * FROM attachments WHERE network = ? ORDER BY created_at").all(network)
+    ) as AttachmentRow[];
     const addrs = this.db.prepare("SELECT * FROM addresses").all() as AddressRow[];
     const byKey = new Map<string, AllocatedAddress[]>();
     for (const a of addrs) {
@@ -270,7 +300,9 @@ export class IpamStore {
       podMac: r.pod_mac,
       addresses: addresses.sort((a, b) => a.family - b.family),
       defaultRoutes: r.default_routes ? r.default_routes.split(",").map((f) => Number(f) as Family) : [],
-      ...(r.pod_namespace !== null && r.pod_name !== null ? { pod: { namespace: r.pod_namespace, name: r.pod_name } } : {}),
+      ...(r.pod_namespace !== null && r.pod_name !== null
+        ? { pod: { namespace: r.pod_namespace, name: r.pod_name } }
+        : {}),
     };
   }
 }

@@ -9,7 +9,10 @@ test("empty selector matches everything, including unlabeled objects", () => {
 });
 
 test("matchLabels and matchExpressions are ANDed", () => {
-  const sel = { matchLabels: { app: "web" }, matchExpressions: [{ key: "tier", operator: "In", values: ["fe", "be"] }] };
+  const sel = {
+    matchLabels: { app: "web" },
+    matchExpressions: [{ key: "tier", operator: "In", values: ["fe", "be"] }],
+  };
   assert.ok(selectorMatches(sel, { app: "web", tier: "fe" }));
   assert.ok(!selectorMatches(sel, { app: "web", tier: "db" }));
   assert.ok(!selectorMatches(sel, { app: "api", tier: "fe" }));
@@ -29,10 +32,25 @@ test("operators: In, NotIn (missing key matches), Exists, DoesNotExist", () => {
 });
 
 test("selectorKey is independent of key and value order; selectorString reads like kubectl", () => {
-  const a = selectorKey({ matchLabels: { b: "2", a: "1" }, matchExpressions: [{ key: "t", operator: "In", values: ["y", "x"] }] });
-  const b = selectorKey({ matchExpressions: [{ key: "t", operator: "In", values: ["x", "y"] }], matchLabels: { a: "1", b: "2" } });
+  const a = selectorKey({
+    matchLabels: { b: "2", a: "1" },
+    matchExpressions: [{ key: "t", operator: "In", values: ["y", "x"] }],
+  });
+  const b = selectorKey({
+    matchExpressions: [{ key: "t", operator: "In", values: ["x", "y"] }],
+    matchLabels: { a: "1", b: "2" },
+  });
   assert.equal(a, b);
   assert.notEqual(selectorKey({ matchLabels: { a: "1" } }), selectorKey({ matchLabels: { a: "2" } }));
   assert.equal(selectorString({}), "<all>");
-  assert.equal(selectorString({ matchLabels: { app: "a" }, matchExpressions: [{ key: "t", operator: "NotIn", values: ["x"] }, { key: "e", operator: "Exists" }] }), "app=a,t notin (x),e");
+  assert.equal(
+    selectorString({
+      matchLabels: { app: "a" },
+      matchExpressions: [
+        { key: "t", operator: "NotIn", values: ["x"] },
+        { key: "e", operator: "Exists" },
+      ],
+    }),
+    "app=a,t notin (x),e",
+  );
 });

@@ -31,7 +31,11 @@ export function formatErrors(errors: readonly FieldError[]): string {
 }
 
 export class ValidationError extends Error {
-  constructor(readonly kind: string, readonly objectName: string, readonly errors: FieldError[]) {
+  constructor(
+    readonly kind: string,
+    readonly objectName: string,
+    readonly errors: FieldError[],
+  ) {
     super(`${kind} "${objectName}" is invalid: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`);
     this.name = "ValidationError";
   }
@@ -49,7 +53,9 @@ export function dns1123Label(v: string): string[] {
   const errs: string[] = [];
   if (v.length > 63) errs.push("must be no more than 63 characters");
   if (!DNS1123_LABEL.test(v)) {
-    errs.push("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character");
+    errs.push(
+      "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character",
+    );
   }
   return errs;
 }
@@ -59,7 +65,9 @@ export function dns1123Subdomain(v: string): string[] {
   const errs: string[] = [];
   if (v.length > 253) errs.push("must be no more than 253 characters");
   if (!DNS1123_SUBDOMAIN.test(v)) {
-    errs.push("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character");
+    errs.push(
+      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+    );
   }
   return errs;
 }
@@ -75,12 +83,16 @@ export function qualifiedName(v: string): string[] {
     if (prefix.length === 0) errs.push("prefix part must be non-empty");
     else for (const e of dns1123Subdomain(prefix)) errs.push(`prefix part ${e}`);
   } else if (parts.length > 2) {
-    return ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character, with an optional DNS subdomain prefix and '/'"];
+    return [
+      "a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character, with an optional DNS subdomain prefix and '/'",
+    ];
   }
   if (name.length === 0) errs.push("name part must be non-empty");
   else if (name.length > 63) errs.push("name part must be no more than 63 characters");
   if (name.length > 0 && !QUALIFIED_NAME.test(name)) {
-    errs.push("name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+    errs.push(
+      "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+    );
   }
   return errs;
 }
@@ -89,7 +101,9 @@ export function labelValue(v: string): string[] {
   const errs: string[] = [];
   if (v.length > 63) errs.push("must be no more than 63 characters");
   if (!LABEL_VALUE.test(v)) {
-    errs.push("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character");
+    errs.push(
+      "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
+    );
   }
   return errs;
 }
@@ -158,11 +172,13 @@ export function validateLabelSelector(sel: LabelSelector, path: string, e: Errs 
     switch (req.operator) {
       case "In":
       case "NotIn":
-        if (!req.values || req.values.length === 0) e.add(`${p}.values`, "Required value: must be specified when `operator` is 'In' or 'NotIn'");
+        if (!req.values || req.values.length === 0)
+          e.add(`${p}.values`, "Required value: must be specified when `operator` is 'In' or 'NotIn'");
         break;
       case "Exists":
       case "DoesNotExist":
-        if (req.values && req.values.length > 0) e.add(`${p}.values`, "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
+        if (req.values && req.values.length > 0)
+          e.add(`${p}.values`, "Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
         break;
       default:
         e.add(`${p}.operator`, `Invalid value: "${req.operator}": not a valid selector operator`);
@@ -180,14 +196,18 @@ function validatePort(port: NetworkPolicyPort, path: string, e: Errs): void {
   }
   if (port.port !== undefined) {
     if (typeof port.port === "number") {
-      if (port.port < 1 || port.port > 65535) e.add(`${path}.port`, `Invalid value: ${port.port}: must be between 1 and 65535, inclusive`);
+      if (port.port < 1 || port.port > 65535)
+        e.add(`${path}.port`, `Invalid value: ${port.port}: must be between 1 and 65535, inclusive`);
       if (port.endPort !== undefined) {
-        if (port.endPort < port.port) e.add(`${path}.endPort`, `Invalid value: ${port.endPort}: must be greater than or equal to \`port\``);
-        if (port.endPort < 1 || port.endPort > 65535) e.add(`${path}.endPort`, `Invalid value: ${port.endPort}: must be between 1 and 65535, inclusive`);
+        if (port.endPort < port.port)
+          e.add(`${path}.endPort`, `Invalid value: ${port.endPort}: must be greater than or equal to \`port\``);
+        if (port.endPort < 1 || port.endPort > 65535)
+          e.add(`${path}.endPort`, `Invalid value: ${port.endPort}: must be between 1 and 65535, inclusive`);
       }
     } else {
       e.addAll(`${path}.port`, ianaSvcName(port.port), port.port);
-      if (port.endPort !== undefined) e.add(`${path}.endPort`, "Invalid value: may not be specified when `port` is non-numeric");
+      if (port.endPort !== undefined)
+        e.add(`${path}.endPort`, "Invalid value: may not be specified when `port` is non-numeric");
     }
   } else if (port.endPort !== undefined) {
     e.add(`${path}.endPort`, `Invalid value: ${port.endPort}: may not be specified when \`port\` is not specified`);
@@ -196,19 +216,27 @@ function validatePort(port: NetworkPolicyPort, path: string, e: Errs): void {
 
 function validatePeer(peer: NetworkPolicyPeer, path: string, e: Errs): void {
   let n = 0;
-  if (peer.podSelector) { n++; validateLabelSelector(peer.podSelector, `${path}.podSelector`, e); }
-  if (peer.namespaceSelector) { n++; validateLabelSelector(peer.namespaceSelector, `${path}.namespaceSelector`, e); }
+  if (peer.podSelector) {
+    n++;
+    validateLabelSelector(peer.podSelector, `${path}.podSelector`, e);
+  }
+  if (peer.namespaceSelector) {
+    n++;
+    validateLabelSelector(peer.namespaceSelector, `${path}.namespaceSelector`, e);
+  }
   if (peer.ipBlock) {
     n++;
     const b = peer.ipBlock;
     const cidr = cidrOrNull(b.cidr, { hostBits: "clear" }); // like Go's net.ParseCIDR
     if (!b.cidr) e.add(`${path}.ipBlock.cidr`, "Required value");
-    else if (!cidr) e.add(`${path}.ipBlock.cidr`, `Invalid value: "${b.cidr}": must be a valid CIDR (e.g. 10.0.0.0/16 or fd00::/64)`);
+    else if (!cidr)
+      e.add(`${path}.ipBlock.cidr`, `Invalid value: "${b.cidr}": must be a valid CIDR (e.g. 10.0.0.0/16 or fd00::/64)`);
     (b.except ?? []).forEach((x, i) => {
       const p = `${path}.ipBlock.except[${i}]`;
       const ex = cidrOrNull(x, { hostBits: "clear" });
       if (!ex) e.add(p, `Invalid value: "${x}": must be a valid CIDR (e.g. 10.0.0.0/24)`);
-      else if (cidr && !isStrictSubset(cidr, ex)) e.add(p, `Invalid value: "${x}": must be a strict subset of \`cidr\``);
+      else if (cidr && !isStrictSubset(cidr, ex))
+        e.add(p, `Invalid value: "${x}": must be a strict subset of \`cidr\``);
     });
   }
   if (n === 0) e.add(path, "Required value: must specify a peer");
@@ -254,7 +282,8 @@ export function validatePod(obj: unknown): Validated<Pod> {
       });
     });
     const st = pod.status;
-    if (st?.podIP !== undefined && st.podIP !== "" && !parseIp(st.podIP)) e.add("status.podIP", `Invalid value: "${st.podIP}": must be a valid IP address`);
+    if (st?.podIP !== undefined && st.podIP !== "" && !parseIp(st.podIP))
+      e.add("status.podIP", `Invalid value: "${st.podIP}": must be a valid IP address`);
     (st?.podIPs ?? []).forEach((p, i) => {
       if (!parseIp(p.ip)) e.add(`status.podIPs[${i}].ip`, `Invalid value: "${p.ip}": must be a valid IP address`);
     });
@@ -276,11 +305,13 @@ export function validateNetworkPolicy(obj: unknown): Validated<NetworkPolicy> {
     });
     const seen = new Set<string>();
     (s.policyTypes ?? []).forEach((t, i) => {
-      if (t !== "Ingress" && t !== "Egress") e.add(`spec.policyTypes[${i}]`, `Unsupported value: "${t}": supported values: "Egress", "Ingress"`);
+      if (t !== "Ingress" && t !== "Egress")
+        e.add(`spec.policyTypes[${i}]`, `Unsupported value: "${t}": supported values: "Egress", "Ingress"`);
       else if (seen.has(t)) e.add(`spec.policyTypes[${i}]`, `Duplicate value: "${t}"`);
       seen.add(t);
     });
-    if ((s.policyTypes?.length ?? 0) > 2) e.add("spec.policyTypes", "Invalid value: may not specify more than two policyTypes");
+    if ((s.policyTypes?.length ?? 0) > 2)
+      e.add("spec.policyTypes", "Invalid value: may not specify more than two policyTypes");
   });
 }
 

@@ -17,7 +17,8 @@ export async function ensureBridge(ns: string, bridge: string, addresses: readon
   const path = netnsPathOf(ns);
   const batch: string[] = [];
   if (!(await linkExists(path, ifname(bridge)))) batch.push(`link add ${bridge} type bridge`);
-  for (const a of addresses) batch.push(`addr replace ${vIp(a)}/${prefixOf(a)} dev ${bridge}${a.includes(":") ? " nodad" : ""}`);
+  for (const a of addresses)
+    batch.push(`addr replace ${vIp(a)}/${prefixOf(a)} dev ${bridge}${a.includes(":") ? " nodad" : ""}`);
   batch.push(`link set ${bridge} up`);
   await run(["ip", "-batch", "-"], { netns: path, input: batch.join("\n") + "\n" });
 }
@@ -42,16 +43,22 @@ export async function plugIntoBridge(h: BridgedHost): Promise<void> {
   const bridgeNs = netnsPathOf(h.bridgeNs);
   const hostNs = netnsPathOf(h.hostNs);
   // Everything checked before the first change, so bad input leaves nothing half-made.
-  ifname(h.port); ifname(h.uplink); ifname(h.bridge);
+  ifname(h.port);
+  ifname(h.uplink);
+  ifname(h.bridge);
   for (const a of [...h.addresses, ...(h.gateways ?? [])]) vIp(a);
   if (!(await linkExists(bridgeNs, h.port))) {
     // Made beside the bridge with its peer straight in the host namespace.
-    await run(["ip", "link", "add", h.port, "type", "veth", "peer", "name", h.uplink, "netns", netnsName(h.hostNs)], { netns: bridgeNs });
+    await run(["ip", "link", "add", h.port, "type", "veth", "peer", "name", h.uplink, "netns", netnsName(h.hostNs)], {
+      netns: bridgeNs,
+    });
   }
   await run(["ip", "link", "set", h.port, "master", h.bridge, "up"], { netns: bridgeNs });
   const out = await run(["ip", "-j", "addr", "show", "dev", h.uplink], { netns: hostNs });
   const have = new Set(
-    (JSON.parse(out.trim() || "[]") as Array<{ addr_info?: Array<{ local: string }> }>).flatMap((l) => (l.addr_info ?? []).map((a) => a.local)),
+    (JSON.parse(out.trim() || "[]") as Array<{ addr_info?: Array<{ local: string }> }>).flatMap((l) =>
+      (l.addr_info ?? []).map((a) => a.local),
+    ),
   );
   const batch: string[] = [];
   for (const a of h.addresses) {
@@ -64,5 +71,7 @@ export async function plugIntoBridge(h: BridgedHost): Promise<void> {
 
 /** What any Kubernetes node has (kubeadm's preflight demands it): the namespace forwards packets. */
 export async function enableForwarding(ns: string): Promise<void> {
-  await run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"], { netns: netnsPathOf(ns) });
+  await run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"], {
+    netns: netnsPathOf(ns),
+  });
 }

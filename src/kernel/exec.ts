@@ -33,9 +33,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<str
       { timeout: opts.timeoutMs ?? 30_000, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" },
       (err, stdout, stderr) => {
         if (err) {
-          const code = typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number"
-            ? ((err as unknown as { code: number }).code)
-            : null;
+          const code =
+            typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === "number"
+              ? (err as unknown as { code: number }).code
+              : null;
           reject(new KernelCommandError(full, code, stderr || err.message));
         } else resolve(stdout);
       },
@@ -51,7 +52,10 @@ export function run(argv: readonly string[], opts: RunOptions = {}): Promise<str
 }
 
 /** Like run() but inherits nothing and returns the exit code instead of throwing. */
-export function runStatus(argv: readonly string[], opts: RunOptions = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+export function runStatus(
+  argv: readonly string[],
+  opts: RunOptions = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const full = opts.netns ? ["nsenter", `--net=${opts.netns}`, "--", ...argv] : [...argv];
   return new Promise((resolve) => {
     const child = spawn(full[0], full.slice(1), { stdio: ["pipe", "pipe", "pipe"] });

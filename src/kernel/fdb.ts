@@ -8,7 +8,12 @@ export interface FdbEntry {
   readonly dst: string;
 }
 
-interface FdbJson { mac: string; dst?: string; state?: string; flags?: string[] }
+interface FdbJson {
+  mac: string;
+  dst?: string;
+  state?: string;
+  flags?: string[];
+}
 
 /** The device's permanent unicast entries that point at a remote VTEP. */
 export async function listFdb(ctx: KernelContext, dev: string): Promise<FdbEntry[]> {

@@ -23,7 +23,11 @@ function target(t: LinkTarget): { netns?: string } {
 export async function listVethPeerNetns(t: LinkTarget = {}): Promise<Array<{ ifname: string; netnsid: number }>> {
   const out = await run(["ip", "-j", "link", "show", "type", "veth"], target(t));
   const links = JSON.parse(out.trim() === "" ? "[]" : out) as Array<{ ifname?: unknown; link_netnsid?: unknown }>;
-  return links.flatMap((l) => (typeof l.ifname === "string" && typeof l.link_netnsid === "number" && l.link_netnsid >= 0 ? [{ ifname: l.ifname, netnsid: l.link_netnsid }] : []));
+  return links.flatMap((l) =>
+    typeof l.ifname === "string" && typeof l.link_netnsid === "number" && l.link_netnsid >= 0
+      ? [{ ifname: l.ifname, netnsid: l.link_netnsid }]
+      : [],
+  );
 }
 
 export type LinkMonitor = ChildProcessByStdio<null, Readable, Readable>;
@@ -34,6 +38,16 @@ export type LinkMonitor = ChildProcessByStdio<null, Readable, Readable>;
  */
 export function spawnLinkMonitor(t: LinkTarget = {}): LinkMonitor {
   const { netns } = target(t);
-  const full = ["setpriv", "--pdeathsig", "KILL", "--", ...(netns ? ["nsenter", `--net=${netns}`, "--"] : []), "ip", "-o", "monitor", "link"];
+  const full = [
+    "setpriv",
+    "--pdeathsig",
+    "KILL",
+    "--",
+    ...(netns ? ["nsenter", `--net=${netns}`, "--"] : []),
+    "ip",
+    "-o",
+    "monitor",
+    "link",
+  ];
   return spawn(full[0], full.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
 }

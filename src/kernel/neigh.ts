@@ -7,7 +7,11 @@ export interface NeighEntry {
   readonly mac: string;
 }
 
-interface NeighJson { dst: string; lladdr?: string; state?: string[] }
+interface NeighJson {
+  dst: string;
+  lladdr?: string;
+  state?: string[];
+}
 
 export async function listPermanentNeigh(ctx: KernelContext, dev: string): Promise<NeighEntry[]> {
   const all = await readJson<NeighJson>(ctx, ["ip", "-j", "neigh", "show", "dev", vIfname(dev), "nud", "permanent"]);

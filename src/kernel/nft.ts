@@ -13,7 +13,8 @@ export interface NftTarget {
 
 /** An nft table name: a plain identifier (nft also forbids '-' and '/'). */
 export function nftTableName(name: string): string {
-  if (!/^[A-Za-z][A-Za-z0-9_]{0,30}$/.test(name)) throw new InvalidKernelInput(`nft table name "${name}" is not a plain identifier`);
+  if (!/^[A-Za-z][A-Za-z0-9_]{0,30}$/.test(name))
+    throw new InvalidKernelInput(`nft table name "${name}" is not a plain identifier`);
   return name;
 }
 
@@ -75,10 +76,10 @@ export type NflogCapture = ChildProcessByStdio<null, Readable, Readable>;
  * not dissect them. (A parent killed between fork and setpriv's prctl still leaves it behind.)
  */
 export function spawnNflogCapture(group: number, t: NftTarget = {}): NflogCapture {
-  if (!Number.isInteger(group) || group < 0 || group > 65535) throw new InvalidKernelInput(`NFLOG group ${group} is not in 0..65535`);
+  if (!Number.isInteger(group) || group < 0 || group > 65535)
+    throw new InvalidKernelInput(`NFLOG group ${group} is not in 0..65535`);
   const argv = ["tcpdump", "-Z", "root", "-U", "-n", "-s", "256", "-i", `nflog:${group}`, "-w", "-"];
   const { netns } = target(t);
   const full = ["setpriv", "--pdeathsig", "KILL", "--", ...(netns ? ["nsenter", `--net=${netns}`, "--"] : []), ...argv];
   return spawn(full[0], full.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
 }
-

@@ -30,7 +30,11 @@ export function netnsFileState(path: string): NsFileState {
   // PID 1's namespace by name, even where PID 1 cannot be inspected.
   if (normalize(path) === HOST_NETNS_PATH) return "host";
   let st;
-  try { st = statSync(path); } catch { return "missing"; }
+  try {
+    st = statSync(path);
+  } catch {
+    return "missing";
+  }
   const own = statSync(OWN_NETNS_PATH);
   if (st.dev !== own.dev) return "not-a-namespace";
   if (sameNetns({ dev: st.dev, ino: st.ino }, { dev: own.dev, ino: own.ino }) || isHostNetns(path)) return "host";
@@ -53,10 +57,16 @@ export function sameNetns(a: NetnsId, b: NetnsId): boolean {
  * the initial namespaces always. Null when neither can be read.
  */
 function hostNetnsId(): NetnsId | null {
-  try { return netnsIdOf(HOST_NETNS_PATH); } catch { /* try kthreadd */ }
+  try {
+    return netnsIdOf(HOST_NETNS_PATH);
+  } catch {
+    /* try kthreadd */
+  }
   try {
     if (readFileSync("/proc/2/comm", "utf8").trim() === "kthreadd") return netnsIdOf("/proc/2/ns/net");
-  } catch { /* no /proc or no permission */ }
+  } catch {
+    /* no /proc or no permission */
+  }
   return null;
 }
 
@@ -68,7 +78,11 @@ export function isHostNetns(path: string): boolean {
   const host = hostNetnsId();
   if (!host) return true;
   let id: NetnsId;
-  try { id = netnsIdOf(path); } catch { return false; } // no such namespace: nothing to protect
+  try {
+    id = netnsIdOf(path);
+  } catch {
+    return false;
+  } // no such namespace: nothing to protect
   return sameNetns(id, host);
 }
 
@@ -79,7 +93,8 @@ export function inHostNetns(): boolean {
 
 /** Throws HostNetnsError before `what` is done to the machine's own namespace. */
 export function assertNotHostNetns(path: string, what: string): void {
-  if (isHostNetns(path)) throw new HostNetnsError(`refusing to ${what}: ${path} is the machine's own network namespace (that of PID 1)`);
+  if (isHostNetns(path))
+    throw new HostNetnsError(`refusing to ${what}: ${path} is the machine's own network namespace (that of PID 1)`);
 }
 
 /**
@@ -89,7 +104,11 @@ export function assertNotHostNetns(path: string, what: string): void {
 export function ensureSysctl(path: string, value: string): boolean {
   if (!path.startsWith("/proc/sys/net/")) throw new Error(`ensureSysctl: ${path} is not a /proc/sys/net path`);
   let now: string | undefined;
-  try { now = readFileSync(path, "utf8").trim(); } catch { now = undefined; }
+  try {
+    now = readFileSync(path, "utf8").trim();
+  } catch {
+    now = undefined;
+  }
   if (now === value) return false;
   writeFileSync(path, value);
   return true;

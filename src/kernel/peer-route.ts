@@ -13,7 +13,12 @@ export interface PeerRoute {
   readonly onlink: boolean;
 }
 
-interface RouteJson { dst: string; gateway?: string; dev?: string; flags?: string[] }
+interface RouteJson {
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  flags?: string[];
+}
 
 function proto(n: number): string {
   if (!Number.isInteger(n) || n < 1 || n > 255) throw new Error(`route protocol ${n} is outside 1..255`);
@@ -24,7 +29,17 @@ function proto(n: number): string {
 export async function listRoutes(ctx: KernelContext, protocol: number): Promise<PeerRoute[]> {
   const out: PeerRoute[] = [];
   for (const f of ["-4", "-6"]) {
-    const rs = await readJson<RouteJson>(ctx, ["ip", "-j", f, "route", "show", "table", "main", "proto", proto(protocol)]);
+    const rs = await readJson<RouteJson>(ctx, [
+      "ip",
+      "-j",
+      f,
+      "route",
+      "show",
+      "table",
+      "main",
+      "proto",
+      proto(protocol),
+    ]);
     for (const r of rs) {
       const dst = r.dst.includes("/") ? r.dst : `${r.dst}/${f === "-4" ? 32 : 128}`;
       out.push({ dst, via: r.gateway ?? "", dev: r.dev ?? "", onlink: (r.flags ?? []).includes("onlink") });
@@ -36,8 +51,17 @@ export async function listRoutes(ctx: KernelContext, protocol: number): Promise<
 // No -4/-6 flag: `ip -batch` lines cannot carry options; the prefix tells the family.
 export function replaceRouteArgv(r: PeerRoute, protocol: number): string[] {
   return [
-    "ip", "route", "replace", vCidr(r.dst), "via", vIp(r.via), "dev", vIfname(r.dev),
-    ...(r.onlink ? ["onlink"] : []), "proto", proto(protocol),
+    "ip",
+    "route",
+    "replace",
+    vCidr(r.dst),
+    "via",
+    vIp(r.via),
+    "dev",
+    vIfname(r.dev),
+    ...(r.onlink ? ["onlink"] : []),
+    "proto",
+    proto(protocol),
   ];
 }
 

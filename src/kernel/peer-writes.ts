@@ -14,8 +14,24 @@ import { delRouteArgv, replaceRouteArgv, type PeerRoute } from "./peer-route.js"
 import { writeBatch, type KernelContext } from "./tracked.js";
 import { InvalidKernelInput, netnsPath } from "./validate.js";
 import {
-  AF_INET, AF_INET6, NDA_DST, NDA_LLADDR, NLM_F_CREATE, NLM_F_REPLACE, NUD_PERMANENT, RT_SCOPE_NOWHERE, RT_SCOPE_UNIVERSE,
-  RT_TABLE_MAIN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTM_DELROUTE, RTM_NEWNEIGH, RTM_NEWROUTE, RTN_UNICAST, RTNH_F_ONLINK,
+  AF_INET,
+  AF_INET6,
+  NDA_DST,
+  NDA_LLADDR,
+  NLM_F_CREATE,
+  NLM_F_REPLACE,
+  NUD_PERMANENT,
+  RT_SCOPE_NOWHERE,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTM_DELROUTE,
+  RTM_NEWNEIGH,
+  RTM_NEWROUTE,
+  RTN_UNICAST,
+  RTNH_F_ONLINK,
 } from "./netlink/consts.js";
 import { errnoName, errnoText } from "./netlink/errors.js";
 import { bytesAttr, ipBytes, macBytes, ndmsg, parseIfinfomsg, rtmsg, u32Attr } from "./netlink/message.js";
@@ -39,12 +55,18 @@ export type PeerWrite =
 /** The iproute2 command a write equals (validates its names and addresses). */
 export function writeArgv(w: PeerWrite): string[] {
   switch (w.kind) {
-    case "route-replace": return replaceRouteArgv(w.route, w.protocol);
-    case "route-del": return delRouteArgv(w.dst, w.protocol);
-    case "neigh-replace": return replaceNeighArgv(w.dev, w.entry);
-    case "neigh-del": return delNeighArgv(w.dev, w.ip);
-    case "fdb-replace": return replaceFdbArgv(w.dev, w.entry);
-    case "fdb-del": return delFdbArgv(w.dev, w.entry);
+    case "route-replace":
+      return replaceRouteArgv(w.route, w.protocol);
+    case "route-del":
+      return delRouteArgv(w.dst, w.protocol);
+    case "neigh-replace":
+      return replaceNeighArgv(w.dev, w.entry);
+    case "neigh-del":
+      return delNeighArgv(w.dev, w.ip);
+    case "fdb-replace":
+      return replaceFdbArgv(w.dev, w.entry);
+    case "fdb-del":
+      return delFdbArgv(w.dev, w.entry);
   }
 }
 
@@ -63,28 +85,52 @@ function request(w: PeerWrite, argv: readonly string[], index: (dev: string) => 
     case "route-replace": {
       const { addr, len } = splitCidr(w.route.dst);
       return {
-        type: RTM_NEWROUTE, flags: NLM_F_CREATE | NLM_F_REPLACE, what,
-        header: rtmsg({ family: fam(addr), dstLen: len, table: RT_TABLE_MAIN, protocol: w.protocol, scope: RT_SCOPE_UNIVERSE, type: RTN_UNICAST, flags: w.route.onlink ? RTNH_F_ONLINK : 0 }),
-        attrs: [bytesAttr(RTA_DST, ipBytes(addr)), ...(w.route.via ? [bytesAttr(RTA_GATEWAY, ipBytes(w.route.via))] : []), u32Attr(RTA_OIF, index(w.route.dev))],
+        type: RTM_NEWROUTE,
+        flags: NLM_F_CREATE | NLM_F_REPLACE,
+        what,
+        header: rtmsg({
+          family: fam(addr),
+          dstLen: len,
+          table: RT_TABLE_MAIN,
+          protocol: w.protocol,
+          scope: RT_SCOPE_UNIVERSE,
+          type: RTN_UNICAST,
+          flags: w.route.onlink ? RTNH_F_ONLINK : 0,
+        }),
+        attrs: [
+          bytesAttr(RTA_DST, ipBytes(addr)),
+          ...(w.route.via ? [bytesAttr(RTA_GATEWAY, ipBytes(w.route.via))] : []),
+          u32Attr(RTA_OIF, index(w.route.dev)),
+        ],
       };
     }
     case "route-del": {
       const { addr, len } = splitCidr(w.dst);
       return {
-        type: RTM_DELROUTE, what,
-        header: rtmsg({ family: fam(addr), dstLen: len, table: RT_TABLE_MAIN, protocol: w.protocol, scope: RT_SCOPE_NOWHERE }),
+        type: RTM_DELROUTE,
+        what,
+        header: rtmsg({
+          family: fam(addr),
+          dstLen: len,
+          table: RT_TABLE_MAIN,
+          protocol: w.protocol,
+          scope: RT_SCOPE_NOWHERE,
+        }),
         attrs: [bytesAttr(RTA_DST, ipBytes(addr))],
       };
     }
     case "neigh-replace":
       return {
-        type: RTM_NEWNEIGH, flags: NLM_F_CREATE | NLM_F_REPLACE, what,
+        type: RTM_NEWNEIGH,
+        flags: NLM_F_CREATE | NLM_F_REPLACE,
+        what,
         header: ndmsg({ family: fam(w.entry.ip), ifindex: index(w.dev), state: NUD_PERMANENT, flags: 0, type: 0 }),
         attrs: [bytesAttr(NDA_DST, ipBytes(w.entry.ip)), bytesAttr(NDA_LLADDR, macBytes(w.entry.mac))],
       };
     case "neigh-del":
       return {
-        type: RTM_DELNEIGH, what,
+        type: RTM_DELNEIGH,
+        what,
         header: ndmsg({ family: fam(w.ip), ifindex: index(w.dev), state: 0, flags: 0, type: 0 }),
         attrs: [bytesAttr(NDA_DST, ipBytes(w.ip))],
       };
@@ -92,8 +138,16 @@ function request(w: PeerWrite, argv: readonly string[], index: (dev: string) => 
     case "fdb-del":
       // bridge fdb ... self [permanent]: the VXLAN device's own table, keyed by MAC and remote.
       return {
-        type: w.kind === "fdb-replace" ? RTM_NEWNEIGH : RTM_DELNEIGH, flags: w.kind === "fdb-replace" ? NLM_F_CREATE | NLM_F_REPLACE : 0, what,
-        header: ndmsg({ family: AF_BRIDGE, ifindex: index(w.dev), state: w.kind === "fdb-replace" ? NUD_PERMANENT : 0, flags: NTF_SELF, type: 0 }),
+        type: w.kind === "fdb-replace" ? RTM_NEWNEIGH : RTM_DELNEIGH,
+        flags: w.kind === "fdb-replace" ? NLM_F_CREATE | NLM_F_REPLACE : 0,
+        what,
+        header: ndmsg({
+          family: AF_BRIDGE,
+          ifindex: index(w.dev),
+          state: w.kind === "fdb-replace" ? NUD_PERMANENT : 0,
+          flags: NTF_SELF,
+          type: 0,
+        }),
         attrs: [bytesAttr(NDA_LLADDR, macBytes(w.entry.mac)), bytesAttr(NDA_DST, ipBytes(w.entry.dst))],
       };
   }
@@ -138,7 +192,8 @@ const DEFAULT_CHANNEL = new PeerWriteChannel("netlink", (reason) => {
   warned = true;
 });
 
-const devOf = (w: PeerWrite): string | null => (w.kind === "route-replace" ? w.route.dev : w.kind === "route-del" ? null : w.dev);
+const devOf = (w: PeerWrite): string | null =>
+  w.kind === "route-replace" ? w.route.dev : w.kind === "route-del" ? null : w.dev;
 
 function openSocket(ctx: KernelContext): NetlinkSocket {
   if (ctx.netns === undefined) return NetlinkSocket.open("the agent's namespace");
@@ -177,18 +232,25 @@ export async function applyPeerWrites(ctx: KernelContext, writes: readonly PeerW
     const devs = [...new Set(writes.map(devOf).filter((d): d is string => d !== null))];
     const idx = new Map<string, number>();
     const answers = devs.length ? sock.transact(devs.map((d) => getLink(d))) : [];
-    devs.forEach((d, i) => { if (answers[i].errno === 0 && answers[i].messages[0]) idx.set(d, parseIfinfomsg(answers[i].messages[0].payload).index); });
+    devs.forEach((d, i) => {
+      if (answers[i].errno === 0 && answers[i].messages[0])
+        idx.set(d, parseIfinfomsg(answers[i].messages[0].payload).index);
+    });
     const reqs: Request[] = [];
     const at: number[] = [];
     for (const [i, w] of writes.entries()) {
       ctx.onCommand?.(argvs[i], "write");
       const dev = devOf(w);
-      if (dev !== null && !idx.has(dev)) { failed.set(i, `device ${dev} does not exist`); continue; }
+      if (dev !== null && !idx.has(dev)) {
+        failed.set(i, `device ${dev} does not exist`);
+        continue;
+      }
       reqs.push(request(w, argvs[i], (d) => idx.get(d) as number));
       at.push(i);
     }
     sock.transact(reqs).forEach((a, k) => {
-      if (a.errno !== 0) failed.set(at[k], `${errnoText(a.errno)} (${errnoName(a.errno)})${a.extMessage ? `: ${a.extMessage}` : ""}`);
+      if (a.errno !== 0)
+        failed.set(at[k], `${errnoText(a.errno)} (${errnoName(a.errno)})${a.extMessage ? `: ${a.extMessage}` : ""}`);
     });
   } finally {
     sock.close();

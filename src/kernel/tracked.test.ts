@@ -22,7 +22,9 @@ test("writeBatch: one process for many commands; a failing command is named by i
     assert.equal(seen.length, 1);
     assert.deepEqual([...failed.keys()], [1]);
     assert.match(failed.get(1) ?? "", /nosuch0/);
-    const routes = (await run(["ip", "-n", ns, "-4", "route", "show", "proto", "230"])) + (await run(["ip", "-n", ns, "-6", "route", "show", "proto", "230"]));
+    const routes =
+      (await run(["ip", "-n", ns, "-4", "route", "show", "proto", "230"])) +
+      (await run(["ip", "-n", ns, "-6", "route", "show", "proto", "230"]));
     assert.match(routes, /10\.1\.0\.0\/24/);
     assert.match(routes, /fd00:1::\/64/);
     assert.doesNotMatch(routes, /10\.2\.0\.0/);

@@ -46,11 +46,14 @@ const BATCH_SAFE = /^[A-Za-z0-9_.:/@%+-]+$/;
  * the tool's message. Commands whose tokens the batch parser could misread run one by one.
  */
 export async function writeBatch(
-  ctx: KernelContext, tool: "ip" | "bridge", cmds: readonly (readonly string[])[],
+  ctx: KernelContext,
+  tool: "ip" | "bridge",
+  cmds: readonly (readonly string[])[],
 ): Promise<Map<number, string>> {
   const failed = new Map<number, string>();
   if (cmds.length === 0) return failed;
-  for (const c of cmds) if (c[0] !== tool) throw new Error(`writeBatch(${tool}): command "${c.join(" ")}" is not a ${tool} command`);
+  for (const c of cmds)
+    if (c[0] !== tool) throw new Error(`writeBatch(${tool}): command "${c.join(" ")}" is not a ${tool} command`);
   if (cmds.length === 1 || !cmds.every((c) => c.slice(1).every((t) => BATCH_SAFE.test(t)))) {
     for (const [i, c] of cmds.entries()) {
       try {

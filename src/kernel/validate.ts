@@ -51,6 +51,7 @@ export function mac(value: string): string {
 
 /** Named network namespaces (ip netns): a conservative character set. */
 export function netnsName(name: string): string {
-  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name)) throw new InvalidKernelInput(`"${name}" is not a valid namespace name`);
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(name))
+    throw new InvalidKernelInput(`"${name}" is not a valid namespace name`);
   return name;
 }

@@ -40,7 +40,18 @@ interface LinkJson {
   address: string;
   linkinfo?: {
     info_kind?: string;
-    info_data?: { id?: number; port?: number; local?: string; local6?: string; link?: string; learning?: boolean; group?: string; group6?: string; remote?: string; remote6?: string };
+    info_data?: {
+      id?: number;
+      port?: number;
+      local?: string;
+      local6?: string;
+      link?: string;
+      learning?: boolean;
+      group?: string;
+      group6?: string;
+      remote?: string;
+      remote6?: string;
+    };
   };
 }
 
@@ -71,25 +82,42 @@ export async function getLink(ctx: KernelContext, name: string): Promise<LinkSta
     mac: l.address.toLowerCase(),
     mtu: l.mtu,
     up: l.flags.includes("UP"),
-    vxlan: kind === "vxlan" && d
-      ? {
-          vni: d.id ?? -1,
-          port: d.port ?? 0,
-          local: d.local ?? d.local6 ?? null,
-          dev: d.link ?? null,
-          learning: d.learning ?? true,
-          group: d.group ?? d.group6 ?? d.remote ?? d.remote6 ?? null,
-        }
-      : null,
+    vxlan:
+      kind === "vxlan" && d
+        ? {
+            vni: d.id ?? -1,
+            port: d.port ?? 0,
+            local: d.local ?? d.local6 ?? null,
+            dev: d.link ?? null,
+            learning: d.learning ?? true,
+            group: d.group ?? d.group6 ?? d.remote ?? d.remote6 ?? null,
+          }
+        : null,
   };
 }
 
 /** Creates a VTEP with learning off and no group/remote: every peer comes from static FDB entries. */
 export async function createVxlan(ctx: KernelContext, s: VxlanSpec): Promise<void> {
   await write(ctx, [
-    "ip", "link", "add", vIfname(s.name), "mtu", String(mtu(s.mtu)), "address", vMac(s.mac),
-    "type", "vxlan", "id", String(vni(s.vni)), "dstport", String(port(s.port)),
-    "local", vIp(s.local), "dev", vIfname(s.dev), "nolearning",
+    "ip",
+    "link",
+    "add",
+    vIfname(s.name),
+    "mtu",
+    String(mtu(s.mtu)),
+    "address",
+    vMac(s.mac),
+    "type",
+    "vxlan",
+    "id",
+    String(vni(s.vni)),
+    "dstport",
+    String(port(s.port)),
+    "local",
+    vIp(s.local),
+    "dev",
+    vIfname(s.dev),
+    "nolearning",
   ]);
 }
 
@@ -111,10 +139,17 @@ export async function setLinkMac(ctx: KernelContext, name: string, value: string
 
 /** Global-scope addresses on a link, as address/prefix text as the kernel prints them. */
 export async function listGlobalAddresses(ctx: KernelContext, name: string): Promise<string[]> {
-  const links = await readJson<{ addr_info?: { local: string; prefixlen: number; scope: string }[] }>(
-    ctx, ["ip", "-j", "addr", "show", "dev", vIfname(name)],
+  const links = await readJson<{ addr_info?: { local: string; prefixlen: number; scope: string }[] }>(ctx, [
+    "ip",
+    "-j",
+    "addr",
+    "show",
+    "dev",
+    vIfname(name),
+  ]);
+  return links.flatMap((l) =>
+    (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`),
   );
-  return links.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`));
 }
 
 /** Adds an address (IPv6 without duplicate address detection: a VTEP address is unique by design). */

@@ -24,7 +24,11 @@ export interface AgentCaps {
 
 /** What this build's agent can do, from its --help. */
 export function agentCaps(): AgentCaps {
-  const r = spawnSync(process.execPath, [CLI_MAIN, "agent", "--help"], { encoding: "utf8", env: childEnv(), timeout: 20_000 });
+  const r = spawnSync(process.execPath, [CLI_MAIN, "agent", "--help"], {
+    encoding: "utf8",
+    env: childEnv(),
+    timeout: 20_000,
+  });
   const help = r.status === 0 ? r.stdout : "";
   return {
     etcd: help.includes("--etcd-endpoints"),
@@ -48,9 +52,17 @@ export function nodeKubeconfig(node: LabNode): string {
 /** etcdFlags: --etcd-endpoints (the members' unix sockets) and the TLS flags (etcd.ts labEtcdFlags). */
 export function agentArgv(node: LabNode, mode: AgentMode, etcdFlags: readonly string[], caps?: AgentCaps): string[] {
   const base = [
-    "nsenter", `--net=${netnsPathOf(node.netns)}`, "--",
-    WEFT_BIN, "agent", "--node", node.name,
-    "--state-dir", join(node.dir, "state"), "--socket", node.socket,
+    "nsenter",
+    `--net=${netnsPathOf(node.netns)}`,
+    "--",
+    WEFT_BIN,
+    "agent",
+    "--node",
+    node.name,
+    "--state-dir",
+    join(node.dir, "state"),
+    "--socket",
+    node.socket,
   ];
   // The lab knows each node's underlay addresses; say them rather than have the agent guess.
   if (caps?.underlayFlag) base.push("--underlay-address", [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])].join(","));
@@ -73,7 +85,8 @@ export async function waitAgent(node: LabNode, timeoutMs = 30_000): Promise<void
   const until = Date.now() + timeoutMs;
   let last = "no answer on its socket yet";
   for (;;) {
-    if (!isAlive(node.agent)) throw new Error(`the agent of ${node.name} exited: ${logTail(join(node.dir, "agent.log"))}`);
+    if (!isAlive(node.agent))
+      throw new Error(`the agent of ${node.name} exited: ${logTail(join(node.dir, "agent.log"))}`);
     try {
       const r = await callAgent(node.socket, { op: "status", network: "weft" }, 2000);
       if (r.ok) return;
@@ -81,7 +94,10 @@ export async function waitAgent(node: LabNode, timeoutMs = 30_000): Promise<void
     } catch {
       // not listening yet
     }
-    if (Date.now() > until) throw new Error(`the agent of ${node.name} is not ready after ${timeoutMs} ms (${last}): ${logTail(join(node.dir, "agent.log"))}`);
+    if (Date.now() > until)
+      throw new Error(
+        `the agent of ${node.name} is not ready after ${timeoutMs} ms (${last}): ${logTail(join(node.dir, "agent.log"))}`,
+      );
     await sleep(50);
   }
 }

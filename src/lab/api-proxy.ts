@@ -21,15 +21,23 @@ export function startRootProxy(labDir: string, apiserverUrl: string, have: ProcR
   const sock = apiSocket(labDir);
   rmSync(sock, { force: true });
   const port = new URL(apiserverUrl).port;
-  return spawnDetached(["socat", `UNIX-LISTEN:${sock},fork,mode=600`, `TCP:127.0.0.1:${port}`], { log: join(labDir, "apiserver-proxy.log") });
+  return spawnDetached(["socat", `UNIX-LISTEN:${sock},fork,mode=600`, `TCP:127.0.0.1:${port}`], {
+    log: join(labDir, "apiserver-proxy.log"),
+  });
 }
 
 /** The node-side forwarder: 127.0.0.1:6443 in the node's namespace -> DIR/apiserver.sock. */
 export function startNodeProxy(labDir: string, nodeNetns: string, nodeDir: string, have: ProcRef | undefined): ProcRef {
   if (isAlive(have)) return have!;
   return spawnDetached(
-    ["nsenter", `--net=${netnsPathOf(nodeNetns)}`, "--", "socat",
-      `TCP-LISTEN:${NODE_API_PORT},bind=127.0.0.1,reuseaddr,fork`, `UNIX-CONNECT:${apiSocket(labDir)}`],
+    [
+      "nsenter",
+      `--net=${netnsPathOf(nodeNetns)}`,
+      "--",
+      "socat",
+      `TCP-LISTEN:${NODE_API_PORT},bind=127.0.0.1,reuseaddr,fork`,
+      `UNIX-CONNECT:${apiSocket(labDir)}`,
+    ],
     { log: join(nodeDir, "apiserver-proxy.log") },
   );
 }

@@ -76,14 +76,31 @@ async function freePort(): Promise<number> {
 
 function openssl(args: string[]): void {
   const r = spawnSync("openssl", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`openssl ${args[0]} failed (is the openssl package installed?): ${(r.stderr || String(r.error)).trim()}`);
+  if (r.status !== 0)
+    throw new Error(
+      `openssl ${args[0]} failed (is the openssl package installed?): ${(r.stderr || String(r.error)).trim()}`,
+    );
 }
 
 /** Serving certificate for 127.0.0.1 (serving.crt/key), service-account keys (sa.key/pub), tokens.csv; returns the token. */
 export function makeApiserverCredentials(dir: string): string {
-  openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-subj", "/CN=weft-kube-apiserver",
-    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-    "-keyout", join(dir, "serving.key"), "-out", join(dir, "serving.crt")]);
+  openssl([
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "365",
+    "-subj",
+    "/CN=weft-kube-apiserver",
+    "-addext",
+    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    "-keyout",
+    join(dir, "serving.key"),
+    "-out",
+    join(dir, "serving.crt"),
+  ]);
   openssl(["genrsa", "-out", join(dir, "sa.key"), "2048"]);
   openssl(["rsa", "-in", join(dir, "sa.key"), "-pubout", "-out", join(dir, "sa.pub")]);
   const token = randomBytes(24).toString("hex");
@@ -96,29 +113,58 @@ export function makeApiserverCredentials(dir: string): string {
  * The flags for a kube-apiserver on 127.0.0.1:port using the files makeApiserverCredentials() wrote
  * in dir (for a launcher that restarts it from another process, like the lab).
  */
-export function kubeApiserverArgs(o: { dir: string; port: number; etcdServers: readonly string[]; etcdTls?: EtcdTlsFiles; etcdPrefix?: string; serviceClusterIPRange?: string }): string[] {
+export function kubeApiserverArgs(o: {
+  dir: string;
+  port: number;
+  etcdServers: readonly string[];
+  etcdTls?: EtcdTlsFiles;
+  etcdPrefix?: string;
+  serviceClusterIPRange?: string;
+}): string[] {
   const dir = o.dir;
   const t = o.etcdTls;
   return [
-    "--etcd-servers", o.etcdServers.join(","),
-    ...(t ? ["--etcd-cafile", t.caFile, ...(t.certFile && t.keyFile ? ["--etcd-certfile", t.certFile, "--etcd-keyfile", t.keyFile] : [])] : []),
-    "--etcd-prefix", o.etcdPrefix ?? "/registry",
-    "--bind-address", "127.0.0.1",
-    "--advertise-address", "127.0.0.1",
-    "--secure-port", String(o.port),
-    "--cert-dir", dir,
-    "--tls-cert-file", join(dir, "serving.crt"),
-    "--tls-private-key-file", join(dir, "serving.key"),
-    "--token-auth-file", join(dir, "tokens.csv"),
-    "--authorization-mode", "RBAC",
-    "--service-account-key-file", join(dir, "sa.pub"),
-    "--service-account-signing-key-file", join(dir, "sa.key"),
-    "--service-account-issuer", "https://kubernetes.default.svc",
-    "--service-cluster-ip-range", o.serviceClusterIPRange ?? "10.96.0.0/16",
-    "--disable-admission-plugins", "ServiceAccount",
+    "--etcd-servers",
+    o.etcdServers.join(","),
+    ...(t
+      ? [
+          "--etcd-cafile",
+          t.caFile,
+          ...(t.certFile && t.keyFile ? ["--etcd-certfile", t.certFile, "--etcd-keyfile", t.keyFile] : []),
+        ]
+      : []),
+    "--etcd-prefix",
+    o.etcdPrefix ?? "/registry",
+    "--bind-address",
+    "127.0.0.1",
+    "--advertise-address",
+    "127.0.0.1",
+    "--secure-port",
+    String(o.port),
+    "--cert-dir",
+    dir,
+    "--tls-cert-file",
+    join(dir, "serving.crt"),
+    "--tls-private-key-file",
+    join(dir, "serving.key"),
+    "--token-auth-file",
+    join(dir, "tokens.csv"),
+    "--authorization-mode",
+    "RBAC",
+    "--service-account-key-file",
+    join(dir, "sa.pub"),
+    "--service-account-signing-key-file",
+    join(dir, "sa.key"),
+    "--service-account-issuer",
+    "https://kubernetes.default.svc",
+    "--service-cluster-ip-range",
+    o.serviceClusterIPRange ?? "10.96.0.0/16",
+    "--disable-admission-plugins",
+    "ServiceAccount",
     "--allow-privileged=true",
     // Without it 1.20 silently drops a Node's second podCIDR (the IPv6 one of a dual-stack node).
-    "--feature-gates", "IPv6DualStack=true",
+    "--feature-gates",
+    "IPv6DualStack=true",
   ];
 }
 
@@ -127,7 +173,9 @@ export function writeKubeconfig(file: string, url: string, token: string, caFile
   const cfg = {
     apiVersion: "v1",
     kind: "Config",
-    clusters: [{ name: "weft", cluster: { server: url, "certificate-authority-data": readFileSync(caFile).toString("base64") } }],
+    clusters: [
+      { name: "weft", cluster: { server: url, "certificate-authority-data": readFileSync(caFile).toString("base64") } },
+    ],
     users: [{ name: "weft-admin", user: { token } }],
     contexts: [{ name: "weft", context: { cluster: "weft", user: "weft-admin" } }],
     "current-context": "weft",
@@ -137,10 +185,14 @@ export function writeKubeconfig(file: string, url: string, token: string, caFile
 
 function readyz(url: string, ca: Buffer, token: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request(`${url}/readyz`, { ca, headers: { authorization: `Bearer ${token}` }, timeout: 2000 }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
+    const req = request(
+      `${url}/readyz`,
+      { ca, headers: { authorization: `Bearer ${token}` }, timeout: 2000 },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
     req.on("error", () => resolve(false));
     req.on("timeout", () => req.destroy());
     req.end();
@@ -159,7 +211,9 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
   const persistent = options.persistent ?? false;
   const binary = options.binary ?? kubeApiserverBinary();
   if (!existsSync(binary)) {
-    throw new Error(`${binary} is missing: build it once with \`bash scripts/kube-apiserver.sh\` (about 11 minutes; it caches the binary there)`);
+    throw new Error(
+      `${binary} is missing: build it once with \`bash scripts/kube-apiserver.sh\` (about 11 minutes; it caches the binary there)`,
+    );
   }
   if (!persistent) hookExit();
   const dir = mkdtempSync(join(options.baseDir ?? tmpdir(), "weft-apiserver-"));
@@ -169,12 +223,17 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
   let etcd: EtcdCluster | undefined;
   let child: ChildProcess | undefined;
   let stopped = false;
-  const alive = (c: ChildProcess | undefined): c is ChildProcess => c?.pid !== undefined && c.exitCode === null && c.signalCode === null;
+  const alive = (c: ChildProcess | undefined): c is ChildProcess =>
+    c?.pid !== undefined && c.exitCode === null && c.signalCode === null;
   const kill = async (): Promise<void> => {
     const c = child;
     if (alive(c)) {
       const exited = new Promise((r) => c.once("exit", r));
-      try { process.kill(c.pid!, "SIGKILL"); } catch { /* gone */ }
+      try {
+        process.kill(c.pid!, "SIGKILL");
+      } catch {
+        /* gone */
+      }
       await exited;
     }
     if (c) running.delete(c);
@@ -196,7 +255,14 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
     const url = `https://127.0.0.1:${port}`;
     const kubeconfig = join(dir, "kubeconfig");
     writeKubeconfig(kubeconfig, url, token, join(dir, "serving.crt"));
-    const argv = kubeApiserverArgs({ dir, port, etcdServers, etcdTls: options.etcdTls, etcdPrefix: options.etcdPrefix, serviceClusterIPRange: options.serviceClusterIPRange });
+    const argv = kubeApiserverArgs({
+      dir,
+      port,
+      etcdServers,
+      etcdTls: options.etcdTls,
+      etcdPrefix: options.etcdPrefix,
+      serviceClusterIPRange: options.serviceClusterIPRange,
+    });
     const logFile = join(dir, "apiserver.log");
     const ca = readFileSync(join(dir, "serving.crt"));
     const timeoutMs = options.readyTimeoutMs ?? 60_000;
@@ -220,7 +286,8 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       for (;;) {
         if (!alive(c)) throw new Error(`kube-apiserver exited during start-up: ${tail(logFile)}`);
         if (await readyz(url, ca, token)) return;
-        if (Date.now() > deadline) throw new Error(`kube-apiserver (${url}) was not ready after ${timeoutMs} ms: ${tail(logFile)}`);
+        if (Date.now() > deadline)
+          throw new Error(`kube-apiserver (${url}) was not ready after ${timeoutMs} ms: ${tail(logFile)}`);
         await new Promise((r) => setTimeout(r, 100));
       }
     };
@@ -232,8 +299,12 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       token,
       dir,
       etcdServers,
-      get pid() { return alive(child) ? child.pid : undefined; },
-      get pids() { return [...(alive(child) ? [child.pid!] : []), ...etcdPids]; },
+      get pid() {
+        return alive(child) ? child.pid : undefined;
+      },
+      get pids() {
+        return [...(alive(child) ? [child.pid!] : []), ...etcdPids];
+      },
       kill,
       start,
       stop,

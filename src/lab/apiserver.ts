@@ -16,10 +16,20 @@ export interface LabApiserver {
 }
 
 /** Starts the apiserver unless `have` is still running; a dead one's directory is replaced. */
-export async function ensureApiserver(labDir: string, etcdServers: readonly string[], etcdTls: EtcdTlsFiles | undefined, have: LabApiserver | undefined): Promise<LabApiserver> {
+export async function ensureApiserver(
+  labDir: string,
+  etcdServers: readonly string[],
+  etcdTls: EtcdTlsFiles | undefined,
+  have: LabApiserver | undefined,
+): Promise<LabApiserver> {
   if (have && isAlive(have.proc)) return have;
   if (have) rmSync(have.dir, { recursive: true, force: true });
-  const a = await startKubeApiserver({ etcdServers: [...etcdServers], ...(etcdTls ? { etcdTls } : {}), baseDir: labDir, persistent: true });
+  const a = await startKubeApiserver({
+    etcdServers: [...etcdServers],
+    ...(etcdTls ? { etcdTls } : {}),
+    baseDir: labDir,
+    persistent: true,
+  });
   const pid = a.pid;
   const start = pid === undefined ? undefined : procStart(pid);
   if (pid === undefined || start === undefined) throw new Error("kube-apiserver exited right after start-up");

@@ -9,7 +9,11 @@ let hooked = false;
 
 function cleanupSync(): void {
   for (const c of running) {
-    try { if (c.pid) process.kill(c.pid, "SIGKILL"); } catch { /* already gone */ }
+    try {
+      if (c.pid) process.kill(c.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
   }
   running.clear();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });

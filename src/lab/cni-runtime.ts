@@ -51,7 +51,11 @@ export async function invokePlugin(exe: string, call: PluginCall, config: unknow
   if (call.netns !== undefined) env.push(`CNI_NETNS=${call.netns}`);
   if (call.ifname !== undefined) env.push(`CNI_IFNAME=${call.ifname}`);
   if (call.args && Object.keys(call.args).length) {
-    env.push(`CNI_ARGS=${Object.entries(call.args).map(([k, v]) => `${k}=${v}`).join(";")}`);
+    env.push(
+      `CNI_ARGS=${Object.entries(call.args)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(";")}`,
+    );
   }
   env.push(`CNI_PATH=${(call.path ?? [REFERENCE_PLUGIN_DIR]).join(":")}`);
   const secs = String(call.timeoutSec ?? 60);
@@ -75,7 +79,11 @@ export async function invokeOk(exe: string, call: PluginCall, config: unknown): 
 }
 
 export class PluginFailed extends Error {
-  constructor(readonly exe: string, readonly command: string, readonly out: PluginOutput) {
+  constructor(
+    readonly exe: string,
+    readonly command: string,
+    readonly out: PluginOutput,
+  ) {
     super(`${exe} ${command} exited ${out.code}: ${out.stdout.trim() || out.stderr.trim()}`);
     this.name = "PluginFailed";
   }
@@ -176,7 +184,12 @@ export async function addChain(list: ConflistJson, at: Attachment, opts: ChainOp
 }
 
 /** CHECK through the whole list with the cached result; every plugin must succeed. */
-export async function checkChain(list: ConflistJson, at: Attachment, cached: unknown, opts: ChainOptions): Promise<{ ok: boolean; steps: ChainStep[] }> {
+export async function checkChain(
+  list: ConflistJson,
+  at: Attachment,
+  cached: unknown,
+  opts: ChainOptions,
+): Promise<{ ok: boolean; steps: ChainStep[] }> {
   const steps: ChainStep[] = [];
   for (let i = 0; i < list.plugins.length; i++) {
     const exe = findPlugin(list.plugins[i].type, opts.path);
@@ -188,7 +201,12 @@ export async function checkChain(list: ConflistJson, at: Attachment, cached: unk
 }
 
 /** DEL in reverse order; like libcni it stops at the first plugin that fails. */
-export async function delChain(list: ConflistJson, at: Attachment, cached: unknown, opts: ChainOptions): Promise<{ ok: boolean; steps: ChainStep[] }> {
+export async function delChain(
+  list: ConflistJson,
+  at: Attachment,
+  cached: unknown,
+  opts: ChainOptions,
+): Promise<{ ok: boolean; steps: ChainStep[] }> {
   const steps: ChainStep[] = [];
   for (let i = list.plugins.length - 1; i >= 0; i--) {
     const exe = findPlugin(list.plugins[i].type, opts.path);
@@ -200,7 +218,11 @@ export async function delChain(list: ConflistJson, at: Attachment, cached: unkno
 }
 
 /** A single-plugin list, for tests that talk to one plugin. */
-export function singlePluginList(name: string, cniVersion: string, plugin: { type: string; [k: string]: unknown }): ConflistJson {
+export function singlePluginList(
+  name: string,
+  cniVersion: string,
+  plugin: { type: string; [k: string]: unknown },
+): ConflistJson {
   return { cniVersion, name, plugins: [plugin] };
 }
 

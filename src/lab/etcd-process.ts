@@ -55,11 +55,15 @@ export interface StartEtcdOptions {
 
 async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
-      const s = createServer();
-      s.once("error", reject);
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+          const s = createServer();
+          s.once("error", reject);
+          s.listen(0, "127.0.0.1", () => resolve(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => (s.address() as { port: number }).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
@@ -113,11 +117,16 @@ class Member implements EtcdMember {
   async waitReady(): Promise<void> {
     const deadline = Date.now() + this.readyTimeoutMs;
     while (Date.now() < deadline) {
-      if (!this.child) throw new Error(`etcd member ${this.name} exited during start-up: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+      if (!this.child)
+        throw new Error(
+          `etcd member ${this.name} exited during start-up: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`,
+        );
       if (await this.healthy()) return;
       await new Promise((r) => setTimeout(r, 25));
     }
-    throw new Error(`etcd member ${this.name} (${this.clientUrl}) was not healthy after ${this.readyTimeoutMs} ms: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    throw new Error(
+      `etcd member ${this.name} (${this.clientUrl}) was not healthy after ${this.readyTimeoutMs} ms: ${this.stderr.trim().split("\n").slice(-3).join(" | ")}`,
+    );
   }
 
   async start(): Promise<void> {
@@ -129,7 +138,11 @@ class Member implements EtcdMember {
     const child = this.child;
     if (!child || child.pid === undefined) return;
     const exited = new Promise((r) => child.once("exit", r));
-    try { process.kill(child.pid, "SIGKILL"); } catch { /* already gone */ }
+    try {
+      process.kill(child.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
     await exited;
   }
 }
@@ -154,22 +167,45 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<EtcdClu
   const initialCluster = specs.map((s) => `${s.name}=${s.peerUrl}`).join(",");
   const members = specs.map(
     (s) =>
-      new Member(s.name, s.clientUrl, s.peerUrl, s.dataDir, [
-        "--name", s.name,
-        "--data-dir", s.dataDir,
-        "--listen-client-urls", s.clientUrl,
-        "--advertise-client-urls", s.clientUrl,
-        "--listen-peer-urls", s.peerUrl,
-        "--initial-advertise-peer-urls", s.peerUrl,
-        "--initial-cluster", initialCluster,
-        "--initial-cluster-state", "new",
-        "--initial-cluster-token", token,
-        "--heartbeat-interval", "10",
-        "--election-timeout", "100",
-        "--logger", "zap",
-        "--log-level", "error",
-        ...(tls ? etcdServerTlsArgs(tls) : []),
-      ], binary, options.readyTimeoutMs ?? 20_000, persistent, () => etcdHealthy(s.clientUrl, tls && clientTls(tls))),
+      new Member(
+        s.name,
+        s.clientUrl,
+        s.peerUrl,
+        s.dataDir,
+        [
+          "--name",
+          s.name,
+          "--data-dir",
+          s.dataDir,
+          "--listen-client-urls",
+          s.clientUrl,
+          "--advertise-client-urls",
+          s.clientUrl,
+          "--listen-peer-urls",
+          s.peerUrl,
+          "--initial-advertise-peer-urls",
+          s.peerUrl,
+          "--initial-cluster",
+          initialCluster,
+          "--initial-cluster-state",
+          "new",
+          "--initial-cluster-token",
+          token,
+          "--heartbeat-interval",
+          "10",
+          "--election-timeout",
+          "100",
+          "--logger",
+          "zap",
+          "--log-level",
+          "error",
+          ...(tls ? etcdServerTlsArgs(tls) : []),
+        ],
+        binary,
+        options.readyTimeoutMs ?? 20_000,
+        persistent,
+        () => etcdHealthy(s.clientUrl, tls && clientTls(tls)),
+      ),
   );
   let stopped = false;
   const stop = async (): Promise<void> => {

@@ -34,7 +34,13 @@ export type LabEtcdTls = NonNullable<LabState["etcdTls"]>;
 /** The lab etcd's CA, server and client certificates, made in DIR/etcd/tls. */
 export function makeLabEtcdCertificates(dir: string): LabEtcdTls {
   const c = makeEtcdCertificates(join(dir, "etcd", "tls"), "weft-lab");
-  return { caFile: c.caFile, serverCertFile: c.serverCertFile, serverKeyFile: c.serverKeyFile, clientCertFile: c.clientCertFile, clientKeyFile: c.clientKeyFile };
+  return {
+    caFile: c.caFile,
+    serverCertFile: c.serverCertFile,
+    serverKeyFile: c.serverKeyFile,
+    clientCertFile: c.clientCertFile,
+    clientKeyFile: c.clientKeyFile,
+  };
 }
 
 /** What a client presents to the lab etcd (undefined: an older lab's plain etcd). */
@@ -70,21 +76,36 @@ export async function planMembers(dir: string, count: 1 | 3, tls = true): Promis
 }
 
 function memberArgv(m: EtcdMember, all: readonly EtcdMember[], tls: LabEtcdTls | undefined): string[] {
-  const tuning = all.length === 1 ? ["--heartbeat-interval", "10", "--election-timeout", "100"] : ["--heartbeat-interval", "50", "--election-timeout", "500"];
+  const tuning =
+    all.length === 1
+      ? ["--heartbeat-interval", "10", "--election-timeout", "100"]
+      : ["--heartbeat-interval", "50", "--election-timeout", "500"];
   return [
     ETCD_BIN,
-    "--name", m.name,
-    "--data-dir", join(m.dir, "data"),
-    "--listen-client-urls", `${m.clientUrl},${tls ? "unixs" : "unix"}://${SOCKET_FILE}`,
-    "--advertise-client-urls", m.clientUrl,
-    "--listen-peer-urls", m.peerUrl,
-    "--initial-advertise-peer-urls", m.peerUrl,
-    "--initial-cluster", all.map((x) => `${x.name}=${x.peerUrl}`).join(","),
-    "--initial-cluster-state", "new",
-    "--initial-cluster-token", "weft-lab",
-    "--snapshot-count", "10000",
-    "--logger", "zap",
-    "--log-level", "warn",
+    "--name",
+    m.name,
+    "--data-dir",
+    join(m.dir, "data"),
+    "--listen-client-urls",
+    `${m.clientUrl},${tls ? "unixs" : "unix"}://${SOCKET_FILE}`,
+    "--advertise-client-urls",
+    m.clientUrl,
+    "--listen-peer-urls",
+    m.peerUrl,
+    "--initial-advertise-peer-urls",
+    m.peerUrl,
+    "--initial-cluster",
+    all.map((x) => `${x.name}=${x.peerUrl}`).join(","),
+    "--initial-cluster-state",
+    "new",
+    "--initial-cluster-token",
+    "weft-lab",
+    "--snapshot-count",
+    "10000",
+    "--logger",
+    "zap",
+    "--log-level",
+    "warn",
     ...tuning,
     ...(tls ? etcdServerTlsArgs(tls, true) : []),
   ];
@@ -103,13 +124,19 @@ export function startMember(m: EtcdMember, all: readonly EtcdMember[], tls: LabE
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Waits until every member reports healthy (a leader exists, it serves reads). */
-export async function waitHealthy(members: readonly EtcdMember[], tls: LabEtcdTls | undefined, timeoutMs = 20_000): Promise<void> {
+export async function waitHealthy(
+  members: readonly EtcdMember[],
+  tls: LabEtcdTls | undefined,
+  timeoutMs = 20_000,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (const m of members) {
     for (;;) {
-      if (m.proc && !isAlive(m.proc)) throw new Error(`etcd member ${m.name} exited: ${logTail(join(m.dir, "etcd.log"))}`);
+      if (m.proc && !isAlive(m.proc))
+        throw new Error(`etcd member ${m.name} exited: ${logTail(join(m.dir, "etcd.log"))}`);
       if (await etcdHealthy(m.clientUrl, labClientTls(tls))) break;
-      if (Date.now() > until) throw new Error(`etcd member ${m.name} not healthy after ${timeoutMs} ms: ${logTail(join(m.dir, "etcd.log"))}`);
+      if (Date.now() > until)
+        throw new Error(`etcd member ${m.name} not healthy after ${timeoutMs} ms: ${logTail(join(m.dir, "etcd.log"))}`);
       await sleep(50);
     }
   }
@@ -139,7 +166,10 @@ export function labEtcdConnection(st: Pick<LabState, "etcd" | "etcdTls">): { end
 export function labEtcdFlags(st: Pick<LabState, "etcd" | "etcdTls">): string[] {
   const c = labEtcdConnection(st);
   return [
-    "--etcd-endpoints", c.endpoints.join(","),
-    ...(c.tls ? ["--etcd-cafile", c.tls.caFile, "--etcd-certfile", c.tls.certFile!, "--etcd-keyfile", c.tls.keyFile!] : []),
+    "--etcd-endpoints",
+    c.endpoints.join(","),
+    ...(c.tls
+      ? ["--etcd-cafile", c.tls.caFile, "--etcd-certfile", c.tls.certFile!, "--etcd-keyfile", c.tls.keyFile!]
+      : []),
   ];
 }

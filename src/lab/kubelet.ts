@@ -11,7 +11,14 @@ import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { PodSchema } from "../k8s/types.js";
-import { addChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type Attachment, type ConflistJson } from "./cni-runtime.js";
+import {
+  addChain,
+  delChain,
+  REFERENCE_PLUGIN_DIR,
+  resultAddresses,
+  type Attachment,
+  type ConflistJson,
+} from "./cni-runtime.js";
 import { LabNames, netnsPathOf } from "./names.js";
 import { controlCall } from "./probe-protocol.js";
 import { podKey, readPods, writePods, type LabPod, type PodsFile } from "./pods-state.js";
@@ -51,7 +58,13 @@ function hostPorts(obj: PodObject): Array<{ hostPort: number; containerPort: num
   const pod = PodSchema.safeParse(obj);
   if (!pod.success) return [];
   return pod.data.spec.containers.flatMap((c) =>
-    (c.ports ?? []).filter((p) => p.hostPort).map((p) => ({ hostPort: p.hostPort!, containerPort: p.containerPort, protocol: (p.protocol ?? "TCP").toLowerCase() })),
+    (c.ports ?? [])
+      .filter((p) => p.hostPort)
+      .map((p) => ({
+        hostPort: p.hostPort!,
+        containerPort: p.containerPort,
+        protocol: (p.protocol ?? "TCP").toLowerCase(),
+      })),
   );
 }
 
@@ -81,25 +94,31 @@ export class LabKubelet {
   /** Every change to one pod runs after the previous one finished; only the newest object counts. */
   private enqueue(key: string): void {
     const prev = this.queues.get(key) ?? Promise.resolve();
-    const next = prev.then(() => this.reconcile(key)).catch((e: unknown) => {
-      log(`${key}: ${(e as Error).message}`);
-      this.scheduleRetry(key);
-    });
+    const next = prev
+      .then(() => this.reconcile(key))
+      .catch((e: unknown) => {
+        log(`${key}: ${(e as Error).message}`);
+        this.scheduleRetry(key);
+      });
     this.queues.set(key, next);
   }
 
   private scheduleRetry(key: string): void {
     if (this.stopped || this.retry.has(key)) return;
-    this.retry.set(key, setTimeout(() => {
-      this.retry.delete(key);
-      this.enqueue(key);
-    }, RETRY_MS));
+    this.retry.set(
+      key,
+      setTimeout(() => {
+        this.retry.delete(key);
+        this.enqueue(key);
+      }, RETRY_MS),
+    );
   }
 
   onEvent(ev: PodEvent): void {
     const key = podKey(ev.pod.metadata.namespace ?? "default", ev.pod.metadata.name);
     this.latest.set(key, ev.type === "removed" ? undefined : ev.pod);
-    if (ev.type === "removed" || (ev.pod.spec as { nodeName?: unknown } | undefined)?.nodeName) this.binding.delete(key);
+    if (ev.type === "removed" || (ev.pod.spec as { nodeName?: unknown } | undefined)?.nodeName)
+      this.binding.delete(key);
     this.enqueue(key);
   }
 
@@ -202,16 +221,27 @@ export class LabKubelet {
     if (!node) {
       await this.source.updateStatus(ns, name, {
         phase: "Pending",
-        conditions: [{ type: "PodScheduled", status: "False", reason: "NodeNotFound", message: `node ${nodeName} is not in the lab (nodes: ${this.lab.nodes.map((n) => n.name).join(", ")})` }],
+        conditions: [
+          {
+            type: "PodScheduled",
+            status: "False",
+            reason: "NodeNotFound",
+            message: `node ${nodeName} is not in the lab (nodes: ${this.lab.nodes.map((n) => n.name).join(", ")})`,
+          },
+        ],
       });
       return;
     }
     if (spec.hostNetwork === true) return this.setupHostNetwork(key, obj, node);
     const rec: LabPod = existing ?? {
-      namespace: ns, name, uid: obj.metadata.uid, node: node.name,
+      namespace: ns,
+      name,
+      uid: obj.metadata.uid,
+      node: node.name,
       netns: this.names.podNetns(ns, name),
       containerId: randomBytes(32).toString("hex"),
-      ips: [], ports: podPorts(obj),
+      ips: [],
+      ports: podPorts(obj),
       controlSocket: this.names.podControlSocket(ns, name),
       phase: "Creating",
     };
@@ -230,10 +260,13 @@ export class LabKubelet {
       await delChain(list, at, undefined, opts).catch(() => undefined);
       rec.message = why;
       this.save();
-      await this.source.updateStatus(ns, name, {
-        phase: "Pending", hostIP: node.ipv4,
-        conditions: [{ type: "Ready", status: "False", reason: "NetworkSetupFailed", message: why }],
-      }).catch(() => undefined);
+      await this.source
+        .updateStatus(ns, name, {
+          phase: "Pending",
+          hostIP: node.ipv4,
+          conditions: [{ type: "Ready", status: "False", reason: "NetworkSetupFailed", message: why }],
+        })
+        .catch(() => undefined);
       throw new Error(why);
     }
     rec.cniResult = add.result;
@@ -251,10 +284,16 @@ export class LabKubelet {
   private async setupHostNetwork(key: string, obj: PodObject, node: LabNode): Promise<void> {
     const ns = obj.metadata.namespace ?? "default";
     const rec: LabPod = {
-      namespace: ns, name: obj.metadata.name, uid: obj.metadata.uid, node: node.name,
-      netns: node.netns, containerId: randomBytes(32).toString("hex"),
-      ips: [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])], ports: podPorts(obj),
-      controlSocket: this.names.podControlSocket(ns, obj.metadata.name), phase: "Creating",
+      namespace: ns,
+      name: obj.metadata.name,
+      uid: obj.metadata.uid,
+      node: node.name,
+      netns: node.netns,
+      containerId: randomBytes(32).toString("hex"),
+      ips: [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])],
+      ports: podPorts(obj),
+      controlSocket: this.names.podControlSocket(ns, obj.metadata.name),
+      phase: "Creating",
     };
     this.pods.pods[key] = rec;
     this.save();
@@ -284,8 +323,17 @@ export class LabKubelet {
   private async startServer(key: string, rec: LabPod): Promise<void> {
     await stopProc(rec.server, 1000);
     rec.server = spawnDetached(
-      ["nsenter", `--net=${netnsPathOf(rec.netns)}`, "--", process.execPath, POD_SERVER_MAIN,
-        "--control", rec.controlSocket, "--ports", JSON.stringify(rec.ports)],
+      [
+        "nsenter",
+        `--net=${netnsPathOf(rec.netns)}`,
+        "--",
+        process.execPath,
+        POD_SERVER_MAIN,
+        "--control",
+        rec.controlSocket,
+        "--ports",
+        JSON.stringify(rec.ports),
+      ],
       { log: rec.controlSocket.replace(/\.sock$/, ".log"), env: childEnv() },
     );
     this.save();
@@ -297,7 +345,8 @@ export class LabKubelet {
       } catch {
         // not listening yet
       }
-      if (!isAlive(rec.server)) throw new Error(`${key}: the pod server exited; see ${rec.controlSocket.replace(/\.sock$/, ".log")}`);
+      if (!isAlive(rec.server))
+        throw new Error(`${key}: the pod server exited; see ${rec.controlSocket.replace(/\.sock$/, ".log")}`);
       if (Date.now() > until) throw new Error(`${key}: the pod server did not answer within 15 s`);
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -313,15 +362,25 @@ export class LabKubelet {
       hostIPs: [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])].map((ip) => ({ ip })),
     };
     const cur = (obj.status ?? {}) as Record<string, unknown>;
-    const same = cur.phase === want.phase && cur.podIP === want.podIP && JSON.stringify(cur.podIPs) === JSON.stringify(want.podIPs) && cur.hostIP === want.hostIP;
+    const same =
+      cur.phase === want.phase &&
+      cur.podIP === want.podIP &&
+      JSON.stringify(cur.podIPs) === JSON.stringify(want.podIPs) &&
+      cur.hostIP === want.hostIP;
     if (same) return;
     const started = (cur.startTime as string | undefined) ?? new Date().toISOString();
-    const containers = ((obj.spec as { containers?: Array<{ name?: string; image?: string }> } | undefined)?.containers ?? []);
+    const containers =
+      (obj.spec as { containers?: Array<{ name?: string; image?: string }> } | undefined)?.containers ?? [];
     const status = {
       ...want,
       containerStatuses: containers.map((c) => ({
-        name: c.name ?? "main", ready: true, started: true, restartCount: 0,
-        image: c.image ?? "weft-lab/pod-server", imageID: "", containerID: `weft-lab://${rec.containerId}`,
+        name: c.name ?? "main",
+        ready: true,
+        started: true,
+        restartCount: 0,
+        image: c.image ?? "weft-lab/pod-server",
+        imageID: "",
+        containerID: `weft-lab://${rec.containerId}`,
         state: { running: { startedAt: started } },
       })),
       startTime: started,
@@ -343,13 +402,26 @@ export class LabKubelet {
     if (node && rec.netns !== node.netns) {
       const list = JSON.parse(readFileSync(join(node.cniConfDir, "10-weft.conflist"), "utf8")) as ConflistJson;
       const at: Attachment = {
-        containerId: rec.containerId, netns: netnsPathOf(rec.netns), ifname: "eth0",
-        args: { IgnoreUnknown: "1", K8S_POD_NAMESPACE: rec.namespace, K8S_POD_NAME: rec.name, K8S_POD_INFRA_CONTAINER_ID: rec.containerId, K8S_POD_UID: rec.uid },
+        containerId: rec.containerId,
+        netns: netnsPathOf(rec.netns),
+        ifname: "eth0",
+        args: {
+          IgnoreUnknown: "1",
+          K8S_POD_NAMESPACE: rec.namespace,
+          K8S_POD_NAME: rec.name,
+          K8S_POD_INFRA_CONTAINER_ID: rec.containerId,
+          K8S_POD_UID: rec.uid,
+        },
       };
-      const del = await delChain(list, at, rec.cniResult, { path: [node.cniBinDir, REFERENCE_PLUGIN_DIR], runIn: netnsPathOf(node.netns) });
+      const del = await delChain(list, at, rec.cniResult, {
+        path: [node.cniBinDir, REFERENCE_PLUGIN_DIR],
+        runIn: netnsPathOf(node.netns),
+      });
       if (!del.ok) {
         const last = del.steps[del.steps.length - 1];
-        throw new Error(`CNI DEL failed in plugin ${last?.type}: ${(last?.out.stdout || last?.out.stderr || "").trim()}`);
+        throw new Error(
+          `CNI DEL failed in plugin ${last?.type}: ${(last?.out.stdout || last?.out.stderr || "").trim()}`,
+        );
       }
       await deleteNetns(rec.netns);
     }
@@ -399,4 +471,3 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.exit(1);
   });
 }
-

@@ -27,18 +27,42 @@ describe("lab topology", { skip }, () => {
   test("underlay and nodes are made inside namespaces and removed without a trace", async () => {
     const t = Math.random().toString(36).slice(2, 8);
     const ul = `wt-ul-${t}`;
-    const nodes = [1, 2].map((i) => ({ ul, node: `n${i}`, netns: `wt-n${i}-${t}`, ipv4: `10.250.0.${10 + i}`, ipv6: `fd00:250::${10 + i}`, gateway4: "10.250.0.1", gateway6: "fd00:250::1" }));
+    const nodes = [1, 2].map((i) => ({
+      ul,
+      node: `n${i}`,
+      netns: `wt-n${i}-${t}`,
+      ipv4: `10.250.0.${10 + i}`,
+      ipv6: `fd00:250::${10 + i}`,
+      gateway4: "10.250.0.1",
+      gateway6: "fd00:250::1",
+    }));
     try {
       await ensureUnderlay(ul, ["10.250.0.1", "fd00:250::1"]);
       for (const n of nodes) await ensureNode(n);
       // A second pass changes nothing and does not fail (idempotent).
       for (const n of nodes) await ensureNode(n);
-      const ping = await run(["busybox", "ping", "-c", "1", "-W", "2", "10.250.0.12"], { netns: `/run/netns/${nodes[0].netns}` }).then(() => true, () => false);
+      const ping = await run(["busybox", "ping", "-c", "1", "-W", "2", "10.250.0.12"], {
+        netns: `/run/netns/${nodes[0].netns}`,
+      }).then(
+        () => true,
+        () => false,
+      );
       assert.ok(ping, "n1 reaches n2 over the underlay bridge");
-      const ping6 = await run(["busybox", "ping", "-6", "-c", "1", "-W", "2", "fd00:250::12"], { netns: `/run/netns/${nodes[0].netns}` }).then(() => true, () => false);
+      const ping6 = await run(["busybox", "ping", "-6", "-c", "1", "-W", "2", "fd00:250::12"], {
+        netns: `/run/netns/${nodes[0].netns}`,
+      }).then(
+        () => true,
+        () => false,
+      );
       assert.ok(ping6, "n1 reaches n2 over IPv6");
-      const routes = JSON.parse(await run(["ip", "-j", "route", "show", "default"], { netns: `/run/netns/${nodes[1].netns}` })) as Array<{ gateway?: string }>;
-      assert.deepEqual(routes.map((r) => r.gateway), ["10.250.0.1"], "a node has a default route, as hosts do");
+      const routes = JSON.parse(
+        await run(["ip", "-j", "route", "show", "default"], { netns: `/run/netns/${nodes[1].netns}` }),
+      ) as Array<{ gateway?: string }>;
+      assert.deepEqual(
+        routes.map((r) => r.gateway),
+        ["10.250.0.1"],
+        "a node has a default route, as hosts do",
+      );
     } finally {
       for (const n of nodes) await deleteNetns(n.netns);
       await deleteNetns(ul);
@@ -79,7 +103,10 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     const tls = st.etcdTls!;
     assert.ok(tls, "the lab records its etcd certificates");
     for (const k of [tls.serverKeyFile, tls.clientKeyFile]) assert.equal(statSync(k).mode & 0o777, 0o600, k);
-    assert.ok(st.etcd.every((m) => m.clientUrl.startsWith("https://")), "client URLs are https");
+    assert.ok(
+      st.etcd.every((m) => m.clientUrl.startsWith("https://")),
+      "client URLs are https",
+    );
     const refused = async (config: StoreConfig, what: string) => {
       const s = openStore({ ...config, requestTimeoutMs: 1500 } as StoreConfig);
       try {
@@ -88,10 +115,19 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
         await s.close();
       }
     };
-    await refused({ kind: "etcd", endpoints: st.etcd.map((m) => m.clientUrl.replace("https:", "http:")) }, "plain HTTP on the TCP port");
-    await refused({ kind: "etcd", endpoints: st.etcd.map((m) => m.clientUrl), tls: { caFile: tls.caFile } }, "TLS without a client certificate");
+    await refused(
+      { kind: "etcd", endpoints: st.etcd.map((m) => m.clientUrl.replace("https:", "http:")) },
+      "plain HTTP on the TCP port",
+    );
+    await refused(
+      { kind: "etcd", endpoints: st.etcd.map((m) => m.clientUrl), tls: { caFile: tls.caFile } },
+      "TLS without a client certificate",
+    );
     await refused({ kind: "etcd", endpoints: unixEndpoints(st.etcd, false) }, "plain on the unix socket");
-    await refused({ kind: "etcd", endpoints: unixEndpoints(st.etcd, true), tls: { caFile: tls.caFile } }, "unix socket without a client certificate");
+    await refused(
+      { kind: "etcd", endpoints: unixEndpoints(st.etcd, true), tls: { caFile: tls.caFile } },
+      "unix socket without a client certificate",
+    );
   });
 
   test("pods get a namespace on their node, addresses and a kubelet-style status", async () => {
@@ -100,7 +136,12 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     await lab.applyPod("default", "c", { node: "n1" });
     await lab.applyPod("other", "d"); // no nodeName: the kubelet places it
     const st = lab.state()!;
-    for (const [ns, name] of [["default", "a"], ["default", "b"], ["default", "c"], ["other", "d"]]) {
+    for (const [ns, name] of [
+      ["default", "a"],
+      ["default", "b"],
+      ["default", "c"],
+      ["other", "d"],
+    ]) {
       const p = await lab.waitRunning(ns, name);
       const status = p.status as { podIP: string; podIPs: Array<{ ip: string }>; hostIP: string };
       const nodeName = (p.spec as { nodeName?: string }).nodeName;
@@ -108,7 +149,10 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
       assert.ok(node, `${ns}/${name} is bound to a lab node (got ${nodeName})`);
       assert.equal(status.hostIP, node.ipv4);
       assert.equal(isIP(status.podIP), 4);
-      assert.deepEqual(status.podIPs.map((x) => x.ip), [status.podIP]);
+      assert.deepEqual(
+        status.podIPs.map((x) => x.ip),
+        [status.podIP],
+      );
       // The address really is on the pod's interface, inside the pod's namespace.
       const pod = readPods(lab.dir).pods[`${ns}/${name}`];
       const addrs = await run(["ip", "-j", "addr", "show", "dev", "eth0"], { netns: `/run/netns/${pod.netns}` });
@@ -139,7 +183,17 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     const udp = await lab.cli(["probe", "default/c", "default/a", "--port", "53", "--protocol", "UDP", "-o", "json"]);
     assert.equal(udp.code, 0, udp.stderr);
     assert.equal(JSON.parse(udp.stdout).result, "connected");
-    const udpClosed = await lab.cli(["probe", "default/c", "default/a", "--port", "54", "--protocol", "UDP", "-o", "json"]);
+    const udpClosed = await lab.cli([
+      "probe",
+      "default/c",
+      "default/a",
+      "--port",
+      "54",
+      "--protocol",
+      "UDP",
+      "-o",
+      "json",
+    ]);
     assert.equal(udpClosed.code, 1);
     assert.equal(JSON.parse(udpClosed.stdout).result, "refused");
 
@@ -171,19 +225,43 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
 
   test("matrix (TCP and UDP) agrees with socat run from each pod, pair by pair", async () => {
     const pods = readPods(lab.dir).pods;
-    for (const [protocol, port] of [["TCP", 80], ["TCP", 81], ["UDP", 53]] as const) {
-      const r = await lab.cli(["matrix", "--port", String(port), "--protocol", protocol, "--timeout-ms", "500", "-o", "json"]);
+    for (const [protocol, port] of [
+      ["TCP", 80],
+      ["TCP", 81],
+      ["UDP", 53],
+    ] as const) {
+      const r = await lab.cli([
+        "matrix",
+        "--port",
+        String(port),
+        "--protocol",
+        protocol,
+        "--timeout-ms",
+        "500",
+        "-o",
+        "json",
+      ]);
       assert.equal(r.code, 0, r.stderr);
-      const m = JSON.parse(r.stdout) as { port: number; protocol: string; matrix: Record<string, Record<string, boolean>> };
+      const m = JSON.parse(r.stdout) as {
+        port: number;
+        protocol: string;
+        matrix: Record<string, Record<string, boolean>>;
+      };
       assert.equal(m.port, port);
       assert.equal(m.protocol, protocol);
       const keys = Object.keys(pods).sort();
       assert.deepEqual(Object.keys(m.matrix).sort(), keys);
       const pairs = keys.flatMap((from) => keys.map((to) => [from, to] as const));
-      const truths = await Promise.all(pairs.map(([from, to]) => protocol === "TCP"
-        ? socatTcp(pods[from].netns, pods[to].ips[0], port)
-        : socatUdpEcho(pods[from].netns, pods[to].ips[0], port)));
-      pairs.forEach(([from, to], i) => assert.equal(m.matrix[from][to], truths[i], `${protocol}/${port} ${from} -> ${to}`));
+      const truths = await Promise.all(
+        pairs.map(([from, to]) =>
+          protocol === "TCP"
+            ? socatTcp(pods[from].netns, pods[to].ips[0], port)
+            : socatUdpEcho(pods[from].netns, pods[to].ips[0], port),
+        ),
+      );
+      pairs.forEach(([from, to], i) =>
+        assert.equal(m.matrix[from][to], truths[i], `${protocol}/${port} ${from} -> ${to}`),
+      );
       for (const from of keys) {
         assert.deepEqual(Object.keys(m.matrix[from]).sort(), keys, "every pod to every pod, itself included");
         assert.equal(m.matrix[from][from], port !== 81, `${from} to itself over its own address`);
@@ -204,7 +282,10 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
     assert.equal(p.code, 2);
     assert.match(p.stderr, /this kernel has no SCTP/);
     // A pod with an SCTP containerPort still runs: its other ports serve, its log says why SCTP does not.
-    await lab.applyPod("default", "s", { node: "n2", ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }] });
+    await lab.applyPod("default", "s", {
+      node: "n2",
+      ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }],
+    });
     await lab.waitRunning("default", "s");
     const tcp = await lab.cli(["probe", "default/a", "default/s", "--port", "80"]);
     assert.equal(tcp.code, 0, tcp.stdout + tcp.stderr);
@@ -219,12 +300,25 @@ describe("a 2-node lab with pods", { skip, timeout: 240_000 }, () => {
   test("SCTP where the kernel has it: a pod's SCTP port accepts from another node's pod; a closed one refuses", async (t) => {
     const sctp = await sctpSupport(`/run/netns/${readPods(lab.dir).pods["default/a"].netns}`);
     if (!sctp.ok) return t.skip(sctp.reason);
-    await lab.applyPod("default", "s", { node: "n2", ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }] });
+    await lab.applyPod("default", "s", {
+      node: "n2",
+      ports: [{ containerPort: 80 }, { containerPort: 9899, protocol: "SCTP" }],
+    });
     await lab.waitRunning("default", "s");
     const ok = await lab.cli(["probe", "default/a", "default/s", "--protocol", "SCTP", "--port", "9899", "-o", "json"]);
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     assert.equal((JSON.parse(ok.stdout) as { result: string }).result, "connected");
-    const closed = await lab.cli(["probe", "default/a", "default/s", "--protocol", "SCTP", "--port", "9898", "-o", "json"]);
+    const closed = await lab.cli([
+      "probe",
+      "default/a",
+      "default/s",
+      "--protocol",
+      "SCTP",
+      "--port",
+      "9898",
+      "-o",
+      "json",
+    ]);
     assert.equal(closed.code, 1, closed.stdout + closed.stderr);
     assert.equal((JSON.parse(closed.stdout) as { result: string }).result, "refused");
     await lab.objects().delete({ kind: "Pod", namespace: "default", name: "s" });
@@ -324,11 +418,26 @@ describe("a dual-stack lab", { skip, timeout: 120_000 }, () => {
     const x = await lab.waitRunning("default", "x");
     await lab.waitRunning("default", "y");
     const ips = (x.status as { podIPs: Array<{ ip: string }> }).podIPs.map((p) => p.ip);
-    assert.deepEqual(ips.map((ip) => isIP(ip)), [4, 6]);
+    assert.deepEqual(
+      ips.map((ip) => isIP(ip)),
+      [4, 6],
+    );
     for (const fam of ["4", "6"]) {
       const p = await lab.cli(["probe", "default/x", "default/y", "--port", "80", "--family", fam, "-o", "json"]);
       assert.equal(p.code, 0, `IPv${fam}: ${p.stdout} ${p.stderr}`);
-      const u = await lab.cli(["probe", "default/y", "default/x", "--port", "53", "--protocol", "UDP", "--family", fam, "-o", "json"]);
+      const u = await lab.cli([
+        "probe",
+        "default/y",
+        "default/x",
+        "--port",
+        "53",
+        "--protocol",
+        "UDP",
+        "--family",
+        fam,
+        "-o",
+        "json",
+      ]);
       assert.equal(u.code, 0, `UDP IPv${fam}: ${u.stdout} ${u.stderr}`);
     }
     const down = await lab.cli(["down"]);
@@ -379,7 +488,11 @@ describe("a lab on a 3-member etcd", { skip, timeout: 120_000 }, () => {
   });
 });
 
-const kubeSkip = skip ?? (!existsSync(apiserverBinary()) ? `${apiserverBinary()} is not built (bash scripts/kube-apiserver.sh)` : kubectlSkipReason());
+const kubeSkip =
+  skip ??
+  (!existsSync(apiserverBinary())
+    ? `${apiserverBinary()} is not built (bash scripts/kube-apiserver.sh)`
+    : kubectlSkipReason());
 
 describe("a lab on a real kube-apiserver (--store kubernetes)", { skip: kubeSkip, timeout: 180_000 }, () => {
   const lab = new TestLab();
@@ -398,20 +511,44 @@ describe("a lab on a real kube-apiserver (--store kubernetes)", { skip: kubeSkip
     assert.equal(kc.code, 0, kc.stderr);
     writeFileSync(kubeconfig, kc.stdout, { mode: 0o600 });
 
-    const nodes = JSON.parse((await kubectl(["get", "nodes", "-o", "json"])).stdout) as { items: Array<{ metadata: { name: string }; status: { addresses: Array<{ type: string; address: string }> } }> };
-    assert.deepEqual(nodes.items.map((n) => [n.metadata.name, n.status.addresses.find((a) => a.type === "InternalIP")?.address]), [["n1", "10.250.0.11"], ["n2", "10.250.0.12"]]);
+    const nodes = JSON.parse((await kubectl(["get", "nodes", "-o", "json"])).stdout) as {
+      items: Array<{ metadata: { name: string }; status: { addresses: Array<{ type: string; address: string }> } }>;
+    };
+    assert.deepEqual(
+      nodes.items.map((n) => [n.metadata.name, n.status.addresses.find((a) => a.type === "InternalIP")?.address]),
+      [
+        ["n1", "10.250.0.11"],
+        ["n2", "10.250.0.12"],
+      ],
+    );
 
-    const pods = ["web", "db"].map((name) => ({ apiVersion: "v1", kind: "Pod", metadata: { name }, spec: { containers: [{ name: "c", image: "lab", ports: [{ containerPort: 80 }] }] } }));
-    const applied = await kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: pods }));
+    const pods = ["web", "db"].map((name) => ({
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name },
+      spec: { containers: [{ name: "c", image: "lab", ports: [{ containerPort: 80 }] }] },
+    }));
+    const applied = await kubectl(
+      ["apply", "-f", "-"],
+      JSON.stringify({ apiVersion: "v1", kind: "List", items: pods }),
+    );
     assert.equal(applied.code, 0, applied.stderr);
-    let got: Array<{ metadata: { name: string }; spec: { nodeName?: string }; status: { phase?: string; podIP?: string; hostIP?: string } }> = [];
+    let got: Array<{
+      metadata: { name: string };
+      spec: { nodeName?: string };
+      status: { phase?: string; podIP?: string; hostIP?: string };
+    }> = [];
     const until = Date.now() + 30_000;
     while (Date.now() < until) {
       got = (JSON.parse((await kubectl(["get", "pods", "-o", "json"])).stdout) as { items: typeof got }).items;
       if (got.length === 2 && got.every((p) => p.status.phase === "Running")) break;
       await new Promise((r) => setTimeout(r, 200));
     }
-    assert.deepEqual(got.map((p) => p.status.phase), ["Running", "Running"], lab.kubeletLog());
+    assert.deepEqual(
+      got.map((p) => p.status.phase),
+      ["Running", "Running"],
+      lab.kubeletLog(),
+    );
     assert.deepEqual(got.map((p) => p.spec.nodeName).sort(), ["n1", "n2"], "spread over the nodes");
     for (const p of got) assert.equal(p.status.hostIP, p.spec.nodeName === "n1" ? "10.250.0.11" : "10.250.0.12");
     const self = await lab.cli(["probe", "default/web", "default/web", "--port", "80", "-o", "json"]);

@@ -4,11 +4,37 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { installCni } from "../cni-install/index.js";
-import { agentArgv, agentCaps, CLI_MAIN, nodeKubeconfig, startAgent, waitAgent, type AgentCaps, type AgentMode } from "./agents.js";
-import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";
-import { labClientTls, labEtcdFlags, makeLabEtcdCertificates, planMembers, startMember, tcpEndpoints, waitHealthy } from "./etcd.js";
 import {
-  CLUSTER_CIDR_V4, CLUSTER_CIDR_V6, LabNames, UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6, localPodCidrs, MAX_NODES, netnsPathOf, underlayV4, underlayV6,
+  agentArgv,
+  agentCaps,
+  CLI_MAIN,
+  nodeKubeconfig,
+  startAgent,
+  waitAgent,
+  type AgentCaps,
+  type AgentMode,
+} from "./agents.js";
+import { startNodeProxy, startRootProxy, writeNodeKubeconfig } from "./api-proxy.js";
+import {
+  labClientTls,
+  labEtcdFlags,
+  makeLabEtcdCertificates,
+  planMembers,
+  startMember,
+  tcpEndpoints,
+  waitHealthy,
+} from "./etcd.js";
+import {
+  CLUSTER_CIDR_V4,
+  CLUSTER_CIDR_V6,
+  LabNames,
+  UNDERLAY_GATEWAY_V4,
+  UNDERLAY_GATEWAY_V6,
+  localPodCidrs,
+  MAX_NODES,
+  netnsPathOf,
+  underlayV4,
+  underlayV6,
 } from "./names.js";
 import { ensureApiserver } from "./apiserver.js";
 import { LabBusy, withLock } from "./lock.js";
@@ -19,7 +45,10 @@ import { readState, settingsDiff, writeState, type LabNode, type LabSettings, ty
 import { deleteNetns, ensureNode, ensureUnderlay, isHostNetns, listNetns, UNDERLAY_BRIDGE } from "./topology.js";
 
 export class LabError extends Error {
-  constructor(message: string, readonly exitCode = 2) {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
     super(message);
     this.name = "LabError";
   }
@@ -30,7 +59,8 @@ export type Progress = (line: string) => void;
 export const KUBELET_MAIN = join(CLI_MAIN, "..", "..", "lab", "kubelet.js");
 
 export function validateSettings(s: LabSettings): void {
-  if (!Number.isInteger(s.nodes) || s.nodes < 1 || s.nodes > MAX_NODES) throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
+  if (!Number.isInteger(s.nodes) || s.nodes < 1 || s.nodes > MAX_NODES)
+    throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
 }
 
 function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: LabState["etcd"]): LabState {
@@ -91,19 +121,24 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   if (st) {
     const diff = settingsDiff(want, st.settings);
     if (diff.length) {
-      throw new LabError(`a lab is already running with other settings: ${diff.join(", ")}; run \`weft lab down\` first`);
+      throw new LabError(
+        `a lab is already running with other settings: ${diff.join(", ")}; run \`weft lab down\` first`,
+      );
     }
     progress(st.ready ? "lab is up already; checking its parts" : "completing a lab that was not finished");
   } else {
     mkdirSync(names.dir, { recursive: true, mode: 0o700 });
     // Agents without the store's cluster mode run in the single-host fallback.
     const caps = agentCaps();
-    const mode: AgentMode = want.store === "kubernetes" ? (caps.kubernetes ? "kubernetes" : "local") : caps.etcd ? "etcd" : "local";
+    const mode: AgentMode =
+      want.store === "kubernetes" ? (caps.kubernetes ? "kubernetes" : "local") : caps.etcd ? "etcd" : "local";
     st = planState(names, want, mode, await planMembers(names.dir, want.etcdMembers));
     // Made before the state is written: a lab on record always has its certificates.
     st.etcdTls = makeLabEtcdCertificates(names.dir);
     writeState(names.stateFile, st);
-    progress(`agents run in ${mode === "local" ? "fallback mode (--store local --pod-cidr per node)" : `cluster mode (--store ${mode})`}`);
+    progress(
+      `agents run in ${mode === "local" ? "fallback mode (--store local --pod-cidr per node)" : `cluster mode (--store ${mode})`}`,
+    );
   }
   const save = () => writeState(names.stateFile, st!);
 
@@ -113,12 +148,18 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   for (const n of st.nodes) {
     progress(`node ${n.name}: namespace ${n.netns}, underlay ${n.ipv4}${n.ipv6 ? ` ${n.ipv6}` : ""}`);
     await ensureNode({
-      ul: st.underlay.netns, node: n.name, netns: n.netns, ipv4: n.ipv4, gateway4: UNDERLAY_GATEWAY_V4,
+      ul: st.underlay.netns,
+      node: n.name,
+      netns: n.netns,
+      ipv4: n.ipv4,
+      gateway4: UNDERLAY_GATEWAY_V4,
       ...(n.ipv6 ? { ipv6: n.ipv6, gateway6: UNDERLAY_GATEWAY_V6 } : {}),
     });
   }
 
-  progress(`etcd: ${st.etcd.length} member(s) on ${tcpEndpoints(st.etcd).join(",")}${st.etcdTls ? `, client-certificate TLS (${dirname(st.etcdTls.caFile)})` : ""}`);
+  progress(
+    `etcd: ${st.etcd.length} member(s) on ${tcpEndpoints(st.etcd).join(",")}${st.etcdTls ? `, client-certificate TLS (${dirname(st.etcdTls.caFile)})` : ""}`,
+  );
   st.etcd = st.etcd.map((m) => startMember(m, st!.etcd, st!.etcdTls));
   save();
   await waitHealthy(st.etcd, st.etcdTls);
@@ -179,7 +220,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     }
     if (!isAlive(st.nodes[i].agent)) {
       progress(`node ${n.name}: starting agent (${st.agentMode} mode), log ${join(n.dir, "agent.log")}`);
-      st.nodes[i] = startAgent(st.nodes[i], st.agentMode, labEtcdFlags(st), caps ??= agentCaps());
+      st.nodes[i] = startAgent(st.nodes[i], st.agentMode, labEtcdFlags(st), (caps ??= agentCaps()));
       save();
     }
   }
@@ -205,7 +246,9 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   }
   st.ready = true;
   save();
-  progress(`lab up: ${st.nodes.length} node(s), etcd ${tcpEndpoints(st.etcd).join(",")}${st.apiserver ? `, kube-apiserver ${st.apiserver.url} (weft lab kubeconfig)` : ""}`);
+  progress(
+    `lab up: ${st.nodes.length} node(s), etcd ${tcpEndpoints(st.etcd).join(",")}${st.apiserver ? `, kube-apiserver ${st.apiserver.url} (weft lab kubeconfig)` : ""}`,
+  );
   return st;
 }
 
@@ -213,7 +256,8 @@ async function waitFile(file: string, proc: LabState["kubelet"], log: string, ti
   const until = Date.now() + timeoutMs;
   while (!existsSync(file)) {
     if (!isAlive(proc)) throw new LabError(`the lab kubelet exited: ${logTail(log)}`);
-    if (Date.now() > until) throw new LabError(`the lab kubelet did not get ready within ${timeoutMs} ms: ${logTail(log)}`);
+    if (Date.now() > until)
+      throw new LabError(`the lab kubelet did not get ready within ${timeoutMs} ms: ${logTail(log)}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -260,13 +304,18 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
   for (const ns of order) {
     // A lab name bound to the machine's own namespace: emptying it would end every process of
     // the host. Left alone, and down fails saying so.
-    if (isHostNetns(netnsPathOf(ns))) { refused.push(ns); continue; }
+    if (isHostNetns(netnsPathOf(ns))) {
+      refused.push(ns);
+      continue;
+    }
     const killed = await killNetnsProcesses(ns);
     if (killed) progress(`ended ${killed} leftover process(es) in ${ns}`);
     await deleteNetns(ns);
   }
   if (refused.length) {
-    throw new LabError(`left ${refused.join(", ")} alone: ${refused.length === 1 ? "it is" : "they are"} the machine's own network namespace (that of PID 1), not a lab namespace; remove the name with \`umount /run/netns/NAME\` after checking what bound it`);
+    throw new LabError(
+      `left ${refused.join(", ")} alone: ${refused.length === 1 ? "it is" : "they are"} the machine's own network namespace (that of PID 1), not a lab namespace; remove the name with \`umount /run/netns/NAME\` after checking what bound it`,
+    );
   }
   const hadSomething = st !== undefined || order.length > 0 || existsSync(names.dir);
   rmSync(names.dir, { recursive: true, force: true });

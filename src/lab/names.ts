@@ -15,7 +15,10 @@ export const CLUSTER_CIDR_V4 = "10.244.0.0/16";
 export const CLUSTER_CIDR_V6 = "fd00:244::/48";
 
 export class LabNames {
-  constructor(readonly id: string, readonly dir: string) {
+  constructor(
+    readonly id: string,
+    readonly dir: string,
+  ) {
     if (!/^[a-z][a-z0-9-]{0,19}$/.test(id)) {
       throw new Error(`lab id "${id}": use 1-20 lower-case letters, digits and '-', starting with a letter`);
     }

@@ -13,7 +13,9 @@ import { ipFamily } from "../net/ip.js";
 import { ControlRequestSchema, type ControlResponse, type ProbeResult } from "./probe-protocol.js";
 import { probeSctp, serveSctp } from "./probe-sctp.js";
 
-const PortsSchema = z.array(z.object({ port: z.number().int().min(1).max(65535), protocol: z.enum(["TCP", "UDP", "SCTP"]) }));
+const PortsSchema = z.array(
+  z.object({ port: z.number().int().min(1).max(65535), protocol: z.enum(["TCP", "UDP", "SCTP"]) }),
+);
 export type ServedPort = z.infer<typeof PortsSchema>[number];
 
 // Errors that mean "something answered no": a closed port (RST / ICMP port unreachable) or a
@@ -93,9 +95,12 @@ async function handle(line: string, ports: readonly ServedPort[]): Promise<Contr
   if (r.op === "ping") return { ok: true, pid: process.pid, ports: [...ports] };
   if (ipFamily(r.host) === null) return { ok: false, error: `"${r.host}" is not an IP address` };
   const t0 = performance.now();
-  const out = r.protocol === "TCP" ? await probeTcp(r.host, r.port, r.timeoutMs)
-    : r.protocol === "UDP" ? await probeUdp(r.host, r.port, r.timeoutMs)
-    : await probeSctp(r.host, r.port, r.timeoutMs);
+  const out =
+    r.protocol === "TCP"
+      ? await probeTcp(r.host, r.port, r.timeoutMs)
+      : r.protocol === "UDP"
+        ? await probeUdp(r.host, r.port, r.timeoutMs)
+        : await probeSctp(r.host, r.port, r.timeoutMs);
   if ("error" in out) return { ok: false, error: out.error };
   const ms = Math.round((performance.now() - t0) * 100) / 100;
   return { ok: true, result: out.result, ms, ...(out.detail ? { detail: out.detail } : {}) };

@@ -38,8 +38,13 @@ export function controlCall(socket: string, req: ControlRequest, timeoutMs: numb
       c.destroy();
       fn();
     };
-    const timer = setTimeout(() => done(() => reject(new Error(`pod server on ${socket} did not answer within ${timeoutMs} ms`))), timeoutMs);
-    c.on("error", (e) => done(() => reject(new Error(`pod server on ${socket}: ${(e as NodeJS.ErrnoException).code ?? e.message}`))));
+    const timer = setTimeout(
+      () => done(() => reject(new Error(`pod server on ${socket} did not answer within ${timeoutMs} ms`))),
+      timeoutMs,
+    );
+    c.on("error", (e) =>
+      done(() => reject(new Error(`pod server on ${socket}: ${(e as NodeJS.ErrnoException).code ?? e.message}`))),
+    );
     c.on("connect", () => c.write(JSON.stringify(req) + "\n"));
     c.setEncoding("utf8").on("data", (d: string) => {
       buf += d;

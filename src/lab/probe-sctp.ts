@@ -51,8 +51,10 @@ function errorLine(stderr: string): string {
 
 function unsupported(d: Done): SctpSupport | undefined {
   if (d.code === 127) return { ok: false, reason: `SCTP needs socat, which cannot run: ${d.stderr.trim()}` };
-  if (NO_KERNEL_SCTP.test(d.stderr)) return { ok: false, reason: `this kernel has no SCTP: opening an SCTP socket failed (${errorLine(d.stderr)})` };
-  if (NO_SOCAT_SCTP.test(d.stderr)) return { ok: false, reason: `this socat has no SCTP support (${errorLine(d.stderr)})` };
+  if (NO_KERNEL_SCTP.test(d.stderr))
+    return { ok: false, reason: `this kernel has no SCTP: opening an SCTP socket failed (${errorLine(d.stderr)})` };
+  if (NO_SOCAT_SCTP.test(d.stderr))
+    return { ok: false, reason: `this socat has no SCTP support (${errorLine(d.stderr)})` };
   return undefined;
 }
 
@@ -66,12 +68,20 @@ export async function sctpSupport(netns?: string): Promise<SctpSupport> {
   return unsupported(d) ?? { ok: true };
 }
 
-const REFUSED = /Connection refused|No route to host|Network is unreachable|Permission denied|Operation not permitted|Connection reset/;
+const REFUSED =
+  /Connection refused|No route to host|Network is unreachable|Permission denied|Operation not permitted|Connection reset/;
 
 /** An SCTP association to host:port: "connected" once established, as a TCP probe's connect. */
-export async function probeSctp(host: string, port: number, timeoutMs: number): Promise<{ result: ProbeResult; detail?: string } | { error: string }> {
+export async function probeSctp(
+  host: string,
+  port: number,
+  timeoutMs: number,
+): Promise<{ result: ProbeResult; detail?: string } | { error: string }> {
   const target = ipFamily(host) === 6 ? `SCTP6-CONNECT:[${host}]:${port}` : `SCTP4-CONNECT:${host}:${port}`;
-  const d = await socat(["-u", "/dev/null", `${target},connect-timeout=${(timeoutMs / 1000).toFixed(3)}`], timeoutMs + 2000);
+  const d = await socat(
+    ["-u", "/dev/null", `${target},connect-timeout=${(timeoutMs / 1000).toFixed(3)}`],
+    timeoutMs + 2000,
+  );
   const no = unsupported(d);
   if (no && !no.ok) return { error: `SCTP: ${no.reason}` };
   if (d.code === 0) return { result: "connected" };
@@ -90,10 +100,14 @@ export interface SctpServer {
  */
 export function serveSctp(port: number, log: (msg: string) => void): Promise<SctpServer> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn("socat", ["-d", "-d", `SCTP6-LISTEN:${port},ipv6only=0,reuseaddr,fork`, "PIPE"], { stdio: ["ignore", "ignore", "pipe"] });
+    const child: ChildProcess = spawn("socat", ["-d", "-d", `SCTP6-LISTEN:${port},ipv6only=0,reuseaddr,fork`, "PIPE"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
     let stderr = "";
     let listening = false;
-    child.on("error", (e) => reject(new Error(`SCTP port ${port}: socat cannot run: ${e.message} (Debian package socat)`)));
+    child.on("error", (e) =>
+      reject(new Error(`SCTP port ${port}: socat cannot run: ${e.message} (Debian package socat)`)),
+    );
     child.stderr?.setEncoding("utf8").on("data", (d: string) => {
       if (listening) return;
       stderr += d;
@@ -105,7 +119,9 @@ export function serveSctp(port: number, log: (msg: string) => void): Promise<Sct
     child.on("close", (code) => {
       if (!listening) {
         const no = unsupported({ code, stderr, timedOut: false });
-        reject(new Error(`SCTP port ${port}: ${no && !no.ok ? no.reason : `socat exited ${code}: ${errorLine(stderr)}`}`));
+        reject(
+          new Error(`SCTP port ${port}: ${no && !no.ok ? no.reason : `socat exited ${code}: ${errorLine(stderr)}`}`),
+        );
       } else log(`SCTP port ${port}: socat exited ${code}`);
     });
   });

@@ -54,23 +54,33 @@ export function findPod(lab: LabState, ref: string): LabPod {
   if (!m) throw new LabError(`"${ref}": name a pod as NAMESPACE/NAME`);
   const all = readPods(lab.dir).pods;
   const p = all[ref];
-  if (!p) throw new LabError(`pod ${ref} is not in the lab (the kubelet runs ${Object.keys(all).length} pod(s); apply it first)`);
-  if (p.phase !== "Running") throw new LabError(`pod ${ref} is not running yet (${p.phase}${p.message ? `: ${p.message}` : ""})`);
+  if (!p)
+    throw new LabError(
+      `pod ${ref} is not in the lab (the kubelet runs ${Object.keys(all).length} pod(s); apply it first)`,
+    );
+  if (p.phase !== "Running")
+    throw new LabError(`pod ${ref} is not running yet (${p.phase}${p.message ? `: ${p.message}` : ""})`);
   return p;
 }
 
 export function addressOf(p: LabPod, family: 4 | 6): string {
   const a = p.ips.find((ip) => ipFamily(ip) === family);
-  if (!a) throw new LabError(`pod ${p.namespace}/${p.name} has no IPv${family} address (it has ${p.ips.join(", ") || "none"})`);
+  if (!a)
+    throw new LabError(
+      `pod ${p.namespace}/${p.name} has no IPv${family} address (it has ${p.ips.join(", ") || "none"})`,
+    );
   return a;
 }
 
 export async function probeOne(from: LabPod, to: LabPod, spec: ProbeSpec & { family: 4 | 6 }): Promise<ProbeOutcome> {
   const host = addressOf(to, spec.family);
-  const r = await controlCall(from.controlSocket, { op: "probe", host, port: spec.port, protocol: spec.protocol, timeoutMs: spec.timeoutMs }, spec.timeoutMs + 10_000)
-    .catch((e: unknown) => {
-      throw new LabError(`pod ${from.namespace}/${from.name}: ${(e as Error).message}`);
-    });
+  const r = await controlCall(
+    from.controlSocket,
+    { op: "probe", host, port: spec.port, protocol: spec.protocol, timeoutMs: spec.timeoutMs },
+    spec.timeoutMs + 10_000,
+  ).catch((e: unknown) => {
+    throw new LabError(`pod ${from.namespace}/${from.name}: ${(e as Error).message}`);
+  });
   if (!r.ok) throw new LabError(`pod ${from.namespace}/${from.name}: ${r.error}`);
   if (!("result" in r)) throw new LabError(`pod ${from.namespace}/${from.name}: unexpected answer`);
   return {
@@ -107,15 +117,27 @@ export interface MatrixResult {
 }
 
 export async function probeMatrix(lab: LabState, spec: ProbeSpec & { family: 4 | 6 }): Promise<MatrixResult> {
-  const pods = [...runningPods(lab).values()].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  const pods = [...runningPods(lab).values()].sort((a, b) =>
+    `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
+  );
   const usable = pods.filter((p) => p.ips.some((ip) => ipFamily(ip) === spec.family));
   const pairs = usable.flatMap((a) => usable.map((b) => [a, b] as const));
   const outcomes = await pool(pairs, 64, ([a, b]) => probeOne(a, b, spec));
-  return { port: spec.port, protocol: spec.protocol, family: spec.family, pods: usable.map((p) => `${p.namespace}/${p.name}`), outcomes };
+  return {
+    port: spec.port,
+    protocol: spec.protocol,
+    family: spec.family,
+    pods: usable.map((p) => `${p.namespace}/${p.name}`),
+    outcomes,
+  };
 }
 
 /** The contract's JSON: {"port","protocol","matrix":{"NS/FROM":{"NS/TO":bool}}}. */
-export function matrixJson(m: MatrixResult): { port: number; protocol: ProbeProtocol; matrix: Record<string, Record<string, boolean>> } {
+export function matrixJson(m: MatrixResult): {
+  port: number;
+  protocol: ProbeProtocol;
+  matrix: Record<string, Record<string, boolean>>;
+} {
   const matrix: Record<string, Record<string, boolean>> = {};
   for (const p of m.pods) matrix[p] = {};
   for (const o of m.outcomes) matrix[o.from][o.to] = o.connected;
@@ -130,8 +152,13 @@ export function matrixTable(m: MatrixResult): string {
   const res = new Map(m.outcomes.map((o) => [`${o.from} ${o.to}`, o.result]));
   const w0 = Math.max("FROM \\ TO".length, ...m.pods.map((p) => p.length));
   const widths = m.pods.map((p) => Math.max(p.length, 7));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(i === 0 ? w0 : widths[i - 1])).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(i === 0 ? w0 : widths[i - 1]))
+      .join("  ")
+      .trimEnd();
   const rows = [`${m.protocol}/${m.port} over IPv${m.family}`, line(["FROM \\ TO", ...m.pods])];
-  for (const from of m.pods) rows.push(line([from, ...m.pods.map((to) => CELL[res.get(`${from} ${to}`) ?? "timeout"])]));
+  for (const from of m.pods)
+    rows.push(line([from, ...m.pods.map((to) => CELL[res.get(`${from} ${to}`) ?? "timeout"])]));
   return rows.join("\n") + "\n";
 }

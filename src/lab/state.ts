@@ -64,24 +64,28 @@ export const LabStateSchema = z.object({
    * The lab etcd's certificates (client-certificate TLS on its client and peer URLs and unix
    * sockets). Absent only in a lab made by an older weft, whose etcd is plain.
    */
-  etcdTls: z.object({
-    caFile: z.string(),
-    serverCertFile: z.string(),
-    serverKeyFile: z.string(),
-    clientCertFile: z.string(),
-    clientKeyFile: z.string(),
-  }).optional(),
+  etcdTls: z
+    .object({
+      caFile: z.string(),
+      serverCertFile: z.string(),
+      serverKeyFile: z.string(),
+      clientCertFile: z.string(),
+      clientKeyFile: z.string(),
+    })
+    .optional(),
   nodes: z.array(LabNodeSchema),
   kubelet: ProcRefSchema.optional(),
   /** --store kubernetes: the lab's kube-apiserver (over the lab etcd). */
-  apiserver: z.object({
-    dir: z.string(),
-    url: z.string(),
-    kubeconfig: z.string(),
-    proc: ProcRefSchema.optional(),
-    /** The machine-side forwarder from DIR/apiserver.sock to the apiserver. */
-    proxy: ProcRefSchema.optional(),
-  }).optional(),
+  apiserver: z
+    .object({
+      dir: z.string(),
+      url: z.string(),
+      kubeconfig: z.string(),
+      proc: ProcRefSchema.optional(),
+      /** The machine-side forwarder from DIR/apiserver.sock to the apiserver. */
+      proxy: ProcRefSchema.optional(),
+    })
+    .optional(),
   createdAt: z.string(),
   /** Set once `lab up` finished; a lab without it was interrupted. */
   ready: z.boolean(),
@@ -97,7 +101,8 @@ export function readState(file: string): LabState | undefined {
     throw e;
   }
   const parsed = LabStateSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new Error(`${file} is not a lab state file this weft understands: ${parsed.error.issues[0]?.message}`);
+  if (!parsed.success)
+    throw new Error(`${file} is not a lab state file this weft understands: ${parsed.error.issues[0]?.message}`);
   return parsed.data;
 }
 
@@ -114,8 +119,10 @@ export function settingsDiff(want: LabSettings, have: LabSettings): string[] {
   const out: string[] = [];
   if (want.nodes !== have.nodes) out.push(`--nodes ${want.nodes} (running: ${have.nodes})`);
   if (want.backend !== have.backend) out.push(`--backend ${want.backend} (running: ${have.backend})`);
-  if (want.dualStack !== have.dualStack) out.push(want.dualStack ? "--dual-stack (running: single-stack)" : "no --dual-stack (running: dual-stack)");
-  if (want.etcdMembers !== have.etcdMembers) out.push(`--etcd-members ${want.etcdMembers} (running: ${have.etcdMembers})`);
+  if (want.dualStack !== have.dualStack)
+    out.push(want.dualStack ? "--dual-stack (running: single-stack)" : "no --dual-stack (running: dual-stack)");
+  if (want.etcdMembers !== have.etcdMembers)
+    out.push(`--etcd-members ${want.etcdMembers} (running: ${have.etcdMembers})`);
   if (want.store !== have.store) out.push(`--store ${want.store} (running: ${have.store})`);
   return out;
 }

@@ -41,8 +41,11 @@ export async function ensureNode(w: NodeWiring): Promise<void> {
   ifname(w.node);
   await ensureNetns(w.netns);
   await plugIntoBridge({
-    bridgeNs: w.ul, bridge: UNDERLAY_BRIDGE, port: w.node,
-    hostNs: w.netns, uplink: NODE_UPLINK,
+    bridgeNs: w.ul,
+    bridge: UNDERLAY_BRIDGE,
+    port: w.node,
+    hostNs: w.netns,
+    uplink: NODE_UPLINK,
     addresses: w.ipv6 !== undefined ? [w.ipv4, w.ipv6] : [w.ipv4],
     gateways: [...(w.gateway4 ? [w.gateway4] : []), ...(w.gateway6 && w.ipv6 ? [w.gateway6] : [])],
   });

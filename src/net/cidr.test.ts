@@ -3,8 +3,23 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import {
-  canonicalCidr, cidrContains, cidrHas, cidrMinus, cidrOrNull, cidrOrThrow, cidrsOverlap, formatCidr, InvalidCidr,
-  isStrictSubset, KERNEL_PREFIX, nthSubnet, parseCidr, pickFreeSubnet, rangeContains, subnetCount, subnetIndex,
+  canonicalCidr,
+  cidrContains,
+  cidrHas,
+  cidrMinus,
+  cidrOrNull,
+  cidrOrThrow,
+  cidrsOverlap,
+  formatCidr,
+  InvalidCidr,
+  isStrictSubset,
+  KERNEL_PREFIX,
+  nthSubnet,
+  parseCidr,
+  pickFreeSubnet,
+  rangeContains,
+  subnetCount,
+  subnetIndex,
 } from "./cidr.js";
 import { formatIp, ipOrThrow } from "./ip.js";
 
@@ -16,7 +31,10 @@ const go = (text: string) => cidrOrNull(text, { hostBits: "clear" });
 test("CIDRs are parsed strictly and canonicalized", () => {
   assert.equal(canonicalCidr("10.244.0.0/16"), "10.244.0.0/16");
   assert.equal(canonicalCidr("FD00:10:244::/48"), "fd00:10:244::/48");
-  assert.throws(() => strict("10.244.1.0/16"), (e: unknown) => e instanceof InvalidCidr && /did you mean 10\.244\.0\.0\/16/.test(e.message));
+  assert.throws(
+    () => strict("10.244.1.0/16"),
+    (e: unknown) => e instanceof InvalidCidr && /did you mean 10\.244\.0\.0\/16/.test(e.message),
+  );
   assert.throws(() => strict("10.0.0.0/33"), InvalidCidr);
   assert.throws(() => strict("10.0.0.0"), InvalidCidr);
   assert.throws(() => strict("banana/8"), InvalidCidr);
@@ -69,7 +87,10 @@ test("pickFreeSubnet skips taken subnets and fills the pool exactly", () => {
   assert.deepEqual([...taken].sort(), ["10.0.0.0/30", "10.0.0.12/30", "10.0.0.4/30", "10.0.0.8/30"]);
   assert.equal(pickFreeSubnet(c, 30, taken, "n5"), undefined);
   // The same seed gives the same first choice: a restarted node tends to land where it was.
-  assert.equal(formatCidr(pickFreeSubnet(strict("10.244.0.0/16"), 24, new Set(), "node-x")!), formatCidr(pickFreeSubnet(strict("10.244.0.0/16"), 24, new Set(), "node-x")!));
+  assert.equal(
+    formatCidr(pickFreeSubnet(strict("10.244.0.0/16"), 24, new Set(), "node-x")!),
+    formatCidr(pickFreeSubnet(strict("10.244.0.0/16"), 24, new Set(), "node-x")!),
+  );
 });
 
 // ---- was src/k8s/ipaddr.test.ts (Go's net.ParseCIDR contract: null, host bits cleared) ----
@@ -91,9 +112,15 @@ test("strict subset and cidr minus except", () => {
   assert.ok(!isStrictSubset(outer, go("10.0.0.0/8")!));
   assert.ok(!isStrictSubset(outer, go("11.0.0.0/16")!));
   const r = cidrMinus(go("10.0.0.0/24")!, [go("10.0.0.128/25")!, go("10.0.0.0/30")!]);
-  assert.deepEqual(r.map((x) => `${formatIp(4, x.first)}-${formatIp(4, x.last)}`), ["10.0.0.4-10.0.0.127"]);
+  assert.deepEqual(
+    r.map((x) => `${formatIp(4, x.first)}-${formatIp(4, x.last)}`),
+    ["10.0.0.4-10.0.0.127"],
+  );
   const all6 = cidrMinus(go("::/0")!, [go("fd00::/8")!]);
-  assert.deepEqual(all6.map((x) => `${formatIp(6, x.first)}-${formatIp(6, x.last)}`), ["::-fcff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"]);
+  assert.deepEqual(
+    all6.map((x) => `${formatIp(6, x.first)}-${formatIp(6, x.last)}`),
+    ["::-fcff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "fe00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"],
+  );
   assert.ok(rangeContains(r[0], ipOrThrow("10.0.0.100")));
   assert.ok(!rangeContains(r[0], ipOrThrow("10.0.0.200")));
   assert.ok(!rangeContains(r[0], ipOrThrow("::ffff:10.0.0.100")), "an IPv4-mapped IPv6 address is IPv6");
@@ -116,7 +143,10 @@ test("containment, overlap and the flannel VTEP address", () => {
   assert.ok(!cidrHas(n, ipOrThrow("fd00::1")));
   assert.ok(cidrsOverlap(cidrOrThrow("10.244.0.0/16", KERNEL_PREFIX), cidrOrThrow("10.244.3.0/24", KERNEL_PREFIX)));
   assert.ok(!cidrsOverlap(cidrOrThrow("10.244.2.0/24", KERNEL_PREFIX), cidrOrThrow("10.244.3.0/24", KERNEL_PREFIX)));
-  const first = (t: string) => { const c = cidrOrThrow(t, KERNEL_PREFIX); return formatIp(c.family, c.base); };
+  const first = (t: string) => {
+    const c = cidrOrThrow(t, KERNEL_PREFIX);
+    return formatIp(c.family, c.base);
+  };
   assert.equal(first("10.244.3.0/24"), "10.244.3.0");
   assert.equal(first("fd00:244:3::/64"), "fd00:244:3::");
 });
@@ -139,12 +169,18 @@ test("edge cases: /0, host prefixes, zone ids, bare addresses, text around the p
   const all6 = strict("::/0");
   assert.ok(cidrHas(all4, ipOrThrow("255.255.255.255")) && cidrHas(all4, ipOrThrow("0.0.0.0")));
   assert.ok(!cidrHas(all4, ipOrThrow("::ffff:1.2.3.4")));
-  assert.ok(cidrHas(all6, ipOrThrow("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")) && !cidrHas(all6, ipOrThrow("1.2.3.4")));
+  assert.ok(
+    cidrHas(all6, ipOrThrow("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")) && !cidrHas(all6, ipOrThrow("1.2.3.4")),
+  );
   assert.equal(subnetCount(all4, 8), 256n);
   assert.equal(go("10.1.2.3/0") && formatCidr(go("10.1.2.3/0")!), "0.0.0.0/0");
   // /32 and /128 hold exactly one address.
-  assert.ok(cidrHas(strict("10.0.0.1/32"), ipOrThrow("10.0.0.1")) && !cidrHas(strict("10.0.0.1/32"), ipOrThrow("10.0.0.2")));
-  assert.ok(cidrHas(strict("fd00::1/128"), ipOrThrow("fd00::1")) && !cidrHas(strict("fd00::1/128"), ipOrThrow("fd00::2")));
+  assert.ok(
+    cidrHas(strict("10.0.0.1/32"), ipOrThrow("10.0.0.1")) && !cidrHas(strict("10.0.0.1/32"), ipOrThrow("10.0.0.2")),
+  );
+  assert.ok(
+    cidrHas(strict("fd00::1/128"), ipOrThrow("fd00::1")) && !cidrHas(strict("fd00::1/128"), ipOrThrow("fd00::2")),
+  );
   assert.equal(canonicalCidr("FD00::1/128"), "fd00::1/128");
   assert.throws(() => strict("10.0.0.1/33"), /at most \/32/);
   assert.throws(() => strict("fd00::/129"), /at most \/128/);
@@ -159,7 +195,17 @@ test("edge cases: /0, host prefixes, zone ids, bare addresses, text around the p
   assert.equal(cidrOrNull("10.0.0.1"), null);
   assert.equal(formatCidr(cidrOrThrow("fd00::1", KERNEL_PREFIX)), "fd00::1/128");
   // Nothing around the parts: trimming is the caller's choice.
-  for (const bad of ["10.0.0.0 /8", " 10.0.0.0/8", "10.0.0.0/8 ", "10.0.0.0/8/8", "10.0.0.0/", "/8", "10.0.0.0/-1", "10.0.0.0/+8", "10.0.0.0/0x8"]) {
+  for (const bad of [
+    "10.0.0.0 /8",
+    " 10.0.0.0/8",
+    "10.0.0.0/8 ",
+    "10.0.0.0/8/8",
+    "10.0.0.0/",
+    "/8",
+    "10.0.0.0/-1",
+    "10.0.0.0/+8",
+    "10.0.0.0/0x8",
+  ]) {
     assert.equal(cidrOrNull(bad, KERNEL_PREFIX), null, JSON.stringify(bad));
   }
   // The result carries the message; the throwing wrapper carries the caller's error type.

@@ -78,7 +78,11 @@ export function cidrOrNull(text: string, opts: CidrOptions = {}): Cidr | null {
 }
 
 /** parseCidr for callers whose contract is to throw: the error is theirs (default InvalidCidr). */
-export function cidrOrThrow(text: string, opts: CidrOptions = {}, toError: ErrorFactory = (m) => new InvalidCidr(m)): Cidr {
+export function cidrOrThrow(
+  text: string,
+  opts: CidrOptions = {},
+  toError: ErrorFactory = (m) => new InvalidCidr(m),
+): Cidr {
   const r = parseCidr(text, opts);
   if (!r.ok) throw toError(r.error);
   return r.cidr;
@@ -101,7 +105,11 @@ export function cidrHas(c: Cidr, a: IpAddr): boolean {
 
 /** True when inner lies within outer (equal counts). */
 export function cidrContains(outer: Cidr, inner: Cidr): boolean {
-  return outer.family === inner.family && inner.prefix >= outer.prefix && (inner.base & mask(outer.family, outer.prefix)) === outer.base;
+  return (
+    outer.family === inner.family &&
+    inner.prefix >= outer.prefix &&
+    (inner.base & mask(outer.family, outer.prefix)) === outer.base
+  );
 }
 
 /** True when inner lies in outer and is strictly smaller (the ipBlock.except rule). */
@@ -125,11 +133,17 @@ export function rangeContains(r: AddrRange, a: IpAddr): boolean {
 /** The addresses of cidr without those of except, as sorted disjoint ranges. */
 export function cidrMinus(cidr: Cidr, except: readonly Cidr[]): AddrRange[] {
   let ranges: AddrRange[] = [cidrRange(cidr)];
-  const holes = except.filter((e) => e.family === cidr.family).map(cidrRange).sort((a, b) => (a.first < b.first ? -1 : 1));
+  const holes = except
+    .filter((e) => e.family === cidr.family)
+    .map(cidrRange)
+    .sort((a, b) => (a.first < b.first ? -1 : 1));
   for (const h of holes) {
     const next: AddrRange[] = [];
     for (const r of ranges) {
-      if (h.last < r.first || h.first > r.last) { next.push(r); continue; }
+      if (h.last < r.first || h.first > r.last) {
+        next.push(r);
+        continue;
+      }
       if (h.first > r.first) next.push({ family: r.family, first: r.first, last: h.first - 1n });
       if (h.last < r.last) next.push({ family: r.family, first: h.last + 1n, last: r.last });
     }
@@ -171,7 +185,12 @@ export function subnetIndex(cluster: Cidr, subnetPrefix: number, subnet: Cidr): 
  * spread over the pool instead of all racing for the first subnet, and probes linearly from there:
  * at most taken.size + 1 probes, so it is cheap even for a huge IPv6 pool.
  */
-export function pickFreeSubnet(cluster: Cidr, subnetPrefix: number, taken: ReadonlySet<string>, seed: string): Cidr | undefined {
+export function pickFreeSubnet(
+  cluster: Cidr,
+  subnetPrefix: number,
+  taken: ReadonlySet<string>,
+  seed: string,
+): Cidr | undefined {
   const n = subnetCount(cluster, subnetPrefix);
   const start = hash64(seed) % n;
   const limit = BigInt(taken.size) + 1n < n ? BigInt(taken.size) + 1n : n;

@@ -14,7 +14,18 @@ test("interface names: what Linux accepts, minus what ip -batch would read as sy
   assert.match(why("..") ?? "", /not allowed/);
   for (const bad of ["eth/0", "eth:0", "eth\0"]) assert.match(why(bad) ?? "", /'\/', ':' or NUL/, JSON.stringify(bad));
   // Word breaks, quoting, comments and escapes in an `ip -batch` line (the netns names' rule, issue 8).
-  for (const bad of ["eth 0", "eth\t0", "eth\n0", "eth\r0", 'eth"0', "eth'0", "eth#0", "#eth", "eth\\0", "eth\u00a00"]) {
+  for (const bad of [
+    "eth 0",
+    "eth\t0",
+    "eth\n0",
+    "eth\r0",
+    'eth"0',
+    "eth'0",
+    "eth#0",
+    "#eth",
+    "eth\\0",
+    "eth\u00a00",
+  ]) {
     assert.match(why(bad) ?? "", /whitespace, a quote, '#' or a backslash/, JSON.stringify(bad));
   }
 });

@@ -2,7 +2,17 @@
 // replaced (ipam/addr, store/cidr, k8s/ipaddr, backends/common/ipnet, kernel/netlink/message).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { canonicalIp, canonicalIpOrThrow, formatIp, InvalidAddress, ipFamily, ipFromBytes, ipOrThrow, ipToBytes, parseIp } from "./ip.js";
+import {
+  canonicalIp,
+  canonicalIpOrThrow,
+  formatIp,
+  InvalidAddress,
+  ipFamily,
+  ipFromBytes,
+  ipOrThrow,
+  ipToBytes,
+  parseIp,
+} from "./ip.js";
 
 const v6 = (groups: number[]) => groups.reduce((a, g) => (a << 16n) | BigInt(g), 0n);
 
@@ -75,7 +85,19 @@ test("edge cases every former parser had to agree on", () => {
   assert.equal(parseIp("fe80::1%eth0"), null);
   assert.equal(parseIp("fe80::1%1"), null);
   // Not addresses at all.
-  for (const bad of ["", " 10.1.2.3", "10.1.2.3 ", "10.1.2.256", "1.2.3.4.5", "1::2::3", "12345::1", "1:2:3:4:5:6:7:8:9", "::g", "10.0.0.0/8", "localhost"]) {
+  for (const bad of [
+    "",
+    " 10.1.2.3",
+    "10.1.2.3 ",
+    "10.1.2.256",
+    "1.2.3.4.5",
+    "1::2::3",
+    "12345::1",
+    "1:2:3:4:5:6:7:8:9",
+    "::g",
+    "10.0.0.0/8",
+    "localhost",
+  ]) {
     assert.equal(parseIp(bad), null, JSON.stringify(bad));
   }
   assert.equal(ipFamily("10.0.0.1"), 4);
@@ -87,7 +109,10 @@ test("edge cases every former parser had to agree on", () => {
 });
 
 test("the throwing wrappers carry the caller's error type", () => {
-  assert.throws(() => ipOrThrow("10.1.2"), (e: unknown) => e instanceof InvalidAddress && /"10\.1\.2" is not an IP address/.test(e.message));
+  assert.throws(
+    () => ipOrThrow("10.1.2"),
+    (e: unknown) => e instanceof InvalidAddress && /"10\.1\.2" is not an IP address/.test(e.message),
+  );
   class Mine extends Error {}
   assert.throws(() => ipOrThrow("fe80::1%eth0", (m) => new Mine(m)), Mine);
   assert.throws(() => canonicalIpOrThrow("nope", (m) => new Mine(m)), Mine);

@@ -81,17 +81,26 @@ export interface FormatOptions {
 export function formatIp(family: IpFamily, value: bigint, opts: FormatOptions = {}): string {
   if (family === 4) return [24n, 16n, 8n, 0n].map((s) => ((value >> s) & 0xffn).toString()).join(".");
   const groups = Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(112 - 16 * i)) & 0xffffn));
-  if (opts.dottedV4Tail && groups.slice(0, 5).every((g) => g === 0) &&
-    (groups[5] === 0xffff || (groups[5] === 0 && (groups[6] !== 0 || groups[7] > 1)))) {
+  if (
+    opts.dottedV4Tail &&
+    groups.slice(0, 5).every((g) => g === 0) &&
+    (groups[5] === 0xffff || (groups[5] === 0 && (groups[6] !== 0 || groups[7] > 1)))
+  ) {
     return `::${groups[5] ? "ffff:" : ""}${formatIp(4, value & 0xffffffffn)}`;
   }
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = groups.map((g) => g.toString(16));

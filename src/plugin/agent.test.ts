@@ -19,7 +19,8 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
   const socket = `${tmp.path}/agent.sock`;
   let agent: FakeAgent;
   let env: Record<string, string | undefined>;
-  const conf = (extra: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket, ...extra });
+  const conf = (extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket, ...extra });
 
   /** What an agent answers to ADD: host veth + pod eth0, both families, every 1.1.0 field. */
   const agentResult = (netns: string): Result => ({
@@ -72,9 +73,18 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
         mtu: 1450,
       });
       assert.deepEqual(r.json, toVersion(agentResult(pod.path), v));
-      const out = r.json as { cniVersion: string; ips: Array<Record<string, unknown>>; interfaces: Array<Record<string, unknown>>; routes: Array<Record<string, unknown>> };
+      const out = r.json as {
+        cniVersion: string;
+        ips: Array<Record<string, unknown>>;
+        interfaces: Array<Record<string, unknown>>;
+        routes: Array<Record<string, unknown>>;
+      };
       assert.equal(out.cniVersion, v);
-      if (v.startsWith("0.")) assert.deepEqual(out.ips.map((i) => i.version), ["4", "6"]);
+      if (v.startsWith("0."))
+        assert.deepEqual(
+          out.ips.map((i) => i.version),
+          ["4", "6"],
+        );
       else assert.ok(out.ips.every((i) => !("version" in i)));
       const has110 = v === "1.1.0";
       assert.equal("mtu" in out.interfaces[0], has110, `interfaces[].mtu only in 1.1.0 (${v})`);
@@ -84,20 +94,44 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
 
   test("ADD adds the config's dns when the agent has none, and appends to a prevResult", async () => {
     agent.reply = () => ({ ok: true, result: agentResult(pod.path) });
-    const prev = { cniVersion: "1.0.0", interfaces: [{ name: "lo", sandbox: pod.path }], ips: [{ address: "127.0.0.1/8", interface: 0 }] };
-    const r = await invoke(env, conf({ dns: { nameservers: ["10.96.0.10"], search: ["svc.cluster.local"] }, prevResult: prev }));
+    const prev = {
+      cniVersion: "1.0.0",
+      interfaces: [{ name: "lo", sandbox: pod.path }],
+      ips: [{ address: "127.0.0.1/8", interface: 0 }],
+    };
+    const r = await invoke(
+      env,
+      conf({ dns: { nameservers: ["10.96.0.10"], search: ["svc.cluster.local"] }, prevResult: prev }),
+    );
     assert.equal(r.code, 0, r.stdout);
-    const out = r.json as { dns: unknown; interfaces: Array<{ name: string }>; ips: Array<{ address: string; interface: number }> };
+    const out = r.json as {
+      dns: unknown;
+      interfaces: Array<{ name: string }>;
+      ips: Array<{ address: string; interface: number }>;
+    };
     assert.deepEqual(out.dns, { nameservers: ["10.96.0.10"], search: ["svc.cluster.local"] });
-    assert.deepEqual(out.interfaces.map((i) => i.name), ["lo", "wft0a1b2c3d", "eth0"]);
+    assert.deepEqual(
+      out.interfaces.map((i) => i.name),
+      ["lo", "wft0a1b2c3d", "eth0"],
+    );
     assert.equal(out.interfaces[out.ips[1].interface].name, "eth0", "our ips point at our eth0 after the merge");
   });
 
   test("the agent's error code and message reach the runtime unchanged", async () => {
-    agent.reply = () => ({ ok: false, code: 101, msg: "pod CIDR 10.244.0.0/24 has no free address", details: "254 of 254 in use" });
+    agent.reply = () => ({
+      ok: false,
+      code: 101,
+      msg: "pod CIDR 10.244.0.0/24 has no free address",
+      details: "254 of 254 in use",
+    });
     const r = await invoke(env, conf());
     assert.notEqual(r.code, 0);
-    assert.deepEqual(r.json, { cniVersion: "1.0.0", code: 101, msg: "pod CIDR 10.244.0.0/24 has no free address", details: "254 of 254 in use" });
+    assert.deepEqual(r.json, {
+      cniVersion: "1.0.0",
+      code: 101,
+      msg: "pod CIDR 10.244.0.0/24 has no free address",
+      details: "254 of 254 in use",
+    });
   });
 
   test("an agent that does not answer: code 11 after timeoutMs (50 for STATUS)", async () => {
@@ -137,7 +171,12 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
 
   test("CHECK sends the prevResult in 1.1.0 form whatever version it came in", async () => {
     agent.reply = () => ({ ok: true });
-    const prev040 = { cniVersion: "0.4.0", interfaces: [{ name: "eth0", sandbox: pod.path }], ips: [{ version: "4", address: "10.244.0.5/32", interface: 0 }], routes: [{ dst: "0.0.0.0/0" }] };
+    const prev040 = {
+      cniVersion: "0.4.0",
+      interfaces: [{ name: "eth0", sandbox: pod.path }],
+      ips: [{ version: "4", address: "10.244.0.5/32", interface: 0 }],
+      routes: [{ dst: "0.0.0.0/0" }],
+    };
     const r = await invoke({ ...env, CNI_COMMAND: "CHECK" }, conf({ cniVersion: "0.4.0", prevResult: prev040 }));
     assert.equal(r.code, 0, r.stdout);
     assert.equal(r.stdout, "");
@@ -147,13 +186,21 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
       containerId: "pod-1234",
       netns: pod.path,
       ifname: "eth0",
-      prevResult: { cniVersion: "1.1.0", interfaces: [{ name: "eth0", sandbox: pod.path }], ips: [{ address: "10.244.0.5/32", interface: 0 }], routes: [{ dst: "0.0.0.0/0" }] },
+      prevResult: {
+        cniVersion: "1.1.0",
+        interfaces: [{ name: "eth0", sandbox: pod.path }],
+        ips: [{ address: "10.244.0.5/32", interface: 0 }],
+        routes: [{ dst: "0.0.0.0/0" }],
+      },
     });
   });
 
   test("GC forwards the valid attachments (also the older cni.dev/attachments key)", async () => {
     agent.reply = () => ({ ok: true });
-    const a = [{ containerID: "pod-1", ifname: "eth0" }, { containerID: "pod-2", ifname: "net1" }];
+    const a = [
+      { containerID: "pod-1", ifname: "eth0" },
+      { containerID: "pod-2", ifname: "net1" },
+    ];
     for (const key of ["cni.dev/valid-attachments", "cni.dev/attachments"]) {
       const r = await invoke({ CNI_COMMAND: "GC", CNI_PATH: REFERENCE_DIR }, conf({ cniVersion: "1.1.0", [key]: a }));
       assert.equal(r.code, 0, r.stdout);
@@ -186,7 +233,10 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
         const add = req as AddRequest;
         if (req.op !== "add") return { ok: true };
         const r = agentResult(pod.path);
-        return { ok: true, result: { ...r, ips: add.ipam!.ips.map((ip) => ({ ...ip, interface: 1 })), routes: add.ipam!.routes } };
+        return {
+          ok: true,
+          result: { ...r, ips: add.ipam!.ips.map((ip) => ({ ...ip, interface: 1 })), routes: add.ipam!.routes },
+        };
       };
       const r = await invoke(env, conf({ ipam }));
       assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -204,9 +254,18 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
       assert.equal(chk.code, 0, chk.stdout + chk.stderr);
       assert.equal(last<CheckRequest>().delegatedIpam, true);
 
-      const del = await invoke({ ...env, CNI_COMMAND: "DEL", CNI_NETNS: undefined }, conf({ ipam, prevResult: r.json }));
+      const del = await invoke(
+        { ...env, CNI_COMMAND: "DEL", CNI_NETNS: undefined },
+        conf({ ipam, prevResult: r.json }),
+      );
       assert.equal(del.code, 0, del.stdout + del.stderr);
-      assert.deepEqual(last<DelRequest>(), { op: "del", network: "weft", containerId: "pod-1234", ifname: "eth0", delegatedIpam: true });
+      assert.deepEqual(last<DelRequest>(), {
+        op: "del",
+        network: "weft",
+        containerId: "pod-1234",
+        ifname: "eth0",
+        delegatedIpam: true,
+      });
       assert.deepEqual(reserved(), [], "DEL released the host-local reservation");
     });
 
@@ -233,7 +292,10 @@ describe("weft-cni binary talking to an agent", { skip }, () => {
 
     test("GC and STATUS skip a delegate that predates spec 1.1.0 (host-local 1.1.1)", async () => {
       agent.reply = () => ({ ok: true });
-      const gc = await invoke({ CNI_COMMAND: "GC", CNI_PATH: REFERENCE_DIR }, conf({ cniVersion: "1.1.0", ipam, "cni.dev/valid-attachments": [] }));
+      const gc = await invoke(
+        { CNI_COMMAND: "GC", CNI_PATH: REFERENCE_DIR },
+        conf({ cniVersion: "1.1.0", ipam, "cni.dev/valid-attachments": [] }),
+      );
       assert.equal(gc.code, 0, gc.stdout + gc.stderr);
       const st = await invoke({ CNI_COMMAND: "STATUS", CNI_PATH: REFERENCE_DIR }, conf({ cniVersion: "1.1.0", ipam }));
       assert.equal(st.code, 0, st.stdout + st.stderr);

@@ -35,12 +35,19 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
   const tmp = tempDir();
   // No agent listens here: the agent-down cases must not depend on /run/weft.
   const socket = `${tmp.path}/weft.sock`;
-  const conf = (extra: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket, ...extra });
+  const conf = (extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket, ...extra });
   let env: Record<string, string | undefined>;
 
   before(async () => {
     pod = await createNetns("cni");
-    env = { CNI_COMMAND: "ADD", CNI_CONTAINERID: "c0ffee01", CNI_NETNS: pod.path, CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni" };
+    env = {
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "c0ffee01",
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: "/usr/lib/cni",
+    };
   });
   after(async () => {
     await removeAllNetns();
@@ -84,8 +91,16 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
       const e = assertError(await invoke({ ...env, [v]: undefined }, conf()), 4, new RegExp(v));
       assert.equal(e.cniVersion, "1.0.0", "the error speaks the config's version");
     }
-    assertError(await invoke({ CNI_COMMAND: "DEL", CNI_NETNS: pod.path, CNI_IFNAME: "eth0" }, conf()), 4, /CNI_CONTAINERID/);
-    assertError(await invoke({ CNI_COMMAND: "GC" }, conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [] })), 4, /CNI_PATH/);
+    assertError(
+      await invoke({ CNI_COMMAND: "DEL", CNI_NETNS: pod.path, CNI_IFNAME: "eth0" }, conf()),
+      4,
+      /CNI_CONTAINERID/,
+    );
+    assertError(
+      await invoke({ CNI_COMMAND: "GC" }, conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [] })),
+      4,
+      /CNI_PATH/,
+    );
   });
 
   test("invalid variables are code 4 naming them", async () => {
@@ -110,9 +125,23 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
   });
 
   test("CHECK below 0.4.0, GC and STATUS below 1.1.0 are code 1", async () => {
-    assertError(await invoke({ ...env, CNI_COMMAND: "CHECK" }, conf({ cniVersion: "0.3.1", prevResult: { cniVersion: "0.3.1" } })), 1, /CHECK/);
+    assertError(
+      await invoke(
+        { ...env, CNI_COMMAND: "CHECK" },
+        conf({ cniVersion: "0.3.1", prevResult: { cniVersion: "0.3.1" } }),
+      ),
+      1,
+      /CHECK/,
+    );
     assertError(await invoke({ CNI_COMMAND: "STATUS" }, conf({ cniVersion: "1.0.0" })), 1, /STATUS/);
-    assertError(await invoke({ CNI_COMMAND: "GC", CNI_PATH: "/usr/lib/cni" }, conf({ cniVersion: "1.0.0", "cni.dev/valid-attachments": [] })), 1, /GC/);
+    assertError(
+      await invoke(
+        { CNI_COMMAND: "GC", CNI_PATH: "/usr/lib/cni" },
+        conf({ cniVersion: "1.0.0", "cni.dev/valid-attachments": [] }),
+      ),
+      1,
+      /GC/,
+    );
   });
 
   test("missing name or type, bad mtu are code 7", async () => {
@@ -125,7 +154,10 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
   test("a netns that does not exist is code 3 on ADD and CHECK", async () => {
     const gone = "/run/netns/wt-does-not-exist-" + randomBytes(4).toString("hex");
     assertError(await invoke({ ...env, CNI_NETNS: gone }, conf()), 3, /does not exist/);
-    assertError(await invoke({ ...env, CNI_COMMAND: "CHECK", CNI_NETNS: gone }, conf({ prevResult: { cniVersion: "1.0.0" } })), 3);
+    assertError(
+      await invoke({ ...env, CNI_COMMAND: "CHECK", CNI_NETNS: gone }, conf({ prevResult: { cniVersion: "1.0.0" } })),
+      3,
+    );
   });
 
   test("agent down: ADD, DEL and CHECK are code 11 (try again), STATUS is code 50", async () => {
@@ -135,7 +167,13 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
     assertError(await invoke({ ...env, CNI_COMMAND: "DEL", CNI_NETNS: undefined }, conf()), 11);
     assertError(await invoke({ ...env, CNI_COMMAND: "CHECK" }, conf({ prevResult: { cniVersion: "1.0.0" } })), 11);
     assertError(await invoke({ CNI_COMMAND: "STATUS" }, conf({ cniVersion: "1.1.0" })), 50, /not available/);
-    assertError(await invoke({ CNI_COMMAND: "GC", CNI_PATH: "/usr/lib/cni" }, conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [] })), 11);
+    assertError(
+      await invoke(
+        { CNI_COMMAND: "GC", CNI_PATH: "/usr/lib/cni" },
+        conf({ cniVersion: "1.1.0", "cni.dev/valid-attachments": [] }),
+      ),
+      11,
+    );
   });
 
   test("agent down with host-local IPAM: the reservation is rolled back", async () => {
@@ -147,8 +185,15 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
       const net = `${data.path}/weft`;
       assert.ok(existsSync(net), "host-local ran and reserved an address first");
       const files = readdirSync(net);
-      assert.ok(files.some((f) => f.startsWith("last_reserved_ip")), `host-local reserved an address: ${files.join(" ")}`);
-      assert.deepEqual(files.filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)), [], "no address stays reserved after the failed ADD");
+      assert.ok(
+        files.some((f) => f.startsWith("last_reserved_ip")),
+        `host-local reserved an address: ${files.join(" ")}`,
+      );
+      assert.deepEqual(
+        files.filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)),
+        [],
+        "no address stays reserved after the failed ADD",
+      );
     } finally {
       data.remove();
     }

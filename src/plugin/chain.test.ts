@@ -10,7 +10,11 @@ import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js
 import { invokePlugin, type PluginCall } from "../testlib/plugin.js";
 import { binarySkipReason, FakeAgent, PLUGIN_BIN, REFERENCE_DIR, tempDir } from "../testlib/plugin-exec.js";
 
-const skip = binarySkipReason() || (existsSync(`${REFERENCE_DIR}/tuning`) ? false : `reference CNI plugins not in ${REFERENCE_DIR} (apt install containernetworking-plugins)`);
+const skip =
+  binarySkipReason() ||
+  (existsSync(`${REFERENCE_DIR}/tuning`)
+    ? false
+    : `reference CNI plugins not in ${REFERENCE_DIR} (apt install containernetworking-plugins)`);
 
 /** Go's 0.x results print an empty "dns": {}; it carries nothing, so compare without it. */
 function withoutEmptyDns(v: unknown): unknown {
@@ -36,7 +40,10 @@ describe("weft-cni ADD output feeds the reference chain plugins", { skip }, () =
     const podMac = JSON.parse(await pod.exec(["ip", "-j", "link", "show", "eth0"]))[0].address as string;
     const result: Result = {
       cniVersion: "1.1.0",
-      interfaces: [{ name: "wfthost0", mac: hostMac, mtu: 1500 }, { name: "eth0", mac: podMac, mtu: 1500, sandbox: pod.path }],
+      interfaces: [
+        { name: "wfthost0", mac: hostMac, mtu: 1500 },
+        { name: "eth0", mac: podMac, mtu: 1500, sandbox: pod.path },
+      ],
       ips: [{ address: `${podIp}/32`, gateway: "169.254.1.1", interface: 1 }],
       routes: [{ dst: "0.0.0.0/0", gw: "169.254.1.1", mtu: 1500 }],
     };
@@ -50,7 +57,14 @@ describe("weft-cni ADD output feeds the reference chain plugins", { skip }, () =
 
   for (const v of ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]) {
     test(`cniVersion ${v}: tuning, portmap and bandwidth accept weft's result and pass it on`, async () => {
-      const call = (command: PluginCall["command"]): PluginCall => ({ command, containerId: `chain-${v.replace(/\./g, "")}`, netns: pod.path, ifname: "eth0", path: [REFERENCE_DIR], runIn: host.path });
+      const call = (command: PluginCall["command"]): PluginCall => ({
+        command,
+        containerId: `chain-${v.replace(/\./g, "")}`,
+        netns: pod.path,
+        ifname: "eth0",
+        path: [REFERENCE_DIR],
+        runIn: host.path,
+      });
       const base = { cniVersion: v, name: "weft" };
 
       const weft = await invokePlugin(PLUGIN_BIN, call("ADD"), { ...base, type: "weft", socket: agent.path });
@@ -59,29 +73,55 @@ describe("weft-cni ADD output feeds the reference chain plugins", { skip }, () =
 
       // tuning really changes the pod's eth0, which it finds from CNI_IFNAME in the result's sandbox.
       const mtu = 1400 - Number(v.replace(/\./g, ""));
-      const tuning = await invokePlugin(`${REFERENCE_DIR}/tuning`, call("ADD"), { ...base, type: "tuning", mtu, prevResult: prev });
+      const tuning = await invokePlugin(`${REFERENCE_DIR}/tuning`, call("ADD"), {
+        ...base,
+        type: "tuning",
+        mtu,
+        prevResult: prev,
+      });
       assert.equal(tuning.code, 0, `tuning rejected weft's ${v} result: ${tuning.stdout}${tuning.stderr}`);
       assert.deepEqual(withoutEmptyDns(tuning.json), prev);
       assert.equal(JSON.parse(await pod.exec(["ip", "-j", "link", "show", "eth0"]))[0].mtu, mtu);
 
       // portmap finds the pod address through ips[].interface -> a sandbox interface.
-      const pm = { ...base, type: "portmap", snat: true, runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] } };
+      const pm = {
+        ...base,
+        type: "portmap",
+        snat: true,
+        runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] },
+      };
       const portmap = await invokePlugin(`${REFERENCE_DIR}/portmap`, call("ADD"), { ...pm, prevResult: prev });
       assert.equal(portmap.code, 0, `portmap rejected weft's ${v} result: ${portmap.stdout}${portmap.stderr}`);
       assert.deepEqual(withoutEmptyDns(portmap.json), prev);
       const rules = await host.exec(["iptables-save", "-t", "nat"]);
-      assert.match(rules, new RegExp(`--to-destination ${podIp.replace(/\./g, "\\.")}:80`), "portmap DNATs to weft's pod address");
+      assert.match(
+        rules,
+        new RegExp(`--to-destination ${podIp.replace(/\./g, "\\.")}:80`),
+        "portmap DNATs to weft's pod address",
+      );
 
-      const bw = await invokePlugin(`${REFERENCE_DIR}/bandwidth`, call("ADD"), { ...base, type: "bandwidth", prevResult: prev });
+      const bw = await invokePlugin(`${REFERENCE_DIR}/bandwidth`, call("ADD"), {
+        ...base,
+        type: "bandwidth",
+        prevResult: prev,
+      });
       assert.equal(bw.code, 0, `bandwidth rejected weft's ${v} result: ${bw.stdout}${bw.stderr}`);
       assert.deepEqual(withoutEmptyDns(bw.json), prev);
 
       // DEL in reverse order with the final result, as a runtime does.
-      for (const [exe, conf] of [[`${REFERENCE_DIR}/bandwidth`, { ...base, type: "bandwidth" }], [`${REFERENCE_DIR}/portmap`, pm], [`${REFERENCE_DIR}/tuning`, { ...base, type: "tuning" }]] as const) {
+      for (const [exe, conf] of [
+        [`${REFERENCE_DIR}/bandwidth`, { ...base, type: "bandwidth" }],
+        [`${REFERENCE_DIR}/portmap`, pm],
+        [`${REFERENCE_DIR}/tuning`, { ...base, type: "tuning" }],
+      ] as const) {
         const d = await invokePlugin(exe, call("DEL"), { ...conf, prevResult: prev });
         assert.equal(d.code, 0, `${exe} DEL: ${d.stdout}${d.stderr}`);
       }
-      assert.doesNotMatch(await host.exec(["iptables-save", "-t", "nat"]), new RegExp(`${podIp.replace(/\./g, "\\.")}:80`), "portmap DEL removed its rules");
+      assert.doesNotMatch(
+        await host.exec(["iptables-save", "-t", "nat"]),
+        new RegExp(`${podIp.replace(/\./g, "\\.")}:80`),
+        "portmap DEL removed its rules",
+      );
     });
   }
 });

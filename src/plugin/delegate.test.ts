@@ -15,18 +15,39 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 function plugin(name: string, body: string): Delegate {
   writeFileSync(join(dir, name), `#!/bin/sh\necho $$ > ${join(dir, name)}.pid\n${body}\n`);
   chmodSync(join(dir, name), 0o755);
-  return { type: name, path: [dir], env: { PATH: process.env.PATH }, config: Buffer.from("{}"), cniVersion: "1.0.0", timeoutMs: 20_000 };
+  return {
+    type: name,
+    path: [dir],
+    env: { PATH: process.env.PATH },
+    config: Buffer.from("{}"),
+    cniVersion: "1.0.0",
+    timeoutMs: 20_000,
+  };
 }
 
 function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch { return false; }
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 // stdout at the real cap; stderr (passed on to ours, so to this test's output) at a small one.
-for (const [stream, cap] of [["stdout", DELEGATE_OUTPUT_CAP], ["stderr", 4096]] as const) {
+for (const [stream, cap] of [
+  ["stdout", DELEGATE_OUTPUT_CAP],
+  ["stderr", 4096],
+] as const) {
   test(`a delegate flooding ${stream} is killed past ${cap} bytes and answers a CNI error`, async () => {
-    const d = { ...plugin(`flood-${stream}`, stream === "stdout" ? "exec cat /dev/zero" : "exec yes 'stderr flood' >&2"), outputCap: cap };
-    const err = await runDelegate(d, "ADD").then(() => assert.fail("the flood must fail"), (e: unknown) => e);
+    const d = {
+      ...plugin(`flood-${stream}`, stream === "stdout" ? "exec cat /dev/zero" : "exec yes 'stderr flood' >&2"),
+      outputCap: cap,
+    };
+    const err = await runDelegate(d, "ADD").then(
+      () => assert.fail("the flood must fail"),
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof CniError, String(err));
     assert.equal(err.code, 999);
     assert.match(err.message, new RegExp(`IPAM plugin flood-${stream} ADD wrote more than ${cap} bytes to ${stream}`));

@@ -66,8 +66,21 @@ function exec(file: string, command: CniCommand, input: Buffer, d: Delegate): Pr
       stopped = why;
       child.kill("SIGKILL");
     };
-    const timer = setTimeout(() => stop(new CniError(CniErrorCode.TryAgainLater, `IPAM plugin ${d.type} ${command} did not finish within ${d.timeoutMs} ms`)), d.timeoutMs);
-    const tooMuch = (stream: string) => new CniError(InternalErrorCode, `IPAM plugin ${d.type} ${command} wrote more than ${cap} bytes to ${stream}; it was stopped`);
+    const timer = setTimeout(
+      () =>
+        stop(
+          new CniError(
+            CniErrorCode.TryAgainLater,
+            `IPAM plugin ${d.type} ${command} did not finish within ${d.timeoutMs} ms`,
+          ),
+        ),
+      d.timeoutMs,
+    );
+    const tooMuch = (stream: string) =>
+      new CniError(
+        InternalErrorCode,
+        `IPAM plugin ${d.type} ${command} wrote more than ${cap} bytes to ${stream}; it was stopped`,
+      );
     child.stdout.on("data", (c: Buffer) => {
       outBytes += c.length;
       if (outBytes > cap) return stop(tooMuch("stdout"));
@@ -106,16 +119,27 @@ function delegateError(d: Delegate, command: CniCommand, r: Exec): CniError {
   try {
     const e = JSON.parse(r.stdout) as { code?: unknown; msg?: unknown; details?: unknown };
     if (typeof e.code === "number" && typeof e.msg === "string") {
-      return new CniError(e.code, `IPAM plugin ${d.type} ${command} failed: ${e.msg}`, typeof e.details === "string" ? e.details : undefined);
+      return new CniError(
+        e.code,
+        `IPAM plugin ${d.type} ${command} failed: ${e.msg}`,
+        typeof e.details === "string" ? e.details : undefined,
+      );
     }
   } catch {
     // not an error structure: report what it printed
   }
-  return new CniError(InternalErrorCode, `IPAM plugin ${d.type} ${command} failed (exit ${r.code})`, r.stdout.trim().slice(0, 2000) || undefined);
+  return new CniError(
+    InternalErrorCode,
+    `IPAM plugin ${d.type} ${command} failed (exit ${r.code})`,
+    r.stdout.trim().slice(0, 2000) || undefined,
+  );
 }
 
 /** Runs the delegate for a verb; for ADD returns its (abbreviated) result in internal form. */
-export async function runDelegate(d: Delegate, command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS"): Promise<Result | undefined> {
+export async function runDelegate(
+  d: Delegate,
+  command: "ADD" | "DEL" | "CHECK" | "GC" | "STATUS",
+): Promise<Result | undefined> {
   const file = findPlugin(d.type, d.path);
   const r = await exec(file, command, d.config, d);
   if (r.code !== 0) throw delegateError(d, command, r);
@@ -124,9 +148,17 @@ export async function runDelegate(d: Delegate, command: "ADD" | "DEL" | "CHECK" 
   try {
     json = JSON.parse(r.stdout);
   } catch {
-    throw new CniError(CniErrorCode.DecodeFailure, `IPAM plugin ${d.type} printed a result that is not JSON`, r.stdout.slice(0, 2000));
+    throw new CniError(
+      CniErrorCode.DecodeFailure,
+      `IPAM plugin ${d.type} printed a result that is not JSON`,
+      r.stdout.slice(0, 2000),
+    );
   }
-  return parseResult(json, d.cniVersion, { what: `IPAM plugin ${d.type} result`, code: CniErrorCode.DecodeFailure, ipam: true });
+  return parseResult(json, d.cniVersion, {
+    what: `IPAM plugin ${d.type} result`,
+    code: CniErrorCode.DecodeFailure,
+    ipam: true,
+  });
 }
 
 /** Whether the delegate speaks `version` (GC and STATUS need 1.1.0; host-local 1.1.1 stops at 1.0.0). */

@@ -8,7 +8,8 @@ import { runPlugin } from "./plugin.js";
 import { readStdin } from "./stdin.js";
 
 // Run by hand without CNI_COMMAND: say what this is (as libcni's skel does) besides the error JSON.
-if (!process.env.CNI_COMMAND) process.stderr.write(`weft CNI plugin; CNI protocol versions supported: ${SUPPORTED_VERSIONS.join(", ")}\n`);
+if (!process.env.CNI_COMMAND)
+  process.stderr.write(`weft CNI plugin; CNI protocol versions supported: ${SUPPORTED_VERSIONS.join(", ")}\n`);
 
 void runPlugin({ env: process.env, readStdin: () => readStdin(), stdinIsTty: process.stdin.isTTY === true })
   .catch((e: unknown) => ({ stdout: JSON.stringify(asCniError(e).toJson(LATEST_VERSION)), exitCode: 1 }))

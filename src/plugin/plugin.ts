@@ -54,7 +54,14 @@ export async function runPlugin(io: PluginIo): Promise<PluginOutcome> {
     const env = parseEnv(io.env);
     if (decodeError || !raw) throw decodeError;
     const conf = validateNetConf(raw, command);
-    const ctx: Ctx = { env, conf, input, processEnv: io.env, timeoutMs: conf.timeoutMs ?? DEFAULT_TIMEOUT_MS[command], transport: io.transport ?? callAgent };
+    const ctx: Ctx = {
+      env,
+      conf,
+      input,
+      processEnv: io.env,
+      timeoutMs: conf.timeoutMs ?? DEFAULT_TIMEOUT_MS[command],
+      transport: io.transport ?? callAgent,
+    };
     switch (command) {
       case "ADD":
         return ok(await cmdAdd(ctx));
@@ -113,7 +120,14 @@ interface Ctx {
 function delegateOf(ctx: Ctx): Delegate | undefined {
   const ipam = ctx.conf.ipam;
   if (!ipam) return undefined;
-  return { type: ipam.type, path: ctx.env.path, env: ctx.processEnv, config: ctx.input, cniVersion: ctx.conf.cniVersion, timeoutMs: ctx.timeoutMs };
+  return {
+    type: ipam.type,
+    path: ctx.env.path,
+    env: ctx.processEnv,
+    config: ctx.input,
+    cniVersion: ctx.conf.cniVersion,
+    timeoutMs: ctx.timeoutMs,
+  };
 }
 
 /** ADD and CHECK need the pod's netns: a missing one means the container is gone (code 3). */
@@ -122,7 +136,11 @@ function requireNetns(netns: string): void {
     statSync(netns);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") throw unknownContainer(`network namespace ${netns} does not exist`, "CNI_NETNS must name the container's network namespace");
+    if (code === "ENOENT" || code === "ENOTDIR")
+      throw unknownContainer(
+        `network namespace ${netns} does not exist`,
+        "CNI_NETNS must name the container's network namespace",
+      );
     throw ioFailure(`cannot access network namespace ${netns}`, code ?? String(e));
   }
 }
@@ -146,10 +164,13 @@ async function agent(ctx: Ctx, req: AgentRequestInput): Promise<AgentResponse & 
   } catch (e) {
     const status = req.op === "status";
     if (e instanceof AgentUnreachable) {
-      const hint = "is the weft agent running? (bin/weft agent ... --socket PATH; the conflist's \"socket\" must match)";
+      const hint = 'is the weft agent running? (bin/weft agent ... --socket PATH; the conflist\'s "socket" must match)';
       throw status ? notAvailable(`weft agent is not available: ${e.message}`, hint) : tryAgainLater(e.message, hint);
     }
-    if (e instanceof AgentTimeout) throw status ? notAvailable(e.message) : tryAgainLater(e.message, "the agent may be overloaded; the runtime should retry");
+    if (e instanceof AgentTimeout)
+      throw status
+        ? notAvailable(e.message)
+        : tryAgainLater(e.message, "the agent may be overloaded; the runtime should retry");
     if (e instanceof AgentProtocolError) throw ioFailure(e.message);
     throw e;
   }
@@ -181,10 +202,15 @@ async function cmdAdd(ctx: Ctx): Promise<Record<string, unknown>> {
       ifname: env.ifname!,
       args: env.args,
       ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}),
-      ...(ipamResult ? { ipam: { ips: ipamResult.ips ?? [], ...(ipamResult.routes ? { routes: ipamResult.routes } : {}) } } : {}),
+      ...(ipamResult
+        ? { ipam: { ips: ipamResult.ips ?? [], ...(ipamResult.routes ? { routes: ipamResult.routes } : {}) } }
+        : {}),
     });
     if (!resp.result) throw ioFailure(`the weft agent on ${conf.socket} answered ADD without a result`);
-    result = parseResult(resp.result, LATEST_VERSION, { what: "the weft agent's ADD result", code: CniErrorCode.IoFailure });
+    result = parseResult(resp.result, LATEST_VERSION, {
+      what: "the weft agent's ADD result",
+      code: CniErrorCode.IoFailure,
+    });
   } catch (e) {
     // Spec: a delegated plugin's ADD is undone with DEL when the ADD fails as a whole.
     if (del) await rollbackIpam(del);
@@ -200,7 +226,9 @@ async function cmdAdd(ctx: Ctx): Promise<Record<string, unknown>> {
 
 /** Best effort: the original error is what the runtime needs to see. */
 async function rollbackIpam(del: Delegate): Promise<void> {
-  await runDelegate(del, "DEL").catch((e: unknown) => process.stderr.write(`weft: rolling back IPAM plugin ${del.type}: ${asCniError(e).message}\n`));
+  await runDelegate(del, "DEL").catch((e: unknown) =>
+    process.stderr.write(`weft: rolling back IPAM plugin ${del.type}: ${asCniError(e).message}\n`),
+  );
 }
 
 async function cmdDel(ctx: Ctx): Promise<void> {
@@ -238,7 +266,9 @@ async function cmdCheck(ctx: Ctx): Promise<void> {
 /** GC keeps going after a failure (spec) and reports every failure at the end. */
 async function cmdGc(ctx: Ctx): Promise<void> {
   const errors: CniError[] = [];
-  await agent(ctx, { op: "gc", network: ctx.conf.name, validAttachments: ctx.conf.validAttachments ?? [] }).catch((e: unknown) => errors.push(asCniError(e)));
+  await agent(ctx, { op: "gc", network: ctx.conf.name, validAttachments: ctx.conf.validAttachments ?? [] }).catch(
+    (e: unknown) => errors.push(asCniError(e)),
+  );
   const del = delegateOf(ctx);
   if (del) {
     try {

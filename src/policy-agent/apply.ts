@@ -5,7 +5,16 @@
 import type { Logger } from "pino";
 import { nftApply, nftListCountersJson } from "../kernel/nft.js";
 import type { Pod } from "../k8s/types.js";
-import { IncrementalCompiler, parseCounters, renderElementUpdate, renderModelChange, renderRuleset, type CompiledModel, type LocalPod, type RenderOptions } from "../policy/index.js";
+import {
+  IncrementalCompiler,
+  parseCounters,
+  renderElementUpdate,
+  renderModelChange,
+  renderRuleset,
+  type CompiledModel,
+  type LocalPod,
+  type RenderOptions,
+} from "../policy/index.js";
 import type { ObjectCache } from "./objects.js";
 import type { ApplyKind, ControllerStats } from "./types.js";
 
@@ -78,7 +87,12 @@ export class TableApplier {
   private async applyFull(prev: CompiledModel | null): Promise<{ kind: ApplyKind; model: CompiledModel }> {
     const first = this.applied === null;
     const snap = this.o.cache.snapshot();
-    const inc = IncrementalCompiler.from({ ...snap, node: this.o.node, local: this.o.local(), sameNetns: this.o.sameNetns() });
+    const inc = IncrementalCompiler.from({
+      ...snap,
+      node: this.o.node,
+      local: this.o.local(),
+      sameNetns: this.o.sameNetns(),
+    });
     this.o.stats.fullCompiles++;
     const next = inc.model;
     if (prev) {
@@ -107,7 +121,16 @@ export class TableApplier {
     this.applied = next;
     this.inc = inc;
     this.o.stats.fullApplies++;
-    this.o.log?.info({ node: this.o.node, policies: next.policies.length, localPods: next.localPods.length, groups: next.groups.length, adopted: first && json !== null }, "policy ruleset applied");
+    this.o.log?.info(
+      {
+        node: this.o.node,
+        policies: next.policies.length,
+        localPods: next.localPods.length,
+        groups: next.groups.length,
+        adopted: first && json !== null,
+      },
+      "policy ruleset applied",
+    );
     return { kind: "full", model: next };
   }
 }

@@ -30,14 +30,35 @@
 import type { Logger } from "pino";
 import { nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
 import { netnsPath } from "../kernel/validate.js";
-import { parseCounters, podIsolated, podKey, type CompiledModel, type LocalPod, type RenderOptions } from "../policy/index.js";
+import {
+  parseCounters,
+  podIsolated,
+  podKey,
+  type CompiledModel,
+  type LocalPod,
+  type RenderOptions,
+} from "../policy/index.js";
 import { TableApplier } from "./apply.js";
 import { checkLocalPod, matchesRef } from "./local-pods.js";
 import { ObjectCache } from "./objects.js";
-import { PolicyApplyError, PolicyControllerStopped, type ApplyKind, type ControllerStats, type CounterReading, type PolicyControllerOptions } from "./types.js";
+import {
+  PolicyApplyError,
+  PolicyControllerStopped,
+  type ApplyKind,
+  type ControllerStats,
+  type CounterReading,
+  type PolicyControllerOptions,
+} from "./types.js";
 import { VethGroups } from "./veth-groups.js";
 
-export { PolicyApplyError, PolicyControllerStopped, type ApplyKind, type ControllerStats, type CounterReading, type PolicyControllerOptions } from "./types.js";
+export {
+  PolicyApplyError,
+  PolicyControllerStopped,
+  type ApplyKind,
+  type ControllerStats,
+  type CounterReading,
+  type PolicyControllerOptions,
+} from "./types.js";
 
 interface Waiter {
   gen: number;
@@ -77,7 +98,16 @@ export class PolicyController {
   /** Host veths grouped by the network namespace of their peers (the kernel's view of a pod's interfaces). */
   private readonly veths: VethGroups;
   private readonly listeners = new Set<(kind: ApplyKind, model: CompiledModel) => void>();
-  readonly stats: ControllerStats = { fullApplies: 0, elementApplies: 0, incrementalApplies: 0, fullCompiles: 0, failures: 0, immediateAdds: 0, lastApplyMs: null, lastError: null };
+  readonly stats: ControllerStats = {
+    fullApplies: 0,
+    elementApplies: 0,
+    incrementalApplies: 0,
+    fullCompiles: 0,
+    failures: 0,
+    immediateAdds: 0,
+    lastApplyMs: null,
+    lastError: null,
+  };
 
   constructor(private readonly opts: PolicyControllerOptions) {
     this.node = opts.node;
@@ -89,15 +119,24 @@ export class PolicyController {
       opts.objects,
       (kind, obj) => {
         // A pod's change is (usually) element-only; anything else recompiles.
-        if (kind === "Pod" && obj.metadata.namespace) this.pendingPods.set(podKey(obj.metadata.namespace, obj.metadata.name), { namespace: obj.metadata.namespace, name: obj.metadata.name });
+        if (kind === "Pod" && obj.metadata.namespace)
+          this.pendingPods.set(podKey(obj.metadata.namespace, obj.metadata.name), {
+            namespace: obj.metadata.namespace,
+            name: obj.metadata.name,
+          });
         else this.structural = true;
         this.markDirty();
       },
       opts.log,
     );
-    this.veths = new VethGroups(() => this.target(), this.render.podIfPrefix ?? "wf", () => {
-      if (!this.stopped) this.markDirty(true);
-    }, opts.log);
+    this.veths = new VethGroups(
+      () => this.target(),
+      this.render.podIfPrefix ?? "wf",
+      () => {
+        if (!this.stopped) this.markDirty(true);
+      },
+      opts.log,
+    );
     this.writer = new TableApplier({
       node: this.node,
       table: this.table,
@@ -175,7 +214,10 @@ export class PolicyController {
       await this.cache.refreshForPod(p.namespace, p.name);
     } catch (e) {
       fresh = false;
-      this.log?.warn({ pod: podKey(p.namespace, p.name), err: String(e) }, "could not read the pod's objects from the store; using the watched view");
+      this.log?.warn(
+        { pod: podKey(p.namespace, p.name), err: String(e) },
+        "could not read the pod's objects from the store; using the watched view",
+      );
     }
     if (this.stopped) throw new PolicyControllerStopped();
     const view = this.cache.podView(p.namespace, p.name);
@@ -184,7 +226,12 @@ export class PolicyController {
     // the commit) must not inherit that pod's place in peer sets: wait for the removal too.
     const reused = p.ips.some((ip) => (this.leaving.get(ip) ?? 0) > this.appliedGen);
     // Another interface of the same pod: its veths need the sibling elements before this one's first packet.
-    const sibling = [...this.local.values()].some((o) => o.ifname !== p.ifname && ((o.namespace === p.namespace && o.name === p.name && o.netns === p.netns) || (p.netns !== undefined && o.netns === p.netns)));
+    const sibling = [...this.local.values()].some(
+      (o) =>
+        o.ifname !== p.ifname &&
+        ((o.namespace === p.namespace && o.name === p.name && o.netns === p.netns) ||
+          (p.netns !== undefined && o.netns === p.netns)),
+    );
     if (fresh && !reused && !sibling && !podIsolated(p.namespace, view.labels, view.policies)) {
       this.markDirty(false);
       this.stats.immediateAdds++;
@@ -311,7 +358,10 @@ export class PolicyController {
       for (const l of this.listeners) l(kind, model);
       this.settle(target, null);
     } catch (e) {
-      error = new PolicyApplyError(`policy rules for node ${this.node} could not be applied: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      error = new PolicyApplyError(
+        `policy rules for node ${this.node} could not be applied: ${e instanceof Error ? e.message : String(e)}`,
+        { cause: e },
+      );
       this.stats.failures++;
       this.stats.lastError = error.message;
       this.log?.error({ err: error.message, attempt: this.stats.failures }, "policy apply failed; will retry");

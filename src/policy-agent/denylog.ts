@@ -36,7 +36,7 @@ export function parseNflogRecord(rec: Buffer): DeniedPacket | null {
   let prefix: string | null = null;
   let payload: Buffer | null = null;
   // Header: family (1), version (1), resource id (2, big-endian); then TLVs in host order (LE here).
-  for (let off = 4; off + 4 <= rec.length; ) {
+  for (let off = 4; off + 4 <= rec.length;) {
     const len = rec.readUInt16LE(off);
     const type = rec.readUInt16LE(off + 2) & 0x7fff;
     if (len < 4 || off + len > rec.length) break;
@@ -62,7 +62,14 @@ export function parseNflogRecord(rec: Buffer): DeniedPacket | null {
     dst = ipText(payload.subarray(24, 40));
     l4 = 40;
   } else return null;
-  const out: DeniedPacket = { direction: m[1] as Direction, group: m[2], family, protocol: PROTOS[proto] ?? String(proto), src, dst };
+  const out: DeniedPacket = {
+    direction: m[1] as Direction,
+    group: m[2],
+    family,
+    protocol: PROTOS[proto] ?? String(proto),
+    src,
+    dst,
+  };
   if ((proto === 6 || proto === 17 || proto === 132) && payload.length >= l4 + 4) {
     out.sport = payload.readUInt16BE(l4);
     out.dport = payload.readUInt16BE(l4 + 2);
@@ -103,7 +110,11 @@ export class PcapReader {
 /** Token bucket per key; counts what it suppressed so the next line can say so. */
 export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number; suppressed: number }>();
-  constructor(private readonly perSecond: number, private readonly burst: number, private readonly now: () => number = () => Date.now()) {}
+  constructor(
+    private readonly perSecond: number,
+    private readonly burst: number,
+    private readonly now: () => number = () => Date.now(),
+  ) {}
 
   /** null = suppress; otherwise the number of lines suppressed since the last one allowed. */
   take(key: string): number | null {
@@ -175,7 +186,10 @@ export class DenyLogger {
     });
     let err = "";
     const ready = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`NFLOG listener (tcpdump -i nflog:${group}) did not start: ${err.trim()}`)), 10_000);
+      const timer = setTimeout(
+        () => reject(new Error(`NFLOG listener (tcpdump -i nflog:${group}) did not start: ${err.trim()}`)),
+        10_000,
+      );
       child.stderr.setEncoding("utf8").on("data", (d: string) => {
         err = (err + d).slice(-2000);
         if (err.includes("listening on")) {
@@ -195,7 +209,10 @@ export class DenyLogger {
         if (!this.stopped) {
           const delay = this.restartDelay;
           this.restartDelay = Math.min(delay * 2, 60_000);
-          this.opts.log.warn({ code, stderr: err.trim().split("\n").pop(), retryInMs: delay }, "denied-packet listener exited; restarting");
+          this.opts.log.warn(
+            { code, stderr: err.trim().split("\n").pop(), retryInMs: delay },
+            "denied-packet listener exited; restarting",
+          );
           this.restart = setTimeout(() => void this.start().catch(() => undefined), delay);
         }
       });
@@ -218,14 +235,31 @@ export class DenyLogger {
   private report(p: DeniedPacket): void {
     const model = this.opts.model();
     const group = model?.groups.find((g) => g.id === p.group);
-    const policies = group ? group.policies.map((id) => model!.policies.find((x) => x.id === id)).filter((x) => x !== undefined).map((x) => `${x.ref.namespace}/${x.ref.name}`) : [];
+    const policies = group
+      ? group.policies
+          .map((id) => model!.policies.find((x) => x.id === id))
+          .filter((x) => x !== undefined)
+          .map((x) => `${x.ref.namespace}/${x.ref.name}`)
+      : [];
     const localAddr = p.direction === "ingress" ? p.dst : p.src;
     const pod = model?.localPods.find((lp) => lp.ips.includes(localAddr))?.key ?? null;
     this.opts.onDenied?.({ ...p, policies, pod });
     const suppressed = this.limiter.take(p.group);
     if (suppressed === null) return;
     this.opts.log.warn(
-      { event: "policy-deny", direction: p.direction, group: p.group, policies, pod, protocol: p.protocol, src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, ...(suppressed ? { suppressed } : {}) },
+      {
+        event: "policy-deny",
+        direction: p.direction,
+        group: p.group,
+        policies,
+        pod,
+        protocol: p.protocol,
+        src: p.src,
+        dst: p.dst,
+        sport: p.sport,
+        dport: p.dport,
+        ...(suppressed ? { suppressed } : {}),
+      },
       `denied ${p.direction} ${p.protocol} ${p.src}${p.sport !== undefined ? `:${p.sport}` : ""} -> ${p.dst}${p.dport !== undefined ? `:${p.dport}` : ""} (${pod ?? "unknown pod"}; isolated by ${policies.join(", ") || p.group})`,
     );
   }

@@ -9,7 +9,10 @@ import type { LocalPod } from "../policy/index.js";
 export function groupByNetns(links: Array<{ ifname: string; netnsid: number }>, prefix: string): string[][] {
   const by = new Map<number, string[]>();
   for (const l of links) if (l.ifname.startsWith(prefix)) by.set(l.netnsid, [...(by.get(l.netnsid) ?? []), l.ifname]);
-  return [...by.values()].filter((g) => g.length > 1).map((g) => g.sort()).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  return [...by.values()]
+    .filter((g) => g.length > 1)
+    .map((g) => g.sort())
+    .sort((a, b) => (a[0] < b[0] ? -1 : 1));
 }
 
 /** Whether a pod's interface is the one (or one of those) a podRemoved() reference names. */
@@ -26,5 +29,11 @@ export function checkLocalPod(p: LocalPod): LocalPod {
     if (c === null) throw new Error(`pod ${p.namespace}/${p.name}: "${ip}" is not an IP address`);
     return c;
   });
-  return { namespace: p.namespace, name: p.name, ifname: p.ifname, ips, ...(p.netns !== undefined ? { netns: p.netns } : {}) };
+  return {
+    namespace: p.namespace,
+    name: p.name,
+    ifname: p.ifname,
+    ips,
+    ...(p.netns !== undefined ? { netns: p.netns } : {}),
+  };
 }

@@ -7,8 +7,24 @@ import { createPolicyMetrics, startMetricsServer } from "./metrics.js";
 
 const p1 = { namespace: "x", name: "p1" };
 const p2 = { namespace: "x", name: "p2" };
-const allow = (name: string, packets: number): CounterReading => ({ name, kind: "allow", direction: "ingress", policy: p1, rule: 0, packets, bytes: packets * 100 });
-const deny = (name: string, group: string, packets: number): CounterReading => ({ name, kind: "deny", direction: "ingress", group, policies: [p1, p2], packets, bytes: packets * 60 });
+const allow = (name: string, packets: number): CounterReading => ({
+  name,
+  kind: "allow",
+  direction: "ingress",
+  policy: p1,
+  rule: 0,
+  packets,
+  bytes: packets * 100,
+});
+const deny = (name: string, group: string, packets: number): CounterReading => ({
+  name,
+  kind: "deny",
+  direction: "ingress",
+  group,
+  policies: [p1, p2],
+  packets,
+  bytes: packets * 60,
+});
 
 function value(text: string, series: string): number {
   const line = text.split("\n").find((l) => l.startsWith(series + " "));
@@ -36,8 +52,14 @@ test("per-policy counters accumulate deltas: group renames and counter resets ne
     assert.equal(value(t, denyP1), 3);
     assert.equal(value(t, denyP2), 3, "a drop under two policies counts for each");
     assert.equal(value(t, "weft_policy_spoofed_packets_total"), 1);
-    assert.equal(value(t, 'weft_policy_group_denied_packets_total{direction="ingress",group="gi_1",policies="x/p1,x/p2"}'), 3);
-    assert.equal(value(t, 'weft_policy_bytes_total{namespace="x",policy="p1",direction="ingress",verdict="allow"}'), 500);
+    assert.equal(
+      value(t, 'weft_policy_group_denied_packets_total{direction="ingress",group="gi_1",policies="x/p1,x/p2"}'),
+      3,
+    );
+    assert.equal(
+      value(t, 'weft_policy_bytes_total{namespace="x",policy="p1",direction="ingress",verdict="allow"}'),
+      500,
+    );
     t = await scrape();
     assert.equal(value(t, allowS), 7);
     assert.equal(value(t, denyP1), 4);
@@ -65,7 +87,16 @@ test("the metrics server binds loopback by default and rejects bad ports", async
 });
 
 test("the controller's commit and compile statistics are exported as gauges", async () => {
-  const stats = { fullApplies: 2, elementApplies: 9, incrementalApplies: 7, fullCompiles: 3, failures: 1, immediateAdds: 0, lastApplyMs: null, lastError: "x" };
+  const stats = {
+    fullApplies: 2,
+    elementApplies: 9,
+    incrementalApplies: 7,
+    fullCompiles: 3,
+    failures: 1,
+    immediateAdds: 0,
+    lastApplyMs: null,
+    lastError: "x",
+  };
   const { registry } = createPolicyMetrics({ counters: async () => [], stats });
   const t = await registry.metrics();
   assert.equal(value(t, 'weft_policy_applies{kind="full"}'), 2);

@@ -53,7 +53,13 @@ export interface PolicyMetrics {
  *   weft_policy_applies_total{kind}, weft_policy_apply_failures (controller health).
  */
 export function createPolicyMetrics(source: CounterSource, registry = new Registry()): PolicyMetrics {
-  const acc = { packets: new Accumulator(), bytes: new Accumulator(), rules: new Accumulator(), groups: new Accumulator(), spoof: new Accumulator() };
+  const acc = {
+    packets: new Accumulator(),
+    bytes: new Accumulator(),
+    rules: new Accumulator(),
+    groups: new Accumulator(),
+    spoof: new Accumulator(),
+  };
   let pending: Promise<void> | null = null;
 
   // One kernel read per scrape, shared by every metric's collect().
@@ -61,7 +67,13 @@ export function createPolicyMetrics(source: CounterSource, registry = new Regist
     pending ??= (async () => {
       try {
         const readings = await source.counters();
-        const seen = { packets: new Set<string>(), bytes: new Set<string>(), rules: new Set<string>(), groups: new Set<string>(), spoof: new Set<string>() };
+        const seen = {
+          packets: new Set<string>(),
+          bytes: new Set<string>(),
+          rules: new Set<string>(),
+          groups: new Set<string>(),
+          spoof: new Set<string>(),
+        };
         for (const r of readings) {
           if (r.kind === "allow") {
             const base = { namespace: r.policy.namespace, policy: r.policy.name, direction: r.direction };
@@ -69,7 +81,12 @@ export function createPolicyMetrics(source: CounterSource, registry = new Regist
             acc.bytes.add(r.name, r.bytes, [{ ...base, verdict: "allow" }], seen.bytes);
             acc.rules.add(r.name, r.packets, [{ ...base, rule: String(r.rule) }], seen.rules);
           } else if (r.kind === "deny") {
-            const sets = r.policies.map((p) => ({ namespace: p.namespace, policy: p.name, direction: r.direction, verdict: "deny" }));
+            const sets = r.policies.map((p) => ({
+              namespace: p.namespace,
+              policy: p.name,
+              direction: r.direction,
+              verdict: "deny",
+            }));
             acc.packets.add(r.name, r.packets, sets, seen.packets);
             acc.bytes.add(r.name, r.bytes, sets, seen.bytes);
             const policies = r.policies.map((p) => `${p.namespace}/${p.name}`).join(",");
@@ -99,11 +116,36 @@ export function createPolicyMetrics(source: CounterSource, registry = new Regist
       },
     });
   };
-  mirror("weft_policy_packets_total", "Packets allowed or denied by NetworkPolicy, per policy", ["namespace", "policy", "direction", "verdict"], acc.packets);
-  mirror("weft_policy_bytes_total", "Bytes allowed or denied by NetworkPolicy, per policy", ["namespace", "policy", "direction", "verdict"], acc.bytes);
-  mirror("weft_policy_rule_packets_total", "Packets accepted per NetworkPolicy rule", ["namespace", "policy", "direction", "rule"], acc.rules);
-  mirror("weft_policy_group_denied_packets_total", "Packets dropped per isolation group (the set of policies selecting a pod)", ["direction", "group", "policies"], acc.groups);
-  mirror("weft_policy_spoofed_packets_total", "Packets from a pod veth with a source address not the pod's", [], acc.spoof);
+  mirror(
+    "weft_policy_packets_total",
+    "Packets allowed or denied by NetworkPolicy, per policy",
+    ["namespace", "policy", "direction", "verdict"],
+    acc.packets,
+  );
+  mirror(
+    "weft_policy_bytes_total",
+    "Bytes allowed or denied by NetworkPolicy, per policy",
+    ["namespace", "policy", "direction", "verdict"],
+    acc.bytes,
+  );
+  mirror(
+    "weft_policy_rule_packets_total",
+    "Packets accepted per NetworkPolicy rule",
+    ["namespace", "policy", "direction", "rule"],
+    acc.rules,
+  );
+  mirror(
+    "weft_policy_group_denied_packets_total",
+    "Packets dropped per isolation group (the set of policies selecting a pod)",
+    ["direction", "group", "policies"],
+    acc.groups,
+  );
+  mirror(
+    "weft_policy_spoofed_packets_total",
+    "Packets from a pod veth with a source address not the pod's",
+    [],
+    acc.spoof,
+  );
 
   if (source.stats) {
     const stats = source.stats;
@@ -146,9 +188,13 @@ export interface MetricsServer {
 }
 
 /** Serves GET /metrics on HOST:PORT (loopback by default). */
-export async function startMetricsServer(registry: Registry, opts: { port: number; host?: string }): Promise<MetricsServer> {
+export async function startMetricsServer(
+  registry: Registry,
+  opts: { port: number; host?: string },
+): Promise<MetricsServer> {
   const host = opts.host ?? "127.0.0.1";
-  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535) throw new Error(`metrics port ${opts.port} is not in 0..65535`);
+  if (!Number.isInteger(opts.port) || opts.port < 0 || opts.port > 65535)
+    throw new Error(`metrics port ${opts.port} is not in 0..65535`);
   const server: Server = createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found: use GET /metrics\n");
@@ -156,7 +202,10 @@ export async function startMetricsServer(registry: Registry, opts: { port: numbe
     }
     registry.metrics().then(
       (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
-      (e: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics unavailable: ${e instanceof Error ? e.message : String(e)}\n`),
+      (e: unknown) =>
+        res
+          .writeHead(500, { "content-type": "text/plain" })
+          .end(`metrics unavailable: ${e instanceof Error ? e.message : String(e)}\n`),
     );
   });
   await new Promise<void>((resolve, reject) => {

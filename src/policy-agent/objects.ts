@@ -2,7 +2,17 @@
 // NetworkPolicies, kept current by store watches (list + watch) and, for a pod being added on
 // this node, by a direct read (so a CNI ADD never races the watch).
 import type { Logger } from "pino";
-import { dns1123Label, validateNamespace, validateNetworkPolicy, validatePod, formatErrors, type Namespace, type NetworkPolicy, type Pod, type Validated } from "../k8s/index.js";
+import {
+  dns1123Label,
+  validateNamespace,
+  validateNetworkPolicy,
+  validatePod,
+  formatErrors,
+  type Namespace,
+  type NetworkPolicy,
+  type Pod,
+  type Validated,
+} from "../k8s/index.js";
 import { NotFoundError } from "../store/errors.js";
 import type { ObjectStore, StoredObject, WatchEvent, WatchHandle } from "../store/types.js";
 
@@ -26,7 +36,8 @@ const validators: { [K in PolicyKind]: (o: unknown) => Validated<unknown> } = {
   NetworkPolicy: validateNetworkPolicy,
 };
 
-const keyOf = (o: StoredObject): string => (o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
+const keyOf = (o: StoredObject): string =>
+  o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
 
 /** true when resourceVersion `a` is older than `b` (only comparable when both are numbers). */
 function older(a: string, b: string): boolean {
@@ -34,7 +45,11 @@ function older(a: string, b: string): boolean {
 }
 
 export class ObjectCache {
-  private readonly maps: { [K in PolicyKind]: Map<string, Entry<unknown>> } = { Namespace: new Map(), Pod: new Map(), NetworkPolicy: new Map() };
+  private readonly maps: { [K in PolicyKind]: Map<string, Entry<unknown>> } = {
+    Namespace: new Map(),
+    Pod: new Map(),
+    NetworkPolicy: new Map(),
+  };
   private watches: WatchHandle[] = [];
 
   constructor(
@@ -63,7 +78,11 @@ export class ObjectCache {
 
   snapshot(): ObjectSnapshot {
     const vals = <T>(k: PolicyKind) => [...this.maps[k].values()].map((e) => e.value as T);
-    return { namespaces: vals<Namespace>("Namespace"), pods: vals<Pod>("Pod"), policies: vals<NetworkPolicy>("NetworkPolicy") };
+    return {
+      namespaces: vals<Namespace>("Namespace"),
+      pods: vals<Pod>("Pod"),
+      policies: vals<NetworkPolicy>("NetworkPolicy"),
+    };
   }
 
   /** The pod's labels ({} when its object is unknown), and its namespace's policies. */
@@ -97,7 +116,8 @@ export class ObjectCache {
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
     }
-    for (const np of await this.store.list("NetworkPolicy", { namespace })) changed = this.merge("NetworkPolicy", np) || changed;
+    for (const np of await this.store.list("NetworkPolicy", { namespace }))
+      changed = this.merge("NetworkPolicy", np) || changed;
     return changed;
   }
 

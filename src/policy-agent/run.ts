@@ -55,7 +55,12 @@ export async function startPolicyEnforcement(o: PolicyEnforcementOptions): Promi
       log.info({ address: `${o.metricsHost ?? "127.0.0.1"}:${metrics.port}` }, "policy metrics on /metrics");
     }
     if (o.denyLog !== false) {
-      deny = new DenyLogger({ ...(o.netns !== undefined ? { netns: o.netns } : {}), group, log, model: () => controller.model() });
+      deny = new DenyLogger({
+        ...(o.netns !== undefined ? { netns: o.netns } : {}),
+        group,
+        log,
+        model: () => controller.model(),
+      });
       // A missing listener costs the log lines, not enforcement: warn and go on.
       await deny.start().catch((e: unknown) => log.warn({ err: String(e) }, "denied connections will not be logged"));
     }

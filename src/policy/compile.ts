@@ -8,7 +8,15 @@ import { cidrMinus, cidrOrNull, formatCidr } from "../net/cidr.js";
 import { canonicalIp, formatIp, parseIp } from "../net/ip.js";
 import { effectivePolicyTypes, namespaceLabels, NAMESPACE_NAME_LABEL, portProtocol } from "../k8s/defaults.js";
 import { selectorIsEmpty, selectorKey, selectorMatches, selectorString } from "../k8s/selector.js";
-import type { ContainerPort, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod, Protocol } from "../k8s/types.js";
+import type {
+  ContainerPort,
+  Namespace,
+  NetworkPolicy,
+  NetworkPolicyPeer,
+  NetworkPolicyPort,
+  Pod,
+  Protocol,
+} from "../k8s/types.js";
 import type {
   CidrSet,
   CompiledModel,
@@ -62,8 +70,13 @@ export interface PodInfo {
 
 /** The pod's addresses (status.podIPs, else status.podIP), canonical and split by family. */
 export function podAddresses(pod: Pod, extra: readonly string[] = []): { v4: string[]; v6: string[] } {
-  const raw = [...(pod.status?.podIPs?.map((p) => p.ip) ?? []), ...(pod.status?.podIP ? [pod.status.podIP] : []), ...extra];
-  const v4 = new Set<string>(), v6 = new Set<string>();
+  const raw = [
+    ...(pod.status?.podIPs?.map((p) => p.ip) ?? []),
+    ...(pod.status?.podIP ? [pod.status.podIP] : []),
+    ...extra,
+  ];
+  const v4 = new Set<string>(),
+    v6 = new Set<string>();
   for (const r of raw) {
     const p = parseIp(r);
     if (!p) continue;
@@ -83,7 +96,14 @@ export function peerInfo(pod: Pod, localIps: readonly string[] = []): PodInfo | 
   if (phase === "Succeeded" || phase === "Failed") return null;
   const { v4, v6 } = podAddresses(pod, localIps);
   if (v4.length + v6.length === 0) return null;
-  return { key: podKey(ns, pod.metadata.name), namespace: ns, labels: pod.metadata.labels ?? {}, v4, v6, ports: pod.spec.containers.flatMap((c) => c.ports ?? []) };
+  return {
+    key: podKey(ns, pod.metadata.name),
+    namespace: ns,
+    labels: pod.metadata.labels ?? {},
+    v4,
+    v6,
+    ports: pod.spec.containers.flatMap((c) => c.ports ?? []),
+  };
 }
 
 /** Local addresses by pod key, as compile() adds them to the pods' own (the last interface wins). */
@@ -107,13 +127,23 @@ function activePods(pods: readonly Pod[], local: readonly LocalPod[]): PodInfo[]
  * policies: the same selection compile() makes, for one pod, without compiling anything. A pod
  * without an object has no labels (as in compile()).
  */
-export function podIsolated(namespace: string, labels: Readonly<Record<string, string>>, policies: readonly NetworkPolicy[]): boolean {
+export function podIsolated(
+  namespace: string,
+  labels: Readonly<Record<string, string>>,
+  policies: readonly NetworkPolicy[],
+): boolean {
   return policies.some(
-    (np) => (np.metadata.namespace ?? "default") === namespace && selectorMatches(np.spec.podSelector ?? {}, labels) && effectivePolicyTypes(np).length > 0,
+    (np) =>
+      (np.metadata.namespace ?? "default") === namespace &&
+      selectorMatches(np.spec.podSelector ?? {}, labels) &&
+      effectivePolicyTypes(np).length > 0,
   );
 }
 
-export const policyRef = (np: NetworkPolicy): PolicyRef => ({ namespace: np.metadata.namespace ?? "default", name: np.metadata.name });
+export const policyRef = (np: NetworkPolicy): PolicyRef => ({
+  namespace: np.metadata.namespace ?? "default",
+  name: np.metadata.name,
+});
 export const refKey = (r: PolicyRef) => podKey(r.namespace, r.name);
 
 export function compile(input: CompileInput): CompiledModel {
@@ -126,7 +156,8 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
   for (const ns of input.namespaces) nsLabels.set(ns.metadata.name, namespaceLabels(ns));
   const pods = activePods(input.pods, input.local);
   // Pods in namespaces not (yet) listed still carry the automatic name label.
-  for (const p of pods) if (!nsLabels.has(p.namespace)) nsLabels.set(p.namespace, { [NAMESPACE_NAME_LABEL]: p.namespace });
+  for (const p of pods)
+    if (!nsLabels.has(p.namespace)) nsLabels.set(p.namespace, { [NAMESPACE_NAME_LABEL]: p.namespace });
   const podsByNs = new Map<string, PodInfo[]>();
   for (const p of pods) {
     const l = podsByNs.get(p.namespace) ?? [];
@@ -134,7 +165,8 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
     podsByNs.set(p.namespace, l);
   }
   const allLabels = new Map<string, Record<string, string>>();
-  for (const pod of input.pods) allLabels.set(podKey(pod.metadata.namespace ?? "default", pod.metadata.name), pod.metadata.labels ?? {});
+  for (const pod of input.pods)
+    allLabels.set(podKey(pod.metadata.namespace ?? "default", pod.metadata.name), pod.metadata.labels ?? {});
 
   // Which policies select which local pods (a policy only selects pods in its own namespace).
   const policies = [...input.policies].sort((a, b) => (refKey(policyRef(a)) < refKey(policyRef(b)) ? -1 : 1));
@@ -150,7 +182,10 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
   for (const lp of local) {
     const key = podKey(lp.namespace, lp.name);
     const labels = allLabels.get(key) ?? {};
-    selecting.set(key, (policiesByNs.get(lp.namespace) ?? []).filter((np) => selectorMatches(np.spec.podSelector ?? {}, labels)));
+    selecting.set(
+      key,
+      (policiesByNs.get(lp.namespace) ?? []).filter((np) => selectorMatches(np.spec.podSelector ?? {}, labels)),
+    );
   }
 
   const podSets = new Map<string, PodSet>();
@@ -171,7 +206,11 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
       for (const p of podsByNs.get(ns) ?? []) if (!podSel || selectorMatches(podSel, p.labels)) members.push(p);
     }
     const podDesc = podSel ? (selectorIsEmpty(podSel) ? "all pods" : `pods ${selectorString(podSel)}`) : "all pods";
-    const nsDesc = nsSel ? (selectorIsEmpty(nsSel) ? "in all namespaces" : `in namespaces ${selectorString(nsSel)}`) : `in namespace ${policyNs}`;
+    const nsDesc = nsSel
+      ? selectorIsEmpty(nsSel)
+        ? "in all namespaces"
+        : `in namespaces ${selectorString(nsSel)}`
+      : `in namespace ${policyNs}`;
     podSets.set(id, {
       id,
       namespaceSelector: nsSel,
@@ -188,7 +227,9 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
   const cidrSetFor = (cidr: string, except: readonly string[]): string | null => {
     const c = cidrOrNull(cidr, { hostBits: "clear" });
     if (!c) return null; // validation rejects these; never widen a rule because of bad input
-    const ex = except.map((x) => cidrOrNull(x, { hostBits: "clear" })).filter((e): e is NonNullable<typeof e> => e !== null);
+    const ex = except
+      .map((x) => cidrOrNull(x, { hostBits: "clear" }))
+      .filter((e): e is NonNullable<typeof e> => e !== null);
     const norm = formatCidr;
     const key = `${norm(c)} except ${ex.map(norm).sort().join(",")}`;
     const id = `b_${shortId(key)}`;
@@ -236,7 +277,8 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
     const out: RulePort[] = [];
     for (const protocol of ["TCP", "UDP", "SCTP"] as const) {
       if (wholeProto.has(protocol)) out.push({ kind: "protocol", protocol });
-      else if (numeric.has(protocol)) out.push({ kind: "ports", protocol, ranges: mergeRanges(numeric.get(protocol)!) });
+      else if (numeric.has(protocol))
+        out.push({ kind: "ports", protocol, ranges: mergeRanges(numeric.get(protocol)!) });
     }
     // A named port of a protocol already wholly allowed adds nothing.
     return [...out, ...named.filter((n) => n.kind === "named" && !wholeProto.has(n.protocol))];
@@ -274,7 +316,14 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
         const counter = `c${direction === "ingress" ? "i" : "e"}_${id}_${index}`;
         counters.push({ name: counter, kind: "allow", direction, policy: ref, rule: index });
         const peers = direction === "ingress" ? np.spec.ingress?.[index]?.from : np.spec.egress?.[index]?.to;
-        return { policy: ref, direction, index, counter, peers: compilePeers(ref.namespace, peers), ports: compilePorts(r.ports) };
+        return {
+          policy: ref,
+          direction,
+          index,
+          counter,
+          peers: compilePeers(ref.namespace, peers),
+          ports: compilePorts(r.ports),
+        };
       });
     };
     const cp: CompiledPolicy = {
@@ -323,7 +372,8 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
 
   counters.push({ name: "spoofed", kind: "spoof" });
   const siblingSources = localSiblingSources(localPods, local, input.sameNetns ?? []);
-  const byId = <T extends { id: string }>(m: Map<string, T>) => [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const byId = <T extends { id: string }>(m: Map<string, T>) =>
+    [...m.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   const model: CompiledModel = {
     node: input.node,
     localPods,
@@ -339,7 +389,11 @@ export function compileWithPeers(input: CompileInput): { model: CompiledModel; p
 }
 
 /** Sibling sources of the local pods: interfaces of one pod are found by identity and netns. */
-export function localSiblingSources(localPods: readonly LocalPodPolicy[], local: readonly LocalPod[], sameNetns: ReadonlyArray<readonly string[]>): SiblingSource[] {
+export function localSiblingSources(
+  localPods: readonly LocalPodPolicy[],
+  local: readonly LocalPod[],
+  sameNetns: ReadonlyArray<readonly string[]>,
+): SiblingSource[] {
   // One pod's interfaces: same namespace/name in the same network namespace (a re-created pod's
   // new sandbox is another one until the old one's DEL), or the same network namespace.
   const together = new Map<string, string[]>();
@@ -355,7 +409,10 @@ export function localSiblingSources(localPods: readonly LocalPodPolicy[], local:
  * Each interface of a multi-interface pod may send the addresses of the pod's other interfaces.
  * `together`: groups of host interfaces that lead into one pod.
  */
-function siblingSourcesOf(localPods: readonly LocalPodPolicy[], together: ReadonlyArray<readonly string[]>): SiblingSource[] {
+function siblingSourcesOf(
+  localPods: readonly LocalPodPolicy[],
+  together: ReadonlyArray<readonly string[]>,
+): SiblingSource[] {
   const parent = new Map<string, string>();
   const find = (x: string): string => {
     let r = x;
@@ -413,6 +470,11 @@ export function localPodsFromCluster(pods: readonly Pod[], node: string): LocalP
     .map((p) => {
       const ns = p.metadata.namespace ?? "default";
       const { v4, v6 } = podAddresses(p);
-      return { namespace: ns, name: p.metadata.name, ifname: `wf${shortId(podKey(ns, p.metadata.name)).slice(0, 11)}`, ips: [...v4, ...v6] };
+      return {
+        namespace: ns,
+        name: p.metadata.name,
+        ifname: `wf${shortId(podKey(ns, p.metadata.name)).slice(0, 11)}`,
+        ips: [...v4, ...v6],
+      };
     });
 }

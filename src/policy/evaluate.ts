@@ -48,7 +48,9 @@ function indexOf(model: CompiledModel): Index {
   if (!ix) {
     ix = {
       pods: new Map(model.podSets.map((s) => [s.id, new Set([...s.v4, ...s.v6])])),
-      named: new Map(model.namedPortSets.map((s) => [s.id, new Set(s.elements.map((e) => `${e.addr}|${e.protocol}|${e.port}`))])),
+      named: new Map(
+        model.namedPortSets.map((s) => [s.id, new Set(s.elements.map((e) => `${e.addr}|${e.protocol}|${e.port}`))]),
+      ),
     };
     indexes.set(model, ix);
   }
@@ -72,31 +74,51 @@ function portMatches(ix: Index, port: RulePort, pkt: Packet, dstAddr: string): b
     case "ports":
       return port.protocol === pkt.protocol && port.ranges.some(([a, b]) => pkt.port >= a && pkt.port <= b);
     case "named":
-      return port.protocol === pkt.protocol && (ix.named.get(port.set)?.has(`${dstAddr}|${pkt.protocol}|${pkt.port}`) ?? false);
+      return (
+        port.protocol === pkt.protocol &&
+        (ix.named.get(port.set)?.has(`${dstAddr}|${pkt.protocol}|${pkt.port}`) ?? false)
+      );
   }
 }
 
 export function ruleMatches(model: CompiledModel, rule: CompiledRule, pkt: Packet): boolean {
   const ix = indexOf(model);
   const dst = rule.direction === "ingress" ? pkt.local : pkt.remote;
-  return rule.peers.some((p) => peerMatches(model, ix, p, pkt.remote)) && rule.ports.some((p) => portMatches(ix, p, pkt, dst));
+  return (
+    rule.peers.some((p) => peerMatches(model, ix, p, pkt.remote)) &&
+    rule.ports.some((p) => portMatches(ix, p, pkt, dst))
+  );
 }
 
 /** The verdict of this node's `direction` check for a packet of local pod `podKey`. */
 export function evaluate(model: CompiledModel, direction: Direction, podKey: string, packet: Packet): DirectionVerdict {
-  const pkt = { ...packet, remote: canonicalIp(packet.remote) ?? packet.remote, local: canonicalIp(packet.local) ?? packet.local };
+  const pkt = {
+    ...packet,
+    remote: canonicalIp(packet.remote) ?? packet.remote,
+    local: canonicalIp(packet.local) ?? packet.local,
+  };
   const lp = model.localPods.find((p) => p.key === podKey);
   if (!lp) throw new Error(`pod ${podKey} is not local to node ${model.node}`);
   const side = lp[direction];
   if (!side.isolated || !side.group) {
-    return { direction, pod: podKey, isolated: false, allowed: true, policies: [], allowedBy: [], denyCounter: null, reason: `no NetworkPolicy selects ${podKey} for ${direction}: not isolated, all allowed` };
+    return {
+      direction,
+      pod: podKey,
+      isolated: false,
+      allowed: true,
+      policies: [],
+      allowedBy: [],
+      denyCounter: null,
+      reason: `no NetworkPolicy selects ${podKey} for ${direction}: not isolated, all allowed`,
+    };
   }
   const group = model.groups.find((g) => g.id === side.group)!;
   const allowedBy: RuleMatch[] = [];
   for (const pid of group.policies) {
     const cp = model.policies.find((p) => p.id === pid)!;
     for (const rule of cp[direction]?.rules ?? []) {
-      if (ruleMatches(model, rule, pkt)) allowedBy.push({ policy: rule.policy, direction, rule: rule.index, counter: rule.counter });
+      if (ruleMatches(model, rule, pkt))
+        allowedBy.push({ policy: rule.policy, direction, rule: rule.index, counter: rule.counter });
     }
   }
   const names = side.policies.map((p) => `${p.namespace}/${p.name}`).join(", ");
@@ -104,5 +126,14 @@ export function evaluate(model: CompiledModel, direction: Direction, podKey: str
   const reason = allowed
     ? `allowed by ${allowedBy.map((m) => `${m.policy.namespace}/${m.policy.name} ${direction}[${m.rule}]`).join(", ")}`
     : `isolated by ${names}; no ${direction} rule of theirs matches`;
-  return { direction, pod: podKey, isolated: true, allowed, policies: side.policies, allowedBy, denyCounter: allowed ? null : group.denyCounter, reason };
+  return {
+    direction,
+    pod: podKey,
+    isolated: true,
+    allowed,
+    policies: side.policies,
+    allowedBy,
+    denyCounter: allowed ? null : group.denyCounter,
+    reason,
+  };
 }

@@ -72,7 +72,12 @@ export function explain(
     if (!node) throw new ExplainError(`pod ${key} is not scheduled to a node`);
     return input.models?.get(node) ?? compile({ ...input, node, local: localPodsFromCluster(input.pods, node) });
   };
-  const egress = evaluate(modelFor(from, fromKey), "egress", fromKey, { local: fromAddr, remote: toAddr, protocol, port });
+  const egress = evaluate(modelFor(from, fromKey), "egress", fromKey, {
+    local: fromAddr,
+    remote: toAddr,
+    protocol,
+    port,
+  });
   const ingress = evaluate(modelFor(to, toKey), "ingress", toKey, { local: toAddr, remote: fromAddr, protocol, port });
   const self = fromKey === toKey;
   // A pod reaching its own address never leaves its network namespace (loopback): no policy applies.
@@ -82,6 +87,9 @@ export function explain(
     ? `${what}: allowed (a pod's traffic to itself stays on its loopback; policies do not apply)`
     : allowed
       ? `${what}: allowed (egress: ${egress.reason}; ingress: ${ingress.reason})`
-      : `${what}: denied (${[egress, ingress].filter((v) => !v.allowed).map((v) => `${v.direction}: ${v.reason}`).join("; ")})`;
+      : `${what}: denied (${[egress, ingress]
+          .filter((v) => !v.allowed)
+          .map((v) => `${v.direction}: ${v.reason}`)
+          .join("; ")})`;
   return { from: fromKey, to: toKey, fromAddr, toAddr, port, protocol, allowed, egress, ingress, summary };
 }

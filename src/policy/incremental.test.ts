@@ -28,17 +28,28 @@ function localOf(pod: Pod, ifname: string): LocalPod {
   return { namespace: pod.metadata.namespace!, name: pod.metadata.name, ifname, ips };
 }
 
-function run(seed: number, steps: number): { incremental: number; full: number; changedElements: number; largest: number } {
+function run(
+  seed: number,
+  steps: number,
+): { incremental: number; full: number; changedElements: number; largest: number } {
   const c = syntheticCluster(seed, 800, 160);
   const r = rng(seed * 7 + 1);
   const pods = new Map<string, Pod>();
   for (const p of c.pods) pods.set(podKey(p.metadata.namespace!, p.metadata.name), p);
   const local = new Map<string, LocalPod>();
   let ifn = 0;
-  for (const p of c.pods) if (p.spec.nodeName === c.node && !p.spec.hostNetwork) local.set(`wfs${ifn}`, localOf(p, `wfs${ifn++}`));
+  for (const p of c.pods)
+    if (p.spec.nodeName === c.node && !p.spec.hostNetwork) local.set(`wfs${ifn}`, localOf(p, `wfs${ifn++}`));
   let sameNetns: string[][] = [];
   let next = c.pods.length;
-  const input = (): CompileInput => ({ namespaces: c.namespaces, policies: c.policies, pods: [...pods.values()], node: c.node, local: [...local.values()], sameNetns });
+  const input = (): CompileInput => ({
+    namespaces: c.namespaces,
+    policies: c.policies,
+    pods: [...pods.values()],
+    node: c.node,
+    local: [...local.values()],
+    sameNetns,
+  });
 
   let inc = IncrementalCompiler.from(input());
   assert.deepEqual(inc.model, compile(input()));
@@ -76,7 +87,9 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
         const p = synPod(r, next++, c.node);
         if (p.spec.hostNetwork) delete p.spec.hostNetwork;
         // Often a replica of a local pod: same namespace and labels, so the same isolation group.
-        const twinOf = [...local.values()].map((l) => pods.get(podKey(l.namespace, l.name))).filter((x): x is Pod => x !== undefined);
+        const twinOf = [...local.values()]
+          .map((l) => pods.get(podKey(l.namespace, l.name)))
+          .filter((x): x is Pod => x !== undefined);
         if (twinOf.length && r() < 0.6) {
           const t = twinOf[Math.floor(r() * twinOf.length)];
           p.metadata = { ...p.metadata, namespace: t.metadata.namespace, labels: { ...t.metadata.labels } };
@@ -106,7 +119,11 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
         // A pending pod gets its address; or an address is reused by a new pod.
         const old = pods.get(randomKey())!;
         const p = synPod(r, next++, r() < 0.3 ? c.node : "n3");
-        p.status = { phase: "Running", podIP: old.status?.podIP ?? "10.250.255.1", podIPs: [{ ip: old.status?.podIP ?? "10.250.255.1" }] };
+        p.status = {
+          phase: "Running",
+          podIP: old.status?.podIP ?? "10.250.255.1",
+          podIPs: [{ ip: old.status?.podIP ?? "10.250.255.1" }],
+        };
         set(p);
         if (p.spec.nodeName === c.node && !p.spec.hostNetwork) local.set(`wfs${ifn}`, localOf(p, `wfs${ifn++}`));
         did.push("reuse address");
@@ -117,7 +134,12 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
         did.push("cni del");
       } else if (op < 0.9) {
         // A container without a pod object (no K8S_POD_* args).
-        local.set(`wfs${ifn}`, { namespace: "_cni", name: `c${ifn}`, ifname: `wfs${ifn++}`, ips: [`10.251.0.${ifn % 250}`] });
+        local.set(`wfs${ifn}`, {
+          namespace: "_cni",
+          name: `c${ifn}`,
+          ifname: `wfs${ifn++}`,
+          ips: [`10.251.0.${ifn % 250}`],
+        });
         did.push("cni container");
       } else if (op < 0.93) {
         // A second interface of a local pod (a structural case: full compile).
@@ -130,7 +152,8 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
         did.push("second interface");
       } else if (op < 0.96) {
         const l = [...local.keys()];
-        sameNetns = l.length >= 2 && r() < 0.7 ? [[l[0], l[Math.floor(r() * l.length)]].sort()].filter((g) => g[0] !== g[1]) : [];
+        sameNetns =
+          l.length >= 2 && r() < 0.7 ? [[l[0], l[Math.floor(r() * l.length)]].sort()].filter((g) => g[0] !== g[1]) : [];
         did.push("netns groups");
       } else {
         // A local pod changes labels (may move to another isolation group, or need a new one).
@@ -172,7 +195,9 @@ function run(seed: number, steps: number): { incremental: number; full: number; 
 test("incremental pod updates equal a full compile after every step (seeded random sequences)", (t) => {
   for (const seed of [1, 2, 3]) {
     const s = run(seed, 250);
-    t.diagnostic(`seed ${seed}: ${s.incremental} incremental steps, ${s.full} full compiles, ${s.changedElements} element changes, largest incremental step ${s.largest} elements`);
+    t.diagnostic(
+      `seed ${seed}: ${s.incremental} incremental steps, ${s.full} full compiles, ${s.changedElements} element changes, largest incremental step ${s.largest} elements`,
+    );
     // Both paths must have been exercised, the incremental one mostly, with real element changes.
     assert.ok(s.incremental > 150, `seed ${seed}: ${s.incremental} incremental steps of 250`);
     assert.ok(s.full > 0, `seed ${seed}: no structural step fell back to a full compile`);
@@ -191,18 +216,40 @@ test("a local pod joining an existing group is incremental; one needing a new gr
   assert.ok(grouped, "the synthetic node has an isolated pod");
   // A twin of an isolated pod: same namespace and labels, so the same policies and group.
   const src = c.pods.find((p) => podKey(p.metadata.namespace!, p.metadata.name) === grouped.key)!;
-  const twin: Pod = { ...structuredClone(src), metadata: { ...src.metadata, name: "twin" }, status: { phase: "Running", podIP: "10.253.0.1", podIPs: [{ ip: "10.253.0.1" }] } };
+  const twin: Pod = {
+    ...structuredClone(src),
+    metadata: { ...src.metadata, name: "twin" },
+    status: { phase: "Running", podIP: "10.253.0.1", podIPs: [{ ip: "10.253.0.1" }] },
+  };
   const lp = localOf(twin, "wftwin");
   const res = inc.update({ pods: new Map([[podKey(twin.metadata.namespace!, "twin"), twin]]), local: [...local, lp] });
   assert.ok(res, "joining an existing group needs no full compile");
   assert.deepEqual(res.model, compile({ ...base, pods: [...c.pods, twin], local: [...local, lp] }));
   const script = renderModelChange(model, res.model, res.change);
-  assert.match(script, new RegExp(`add element inet weft vi_4 \\{ 10\\.253\\.0\\.1 : jump ${grouped.ingress.group} \\}`), "the twin's verdict map entry");
+  assert.match(
+    script,
+    new RegExp(`add element inet weft vi_4 \\{ 10\\.253\\.0\\.1 : jump ${grouped.ingress.group} \\}`),
+    "the twin's verdict map entry",
+  );
   // A pod selected by a policy that selects no local pod yet: new chains, so no element update.
   const inc2 = IncrementalCompiler.from(base);
-  const unused = c.policies.find((np) => !model.policies.some((cp) => cp.ref.name === np.metadata.name && cp.ref.namespace === np.metadata.namespace) && Object.keys(np.spec.podSelector?.matchLabels ?? {}).length > 0);
+  const unused = c.policies.find(
+    (np) =>
+      !model.policies.some((cp) => cp.ref.name === np.metadata.name && cp.ref.namespace === np.metadata.namespace) &&
+      Object.keys(np.spec.podSelector?.matchLabels ?? {}).length > 0,
+  );
   assert.ok(unused, "some policy selects no local pod");
-  const sel: Pod = { ...structuredClone(src), metadata: { name: "sel", namespace: unused.metadata.namespace, labels: { ...unused.spec.podSelector.matchLabels } }, status: { phase: "Running", podIP: "10.253.0.2", podIPs: [{ ip: "10.253.0.2" }] } };
-  assert.equal(inc2.update({ pods: new Map([[podKey(unused.metadata.namespace!, "sel"), sel]]), local: [...local, localOf(sel, "wfsel")] }), null);
+  const sel: Pod = {
+    ...structuredClone(src),
+    metadata: { name: "sel", namespace: unused.metadata.namespace, labels: { ...unused.spec.podSelector.matchLabels } },
+    status: { phase: "Running", podIP: "10.253.0.2", podIPs: [{ ip: "10.253.0.2" }] },
+  };
+  assert.equal(
+    inc2.update({
+      pods: new Map([[podKey(unused.metadata.namespace!, "sel"), sel]]),
+      local: [...local, localOf(sel, "wfsel")],
+    }),
+    null,
+  );
   assert.throws(() => inc2.update({ pods: new Map(), local }), /from\(\)/, "a spent compiler refuses further updates");
 });

@@ -15,8 +15,27 @@ import { namespaceLabels, NAMESPACE_NAME_LABEL } from "../k8s/defaults.js";
 import { canonicalIp } from "../net/ip.js";
 import { selectorMatches } from "../k8s/selector.js";
 import type { NetworkPolicy, Pod, Protocol } from "../k8s/types.js";
-import { compileWithPeers, localIpsByPod, localSiblingSources, peerInfo, podKey, policyRef, refKey, type CompileInput, type PodInfo } from "./compile.js";
-import type { CompiledModel, CompiledPolicy, ElementChange, IsolationGroup, LocalPod, NamedPortElement, NamedPortSet, PodSet } from "./model.js";
+import {
+  compileWithPeers,
+  localIpsByPod,
+  localSiblingSources,
+  peerInfo,
+  podKey,
+  policyRef,
+  refKey,
+  type CompileInput,
+  type PodInfo,
+} from "./compile.js";
+import type {
+  CompiledModel,
+  CompiledPolicy,
+  ElementChange,
+  IsolationGroup,
+  LocalPod,
+  NamedPortElement,
+  NamedPortSet,
+  PodSet,
+} from "./model.js";
 
 export interface PodChanges {
   /** Pod objects changed since the last update, by "namespace/name"; null = deleted. */
@@ -39,7 +58,8 @@ const memberCmp = (a: string, b: string): number => cmp(nsOf(a), nsOf(b)) || cmp
 
 /** First index in `arr` (ordered so that `below` holds for a prefix) where `below` is false. */
 function lowerBound<T>(arr: readonly T[], below: (e: T) => boolean): number {
-  let lo = 0, hi = arr.length;
+  let lo = 0,
+    hi = arr.length;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
     if (below(arr[mid])) lo = mid + 1;
@@ -49,7 +69,11 @@ function lowerBound<T>(arr: readonly T[], below: (e: T) => boolean): number {
 }
 
 function insertSorted(arr: string[], x: string, c: (a: string, b: string) => number): void {
-  arr.splice(lowerBound(arr, (e) => c(e, x) < 0), 0, x);
+  arr.splice(
+    lowerBound(arr, (e) => c(e, x) < 0),
+    0,
+    x,
+  );
 }
 
 /** Removes one occurrence (addresses are a multiset: two pods may share one). */
@@ -58,16 +82,29 @@ function removeSorted(arr: string[], x: string, c: (a: string, b: string) => num
   if (i < arr.length && arr[i] === x) arr.splice(i, 1);
 }
 
-const sameStrings = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+const sameStrings = (a: readonly string[], b: readonly string[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 function samePeer(a: PodInfo | null, b: PodInfo | null): boolean {
   if (a === null || b === null) return a === b;
-  return a.namespace === b.namespace && sameStrings(a.v4, b.v4) && sameStrings(a.v6, b.v6) && JSON.stringify(a.labels) === JSON.stringify(b.labels) && JSON.stringify(a.ports) === JSON.stringify(b.ports);
+  return (
+    a.namespace === b.namespace &&
+    sameStrings(a.v4, b.v4) &&
+    sameStrings(a.v6, b.v6) &&
+    JSON.stringify(a.labels) === JSON.stringify(b.labels) &&
+    JSON.stringify(a.ports) === JSON.stringify(b.ports)
+  );
 }
 
 function sameLocal(a: LocalPod | undefined, b: LocalPod | undefined): boolean {
   if (!a || !b) return a === b;
-  return a.namespace === b.namespace && a.name === b.name && a.ifname === b.ifname && a.netns === b.netns && sameStrings(a.ips, b.ips);
+  return (
+    a.namespace === b.namespace &&
+    a.name === b.name &&
+    a.ifname === b.ifname &&
+    a.netns === b.netns &&
+    sameStrings(a.ips, b.ips)
+  );
 }
 
 function namedElements(p: PodInfo, portName: string): NamedPortElement[] {
@@ -129,7 +166,15 @@ export class IncrementalCompiler {
       if (pods.has(key)) unique = false;
       pods.set(key, p);
     }
-    const c = new IncrementalCompiler(nsLabels, policiesByNs, pods, peers, [...input.local], (input.sameNetns ?? []).map((g) => [...g]), model);
+    const c = new IncrementalCompiler(
+      nsLabels,
+      policiesByNs,
+      pods,
+      peers,
+      [...input.local],
+      (input.sameNetns ?? []).map((g) => [...g]),
+      model,
+    );
     // Two objects for one pod key (one without a namespace): compile() keeps both; updates cannot.
     c.duplicates = !unique;
     return c;
@@ -145,7 +190,8 @@ export class IncrementalCompiler {
    * null when the change is structural (then this compiler is spent: build a new one with from()).
    */
   update(changes: PodChanges): IncrementalResult | null {
-    if (this.poisoned) throw new Error("IncrementalCompiler: update() after a structural change; build a new one with from()");
+    if (this.poisoned)
+      throw new Error("IncrementalCompiler: update() after a structural change; build a new one with from()");
     const r = this.tryUpdate(changes);
     if (r === null) this.poisoned = true;
     return r;
@@ -166,7 +212,8 @@ export class IncrementalCompiler {
       newByKey.set(k, l);
     }
     const localKeys = new Set<string>();
-    for (const k of new Set([...oldByKey.keys(), ...newByKey.keys()])) if (!sameLocal(oldByKey.get(k), newByKey.get(k))) localKeys.add(k);
+    for (const k of new Set([...oldByKey.keys(), ...newByKey.keys()]))
+      if (!sameLocal(oldByKey.get(k), newByKey.get(k))) localKeys.add(k);
     const sameNetns = (changes.sameNetns ?? []).map((g) => [...g]);
     const netnsChanged = JSON.stringify(sameNetns) !== JSON.stringify(this.sameNetns);
     const affected = new Set([...changes.pods.keys(), ...localKeys]);
@@ -209,10 +256,16 @@ export class IncrementalCompiler {
           s = { ...s0, members: [...s0.members], v4: [...s0.v4], v6: [...s0.v6] };
           podSets.set(s.id, s);
         }
-        for (const [info, add] of [[before, false], [after, true]] as const) {
+        for (const [info, add] of [
+          [before, false],
+          [after, true],
+        ] as const) {
           if (!info || !(add ? is : was)) continue;
           (add ? insertSorted : removeSorted)(s.members, key, memberCmp);
-          for (const [family, addrs] of [[4, info.v4], [6, info.v6]] as const) {
+          for (const [family, addrs] of [
+            [4, info.v4],
+            [6, info.v6],
+          ] as const) {
             for (const addr of addrs) {
               (add ? insertSorted : removeSorted)(family === 4 ? s.v4 : s.v6, addr, cmp);
               change.podSets.push({ set: s.id, family, addr });
@@ -253,7 +306,12 @@ export class IncrementalCompiler {
 
   /** Whether compile() would make the pod a member of the peer set. */
   private selects(s: PodSet, p: PodInfo): boolean {
-    if (s.namespaceSelector ? !selectorMatches(s.namespaceSelector, this.nsLabelsOf(p.namespace)) : p.namespace !== s.namespace) return false;
+    if (
+      s.namespaceSelector
+        ? !selectorMatches(s.namespaceSelector, this.nsLabelsOf(p.namespace))
+        : p.namespace !== s.namespace
+    )
+      return false;
     return !s.podSelector || selectorMatches(s.podSelector, p.labels);
   }
 
@@ -262,7 +320,10 @@ export class IncrementalCompiler {
    * namespace's policies)), or null when that needs a policy or group the model does not have,
    * or leaves one without pods.
    */
-  private localPart(keys: readonly string[], byKey: ReadonlyMap<string, LocalPod>): Pick<CompiledModel, "localPods" | "policies" | "groups" | "siblingSources"> | null {
+  private localPart(
+    keys: readonly string[],
+    byKey: ReadonlyMap<string, LocalPod>,
+  ): Pick<CompiledModel, "localPods" | "policies" | "groups" | "siblingSources"> | null {
     const m = this.current;
     const localPods = [...m.localPods];
     // Copies of the policies and groups whose pod lists change, by id.
@@ -272,7 +333,11 @@ export class IncrementalCompiler {
     const groupIdx = new Map(m.groups.map((g, i) => [g.id, i]));
     const policy = (id: string) => {
       let p = policies.get(id);
-      if (!p) policies.set(id, (p = { ...m.policies[policyIdx.get(id)!], selects: [...m.policies[policyIdx.get(id)!].selects] }));
+      if (!p)
+        policies.set(
+          id,
+          (p = { ...m.policies[policyIdx.get(id)!], selects: [...m.policies[policyIdx.get(id)!].selects] }),
+        );
       return p;
     };
     const group = (id: string) => {
@@ -304,11 +369,19 @@ export class IncrementalCompiler {
         insertSorted(cp.selects, key, cmp);
         cps.push(cp);
       }
-      this.selectedBy.set(key, cps.map((c) => c.id));
+      this.selectedBy.set(
+        key,
+        cps.map((c) => c.id),
+      );
       const dir = (direction: "ingress" | "egress") => {
         const ps = cps.filter((c) => c[direction] !== null);
         if (ps.length === 0) return { isolated: false, group: null, policies: [] };
-        const g = this.groupByPolicies.get(`${direction} ${ps.map((p) => p.id).sort().join(",")}`);
+        const g = this.groupByPolicies.get(
+          `${direction} ${ps
+            .map((p) => p.id)
+            .sort()
+            .join(",")}`,
+        );
         if (g === undefined) return undefined; // a new group: a new chain and counter
         insertSorted(group(g).pods, key, cmp);
         return { isolated: true, group: g, policies: ps.map((c) => c.ref) };
@@ -317,10 +390,22 @@ export class IncrementalCompiler {
       const egress = dir("egress");
       if (!ingress || !egress) return null;
       const ips = lp.ips.map((a) => canonicalIp(a)).filter((a): a is string => a !== null);
-      localPods.splice(at(key), 0, { key, namespace: lp.namespace, name: lp.name, ifname: lp.ifname, ips, ingress, egress });
+      localPods.splice(at(key), 0, {
+        key,
+        namespace: lp.namespace,
+        name: lp.name,
+        ifname: lp.ifname,
+        ips,
+        ingress,
+        egress,
+      });
     }
     // A policy or group left without local pods would vanish from a full compile.
-    if ([...policies.values()].some((p) => p.selects.length === 0) || [...groups.values()].some((g) => g.pods.length === 0)) return null;
+    if (
+      [...policies.values()].some((p) => p.selects.length === 0) ||
+      [...groups.values()].some((g) => g.pods.length === 0)
+    )
+      return null;
     const sorted = [...byKey.values()].sort((a, b) => cmp(podKey(a.namespace, a.name), podKey(b.namespace, b.name)));
     return {
       localPods,

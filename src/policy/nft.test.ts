@@ -9,7 +9,12 @@ import type { Namespace, NetworkPolicy, Pod } from "../k8s/types.js";
 
 const fromYb = policy("x", "from-yb", {
   podSelector: { matchLabels: { pod: "a" } },
-  ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: "y" } }, podSelector: { matchLabels: { pod: "b" } } }], ports: [{ port: 80 }, { protocol: "UDP", port: "serve-81-udp" }] }],
+  ingress: [
+    {
+      from: [{ namespaceSelector: { matchLabels: { ns: "y" } }, podSelector: { matchLabels: { pod: "b" } } }],
+      ports: [{ port: 80 }, { protocol: "UDP", port: "serve-81-udp" }],
+    },
+  ],
   egress: [{ to: [{ ipBlock: { cidr: "10.0.0.0/8", except: ["10.244.3.0/24"] } }] }],
 });
 
@@ -34,8 +39,14 @@ test("the script replaces the table atomically and names counters per policy rul
   assert.ok(s.includes(`${podAddr("x", "a", 6)} : jump ${xa.egress.group}`));
   assert.ok(!s.includes(`${podAddr("x", "c")} : jump`));
   // Anti-spoofing: one reverse-path rule for all pod veths, no per-pod elements.
-  assert.match(s, /chain spoof_hook \{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\tiifname "wf\*" jump spoof_check/);
-  assert.match(s, /ip6 saddr \{ ::, fe80::\/10 \} return\n\t\tiifname \. ip saddr @sib_4 return\n\t\tiifname \. ip6 saddr @sib_6 return\n\t\tfib saddr \. iif oif missing counter name "spoofed" drop/);
+  assert.match(
+    s,
+    /chain spoof_hook \{\n\t\ttype filter hook prerouting priority -300; policy accept;\n\t\tiifname "wf\*" jump spoof_check/,
+  );
+  assert.match(
+    s,
+    /ip6 saddr \{ ::, fe80::\/10 \} return\n\t\tiifname \. ip saddr @sib_4 return\n\t\tiifname \. ip6 saddr @sib_6 return\n\t\tfib saddr \. iif oif missing counter name "spoofed" drop/,
+  );
   assert.deepEqual(m.siblingSources, [], "single-interface pods: the sibling sets stay empty");
   assert.ok(!s.includes(xa.ifname), "no per-pod interface elements");
   // ipBlock except: two ranges around the hole.
@@ -65,7 +76,10 @@ test("pod churn and label changes are element updates; policy changes need a ful
   // y/b is deleted: it leaves the peer set and the named-port set.
   const gone = pods().filter((p) => !(p.metadata.namespace === "y" && p.metadata.name === "b"));
   const del = renderElementUpdate(before, modelFor(gone, [fromYb]))!;
-  assert.match(del, new RegExp(`delete element inet weft ${setName}_4 \\{ ${podAddr("y", "b").replace(/\./g, "\\.")} \\}`));
+  assert.match(
+    del,
+    new RegExp(`delete element inet weft ${setName}_4 \\{ ${podAddr("y", "b").replace(/\./g, "\\.")} \\}`),
+  );
   assert.match(del, /delete element inet weft n_[0-9a-f]+_4 \{ 10\.244\.2\.2 \. udp \. 81 \}/);
   assert.doesNotMatch(del, /add element/);
 
@@ -92,7 +106,9 @@ test("pod churn and label changes are element updates; policy changes need a ful
 
 test("scale: 10,000 pods and 2,000 policies compile and render; rules do not grow with pods", () => {
   const NS = 100;
-  const nss: Namespace[] = Array.from({ length: NS }, (_, i) => ({ metadata: { name: `ns${i}`, labels: { team: `t${i % 10}` } } }));
+  const nss: Namespace[] = Array.from({ length: NS }, (_, i) => ({
+    metadata: { name: `ns${i}`, labels: { team: `t${i % 10}` } },
+  }));
   const makePods = (perNs: number): Pod[] => {
     const out: Pod[] = [];
     for (let i = 0; i < NS; i++) {
@@ -101,8 +117,14 @@ test("scale: 10,000 pods and 2,000 policies compile and render; rules do not gro
         out.push({
           metadata: { name: `p${j}`, namespace: `ns${i}`, labels: { app: `app${j % 10}`, tier: j % 2 ? "fe" : "be" } },
           // The first 2 pods of each namespace run on this node: 200 local pods either way.
-          spec: { nodeName: j < 2 ? "node1" : `node${2 + (n % 50)}`, containers: [{ name: "c", ports: [{ name: "http", containerPort: 8080 }] }] },
-          status: { phase: "Running", podIPs: [{ ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` }, { ip: `fd00::${n.toString(16)}` }] },
+          spec: {
+            nodeName: j < 2 ? "node1" : `node${2 + (n % 50)}`,
+            containers: [{ name: "c", ports: [{ name: "http", containerPort: 8080 }] }],
+          },
+          status: {
+            phase: "Running",
+            podIPs: [{ ip: `10.${(n >> 16) & 255}.${(n >> 8) & 255}.${n & 255}` }, { ip: `fd00::${n.toString(16)}` }],
+          },
         });
       }
     }
@@ -117,7 +139,16 @@ test("scale: 10,000 pods and 2,000 policies compile and render; rules do not gro
           podSelector: { matchLabels: { app: `app${k % 10}` } },
           policyTypes: k % 3 === 0 ? ["Ingress", "Egress"] : ["Ingress"],
           ingress: [
-            { from: [{ podSelector: { matchLabels: { tier: "fe" } } }, { namespaceSelector: { matchLabels: { team: `t${k % 10}` } }, podSelector: { matchLabels: { app: `app${(k + 1) % 10}` } } }], ports: [{ port: "http" }, { port: 9000 + k, endPort: 9100 + k }] },
+            {
+              from: [
+                { podSelector: { matchLabels: { tier: "fe" } } },
+                {
+                  namespaceSelector: { matchLabels: { team: `t${k % 10}` } },
+                  podSelector: { matchLabels: { app: `app${(k + 1) % 10}` } },
+                },
+              ],
+              ports: [{ port: "http" }, { port: 9000 + k, endPort: 9100 + k }],
+            },
             { from: [{ ipBlock: { cidr: "192.168.0.0/16", except: [`192.168.${k}.0/24`] } }] },
           ],
           egress: [{ to: [{ namespaceSelector: {} }], ports: [{ protocol: "UDP", port: 53 }] }],
@@ -131,7 +162,13 @@ test("scale: 10,000 pods and 2,000 policies compile and render; rules do not gro
   const small = makePods(10);
   const node = "node1";
   const mBig = compile({ namespaces: nss, pods: big, policies: pols, node, local: localPodsFromCluster(big, node) });
-  const mSmall = compile({ namespaces: nss, pods: small, policies: pols, node, local: localPodsFromCluster(small, node) });
+  const mSmall = compile({
+    namespaces: nss,
+    pods: small,
+    policies: pols,
+    node,
+    local: localPodsFromCluster(small, node),
+  });
   assert.equal(mBig.localPods.length, 200);
   const script = renderRuleset(mBig);
   assert.ok(script.length > 0);

@@ -15,7 +15,17 @@
 // An accept ends only its own base chain, so a pod-to-pod packet on one node passes both checks.
 import type { AddrRange } from "../net/cidr.js";
 import { formatIp } from "../net/ip.js";
-import type { CompiledModel, CompiledRule, Direction, ElementChange, Family, NamedPortElement, Protocol, RulePeer, RulePort } from "./model.js";
+import type {
+  CompiledModel,
+  CompiledRule,
+  Direction,
+  ElementChange,
+  Family,
+  NamedPortElement,
+  Protocol,
+  RulePeer,
+  RulePort,
+} from "./model.js";
 
 export interface RenderOptions {
   /** Table name (family inet). Default "weft". */
@@ -44,10 +54,13 @@ interface Opts {
 function opts(o: RenderOptions = {}): Opts {
   const table = o.table ?? "weft";
   const prefix = o.podIfPrefix ?? "wf";
-  if (!/^[A-Za-z][A-Za-z0-9_]{0,30}$/.test(table)) throw new Error(`nft table name "${table}" is not a plain identifier`);
-  if (!/^[A-Za-z0-9_.-]{1,14}$/.test(prefix)) throw new Error(`pod interface prefix "${prefix}" is not a valid interface name prefix`);
+  if (!/^[A-Za-z][A-Za-z0-9_]{0,30}$/.test(table))
+    throw new Error(`nft table name "${table}" is not a plain identifier`);
+  if (!/^[A-Za-z0-9_.-]{1,14}$/.test(prefix))
+    throw new Error(`pod interface prefix "${prefix}" is not a valid interface name prefix`);
   const group = o.nflogGroup ?? 100;
-  if (!Number.isInteger(group) || group < 0 || group > 65535) throw new Error(`NFLOG group ${group} is not in 0..65535`);
+  if (!Number.isInteger(group) || group < 0 || group > 65535)
+    throw new Error(`NFLOG group ${group} is not in 0..65535`);
   const rate = o.logRatePerSecond ?? 10;
   if (!Number.isInteger(rate) || rate < 1) throw new Error(`log rate ${rate} must be a positive integer`);
   return { table, prefix, group, rate, counterValues: o.counterValues ?? new Map() };
@@ -87,7 +100,12 @@ function comment(text: string): string {
 }
 
 /** Family-specific match fragments for one peer and one port, or null if they exclude each other. */
-function ruleVariants(dir: Direction, peer: RulePeer, port: RulePort, model: CompiledModel): Array<{ fam: Family | null; peer: string; port: string }> {
+function ruleVariants(
+  dir: Direction,
+  peer: RulePeer,
+  port: RulePort,
+  model: CompiledModel,
+): Array<{ fam: Family | null; peer: string; port: string }> {
   const addrField = dir === "ingress" ? "saddr" : "daddr";
   let peerFams: Array<Family | null>;
   if (peer.kind === "any") peerFams = [null];
@@ -100,7 +118,11 @@ function ruleVariants(dir: Direction, peer: RulePeer, port: RulePort, model: Com
       if (pf !== null && qf !== null && pf !== qf) continue;
       const fam = pf ?? qf;
       const peerText =
-        peer.kind === "any" ? "" : peer.kind === "pods" ? `${ipKw(fam!)} ${addrField} @${peer.set}_${fam}` : `${ipKw(fam!)} ${addrField} @${peer.set}`;
+        peer.kind === "any"
+          ? ""
+          : peer.kind === "pods"
+            ? `${ipKw(fam!)} ${addrField} @${peer.set}_${fam}`
+            : `${ipKw(fam!)} ${addrField} @${peer.set}`;
       let portText = "";
       switch (port.kind) {
         case "any":
@@ -140,13 +162,16 @@ function ruleLines(rule: CompiledRule, model: CompiledModel): string[] {
 /** The sets keyed by local pods: sibling sources and the verdict maps (small: local pods only). */
 function localSets(model: CompiledModel): SetDef[] {
   const sets: SetDef[] = [];
-  const addSet = (name: string, decl: string[], elements: Array<[string, string]>) => sets.push({ name, decl, elements: new Map(elements) });
+  const addSet = (name: string, decl: string[], elements: Array<[string, string]>) =>
+    sets.push({ name, decl, elements: new Map(elements) });
   for (const f of FAMILIES) {
     // Sources a multi-interface pod's veth may send besides its own (its other interfaces').
-    const els = model.siblingSources.filter((s) => s.family === f).map((s): [string, string] => {
-      const t = `"${s.ifname}" . ${s.addr}`;
-      return [t, t];
-    });
+    const els = model.siblingSources
+      .filter((s) => s.family === f)
+      .map((s): [string, string] => {
+        const t = `"${s.ifname}" . ${s.addr}`;
+        return [t, t];
+      });
     addSet(`sib_${f}`, [`type ifname . ${addrType(f)}`], els);
   }
   for (const dir of ["ingress", "egress"] as const) {
@@ -168,20 +193,32 @@ function localSets(model: CompiledModel): SetDef[] {
 export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Ruleset {
   const op = opts(o);
   const sets: SetDef[] = [];
-  const addSet = (name: string, decl: string[], elements: Array<[string, string]>) => sets.push({ name, decl, elements: new Map(elements) });
+  const addSet = (name: string, decl: string[], elements: Array<[string, string]>) =>
+    sets.push({ name, decl, elements: new Map(elements) });
 
   for (const s of model.podSets) {
-    for (const f of FAMILIES) addSet(`${s.id}_${f}`, [`type ${addrType(f)}`], (f === 4 ? s.v4 : s.v6).map((a) => [a, a]));
+    for (const f of FAMILIES)
+      addSet(
+        `${s.id}_${f}`,
+        [`type ${addrType(f)}`],
+        (f === 4 ? s.v4 : s.v6).map((a) => [a, a]),
+      );
   }
   for (const c of model.cidrSets) {
-    addSet(c.id, [`type ${addrType(c.family)}`, "flags interval"], c.ranges.map((r) => [rangeText(r), rangeText(r)]));
+    addSet(
+      c.id,
+      [`type ${addrType(c.family)}`, "flags interval"],
+      c.ranges.map((r) => [rangeText(r), rangeText(r)]),
+    );
   }
   for (const n of model.namedPortSets) {
     for (const f of FAMILIES) {
-      const els = n.elements.filter((e) => e.family === f).map((e): [string, string] => {
-        const t = `${e.addr} . ${PROTO[e.protocol]} . ${e.port}`;
-        return [t, t];
-      });
+      const els = n.elements
+        .filter((e) => e.family === f)
+        .map((e): [string, string] => {
+          const t = `${e.addr} . ${PROTO[e.protocol]} . ${e.port}`;
+          return [t, t];
+        });
       addSet(`${n.id}_${f}`, [`type ${addrType(f)} . inet_proto . inet_service`], els);
     }
   }
@@ -189,7 +226,11 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
 
   const pod = `"${op.prefix}*"`;
   const chains: ChainDef[] = [
-    { name: "spoof_hook", hook: "type filter hook prerouting priority -300; policy accept;", rules: [`iifname ${pod} jump spoof_check`] },
+    {
+      name: "spoof_hook",
+      hook: "type filter hook prerouting priority -300; policy accept;",
+      rules: [`iifname ${pod} jump spoof_check`],
+    },
     {
       name: "spoof_check",
       rules: [
@@ -207,15 +248,33 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
         `fib saddr . iif oif missing counter name "spoofed" drop`,
       ],
     },
-    { name: "egress_hook", hook: "type filter hook forward priority 0; policy accept;", rules: [`iifname ${pod} jump pod_egress`] },
+    {
+      name: "egress_hook",
+      hook: "type filter hook forward priority 0; policy accept;",
+      rules: [`iifname ${pod} jump pod_egress`],
+    },
     {
       name: "pod_egress",
-      rules: ["ct state established,related accept", "ct state invalid drop", "ip saddr vmap @ve_4", "ip6 saddr vmap @ve_6"],
+      rules: [
+        "ct state established,related accept",
+        "ct state invalid drop",
+        "ip saddr vmap @ve_4",
+        "ip6 saddr vmap @ve_6",
+      ],
     },
-    { name: "ingress_hook", hook: "type filter hook forward priority 10; policy accept;", rules: [`oifname ${pod} jump pod_ingress`] },
+    {
+      name: "ingress_hook",
+      hook: "type filter hook forward priority 10; policy accept;",
+      rules: [`oifname ${pod} jump pod_ingress`],
+    },
     {
       name: "pod_ingress",
-      rules: ["ct state established,related accept", "ct state invalid drop", "ip daddr vmap @vi_4", "ip6 daddr vmap @vi_6"],
+      rules: [
+        "ct state established,related accept",
+        "ct state invalid drop",
+        "ip daddr vmap @vi_4",
+        "ip6 daddr vmap @vi_6",
+      ],
     },
   ];
   for (const g of model.groups) {
@@ -224,7 +283,9 @@ export function buildRuleset(model: CompiledModel, o: RenderOptions = {}): Rules
       return `jump ${cp[g.direction]!.chain}`;
     });
     rules.push(`counter name "${g.denyCounter}"`);
-    rules.push(`limit rate ${op.rate}/second burst ${op.rate * 2} packets log prefix "weft deny ${g.direction} ${g.id}: " group ${op.group}`);
+    rules.push(
+      `limit rate ${op.rate}/second burst ${op.rate * 2} packets log prefix "weft deny ${g.direction} ${g.id}: " group ${op.group}`,
+    );
     rules.push("drop");
     chains.push({ name: g.chain, rules });
   }
@@ -251,7 +312,11 @@ function formatTable(rs: Ruleset, table: string, withElements: boolean): string 
     out.push("\t}");
   }
   for (const c of rs.counters) {
-    out.push(withElements && (c.packets || c.bytes) ? `\tcounter ${c.name} {\n\t\tpackets ${c.packets} bytes ${c.bytes}\n\t}` : `\tcounter ${c.name} {\n\t}`);
+    out.push(
+      withElements && (c.packets || c.bytes)
+        ? `\tcounter ${c.name} {\n\t\tpackets ${c.packets} bytes ${c.bytes}\n\t}`
+        : `\tcounter ${c.name} {\n\t}`,
+    );
   }
   for (const c of rs.chains) {
     out.push(`\tchain ${c.name} {`);
@@ -278,10 +343,13 @@ export function renderDelete(o: RenderOptions = {}): string {
 /** Parses `nft -j list counters table inet weft` output into values for RenderOptions.counterValues. */
 export function parseCounters(json: string): Map<string, { packets: number; bytes: number }> {
   const out = new Map<string, { packets: number; bytes: number }>();
-  const doc = JSON.parse(json) as { nftables?: Array<{ counter?: { name?: unknown; packets?: unknown; bytes?: unknown } }> };
+  const doc = JSON.parse(json) as {
+    nftables?: Array<{ counter?: { name?: unknown; packets?: unknown; bytes?: unknown } }>;
+  };
   for (const item of doc.nftables ?? []) {
     const c = item.counter;
-    if (c && typeof c.name === "string" && typeof c.packets === "number" && typeof c.bytes === "number") out.set(c.name, { packets: c.packets, bytes: c.bytes });
+    if (c && typeof c.name === "string" && typeof c.packets === "number" && typeof c.bytes === "number")
+      out.set(c.name, { packets: c.packets, bytes: c.bytes });
   }
   return out;
 }
@@ -324,7 +392,12 @@ const nameOf = (set: string, family: Family) => `${set}_${family}`;
  * does not grow with the cluster. Assumes the kernel holds exactly `prev` and that `next` differs
  * from it in elements only (as IncrementalCompiler guarantees).
  */
-export function renderModelChange(prev: CompiledModel, next: CompiledModel, change: ElementChange, o: RenderOptions = {}): string {
+export function renderModelChange(
+  prev: CompiledModel,
+  next: CompiledModel,
+  change: ElementChange,
+  o: RenderOptions = {},
+): string {
   const { table } = opts(o);
   const dels = new Map<string, Set<string>>();
   const adds = new Map<string, Set<string>>();
@@ -337,7 +410,8 @@ export function renderModelChange(prev: CompiledModel, next: CompiledModel, chan
   const [pa, pb] = [podSetsOf(prev), podSetsOf(next)];
   const hasAddr = (sorted: readonly string[] | undefined, addr: string) => {
     if (!sorted) return false;
-    let lo = 0, hi = sorted.length;
+    let lo = 0,
+      hi = sorted.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
       if (sorted[mid] < addr) lo = mid + 1;
@@ -361,7 +435,11 @@ export function renderModelChange(prev: CompiledModel, next: CompiledModel, chan
     // candidates, index the set once for many (a burst of pods).
     const has = (elements: readonly NamedPortElement[] | undefined): ((e: NamedPortElement) => boolean) => {
       if (!elements) return () => false;
-      if (candidates.length <= 8) return (e) => elements.some((x) => x.family === e.family && x.addr === e.addr && x.protocol === e.protocol && x.port === e.port);
+      if (candidates.length <= 8)
+        return (e) =>
+          elements.some(
+            (x) => x.family === e.family && x.addr === e.addr && x.protocol === e.protocol && x.port === e.port,
+          );
       const keys = new Set(elements.map(elKey));
       return (e) => keys.has(elKey(e));
     };

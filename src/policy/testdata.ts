@@ -1,7 +1,14 @@
 // The upstream netpol e2e layout (test/e2e/network/netpol): namespaces x, y, z, each with pods
 // a, b, c serving ports 80 and 81 over TCP and UDP (named serve-80-tcp, ...), spread over two
 // nodes, dual-stack. Used by the policy unit and kernel tests.
-import type { LabelSelector, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from "../k8s/types.js";
+import type {
+  LabelSelector,
+  Namespace,
+  NetworkPolicy,
+  NetworkPolicyPeer,
+  NetworkPolicyPort,
+  Pod,
+} from "../k8s/types.js";
 import type { LocalPod } from "./model.js";
 import { compile, localPodsFromCluster } from "./compile.js";
 import { evaluate } from "./evaluate.js";
@@ -38,7 +45,12 @@ export function pods(): Pod[] {
             })),
           ),
         },
-        status: { phase: "Running", podIP: podAddr(ns, p), podIPs: [{ ip: podAddr(ns, p) }, { ip: podAddr(ns, p, 6) }], hostIP: "192.168.0.1" },
+        status: {
+          phase: "Running",
+          podIP: podAddr(ns, p),
+          podIPs: [{ ip: podAddr(ns, p) }, { ip: podAddr(ns, p, 6) }],
+          hostIP: "192.168.0.1",
+        },
       });
     }
   }
@@ -54,21 +66,32 @@ export function policy(ns: string, name: string, spec: NetworkPolicy["spec"]): N
 export type Matrix = Record<string, Record<string, boolean>>;
 
 /** The reachability matrix as the compiled node models enforce it (egress at the source's node, ingress at the destination's). */
-export function matrix(policies: NetworkPolicy[], port: number, protocol: Protocol = "TCP", family: 4 | 6 = 4, podList: Pod[] = pods()): Matrix {
+export function matrix(
+  policies: NetworkPolicy[],
+  port: number,
+  protocol: Protocol = "TCP",
+  family: 4 | 6 = 4,
+  podList: Pod[] = pods(),
+): Matrix {
   const models = new Map<string, CompiledModel>();
   for (const node of NODES) {
     const local: LocalPod[] = localPodsFromCluster(podList, node);
     models.set(node, compile({ namespaces: namespaces(), pods: podList, policies, node, local }));
   }
-  const nodeOf = (key: string) => podList.find((p) => `${p.metadata.namespace}/${p.metadata.name}` === key)!.spec.nodeName!;
+  const nodeOf = (key: string) =>
+    podList.find((p) => `${p.metadata.namespace}/${p.metadata.name}` === key)!.spec.nodeName!;
   const out: Matrix = {};
   for (const from of ALL) {
     out[from] = {};
     for (const to of ALL) {
-      if (from === to) { out[from][to] = true; continue; }
+      if (from === to) {
+        out[from][to] = true;
+        continue;
+      }
       const [fns, fp] = from.split("/");
       const [tns, tp] = to.split("/");
-      const src = podAddr(fns, fp, family), dst = podAddr(tns, tp, family);
+      const src = podAddr(fns, fp, family),
+        dst = podAddr(tns, tp, family);
       const e = evaluate(models.get(nodeOf(from))!, "egress", from, { local: src, remote: dst, protocol, port });
       const i = evaluate(models.get(nodeOf(to))!, "ingress", to, { local: dst, remote: src, protocol, port });
       out[from][to] = e.allowed && i.allowed;
@@ -94,7 +117,8 @@ export function expect(pred: (from: { ns: string; pod: string }, to: { ns: strin
 /** Readable diff of two matrices ("x/a -> y/b: expected true, got false"), empty when equal. */
 export function diffMatrix(want: Matrix, got: Matrix): string[] {
   const d: string[] = [];
-  for (const f of ALL) for (const t of ALL) if (want[f][t] !== got[f][t]) d.push(`${f} -> ${t}: expected ${want[f][t]}, got ${got[f][t]}`);
+  for (const f of ALL)
+    for (const t of ALL) if (want[f][t] !== got[f][t]) d.push(`${f} -> ${t}: expected ${want[f][t]}, got ${got[f][t]}`);
   return d;
 }
 
@@ -152,7 +176,11 @@ export function synPod(r: () => number, i: number, node: string): Pod {
     spec: { nodeName: node, hostNetwork: r() < 0.03 ? true : undefined, containers: [{ name: "c", ports }] },
     status: noIp
       ? { phase: "Pending" }
-      : { phase: r() < 0.03 ? "Succeeded" : "Running", podIP: v4, podIPs: dual ? [{ ip: v4 }, { ip: v6 }] : [{ ip: v4 }] },
+      : {
+          phase: r() < 0.03 ? "Succeeded" : "Running",
+          podIP: v4,
+          podIPs: dual ? [{ ip: v4 }, { ip: v6 }] : [{ ip: v4 }],
+        },
   } as Pod;
 }
 
@@ -162,13 +190,22 @@ function synPolicy(r: () => number, i: number): NetworkPolicy {
     pick<LabelSelector>(r, [
       { matchLabels: { app: synLabels(r).app } },
       { matchLabels: { role: pick(r, ["r0", "r1", "r2", "r3"]) } },
-      { matchExpressions: [{ key: "app", operator: "In" as const, values: [pick(r, ["a0", "a1", "a2"]), pick(r, ["a3", "a4", "a5"])] }] },
+      {
+        matchExpressions: [
+          { key: "app", operator: "In" as const, values: [pick(r, ["a0", "a1", "a2"]), pick(r, ["a3", "a4", "a5"])] },
+        ],
+      },
       { matchExpressions: [{ key: "tier", operator: "NotIn" as const, values: ["db"] }] },
       { matchExpressions: [{ key: "role", operator: "Exists" as const }] },
       { matchExpressions: [{ key: "tier", operator: "DoesNotExist" as const }] },
       {},
     ]);
-  const nsSel = (): LabelSelector => pick<LabelSelector>(r, [{}, { matchLabels: { team: pick(r, ["t0", "t1", "t2"]) } }, { matchLabels: { "kubernetes.io/metadata.name": pick(r, ["u0", "ns1"]) } }]);
+  const nsSel = (): LabelSelector =>
+    pick<LabelSelector>(r, [
+      {},
+      { matchLabels: { team: pick(r, ["t0", "t1", "t2"]) } },
+      { matchLabels: { "kubernetes.io/metadata.name": pick(r, ["u0", "ns1"]) } },
+    ]);
   const peer = (): NetworkPolicyPeer =>
     pick<() => NetworkPolicyPeer>(r, [
       () => ({ podSelector: podSel() }),
@@ -177,13 +214,24 @@ function synPolicy(r: () => number, i: number): NetworkPolicy {
       () => ({ ipBlock: { cidr: "10.96.0.0/12", except: ["10.96.1.0/24"] } }),
     ])();
   const ports = (): NetworkPolicyPort[] | undefined =>
-    pick<NetworkPolicyPort[] | undefined>(r, [undefined, [{ protocol: "TCP" as const, port: "http" }], [{ protocol: "UDP" as const, port: "dns" }, { protocol: "TCP" as const, port: 443 }], [{ protocol: "TCP" as const, port: 80, endPort: 90 }]]);
+    pick<NetworkPolicyPort[] | undefined>(r, [
+      undefined,
+      [{ protocol: "TCP" as const, port: "http" }],
+      [
+        { protocol: "UDP" as const, port: "dns" },
+        { protocol: "TCP" as const, port: 443 },
+      ],
+      [{ protocol: "TCP" as const, port: 80, endPort: 90 }],
+    ]);
   const types = pick<Array<"Ingress" | "Egress">>(r, [["Ingress"], ["Egress"], ["Ingress", "Egress"]]);
   // Policies select by app mostly (as real ones do), so local pods share isolation groups.
   const own = r() < 0.7 ? { matchLabels: { app: synLabels(r).app } } : podSel();
   const spec: NetworkPolicy["spec"] = { podSelector: own, policyTypes: [...types] };
-  if (types.includes("Ingress")) spec.ingress = r() < 0.1 ? [] : [{ from: r() < 0.2 ? undefined : [peer(), ...(r() < 0.3 ? [peer()] : [])], ports: ports() }];
-  if (types.includes("Egress")) spec.egress = r() < 0.1 ? [] : [{ to: r() < 0.2 ? undefined : [peer()], ports: ports() }];
+  if (types.includes("Ingress"))
+    spec.ingress =
+      r() < 0.1 ? [] : [{ from: r() < 0.2 ? undefined : [peer(), ...(r() < 0.3 ? [peer()] : [])], ports: ports() }];
+  if (types.includes("Egress"))
+    spec.egress = r() < 0.1 ? [] : [{ to: r() < 0.2 ? undefined : [peer()], ports: ports() }];
   return policy(ns, `np${i}`, spec);
 }
 

@@ -4,7 +4,11 @@
 export type StoreErrorCode = "NotFound" | "Conflict" | "Unavailable" | "Invalid" | "Exhausted";
 
 export class StoreError extends Error {
-  constructor(readonly code: StoreErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly code: StoreErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = `Store${code}Error`;
   }
@@ -20,7 +24,9 @@ export class NotFoundError extends StoreError {
 /** `weft cluster init` has not been run against this store yet. */
 export class NotInitializedError extends NotFoundError {
   constructor(where: string) {
-    super(`the cluster in ${where} is not initialized: run \`weft cluster init --cluster-cidr CIDR[,CIDR] --backend vxlan|host-gw|vxlan-direct\` first`);
+    super(
+      `the cluster in ${where} is not initialized: run \`weft cluster init --cluster-cidr CIDR[,CIDR] --backend vxlan|host-gw|vxlan-direct\` first`,
+    );
   }
 }
 
@@ -28,7 +34,10 @@ export type ConflictReason = "AlreadyExists" | "ResourceVersion" | "AlreadyIniti
 
 /** A precondition failed: the thing exists already, or changed since it was read. */
 export class ConflictError extends StoreError {
-  constructor(readonly reason: ConflictReason, message: string) {
+  constructor(
+    readonly reason: ConflictReason,
+    message: string,
+  ) {
     super("Conflict", message);
   }
 }

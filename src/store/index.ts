@@ -22,11 +22,20 @@ export function openStore(config: StoreConfig): ClusterStore {
     case "etcd":
       return lazyStore(`etcd at ${config.endpoints.join(",")}`, async () =>
         (await import("./etcd/index.js")).openEtcdStore({
-          endpoints: config.endpoints, tls: config.tls, auth: config.auth, prefix: config.prefix, requestTimeoutMs: config.requestTimeoutMs,
-        }));
+          endpoints: config.endpoints,
+          tls: config.tls,
+          auth: config.auth,
+          prefix: config.prefix,
+          requestTimeoutMs: config.requestTimeoutMs,
+        }),
+      );
     case "kubernetes":
       return lazyStore(`Kubernetes API (kubeconfig ${config.kubeconfig})`, async () =>
-        (await import("./kubernetes/index.js")).openKubernetesStore({ kubeconfig: config.kubeconfig, requestTimeoutMs: config.requestTimeoutMs }));
+        (await import("./kubernetes/index.js")).openKubernetesStore({
+          kubeconfig: config.kubeconfig,
+          requestTimeoutMs: config.requestTimeoutMs,
+        }),
+      );
     default:
       throw new InvalidError(`unknown store kind: use --store local, etcd or kubernetes`);
   }

@@ -25,7 +25,11 @@ export function decodeNode(e: KvEntry): NodeInfo {
 export interface KvNodeHost {
   readonly kv: KvBackend;
   nodeKey(name: string): string;
-  registerOnce(r: NodeRegistration, ttl: number, grace: number): Promise<{ node: NodeInfo; nodeLease: KvLease; subnetLease: KvLease }>;
+  registerOnce(
+    r: NodeRegistration,
+    ttl: number,
+    grace: number,
+  ): Promise<{ node: NodeInfo; nodeLease: KvLease; subnetLease: KvLease }>;
   forget(lease: KvNodeLease): void;
 }
 
@@ -33,7 +37,12 @@ export class KvNodeLease extends RecoveringLease implements NodeLease {
   private nodeLease?: KvLease;
   private subnetLease?: KvLease;
 
-  constructor(private readonly store: KvNodeHost, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {
+  constructor(
+    private readonly store: KvNodeHost,
+    private reg: NodeRegistration,
+    private readonly ttl: number,
+    private readonly grace: number,
+  ) {
     super();
   }
 
@@ -48,7 +57,7 @@ export class KvNodeLease extends RecoveringLease implements NodeLease {
   }
 
   private lost(which: KvLease, err: Error): void {
-    if (this.stopped || this.recovering || which !== this.nodeLease && which !== this.subnetLease) return;
+    if (this.stopped || this.recovering || (which !== this.nodeLease && which !== this.subnetLease)) return;
     // Set first: releasing the other lease reports its loss here again.
     this.recovering = true;
     this.nodeLease?.release();
@@ -65,9 +74,22 @@ export class KvNodeLease extends RecoveringLease implements NodeLease {
     if (this.stopped) throw new InvalidError(`node ${this.reg.name}: the lease was released`);
     const r = normalizeRegistration({ ...this.reg, ...patch });
     const lease = this.nodeLease;
-    if (!lease || this.recovering) throw new UnavailableError(`node ${this.reg.name}: the lease is being re-established after a store outage; retry shortly`);
-    const stored: StoredNode = { name: r.name, addresses: r.addresses, podCIDRs: this.node.podCIDRs, backendData: r.backendData ?? {}, registeredAt: this.node.registeredAt, leaseTTLSeconds: this.ttl };
-    const res = await this.store.kv.txn([], [{ type: "put", key: this.store.nodeKey(r.name), value: JSON.stringify(stored), lease: lease.id }]);
+    if (!lease || this.recovering)
+      throw new UnavailableError(
+        `node ${this.reg.name}: the lease is being re-established after a store outage; retry shortly`,
+      );
+    const stored: StoredNode = {
+      name: r.name,
+      addresses: r.addresses,
+      podCIDRs: this.node.podCIDRs,
+      backendData: r.backendData ?? {},
+      registeredAt: this.node.registeredAt,
+      leaseTTLSeconds: this.ttl,
+    };
+    const res = await this.store.kv.txn(
+      [],
+      [{ type: "put", key: this.store.nodeKey(r.name), value: JSON.stringify(stored), lease: lease.id }],
+    );
     this.reg = r;
     this.node = { ...stored, resourceVersion: String(res.revision) };
     return this.node;

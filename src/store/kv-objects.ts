@@ -21,13 +21,24 @@ import { checkStringMap, dnsLabel, dnsSubdomain, stableStringify, staleConflict 
 import { watchPrefix } from "./kv-watch.js";
 
 /** Kinds without a namespace (the rest are namespaced), as in Kubernetes. */
-const CLUSTER_SCOPED = new Set(["Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "StorageClass", "PriorityClass"]);
+const CLUSTER_SCOPED = new Set([
+  "Namespace",
+  "Node",
+  "PersistentVolume",
+  "ClusterRole",
+  "ClusterRoleBinding",
+  "CustomResourceDefinition",
+  "StorageClass",
+  "PriorityClass",
+]);
 
 export const isClusterScoped = (kind: string): boolean => CLUSTER_SCOPED.has(kind);
 
 function checkKind(kind: unknown): string {
   if (typeof kind !== "string" || !/^[A-Z][A-Za-z0-9]{0,62}$/.test(kind)) {
-    throw new InvalidError(`kind "${String(kind)}" is not valid: use the Kubernetes kind, e.g. Pod, Namespace, NetworkPolicy`);
+    throw new InvalidError(
+      `kind "${String(kind)}" is not valid: use the Kubernetes kind, e.g. Pod, Namespace, NetworkPolicy`,
+    );
   }
   return kind;
 }
@@ -41,16 +52,28 @@ export interface KvObjectHost {
 }
 
 export class KvObjectStore implements ObjectStore {
-  constructor(private readonly store: KvObjectHost, private readonly prefix: string) {}
+  constructor(
+    private readonly store: KvObjectHost,
+    private readonly prefix: string,
+  ) {}
 
-  private get kv(): KvBackend { return this.store.kv; }
+  private get kv(): KvBackend {
+    return this.store.kv;
+  }
 
   private resolve(ref: ObjectRef): { key: string; kind: string; name: string; namespace?: string; what: string } {
     const kind = checkKind(ref.kind);
     const name = dnsSubdomain(`${kind} name`, ref.name);
-    if (isClusterScoped(kind)) return { key: `${this.prefix}${kind}/${name}`, kind, name, what: `${plural(kind)} "${name}"` };
+    if (isClusterScoped(kind))
+      return { key: `${this.prefix}${kind}/${name}`, kind, name, what: `${plural(kind)} "${name}"` };
     const namespace = dnsLabel("namespace", ref.namespace ?? "default");
-    return { key: `${this.prefix}${kind}/${namespace}/${name}`, kind, name, namespace, what: `${plural(kind)} "${name}" in namespace "${namespace}"` };
+    return {
+      key: `${this.prefix}${kind}/${namespace}/${name}`,
+      kind,
+      name,
+      namespace,
+      what: `${plural(kind)} "${name}" in namespace "${namespace}"`,
+    };
   }
 
   private decode(e: KvEntry): StoredObject {
@@ -60,12 +83,23 @@ export class KvObjectStore implements ObjectStore {
   }
 
   /** The object as stored: what the user gave, plus server fields, minus resourceVersion (it is the key's revision). */
-  private build(input: ObjectInput, r: { kind: string; name: string; namespace?: string }, base?: StoredObject): StoredObject {
-    if (typeof input.apiVersion !== "string" || input.apiVersion === "") throw new InvalidError(`${r.kind} "${r.name}": apiVersion is missing`);
-    const { resourceVersion: _rv, uid: _uid, creationTimestamp: _ct, ...meta } = input.metadata as ObjectInput["metadata"] & { uid?: string; creationTimestamp?: string };
+  private build(
+    input: ObjectInput,
+    r: { kind: string; name: string; namespace?: string },
+    base?: StoredObject,
+  ): StoredObject {
+    if (typeof input.apiVersion !== "string" || input.apiVersion === "")
+      throw new InvalidError(`${r.kind} "${r.name}": apiVersion is missing`);
+    const {
+      resourceVersion: _rv,
+      uid: _uid,
+      creationTimestamp: _ct,
+      ...meta
+    } = input.metadata as ObjectInput["metadata"] & { uid?: string; creationTimestamp?: string };
     checkStringMap(`${r.kind} "${r.name}" labels`, meta.labels);
     checkStringMap(`${r.kind} "${r.name}" annotations`, meta.annotations);
-    const labels = r.kind === "Namespace" ? { ...(meta.labels ?? {}), "kubernetes.io/metadata.name": r.name } : meta.labels;
+    const labels =
+      r.kind === "Namespace" ? { ...(meta.labels ?? {}), "kubernetes.io/metadata.name": r.name } : meta.labels;
     const metadata: StoredObject["metadata"] = {
       ...meta,
       name: r.name,
@@ -99,7 +133,8 @@ export class KvObjectStore implements ObjectStore {
 
   async list(kind: string, options: { namespace?: string } = {}): Promise<StoredObject[]> {
     checkKind(kind);
-    const ns = !isClusterScoped(kind) && options.namespace !== undefined ? `${dnsLabel("namespace", options.namespace)}/` : "";
+    const ns =
+      !isClusterScoped(kind) && options.namespace !== undefined ? `${dnsLabel("namespace", options.namespace)}/` : "";
     const { entries } = await this.kv.list(`${this.prefix}${kind}/${ns}`);
     return entries.map((e) => this.decode(e));
   }
@@ -107,7 +142,10 @@ export class KvObjectStore implements ObjectStore {
   async create(input: ObjectInput): Promise<StoredObject> {
     const r = this.resolve({ kind: input.kind, name: input.metadata?.name, namespace: input.metadata?.namespace });
     const obj = this.build(input, r);
-    const res = await this.kv.txn([{ key: r.key, modRevision: 0 }], [{ type: "put", key: r.key, value: this.serialize(obj) }]);
+    const res = await this.kv.txn(
+      [{ key: r.key, modRevision: 0 }],
+      [{ type: "put", key: r.key, value: this.serialize(obj) }],
+    );
     if (!res.succeeded) throw new ConflictError("AlreadyExists", `${r.what} already exists`);
     obj.metadata.resourceVersion = String(res.revision);
     return obj;
@@ -119,9 +157,16 @@ export class KvObjectStore implements ObjectStore {
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const e = await this.kv.get(r.key);
       if (!e) {
-        if (wantRv !== undefined) throw new ConflictError("ResourceVersion", `${r.what} was deleted since resourceVersion ${wantRv} was read: read it again`);
+        if (wantRv !== undefined)
+          throw new ConflictError(
+            "ResourceVersion",
+            `${r.what} was deleted since resourceVersion ${wantRv} was read: read it again`,
+          );
         const obj = this.build(input, r);
-        const res = await this.kv.txn([{ key: r.key, modRevision: 0 }], [{ type: "put", key: r.key, value: this.serialize(obj) }]);
+        const res = await this.kv.txn(
+          [{ key: r.key, modRevision: 0 }],
+          [{ type: "put", key: r.key, value: this.serialize(obj) }],
+        );
         if (!res.succeeded) continue;
         obj.metadata.resourceVersion = String(res.revision);
         return { object: obj, action: "created" };
@@ -130,7 +175,8 @@ export class KvObjectStore implements ObjectStore {
       if (wantRv !== undefined && wantRv !== cur.metadata.resourceVersion) throw staleConflict(r.what, wantRv, cur);
       const next = this.build(input, r, cur);
       const value = this.serialize(next);
-      if (stableStringify(JSON.parse(value)) === stableStringify(JSON.parse(e.value))) return { object: cur, action: "unchanged" };
+      if (stableStringify(JSON.parse(value)) === stableStringify(JSON.parse(e.value)))
+        return { object: cur, action: "unchanged" };
       const res = await this.kv.txn([{ key: r.key, modRevision: e.modRevision }], [{ type: "put", key: r.key, value }]);
       if (!res.succeeded) {
         if (wantRv !== undefined) throw staleConflict(r.what, wantRv);
@@ -148,30 +194,46 @@ export class KvObjectStore implements ObjectStore {
       const e = await this.kv.get(r.key);
       if (!e) throw new NotFoundError(`${r.what} not found`);
       const cur = this.decode(e);
-      if (options.resourceVersion !== undefined && options.resourceVersion !== cur.metadata.resourceVersion) throw staleConflict(r.what, options.resourceVersion, cur);
+      if (options.resourceVersion !== undefined && options.resourceVersion !== cur.metadata.resourceVersion)
+        throw staleConflict(r.what, options.resourceVersion, cur);
       const res = await this.kv.txn([{ key: r.key, modRevision: e.modRevision }], [{ type: "delete", key: r.key }]);
       if (res.succeeded) return cur;
     }
     throw new ConflictError("Contention", `${r.what} kept changing while being deleted; retry`);
   }
 
-  async updateStatus(ref: ObjectRef, status: Record<string, unknown>, options: { resourceVersion?: string } = {}): Promise<StoredObject> {
+  async updateStatus(
+    ref: ObjectRef,
+    status: Record<string, unknown>,
+    options: { resourceVersion?: string } = {},
+  ): Promise<StoredObject> {
     const r = this.resolve(ref);
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const e = await this.kv.get(r.key);
       if (!e) throw new NotFoundError(`${r.what} not found`);
       const cur = this.decode(e);
-      if (options.resourceVersion !== undefined && options.resourceVersion !== cur.metadata.resourceVersion) throw staleConflict(r.what, options.resourceVersion, cur);
+      if (options.resourceVersion !== undefined && options.resourceVersion !== cur.metadata.resourceVersion)
+        throw staleConflict(r.what, options.resourceVersion, cur);
       const next: StoredObject = { ...cur, status };
-      const res = await this.kv.txn([{ key: r.key, modRevision: e.modRevision }], [{ type: "put", key: r.key, value: this.serialize(next) }]);
+      const res = await this.kv.txn(
+        [{ key: r.key, modRevision: e.modRevision }],
+        [{ type: "put", key: r.key, value: this.serialize(next) }],
+      );
       if (res.succeeded) return { ...next, metadata: { ...next.metadata, resourceVersion: String(res.revision) } };
     }
     throw new ConflictError("Contention", `${r.what} kept changing while its status was updated; retry`);
   }
 
-  watch(kind: string, listener: WatchListener<StoredObject>, options: WatchOptions & { namespace?: string } = {}): WatchHandle {
+  watch(
+    kind: string,
+    listener: WatchListener<StoredObject>,
+    options: WatchOptions & { namespace?: string } = {},
+  ): WatchHandle {
     checkKind(kind);
-    const ns = !isClusterScoped(kind) && options.namespace !== undefined ? `${dnsLabel("namespace", options.namespace)}/` : "";
-    return this.store.track(watchPrefix(this.kv, `${this.prefix}${kind}/${ns}`, (e) => this.decode(e), listener, options.replay ?? true));
+    const ns =
+      !isClusterScoped(kind) && options.namespace !== undefined ? `${dnsLabel("namespace", options.namespace)}/` : "";
+    return this.store.track(
+      watchPrefix(this.kv, `${this.prefix}${kind}/${ns}`, (e) => this.decode(e), listener, options.replay ?? true),
+    );
   }
 }

@@ -24,11 +24,21 @@ export function watchPrefix<T>(
 
   // A value under our prefix that is not ours (hand-written with etcdctl, say) is skipped, not fatal.
   const tryDecode = (e: KvEntry): T | undefined => {
-    try { return decode(e); } catch { return undefined; }
+    try {
+      return decode(e);
+    } catch {
+      return undefined;
+    }
   };
 
   const deliver = (ev: Parameters<WatchListener<T>>[0]): void => {
-    try { listener(ev); } catch (e) { setImmediate(() => { throw e; }); }
+    try {
+      listener(ev);
+    } catch (e) {
+      setImmediate(() => {
+        throw e;
+      });
+    }
   };
 
   const onEvents = (events: KvWatchEvent[]): void => {
@@ -80,7 +90,10 @@ export function watchPrefix<T>(
         resolveReady();
         return;
       } catch (err) {
-        if (!isStoreError(err, "Unavailable")) setImmediate(() => { throw err; });
+        if (!isStoreError(err, "Unavailable"))
+          setImmediate(() => {
+            throw err;
+          });
         await new Promise((r) => setTimeout(r, delay));
         delay = Math.min(delay * 2, 2000);
       }

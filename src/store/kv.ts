@@ -15,9 +15,7 @@ export interface KvCompare {
   modRevision: number;
 }
 
-export type KvOp =
-  | { type: "put"; key: string; value: string; lease?: string }
-  | { type: "delete"; key: string };
+export type KvOp = { type: "put"; key: string; value: string; lease?: string } | { type: "delete"; key: string };
 
 export interface KvLease {
   readonly id: string;

@@ -42,24 +42,41 @@ export class KvClusterStore implements ClusterStore {
   private readonly leases = new Set<KvNodeLease>();
   private readonly watches = new Set<WatchHandle>();
 
-  constructor(readonly kv: KvBackend, options: KvStoreOptions = {}) {
+  constructor(
+    readonly kv: KvBackend,
+    options: KvStoreOptions = {},
+  ) {
     this.description = kv.description;
     this.p = (options.prefix ?? "/weft").replace(/\/+$/, "");
     this.objects = new KvObjectStore(this, `${this.p}/objects/`);
   }
 
-  get settingsKey(): string { return `${this.p}/cluster/settings`; }
-  nodeKey(name: string): string { return `${this.p}/nodes/${name}`; }
-  get nodesPrefix(): string { return `${this.p}/nodes/`; }
-  subnetKey(cidr: string): string { return `${this.p}/subnets/${subnetKeyPart(cidr)}`; }
-  get subnetsPrefix(): string { return `${this.p}/subnets/`; }
+  get settingsKey(): string {
+    return `${this.p}/cluster/settings`;
+  }
+  nodeKey(name: string): string {
+    return `${this.p}/nodes/${name}`;
+  }
+  get nodesPrefix(): string {
+    return `${this.p}/nodes/`;
+  }
+  subnetKey(cidr: string): string {
+    return `${this.p}/subnets/${subnetKeyPart(cidr)}`;
+  }
+  get subnetsPrefix(): string {
+    return `${this.p}/subnets/`;
+  }
 
   async initCluster(input: ClusterSettingsInput): Promise<{ settings: ClusterSettings; created: boolean }> {
     const settings = normalizeSettings(input);
-    const put = await this.kv.txn([{ key: this.settingsKey, modRevision: 0 }], [{ type: "put", key: this.settingsKey, value: JSON.stringify(settings) }]);
+    const put = await this.kv.txn(
+      [{ key: this.settingsKey, modRevision: 0 }],
+      [{ type: "put", key: this.settingsKey, value: JSON.stringify(settings) }],
+    );
     if (put.succeeded) return { settings, created: true };
     const existing = await this.getClusterSettings();
-    if (existing && stableStringify(existing) === stableStringify(settings)) return { settings: existing, created: false };
+    if (existing && stableStringify(existing) === stableStringify(settings))
+      return { settings: existing, created: false };
     throw new ConflictError(
       "AlreadyInitialized",
       `the cluster in ${this.description} is already initialized with cluster CIDRs ${existing?.clusterCIDRs.join(",")}, backend ${existing?.backend}` +
@@ -74,18 +91,28 @@ export class KvClusterStore implements ClusterStore {
   }
 
   async registerNode(reg: NodeRegistration, options: RegisterOptions = {}): Promise<NodeLease> {
-    return registerNode(reg, options, (r, ttl, grace) => new KvNodeLease(this, r, ttl, grace), (l) => this.leases.add(l));
+    return registerNode(
+      reg,
+      options,
+      (r, ttl, grace) => new KvNodeLease(this, r, ttl, grace),
+      (l) => this.leases.add(l),
+    );
   }
 
   /** One registration round: fresh leases, subnet claims (own ones first), then the node key. */
-  async registerOnce(r: NodeRegistration, ttl: number, grace: number): Promise<{ node: NodeInfo; nodeLease: KvLease; subnetLease: KvLease }> {
+  async registerOnce(
+    r: NodeRegistration,
+    ttl: number,
+    grace: number,
+  ): Promise<{ node: NodeInfo; nodeLease: KvLease; subnetLease: KvLease }> {
     const plan = subnetPlan(await this.getClusterSettings(), this.description);
     const nodeLease = await this.kv.grantLease(ttl);
     let subnetLease: KvLease | undefined;
     try {
       subnetLease = await this.kv.grantLease(ttl + grace);
       const podCIDRs: string[] = [];
-      for (const { clusterCIDR, prefix } of plan) podCIDRs.push(await this.claimSubnet(r.name, clusterCIDR, prefix, subnetLease));
+      for (const { clusterCIDR, prefix } of plan)
+        podCIDRs.push(await this.claimSubnet(r.name, clusterCIDR, prefix, subnetLease));
       const stored: StoredNode = {
         name: r.name,
         addresses: r.addresses,
@@ -94,7 +121,10 @@ export class KvClusterStore implements ClusterStore {
         registeredAt: new Date().toISOString(),
         leaseTTLSeconds: ttl,
       };
-      const res = await this.kv.txn([], [{ type: "put", key: this.nodeKey(r.name), value: JSON.stringify(stored), lease: nodeLease.id }]);
+      const res = await this.kv.txn(
+        [],
+        [{ type: "put", key: this.nodeKey(r.name), value: JSON.stringify(stored), lease: nodeLease.id }],
+      );
       return { node: { ...stored, resourceVersion: String(res.revision) }, nodeLease, subnetLease };
     } catch (err) {
       // Stop renewing; claims made so far expire with the lease (a retry finds them as its own).
@@ -106,15 +136,25 @@ export class KvClusterStore implements ClusterStore {
 
   private async claimSubnet(node: string, clusterCIDR: string, prefix: number, lease: KvLease): Promise<string> {
     const claimed = await claimSubnet(node, clusterCIDR, prefix, {
-      list: async () => (await this.kv.list(this.subnetsPrefix)).entries.map((e) => ({ ...(JSON.parse(e.value) as SubnetClaim), entry: e })),
+      list: async () =>
+        (await this.kv.list(this.subnetsPrefix)).entries.map((e) => ({
+          ...(JSON.parse(e.value) as SubnetClaim),
+          entry: e,
+        })),
       reuse: async (own) => {
-        const ok = await this.kv.txn([{ key: own.entry.key, modRevision: own.entry.modRevision }], [{ type: "put", key: own.entry.key, value: own.entry.value, lease: lease.id }]);
+        const ok = await this.kv.txn(
+          [{ key: own.entry.key, modRevision: own.entry.modRevision }],
+          [{ type: "put", key: own.entry.key, value: own.entry.value, lease: lease.id }],
+        );
         return ok.succeeded || undefined;
       },
       take: async (cidr) => {
         const claim: SubnetClaim = { cidr, node, claimedAt: new Date().toISOString() };
         const key = this.subnetKey(cidr);
-        const ok = await this.kv.txn([{ key, modRevision: 0 }], [{ type: "put", key, value: JSON.stringify(claim), lease: lease.id }]);
+        const ok = await this.kv.txn(
+          [{ key, modRevision: 0 }],
+          [{ type: "put", key, value: JSON.stringify(claim), lease: lease.id }],
+        );
         return ok.succeeded || undefined;
       },
     });
@@ -145,10 +185,13 @@ export class KvClusterStore implements ClusterStore {
     const node = await this.kv.get(this.nodeKey(name));
     const claims = (await this.listSubnetClaims()).filter((c) => c.node === name);
     if (!node && claims.length === 0) throw new NotFoundError(`node "${name}" not found in ${this.description}`);
-    await this.kv.txn([], [
-      ...(node ? [{ type: "delete" as const, key: node.key }] : []),
-      ...claims.map((c) => ({ type: "delete" as const, key: this.subnetKey(c.cidr) })),
-    ]);
+    await this.kv.txn(
+      [],
+      [
+        ...(node ? [{ type: "delete" as const, key: node.key }] : []),
+        ...claims.map((c) => ({ type: "delete" as const, key: this.subnetKey(c.cidr) })),
+      ],
+    );
   }
 
   track(w: WatchHandle): WatchHandle {

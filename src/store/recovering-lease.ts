@@ -28,7 +28,10 @@ export abstract class RecoveringLease implements Pick<NodeLease, "node" | "onSta
       try {
         await this.establish();
         this.recovering = false;
-        if (this.stopped) { this.abandon(); return; }
+        if (this.stopped) {
+          this.abandon();
+          return;
+        }
         this.emit({ state: "restored", node: this.node });
         return;
       } catch {
@@ -41,7 +44,13 @@ export abstract class RecoveringLease implements Pick<NodeLease, "node" | "onSta
   private emit(s: LeaseState): void {
     for (const l of this.listeners) {
       // A listener's bug must not stop the others, nor be swallowed.
-      try { l(s); } catch (e) { setImmediate(() => { throw e; }); }
+      try {
+        l(s);
+      } catch (e) {
+        setImmediate(() => {
+          throw e;
+        });
+      }
     }
   }
 

@@ -38,9 +38,15 @@ export async function registerNode<L extends EstablishingLease>(
 }
 
 /** The node subnet to claim in each cluster CIDR, in the settings' order; NotInitializedError without settings. */
-export function subnetPlan(settings: ClusterSettings | undefined, where: string): Array<{ clusterCIDR: string; prefix: number }> {
+export function subnetPlan(
+  settings: ClusterSettings | undefined,
+  where: string,
+): Array<{ clusterCIDR: string; prefix: number }> {
   if (!settings) throw new NotInitializedError(where);
-  return settings.clusterCIDRs.map((c) => ({ clusterCIDR: c, prefix: parseCidr(c).family === 4 ? settings.nodeSubnetPrefix.v4 : settings.nodeSubnetPrefix.v6 }));
+  return settings.clusterCIDRs.map((c) => ({
+    clusterCIDR: c,
+    prefix: parseCidr(c).family === 4 ? settings.nodeSubnetPrefix.v4 : settings.nodeSubnetPrefix.v6,
+  }));
 }
 
 /** How a store claims subnets; each step answers undefined when it lost a race (the loop retries). */
@@ -55,7 +61,12 @@ export interface ClaimSteps<C extends { cidr: string; node: string }, H> {
   take(cidr: string, claims: C[]): Promise<H | undefined>;
 }
 
-export async function claimSubnet<C extends { cidr: string; node: string }, H>(node: string, clusterCIDR: string, prefix: number, steps: ClaimSteps<C, H>): Promise<{ cidr: string; held: H }> {
+export async function claimSubnet<C extends { cidr: string; node: string }, H>(
+  node: string,
+  clusterCIDR: string,
+  prefix: number,
+  steps: ClaimSteps<C, H>,
+): Promise<{ cidr: string; held: H }> {
   const cluster = parseCidr(clusterCIDR);
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
     const claims = await steps.list();
@@ -69,11 +80,16 @@ export async function claimSubnet<C extends { cidr: string; node: string }, H>(n
     const taken = new Set((steps.blocking ? steps.blocking(claims) : claims).map((c) => c.cidr));
     const pick = pickFreeSubnet(cluster, prefix, taken, attempt === 0 ? node : `${node}#${attempt}`);
     if (!pick) {
-      throw new ExhaustedError(`no free /${prefix} node subnet is left in ${clusterCIDR} (${subnetCount(cluster, prefix)} in all, held by live nodes or reserved for dead ones during their grace period): use a larger cluster CIDR or remove dead nodes with \`weft node delete\``);
+      throw new ExhaustedError(
+        `no free /${prefix} node subnet is left in ${clusterCIDR} (${subnetCount(cluster, prefix)} in all, held by live nodes or reserved for dead ones during their grace period): use a larger cluster CIDR or remove dead nodes with \`weft node delete\``,
+      );
     }
     const cidr = formatCidr(pick);
     const held = await steps.take(cidr, claims);
     if (held !== undefined) return { cidr, held };
   }
-  throw new ConflictError("Contention", `node ${node} lost the race for a subnet of ${clusterCIDR} ${MAX_CAS_ATTEMPTS} times in a row: too many agents registering at once; retry`);
+  throw new ConflictError(
+    "Contention",
+    `node ${node} lost the race for a subnet of ${clusterCIDR} ${MAX_CAS_ATTEMPTS} times in a row: too many agents registering at once; retry`,
+  );
 }

@@ -75,9 +75,7 @@ export interface RegisterOptions {
   subnetGraceSeconds?: number;
 }
 
-export type LeaseState =
-  | { state: "lost"; error: Error }
-  | { state: "restored"; node: NodeInfo };
+export type LeaseState = { state: "lost"; error: Error } | { state: "restored"; node: NodeInfo };
 
 /** A node's registration, kept alive until release() or close() of the store. */
 export interface NodeLease {
@@ -98,9 +96,7 @@ export interface NodeLease {
 }
 
 export type WatchEvent<T> =
-  | { type: "added"; object: T }
-  | { type: "updated"; object: T; previous: T }
-  | { type: "removed"; object: T };
+  { type: "added"; object: T } | { type: "updated"; object: T; previous: T } | { type: "removed"; object: T };
 
 export interface WatchOptions {
   /** Deliver an "added" event for every existing item first (default true): list + watch in one. */
@@ -181,8 +177,16 @@ export interface ObjectStore {
   /** Returns the deleted object; NotFoundError if absent. */
   delete(ref: ObjectRef, options?: { resourceVersion?: string }): Promise<StoredObject>;
   /** Replaces status only; ConflictError(ResourceVersion) if resourceVersion is given and stale. */
-  updateStatus(ref: ObjectRef, status: Record<string, unknown>, options?: { resourceVersion?: string }): Promise<StoredObject>;
-  watch(kind: string, listener: WatchListener<StoredObject>, options?: WatchOptions & { namespace?: string }): WatchHandle;
+  updateStatus(
+    ref: ObjectRef,
+    status: Record<string, unknown>,
+    options?: { resourceVersion?: string },
+  ): Promise<StoredObject>;
+  watch(
+    kind: string,
+    listener: WatchListener<StoredObject>,
+    options?: WatchOptions & { namespace?: string },
+  ): WatchHandle;
 }
 
 // ---- the store ---------------------------------------------------------------------------------

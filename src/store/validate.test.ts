@@ -8,13 +8,20 @@ import { normalizeSettings, parseCidr } from "./validate.js";
 
 test("store CIDRs: strict by default, InvalidError naming the network meant", () => {
   assert.equal(formatCidr(parseCidr(" FD00:10:244::/48 ")), "fd00:10:244::/48");
-  assert.throws(() => parseCidr("10.244.1.0/16"), (e: unknown) => e instanceof InvalidError && /did you mean 10\.244\.0\.0\/16/.test(e.message));
-  for (const bad of ["10.0.0.0/33", "10.0.0.0", "banana/8", "fe80::%eth0/64"]) assert.throws(() => parseCidr(bad), InvalidError, bad);
+  assert.throws(
+    () => parseCidr("10.244.1.0/16"),
+    (e: unknown) => e instanceof InvalidError && /did you mean 10\.244\.0\.0\/16/.test(e.message),
+  );
+  for (const bad of ["10.0.0.0/33", "10.0.0.0", "banana/8", "fe80::%eth0/64"])
+    assert.throws(() => parseCidr(bad), InvalidError, bad);
   assert.equal(formatCidr(parseCidr("10.1.2.3/16", false)), "10.1.0.0/16");
 });
 
 test("cluster settings keep the canonical CIDR text", () => {
   const s = normalizeSettings({ clusterCIDRs: ["10.244.0.0/16", "FD00:10:244:0::/48"], backend: "vxlan" });
   assert.deepEqual(s.clusterCIDRs, ["10.244.0.0/16", "fd00:10:244::/48"]);
-  assert.throws(() => normalizeSettings({ clusterCIDRs: ["10.244.0.0/16"], backend: "vxlan", nodeSubnetPrefix: { v4: 8, v6: 64 } }), /node subnet size \/8 does not fit IPv4 cluster CIDR 10\.244\.0\.0\/16/);
+  assert.throws(
+    () => normalizeSettings({ clusterCIDRs: ["10.244.0.0/16"], backend: "vxlan", nodeSubnetPrefix: { v4: 8, v6: 64 } }),
+    /node subnet size \/8 does not fit IPv4 cluster CIDR 10\.244\.0\.0\/16/,
+  );
 });

@@ -17,14 +17,18 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export function dnsSubdomain(what: string, name: unknown): string {
   if (typeof name !== "string" || name.length === 0 || name.length > 253 || !DNS_SUBDOMAIN.test(name)) {
-    throw new InvalidError(`${what} "${String(name)}" is not valid: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)`);
+    throw new InvalidError(
+      `${what} "${String(name)}" is not valid: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit (at most 253 characters)`,
+    );
   }
   return name;
 }
 
 export function dnsLabel(what: string, name: unknown): string {
   if (typeof name !== "string" || name.length === 0 || name.length > 63 || !DNS_LABEL.test(name)) {
-    throw new InvalidError(`${what} "${String(name)}" is not valid: use lower-case letters, digits and '-', starting and ending with a letter or digit (at most 63 characters)`);
+    throw new InvalidError(
+      `${what} "${String(name)}" is not valid: use lower-case letters, digits and '-', starting and ending with a letter or digit (at most 63 characters)`,
+    );
   }
   return name;
 }
@@ -43,7 +47,9 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
   }
   const cidrs = input.clusterCIDRs.map((c) => parseCidr(c));
   if (cidrs.length === 2 && cidrs[0].family === cidrs[1].family) {
-    throw new InvalidError(`cluster CIDRs ${input.clusterCIDRs.join(",")} are both IPv${cidrs[0].family}: give at most one per family`);
+    throw new InvalidError(
+      `cluster CIDRs ${input.clusterCIDRs.join(",")} are both IPv${cidrs[0].family}: give at most one per family`,
+    );
   }
   if (!(BACKENDS as readonly string[]).includes(input.backend)) {
     throw new InvalidError(`backend "${String(input.backend)}" is not one of ${BACKENDS.join(", ")}`);
@@ -56,7 +62,9 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
     const p = c.family === 4 ? prefix.v4 : prefix.v6;
     const max = c.family === 4 ? 30 : 126;
     if (!Number.isInteger(p) || p < c.prefix || p > max) {
-      throw new InvalidError(`node subnet size /${p} does not fit IPv${c.family} cluster CIDR ${formatCidr(c)}: it must be between /${c.prefix} and /${max}`);
+      throw new InvalidError(
+        `node subnet size /${p} does not fit IPv${c.family} cluster CIDR ${formatCidr(c)}: it must be between /${c.prefix} and /${max}`,
+      );
     }
   }
   if (input.mtu !== undefined) {
@@ -76,12 +84,14 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
 
 export function normalizeRegistration(reg: NodeRegistration): NodeRegistration {
   dnsSubdomain("node name", reg.name);
-  if (!Array.isArray(reg.addresses)) throw new InvalidError(`node ${reg.name}: addresses must be a list of IP addresses`);
+  if (!Array.isArray(reg.addresses))
+    throw new InvalidError(`node ${reg.name}: addresses must be a list of IP addresses`);
   const fams = new Set<number>();
   for (const a of reg.addresses) {
     const f = ipFamily(a);
     if (f === null) throw new InvalidError(`node ${reg.name}: underlay address "${a}" is not an IP address`);
-    if (fams.has(f)) throw new InvalidError(`node ${reg.name}: more than one IPv${f} underlay address (${reg.addresses.join(", ")})`);
+    if (fams.has(f))
+      throw new InvalidError(`node ${reg.name}: more than one IPv${f} underlay address (${reg.addresses.join(", ")})`);
     fams.add(f);
   }
   const backendData: Record<string, string> = {};
@@ -101,7 +111,9 @@ export function wholeSeconds(what: string, v: number): number {
 export function stableStringify(v: unknown): string {
   return JSON.stringify(v, (_k, val: unknown) => {
     if (val && typeof val === "object" && !Array.isArray(val)) {
-      return Object.fromEntries(Object.entries(val as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+      return Object.fromEntries(
+        Object.entries(val as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+      );
     }
     return val;
   });

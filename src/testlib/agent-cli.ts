@@ -8,7 +8,9 @@ import { exitWithError } from "../cli/errors.js";
 import { registerStatus } from "../cli/status.js";
 
 const program = new Command();
-program.name("weft").exitOverride((err) => process.exit(err.code === "commander.helpDisplayed" || err.code === "commander.help" ? 0 : 2))
+program
+  .name("weft")
+  .exitOverride((err) => process.exit(err.code === "commander.helpDisplayed" || err.code === "commander.help" ? 0 : 2))
   .configureOutput({ writeErr: (s) => process.stderr.write(s.startsWith("error:") ? `weft: ${s.slice(7)}` : s) });
 registerAgent(program);
 registerCluster(program);

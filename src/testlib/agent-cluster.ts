@@ -77,7 +77,11 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
   let store: ClusterStore | undefined;
   const destroy = async () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    await Promise.all([...children].map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
+    await Promise.all(
+      [...children].map((c) =>
+        c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined,
+      ),
+    );
     for (const p of pods) await p.remove();
     await store?.close().catch(() => undefined);
     await topo?.destroy();
@@ -85,27 +89,47 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
     await etcd?.stop();
     rmSync(dir, { recursive: true, force: true });
   };
-  const onExit = () => { for (const c of children) try { c.kill("SIGKILL"); } catch { /* gone */ } };
+  const onExit = () => {
+    for (const c of children)
+      try {
+        c.kill("SIGKILL");
+      } catch {
+        /* gone */
+      }
+  };
   process.once("exit", onExit);
   try {
     etcd = await startEtcd({ members: spec.etcdMembers ?? 1 });
     const kube = spec.store === "kubernetes";
     if (kube) apiserver = await startKubeApiserver({ etcdServers: etcd.endpoints, baseDir: dir });
-    store = apiserver ? openStore({ kind: "kubernetes", kubeconfig: apiserver.kubeconfig }) : openStore({ kind: "etcd", endpoints: etcd.endpoints });
+    store = apiserver
+      ? openStore({ kind: "kubernetes", kubeconfig: apiserver.kubeconfig })
+      : openStore({ kind: "etcd", endpoints: etcd.endpoints });
     await store.initCluster(spec.settings);
     let apiSock = "";
     if (apiserver) {
       // Nodes reach the apiserver at their own 127.0.0.1:6443 -> unix socket -> the machine's loopback.
       apiSock = join(dir, "apiserver.sock");
-      const b = spawn("socat", [`UNIX-LISTEN:${apiSock},fork,mode=600`, `TCP:127.0.0.1:${new URL(apiserver.url).port}`], { stdio: "ignore" });
+      const b = spawn(
+        "socat",
+        [`UNIX-LISTEN:${apiSock},fork,mode=600`, `TCP:127.0.0.1:${new URL(apiserver.url).port}`],
+        { stdio: "ignore" },
+      );
       children.add(b);
-      writeKubeconfig(join(dir, "node-kubeconfig"), "https://127.0.0.1:6443", apiserver.token, join(apiserver.dir, "serving.crt"));
+      writeKubeconfig(
+        join(dir, "node-kubeconfig"),
+        "https://127.0.0.1:6443",
+        apiserver.token,
+        join(apiserver.dir, "serving.crt"),
+      );
     }
     // Node namespaces have their own loopback: they reach each etcd member through a unix socket (a file).
     const socks: string[] = [];
     for (const [i, ep] of etcd.endpoints.entries()) {
       const sock = join(dir, `etcd${i}.sock`);
-      const bridge = spawn("socat", [`UNIX-LISTEN:${sock},fork,mode=600`, `TCP:127.0.0.1:${new URL(ep).port}`], { stdio: "ignore" });
+      const bridge = spawn("socat", [`UNIX-LISTEN:${sock},fork,mode=600`, `TCP:127.0.0.1:${new URL(ep).port}`], {
+        stdio: "ignore",
+      });
       children.add(bridge);
       for (let k = 0; k < 100 && !existsSync(sock); k++) await sleep(20);
       socks.push(`unix://${sock}`);
@@ -114,11 +138,23 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
     topo = await buildTopology({ subnets: spec.subnets, podFamilies: [4] });
     if (apiserver) {
       for (const n of topo.nodes) {
-        const f = spawn("nsenter", [`--net=${n.netns}`, "--", "socat", "TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr", `UNIX-CONNECT:${apiSock}`], { stdio: "ignore" });
+        const f = spawn(
+          "nsenter",
+          [
+            `--net=${n.netns}`,
+            "--",
+            "socat",
+            "TCP-LISTEN:6443,bind=127.0.0.1,fork,reuseaddr",
+            `UNIX-CONNECT:${apiSock}`,
+          ],
+          { stdio: "ignore" },
+        );
         children.add(f);
       }
     }
-    const storeArgs = apiserver ? ["--store", "kubernetes", "--kubeconfig", join(dir, "node-kubeconfig")] : ["--store", "etcd", "--etcd-endpoints", endpoint];
+    const storeArgs = apiserver
+      ? ["--store", "kubernetes", "--kubeconfig", join(dir, "node-kubeconfig")]
+      : ["--store", "etcd", "--etcd-endpoints", endpoint];
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
     const agents: NodeAgent[] = topo.nodes.map((node, i) => {
@@ -126,21 +162,48 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
       let stderr = "";
       const socket = join(dir, `agent${i}.sock`);
       const a: NodeAgent = {
-        node, socket,
+        node,
+        socket,
         pid: () => child?.pid,
         logs: () => stderr,
-        lines: () => stderr.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>),
+        lines: () =>
+          stderr
+            .split("\n")
+            .filter((l) => l.startsWith("{"))
+            .map((l) => JSON.parse(l) as Record<string, unknown>),
         start: async () => {
           stderr = "";
-          child = spawn("nsenter", [`--net=${node.netns}`, "--", process.execPath, AGENT_CLI, "agent", "--node", node.name,
-             ...storeArgs, "--state-dir", join(dir, `state${i}`), "--socket", socket,
-            "--lease-ttl", String(spec.leaseTtl ?? 2), "--subnet-grace", "60", "--resync-interval", "1", ...(spec.agentArgs ?? [])],
-          { stdio: ["ignore", "ignore", "pipe"], env });
+          child = spawn(
+            "nsenter",
+            [
+              `--net=${node.netns}`,
+              "--",
+              process.execPath,
+              AGENT_CLI,
+              "agent",
+              "--node",
+              node.name,
+              ...storeArgs,
+              "--state-dir",
+              join(dir, `state${i}`),
+              "--socket",
+              socket,
+              "--lease-ttl",
+              String(spec.leaseTtl ?? 2),
+              "--subnet-grace",
+              "60",
+              "--resync-interval",
+              "1",
+              ...(spec.agentArgs ?? []),
+            ],
+            { stdio: ["ignore", "ignore", "pipe"], env },
+          );
           children.add(child);
           child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
           const c = child;
           for (const until = Date.now() + 45_000; !stderr.includes('"msg":"agent ready"');) {
-            if (c.exitCode !== null || c.signalCode !== null) throw new Error(`agent ${node.name} exited: ${stderr.slice(-600)}`);
+            if (c.exitCode !== null || c.signalCode !== null)
+              throw new Error(`agent ${node.name} exited: ${stderr.slice(-600)}`);
             if (Date.now() > until) throw new Error(`agent ${node.name} not ready: ${stderr.slice(-600)}`);
             await sleep(20);
           }
@@ -158,18 +221,38 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
     for (const a of agents) await a.start();
     let n = 0;
     const cluster: TestCluster = {
-      etcd, store, topo, agents, endpoint, ...(apiserver ? { apiserver } : {}),
+      etcd,
+      store,
+      topo,
+      agents,
+      endpoint,
+      ...(apiserver ? { apiserver } : {}),
       addPod: async (node, pod) => {
         const ns = await createNetns("pod");
         pods.push(ns);
         const containerId = `c${process.pid}x${n++}`;
         const args: Record<string, string> = pod ? { K8S_POD_NAMESPACE: pod.namespace, K8S_POD_NAME: pod.name } : {};
-        const res = await callAgent(agents[node].socket, { op: "add", network: "weft", containerId, netns: ns.path, ifname: "eth0", args }, 60_000);
+        const res = await callAgent(
+          agents[node].socket,
+          { op: "add", network: "weft", containerId, netns: ns.path, ifname: "eth0", args },
+          60_000,
+        );
         if (!res.ok || !res.result) return { res };
-        return { res, pod: { ns, containerId, ips: (res.result.ips ?? []).map((x) => x.address.split("/")[0]), hostIf: res.result.interfaces![0].name } };
+        return {
+          res,
+          pod: {
+            ns,
+            containerId,
+            ips: (res.result.ips ?? []).map((x) => x.address.split("/")[0]),
+            hostIf: res.result.interfaces![0].name,
+          },
+        };
       },
       cli: (args) => runStatus([process.execPath, AGENT_CLI, ...args]),
-      destroy: async () => { process.off("exit", onExit); await destroy(); },
+      destroy: async () => {
+        process.off("exit", onExit);
+        await destroy();
+      },
     };
     return cluster;
   } catch (e) {
@@ -180,8 +263,15 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
 }
 
 /** Routes in a node namespace (main table, IPv4), as `ip -j route` gives them. */
-export async function nodeRoutes(netns: string): Promise<{ dst: string; gateway?: string; dev?: string; protocol?: string }[]> {
-  return JSON.parse(await run(["ip", "-j", "-4", "route", "show"], { netns })) as { dst: string; gateway?: string; dev?: string; protocol?: string }[];
+export async function nodeRoutes(
+  netns: string,
+): Promise<{ dst: string; gateway?: string; dev?: string; protocol?: string }[]> {
+  return JSON.parse(await run(["ip", "-j", "-4", "route", "show"], { netns })) as {
+    dst: string;
+    gateway?: string;
+    dev?: string;
+    protocol?: string;
+  }[];
 }
 
 export async function waitFor(what: string, cond: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {

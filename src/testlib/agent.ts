@@ -47,7 +47,15 @@ let hook = false;
 export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
   if (!hook) {
     hook = true;
-    process.on("exit", () => { for (const c of running) if (c.pid && c.exitCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ } });
+    process.on("exit", () => {
+      for (const c of running)
+        if (c.pid && c.exitCode === null)
+          try {
+            process.kill(c.pid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
+    });
   }
   const madeDir = o.ownedDir ?? (o.stateDir ? undefined : mkdtempSync(join(tmpdir(), "weft-agent-")));
   const stateDir = o.stateDir ?? join(madeDir!, "state");
@@ -55,9 +63,23 @@ export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
   if (!madeDir && !o.socket) throw new Error("startTestAgent: give socket together with stateDir");
   const socket = o.socket ?? join(madeDir!, "run", "agent.sock");
   const args = [
-    `--net=${o.netns}`, "--", process.execPath, CLI, "agent",
-    "--node", o.node ?? "test-node", "--store", "local", "--state-dir", stateDir, "--socket", socket, "--pod-cidr", o.podCidr,
-    ...(o.mtu ? ["--mtu", String(o.mtu)] : []), ...(o.extraArgs ?? []),
+    `--net=${o.netns}`,
+    "--",
+    process.execPath,
+    CLI,
+    "agent",
+    "--node",
+    o.node ?? "test-node",
+    "--store",
+    "local",
+    "--state-dir",
+    stateDir,
+    "--socket",
+    socket,
+    "--pod-cidr",
+    o.podCidr,
+    ...(o.mtu ? ["--mtu", String(o.mtu)] : []),
+    ...(o.extraArgs ?? []),
   ];
   const env = { ...process.env };
   delete env.NODE_EXTRA_CA_CERTS;
@@ -65,11 +87,17 @@ export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
   running.add(child);
   let stderr = "";
   child.stderr!.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-  const exited = new Promise<number | null>((r) => child.on("exit", (code, sig) => { running.delete(child); r(code ?? (sig ? -1 : null)); }));
+  const exited = new Promise<number | null>((r) =>
+    child.on("exit", (code, sig) => {
+      running.delete(child);
+      r(code ?? (sig ? -1 : null));
+    }),
+  );
 
   const deadline = Date.now() + (o.readyTimeoutMs ?? 15_000);
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`agent exited before it was ready: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`agent exited before it was ready: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
     // Ready = this agent logged so (another agent may answer on the same path) and answers.
     if (stderr.includes('"msg":"agent ready"') && existsSync(socket)) {
       const r = await callAgentUnchecked(socket, { op: "status", network: "" }, 2000).catch(() => null);
@@ -77,7 +105,9 @@ export async function startTestAgent(o: TestAgentOptions): Promise<TestAgent> {
     }
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
-      throw new Error(`agent not ready after ${o.readyTimeoutMs ?? 15_000} ms: ${stderr.trim().split("\n").slice(-3).join(" | ")}`);
+      throw new Error(
+        `agent not ready after ${o.readyTimeoutMs ?? 15_000} ms: ${stderr.trim().split("\n").slice(-3).join(" | ")}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 20));
   }

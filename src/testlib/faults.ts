@@ -57,12 +57,14 @@ export function decodeAnswer(b: Buffer): DecodedAnswer {
   if (b.length >= 16 && b.subarray(0, 8).toString("latin1") === "WEFTCNI1") {
     const exitCode = b.readInt32BE(8);
     const n = b.readUInt32BE(12);
-    if (b.length !== 16 + n) return { kind: "garbage", why: `frame answer of ${b.length} bytes announces ${n} bytes of stdout` };
+    if (b.length !== 16 + n)
+      return { kind: "garbage", why: `frame answer of ${b.length} bytes announces ${n} bytes of stdout` };
     return { kind: "frame", exitCode, stdout: b.subarray(16).toString("utf8") };
   }
   const text = b.toString("utf8");
   const nl = text.indexOf("\n");
-  if (nl !== text.length - 1) return { kind: "garbage", why: `not one JSON line: ${JSON.stringify(text.slice(0, 200))}` };
+  if (nl !== text.length - 1)
+    return { kind: "garbage", why: `not one JSON line: ${JSON.stringify(text.slice(0, 200))}` };
   try {
     return { kind: "json", value: JSON.parse(text) };
   } catch {
@@ -79,7 +81,10 @@ export function decodeFrameRequest(b: Buffer): { env: Record<string, string>; st
   const stdinLen = b.readUInt32BE(head + 4 + envLen);
   if (b.length !== head + 8 + envLen + stdinLen) return null;
   const env: Record<string, string> = {};
-  for (const e of b.subarray(head + 4, head + 4 + envLen).toString("utf8").split("\0")) {
+  for (const e of b
+    .subarray(head + 4, head + 4 + envLen)
+    .toString("utf8")
+    .split("\0")) {
     const eq = e.indexOf("=");
     if (eq > 0) env[e.slice(0, eq)] = e.slice(eq + 1);
   }
@@ -96,8 +101,26 @@ export interface ExecResult {
  * Execs the plugin as a runtime does: exactly ENV (env -i), STDIN as given (any bytes), inside the
  * node namespace RUNIN, under a timeout.
  */
-export function execPlugin(exe: string, env: Record<string, string>, stdin: Buffer, runIn: string, timeoutSec = 60): Promise<ExecResult> {
-  const argv = ["nsenter", `--net=${runIn}`, "--", "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), "timeout", "-k", "5", String(timeoutSec), exe];
+export function execPlugin(
+  exe: string,
+  env: Record<string, string>,
+  stdin: Buffer,
+  runIn: string,
+  timeoutSec = 60,
+): Promise<ExecResult> {
+  const argv = [
+    "nsenter",
+    `--net=${runIn}`,
+    "--",
+    "env",
+    "-i",
+    ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    "timeout",
+    "-k",
+    "5",
+    String(timeoutSec),
+    exe,
+  ];
   return new Promise((resolve) => {
     const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -129,13 +152,18 @@ export function specError(text: string): { cniVersion: string; code: number; msg
 }
 
 /** Rows of the agent's IPAM store (STATE_DIR/ipam.db), read-only, as an admin would count them. */
-export function ipamStoreRows(stateDir: string): { attachments: Array<{ network: string; containerId: string; ifname: string; state: string }>; addresses: number } {
+export function ipamStoreRows(stateDir: string): {
+  attachments: Array<{ network: string; containerId: string; ifname: string; state: string }>;
+  addresses: number;
+} {
   const file = join(stateDir, "ipam.db");
   if (!existsSync(file)) return { attachments: [], addresses: 0 };
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
     db.pragma("busy_timeout = 5000");
-    const attachments = (db.prepare("SELECT network, container_id AS containerId, ifname, state FROM attachments").all() as Array<{ network: string; containerId: string; ifname: string; state: string }>);
+    const attachments = db
+      .prepare("SELECT network, container_id AS containerId, ifname, state FROM attachments")
+      .all() as Array<{ network: string; containerId: string; ifname: string; state: string }>;
     const addresses = (db.prepare("SELECT count(*) AS n FROM addresses").get() as { n: number }).n;
     return { attachments, addresses };
   } finally {
@@ -157,6 +185,8 @@ export async function nftElements(netns: string): Promise<string[]> {
 
 /** IPv4/IPv6 global addresses of every interface in NETNS (what `ip -j addr` shows). */
 export async function globalAddresses(netns: string): Promise<string[]> {
-  const links = JSON.parse(await run(["ip", "-j", "addr", "show"], { netns })) as Array<{ addr_info?: Array<{ local: string; scope: string }> }>;
+  const links = JSON.parse(await run(["ip", "-j", "addr", "show"], { netns })) as Array<{
+    addr_info?: Array<{ local: string; scope: string }>;
+  }>;
   return links.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => a.local));
 }

@@ -3,7 +3,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { caseDigest, fuzzCase, fuzzCases, Rng, type FuzzContext } from "./fuzz.js";
 
-const ctx: FuzzContext = { socket: "/tmp/weft-fz/weft.sock", podNetns: "/run/netns/wt-fz-00000000", network: "fuzz", cniPath: "/tmp/weft-fz/cni" };
+const ctx: FuzzContext = {
+  socket: "/tmp/weft-fz/weft.sock",
+  podNetns: "/run/netns/wt-fz-00000000",
+  network: "fuzz",
+  cniPath: "/tmp/weft-fz/cni",
+};
 
 test("same seed, same cases; another seed, other cases", () => {
   const a = fuzzCases(42, 500, ctx).map(caseDigest);
@@ -22,13 +27,36 @@ test("the generator covers every kind and the mutation families", () => {
   for (const c of cases) kinds.set(c.kind, (kinds.get(c.kind) ?? 0) + 1);
   for (const k of ["line", "frame", "plugin"]) assert.ok((kinds.get(k) ?? 0) > 200, `${k}: ${kinds.get(k)}`);
   const whats = cases.map((c) => c.what).join("\n");
-  for (const w of ["truncated", "bit flip", "invalid UTF-8", "extra key", "removed", "unset CNI_", "length field", "padded", "random bytes", "1e999", "__proto__"]) {
+  for (const w of [
+    "truncated",
+    "bit flip",
+    "invalid UTF-8",
+    "extra key",
+    "removed",
+    "unset CNI_",
+    "length field",
+    "padded",
+    "random bytes",
+    "1e999",
+    "__proto__",
+  ]) {
     assert.ok(whats.includes(w), `no case with ${w}`);
   }
-  const texts = cases.map((c) => (c.kind === "plugin" ? JSON.stringify(c.env) + c.stdin.toString("latin1") : c.bytes.toString("latin1")));
-  assert.ok(texts.some((t) => t.includes("../")), "path traversal");
-  assert.ok(texts.some((t) => t.length > 1_000_000), "oversized input");
-  assert.ok(texts.some((t) => t.includes("[".repeat(10_000)) || t.includes('{"a":'.repeat(10_000))), "deep nesting");
+  const texts = cases.map((c) =>
+    c.kind === "plugin" ? JSON.stringify(c.env) + c.stdin.toString("latin1") : c.bytes.toString("latin1"),
+  );
+  assert.ok(
+    texts.some((t) => t.includes("../")),
+    "path traversal",
+  );
+  assert.ok(
+    texts.some((t) => t.length > 1_000_000),
+    "oversized input",
+  );
+  assert.ok(
+    texts.some((t) => t.includes("[".repeat(10_000)) || t.includes('{"a":'.repeat(10_000))),
+    "deep nesting",
+  );
 });
 
 test("no case names a namespace other than the test's own, or a system CNI_PATH", () => {

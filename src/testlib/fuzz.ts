@@ -106,7 +106,11 @@ export const FRAME_MAGIC = "WEFTCNI1";
 
 /** The WEFTCNI1 request encoding (src/agent/frame.ts), written out here so the test needs no agent internals. */
 export function encodeFrameBytes(env: Record<string, string>, stdin: Buffer): Buffer {
-  const e = Buffer.from(Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(""));
+  const e = Buffer.from(
+    Object.entries(env)
+      .map(([k, v]) => `${k}=${v}\0`)
+      .join(""),
+  );
   const len = (n: number) => {
     const b = Buffer.alloc(4);
     b.writeUInt32BE(n >>> 0);
@@ -119,33 +123,101 @@ export function encodeFrameBytes(env: Record<string, string>, stdin: Buffer): Bu
 
 /** Strings that are wrong in some way for every field they can land in. None names a namespace. */
 const EVIL_STRINGS: readonly string[] = [
-  "", " ", ".", "..", "../../../../etc/passwd", "/run/netns/../../etc/hostname", "/etc/passwd", "/dev/null",
-  "/nonexistent/ns", "relative/path", "/run/netns/", "/run/netns", "eth0/../..", "a\u0000b", "\u0000",
-  "wf;reboot", "$(id)", "`id`", "\"", "'", "#", "\\", "eth0\"", "eth 0", "eth0\n", "eth:0", "%s%s%n",
-  "\u202eoops", "\ud800", "\u{1f4a5}", "ADD", "null", "[]", "{}", "-1", "0x10", "1e999", "NaN",
-  "/run/weft/../../tmp/x.sock", "K8S_POD_NAME=x;K8S_POD_NAMESPACE=y", "=", ";;;", "a=b=c",
+  "",
+  " ",
+  ".",
+  "..",
+  "../../../../etc/passwd",
+  "/run/netns/../../etc/hostname",
+  "/etc/passwd",
+  "/dev/null",
+  "/nonexistent/ns",
+  "relative/path",
+  "/run/netns/",
+  "/run/netns",
+  "eth0/../..",
+  "a\u0000b",
+  "\u0000",
+  "wf;reboot",
+  "$(id)",
+  "`id`",
+  '"',
+  "'",
+  "#",
+  "\\",
+  'eth0"',
+  "eth 0",
+  "eth0\n",
+  "eth:0",
+  "%s%s%n",
+  "\u202eoops",
+  "\ud800",
+  "\u{1f4a5}",
+  "ADD",
+  "null",
+  "[]",
+  "{}",
+  "-1",
+  "0x10",
+  "1e999",
+  "NaN",
+  "/run/weft/../../tmp/x.sock",
+  "K8S_POD_NAME=x;K8S_POD_NAMESPACE=y",
+  "=",
+  ";;;",
+  "a=b=c",
 ];
 
 const NUMBERS: readonly string[] = [
-  "0", "-1", "-0", "1e308", "1e999", "-1e999", "4294967296", "9007199254740993", "1.5", "65536", "67",
-  "1e-400", "123456789012345678901234567890",
+  "0",
+  "-1",
+  "-0",
+  "1e308",
+  "1e999",
+  "-1e999",
+  "4294967296",
+  "9007199254740993",
+  "1.5",
+  "65536",
+  "67",
+  "1e-400",
+  "123456789012345678901234567890",
 ];
 
-const KEYS: readonly string[] = ["__proto__", "constructor", "prototype", "extra", "", "op", "ok", "\u0000", "x".repeat(300)];
+const KEYS: readonly string[] = [
+  "__proto__",
+  "constructor",
+  "prototype",
+  "extra",
+  "",
+  "op",
+  "ok",
+  "\u0000",
+  "x".repeat(300),
+];
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 function evilValue(r: Rng): { json?: Json; raw?: string } {
   switch (r.int(9)) {
-    case 0: return { json: r.pick(EVIL_STRINGS) };
-    case 1: return { raw: r.pick(NUMBERS) };
-    case 2: return { json: r.chance(0.5) };
-    case 3: return { json: null };
-    case 4: return { json: [] };
-    case 5: return { json: {} };
-    case 6: return { json: "x".repeat(r.pick([256, 4096, 70_000])) };
-    case 7: return { raw: deep(r) };
-    default: return { json: [r.pick(EVIL_STRINGS), r.int(1000)] };
+    case 0:
+      return { json: r.pick(EVIL_STRINGS) };
+    case 1:
+      return { raw: r.pick(NUMBERS) };
+    case 2:
+      return { json: r.chance(0.5) };
+    case 3:
+      return { json: null };
+    case 4:
+      return { json: [] };
+    case 5:
+      return { json: {} };
+    case 6:
+      return { json: "x".repeat(r.pick([256, 4096, 70_000])) };
+    case 7:
+      return { raw: deep(r) };
+    default:
+      return { json: [r.pick(EVIL_STRINGS), r.int(1000)] };
   }
 }
 
@@ -171,7 +243,8 @@ function mutateJson(r: Rng, obj: Record<string, Json>): { text: string; what: st
   const RAW = "\u0001RAW\u0001";
   const clone = JSON.parse(JSON.stringify(obj)) as Record<string, Json>;
   const path = paths.length ? r.pick(paths) : [];
-  const parentOf = (p: Array<string | number>): Json => p.slice(0, -1).reduce<Json>((o, k) => (o as Record<string, Json>)[k as string], clone);
+  const parentOf = (p: Array<string | number>): Json =>
+    p.slice(0, -1).reduce<Json>((o, k) => (o as Record<string, Json>)[k as string], clone);
   const op = r.int(3);
   let what: string;
   let raw: string | undefined;
@@ -187,7 +260,12 @@ function mutateJson(r: Rng, obj: Record<string, Json>): { text: string; what: st
     const v = evilValue(r);
     const obj = target && typeof target === "object" && !Array.isArray(target) ? target : clone;
     // defineProperty: a plain assignment to "__proto__" would set the prototype, not a key.
-    Object.defineProperty(obj, key, { value: v.raw !== undefined ? RAW : (v.json as Json), enumerable: true, writable: true, configurable: true });
+    Object.defineProperty(obj, key, {
+      value: v.raw !== undefined ? RAW : (v.json as Json),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
     raw = v.raw;
     what = `extra key ${JSON.stringify(key.slice(0, 20))}`;
   } else {
@@ -218,9 +296,20 @@ function mutateBytes(r: Rng, b: Buffer): { bytes: Buffer; what: string } {
       return { bytes: c, what: `${flips} bit flip(s)` };
     }
     case 2: {
-      const seq = r.pick([[0xff], [0xfe, 0xff], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x80], [0xe2, 0x82]]);
+      const seq = r.pick([
+        [0xff],
+        [0xfe, 0xff],
+        [0xc0, 0xaf],
+        [0xed, 0xa0, 0x80],
+        [0xf4, 0x90, 0x80, 0x80],
+        [0x80],
+        [0xe2, 0x82],
+      ]);
       const i = at();
-      return { bytes: Buffer.concat([b.subarray(0, i), Buffer.from(seq), b.subarray(i)]), what: `invalid UTF-8 at ${i}` };
+      return {
+        bytes: Buffer.concat([b.subarray(0, i), Buffer.from(seq), b.subarray(i)]),
+        what: `invalid UTF-8 at ${i}`,
+      };
     }
     case 3: {
       const i = at();
@@ -230,7 +319,10 @@ function mutateBytes(r: Rng, b: Buffer): { bytes: Buffer; what: string } {
     case 4: {
       const i = at();
       const j = Math.min(b.length, i + 1 + r.int(64));
-      return { bytes: Buffer.concat([b.subarray(0, j), b.subarray(i, j), b.subarray(j)]), what: `duplicated ${i}..${j}` };
+      return {
+        bytes: Buffer.concat([b.subarray(0, j), b.subarray(i, j), b.subarray(j)]),
+        what: `duplicated ${i}..${j}`,
+      };
     }
     case 5: {
       const i = at();
@@ -251,7 +343,10 @@ const VERSIONS = ["1.1.0", "1.0.0", "0.4.0", "0.3.1", "0.3.0"] as const;
 function prevResult(ctx: FuzzContext): Record<string, Json> {
   return {
     cniVersion: "1.1.0",
-    interfaces: [{ name: "wf0123456789a", mac: "02:00:00:00:00:01" }, { name: "eth0", mac: "02:00:00:00:00:02", sandbox: ctx.podNetns }],
+    interfaces: [
+      { name: "wf0123456789a", mac: "02:00:00:00:00:01" },
+      { name: "eth0", mac: "02:00:00:00:00:02", sandbox: ctx.podNetns },
+    ],
     ips: [{ address: "10.99.0.5/32", gateway: "169.254.1.1", interface: 1 }],
     routes: [{ dst: "0.0.0.0/0", gw: "169.254.1.1" }],
   };
@@ -260,10 +355,24 @@ function prevResult(ctx: FuzzContext): Record<string, Json> {
 function baseRequest(r: Rng, ctx: FuzzContext, id: string): Record<string, Json> {
   const common = { network: ctx.network, containerId: id, ifname: "eth0" };
   switch (r.int(8)) {
-    case 0: case 1: case 2:
-      return { op: "add", ...common, netns: ctx.podNetns, args: { K8S_POD_NAMESPACE: "default", K8S_POD_NAME: id }, ...(r.chance(0.3) ? { mtu: 1400 } : {}) };
+    case 0:
+    case 1:
+    case 2:
+      return {
+        op: "add",
+        ...common,
+        netns: ctx.podNetns,
+        args: { K8S_POD_NAMESPACE: "default", K8S_POD_NAME: id },
+        ...(r.chance(0.3) ? { mtu: 1400 } : {}),
+      };
     case 3:
-      return { op: "add", ...common, netns: ctx.podNetns, args: {}, ipam: { ips: [{ address: "10.99.0.5/32", gateway: "169.254.1.1" }], routes: [{ dst: "10.98.0.0/16" }] } };
+      return {
+        op: "add",
+        ...common,
+        netns: ctx.podNetns,
+        args: {},
+        ipam: { ips: [{ address: "10.99.0.5/32", gateway: "169.254.1.1" }], routes: [{ dst: "10.98.0.0/16" }] },
+      };
     case 4:
       return { op: "del", ...common, netns: ctx.podNetns, ...(r.chance(0.3) ? { delegatedIpam: true } : {}) };
     case 5:
@@ -279,8 +388,12 @@ function baseCall(r: Rng, ctx: FuzzContext, id: string): { env: Record<string, s
   const command = r.pick(["ADD", "ADD", "ADD", "DEL", "CHECK", "GC", "STATUS"] as const);
   const cniVersion = command === "GC" || command === "STATUS" ? "1.1.0" : r.pick(VERSIONS);
   const env: Record<string, string> = {
-    CNI_COMMAND: command, CNI_CONTAINERID: id, CNI_NETNS: ctx.podNetns, CNI_IFNAME: "eth0",
-    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${id}`, CNI_PATH: ctx.cniPath,
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: id,
+    CNI_NETNS: ctx.podNetns,
+    CNI_IFNAME: "eth0",
+    CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${id}`,
+    CNI_PATH: ctx.cniPath,
     PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
   };
   const conf: Record<string, Json> = { cniVersion, name: ctx.network, type: "weft", socket: ctx.socket };
@@ -295,9 +408,47 @@ function baseCall(r: Rng, ctx: FuzzContext, id: string): { env: Record<string, s
 const ENV_VALUES: Record<string, readonly string[]> = {
   CNI_COMMAND: ["", "add", "ADD ", "ADD\n", "ADDD", "VERSION", "DEL", "CHECK", "GC", "STATUS", "FROB", "\u00c4DD"],
   CNI_CONTAINERID: ["", "-x", ".x", "a/b", "a b", "a\u00e9", "x".repeat(300), "../../etc", "a;b"],
-  CNI_NETNS: ["", "relative/ns", "/nonexistent/ns", "/etc/passwd", "/dev/null", "/run/netns", "/run/netns/../../etc/hostname", "/run/netns/wt-fz-does-not-exist", "//", "/tmp/../../etc/shadow"],
-  CNI_IFNAME: ["", ".", "..", "eth/0", "eth%d", "eth:0", "eth 0", "eth0-much-too-long", "lo", "wf0123456789a", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9", "eth\"0", "eth'0", "eth#0", "eth\\0"],
-  CNI_ARGS: ["", ";", "=", "K8S_POD_NAME", "K8S_POD_NAME=", "K8S_POD_NAMESPACE=BAD_NS;K8S_POD_NAME=x", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + "a".repeat(300), "IgnoreUnknown=0;FOO=bar", "a=b=c;;", "K8S_POD_NAME=../../x"],
+  CNI_NETNS: [
+    "",
+    "relative/ns",
+    "/nonexistent/ns",
+    "/etc/passwd",
+    "/dev/null",
+    "/run/netns",
+    "/run/netns/../../etc/hostname",
+    "/run/netns/wt-fz-does-not-exist",
+    "//",
+    "/tmp/../../etc/shadow",
+  ],
+  CNI_IFNAME: [
+    "",
+    ".",
+    "..",
+    "eth/0",
+    "eth%d",
+    "eth:0",
+    "eth 0",
+    "eth0-much-too-long",
+    "lo",
+    "wf0123456789a",
+    "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9",
+    'eth"0',
+    "eth'0",
+    "eth#0",
+    "eth\\0",
+  ],
+  CNI_ARGS: [
+    "",
+    ";",
+    "=",
+    "K8S_POD_NAME",
+    "K8S_POD_NAME=",
+    "K8S_POD_NAMESPACE=BAD_NS;K8S_POD_NAME=x",
+    "K8S_POD_NAMESPACE=default;K8S_POD_NAME=" + "a".repeat(300),
+    "IgnoreUnknown=0;FOO=bar",
+    "a=b=c;;",
+    "K8S_POD_NAME=../../x",
+  ],
   CNI_PATH: ["", ":", "::::", "relative", "/nonexistent", "../../..", "/nonexistent:" + "x".repeat(5000)],
 };
 
@@ -323,7 +474,10 @@ function mutateEnv(r: Rng, env: Record<string, string>): { env: Record<string, s
     }
     default: {
       const n = 1 + r.int(3);
-      for (let i = 0; i < n; i++) e[r.pick(["CNI_EXTRA", "CNI_NETNS_OVERRIDE", "K8S_POD_NAME", "FOO", "CNI_COMMAND_X", "X".repeat(200)])] = r.pick(EVIL_STRINGS).replaceAll("\0", "");
+      for (let i = 0; i < n; i++)
+        e[r.pick(["CNI_EXTRA", "CNI_NETNS_OVERRIDE", "K8S_POD_NAME", "FOO", "CNI_COMMAND_X", "X".repeat(200)])] = r
+          .pick(EVIL_STRINGS)
+          .replaceAll("\0", "");
       return { env: e, what: `${n} extra variable(s)` };
     }
   }
@@ -370,7 +524,12 @@ export function fuzzCase(seed: number, index: number, ctx: FuzzContext, mix: Fuz
       return { kind: "line", index, what: `${base.op}: ${m.what}`, bytes: m.bytes };
     }
     const m = mutateJson(r, base);
-    return { kind: "line", index, what: `${base.op}: ${m.what}`, bytes: Buffer.from(m.text + (r.chance(0.9) ? "\n" : "")) };
+    return {
+      kind: "line",
+      index,
+      what: `${base.op}: ${m.what}`,
+      bytes: Buffer.from(m.text + (r.chance(0.9) ? "\n" : "")),
+    };
   }
   const call = baseCall(r, ctx, id);
   if (x < mix.line + mix.frame) {
@@ -385,10 +544,19 @@ export function fuzzCase(seed: number, index: number, ctx: FuzzContext, mix: Fuz
       c.writeUInt32BE(v >>> 0, r.chance(0.5) ? head : head + 4 + envLen);
       return { kind: "frame", index, what: `length field := ${v}`, bytes: c };
     }
-    if (k === 1) return { kind: "frame", index, what: "bytes after the frame", bytes: Buffer.concat([good, r.bytes(1 + r.int(16))]) };
+    if (k === 1)
+      return {
+        kind: "frame",
+        index,
+        what: "bytes after the frame",
+        bytes: Buffer.concat([good, r.bytes(1 + r.int(16))]),
+      };
     const m = mutateBytes(r, good);
     // Keep the magic most of the time, so the mutation reaches the frame parser.
-    const bytes = r.chance(0.8) && m.bytes.length >= head ? Buffer.concat([good.subarray(0, head), m.bytes.subarray(head)]) : m.bytes;
+    const bytes =
+      r.chance(0.8) && m.bytes.length >= head
+        ? Buffer.concat([good.subarray(0, head), m.bytes.subarray(head)])
+        : m.bytes;
     return { kind: "frame", index, what: `frame ${m.what}`, bytes };
   }
   const cmd = call.env.CNI_COMMAND;
@@ -410,14 +578,24 @@ export function fuzzCase(seed: number, index: number, ctx: FuzzContext, mix: Fuz
 }
 
 /** Cases FROM..FROM+COUNT-1 of run SEED. */
-export function fuzzCases(seed: number, count: number, ctx: FuzzContext, mix: FuzzMix = DEFAULT_MIX, from = 0): FuzzCase[] {
+export function fuzzCases(
+  seed: number,
+  count: number,
+  ctx: FuzzContext,
+  mix: FuzzMix = DEFAULT_MIX,
+  from = 0,
+): FuzzCase[] {
   return Array.from({ length: count }, (_, i) => fuzzCase(seed, from + i, ctx, mix));
 }
 
 /** A short fingerprint of a case (for logs and the determinism test). */
 export function caseDigest(c: FuzzCase): string {
-  const parts = c.kind === "plugin" ? [JSON.stringify(Object.entries(c.env)), c.stdin.toString("base64")] : [c.bytes.toString("base64")];
+  const parts =
+    c.kind === "plugin"
+      ? [JSON.stringify(Object.entries(c.env)), c.stdin.toString("base64")]
+      : [c.bytes.toString("base64")];
   let h = 0x811c9dc5;
-  for (const s of [c.kind, c.what, ...parts]) for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  for (const s of [c.kind, c.what, ...parts])
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   return h.toString(16).padStart(8, "0");
 }

@@ -10,10 +10,18 @@ import type { TestNetns } from "./netns.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const kernel = join(here, "..", "kernel");
-const MODULES = { netlink: [join(kernel, "pod", "netlink", "kernel.js"), "NetlinkKernel"], iproute: [join(kernel, "pod", "iproute", "kernel.js"), "IprouteKernel"] } as const;
+const MODULES = {
+  netlink: [join(kernel, "pod", "netlink", "kernel.js"), "NetlinkKernel"],
+  iproute: [join(kernel, "pod", "iproute", "kernel.js"), "IprouteKernel"],
+} as const;
 export type KernelImpl = keyof typeof MODULES;
 
-export interface RemoteError { name: string; message: string; code?: string; stderr?: string }
+export interface RemoteError {
+  name: string;
+  message: string;
+  code?: string;
+  stderr?: string;
+}
 
 export class RemoteKernelError extends Error {
   constructor(readonly remote: RemoteError) {
@@ -78,7 +86,11 @@ export function startKernelHost(host: TestNetns, impl: KernelImpl): KernelHost {
   const [module, cls] = MODULES[impl];
   const env = { ...process.env };
   delete env.NODE_EXTRA_CA_CERTS;
-  const child: ChildProcessWithoutNullStreams = spawn("nsenter", [`--net=${host.path}`, "--", process.execPath, "--input-type=module", "-e", SERVER(module, cls)], { env });
+  const child: ChildProcessWithoutNullStreams = spawn(
+    "nsenter",
+    [`--net=${host.path}`, "--", process.execPath, "--input-type=module", "-e", SERVER(module, cls)],
+    { env },
+  );
   let stderr = "";
   child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
   const waiting = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
@@ -90,20 +102,25 @@ export function startKernelHost(host: TestNetns, impl: KernelImpl): KernelHost {
     if (msg.error) w?.reject(new RemoteKernelError(msg.error));
     else w?.resolve(msg.result);
   });
-  const exited = new Promise<void>((r) => child.on("close", () => {
-    for (const w of waiting.values()) w.reject(new Error(`kernel host exited: ${stderr}`));
-    waiting.clear();
-    r();
-  }));
-  return {
-    call: <T>(method: string, ...args: unknown[]) => new Promise<T>((resolve, reject) => {
-      const id = next++;
-      waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      child.stdin.write(JSON.stringify({ id, method, args }) + "\n");
+  const exited = new Promise<void>((r) =>
+    child.on("close", () => {
+      for (const w of waiting.values()) w.reject(new Error(`kernel host exited: ${stderr}`));
+      waiting.clear();
+      r();
     }),
+  );
+  return {
+    call: <T>(method: string, ...args: unknown[]) =>
+      new Promise<T>((resolve, reject) => {
+        const id = next++;
+        waiting.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        child.stdin.write(JSON.stringify({ id, method, args }) + "\n");
+      }),
     close: async () => {
       child.stdin.end();
-      const t = setTimeout(() => { if (child.pid) process.kill(child.pid); }, 3000);
+      const t = setTimeout(() => {
+        if (child.pid) process.kill(child.pid);
+      }, 3000);
       await exited;
       clearTimeout(t);
     },

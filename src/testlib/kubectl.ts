@@ -11,5 +11,7 @@ export function kubectlBinary(): string {
 
 /** Why kubectl cannot run here, or undefined when it can. */
 export function kubectlSkipReason(): string | undefined {
-  return existsSync(kubectlBinary()) ? undefined : `${kubectlBinary()} is missing (bash scripts/setup.sh unpacks Debian's kubernetes-client there)`;
+  return existsSync(kubectlBinary())
+    ? undefined
+    : `${kubectlBinary()} is missing (bash scripts/setup.sh unpacks Debian's kubernetes-client there)`;
 }

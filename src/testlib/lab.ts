@@ -30,7 +30,16 @@ export class TestLab {
 
   /** `bin/weft lab ARGS`, as a user runs it, with this lab's id. */
   async cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    return runStatus(["env", `WEFT_LAB_ID=${this.id}`, `WEFT_LAB_DIR=${this.dir}`, "NODE_EXTRA_CA_CERTS=", process.execPath, WEFT_BIN, "lab", ...args]);
+    return runStatus([
+      "env",
+      `WEFT_LAB_ID=${this.id}`,
+      `WEFT_LAB_DIR=${this.dir}`,
+      "NODE_EXTRA_CA_CERTS=",
+      process.execPath,
+      WEFT_BIN,
+      "lab",
+      ...args,
+    ]);
   }
 
   state(): LabState | undefined {
@@ -50,11 +59,25 @@ export class TestLab {
     return this.clusterStore().objects;
   }
 
-  async applyPod(ns: string, name: string, o: { node?: string; ports?: Array<{ containerPort: number; protocol?: string }> } = {}): Promise<void> {
+  async applyPod(
+    ns: string,
+    name: string,
+    o: { node?: string; ports?: Array<{ containerPort: number; protocol?: string }> } = {},
+  ): Promise<void> {
     await this.objects().apply({
-      apiVersion: "v1", kind: "Pod",
+      apiVersion: "v1",
+      kind: "Pod",
       metadata: { name, namespace: ns, labels: { app: name } },
-      spec: { ...(o.node ? { nodeName: o.node } : {}), containers: [{ name: "main", image: "lab", ports: o.ports ?? [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP" }] }] },
+      spec: {
+        ...(o.node ? { nodeName: o.node } : {}),
+        containers: [
+          {
+            name: "main",
+            image: "lab",
+            ports: o.ports ?? [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP" }],
+          },
+        ],
+      },
     });
   }
 
@@ -63,7 +86,10 @@ export class TestLab {
     for (;;) {
       const p = await this.objects().get({ kind: "Pod", namespace: ns, name });
       if ((p.status as { phase?: string } | undefined)?.phase === "Running") return p;
-      if (Date.now() > until) throw new Error(`pod ${ns}/${name} not Running after ${timeoutMs} ms: ${JSON.stringify(p.status)}; kubelet log: ${this.kubeletLog()}`);
+      if (Date.now() > until)
+        throw new Error(
+          `pod ${ns}/${name} not Running after ${timeoutMs} ms: ${JSON.stringify(p.status)}; kubelet log: ${this.kubeletLog()}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   }
@@ -80,8 +106,15 @@ export class TestLab {
   recordedProcs(): ProcRef[] {
     const st = this.state();
     if (!st) return [];
-    const pods = existsSync(this.dir) ? Object.values(readPods(this.dir).pods).flatMap((p) => (p.server ? [p.server] : [])) : [];
-    return [...st.etcd.flatMap((m) => (m.proc ? [m.proc] : [])), ...st.nodes.flatMap((n) => (n.agent ? [n.agent] : [])), ...(st.kubelet ? [st.kubelet] : []), ...pods];
+    const pods = existsSync(this.dir)
+      ? Object.values(readPods(this.dir).pods).flatMap((p) => (p.server ? [p.server] : []))
+      : [];
+    return [
+      ...st.etcd.flatMap((m) => (m.proc ? [m.proc] : [])),
+      ...st.nodes.flatMap((n) => (n.agent ? [n.agent] : [])),
+      ...(st.kubelet ? [st.kubelet] : []),
+      ...pods,
+    ];
   }
 
   async namespaces(): Promise<string[]> {
@@ -107,7 +140,9 @@ export function alive(procs: readonly ProcRef[]): ProcRef[] {
 /** Ground truth without the lab's probe code: socat from inside the source namespace. */
 export async function socatTcp(netns: string, host: string, port: number): Promise<boolean> {
   const target = host.includes(":") ? `TCP6:[${host}]:${port}` : `TCP4:${host}:${port}`;
-  const r = await runStatus(["timeout", "5", "socat", "-u", "/dev/null", `${target},connect-timeout=0.5`], { netns: `/run/netns/${netns}` });
+  const r = await runStatus(["timeout", "5", "socat", "-u", "/dev/null", `${target},connect-timeout=0.5`], {
+    netns: `/run/netns/${netns}`,
+  });
   return r.code === 0;
 }
 
@@ -115,6 +150,9 @@ export async function socatTcp(netns: string, host: string, port: number): Promi
 export async function socatUdpEcho(netns: string, host: string, port: number): Promise<boolean> {
   const target = host.includes(":") ? `UDP6:[${host}]:${port}` : `UDP4:${host}:${port}`;
   const word = `truth-${Math.random().toString(36).slice(2)}`;
-  const r = await runStatus(["timeout", "5", "socat", "-T", "0.5", "-", target], { netns: `/run/netns/${netns}`, input: word });
+  const r = await runStatus(["timeout", "5", "socat", "-T", "0.5", "-", target], {
+    netns: `/run/netns/${netns}`,
+    input: word,
+  });
   return r.stdout.includes(word);
 }

@@ -22,7 +22,11 @@ let exitHookInstalled = false;
 
 function removeSync(name: string): void {
   if (isHostNetns(`/run/netns/${name}`)) return; // never the machine's own, whatever bound the name
-  try { execFileSync("ip", ["netns", "del", name], { stdio: "ignore" }); } catch { /* already gone */ }
+  try {
+    execFileSync("ip", ["netns", "del", name], { stdio: "ignore" });
+  } catch {
+    /* already gone */
+  }
 }
 
 /** A unique name: wt-<prefix>-<random>, short enough for every tool. */
@@ -33,7 +37,9 @@ export function uniqueName(prefix = "t"): string {
 export async function createNetns(prefix = "t", opts: { loUp?: boolean } = {}): Promise<TestNetns> {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
-    process.on("exit", () => { for (const n of live) removeSync(n); });
+    process.on("exit", () => {
+      for (const n of live) removeSync(n);
+    });
   }
   const name = uniqueName(prefix);
   await run(["ip", "netns", "add", name]);
@@ -48,7 +54,8 @@ export async function createNetns(prefix = "t", opts: { loUp?: boolean } = {}): 
     remove: async () => {
       if (!live.has(name)) return;
       live.delete(name);
-      if (isHostNetns(path)) throw new Error(`refusing to delete ${name}: it names the machine's own network namespace`);
+      if (isHostNetns(path))
+        throw new Error(`refusing to delete ${name}: it names the machine's own network namespace`);
       await runStatus(["ip", "netns", "del", name]);
     },
   };
@@ -83,17 +90,27 @@ export async function linkAddr(ns: TestNetns, ifname: string): Promise<IpAddrJso
 
 export async function globalAddrs(ns: TestNetns, ifname: string): Promise<string[]> {
   const l = await linkAddr(ns, ifname);
-  return (l?.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort();
+  return (l?.addr_info ?? [])
+    .filter((a) => a.scope === "global")
+    .map((a) => `${a.local}/${a.prefixlen}`)
+    .sort();
 }
 
 export async function routes(ns: TestNetns, family: 4 | 6): Promise<{ dst: string; gateway?: string; dev?: string }[]> {
-  return JSON.parse(await ns.exec(["ip", "-j", `-${family}`, "route", "show"])) as { dst: string; gateway?: string; dev?: string }[];
+  return JSON.parse(await ns.exec(["ip", "-j", `-${family}`, "route", "show"])) as {
+    dst: string;
+    gateway?: string;
+    dev?: string;
+  }[];
 }
 
 /** Names of weft host veths (wf + 11 hex) in the namespace. */
 export async function weftLinks(ns: TestNetns): Promise<string[]> {
   const links = JSON.parse(await ns.exec(["ip", "-j", "link", "show"])) as { ifname: string }[];
-  return links.map((l) => l.ifname).filter((n) => /^wf[0-9a-f]{11}$/.test(n)).sort();
+  return links
+    .map((l) => l.ifname)
+    .filter((n) => /^wf[0-9a-f]{11}$/.test(n))
+    .sort();
 }
 
 /** One ping (busybox: the machine has no iputils) from `from` to `addr`; true when answered. */

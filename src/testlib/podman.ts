@@ -4,7 +4,17 @@
 // "host" netns via `nsenter --net` (PLATFORM.md: `ip netns exec` remounts /sys and breaks runc).
 // The one shared place left is libcni's result cache (/var/lib/cni/results), which podman does
 // not let us move; close() removes the entries of the networks this sandbox used.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, copyFileSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  copyFileSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, runStatus } from "../kernel/exec.js";
@@ -31,7 +41,12 @@ export const BUSYBOX_IMAGE = "localhost/weft-e2e-busybox:latest";
 export async function podmanSkipReason(): Promise<string | undefined> {
   if (process.getuid?.() !== 0) return "podman e2e needs root";
   const path = (process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin").split(":");
-  for (const [bin, pkg] of [["podman", "podman"], ["runc", "runc"], ["conmon", "conmon"], ["nsenter", "util-linux"]] as const) {
+  for (const [bin, pkg] of [
+    ["podman", "podman"],
+    ["runc", "runc"],
+    ["conmon", "conmon"],
+    ["nsenter", "util-linux"],
+  ] as const) {
     if (!path.some((d) => existsSync(join(d, bin)))) return `${bin} is not installed (Debian package ${pkg})`;
   }
   if (!existsSync(BUSYBOX)) return "busybox-static is not installed (needed for the container image)";
@@ -64,37 +79,60 @@ export class PodmanSandbox {
     const s = new PodmanSandbox(o);
     mkdirSync(s.tmp, { recursive: true });
     const q = (v: string) => JSON.stringify(v); // TOML basic strings accept JSON string syntax
-    writeFileSync(s.confFile, [
-      "[containers]",
-      'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]',
-      "[network]",
-      'network_backend = "cni"',
-      `cni_plugin_dirs = [${o.pluginDirs.map(q).join(", ")}]`,
-      `network_config_dir = ${q(o.netConfDir)}`,
-      "[engine]",
-      'cgroup_manager = "cgroupfs"',
-      'events_logger = "file"',
-      `events_logfile_path = ${q(join(s.work, "events.log"))}`,
-      'runtime = "runc"',
-      // File locks under tmp_dir: the default SHM segment (/libpod_lock) is shared with the
-      // machine's own podman.
-      'lock_type = "file"',
-      `tmp_dir = ${q(s.tmp)}`,
-      `static_dir = ${q(join(s.root, "libpod"))}`,
-      `volume_path = ${q(join(s.root, "volumes"))}`,
-      "",
-    ].join("\n"));
-    writeFileSync(s.storageFile, ["[storage]", 'driver = "vfs"', `runroot = ${q(s.runroot)}`, `graphroot = ${q(s.root)}`, ""].join("\n"));
+    writeFileSync(
+      s.confFile,
+      [
+        "[containers]",
+        'default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]',
+        "[network]",
+        'network_backend = "cni"',
+        `cni_plugin_dirs = [${o.pluginDirs.map(q).join(", ")}]`,
+        `network_config_dir = ${q(o.netConfDir)}`,
+        "[engine]",
+        'cgroup_manager = "cgroupfs"',
+        'events_logger = "file"',
+        `events_logfile_path = ${q(join(s.work, "events.log"))}`,
+        'runtime = "runc"',
+        // File locks under tmp_dir: the default SHM segment (/libpod_lock) is shared with the
+        // machine's own podman.
+        'lock_type = "file"',
+        `tmp_dir = ${q(s.tmp)}`,
+        `static_dir = ${q(join(s.root, "libpod"))}`,
+        `volume_path = ${q(join(s.root, "volumes"))}`,
+        "",
+      ].join("\n"),
+    );
+    writeFileSync(
+      s.storageFile,
+      ["[storage]", 'driver = "vfs"', `runroot = ${q(s.runroot)}`, `graphroot = ${q(s.root)}`, ""].join("\n"),
+    );
     return s;
   }
 
   /** Runs `podman ARGS` with this sandbox's configuration, inside the host netns. */
   podman(args: string[], input?: string): Promise<Exec> {
     const argv = [
-      "env", `CONTAINERS_CONF=${this.confFile}`, `CONTAINERS_STORAGE_CONF=${this.storageFile}`,
-      "podman", "--root", this.root, "--runroot", this.runroot, "--tmpdir", this.tmp, "--runtime", "runc",
-      "--cgroup-manager", "cgroupfs", "--events-backend", "file", "--network-config-dir", this.o.netConfDir,
-      "--storage-driver", "vfs", ...args,
+      "env",
+      `CONTAINERS_CONF=${this.confFile}`,
+      `CONTAINERS_STORAGE_CONF=${this.storageFile}`,
+      "podman",
+      "--root",
+      this.root,
+      "--runroot",
+      this.runroot,
+      "--tmpdir",
+      this.tmp,
+      "--runtime",
+      "runc",
+      "--cgroup-manager",
+      "cgroupfs",
+      "--events-backend",
+      "file",
+      "--network-config-dir",
+      this.o.netConfDir,
+      "--storage-driver",
+      "vfs",
+      ...args,
     ];
     return runStatus(argv, { netns: this.o.hostNetns, ...(input !== undefined ? { input } : {}) });
   }
@@ -112,7 +150,9 @@ export class PodmanSandbox {
     mkdirSync(join(img, "bin"), { recursive: true });
     for (const d of ["etc", "proc", "sys", "dev", "tmp", "www"]) mkdirSync(join(img, d), { recursive: true });
     copyFileSync(BUSYBOX, join(img, "bin", "busybox"));
-    const applets = (await run([BUSYBOX, "--list"])).split("\n").filter((a) => /^[A-Za-z0-9_.[-]+$/.test(a) && a !== "busybox");
+    const applets = (await run([BUSYBOX, "--list"]))
+      .split("\n")
+      .filter((a) => /^[A-Za-z0-9_.[-]+$/.test(a) && a !== "busybox");
     for (const a of applets) if (!existsSync(join(img, "bin", a))) symlinkSync("busybox", join(img, "bin", a));
     writeFileSync(join(img, "www", "index.html"), "hello from a weft pod\n");
     const tar = join(this.work, "busybox.tar");
@@ -151,7 +191,10 @@ export class PodmanSandbox {
   async close(): Promise<void> {
     await this.podman(["rm", "--all", "--force", "--time", "0"]).catch(() => undefined);
     // Anything podman left mounted under our dirs (shm of a container it failed to remove).
-    const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1]).filter((m) => m?.startsWith(this.work + "/"));
+    const mounts = readFileSync("/proc/mounts", "utf8")
+      .split("\n")
+      .map((l) => l.split(" ")[1])
+      .filter((m) => m?.startsWith(this.work + "/"));
     for (const m of mounts.sort().reverse()) await runStatus(["umount", "-l", m]);
     for (const ns of this.sandboxes) {
       if (existsSync(ns)) await runStatus(["ip", "netns", "del", ns.slice("/run/netns/".length)]);

@@ -12,7 +12,10 @@ export async function cmdDel(ctx: OpContext, req: DelRequest): Promise<void> {
     // The same (containerId, ifname) attached by another network: its link is not ours to remove.
     const other = rec ? undefined : o.store.findAttachment(req.containerId, req.ifname);
     if (other) {
-      o.log.warn({ containerId: req.containerId, ifname: req.ifname, network: req.network, owner: other.network }, "DEL for an interface another network attached; left alone");
+      o.log.warn(
+        { containerId: req.containerId, ifname: req.ifname, network: req.network, owner: other.network },
+        "DEL for an interface another network attached; left alone",
+      );
       return;
     }
     await ctx.reaper.delete(hostIf);

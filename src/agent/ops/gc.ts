@@ -9,12 +9,16 @@ export async function cmdGc(ctx: OpContext, req: GcRequest): Promise<void> {
   // Each stale attachment under its own lock, so GC never races an ADD or DEL of the same pod;
   // the links of all of them go in one batch.
   let released = 0;
-  await holdAll(ctx.locks, stale.map((r) => lockKey(r.containerId, r.ifname)), async () => {
-    const still = stale.filter((r) => o.store.get(r));
-    await ctx.kernelSlots.run(() => o.kernel.deleteHostLinks(still.map((r) => r.hostIf)));
-    for (const r of still) if (o.store.release(r)) released++;
-    for (const r of still) await ctx.policyRemoved(r.hostIf);
-  });
+  await holdAll(
+    ctx.locks,
+    stale.map((r) => lockKey(r.containerId, r.ifname)),
+    async () => {
+      const still = stale.filter((r) => o.store.get(r));
+      await ctx.kernelSlots.run(() => o.kernel.deleteHostLinks(still.map((r) => r.hostIf)));
+      for (const r of still) if (o.store.release(r)) released++;
+      for (const r of still) await ctx.policyRemoved(r.hostIf);
+    },
+  );
   if (released) o.onPodsChanged?.();
   o.log.info({ network: req.network, released }, "gc");
 }

@@ -34,9 +34,16 @@ export async function ipamCheck(ctx: OpContext, fix: boolean): Promise<IpamCheck
       // ADD records its allocation before it makes the link, so an unowned link is an orphan.
       // Reported only when this call removed it (absent links are skipped, a DEL may have won).
       if (!(await linkPresent(l.hostIf))) continue;
-      const err = await o.kernel.deleteHostLinks([l.hostIf]).then(() => undefined, (e: unknown) => e);
+      const err = await o.kernel.deleteHostLinks([l.hostIf]).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       if (!err && !(await linkPresent(l.hostIf))) fixed.push(`deleted link ${l.hostIf} (${l.reason})`);
-      else o.log.warn({ hostIf: l.hostIf, err: err === undefined ? "still present" : String(err) }, "ipam check --fix could not delete an orphan link");
+      else
+        o.log.warn(
+          { hostIf: l.hostIf, err: err === undefined ? "still present" : String(err) },
+          "ipam check --fix could not delete an orphan link",
+        );
     }
   }
   for (const c of found.conflicts) {
@@ -46,7 +53,10 @@ export async function ipamCheck(ctx: OpContext, fix: boolean): Promise<IpamCheck
       const owner = o.store.list().find((r) => r.addresses.some((a) => a.address === c.address));
       const dst = `${c.address}/${c.address.includes(":") ? 128 : 32}`;
       for (const dev of c.devices.filter((d) => d !== owner?.hostIf)) {
-        const err = await o.kernel.deleteHostRoute({ dst, dev }).then(() => undefined, (e: unknown) => e);
+        const err = await o.kernel.deleteHostRoute({ dst, dev }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         if (err === undefined) fixed.push(`deleted route ${dst} dev ${dev}`);
         else o.log.warn({ dst, dev, err: String(err) }, "ipam check --fix could not delete a conflicting route");
       }
@@ -70,18 +80,38 @@ async function inspectAllocations(ctx: OpContext): Promise<IpamCheckReport> {
   for (const r of records) {
     if (busy(r)) continue; // an operation on it is in flight
     const addresses = r.addresses.map((a) => a.address);
-    if (r.state === "adding") leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: "its ADD never finished" });
-    else if (!links.has(r.hostIf)) leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: `host veth ${r.hostIf} is gone (pod or its namespace removed without DEL)` });
-    else if (!existsSync(r.netns)) leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: `network namespace ${r.netns} is gone` });
+    if (r.state === "adding")
+      leaked.push({ kind: "allocation", hostIf: r.hostIf, ...owner(r), addresses, reason: "its ADD never finished" });
+    else if (!links.has(r.hostIf))
+      leaked.push({
+        kind: "allocation",
+        hostIf: r.hostIf,
+        ...owner(r),
+        addresses,
+        reason: `host veth ${r.hostIf} is gone (pod or its namespace removed without DEL)`,
+      });
+    else if (!existsSync(r.netns))
+      leaked.push({
+        kind: "allocation",
+        hostIf: r.hostIf,
+        ...owner(r),
+        addresses,
+        reason: `network namespace ${r.netns} is gone`,
+      });
     for (const a of r.addresses) {
       if (!r.delegated && !pools.some((p) => cidrHas(p, ipOrThrow(a.address)))) {
-        conflicts.push({ address: a.address, ...owner(r), reason: `outside this node's pod CIDRs (${pools.map((p) => p.cidr).join(", ")})` });
+        conflicts.push({
+          address: a.address,
+          ...owner(r),
+          reason: `outside this node's pod CIDRs (${pools.map((p) => p.cidr).join(", ")})`,
+        });
       }
     }
   }
   const owned = new Set(records.map((r) => r.hostIf));
   for (const name of links) {
-    if (HOST_IF_PATTERN.test(name) && !owned.has(name)) leaked.push({ kind: "link", hostIf: name, reason: "weft host veth without an allocation" });
+    if (HOST_IF_PATTERN.test(name) && !owned.has(name))
+      leaked.push({ kind: "link", hostIf: name, reason: "weft host veth without an allocation" });
   }
   // Host routes to single addresses: an allocated address must be routed only via its own veth.
   const byAddr = new Map<string, string[]>();
@@ -96,7 +126,12 @@ async function inspectAllocations(ctx: OpContext): Promise<IpamCheckReport> {
     for (const a of r.addresses) {
       const devs = byAddr.get(a.address) ?? [];
       if (devs.length > 1 || (devs.length === 1 && devs[0] !== r.hostIf)) {
-        conflicts.push({ address: a.address, ...owner(r), devices: devs, reason: `routed via ${devs.join(", ")}; allocated to ${r.hostIf}` });
+        conflicts.push({
+          address: a.address,
+          ...owner(r),
+          devices: devs,
+          reason: `routed via ${devs.join(", ")}; allocated to ${r.hostIf}`,
+        });
       }
     }
   }
@@ -104,7 +139,12 @@ async function inspectAllocations(ctx: OpContext): Promise<IpamCheckReport> {
   for (const [a, devs] of byAddr) {
     if (records.some((r) => r.addresses.some((x) => x.address === a))) continue;
     const weftDevs = devs.filter((d) => HOST_IF_PATTERN.test(d));
-    if (weftDevs.length > 1) conflicts.push({ address: a, devices: weftDevs, reason: `routed via ${weftDevs.join(", ")} without an allocation` });
+    if (weftDevs.length > 1)
+      conflicts.push({
+        address: a,
+        devices: weftDevs,
+        reason: `routed via ${weftDevs.join(", ")} without an allocation`,
+      });
   }
   return { allocations: records.reduce((n, r) => n + r.addresses.length, 0), leaked, conflicts };
 }

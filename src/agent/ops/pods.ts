@@ -14,8 +14,13 @@ export function podRefOf(args: Record<string, string>): PodRef | undefined {
   const namespace = args.K8S_POD_NAMESPACE;
   const name = args.K8S_POD_NAME;
   if (!namespace || !name) return undefined;
-  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new AgentFailure(AgentCode.InvalidEnvironment, `K8S_POD_NAMESPACE "${namespace}" is not a Kubernetes namespace name`);
-  if (name.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) throw new AgentFailure(AgentCode.InvalidEnvironment, `K8S_POD_NAME "${name}" is not a Kubernetes pod name`);
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace))
+    throw new AgentFailure(
+      AgentCode.InvalidEnvironment,
+      `K8S_POD_NAMESPACE "${namespace}" is not a Kubernetes namespace name`,
+    );
+  if (name.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name))
+    throw new AgentFailure(AgentCode.InvalidEnvironment, `K8S_POD_NAME "${name}" is not a Kubernetes pod name`);
   return { namespace, name };
 }
 
@@ -32,7 +37,12 @@ export function localPodsOf(records: AttachmentRecord[]): LocalPod[] {
 export function localPodOf(r: AttachmentRecord): LocalPod {
   // netns pairs a pod's interfaces before its veth exists, so a second interface's ADD waits
   // for its sibling anti-spoof elements.
-  return { ...policyIdentity(r.pod, r.containerId), ifname: r.hostIf, ips: r.addresses.map((a) => a.address), netns: r.netns };
+  return {
+    ...policyIdentity(r.pod, r.containerId),
+    ifname: r.hostIf,
+    ips: r.addresses.map((a) => a.address),
+    netns: r.netns,
+  };
 }
 
 export function buildResult(rec: AttachmentRecord, extraRoutes: PodRoute[] = []): Result {

@@ -15,7 +15,10 @@ export async function reconcile(ctx: OpContext): Promise<{ rolledBack: number; o
   await o.kernel.deleteHostLinks(orphans);
   for (const r of adding) {
     o.store.release(r);
-    o.log.warn({ containerId: r.containerId, ifname: r.ifname, addresses: r.addresses.map((a) => a.address) }, "rolled back an ADD interrupted by a restart");
+    o.log.warn(
+      { containerId: r.containerId, ifname: r.ifname, addresses: r.addresses.map((a) => a.address) },
+      "rolled back an ADD interrupted by a restart",
+    );
   }
   const adoptedOrphans = orphans.filter((n) => !adding.some((r) => r.hostIf === n)).length;
   if (adoptedOrphans) o.log.warn({ links: adoptedOrphans }, "removed weft host links without an allocation");

@@ -9,11 +9,13 @@ export function cmdStatus(ctx: OpContext): void {
   const { o } = ctx;
   const why = o.unavailable?.();
   if (why) throw new AgentFailure(AgentCode.PluginNotAvailable, why);
-  if (!o.store.healthy()) throw new AgentFailure(AgentCode.PluginNotAvailable, "the agent's allocation store is not readable");
+  if (!o.store.healthy())
+    throw new AgentFailure(AgentCode.PluginNotAvailable, "the agent's allocation store is not readable");
   const records = o.store.list().filter((r) => !r.delegated);
   for (const pool of ctx.network().pools) {
     const { first, last } = usableRange(pool);
     const used = records.flatMap((r) => r.addresses).filter((a) => cidrHas(pool, ipOrThrow(a.address))).length;
-    if (BigInt(used) > last - first) throw new AgentFailure(AgentCode.PluginNotAvailable, `pod CIDR ${pool.cidr} has no free address`);
+    if (BigInt(used) > last - first)
+      throw new AgentFailure(AgentCode.PluginNotAvailable, `pod CIDR ${pool.cidr} has no free address`);
   }
 }

@@ -61,7 +61,9 @@ export function rejected(name: string, message: string): PeerStatus {
  * subnet may overlap (the underlay's own: routing a pod subnet there would cut the node off).
  */
 export function peerViews(
-  local: NodeView, peers: readonly PeerNode[], reserved: readonly Cidr[] = [],
+  local: NodeView,
+  peers: readonly PeerNode[],
+  reserved: readonly Cidr[] = [],
 ): { valid: PeerView[]; rejected: PeerStatus[] } {
   const valid: PeerView[] = [];
   const bad: PeerStatus[] = [];
@@ -86,7 +88,10 @@ export function peerViews(
       if (own && cidrsOverlap(own, net)) return [`overlaps this node's pod subnet ${formatCidr(own)}`];
       const under = reserved.find((r) => cidrsOverlap(r, net));
       if (under) return [`${formatCidr(net)} overlaps this node's underlay subnet ${formatCidr(under)}`];
-      const other = valid.find((q) => { const n = q.pods.get(net.family); return n !== undefined && cidrsOverlap(n, net); });
+      const other = valid.find((q) => {
+        const n = q.pods.get(net.family);
+        return n !== undefined && cidrsOverlap(n, net);
+      });
       return other ? [`overlaps the pod subnet of peer ${other.name}`] : [];
     });
     if (clash.length > 0) {

@@ -35,9 +35,18 @@ test("reconcile: a kernel write that fails is charged to its peer alone; other p
     assert.deepEqual(byName.get("good")?.paths, { "10.244.1.0/24": "direct" });
     assert.equal(byName.get("bad")?.ok, false);
     assert.deepEqual(byName.get("bad")?.paths, {});
-    assert.match(byName.get("bad")?.errors[0] ?? "", /^peer bad: add route 10\.244\.2\.0\/24 via 10\.9\.0\.3 dev gone0 failed: .*gone0/);
-    assert.deepEqual(r.changes.map((c) => [c.action, c.object, c.peer]), [["add", "route", "good"]]);
-    assert.match(await run(["ip", "-n", ns, "route", "show", "proto", "230"]), /^10\.244\.1\.0\/24 via 10\.9\.0\.2 dev d0 *\n$/);
+    assert.match(
+      byName.get("bad")?.errors[0] ?? "",
+      /^peer bad: add route 10\.244\.2\.0\/24 via 10\.9\.0\.3 dev gone0 failed: .*gone0/,
+    );
+    assert.deepEqual(
+      r.changes.map((c) => [c.action, c.object, c.peer]),
+      [["add", "route", "good"]],
+    );
+    assert.match(
+      await run(["ip", "-n", ns, "route", "show", "proto", "230"]),
+      /^10\.244\.1\.0\/24 via 10\.9\.0\.2 dev d0 *\n$/,
+    );
   } finally {
     await run(["ip", "netns", "del", ns]);
   }
@@ -53,28 +62,84 @@ test("reconcile: an incremental sync diffs against the last complete sync; a ful
     };
     const memo = {};
     const reads: string[] = [];
-    const ctx = { netns, onCommand: (argv: readonly string[], kind: string) => { if (kind === "read") reads.push(argv.join(" ")); } };
-    const routes = async () => (await run(["ip", "-n", ns, "route", "show", "proto", "230"])).trim().split("\n").filter(Boolean).map((l) => l.split(" ")[0]).sort();
-    await reconcile({ ctx, routeProtocol: 230, vtep: null, plans: [plan("a", 1)], rejected: [], memo, trustMemo: true });
+    const ctx = {
+      netns,
+      onCommand: (argv: readonly string[], kind: string) => {
+        if (kind === "read") reads.push(argv.join(" "));
+      },
+    };
+    const routes = async () =>
+      (await run(["ip", "-n", ns, "route", "show", "proto", "230"]))
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.split(" ")[0])
+        .sort();
+    await reconcile({
+      ctx,
+      routeProtocol: 230,
+      vtep: null,
+      plans: [plan("a", 1)],
+      rejected: [],
+      memo,
+      trustMemo: true,
+    });
     assert.ok(reads.length > 0, "the first sync lists the kernel: there is nothing to trust yet");
     // Drift: someone deletes a's route. An incremental sync adding b does not list the kernel, so
     // it leaves the drift; a full sync puts a's route back.
     await run(["ip", "-n", ns, "route", "del", "10.244.1.0/24", "proto", "230"]);
     reads.length = 0;
-    const inc = await reconcile({ ctx, routeProtocol: 230, vtep: null, plans: [plan("a", 1), plan("b", 2)], rejected: [], memo, trustMemo: true });
+    const inc = await reconcile({
+      ctx,
+      routeProtocol: 230,
+      vtep: null,
+      plans: [plan("a", 1), plan("b", 2)],
+      rejected: [],
+      memo,
+      trustMemo: true,
+    });
     assert.deepEqual(reads, []);
-    assert.deepEqual(inc.changes.map((c) => [c.action, c.peer]), [["add", "b"]]);
+    assert.deepEqual(
+      inc.changes.map((c) => [c.action, c.peer]),
+      [["add", "b"]],
+    );
     assert.deepEqual(await routes(), ["10.244.2.0/24"]);
-    const full = await reconcile({ ctx, routeProtocol: 230, vtep: null, plans: [plan("a", 1), plan("b", 2)], rejected: [], memo });
+    const full = await reconcile({
+      ctx,
+      routeProtocol: 230,
+      vtep: null,
+      plans: [plan("a", 1), plan("b", 2)],
+      rejected: [],
+      memo,
+    });
     assert.ok(reads.length > 0);
-    assert.deepEqual(full.changes.map((c) => [c.action, c.peer]), [["add", "a"]]);
+    assert.deepEqual(
+      full.changes.map((c) => [c.action, c.peer]),
+      [["add", "a"]],
+    );
     assert.deepEqual(await routes(), ["10.244.1.0/24", "10.244.2.0/24"]);
     // A failed write forgets the memo: the next incremental sync lists the kernel again.
     const bad = emptyPlan("c");
     bad.routes.push({ dst: "10.244.3.0/24", via: "10.9.0.4", dev: "gone0", onlink: false });
-    await reconcile({ ctx, routeProtocol: 230, vtep: null, plans: [plan("a", 1), plan("b", 2), bad], rejected: [], memo, trustMemo: true });
+    await reconcile({
+      ctx,
+      routeProtocol: 230,
+      vtep: null,
+      plans: [plan("a", 1), plan("b", 2), bad],
+      rejected: [],
+      memo,
+      trustMemo: true,
+    });
     reads.length = 0;
-    await reconcile({ ctx, routeProtocol: 230, vtep: null, plans: [plan("a", 1)], rejected: [], memo, trustMemo: true });
+    await reconcile({
+      ctx,
+      routeProtocol: 230,
+      vtep: null,
+      plans: [plan("a", 1)],
+      rejected: [],
+      memo,
+      trustMemo: true,
+    });
     assert.ok(reads.length > 0);
     assert.deepEqual(await routes(), ["10.244.1.0/24"]);
   } finally {

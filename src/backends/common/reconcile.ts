@@ -39,7 +39,9 @@ export interface KernelView {
 }
 
 /** Holder a backend keeps across syncs. */
-export interface KernelMemo { view?: KernelView }
+export interface KernelMemo {
+  view?: KernelView;
+}
 
 async function listView(ctx: KernelContext, proto: number, vtep: string | null): Promise<KernelView> {
   const routes = new Map((await listRoutes(ctx, proto)).map((r) => [routeKey(r.dst), r]));
@@ -51,7 +53,9 @@ async function listView(ctx: KernelContext, proto: number, vtep: string | null):
 
 const routeText = (r: PeerRoute): string => `${r.dst} via ${r.via} dev ${r.dev}${r.onlink ? " onlink" : ""}`;
 const sameRoute = (a: PeerRoute, b: PeerRoute): boolean =>
-  canonicalIpOrThrow(a.via || "0.0.0.0") === canonicalIpOrThrow(b.via || "0.0.0.0") && a.dev === b.dev && a.onlink === b.onlink;
+  canonicalIpOrThrow(a.via || "0.0.0.0") === canonicalIpOrThrow(b.via || "0.0.0.0") &&
+  a.dev === b.dev &&
+  a.onlink === b.onlink;
 
 export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const { ctx, routeProtocol: proto, vtep } = input;
@@ -77,7 +81,11 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
       } else wantFdb.set(mac, { e: { mac, dst: canonicalIpOrThrow(e.dst) }, peer: p.peer });
     }
     if (blocked.has(p.peer)) continue;
-    for (const n of p.neighs) wantNeigh.set(canonicalIpOrThrow(n.ip), { n: { ip: canonicalIpOrThrow(n.ip), mac: n.mac.toLowerCase() }, peer: p.peer });
+    for (const n of p.neighs)
+      wantNeigh.set(canonicalIpOrThrow(n.ip), {
+        n: { ip: canonicalIpOrThrow(n.ip), mac: n.mac.toLowerCase() },
+        peer: p.peer,
+      });
     for (const r of p.routes) wantRoutes.set(routeKey(r.dst), { r: { ...r, dst: routeKey(r.dst) }, peer: p.peer });
   }
 
@@ -88,12 +96,22 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
 
   // Writes go in phases, each phase one netlink datagram (kernel/peer-writes.ts); a failed write
   // is charged to its peer, whose later phases are then skipped.
-  interface Op { readonly peer?: string; readonly change: Change; readonly write: PeerWrite }
+  interface Op {
+    readonly peer?: string;
+    readonly change: Change;
+    readonly write: PeerWrite;
+  }
   const apply = async (ops: Op[]): Promise<void> => {
-    const failed = await applyPeerWrites(ctx, ops.map((o) => o.write));
+    const failed = await applyPeerWrites(
+      ctx,
+      ops.map((o) => o.write),
+    );
     for (const [i, op] of ops.entries()) {
       const err = failed.get(i);
-      if (err === undefined) { changes.push(op.change); continue; }
+      if (err === undefined) {
+        changes.push(op.change);
+        continue;
+      }
       const m = `${op.change.action} ${op.change.object} ${op.change.detail} failed: ${err}`;
       if (op.peer) {
         fail(op.peer, `peer ${op.peer}: ${m}`);
@@ -104,8 +122,14 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
   const live = (peer: string): boolean => !blocked.has(peer) && !broken.has(peer);
 
   // 1. Routes nobody wants go first, so traffic never follows a half-removed path.
-  await apply([...haveRoutes].filter(([dst]) => !wantRoutes.has(dst))
-    .map(([dst, r]) => ({ change: { action: "delete", object: "route", detail: routeText(r) }, write: { kind: "route-del", dst, protocol: proto } })));
+  await apply(
+    [...haveRoutes]
+      .filter(([dst]) => !wantRoutes.has(dst))
+      .map(([dst, r]) => ({
+        change: { action: "delete", object: "route", detail: routeText(r) },
+        write: { kind: "route-del", dst, protocol: proto },
+      })),
+  );
 
   // 2-4. Per peer, in dependency order: FDB, neighbours, routes.
   if (vtep) {
@@ -116,9 +140,17 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
       if (have.length === 1 && canonicalIpOrThrow(have[0].dst) === e.dst) continue;
       // Extra remotes for the MAC (appended by someone) would flood copies: drop them first.
       for (const h of have.filter((h) => canonicalIpOrThrow(h.dst) !== e.dst)) {
-        fdbOps.push({ peer, change: { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer }, write: { kind: "fdb-del", dev: vtep, entry: h } });
+        fdbOps.push({
+          peer,
+          change: { action: "delete", object: "fdb", detail: `${h.mac} dst ${h.dst}`, peer },
+          write: { kind: "fdb-del", dev: vtep, entry: h },
+        });
       }
-      fdbOps.push({ peer, change: { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer }, write: { kind: "fdb-replace", dev: vtep, entry: e } });
+      fdbOps.push({
+        peer,
+        change: { action: have.length ? "replace" : "add", object: "fdb", detail: `${mac} dst ${e.dst}`, peer },
+        write: { kind: "fdb-replace", dev: vtep, entry: e },
+      });
     }
     await apply(fdbOps);
     const neighOps: Op[] = [];
@@ -126,7 +158,11 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
       if (!live(peer)) continue;
       const have = haveNeigh.get(ip);
       if (have && have.mac === n.mac) continue;
-      neighOps.push({ peer, change: { action: have ? "replace" : "add", object: "neigh", detail: `${ip} lladdr ${n.mac}`, peer }, write: { kind: "neigh-replace", dev: vtep, entry: n } });
+      neighOps.push({
+        peer,
+        change: { action: have ? "replace" : "add", object: "neigh", detail: `${ip} lladdr ${n.mac}`, peer },
+        write: { kind: "neigh-replace", dev: vtep, entry: n },
+      });
     }
     await apply(neighOps);
   }
@@ -135,16 +171,34 @@ export async function reconcile(input: ReconcileInput): Promise<SyncReport> {
     if (!live(peer)) continue;
     const have = haveRoutes.get(dst);
     if (have && sameRoute(have, r)) continue;
-    routeOps.push({ peer, change: { action: have ? "replace" : "add", object: "route", detail: routeText(r), peer }, write: { kind: "route-replace", route: r, protocol: proto } });
+    routeOps.push({
+      peer,
+      change: { action: have ? "replace" : "add", object: "route", detail: routeText(r), peer },
+      write: { kind: "route-replace", route: r, protocol: proto },
+    });
   }
   await apply(routeOps);
 
   // 5. Then the neighbour and FDB entries of peers that are gone.
   if (vtep) {
-    await apply([...haveNeigh.keys()].filter((ip) => !wantNeigh.has(ip))
-      .map((ip) => ({ change: { action: "delete", object: "neigh", detail: ip }, write: { kind: "neigh-del", dev: vtep, ip } })));
-    await apply([...haveFdb].filter(([mac]) => !wantFdb.has(mac)).flatMap(([mac, entries]) =>
-      entries.map((e) => ({ change: { action: "delete", object: "fdb", detail: `${mac} dst ${e.dst}` } as Change, write: { kind: "fdb-del", dev: vtep, entry: e } as PeerWrite }))));
+    await apply(
+      [...haveNeigh.keys()]
+        .filter((ip) => !wantNeigh.has(ip))
+        .map((ip) => ({
+          change: { action: "delete", object: "neigh", detail: ip },
+          write: { kind: "neigh-del", dev: vtep, ip },
+        })),
+    );
+    await apply(
+      [...haveFdb]
+        .filter(([mac]) => !wantFdb.has(mac))
+        .flatMap(([mac, entries]) =>
+          entries.map((e) => ({
+            change: { action: "delete", object: "fdb", detail: `${mac} dst ${e.dst}` } as Change,
+            write: { kind: "fdb-del", dev: vtep, entry: e } as PeerWrite,
+          })),
+        ),
+    );
   }
 
   // Everything written: the kernel now holds exactly what was wanted.

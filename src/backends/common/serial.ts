@@ -4,8 +4,15 @@
 import type { KernelContext } from "../../kernel/tracked.js";
 import type { IpFamily } from "../../net/ip.js";
 import {
-  DEFAULT_ROUTE_PROTOCOL, type Backend, type BackendName, type BackendOptions, type LocalNode, type PeerNode,
-  type SetupResult, type SyncOptions, type SyncReport,
+  DEFAULT_ROUTE_PROTOCOL,
+  type Backend,
+  type BackendName,
+  type BackendOptions,
+  type LocalNode,
+  type PeerNode,
+  type SetupResult,
+  type SyncOptions,
+  type SyncReport,
 } from "../types.js";
 import type { KernelMemo } from "./reconcile.js";
 

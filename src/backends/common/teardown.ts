@@ -4,8 +4,14 @@ import { writeBatch, type KernelContext } from "../../kernel/tracked.js";
 
 export async function deleteBackendRoutes(ctx: KernelContext, proto: number): Promise<void> {
   const routes = await listRoutes(ctx, proto);
-  const failed = await writeBatch(ctx, "ip", routes.map((r) => delRouteArgv(r.dst, proto)));
+  const failed = await writeBatch(
+    ctx,
+    "ip",
+    routes.map((r) => delRouteArgv(r.dst, proto)),
+  );
   if (failed.size > 0) {
-    throw new Error(`could not remove backend routes: ${[...failed].map(([i, m]) => `${routes[i].dst}: ${m}`).join("; ")}`);
+    throw new Error(
+      `could not remove backend routes: ${[...failed].map(([i, m]) => `${routes[i].dst}: ${m}`).join("; ")}`,
+    );
   }
 }

@@ -8,9 +8,7 @@ import { reconcile } from "../common/reconcile.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
 import { SerialBackend } from "../common/serial.js";
 import { discoverAll, type Underlay } from "../common/underlay.js";
-import {
-  type LocalNode, type PeerNode, type SetupResult, type SyncOptions, type SyncReport,
-} from "../types.js";
+import { type LocalNode, type PeerNode, type SetupResult, type SyncOptions, type SyncReport } from "../types.js";
 
 export class HostGwBackend extends SerialBackend {
   readonly name = "host-gw" as const;
@@ -34,7 +32,10 @@ export class HostGwBackend extends SerialBackend {
     for (const f of peer.pods.keys()) {
       const why = directBlocker(peer, f, this.underlays);
       if (why === null) addDirectRoute(plan, peer, f, this.underlays.get(f) as Underlay);
-      else plan.errors.push(`peer ${peer.name}: IPv${f} pods not routed: ${why}; host-gw needs all nodes on one L2 segment (use the vxlan-direct or vxlan backend)`);
+      else
+        plan.errors.push(
+          `peer ${peer.name}: IPv${f} pods not routed: ${why}; host-gw needs all nodes on one L2 segment (use the vxlan-direct or vxlan backend)`,
+        );
     }
     return plan;
   }
@@ -44,8 +45,13 @@ export class HostGwBackend extends SerialBackend {
     const reserved = [...this.underlays.values()].flatMap((u) => u.connected);
     const { valid, rejected } = peerViews(this.local, peers, reserved);
     return reconcile({
-      ctx: this.ctx, routeProtocol: this.proto, vtep: null, plans: valid.map((p) => this.plan(p)), rejected,
-      memo: this.memo, trustMemo: options.incremental === true,
+      ctx: this.ctx,
+      routeProtocol: this.proto,
+      vtep: null,
+      plans: valid.map((p) => this.plan(p)),
+      rejected,
+      memo: this.memo,
+      trustMemo: options.incremental === true,
     });
   }
 

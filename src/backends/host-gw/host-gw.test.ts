@@ -28,7 +28,12 @@ test("host-gw: a peer behind a router is refused with a message naming its addre
     assert.equal(near?.ok, true);
     assert.equal(bad?.ok, false);
     assert.equal(bad?.errors.length, 2, "one message per pod family");
-    assert.match(bad?.errors[0] ?? "", new RegExp(`underlay address ${far.underlay.ipv4.replace(/\./g, "\\.")} is not on this node's subnet \\(10\\.200\\.0\\.0/24 on eth0\\)`));
+    assert.match(
+      bad?.errors[0] ?? "",
+      new RegExp(
+        `underlay address ${far.underlay.ipv4.replace(/\./g, "\\.")} is not on this node's subnet \\(10\\.200\\.0\\.0/24 on eth0\\)`,
+      ),
+    );
     assert.match(bad?.errors.join("\n") ?? "", /vxlan-direct/);
     assert.deepEqual(bad?.paths, {});
     const routes = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.3.0/24"], { netns: a.netns }));

@@ -64,7 +64,9 @@ export async function startCluster(topo: Topology, create: BackendFactory): Prom
   }
   const peers: PeerNode[] = members.map((m) => ({ ...m.node.local, backendData: m.setup.data }));
   return {
-    topo, members, peers,
+    topo,
+    members,
+    peers,
     syncAll: async (list = peers) => {
       const out: SyncReport[] = [];
       for (const m of members) out.push(await m.backend.syncPeers(list));
@@ -74,7 +76,10 @@ export async function startCluster(topo: Topology, create: BackendFactory): Prom
 }
 
 /** Builds a topology, runs `body`, and always removes the namespaces. */
-export async function withTopology<T>(spec: Parameters<typeof buildTopology>[0], body: (t: Topology) => Promise<T>): Promise<T> {
+export async function withTopology<T>(
+  spec: Parameters<typeof buildTopology>[0],
+  body: (t: Topology) => Promise<T>,
+): Promise<T> {
   const topo = await buildTopology(spec);
   try {
     return await body(topo);
@@ -109,9 +114,12 @@ export async function stateFor(node: TopoNode, peer: TopoNode): Promise<string[]
     ...(await jsonIn(node.netns, ["ip", "-j", "-4", "route", "show", "table", "main"])),
     ...(await jsonIn(node.netns, ["ip", "-j", "-6", "route", "show", "table", "main"])),
   ].filter((r) => cidrs.includes(String(r.dst)));
-  const neigh = (await jsonIn(node.netns, ["ip", "-j", "neigh", "show", "nud", "permanent"])).filter((n) => vteps.includes(String(n.dst)));
-  const fdb = (await jsonIn(node.netns, ["bridge", "-j", "fdb", "show"]))
-    .filter((e) => e.dst === peer.underlay.ipv4 || e.dst === peer.underlay.ipv6);
+  const neigh = (await jsonIn(node.netns, ["ip", "-j", "neigh", "show", "nud", "permanent"])).filter((n) =>
+    vteps.includes(String(n.dst)),
+  );
+  const fdb = (await jsonIn(node.netns, ["bridge", "-j", "fdb", "show"])).filter(
+    (e) => e.dst === peer.underlay.ipv4 || e.dst === peer.underlay.ipv6,
+  );
   return [...routes, ...neigh, ...fdb].map((x) => JSON.stringify(x));
 }
 
@@ -123,14 +131,16 @@ const FAMILY_SETS: { label: string; families: Family[] }[] = [
 
 export function backendSuite(o: SuiteOptions): void {
   // n nodes; with routedUnderlay the last one sits on the second subnet.
-  const subnets = (n: number): number[] => Array.from({ length: n }, (_, i) => (o.routedUnderlay && i === n - 1 ? 1 : 0));
+  const subnets = (n: number): number[] =>
+    Array.from({ length: n }, (_, i) => (o.routedUnderlay && i === n - 1 ? 1 : 0));
   describe(`backend suite: ${o.title}${o.routedUnderlay ? " (last node behind a router)" : ""}`, () => {
     for (const { label, families } of FAMILY_SETS) {
       test(`${label} pods reach pods on every other node`, () =>
         withTopology({ subnets: subnets(3), podFamilies: families }, async (topo) => {
           const [a, b] = topo.nodes;
           // Without the backend the pods cannot reach each other: the check below can fail.
-          for (const f of families) assert.equal(await ping(a.pod.netns, podAddr(b, f), 1), false, `IPv${f} reached before sync`);
+          for (const f of families)
+            assert.equal(await ping(a.pod.netns, podAddr(b, f), 1), false, `IPv${f} reached before sync`);
           const c = await startCluster(topo, o.create);
           for (const m of c.members) assert.equal(m.setup.podMtu, o.podMtu, `${m.node.name} pod MTU`);
           assertAllOk(await c.syncAll());
@@ -138,7 +148,10 @@ export function backendSuite(o: SuiteOptions): void {
             for (const to of topo.nodes) {
               if (from === to) continue;
               for (const f of families) {
-                assert.ok(await reaches(from.pod.netns, podAddr(to, f)), `${from.name} pod -> ${to.name} pod over IPv${f}`);
+                assert.ok(
+                  await reaches(from.pod.netns, podAddr(to, f)),
+                  `${from.name} pod -> ${to.name} pod over IPv${f}`,
+                );
               }
             }
           }
@@ -181,7 +194,10 @@ export function backendSuite(o: SuiteOptions): void {
         assert.equal(await ping(a.pod.netns, podAddr(b, 4), 1), false, "route removal did not cut traffic");
         c.members[0].log.reset();
         const r = await c.members[0].backend.syncPeers(c.peers);
-        assert.deepEqual(r.changes.map((ch) => [ch.action, ch.object, ch.peer]), [["add", "route", b.name]]);
+        assert.deepEqual(
+          r.changes.map((ch) => [ch.action, ch.object, ch.peer]),
+          [["add", "route", b.name]],
+        );
         assert.equal(c.members[0].log.writes.length, 1);
         assert.equal(await snapshot(a.netns), before);
         assert.ok(await reaches(a.pod.netns, podAddr(b, 4)));
@@ -225,18 +241,34 @@ export function backendSuite(o: SuiteOptions): void {
         const [a, b] = topo.nodes;
         const c = await startCluster(topo, o.create);
         const bad: PeerNode[] = [
-          { name: "overlapping", underlay: { ipv4: "10.200.0.9" }, podCIDRs: { ipv4: "10.244.1.128/25" }, backendData: c.peers[1].backendData },
+          {
+            name: "overlapping",
+            underlay: { ipv4: "10.200.0.9" },
+            podCIDRs: { ipv4: "10.244.1.128/25" },
+            backendData: c.peers[1].backendData,
+          },
           { name: "garbled", underlay: { ipv4: "10.200.0.8" }, podCIDRs: { ipv4: "10.244.300.0/24" }, backendData: {} },
-          { name: "on-underlay", underlay: { ipv4: "10.200.0.7" }, podCIDRs: { ipv4: "10.200.0.0/25" }, backendData: c.peers[1].backendData },
+          {
+            name: "on-underlay",
+            underlay: { ipv4: "10.200.0.7" },
+            podCIDRs: { ipv4: "10.200.0.0/25" },
+            backendData: c.peers[1].backendData,
+          },
         ];
         const r = await c.members[0].backend.syncPeers([...c.peers, ...bad]);
         const byName = new Map(r.peers.map((p) => [p.name, p]));
         assert.equal(byName.get(b.name)?.ok, true, JSON.stringify(byName.get(b.name)));
         assert.equal(byName.get("overlapping")?.ok, false);
-        assert.match(byName.get("overlapping")?.errors.join() ?? "", /overlaps this node's pod subnet 10\.244\.1\.0\/24/);
+        assert.match(
+          byName.get("overlapping")?.errors.join() ?? "",
+          /overlaps this node's pod subnet 10\.244\.1\.0\/24/,
+        );
         assert.equal(byName.get("garbled")?.ok, false);
         assert.match(byName.get("garbled")?.errors.join() ?? "", /not in CIDR notation/);
-        assert.match(byName.get("on-underlay")?.errors.join() ?? "", /overlaps this node's underlay subnet 10\.200\.0\.0\/24/);
+        assert.match(
+          byName.get("on-underlay")?.errors.join() ?? "",
+          /overlaps this node's underlay subnet 10\.200\.0\.0\/24/,
+        );
         // The underlay itself still works: node1's underlay address answers from node0.
         await run(["busybox", "ping", "-c", "1", "-W", "2", b.underlay.ipv4], { netns: a.netns });
         await c.members[1].backend.syncPeers(c.peers);

@@ -33,8 +33,10 @@ export interface TopologySpec {
   readonly underlayMtu?: number;
 }
 
-const ipb = (ns: string, lines: string[]): Promise<string> => run(["ip", "-n", ns, "-batch", "-"], { input: lines.join("\n") + "\n" });
-const sysctl = (ns: string, ...kv: string[]): Promise<string> => run(["sysctl", "-q", "-w", ...kv], { netns: `/run/netns/${ns}` });
+const ipb = (ns: string, lines: string[]): Promise<string> =>
+  run(["ip", "-n", ns, "-batch", "-"], { input: lines.join("\n") + "\n" });
+const sysctl = (ns: string, ...kv: string[]): Promise<string> =>
+  run(["sysctl", "-q", "-w", ...kv], { netns: `/run/netns/${ns}` });
 
 export async function buildTopology(spec: TopologySpec): Promise<Topology> {
   const prefix = `wt-${randomBytes(3).toString("hex")}`;
@@ -55,7 +57,8 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
   try {
     const u = await addNs("u");
     await sysctl(u, "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0").catch(() => "");
-    for (let s = 0; s < subnetCount; s++) await ipb(u, [`link add br${s} mtu ${mtu} type bridge`, `link set br${s} up`]);
+    for (let s = 0; s < subnetCount; s++)
+      await ipb(u, [`link add br${s} mtu ${mtu} type bridge`, `link set br${s} up`]);
     if (subnetCount > 1) {
       // A router with one leg per subnet: nodes on different subnets reach each other only through it.
       const r = await addNs("r");
@@ -63,9 +66,14 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
       for (let s = 0; s < subnetCount; s++) {
         await ipb(u, [
           `link add r${s} mtu ${mtu} type veth peer name eth${s} netns ${r}`,
-          `link set r${s} master br${s}`, `link set r${s} up`,
+          `link set r${s} master br${s}`,
+          `link set r${s} up`,
         ]);
-        await ipb(r, [`addr add 10.${200 + s}.0.254/24 dev eth${s}`, `addr add fd00:${200 + s}::fe/64 dev eth${s} nodad`, `link set eth${s} mtu ${mtu} up`]);
+        await ipb(r, [
+          `addr add 10.${200 + s}.0.254/24 dev eth${s}`,
+          `addr add fd00:${200 + s}::fe/64 dev eth${s} nodad`,
+          `link set eth${s} mtu ${mtu} up`,
+        ]);
       }
     }
     const nodes: TopoNode[] = [];
@@ -77,9 +85,14 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
       await sysctl(n, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1");
       const ul4 = `10.${200 + s}.0.${i + 1}`;
       const ul6 = `fd00:${200 + s}::${i + 1}`;
-      await ipb(u, [`link add v${i} mtu ${mtu} type veth peer name eth0 netns ${n}`, `link set v${i} master br${s}`, `link set v${i} up`]);
+      await ipb(u, [
+        `link add v${i} mtu ${mtu} type veth peer name eth0 netns ${n}`,
+        `link set v${i} master br${s}`,
+        `link set v${i} up`,
+      ]);
       const nodeLines = [`addr add ${ul4}/24 dev eth0`, `addr add ${ul6}/64 dev eth0 nodad`, `link set eth0 up`];
-      if (subnetCount > 1) nodeLines.push(`route add default via 10.${200 + s}.0.254`, `route add default via fd00:${200 + s}::fe`);
+      if (subnetCount > 1)
+        nodeLines.push(`route add default via 10.${200 + s}.0.254`, `route add default via fd00:${200 + s}::fe`);
       await ipb(n, nodeLines);
 
       const podCIDRs: { ipv4?: string; ipv6?: string } = {};
@@ -90,7 +103,11 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
         podCIDRs.ipv4 = `10.244.${i + 1}.0/24`;
         pod.ipv4 = `10.244.${i + 1}.10`;
         hostLines.push(`addr add 169.254.1.1/32 dev vp0`, `route add ${pod.ipv4}/32 dev vp0`);
-        podLines.push(`addr add ${pod.ipv4}/32 dev eth0`, `route add 169.254.1.1 dev eth0 scope link`, `route add default via 169.254.1.1 dev eth0`);
+        podLines.push(
+          `addr add ${pod.ipv4}/32 dev eth0`,
+          `route add 169.254.1.1 dev eth0 scope link`,
+          `route add default via 169.254.1.1 dev eth0`,
+        );
       }
       if (spec.podFamilies.includes(6)) {
         podCIDRs.ipv6 = `fd00:244:${i + 1}::/64`;
@@ -102,7 +119,12 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
       await ipb(p, podLines);
       const underlay = { ipv4: ul4, ipv6: canonicalIpOrThrow(ul6) };
       nodes.push({
-        name, netns: `/run/netns/${n}`, subnet: s, underlay, podCIDRs, pod,
+        name,
+        netns: `/run/netns/${n}`,
+        subnet: s,
+        underlay,
+        podCIDRs,
+        pod,
         local: { name, underlay, podCIDRs },
       });
     }
@@ -117,7 +139,9 @@ export async function buildTopology(spec: TopologySpec): Promise<Topology> {
 export async function ping(fromPodNetns: string, to: string, timeoutS = 2): Promise<boolean> {
   // run() rather than runStatus(): runStatus writes stdin after a fast exit and dies of EPIPE.
   try {
-    await run(["busybox", "ping", to.includes(":") ? "-6" : "-4", "-c", "1", "-W", String(timeoutS), to], { netns: fromPodNetns });
+    await run(["busybox", "ping", to.includes(":") ? "-6" : "-4", "-c", "1", "-W", String(timeoutS), to], {
+      netns: fromPodNetns,
+    });
     return true;
   } catch {
     return false;
@@ -139,19 +163,39 @@ export async function snapshot(netns: string): Promise<string> {
     const out = (await run(argv, { netns })).trim();
     return out ? (JSON.parse(out) as unknown[]) : [];
   };
-  type Link = { ifname: string; mtu: number; address: string; flags: string[]; linkinfo?: { info_kind?: string; info_data?: unknown } };
+  type Link = {
+    ifname: string;
+    mtu: number;
+    address: string;
+    flags: string[];
+    linkinfo?: { info_kind?: string; info_data?: unknown };
+  };
   type Addr = { ifname: string; addr_info?: { local: string; prefixlen: number; scope: string }[] };
   const links = ((await j(["ip", "-j", "-d", "link", "show"])) as Link[])
-    .map((l) => ({ name: l.ifname, mtu: l.mtu, mac: l.address, up: l.flags.includes("UP"), kind: l.linkinfo?.info_kind ?? null, data: l.linkinfo?.info_data ?? null }))
+    .map((l) => ({
+      name: l.ifname,
+      mtu: l.mtu,
+      mac: l.address,
+      up: l.flags.includes("UP"),
+      kind: l.linkinfo?.info_kind ?? null,
+      data: l.linkinfo?.info_data ?? null,
+    }))
     .sort((a, b) => a.name.localeCompare(b.name));
   const addrs = ((await j(["ip", "-j", "addr", "show"])) as Addr[])
-    .flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`))
+    .flatMap((l) =>
+      (l.addr_info ?? []).filter((a) => a.scope === "global").map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`),
+    )
     .sort();
   const routes = [
     ...(await j(["ip", "-j", "-4", "route", "show", "table", "main"])),
     ...(await j(["ip", "-j", "-6", "route", "show", "table", "main"])),
-  ].map((r) => JSON.stringify(r)).sort();
+  ]
+    .map((r) => JSON.stringify(r))
+    .sort();
   const neigh = (await j(["ip", "-j", "neigh", "show", "nud", "permanent"])).map((n) => JSON.stringify(n)).sort();
-  const fdb = (await j(["bridge", "-j", "fdb", "show"])).filter((e) => (e as { dst?: string }).dst !== undefined).map((e) => JSON.stringify(e)).sort();
+  const fdb = (await j(["bridge", "-j", "fdb", "show"]))
+    .filter((e) => (e as { dst?: string }).dst !== undefined)
+    .map((e) => JSON.stringify(e))
+    .sort();
   return JSON.stringify({ links, addrs, routes, neigh, fdb }, null, 1);
 }

@@ -23,7 +23,8 @@ export class VxlanDirectBackend extends VxlanBackend {
     const plan = emptyPlan(peer.name);
     const tunnelled: Family[] = [];
     for (const f of peer.pods.keys()) {
-      if (directBlocker(peer, f, this.underlays) === null) addDirectRoute(plan, peer, f, this.underlays.get(f) as Underlay);
+      if (directBlocker(peer, f, this.underlays) === null)
+        addDirectRoute(plan, peer, f, this.underlays.get(f) as Underlay);
       else tunnelled.push(f);
     }
     addVxlanPath(plan, peer, side, tunnelled);

@@ -28,12 +28,17 @@ test("vxlan-direct: direct routes to same-subnet peers, VXLAN to a peer across a
     assert.deepEqual([tunnel.gateway, tunnel.dev, tunnel.flags], ["10.244.3.0", "weft.1", ["onlink"]]);
     // Only the far peer has an FDB entry.
     const fdb = JSON.parse(await run(["bridge", "-j", "fdb", "show", "dev", "weft.1"], { netns: a.netns }));
-    assert.deepEqual(fdb.map((e: { dst: string }) => e.dst), [far.underlay.ipv4]);
+    assert.deepEqual(
+      fdb.map((e: { dst: string }) => e.dst),
+      [far.underlay.ipv4],
+    );
 
-    for (const from of topo.nodes) for (const to of topo.nodes) {
-      if (from === to) continue;
-      for (const f of [4, 6] as const) assert.ok(await reaches(from.pod.netns, podAddr(to, f)), `${from.name} -> ${to.name} IPv${f}`);
-    }
+    for (const from of topo.nodes)
+      for (const to of topo.nodes) {
+        if (from === to) continue;
+        for (const f of [4, 6] as const)
+          assert.ok(await reaches(from.pod.netns, podAddr(to, f)), `${from.name} -> ${to.name} IPv${f}`);
+      }
     // Traffic really takes those paths: the VTEP carries packets to the far peer only.
     const t0 = await vtepTxPackets(a.netns);
     assert.ok(await reaches(a.pod.netns, podAddr(b, 4)));
@@ -51,7 +56,10 @@ test("vxlan-direct: a peer that moves behind the router switches from direct to 
     const moved = c.peers.map((p) => (p.name === b.name ? { ...p, underlay: { ipv4: "10.201.0.9" } } : p));
     const r = await c.members[0].backend.syncPeers(moved);
     assert.deepEqual(r.peers.find((p) => p.name === b.name)?.paths, { "10.244.2.0/24": "vxlan" });
-    assert.ok(r.changes.some((ch) => ch.object === "route" && ch.action === "replace" && ch.detail.includes("weft.1")), JSON.stringify(r.changes));
+    assert.ok(
+      r.changes.some((ch) => ch.object === "route" && ch.action === "replace" && ch.detail.includes("weft.1")),
+      JSON.stringify(r.changes),
+    );
     const fdb = JSON.parse(await run(["bridge", "-j", "fdb", "show", "dev", "weft.1"], { netns: a.netns }));
     assert.deepEqual(fdb.map((e: { dst: string }) => e.dst).sort(), ["10.201.0.9", far.underlay.ipv4].sort());
   }));

@@ -10,8 +10,14 @@ import { deleteBackendRoutes } from "../common/teardown.js";
 import { SerialBackend } from "../common/serial.js";
 import { discoverUnderlay } from "../common/underlay.js";
 import {
-  BackendSetupError, type BackendName, type BackendOptions, type LocalNode, type PeerNode, type SetupResult,
-  type SyncOptions, type SyncReport,
+  BackendSetupError,
+  type BackendName,
+  type BackendOptions,
+  type LocalNode,
+  type PeerNode,
+  type SetupResult,
+  type SyncOptions,
+  type SyncReport,
 } from "../types.js";
 import { vtepMac, vxlanConfig, vxlanData, vxlanOverhead, type VxlanConfig } from "./config.js";
 import { addVxlanPath, vtepAddress, type VxlanSide } from "./plan.js";
@@ -43,18 +49,33 @@ export class VxlanBackend extends SerialBackend {
     const u = await discoverUnderlay(this.ctx, node, family);
     const mtu = this.opts.mtu ?? u.mtu - vxlanOverhead(family);
     if (mtu < 1280 && node.pods.has(6)) {
-      throw new BackendSetupError(`node ${node.name}: pod MTU ${mtu} is below IPv6's minimum 1280 (underlay ${u.dev} MTU ${u.mtu})`);
+      throw new BackendSetupError(
+        `node ${node.name}: pod MTU ${mtu} is below IPv6's minimum 1280 (underlay ${u.dev} MTU ${u.mtu})`,
+      );
     }
     const mac = vtepMac(node.name, this.cfg.vni);
     const addresses = [...node.pods.values()].map((n) => `${vtepAddress(n)}/${n.family === 4 ? 32 : 128}`);
     const changes = await ensureVtep(this.ctx, {
-      name: this.cfg.device, vni: this.cfg.vni, port: this.cfg.port, local: u.address, dev: u.dev, mac, mtu,
-      addresses, disableTxChecksumOffload: this.cfg.disableTxChecksumOffload,
+      name: this.cfg.device,
+      vni: this.cfg.vni,
+      port: this.cfg.port,
+      local: u.address,
+      dev: u.dev,
+      mac,
+      mtu,
+      addresses,
+      disableTxChecksumOffload: this.cfg.disableTxChecksumOffload,
     });
     // Every underlay subnet of the node is off limits for pod subnets, not only the tunnel's.
     this.reserved = [...u.connected];
     for (const f of node.underlay.keys()) {
-      if (f !== family) this.reserved.push(...(await discoverUnderlay(this.ctx, node, f).then((x) => x.connected, () => [])));
+      if (f !== family)
+        this.reserved.push(
+          ...(await discoverUnderlay(this.ctx, node, f).then(
+            (x) => x.connected,
+            () => [],
+          )),
+        );
     }
     await this.afterSetup(node);
     this.local = node;
@@ -73,8 +94,13 @@ export class VxlanBackend extends SerialBackend {
     if (!this.local || !side) throw new Error(`${this.name}: syncPeers() called before setup()`);
     const { valid, rejected } = peerViews(this.local, peers, this.reserved);
     return reconcile({
-      ctx: this.ctx, routeProtocol: this.proto, vtep: side.device, plans: valid.map((p) => this.plan(p, side)), rejected,
-      memo: this.memo, trustMemo: options.incremental === true,
+      ctx: this.ctx,
+      routeProtocol: this.proto,
+      vtep: side.device,
+      plans: valid.map((p) => this.plan(p, side)),
+      rejected,
+      memo: this.memo,
+      trustMemo: options.incremental === true,
     });
   }
 

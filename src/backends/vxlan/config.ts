@@ -57,8 +57,13 @@ export function vtepMac(node: string, vni: number): string {
 
 /** What a VXLAN node publishes with its lease. */
 export const VxlanData = z.object({
-  vtepMAC: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, "vtepMAC is not a MAC address")
-    .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0 && m !== "00:00:00:00:00:00", "vtepMAC is not a unicast MAC address"),
+  vtepMAC: z
+    .string()
+    .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, "vtepMAC is not a MAC address")
+    .refine(
+      (m) => (parseInt(m.slice(0, 2), 16) & 1) === 0 && m !== "00:00:00:00:00:00",
+      "vtepMAC is not a unicast MAC address",
+    ),
   vni: z.number().int(),
   underlayFamily: z.union([z.literal(4), z.literal(6)]),
 });

@@ -24,20 +24,32 @@ export function addVxlanPath(plan: PeerPlan, peer: PeerView, side: VxlanSide, fa
   if (families.length === 0) return;
   const parsed = VxlanData.safeParse(peer.data);
   if (!parsed.success) {
-    plan.errors.push(`peer ${peer.name}: no valid VXLAN data in its lease (${parsed.error.issues.map((i) => i.message).join("; ")}); is it running the vxlan backend?`);
+    plan.errors.push(
+      `peer ${peer.name}: no valid VXLAN data in its lease (${parsed.error.issues.map((i) => i.message).join("; ")}); is it running the vxlan backend?`,
+    );
     return;
   }
   const d = parsed.data;
   const mac = d.vtepMAC.toLowerCase();
-  if (d.vni !== side.vni) { plan.errors.push(`peer ${peer.name}: VXLAN VNI ${d.vni} differs from this node's ${side.vni}`); return; }
-  if (d.underlayFamily !== side.underlayFamily) {
-    plan.errors.push(`peer ${peer.name}: its VXLAN runs over IPv${d.underlayFamily}, this node's over IPv${side.underlayFamily}; use one underlay family cluster-wide`);
+  if (d.vni !== side.vni) {
+    plan.errors.push(`peer ${peer.name}: VXLAN VNI ${d.vni} differs from this node's ${side.vni}`);
     return;
   }
-  if (mac === side.localMac) { plan.errors.push(`peer ${peer.name}: VTEP MAC ${mac} is this node's own`); return; }
+  if (d.underlayFamily !== side.underlayFamily) {
+    plan.errors.push(
+      `peer ${peer.name}: its VXLAN runs over IPv${d.underlayFamily}, this node's over IPv${side.underlayFamily}; use one underlay family cluster-wide`,
+    );
+    return;
+  }
+  if (mac === side.localMac) {
+    plan.errors.push(`peer ${peer.name}: VTEP MAC ${mac} is this node's own`);
+    return;
+  }
   const dst = peer.underlay.get(side.underlayFamily);
   if (dst === undefined) {
-    plan.errors.push(`peer ${peer.name}: no IPv${side.underlayFamily} underlay address, and this cluster's VXLAN runs over IPv${side.underlayFamily}`);
+    plan.errors.push(
+      `peer ${peer.name}: no IPv${side.underlayFamily} underlay address, and this cluster's VXLAN runs over IPv${side.underlayFamily}`,
+    );
     return;
   }
   plan.fdb.push({ mac, dst });

@@ -7,8 +7,17 @@ import { VxlanBackend } from "./backend.js";
 import { kernelHasVxlanChecksumBug } from "./config.js";
 
 backendSuite({ title: "vxlan over an IPv4 underlay", create: (o) => new VxlanBackend(o), podMtu: 1450 });
-backendSuite({ title: "vxlan over an IPv6 underlay", create: (o) => new VxlanBackend({ ...o, vxlan: { underlayFamily: 6 } }), podMtu: 1430 });
-backendSuite({ title: "vxlan over an IPv4 underlay", create: (o) => new VxlanBackend(o), podMtu: 1450, routedUnderlay: true });
+backendSuite({
+  title: "vxlan over an IPv6 underlay",
+  create: (o) => new VxlanBackend({ ...o, vxlan: { underlayFamily: 6 } }),
+  podMtu: 1430,
+});
+backendSuite({
+  title: "vxlan over an IPv4 underlay",
+  create: (o) => new VxlanBackend(o),
+  podMtu: 1450,
+  routedUnderlay: true,
+});
 
 async function vtep(netns: string): Promise<Record<string, any>> {
   return JSON.parse(await run(["ip", "-j", "-d", "link", "show", "dev", "weft.1"], { netns }))[0];
@@ -31,13 +40,21 @@ test("vxlan: the VTEP is static (VNI 1, port 4789, no learning, no group), carri
     assert.equal(d.group ?? d.remote, undefined);
     assert.equal(l.mtu, 1450);
     assert.equal(l.address, c.members[0].setup.data.vtepMAC);
-    const addrs = l.addr_info ?? JSON.parse(await run(["ip", "-j", "addr", "show", "dev", "weft.1"], { netns: a.netns }))[0].addr_info;
-    const global = addrs.filter((x: any) => x.scope === "global").map((x: any) => `${x.local}/${x.prefixlen}`).sort();
+    const addrs =
+      l.addr_info ??
+      JSON.parse(await run(["ip", "-j", "addr", "show", "dev", "weft.1"], { netns: a.netns }))[0].addr_info;
+    const global = addrs
+      .filter((x: any) => x.scope === "global")
+      .map((x: any) => `${x.local}/${x.prefixlen}`)
+      .sort();
     assert.deepEqual(global, ["10.244.1.0/32", "fd00:244:1::/128"]);
     assert.equal(await offload(a.netns), kernelHasVxlanChecksumBug(release()) ? "off" : "on");
     // The peer's paths, flannel-style: FDB to its underlay, permanent neighbour, onlink route.
     const fdb = JSON.parse(await run(["bridge", "-j", "fdb", "show", "dev", "weft.1"], { netns: a.netns }));
-    assert.deepEqual(fdb.map((e: any) => [e.mac, e.dst, e.state]), [[c.members[1].setup.data.vtepMAC, b.underlay.ipv4, "permanent"]]);
+    assert.deepEqual(
+      fdb.map((e: any) => [e.mac, e.dst, e.state]),
+      [[c.members[1].setup.data.vtepMAC, b.underlay.ipv4, "permanent"]],
+    );
     const route = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: a.netns }))[0];
     assert.deepEqual([route.gateway, route.dev, route.flags], ["10.244.2.0", "weft.1", ["onlink"]]);
     const r6 = JSON.parse(await run(["ip", "-j", "-6", "route", "show", "fd00:244:2::/64"], { netns: a.netns }))[0];
@@ -45,19 +62,27 @@ test("vxlan: the VTEP is static (VNI 1, port 4789, no learning, no group), carri
   }));
 
 test("vxlan: the kernel versions with the VXLAN checksum bug are those before 5.7", () => {
-  assert.deepEqual(["4.19.0-25-amd64", "5.4.0", "5.6.19", "5.7.0", "5.15.0-91-generic", "6.18.44-fc"].map(kernelHasVxlanChecksumBug),
-    [true, true, true, false, false, false]);
+  assert.deepEqual(
+    ["4.19.0-25-amd64", "5.4.0", "5.6.19", "5.7.0", "5.15.0-91-generic", "6.18.44-fc"].map(kernelHasVxlanChecksumBug),
+    [true, true, true, false, false, false],
+  );
 });
 
 test("vxlan: tx checksum offload follows the setting (forced on, then forced off), and an MTU override is used", () =>
   withTopology({ subnets: [0], podFamilies: [4] }, async (topo) => {
     const [a] = topo.nodes;
-    const s = await new VxlanBackend({ kernel: { netns: a.netns }, mtu: 1400, vxlan: { disableTxChecksumOffload: false } }).setup(a.local);
+    const s = await new VxlanBackend({
+      kernel: { netns: a.netns },
+      mtu: 1400,
+      vxlan: { disableTxChecksumOffload: false },
+    }).setup(a.local);
     assert.equal(s.podMtu, 1400);
     assert.equal((await vtep(a.netns)).mtu, 1400);
     assert.equal(await offload(a.netns), "on");
     // Switching the setting back is applied to the existing device, which is kept.
-    const s2 = await new VxlanBackend({ kernel: { netns: a.netns }, vxlan: { disableTxChecksumOffload: true } }).setup(a.local);
+    const s2 = await new VxlanBackend({ kernel: { netns: a.netns }, vxlan: { disableTxChecksumOffload: true } }).setup(
+      a.local,
+    );
     assert.equal(await offload(a.netns), "off");
     assert.ok(!s2.changes.some((ch) => ch.object === "link" && ch.action === "add"), JSON.stringify(s2.changes));
   }));
@@ -65,7 +90,25 @@ test("vxlan: tx checksum offload follows the setting (forced on, then forced off
 test("vxlan: a VTEP left with wrong settings (learning on, other port) is replaced", () =>
   withTopology({ subnets: [0], podFamilies: [4] }, async (topo) => {
     const [a] = topo.nodes;
-    await run(["ip", "link", "add", "weft.1", "type", "vxlan", "id", "1", "dstport", "8472", "local", a.underlay.ipv4, "dev", "eth0"], { netns: a.netns });
+    await run(
+      [
+        "ip",
+        "link",
+        "add",
+        "weft.1",
+        "type",
+        "vxlan",
+        "id",
+        "1",
+        "dstport",
+        "8472",
+        "local",
+        a.underlay.ipv4,
+        "dev",
+        "eth0",
+      ],
+      { netns: a.netns },
+    );
     const s = await new VxlanBackend({ kernel: { netns: a.netns } }).setup(a.local);
     assert.ok(s.changes.some((ch) => ch.object === "link" && ch.action === "delete"));
     const d = (await vtep(a.netns)).linkinfo.info_data;
@@ -78,13 +121,21 @@ test("vxlan: a peer without VXLAN data or with another VNI is reported, not wire
     const r1 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: {} }]);
     assert.equal(r1.peers[0].ok, false);
     assert.match(r1.peers[0].errors[0], /no valid VXLAN data/);
-    const r2 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, vni: 7 } }]);
+    const r2 = await c.members[0].backend.syncPeers([
+      { ...c.peers[1], backendData: { ...c.peers[1].backendData, vni: 7 } },
+    ]);
     assert.match(r2.peers[0].errors[0], /VNI 7 differs/);
-    const r3 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, underlayFamily: 6 } }]);
+    const r3 = await c.members[0].backend.syncPeers([
+      { ...c.peers[1], backendData: { ...c.peers[1].backendData, underlayFamily: 6 } },
+    ]);
     assert.match(r3.peers[0].errors[0], /runs over IPv6, this node's over IPv4/);
-    const r4 = await c.members[0].backend.syncPeers([{ ...c.peers[1], backendData: { ...c.peers[1].backendData, vtepMAC: "01:00:5e:00:00:01" } }]);
+    const r4 = await c.members[0].backend.syncPeers([
+      { ...c.peers[1], backendData: { ...c.peers[1].backendData, vtepMAC: "01:00:5e:00:00:01" } },
+    ]);
     assert.match(r4.peers[0].errors[0], /not a unicast MAC/);
-    const routes = JSON.parse(await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: topo.nodes[0].netns }));
+    const routes = JSON.parse(
+      await run(["ip", "-j", "route", "show", "10.244.2.0/24"], { netns: topo.nodes[0].netns }),
+    );
     assert.deepEqual(routes, []);
   }));
 

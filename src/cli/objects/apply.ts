@@ -1,7 +1,14 @@
 // `weft apply`: every object is validated (and every precondition checked) before the first write;
 // then Namespaces are written first, then the rest in file order, each reported like kubectl.
 import { NAMESPACE_NAME_LABEL } from "../../k8s/index.js";
-import { ConflictError, isStoreError, type ApplyAction, type ClusterStore, type ObjectInput, type StoredObject } from "../../store/types.js";
+import {
+  ConflictError,
+  isStoreError,
+  type ApplyAction,
+  type ClusterStore,
+  type ObjectInput,
+  type StoredObject,
+} from "../../store/types.js";
 import { UserError } from "../errors.js";
 import { resourceName } from "./kinds.js";
 import { defaultPodSpec, LAST_APPLIED_ANNOTATION, type Prepared } from "./prepare.js";
@@ -93,7 +100,10 @@ function lastAppliedSpec(stored: StoredObject): Record<string, unknown> | undefi
  * their stored values (spec.nodeName set by the scheduler, defaults a Kubernetes API server
  * filled in); leaving out a field the last applied manifest set is a change (kubectl's rule).
  */
-export function podSpecUpdate(stored: StoredObject, wanted: Record<string, unknown>): { spec: Record<string, unknown> } | { forbidden: string } {
+export function podSpecUpdate(
+  stored: StoredObject,
+  wanted: Record<string, unknown>,
+): { spec: Record<string, unknown> } | { forbidden: string } {
   const want = withoutImages(wanted);
   const cur = withoutImages(stored.spec);
   const changed = firstNotContained(want, cur, "spec");
@@ -118,7 +128,12 @@ function podForbidden(p: Prepared, field: string): UserError {
   );
 }
 
-async function getOrUndefined(store: ClusterStore, kind: string, name: string, namespace?: string): Promise<StoredObject | undefined> {
+async function getOrUndefined(
+  store: ClusterStore,
+  kind: string,
+  name: string,
+  namespace?: string,
+): Promise<StoredObject | undefined> {
   try {
     return await store.objects.get({ kind, name, ...(namespace ? { namespace } : {}) });
   } catch (e) {
@@ -132,7 +147,8 @@ export async function ensureDefaultNamespace(store: ClusterStore): Promise<void>
   if (await getOrUndefined(store, "Namespace", DEFAULT_NAMESPACE)) return;
   try {
     await store.objects.create({
-      apiVersion: "v1", kind: "Namespace",
+      apiVersion: "v1",
+      kind: "Namespace",
       metadata: { name: DEFAULT_NAMESPACE, labels: { [NAMESPACE_NAME_LABEL]: DEFAULT_NAMESPACE } },
       status: { phase: "Active" },
     });
@@ -147,8 +163,13 @@ async function precheck(store: ClusterStore, objs: readonly Prepared[]): Promise
   const known = new Map<string, boolean>();
   for (const p of objs) {
     if (!p.namespace || p.namespace === DEFAULT_NAMESPACE || incoming.has(p.namespace)) continue;
-    if (!known.has(p.namespace)) known.set(p.namespace, (await getOrUndefined(store, "Namespace", p.namespace)) !== undefined);
-    if (!known.get(p.namespace)) throw new UserError(`${p.where}: namespaces "${p.namespace}" not found: create the Namespace first (or apply it in the same input)`, 1);
+    if (!known.has(p.namespace))
+      known.set(p.namespace, (await getOrUndefined(store, "Namespace", p.namespace)) !== undefined);
+    if (!known.get(p.namespace))
+      throw new UserError(
+        `${p.where}: namespaces "${p.namespace}" not found: create the Namespace first (or apply it in the same input)`,
+        1,
+      );
   }
   for (const p of objs) {
     if (p.info.kind !== "Pod") continue;
@@ -175,7 +196,11 @@ async function applyPod(store: ClusterStore, p: Prepared): Promise<ApplyAction> 
     if ("forbidden" in u) throw podForbidden(p, u.forbidden);
     // Same pod: labels and annotations replaced; uid, nodeName and status (its address) kept.
     // Guarded by resourceVersion so a concurrent bind by the scheduler is not lost.
-    const input: ObjectInput = { ...p.input, metadata: { ...p.input.metadata, resourceVersion: cur.metadata.resourceVersion }, spec: u.spec };
+    const input: ObjectInput = {
+      ...p.input,
+      metadata: { ...p.input.metadata, resourceVersion: cur.metadata.resourceVersion },
+      spec: u.spec,
+    };
     try {
       return (await store.objects.apply(input)).action;
     } catch (e) {
@@ -187,7 +212,11 @@ async function applyPod(store: ClusterStore, p: Prepared): Promise<ApplyAction> 
 }
 
 /** Applies validated objects; `report` gets kubectl's line for each (`pod/a created`). */
-export async function applyAll(store: ClusterStore, objs: readonly Prepared[], report: (line: string) => void): Promise<void> {
+export async function applyAll(
+  store: ClusterStore,
+  objs: readonly Prepared[],
+  report: (line: string) => void,
+): Promise<void> {
   await precheck(store, objs);
   const namespaces = objs.filter((p) => p.info.kind === "Namespace");
   const rest = objs.filter((p) => p.info.kind !== "Namespace");

@@ -21,7 +21,12 @@ export interface DeleteFlags extends StoreFlags {
 }
 
 /** Deletes one object (a Namespace with its Pods and NetworkPolicies); false if it was not there. */
-export async function deleteOne(store: ClusterStore, info: KindInfo, name: string, namespace: string): Promise<boolean> {
+export async function deleteOne(
+  store: ClusterStore,
+  info: KindInfo,
+  name: string,
+  namespace: string,
+): Promise<boolean> {
   if (info.kind === "Node") {
     if (!(await listNodeObjects(store)).some((n) => n.metadata.name === name)) return false;
     await store.removeNode(name);
@@ -62,37 +67,60 @@ export async function runDelete(args: string[], o: DeleteFlags): Promise<void> {
     // reporting those as "not found" would be wrong.
     refs = [...all.filter((r) => r.info.kind !== "Namespace"), ...all.filter((r) => r.info.kind === "Namespace")];
   } else {
-    if (args.length === 0) throw new UserError("give -f FILE or KIND NAME: weft delete -f FILE | weft delete KIND NAME [-n NS]");
+    if (args.length === 0)
+      throw new UserError("give -f FILE or KIND NAME: weft delete -f FILE | weft delete KIND NAME [-n NS]");
     const targets = parseTargets(args, "delete");
     const selector = o.selector !== undefined ? parseSelector(o.selector) : undefined;
     const bySelection = selector !== undefined || !!o.all;
-    if (bySelection && targets.some((t) => t.names.length)) throw new UserError("-l and --all go with a kind, not with names");
-    if (!bySelection && targets.some((t) => t.names.length === 0)) throw new UserError(`resource type given, but no name: weft delete ${args[0]} NAME (or -l SELECTOR, or --all)`);
+    if (bySelection && targets.some((t) => t.names.length))
+      throw new UserError("-l and --all go with a kind, not with names");
+    if (!bySelection && targets.some((t) => t.names.length === 0))
+      throw new UserError(`resource type given, but no name: weft delete ${args[0]} NAME (or -l SELECTOR, or --all)`);
     if (bySelection) {
       // Resolved inside the store session below: every object of the kinds (in the namespace) that matches.
-      return withStore(o, async (store) => {
-        for (const t of targets) {
-          for (const r of await selectRefs(store, t.info, flagNs ?? DEFAULT_NAMESPACE, selector)) await deleteAndReport(store, r, o);
-        }
-      }, { mustExist: true });
+      return withStore(
+        o,
+        async (store) => {
+          for (const t of targets) {
+            for (const r of await selectRefs(store, t.info, flagNs ?? DEFAULT_NAMESPACE, selector))
+              await deleteAndReport(store, r, o);
+          }
+        },
+        { mustExist: true },
+      );
     }
-    refs = targets.flatMap((t) => t.names.map((name) => ({ info: t.info, name, namespace: flagNs ?? DEFAULT_NAMESPACE })));
+    refs = targets.flatMap((t) =>
+      t.names.map((name) => ({ info: t.info, name, namespace: flagNs ?? DEFAULT_NAMESPACE })),
+    );
   }
-  await withStore(o, async (store) => {
-    for (const r of refs) await deleteAndReport(store, r, o);
-  }, { mustExist: true });
+  await withStore(
+    o,
+    async (store) => {
+      for (const r of refs) await deleteAndReport(store, r, o);
+    },
+    { mustExist: true },
+  );
 }
 
 export type Ref = { info: KindInfo; name: string; namespace: string };
 
 export async function deleteAndReport(store: ClusterStore, r: Ref, o: DeleteFlags): Promise<void> {
-  if (await deleteOne(store, r.info, r.name, r.namespace)) process.stdout.write(`${resourceName(r.info)} "${r.name}" deleted\n`);
+  if (await deleteOne(store, r.info, r.name, r.namespace))
+    process.stdout.write(`${resourceName(r.info)} "${r.name}" deleted\n`);
   else if (!o.ignoreNotFound) softError(notFound(r.info, r.name, r.namespace));
 }
 
 /** The objects of a kind (in a namespace, for namespaced kinds) that a selector matches (all without one). */
-export async function selectRefs(store: ClusterStore, info: KindInfo, namespace: string, selector: LabelSelector | undefined): Promise<Ref[]> {
-  const objs: Printable[] = info.kind === "Node" ? await listNodeObjects(store) : await store.objects.list(info.kind, info.namespaced ? { namespace } : {});
+export async function selectRefs(
+  store: ClusterStore,
+  info: KindInfo,
+  namespace: string,
+  selector: LabelSelector | undefined,
+): Promise<Ref[]> {
+  const objs: Printable[] =
+    info.kind === "Node"
+      ? await listNodeObjects(store)
+      : await store.objects.list(info.kind, info.namespaced ? { namespace } : {});
   return objs
     .filter((x) => !selector || selectorMatches(selector, x.metadata.labels))
     .filter((x) => !(info.kind === "Namespace" && x.metadata.name === DEFAULT_NAMESPACE))

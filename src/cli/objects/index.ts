@@ -25,28 +25,39 @@ interface ApplyFlags extends StoreFlags {
 }
 
 async function runApply(o: ApplyFlags): Promise<void> {
-  if (o.filename.length === 0) throw new UserError("give the objects with -f FILE (a file, a directory, or - for stdin)");
+  if (o.filename.length === 0)
+    throw new UserError("give the objects with -f FILE (a file, a directory, or - for stdin)");
   const flagNs = checkNamespaceFlag(o.namespace);
   // Everything is read and validated before the store is even opened: a bad object writes nothing.
   const prepared = readManifests(o.filename).map((m) => prepareObject(m, flagNs));
   await withStore(o, (store) => applyAll(store, prepared, (line) => process.stdout.write(line + "\n")));
 }
 
-const KINDS_HELP = "KIND: namespaces (ns), pods (po), networkpolicies (netpol), nodes (no); singular, plural or short, any case";
+const KINDS_HELP =
+  "KIND: namespaces (ns), pods (po), networkpolicies (netpol), nodes (no); singular, plural or short, any case";
 
 export function registerObjects(program: Command): void {
   addStoreOptions(
     program
       .command("apply")
-      .description("create or replace Namespaces, Pods and NetworkPolicies from YAML or JSON (several documents, or a List); all are validated before any is written")
-      .option("-f, --filename <file>", "file, directory (its .yaml/.yml/.json files) or - for stdin; repeatable", collect, [])
+      .description(
+        "create or replace Namespaces, Pods and NetworkPolicies from YAML or JSON (several documents, or a List); all are validated before any is written",
+      )
+      .option(
+        "-f, --filename <file>",
+        "file, directory (its .yaml/.yml/.json files) or - for stdin; repeatable",
+        collect,
+        [],
+      )
       .option("-n, --namespace <ns>", "namespace for objects that name none (default: default)"),
   ).action((o: ApplyFlags) => runApply(o));
 
   addStoreOptions(
     program
       .command("delete")
-      .description("delete objects named in files, or by kind and name; deleting a Namespace deletes its Pods and NetworkPolicies")
+      .description(
+        "delete objects named in files, or by kind and name; deleting a Namespace deletes its Pods and NetworkPolicies",
+      )
       .argument("[kind-and-names...]", `KIND NAME... or KIND/NAME... (${KINDS_HELP})`)
       .option("-f, --filename <file>", "file, directory or - for stdin; repeatable", collect, [])
       .option("-n, --namespace <ns>", "namespace (default: default)")
@@ -63,7 +74,10 @@ export function registerObjects(program: Command): void {
       .option("-n, --namespace <ns>", "namespace (default: default)")
       .option("-A, --all-namespaces", "objects of every namespace (adds a NAMESPACE column)")
       .option("-o, --output <format>", "json, yaml, wide or name (default: a table)")
-      .option("-l, --selector <selector>", "only objects whose labels match: key=value, key!=value, key in (a,b), key notin (a,b), key, !key; comma = and")
+      .option(
+        "-l, --selector <selector>",
+        "only objects whose labels match: key=value, key!=value, key in (a,b), key notin (a,b), key, !key; comma = and",
+      )
       .option("--show-labels", "add a LABELS column to the table")
       .option("-w, --watch", "after the current objects, print each change until interrupted"),
   ).action((args: string[], o: GetFlags) => runGet(args, o));

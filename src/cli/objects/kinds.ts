@@ -18,10 +18,46 @@ export interface KindInfo {
 }
 
 export const KINDS: readonly KindInfo[] = [
-  { kind: "Namespace", apiVersion: "v1", group: "", singular: "namespace", plural: "namespaces", short: "ns", namespaced: false, readOnly: false },
-  { kind: "Pod", apiVersion: "v1", group: "", singular: "pod", plural: "pods", short: "po", namespaced: true, readOnly: false },
-  { kind: "NetworkPolicy", apiVersion: "networking.k8s.io/v1", group: "networking.k8s.io", singular: "networkpolicy", plural: "networkpolicies", short: "netpol", namespaced: true, readOnly: false },
-  { kind: "Node", apiVersion: "v1", group: "", singular: "node", plural: "nodes", short: "no", namespaced: false, readOnly: true },
+  {
+    kind: "Namespace",
+    apiVersion: "v1",
+    group: "",
+    singular: "namespace",
+    plural: "namespaces",
+    short: "ns",
+    namespaced: false,
+    readOnly: false,
+  },
+  {
+    kind: "Pod",
+    apiVersion: "v1",
+    group: "",
+    singular: "pod",
+    plural: "pods",
+    short: "po",
+    namespaced: true,
+    readOnly: false,
+  },
+  {
+    kind: "NetworkPolicy",
+    apiVersion: "networking.k8s.io/v1",
+    group: "networking.k8s.io",
+    singular: "networkpolicy",
+    plural: "networkpolicies",
+    short: "netpol",
+    namespaced: true,
+    readOnly: false,
+  },
+  {
+    kind: "Node",
+    apiVersion: "v1",
+    group: "",
+    singular: "node",
+    plural: "nodes",
+    short: "no",
+    namespaced: false,
+    readOnly: true,
+  },
 ];
 
 const KNOWN = KINDS.map((k) => `${k.plural} (${k.short})`).join(", ");

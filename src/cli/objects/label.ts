@@ -23,7 +23,8 @@ export function parseLabelOp(arg: string): LabelOp | undefined {
   }
   const i = arg.indexOf("=");
   if (i < 0) return undefined;
-  const key = arg.slice(0, i), value = arg.slice(i + 1);
+  const key = arg.slice(0, i),
+    value = arg.slice(i + 1);
   const kerrs = qualifiedName(key);
   if (kerrs.length) throw new UserError(`invalid label key "${key}": ${kerrs[0]}`);
   const verrs = labelValue(value);
@@ -31,7 +32,14 @@ export function parseLabelOp(arg: string): LabelOp | undefined {
   return { key, value };
 }
 
-export async function labelOne(store: ClusterStore, info: KindInfo, name: string, namespace: string, ops: readonly LabelOp[], overwrite: boolean): Promise<boolean | undefined> {
+export async function labelOne(
+  store: ClusterStore,
+  info: KindInfo,
+  name: string,
+  namespace: string,
+  ops: readonly LabelOp[],
+  overwrite: boolean,
+): Promise<boolean | undefined> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const cur = await getOne(store, info, name, namespace);
     if (!cur) return undefined;
@@ -50,7 +58,10 @@ export async function labelOne(store: ClusterStore, info: KindInfo, name: string
     const { uid: _u, creationTimestamp: _c, ...meta } = cur.metadata;
     try {
       // Same spec, same status: for a Pod this is the in-place update (same uid, same address).
-      const { action } = await store.objects.apply({ ...cur, metadata: { ...meta, labels, resourceVersion: cur.metadata.resourceVersion } });
+      const { action } = await store.objects.apply({
+        ...cur,
+        metadata: { ...meta, labels, resourceVersion: cur.metadata.resourceVersion },
+      });
       return action !== "unchanged";
     } catch (e) {
       if (e instanceof ConflictError && (e.reason === "ResourceVersion" || e.reason === "Contention")) continue;
@@ -71,15 +82,21 @@ export async function runLabel(args: string[], o: LabelFlags): Promise<void> {
     else rest.push(a);
   }
   const targets = parseTargets(rest, "label");
-  if (targets.length !== 1 || targets[0].names.length === 0) throw new UserError("give one kind and at least one name: weft label KIND NAME key=value ...");
+  if (targets.length !== 1 || targets[0].names.length === 0)
+    throw new UserError("give one kind and at least one name: weft label KIND NAME key=value ...");
   if (ops.length === 0) throw new UserError("at least one label update is required: key=value or key-");
   const { info, names } = targets[0];
-  if (info.readOnly) throw new UserError(`${info.plural} come from the weft agents' node leases; their labels cannot be changed`);
-  await withStore(o, async (store) => {
-    for (const name of names) {
-      const changed = await labelOne(store, info, name, ns, ops, !!o.overwrite);
-      if (changed === undefined) softError(notFound(info, name, ns));
-      else process.stdout.write(`${resourceName(info)}/${name} ${changed ? "labeled" : "not labeled"}\n`);
-    }
-  }, { mustExist: true });
+  if (info.readOnly)
+    throw new UserError(`${info.plural} come from the weft agents' node leases; their labels cannot be changed`);
+  await withStore(
+    o,
+    async (store) => {
+      for (const name of names) {
+        const changed = await labelOne(store, info, name, ns, ops, !!o.overwrite);
+        if (changed === undefined) softError(notFound(info, name, ns));
+        else process.stdout.write(`${resourceName(info)}/${name} ${changed ? "labeled" : "not labeled"}\n`);
+      }
+    },
+    { mustExist: true },
+  );
 }

@@ -21,7 +21,9 @@ function readSource(path: string): Array<{ name: string; text: string }> {
     throw new UserError(`the path "${path}" does not exist`, 1);
   }
   if (st.isDirectory()) {
-    const files = readdirSync(path).filter((f) => /\.(ya?ml|json)$/i.test(f)).sort();
+    const files = readdirSync(path)
+      .filter((f) => /\.(ya?ml|json)$/i.test(f))
+      .sort();
     if (files.length === 0) throw new UserError(`the directory "${path}" has no .yaml, .yml or .json files`, 1);
     return files.map((f) => ({ name: join(path, f), text: readFileSync(join(path, f), "utf8") }));
   }
@@ -47,7 +49,8 @@ function parseText(name: string, text: string): Array<{ doc: number; value: unkn
   const out: Array<{ doc: number; value: unknown }> = [];
   parseAllDocuments(text).forEach((d, i) => {
     const err = d.errors[0];
-    if (err) throw new UserError(`${name} (document ${i + 1}): not valid YAML or JSON: ${err.message.split("\n")[0]}`, 1);
+    if (err)
+      throw new UserError(`${name} (document ${i + 1}): not valid YAML or JSON: ${err.message.split("\n")[0]}`, 1);
     const value: unknown = d.toJS({ maxAliasCount: 100 });
     if (value !== null && value !== undefined) out.push({ doc: i + 1, value });
   });
@@ -61,7 +64,11 @@ export function readManifests(paths: readonly string[]): ManifestObject[] {
     for (const src of readSource(p)) {
       for (const { doc, value } of parseText(src.name, src.text)) {
         const where = `${src.name} (document ${doc})`;
-        if (!isMap(value)) throw new UserError(`${where}: expected an object with apiVersion and kind, got ${Array.isArray(value) ? "a list" : typeof value}`, 1);
+        if (!isMap(value))
+          throw new UserError(
+            `${where}: expected an object with apiVersion and kind, got ${Array.isArray(value) ? "a list" : typeof value}`,
+            1,
+          );
         if (typeof value.kind === "string" && value.kind.endsWith("List") && Array.isArray(value.items)) {
           value.items.forEach((item: unknown, j: number) => {
             const w = `${src.name} (document ${doc}, item ${j})`;
@@ -74,6 +81,10 @@ export function readManifests(paths: readonly string[]): ManifestObject[] {
       }
     }
   }
-  if (out.length === 0) throw new UserError(`no objects passed: ${paths.map((p) => (p === "-" ? "stdin" : p)).join(", ")} holds no documents`, 1);
+  if (out.length === 0)
+    throw new UserError(
+      `no objects passed: ${paths.map((p) => (p === "-" ? "stdin" : p)).join(", ")} holds no documents`,
+      1,
+    );
   return out;
 }

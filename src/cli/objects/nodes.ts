@@ -6,11 +6,24 @@ import type { ClusterStore, NodeInfo, SubnetClaim } from "../../store/types.js";
 export interface NodeObject {
   apiVersion: "v1";
   kind: "Node";
-  metadata: { name: string; uid?: string; resourceVersion?: string; creationTimestamp?: string; labels: Record<string, string>; annotations: Record<string, string> };
+  metadata: {
+    name: string;
+    uid?: string;
+    resourceVersion?: string;
+    creationTimestamp?: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+  };
   spec: { podCIDR?: string; podCIDRs: string[] };
   status: {
     addresses: Array<{ type: "InternalIP" | "Hostname"; address: string }>;
-    conditions: Array<{ type: "Ready"; status: "True" | "False"; reason: string; message: string; lastTransitionTime?: string }>;
+    conditions: Array<{
+      type: "Ready";
+      status: "True" | "False";
+      reason: string;
+      message: string;
+      lastTransitionTime?: string;
+    }>;
   };
 }
 
@@ -27,21 +40,34 @@ export function liveNode(n: NodeInfo): NodeObject {
       resourceVersion: n.resourceVersion,
       creationTimestamp: n.registeredAt,
       labels: { "kubernetes.io/hostname": n.name },
-      annotations: { [BACKEND_DATA_ANNOTATION]: JSON.stringify(n.backendData), [LEASE_TTL_ANNOTATION]: String(n.leaseTTLSeconds) },
+      annotations: {
+        [BACKEND_DATA_ANNOTATION]: JSON.stringify(n.backendData),
+        [LEASE_TTL_ANNOTATION]: String(n.leaseTTLSeconds),
+      },
     },
     spec: { ...(n.podCIDRs[0] ? { podCIDR: n.podCIDRs[0] } : {}), podCIDRs: n.podCIDRs },
     status: {
-      addresses: [...n.addresses.map((a) => ({ type: "InternalIP" as const, address: a })), { type: "Hostname" as const, address: n.name }],
-      conditions: [{
-        type: "Ready", status: "True", reason: "AgentLeaseLive",
-        message: `the node's weft agent renews its lease (TTL ${n.leaseTTLSeconds}s)`, lastTransitionTime: n.registeredAt,
-      }],
+      addresses: [
+        ...n.addresses.map((a) => ({ type: "InternalIP" as const, address: a })),
+        { type: "Hostname" as const, address: n.name },
+      ],
+      conditions: [
+        {
+          type: "Ready",
+          status: "True",
+          reason: "AgentLeaseLive",
+          message: `the node's weft agent renews its lease (TTL ${n.leaseTTLSeconds}s)`,
+          lastTransitionTime: n.registeredAt,
+        },
+      ],
     },
   };
 }
 
 const EXPIRED_CONDITION = {
-  type: "Ready", status: "False", reason: "AgentLeaseExpired",
+  type: "Ready",
+  status: "False",
+  reason: "AgentLeaseExpired",
   message: "the node's weft agent stopped renewing its lease; its pod subnets stay reserved for the grace period",
 } as const;
 
@@ -70,7 +96,11 @@ function expiredNode(name: string, claims: SubnetClaim[], clusterCIDRs: readonly
 
 /** All nodes, sorted by name: live ones (Ready=True) and expired ones still in their grace period (Ready=False). */
 export async function listNodeObjects(store: ClusterStore): Promise<NodeObject[]> {
-  const [live, claims, settings] = await Promise.all([store.listNodes(), store.listSubnetClaims(), store.getClusterSettings()]);
+  const [live, claims, settings] = await Promise.all([
+    store.listNodes(),
+    store.listSubnetClaims(),
+    store.getClusterSettings(),
+  ]);
   const out = live.map(liveNode);
   const liveNames = new Set(live.map((n) => n.name));
   const dead = new Map<string, SubnetClaim[]>();
@@ -79,4 +109,5 @@ export async function listNodeObjects(store: ClusterStore): Promise<NodeObject[]
   return out.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
 }
 
-export const nodeReady = (n: NodeObject): boolean => n.status.conditions.some((c) => c.type === "Ready" && c.status === "True");
+export const nodeReady = (n: NodeObject): boolean =>
+  n.status.conditions.some((c) => c.type === "Ready" && c.status === "True");

@@ -30,34 +30,62 @@ export interface Prepared {
 export const LAST_APPLIED_ANNOTATION = "kubectl.kubernetes.io/last-applied-configuration";
 
 /** Metadata the server owns: a manifest copied from `get -o yaml` carries them, apply ignores them. */
-const SERVER_META = ["uid", "resourceVersion", "creationTimestamp", "generation", "managedFields", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"];
+const SERVER_META = [
+  "uid",
+  "resourceVersion",
+  "creationTimestamp",
+  "generation",
+  "managedFields",
+  "selfLink",
+  "deletionTimestamp",
+  "deletionGracePeriodSeconds",
+];
 
 const isMap = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
 /** The object's identity for messages and deletes: kind, name and (namespaced kinds) namespace. */
-export function identify(m: ManifestObject, flagNamespace: string | undefined): { info: KindInfo; name: string; namespace?: string } {
+export function identify(
+  m: ManifestObject,
+  flagNamespace: string | undefined,
+): { info: KindInfo; name: string; namespace?: string } {
   const { where, value } = m;
-  if (typeof value.apiVersion !== "string" || value.apiVersion === "") throw new UserError(`${where}: apiVersion not set`, 1);
+  if (typeof value.apiVersion !== "string" || value.apiVersion === "")
+    throw new UserError(`${where}: apiVersion not set`, 1);
   if (typeof value.kind !== "string" || value.kind === "") throw new UserError(`${where}: kind not set`, 1);
   const info = kindOfManifest(value.kind);
-  if (!info) throw new UserError(`${where}: kind "${value.kind}" is not supported: weft manages ${SUPPORTED_MANIFEST_KINDS}`, 1);
-  if (info.readOnly) throw new UserError(`${where}: ${info.kind} objects come from the weft agents' node leases; they cannot be applied`, 1);
+  if (!info)
+    throw new UserError(`${where}: kind "${value.kind}" is not supported: weft manages ${SUPPORTED_MANIFEST_KINDS}`, 1);
+  if (info.readOnly)
+    throw new UserError(
+      `${where}: ${info.kind} objects come from the weft agents' node leases; they cannot be applied`,
+      1,
+    );
   if (value.apiVersion !== info.apiVersion) {
-    throw new UserError(`${where}: no matches for kind "${value.kind}" in version "${value.apiVersion}": use apiVersion ${info.apiVersion}`, 1);
+    throw new UserError(
+      `${where}: no matches for kind "${value.kind}" in version "${value.apiVersion}": use apiVersion ${info.apiVersion}`,
+      1,
+    );
   }
   const meta = value.metadata;
   if (!isMap(meta)) throw new UserError(`${where}: metadata not set: a ${info.kind} needs metadata.name`, 1);
-  if (typeof meta.name !== "string" || meta.name === "") throw new UserError(`${where}: ${info.kind} is invalid: metadata.name: Required value: name is required`, 1);
+  if (typeof meta.name !== "string" || meta.name === "")
+    throw new UserError(`${where}: ${info.kind} is invalid: metadata.name: Required value: name is required`, 1);
   if (!info.namespaced) return { info, name: meta.name };
   const own = typeof meta.namespace === "string" && meta.namespace !== "" ? meta.namespace : undefined;
   if (own && flagNamespace && own !== flagNamespace) {
-    throw new UserError(`${where}: the namespace from the provided object "${own}" does not match the namespace "${flagNamespace}": pass --namespace=${own} or remove it from the object`, 1);
+    throw new UserError(
+      `${where}: the namespace from the provided object "${own}" does not match the namespace "${flagNamespace}": pass --namespace=${own} or remove it from the object`,
+      1,
+    );
   }
   return { info, name: meta.name, namespace: own ?? flagNamespace ?? "default" };
 }
 
 function invalid(where: string, kind: string, name: string, errors: readonly FieldError[]): UserError {
-  return new UserError(`${where}: ${kind} "${name}" is invalid: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`, 1);
+  return new UserError(
+    `${where}: ${kind} "${name}" is invalid: ${errors.map((e) => `${e.path}: ${e.message}`).join("; ")}`,
+    1,
+  );
 }
 
 /**
@@ -66,9 +94,12 @@ function invalid(where: string, kind: string, name: string, errors: readonly Fie
  * a policy without ingress rules.
  */
 function unknownFields(raw: unknown, parsed: unknown, path: string): string[] {
-  if (Array.isArray(raw) && Array.isArray(parsed)) return raw.flatMap((r, i) => unknownFields(r, parsed[i], `${path}[${i}]`));
+  if (Array.isArray(raw) && Array.isArray(parsed))
+    return raw.flatMap((r, i) => unknownFields(r, parsed[i], `${path}[${i}]`));
   if (!isMap(raw) || !isMap(parsed)) return [];
-  return Object.keys(raw).flatMap((k) => (k in parsed ? unknownFields(raw[k], parsed[k], `${path}.${k}`) : [`${path}.${k}`]));
+  return Object.keys(raw).flatMap((k) =>
+    k in parsed ? unknownFields(raw[k], parsed[k], `${path}.${k}`) : [`${path}.${k}`],
+  );
 }
 
 function check<T>(where: string, kind: string, name: string, v: Validated<T>): T {
@@ -98,7 +129,14 @@ export function prepareObject(m: ManifestObject, flagNamespace: string | undefin
   delete obj.status; // status belongs to the status subresource: apply never writes it
   const annotations = isMap(meta.annotations) ? { ...(meta.annotations as Record<string, unknown>) } : undefined;
   if (annotations) delete annotations[LAST_APPLIED_ANNOTATION];
-  const lastApplied = JSON.stringify({ ...obj, metadata: { ...meta, ...(annotations && Object.keys(annotations).length ? { annotations } : { annotations: undefined }) } }) + "\n";
+  const lastApplied =
+    JSON.stringify({
+      ...obj,
+      metadata: {
+        ...meta,
+        ...(annotations && Object.keys(annotations).length ? { annotations } : { annotations: undefined }),
+      },
+    }) + "\n";
   meta.annotations = { ...(annotations ?? {}), [LAST_APPLIED_ANNOTATION]: lastApplied };
 
   let input: ObjectInput;
@@ -129,9 +167,19 @@ export function prepareObject(m: ManifestObject, flagNamespace: string | undefin
     case "NetworkPolicy": {
       const np = check(m.where, info.kind, name, validateNetworkPolicy(obj));
       const unknown = unknownFields(obj.spec, np.spec, "spec");
-      if (unknown.length) throw new UserError(`${m.where}: NetworkPolicy "${name}" is invalid: strict decoding error: unknown field ${unknown.map((u) => `"${u}"`).join(", ")}`, 1);
+      if (unknown.length)
+        throw new UserError(
+          `${m.where}: NetworkPolicy "${name}" is invalid: strict decoding error: unknown field ${unknown.map((u) => `"${u}"`).join(", ")}`,
+          1,
+        );
       const d = defaultNetworkPolicy(np);
-      input = { ...obj, apiVersion: info.apiVersion, kind: info.kind, metadata: { ...meta, name }, spec: JSON.parse(JSON.stringify(d.spec)) as Record<string, unknown> };
+      input = {
+        ...obj,
+        apiVersion: info.apiVersion,
+        kind: info.kind,
+        metadata: { ...meta, name },
+        spec: JSON.parse(JSON.stringify(d.spec)) as Record<string, unknown>,
+      };
       break;
     }
     default:

@@ -56,19 +56,26 @@ export function columnWidths(rows: string[][]): number[] {
 
 /** One table line with the given column widths (`get -w` keeps the first batch's widths). */
 export function formatRow(r: string[], widths: readonly number[]): string {
-  return r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? c.length) + 3))).join("").trimEnd();
+  return r
+    .map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? c.length) + 3)))
+    .join("")
+    .trimEnd();
 }
 
-const rec = (v: unknown): Record<string, unknown> => (typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {});
+const rec = (v: unknown): Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 const str = (v: unknown, dflt = "<none>"): string => (typeof v === "string" && v !== "" ? v : dflt);
 
 function podColumns(o: Printable, wide: boolean): { head: string[]; cells: string[] } {
-  const spec = rec(o.spec), status = rec(o.status);
+  const spec = rec(o.spec),
+    status = rec(o.status);
   const containers = Array.isArray(spec.containers) ? spec.containers.length : 0;
   const statuses = Array.isArray(status.containerStatuses) ? status.containerStatuses.map(rec) : undefined;
   const phase = str(status.phase, "Pending");
   const ready = statuses ? statuses.filter((s) => s.ready === true).length : phase === "Running" ? containers : 0;
-  const restarts = statuses ? statuses.reduce((n, s) => n + (typeof s.restartCount === "number" ? s.restartCount : 0), 0) : 0;
+  const restarts = statuses
+    ? statuses.reduce((n, s) => n + (typeof s.restartCount === "number" ? s.restartCount : 0), 0)
+    : 0;
   const head = ["READY", "STATUS", "RESTARTS", "AGE"];
   const cells = [`${ready}/${containers}`, phase, String(restarts), humanAge(o.metadata.creationTimestamp)];
   if (wide) {
@@ -91,12 +98,20 @@ function columns(o: Printable, wide: boolean): { head: string[]; cells: string[]
     }
     case "Node": {
       const status = rec(o.status);
-      const ready = (Array.isArray(status.conditions) ? status.conditions.map(rec) : []).some((c) => c.type === "Ready" && c.status === "True");
+      const ready = (Array.isArray(status.conditions) ? status.conditions.map(rec) : []).some(
+        (c) => c.type === "Ready" && c.status === "True",
+      );
       const cidrs = rec(o.spec).podCIDRs;
       const head = ["STATUS", "AGE", "POD-CIDRS"];
-      const cells = [ready ? "Ready" : "NotReady", age, Array.isArray(cidrs) && cidrs.length ? cidrs.join(",") : "<none>"];
+      const cells = [
+        ready ? "Ready" : "NotReady",
+        age,
+        Array.isArray(cidrs) && cidrs.length ? cidrs.join(",") : "<none>",
+      ];
       if (wide) {
-        const addrs = (Array.isArray(status.addresses) ? status.addresses.map(rec) : []).filter((a) => a.type === "InternalIP").map((a) => String(a.address));
+        const addrs = (Array.isArray(status.addresses) ? status.addresses.map(rec) : [])
+          .filter((a) => a.type === "InternalIP")
+          .map((a) => String(a.address));
         head.push("INTERNAL-IP");
         cells.push(addrs.length ? addrs.join(",") : "<none>");
       }
@@ -108,7 +123,11 @@ function columns(o: Printable, wide: boolean): { head: string[]; cells: string[]
 }
 
 const labelText = (l: Record<string, string> | undefined): string =>
-  l && Object.keys(l).length ? Object.entries(l).map(([k, v]) => `${k}=${v}`).join(",") : "<none>";
+  l && Object.keys(l).length
+    ? Object.entries(l)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",")
+    : "<none>";
 
 export interface PrintOptions {
   format: OutputFormat;
@@ -124,7 +143,10 @@ export function render(info: KindInfo, objs: readonly Printable[], opts: PrintOp
   switch (opts.format) {
     case "json":
     case "yaml": {
-      const value = opts.single && objs.length === 1 ? objs[0] : { kind: "List", apiVersion: "v1", items: objs, metadata: { resourceVersion: "" } };
+      const value =
+        opts.single && objs.length === 1
+          ? objs[0]
+          : { kind: "List", apiVersion: "v1", items: objs, metadata: { resourceVersion: "" } };
       return opts.format === "json" ? JSON.stringify(value, null, 4) + "\n" : stringify(value);
     }
     case "name":
@@ -147,7 +169,12 @@ export function tableRows(info: KindInfo, objs: readonly Printable[], opts: Prin
   }
   for (const o of objs) {
     const c = columns(o, wide);
-    rows.push([...(nsCol ? [str(o.metadata.namespace)] : []), o.metadata.name, ...c.cells, ...(opts.showLabels ? [labelText(o.metadata.labels)] : [])]);
+    rows.push([
+      ...(nsCol ? [str(o.metadata.namespace)] : []),
+      o.metadata.name,
+      ...c.cells,
+      ...(opts.showLabels ? [labelText(o.metadata.labels)] : []),
+    ]);
   }
   return rows;
 }

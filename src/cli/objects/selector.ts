@@ -6,7 +6,8 @@ import { UserError } from "../errors.js";
 /** Splits at commas outside parentheses. */
 function splitTop(text: string): string[] {
   const out: string[] = [];
-  let depth = 0, start = 0;
+  let depth = 0,
+    start = 0;
   for (let i = 0; i < text.length; i++) {
     if (text[i] === "(") depth++;
     else if (text[i] === ")") depth--;
@@ -29,7 +30,9 @@ function requirement(part: string, whole: string): LabelSelectorRequirement {
   if (m) return { key: m[1], operator: m[2] === "!=" ? "NotIn" : "In", values: [m[3]] };
   m = /^(!?)\s*([^\s!=(),]+)$/.exec(part);
   if (m) return { key: m[2], operator: m[1] ? "DoesNotExist" : "Exists" };
-  throw new UserError(`--selector "${whole}": cannot parse "${part}": use key=value, key!=value, key in (a,b), key notin (a,b), key or !key`);
+  throw new UserError(
+    `--selector "${whole}": cannot parse "${part}": use key=value, key!=value, key in (a,b), key notin (a,b), key or !key`,
+  );
 }
 
 export function parseSelector(text: string): LabelSelector {

@@ -27,7 +27,10 @@ export interface Target {
 
 /** "pods", "pods a b", "pods,netpol", "pod/a netpol/p" -> what to act on. */
 export function parseTargets(args: readonly string[], verb: string): Target[] {
-  if (args.length === 0) throw new UserError(`give the resource type: weft ${verb} KIND [NAME] (kinds: namespaces, pods, networkpolicies, nodes)`);
+  if (args.length === 0)
+    throw new UserError(
+      `give the resource type: weft ${verb} KIND [NAME] (kinds: namespaces, pods, networkpolicies, nodes)`,
+    );
   if (args[0].includes("/")) {
     const targets: Target[] = [];
     for (const a of args) {
@@ -42,11 +45,17 @@ export function parseTargets(args: readonly string[], verb: string): Target[] {
   }
   const kinds = args[0].split(",").filter(Boolean).map(resolveKind);
   const names = args.slice(1);
-  if (names.length && kinds.length > 1) throw new UserError(`names go with one kind: weft ${verb} KIND NAME, or KIND/NAME ...`);
+  if (names.length && kinds.length > 1)
+    throw new UserError(`names go with one kind: weft ${verb} KIND NAME, or KIND/NAME ...`);
   return kinds.map((info) => ({ info, names: [...names] }));
 }
 
-export async function getOne(store: ClusterStore, info: KindInfo, name: string, namespace: string): Promise<StoredObject | undefined> {
+export async function getOne(
+  store: ClusterStore,
+  info: KindInfo,
+  name: string,
+  namespace: string,
+): Promise<StoredObject | undefined> {
   try {
     return await store.objects.get({ kind: info.kind, name, ...(info.namespaced ? { namespace } : {}) });
   } catch (e) {

@@ -10,8 +10,10 @@ const skip = skipReason();
 const NODES = ["n1", "n2", "n3"];
 // Two pods on n1 so node-local traffic is covered too; one on each other node.
 const PODS = [
-  { name: "a1", node: "n1" }, { name: "a2", node: "n1" },
-  { name: "b", node: "n2" }, { name: "c", node: "n3" },
+  { name: "a1", node: "n1" },
+  { name: "a2", node: "n1" },
+  { name: "b", node: "n2" },
+  { name: "c", node: "n3" },
 ];
 const KEYS = PODS.map((p) => `default/${p.name}`).sort();
 
@@ -43,8 +45,15 @@ for (const { backend, dualStack } of CASES) {
       for (const n of nodes) {
         assert.equal(n.status?.conditions?.find((c) => c.type === "Ready")?.status, "True", `${n.metadata.name} Ready`);
         const families = (n.spec?.podCIDRs ?? []).map((c) => isIP(c.split("/")[0]));
-        assert.deepEqual(families, dualStack ? [4, 6] : [4], `${n.metadata.name} podCIDRs ${JSON.stringify(n.spec?.podCIDRs)}`);
-        assert.ok(n.status?.addresses?.some((a) => a.type === "InternalIP"), `${n.metadata.name} has an InternalIP`);
+        assert.deepEqual(
+          families,
+          dualStack ? [4, 6] : [4],
+          `${n.metadata.name} podCIDRs ${JSON.stringify(n.spec?.podCIDRs)}`,
+        );
+        assert.ok(
+          n.status?.addresses?.some((a) => a.type === "InternalIP"),
+          `${n.metadata.name} has an InternalIP`,
+        );
       }
     });
 
@@ -59,14 +68,20 @@ for (const { backend, dualStack } of CASES) {
         const ips = (p.status?.podIPs ?? []).map((x) => x.ip);
         assert.equal(ips.length, dualStack ? 2 : 1, `${want.name} podIPs ${JSON.stringify(ips)}`);
         for (const ip of ips) {
-          assert.ok((node.spec?.podCIDRs ?? []).some((c) => inCidr(ip, c)), `${want.name}'s ${ip} is in ${want.node}'s ${node.spec?.podCIDRs?.join(",")}`);
+          assert.ok(
+            (node.spec?.podCIDRs ?? []).some((c) => inCidr(ip, c)),
+            `${want.name}'s ${ip} is in ${want.node}'s ${node.spec?.podCIDRs?.join(",")}`,
+          );
         }
       }
     });
 
     const families = dualStack ? [4, 6] : [4];
     for (const family of families) {
-      for (const [protocol, port] of [["TCP", 80], ["UDP", 53]] as const) {
+      for (const [protocol, port] of [
+        ["TCP", 80],
+        ["UDP", 53],
+      ] as const) {
         test(`lab matrix ${protocol}/${port} over IPv${family}: every pod reaches every pod`, async () => {
           const m = await lab.matrix(["--port", String(port), "--protocol", protocol, "--family", String(family)]);
           assert.equal(m.port, port);

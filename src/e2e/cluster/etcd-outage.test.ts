@@ -12,7 +12,11 @@ import { ClusterLab, matrixKeys, skipReason, sleep, unconnected } from "./fixtur
 
 const skip = skipReason();
 const UP = ["--nodes", "3", "--backend", "vxlan", "--etcd-members", "3"];
-const PODS = [{ name: "a", node: "n1" }, { name: "b", node: "n2" }, { name: "c", node: "n3" }];
+const PODS = [
+  { name: "a", node: "n1" },
+  { name: "b", node: "n2" },
+  { name: "c", node: "n3" },
+];
 
 describe("etcd with 3 members under a 3-node vxlan lab", { skip, timeout: 300_000 }, () => {
   const lab = new ClusterLab();
@@ -59,11 +63,18 @@ describe("etcd with 3 members under a 3-node vxlan lab", { skip, timeout: 300_00
     // The kubelet's log shows the plugin's error for e: code 11.
     let failure: string | undefined;
     for (let until = Date.now() + 30_000; !failure && Date.now() < until; await sleep(500)) {
-      failure = lab.kubeletLog().split("\n").find((l) => l.includes("default/e") && /CNI ADD failed/.test(l));
+      failure = lab
+        .kubeletLog()
+        .split("\n")
+        .find((l) => l.includes("default/e") && /CNI ADD failed/.test(l));
     }
     assert.ok(failure, `no failed CNI ADD for default/e in the kubelet log:\n${lab.kubeletLog().slice(-2000)}`);
     assert.match(failure, /"code":\s*11\b/, `CNI ADD error for default/e is not code 11: ${failure}`);
-    const rec = (JSON.parse(readFileSync(join(lab.dir, "kubelet", "pods.json"), "utf8")) as { pods: Record<string, { phase: string }> }).pods["default/e"];
+    const rec = (
+      JSON.parse(readFileSync(join(lab.dir, "kubelet", "pods.json"), "utf8")) as {
+        pods: Record<string, { phase: string }>;
+      }
+    ).pods["default/e"];
     assert.notEqual(rec?.phase, "Running", "e is not Running while etcd is down");
     const get = await lab.weft(["get", "pods", "-A"]);
     assert.notEqual(get.code, 0, "get pods fails while the store is down");
@@ -84,12 +95,21 @@ describe("etcd with 3 members under a 3-node vxlan lab", { skip, timeout: 300_00
     // etcd back: the pod becomes Running by the kubelet's own retries, no agent restarted.
     await lab.up(UP);
     await lab.waitRunning(["default/e"], 90_000);
-    assert.deepEqual(lab.state().nodes.map((n) => n.agent!.pid), agentsBefore, "no agent was restarted");
+    assert.deepEqual(
+      lab.state().nodes.map((n) => n.agent!.pid),
+      agentsBefore,
+      "no agent was restarted",
+    );
     for (const n of lab.state().nodes) assert.ok(n.agent && isAlive(n.agent), `${n.name}'s agent still runs`);
     m = await lab.matrix(["--port", "80"]);
     assert.deepEqual(matrixKeys(m.matrix).from, [...keys, "default/e"]);
     assert.deepEqual(unconnected(m.matrix), []);
     const nodes = await lab.nodes();
-    for (const n of nodes) assert.equal(n.status?.conditions?.find((x) => x.type === "Ready")?.status, "True", `${n.metadata.name} Ready again`);
+    for (const n of nodes)
+      assert.equal(
+        n.status?.conditions?.find((x) => x.type === "Ready")?.status,
+        "True",
+        `${n.metadata.name} Ready again`,
+      );
   });
 });

@@ -9,14 +9,19 @@ import { ClusterLab, skipReason, sleep, unconnected, type NodeJson } from "./fix
 
 const skip = skipReason();
 const UP = ["--nodes", "3", "--backend", "vxlan"];
-const PODS = [{ name: "a", node: "n1" }, { name: "b", node: "n2" }, { name: "c", node: "n3" }];
+const PODS = [
+  { name: "a", node: "n1" },
+  { name: "b", node: "n2" },
+  { name: "c", node: "n3" },
+];
 const KEYS = PODS.map((p) => `default/${p.name}`);
 
 const podIPs = async (lab: ClusterLab): Promise<Record<string, string[]>> =>
   Object.fromEntries((await lab.pods()).map((p) => [p.metadata.name, (p.status?.podIPs ?? []).map((x) => x.ip)]));
 const cidrsOf = (nodes: NodeJson[]): Record<string, string[]> =>
   Object.fromEntries(nodes.map((n) => [n.metadata.name, n.spec?.podCIDRs ?? []]));
-const underlayOf = (n: NodeJson | undefined): string | undefined => n?.status?.addresses?.find((a) => a.type === "InternalIP")?.address;
+const underlayOf = (n: NodeJson | undefined): string | undefined =>
+  n?.status?.addresses?.find((a) => a.type === "InternalIP")?.address;
 
 describe("agent faults on a 3-node vxlan lab", { skip, timeout: 240_000 }, () => {
   const lab = new ClusterLab();
@@ -46,7 +51,22 @@ describe("agent faults on a 3-node vxlan lab", { skip, timeout: 240_000 }, () =>
       if (!listening) await sleep(200);
     }
     assert.ok(listening, "iperf3 server listens in pod b");
-    const client = lab.spawnWeft(["lab", "exec", "default/a", "--", "iperf3", "-c", bIP, "-p", "5202", "-t", "12", "-b", "100M", "-J"]);
+    const client = lab.spawnWeft([
+      "lab",
+      "exec",
+      "default/a",
+      "--",
+      "iperf3",
+      "-c",
+      bIP,
+      "-p",
+      "5202",
+      "-t",
+      "12",
+      "-b",
+      "100M",
+      "-J",
+    ]);
     await sleep(2500);
 
     process.kill(oldPid, "SIGKILL");
@@ -57,7 +77,11 @@ describe("agent faults on a 3-node vxlan lab", { skip, timeout: 240_000 }, () =>
 
     const c = await client.done;
     assert.equal(c.code, 0, `iperf3 client exited ${c.code}: ${c.stdout.slice(-800)} ${c.stderr}`);
-    const report = JSON.parse(c.stdout) as { error?: string; intervals: Array<{ sum: { bytes: number } }>; end: { sum_received?: { bytes: number } } };
+    const report = JSON.parse(c.stdout) as {
+      error?: string;
+      intervals: Array<{ sum: { bytes: number } }>;
+      end: { sum_received?: { bytes: number } };
+    };
     assert.equal(report.error, undefined, `iperf3: ${report.error}`);
     const zero = report.intervals.map((iv, i) => [i, iv.sum.bytes] as const).filter(([, b]) => b === 0);
     assert.deepEqual(zero, [], "every 1-second interval moved data (the stream never stalled for a whole second)");
@@ -67,7 +91,10 @@ describe("agent faults on a 3-node vxlan lab", { skip, timeout: 240_000 }, () =>
 
     const nodes = await lab.nodes();
     assert.deepEqual(cidrsOf(nodes), cidrsBefore, "every node keeps its pod CIDR(s) across the restart");
-    assert.equal(nodes.find((n) => n.metadata.name === "n2")?.status?.conditions?.find((x) => x.type === "Ready")?.status, "True");
+    assert.equal(
+      nodes.find((n) => n.metadata.name === "n2")?.status?.conditions?.find((x) => x.type === "Ready")?.status,
+      "True",
+    );
     assert.deepEqual(await podIPs(lab), ipsBefore, "pods keep their addresses");
     const m = await lab.matrix(["--port", "80"]);
     assert.deepEqual(unconnected(m.matrix), []);
@@ -84,11 +111,15 @@ describe("agent faults on a 3-node vxlan lab", { skip, timeout: 240_000 }, () =>
       fdb: (await lab.fdb(node)).some((f) => f.dst === n3Underlay),
     });
     // Before: the peers do have them (so the check below can fail).
-    for (const peer of ["n1", "n2"]) assert.deepEqual(await hasPath(peer), { route: true, fdb: true }, `${peer} has a route and an FDB entry for n3`);
+    for (const peer of ["n1", "n2"])
+      assert.deepEqual(await hasPath(peer), { route: true, fdb: true }, `${peer} has a route and an FDB entry for n3`);
 
     process.kill(lab.agentPid("n3"), "SIGKILL");
     const killedAt = Date.now();
-    const ttl = Number((await lab.weft(["get", "nodes", "-o", "json"])).stdout.match(/"weft.io\/lease-ttl-seconds":\s*"(\d+)"/)?.[1] ?? 15);
+    const ttl = Number(
+      (await lab.weft(["get", "nodes", "-o", "json"])).stdout.match(/"weft.io\/lease-ttl-seconds":\s*"(\d+)"/)?.[1] ??
+        15,
+    );
     const until = killedAt + (ttl + 20) * 1000;
     let left: Record<string, { route: boolean; fdb: boolean }> = {};
     for (;;) {
@@ -97,15 +128,22 @@ describe("agent faults on a 3-node vxlan lab", { skip, timeout: 240_000 }, () =>
       if (Date.now() > until) break;
       await sleep(1000);
     }
-    assert.deepEqual(left, { n1: { route: false, fdb: false }, n2: { route: false, fdb: false } },
-      `n3's paths still on its peers ${Math.round((Date.now() - killedAt) / 1000)} s after the kill (lease TTL ${ttl} s)\n${lab.agentLog("n1")}`);
+    assert.deepEqual(
+      left,
+      { n1: { route: false, fdb: false }, n2: { route: false, fdb: false } },
+      `n3's paths still on its peers ${Math.round((Date.now() - killedAt) / 1000)} s after the kill (lease TTL ${ttl} s)\n${lab.agentLog("n1")}`,
+    );
 
     const after = await lab.nodes();
     const gone = after.find((n) => n.metadata.name === "n3");
     const ready = gone?.status?.conditions?.find((x) => x.type === "Ready")?.status;
     assert.notEqual(ready, "True", `get nodes still shows n3 Ready: ${JSON.stringify(gone?.status)}`);
     for (const name of ["n1", "n2"]) {
-      assert.equal(after.find((n) => n.metadata.name === name)?.status?.conditions?.find((x) => x.type === "Ready")?.status, "True", `${name} stays Ready`);
+      assert.equal(
+        after.find((n) => n.metadata.name === name)?.status?.conditions?.find((x) => x.type === "Ready")?.status,
+        "True",
+        `${name} stays Ready`,
+      );
     }
     // The survivors still reach each other.
     const ab = await lab.weft(["lab", "probe", "default/a", "default/b", "--port", "80", "-o", "json"]);

@@ -14,7 +14,11 @@ import { readState, type LabState } from "../../lab/state.js";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const WEFT_BIN = join(ROOT, "bin", "weft");
 
-export interface CliResult { code: number; stdout: string; stderr: string }
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
 
 export interface PodSpec {
   ns?: string;
@@ -27,13 +31,22 @@ export type Matrix = Record<string, Record<string, boolean>>;
 interface PodJson {
   metadata: { name: string; namespace?: string };
   spec?: { nodeName?: string };
-  status?: { phase?: string; podIP?: string; podIPs?: Array<{ ip: string }>; hostIP?: string; conditions?: Array<{ type: string; status: string; message?: string }> };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    podIPs?: Array<{ ip: string }>;
+    hostIP?: string;
+    conditions?: Array<{ type: string; status: string; message?: string }>;
+  };
 }
 
 export interface NodeJson {
   metadata: { name: string };
   spec?: { podCIDR?: string; podCIDRs?: string[] };
-  status?: { addresses?: Array<{ type: string; address: string }>; conditions?: Array<{ type: string; status: string }> };
+  status?: {
+    addresses?: Array<{ type: string; address: string }>;
+    conditions?: Array<{ type: string; status: string }>;
+  };
 }
 
 /** Why the cluster e2e tests cannot run here, or undefined. */
@@ -76,8 +89,12 @@ export class ClusterLab {
     this.bg.add(child);
     let stdout = "";
     let stderr = "";
-    child.stdout!.on("data", (d: Buffer) => { stdout += d.toString(); });
-    child.stderr!.on("data", (d: Buffer) => { stderr += d.toString(); });
+    child.stdout!.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
     const done = new Promise<CliResult>((resolve) => {
       child.on("close", (code, signal) => {
         this.bg.delete(child);
@@ -113,15 +130,23 @@ export class ClusterLab {
   }
 
   async applyPods(pods: PodSpec[]): Promise<void> {
-    const docs = pods.map((p) => JSON.stringify({
-      apiVersion: "v1", kind: "Pod",
-      metadata: { name: p.name, namespace: p.ns ?? "default", labels: { app: p.name } },
-      spec: {
-        ...(p.node ? { nodeName: p.node } : {}),
-        containers: [{ name: "main", image: "lab", ports: [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP" }] }],
-      },
-    }));
-    await this.weftOk(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: docs.map((d) => JSON.parse(d) as unknown) }));
+    const docs = pods.map((p) =>
+      JSON.stringify({
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: p.name, namespace: p.ns ?? "default", labels: { app: p.name } },
+        spec: {
+          ...(p.node ? { nodeName: p.node } : {}),
+          containers: [
+            { name: "main", image: "lab", ports: [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP" }] },
+          ],
+        },
+      }),
+    );
+    await this.weftOk(
+      ["apply", "-f", "-"],
+      JSON.stringify({ apiVersion: "v1", kind: "List", items: docs.map((d) => JSON.parse(d) as unknown) }),
+    );
   }
 
   async pods(): Promise<PodJson[]> {
@@ -145,23 +170,37 @@ export class ClusterLab {
       const missing = keys.filter((k) => byKey.get(k)?.status?.phase !== "Running");
       if (missing.length === 0) return keys.map((k) => byKey.get(k)!);
       if (Date.now() > until) {
-        throw new Error(`not Running after ${timeoutMs} ms: ${missing.map((k) => `${k} ${JSON.stringify(byKey.get(k)?.status)}`).join("; ")}\nkubelet log: ${this.kubeletLog().slice(-1500)}`);
+        throw new Error(
+          `not Running after ${timeoutMs} ms: ${missing.map((k) => `${k} ${JSON.stringify(byKey.get(k)?.status)}`).join("; ")}\nkubelet log: ${this.kubeletLog().slice(-1500)}`,
+        );
       }
       await sleep(500);
     }
   }
 
   async matrix(args: string[]): Promise<{ port: number; protocol: string; matrix: Matrix }> {
-    return JSON.parse(await this.weftOk(["lab", "matrix", "--timeout-ms", "2000", ...args, "-o", "json"])) as { port: number; protocol: string; matrix: Matrix };
+    return JSON.parse(await this.weftOk(["lab", "matrix", "--timeout-ms", "2000", ...args, "-o", "json"])) as {
+      port: number;
+      protocol: string;
+      matrix: Matrix;
+    };
   }
 
   /** `lab exec NODE -- ip -j route` (or -6). */
   async routes(node: string, family: 4 | 6 = 4): Promise<Array<{ dst: string; dev?: string; gateway?: string }>> {
-    return JSON.parse(await this.weftOk(["lab", "exec", node, "--", "ip", `-${family}`, "-j", "route"])) as Array<{ dst: string; dev?: string; gateway?: string }>;
+    return JSON.parse(await this.weftOk(["lab", "exec", node, "--", "ip", `-${family}`, "-j", "route"])) as Array<{
+      dst: string;
+      dev?: string;
+      gateway?: string;
+    }>;
   }
 
   async fdb(node: string): Promise<Array<{ mac: string; ifname?: string; dst?: string }>> {
-    return JSON.parse(await this.weftOk(["lab", "exec", node, "--", "bridge", "-j", "fdb", "show"])) as Array<{ mac: string; ifname?: string; dst?: string }>;
+    return JSON.parse(await this.weftOk(["lab", "exec", node, "--", "bridge", "-j", "fdb", "show"])) as Array<{
+      mac: string;
+      ifname?: string;
+      dst?: string;
+    }>;
   }
 
   kubeletLog(): string {
@@ -183,7 +222,11 @@ export class ClusterLab {
 
 /** The pairs of a matrix that are not connected, as "from -> to" (empty when all connected). */
 export function unconnected(m: Matrix): string[] {
-  return Object.entries(m).flatMap(([from, row]) => Object.entries(row).filter(([, ok]) => !ok).map(([to]) => `${from} -> ${to}`));
+  return Object.entries(m).flatMap(([from, row]) =>
+    Object.entries(row)
+      .filter(([, ok]) => !ok)
+      .map(([to]) => `${from} -> ${to}`),
+  );
 }
 
 /** Every pod key appears as a source and as a destination. */

@@ -38,9 +38,18 @@ describe("bad input leaves nothing behind", { skip }, () => {
     { what: "CNI_CONTAINERID missing", call: () => ({ unset: ["containerId"] }) },
     { what: "CNI_IFNAME too long", call: () => ({ ifname: "eth0-much-too-long" }) },
     { what: "CNI_IFNAME with a slash", call: () => ({ ifname: "eth/0" }) },
-    { what: "agent socket that does not exist", conf: () => h.weftConf("1.0.0", { socket: "/run/wt-no-such/weft.sock" }) },
-    { what: "delegated IPAM plugin not in CNI_PATH", conf: () => h.weftConf("1.0.0", { ipam: { type: "no-such-ipam" } }) },
-    { what: "delegated host-local with a bad subnet", conf: () => h.weftConf("1.0.0", { ipam: { type: "host-local", subnet: "10.1.2.300/24" } }) },
+    {
+      what: "agent socket that does not exist",
+      conf: () => h.weftConf("1.0.0", { socket: "/run/wt-no-such/weft.sock" }),
+    },
+    {
+      what: "delegated IPAM plugin not in CNI_PATH",
+      conf: () => h.weftConf("1.0.0", { ipam: { type: "no-such-ipam" } }),
+    },
+    {
+      what: "delegated host-local with a bad subnet",
+      conf: () => h.weftConf("1.0.0", { ipam: { type: "host-local", subnet: "10.1.2.300/24" } }),
+    },
     {
       what: "eth0 already exists in the pod (fails after kernel work began: must roll back)",
       prep: async (pod) => {
@@ -57,14 +66,25 @@ describe("bad input leaves nothing behind", { skip }, () => {
       await c.prep?.(pod.path);
       const podLinksBefore = await linksIn(pod.path);
       const over = c.call?.(pod.path) ?? {};
-      const call: PluginCall = { command: "ADD", containerId: "bad-1", netns: pod.path, ifname: "eth0", args: k8sArgs("bad-1"), path: h.cniPath, runIn: h.ns, ...over };
+      const call: PluginCall = {
+        command: "ADD",
+        containerId: "bad-1",
+        netns: pod.path,
+        ifname: "eth0",
+        args: k8sArgs("bad-1"),
+        path: h.cniPath,
+        runIn: h.ns,
+        ...over,
+      };
       for (const k of over.unset ?? []) delete call[k];
       delete (call as { unset?: unknown }).unset;
       const r = await invokePlugin(h.plugin, call, (c.conf ?? (() => h.weftConf("1.0.0")))());
       assert.notEqual(r.code, 0, `ADD succeeded: ${r.stdout}`);
       const err = r.json as CniErrorOut | undefined;
-      assert.ok(err && typeof err.code === "number" && typeof err.msg === "string" && err.msg.length > 0,
-        `expected a CNI error on stdout, got: ${r.stdout}${r.stderr}`);
+      assert.ok(
+        err && typeof err.code === "number" && typeof err.msg === "string" && err.msg.length > 0,
+        `expected a CNI error on stdout, got: ${r.stdout}${r.stderr}`,
+      );
       if (c.code !== undefined) assert.equal(err.code, c.code, err.msg);
       assert.deepEqual(await h.hostLinks(), linksBefore, "no link left in the host netns");
       assert.deepEqual(await linksIn(pod.path), podLinksBefore, "pod netns as before");
@@ -76,7 +96,11 @@ describe("bad input leaves nothing behind", { skip }, () => {
 
   test("unknown CNI_COMMAND is refused", async () => {
     const pod = await h.pod("u");
-    const r = await invokePlugin(h.plugin, { command: "FROB" as "ADD", containerId: "x", netns: pod.path, ifname: "eth0", runIn: h.ns }, h.weftConf("1.0.0"));
+    const r = await invokePlugin(
+      h.plugin,
+      { command: "FROB" as "ADD", containerId: "x", netns: pod.path, ifname: "eth0", runIn: h.ns },
+      h.weftConf("1.0.0"),
+    );
     assert.notEqual(r.code, 0);
     assert.equal(typeof (r.json as CniErrorOut | undefined)?.code, "number", r.stdout + r.stderr);
   });

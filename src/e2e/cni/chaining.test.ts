@@ -6,12 +6,22 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run } from "../../kernel/exec.js";
-import { addChain, checkChain, delChain, REFERENCE_PLUGIN_DIR, resultAddresses, type ConflistJson } from "../../testlib/plugin.js";
+import {
+  addChain,
+  checkChain,
+  delChain,
+  REFERENCE_PLUGIN_DIR,
+  resultAddresses,
+  type ConflistJson,
+} from "../../testlib/plugin.js";
 import { e2eSkipReason, Host, k8sArgs, startEchoServer, tcpEcho } from "./fixture.js";
 
 const META = ["portmap", "bandwidth", "tuning"];
-const skip = e2eSkipReason()
-  ?? (META.some((p) => !existsSync(join(REFERENCE_PLUGIN_DIR, p))) ? `needs ${META.join(", ")} in ${REFERENCE_PLUGIN_DIR}` : false);
+const skip =
+  e2eSkipReason() ??
+  (META.some((p) => !existsSync(join(REFERENCE_PLUGIN_DIR, p)))
+    ? `needs ${META.join(", ")} in ${REFERENCE_PLUGIN_DIR}`
+    : false);
 
 // Documentation addresses (RFC 5737): a private link between the host netns and a client netns.
 const HOST_IP = "192.0.2.1";
@@ -26,7 +36,9 @@ describe("chaining weft + portmap + bandwidth + tuning", { skip }, () => {
     h = await Host.open({ podCidr: "10.248.0.0/24" });
     client = (await h.pod("cl")).path;
     // The "outside world": a veth between the client netns and the host netns.
-    await run(["ip", "link", "add", "wt-out", "type", "veth", "peer", "name", "wt-in", "netns", client], { netns: h.ns });
+    await run(["ip", "link", "add", "wt-out", "type", "veth", "peer", "name", "wt-in", "netns", client], {
+      netns: h.ns,
+    });
     await run(["ip", "addr", "add", `${HOST_IP}/24`, "dev", "wt-out"], { netns: h.ns });
     await run(["ip", "link", "set", "wt-out", "up"], { netns: h.ns });
     await run(["ip", "addr", "add", `${CLIENT_IP}/24`, "dev", "wt-in"], { netns: client });
@@ -38,7 +50,11 @@ describe("chaining weft + portmap + bandwidth + tuning", { skip }, () => {
 
   test("each plugin accepts weft's result; hostPort reaches the pod; DEL removes every trace", async () => {
     const installed = h.conflist();
-    assert.deepEqual(installed.plugins.map((p) => p.type), ["weft", "portmap"], "install-cni's default chain");
+    assert.deepEqual(
+      installed.plugins.map((p) => p.type),
+      ["weft", "portmap"],
+      "install-cni's default chain",
+    );
     const list: ConflistJson = {
       ...installed,
       plugins: [
@@ -55,7 +71,12 @@ describe("chaining weft + portmap + bandwidth + tuning", { skip }, () => {
       args: k8sArgs("chained-pod"),
       capabilityArgs: {
         portMappings: [{ hostPort: HOST_PORT, containerPort: POD_PORT, protocol: "tcp" }],
-        bandwidth: { ingressRate: 100_000_000, ingressBurst: 10_000_000, egressRate: 100_000_000, egressBurst: 10_000_000 },
+        bandwidth: {
+          ingressRate: 100_000_000,
+          ingressBurst: 10_000_000,
+          egressRate: 100_000_000,
+          egressBurst: 10_000_000,
+        },
       },
     };
     const opts = { path: h.cniPath, runIn: h.ns };
@@ -76,7 +97,11 @@ describe("chaining weft + portmap + bandwidth + tuning", { skip }, () => {
     const server = await startEchoServer(pod.path, POD_PORT);
     try {
       assert.equal(await tcpEcho(client, HOST_IP, HOST_PORT, "via hostPort\n"), "via hostPort\n", "from another netns");
-      assert.equal(await tcpEcho(h.ns, HOST_IP, HOST_PORT, "from the host\n"), "from the host\n", "from inside the host netns");
+      assert.equal(
+        await tcpEcho(h.ns, HOST_IP, HOST_PORT, "from the host\n"),
+        "from the host\n",
+        "from inside the host netns",
+      );
     } finally {
       await server.stop();
     }

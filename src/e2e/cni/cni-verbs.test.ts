@@ -18,7 +18,10 @@ interface AnyResult {
 
 function assertCniError(json: unknown, what: string): CniErrorOut {
   const e = json as CniErrorOut;
-  assert.ok(e && typeof e.code === "number" && e.code > 0, `${what}: expected a CNI error object, got ${JSON.stringify(json)}`);
+  assert.ok(
+    e && typeof e.code === "number" && e.code > 0,
+    `${what}: expected a CNI error object, got ${JSON.stringify(json)}`,
+  );
   assert.equal(typeof e.msg, "string");
   assert.ok(e.msg.length > 0);
   return e;
@@ -33,9 +36,26 @@ describe("CNI verbs through the real plugin", { skip }, () => {
     await h?.close();
   });
 
-  const call = (command: "ADD" | "DEL" | "CHECK", id: string, netns: string | undefined, cniVersion: string, extra: Record<string, unknown> = {}) =>
-    invokePlugin(h.plugin, { command, containerId: id, ...(netns ? { netns } : {}), ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns },
-      h.weftConf(cniVersion, extra));
+  const call = (
+    command: "ADD" | "DEL" | "CHECK",
+    id: string,
+    netns: string | undefined,
+    cniVersion: string,
+    extra: Record<string, unknown> = {},
+  ) =>
+    invokePlugin(
+      h.plugin,
+      {
+        command,
+        containerId: id,
+        ...(netns ? { netns } : {}),
+        ifname: "eth0",
+        args: k8sArgs(id),
+        path: h.cniPath,
+        runIn: h.ns,
+      },
+      h.weftConf(cniVersion, extra),
+    );
 
   const allocations = async () => (await h.ipamCheck()).report.allocations;
 
@@ -72,7 +92,9 @@ describe("CNI verbs through the real plugin", { skip }, () => {
       assert.equal(ifs[idx!].name, "eth0");
       assert.equal(ifs[idx!].sandbox, pod.path);
       assert.deepEqual(await addressesIn(pod.path, "eth0"), [addr]);
-      const routes = JSON.parse(await run(["ip", "-j", "-4", "route", "show", "default"], { netns: pod.path })) as unknown[];
+      const routes = JSON.parse(
+        await run(["ip", "-j", "-4", "route", "show", "default"], { netns: pod.path }),
+      ) as unknown[];
       assert.equal(routes.length, 1, "pod has a default route");
       assert.equal(await allocations(), base + 1);
 
@@ -82,8 +104,14 @@ describe("CNI verbs through the real plugin", { skip }, () => {
       }
       const del = await call("DEL", id, pod.path, v, { prevResult: res });
       assert.equal(del.code, 0, del.stdout + del.stderr);
-      const links = JSON.parse(await run(["ip", "-j", "link", "show"], { netns: pod.path })) as Array<{ ifname: string }>;
-      assert.deepEqual(links.map((l) => l.ifname), ["lo"], "eth0 removed from the pod");
+      const links = JSON.parse(await run(["ip", "-j", "link", "show"], { netns: pod.path })) as Array<{
+        ifname: string;
+      }>;
+      assert.deepEqual(
+        links.map((l) => l.ifname),
+        ["lo"],
+        "eth0 removed from the pod",
+      );
       assert.equal(await allocations(), base);
     });
   }
@@ -154,8 +182,11 @@ describe("CNI verbs through the real plugin", { skip }, () => {
       results.push(r.json);
     }
     assert.equal(await allocations(), base + 3);
-    const gc = await invokePlugin(h.plugin, { command: "GC", path: h.cniPath, runIn: h.ns },
-      h.weftConf("1.1.0", { "cni.dev/valid-attachments": [{ containerID: "gc-0", ifname: "eth0" }] }));
+    const gc = await invokePlugin(
+      h.plugin,
+      { command: "GC", path: h.cniPath, runIn: h.ns },
+      h.weftConf("1.1.0", { "cni.dev/valid-attachments": [{ containerID: "gc-0", ifname: "eth0" }] }),
+    );
     assert.equal(gc.code, 0, gc.stdout + gc.stderr);
     // GC releases every attachment of this network not listed, whatever test left it behind.
     assert.equal(await allocations(), 1, "GC kept exactly the one valid attachment");
@@ -164,7 +195,11 @@ describe("CNI verbs through the real plugin", { skip }, () => {
     assert.deepEqual(await addressesIn(pods[0].path, "eth0"), resultAddresses(results[0]));
     for (const p of pods.slice(1)) {
       const links = JSON.parse(await run(["ip", "-j", "link", "show"], { netns: p.path })) as Array<{ ifname: string }>;
-      assert.deepEqual(links.map((l) => l.ifname), ["lo"], "GC removed the collected pod's interface");
+      assert.deepEqual(
+        links.map((l) => l.ifname),
+        ["lo"],
+        "GC removed the collected pod's interface",
+      );
     }
     // DEL after GC is still fine (the runtime may race GC).
     for (const [i, p] of pods.entries()) assert.equal((await call("DEL", `gc-${i}`, p.path, "1.1.0")).code, 0);
@@ -173,7 +208,8 @@ describe("CNI verbs through the real plugin", { skip }, () => {
   });
 
   test("STATUS: ready with the agent up, code 50 with it down, ready again after restart", async () => {
-    const status = () => invokePlugin(h.plugin, { command: "STATUS", path: h.cniPath, runIn: h.ns }, h.weftConf("1.1.0"));
+    const status = () =>
+      invokePlugin(h.plugin, { command: "STATUS", path: h.cniPath, runIn: h.ns }, h.weftConf("1.1.0"));
     const up = await status();
     assert.equal(up.code, 0, up.stdout + up.stderr);
     await h.stopAgent();

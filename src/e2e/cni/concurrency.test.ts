@@ -17,8 +17,20 @@ describe("concurrent ADDs and agent crashes", { skip }, () => {
   });
 
   const call = (command: "ADD" | "DEL", id: string, netns: string): Promise<PluginOutput> =>
-    invokePlugin(h.plugin, { command, containerId: id, netns, ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns, timeoutSec: 120 },
-      h.weftConf("1.0.0"));
+    invokePlugin(
+      h.plugin,
+      {
+        command,
+        containerId: id,
+        netns,
+        ifname: "eth0",
+        args: k8sArgs(id),
+        path: h.cniPath,
+        runIn: h.ns,
+        timeoutSec: 120,
+      },
+      h.weftConf("1.0.0"),
+    );
 
   test("100 concurrent ADDs get 100 distinct addresses, each on its pod's eth0", async () => {
     const n = 100;
@@ -26,18 +38,29 @@ describe("concurrent ADDs and agent crashes", { skip }, () => {
     const pods = await Promise.all(Array.from({ length: n }, () => h.pod("c")));
     const outs = await Promise.all(pods.map((p, i) => call("ADD", `conc-${i}`, p.path)));
     const failed = outs.map((o, i) => [i, o] as const).filter(([, o]) => o.code !== 0);
-    assert.deepEqual(failed.map(([i, o]) => `${i}: ${o.stdout}${o.stderr}`), [], "every ADD succeeds");
+    assert.deepEqual(
+      failed.map(([i, o]) => `${i}: ${o.stdout}${o.stderr}`),
+      [],
+      "every ADD succeeds",
+    );
     const addrs = outs.map((o) => resultAddresses(o.json)[0]);
     assert.equal(new Set(addrs).size, n, "no address handed out twice");
     for (const a of addrs) assert.ok(inCidr4(a, h.podCidr), `${a} outside ${h.podCidr}`);
     const onIfaces = await Promise.all(pods.map((p) => addressesIn(p.path, "eth0")));
-    assert.deepEqual(onIfaces, addrs.map((a) => [a]), "each pod carries exactly the address its result names");
+    assert.deepEqual(
+      onIfaces,
+      addrs.map((a) => [a]),
+      "each pod carries exactly the address its result names",
+    );
     const chk = await h.ipamCheck();
     assert.equal(chk.code, 0, JSON.stringify(chk.report));
     assert.equal(chk.report.allocations, n);
 
     const dels = await Promise.all(pods.map((p, i) => call("DEL", `conc-${i}`, p.path)));
-    assert.deepEqual(dels.filter((d) => d.code !== 0).map((d) => d.stdout), []);
+    assert.deepEqual(
+      dels.filter((d) => d.code !== 0).map((d) => d.stdout),
+      [],
+    );
     const end = await h.ipamCheck();
     assert.equal(end.code, 0);
     assert.equal(end.report.allocations, 0);
@@ -49,10 +72,12 @@ describe("concurrent ADDs and agent crashes", { skip }, () => {
     const linksBefore = await h.hostLinks();
     const pods = await Promise.all(Array.from({ length: n }, () => h.pod("k")));
     let done = 0;
-    const burst = pods.map((p, i) => call("ADD", `crash-${i}`, p.path).then((o) => {
-      done++;
-      return o;
-    }));
+    const burst = pods.map((p, i) =>
+      call("ADD", `crash-${i}`, p.path).then((o) => {
+        done++;
+        return o;
+      }),
+    );
     // Crash once part of the burst has been answered, so some ADDs are done, some in flight,
     // some not yet started.
     while (done < 10) await sleep(5);
@@ -63,13 +88,21 @@ describe("concurrent ADDs and agent crashes", { skip }, () => {
     t.diagnostic(`${ok.length} ADDs succeeded, ${bad.length} failed around the crash`);
     assert.ok(ok.length >= 10, "the ADDs answered before the crash succeeded");
     assert.ok(bad.length > 0, "the crash happened mid-burst (some ADDs failed)");
-    for (const { o } of bad) assert.ok((o.json as { code?: number } | undefined)?.code, `failed ADD printed a CNI error: ${o.stdout}${o.stderr}`);
+    for (const { o } of bad)
+      assert.ok(
+        (o.json as { code?: number } | undefined)?.code,
+        `failed ADD printed a CNI error: ${o.stdout}${o.stderr}`,
+      );
 
     await h.startAgent();
     // What a runtime does after a failed ADD: DEL it, then retry the ADD.
     for (const { i } of bad) assert.equal((await call("DEL", `crash-${i}`, pods[i].path)).code, 0);
     const retried = await Promise.all(bad.map(({ i }) => call("ADD", `crash-${i}`, pods[i].path)));
-    assert.deepEqual(retried.filter((r) => r.code !== 0).map((r) => r.stdout), [], "retried ADDs succeed");
+    assert.deepEqual(
+      retried.filter((r) => r.code !== 0).map((r) => r.stdout),
+      [],
+      "retried ADDs succeed",
+    );
 
     // Every pod now has exactly one address, all distinct, and the agent's records agree.
     const onIfaces = await Promise.all(pods.map((p) => addressesIn(p.path, "eth0")));
@@ -81,7 +114,10 @@ describe("concurrent ADDs and agent crashes", { skip }, () => {
     assert.equal(mid.report.allocations, n);
 
     const dels = await Promise.all(pods.map((p, i) => call("DEL", `crash-${i}`, p.path)));
-    assert.deepEqual(dels.filter((d) => d.code !== 0).map((d) => d.stdout), []);
+    assert.deepEqual(
+      dels.filter((d) => d.code !== 0).map((d) => d.stdout),
+      [],
+    );
     const end = await h.ipamCheck();
     assert.equal(end.code, 0, JSON.stringify(end.report));
     assert.equal(end.report.allocations, 0, "no address leaked");

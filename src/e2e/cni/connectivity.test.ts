@@ -8,7 +8,8 @@ import { join } from "node:path";
 import { invokePlugin, resultAddresses, REFERENCE_PLUGIN_DIR } from "../../testlib/plugin.js";
 import { addressesIn, e2eSkipReason, Host, inCidr4, k8sArgs, ping, startEchoServer, tcpEcho } from "./fixture.js";
 
-const skip = e2eSkipReason() ?? (!existsSync(join(REFERENCE_PLUGIN_DIR, "host-local")) ? "no host-local in /usr/lib/cni" : false);
+const skip =
+  e2eSkipReason() ?? (!existsSync(join(REFERENCE_PLUGIN_DIR, "host-local")) ? "no host-local in /usr/lib/cni" : false);
 
 describe("pod to pod", { skip }, () => {
   let h: Host;
@@ -20,8 +21,11 @@ describe("pod to pod", { skip }, () => {
   });
 
   const call = (command: "ADD" | "DEL", id: string, netns: string, extra: Record<string, unknown> = {}) =>
-    invokePlugin(h.plugin, { command, containerId: id, netns, ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns },
-      h.weftConf("1.0.0", extra));
+    invokePlugin(
+      h.plugin,
+      { command, containerId: id, netns, ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns },
+      h.weftConf("1.0.0", extra),
+    );
 
   test("two pods reach each other by ping and TCP", async () => {
     const a = await h.pod("a");

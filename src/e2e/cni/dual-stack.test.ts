@@ -26,8 +26,11 @@ describe("dual-stack pods", { skip }, () => {
   });
 
   const call = (command: "ADD" | "DEL", id: string, netns: string, v: string) =>
-    invokePlugin(h.plugin, { command, containerId: id, netns, ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns },
-      h.weftConf(v));
+    invokePlugin(
+      h.plugin,
+      { command, containerId: id, netns, ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns },
+      h.weftConf(v),
+    );
 
   for (const v of ["0.3.1", "1.0.0"]) {
     test(`cniVersion ${v}: one IPv4 and one IPv6 address, in ${v}'s format, both on eth0`, async () => {
@@ -65,7 +68,9 @@ describe("dual-stack pods", { skip }, () => {
     // IPv6 addresses may still be in duplicate address detection just after ADD; wait until
     // neither pod has a tentative address before judging reachability.
     for (let i = 0; i < 50; i++) {
-      const t = (await run(["ip", "-6", "addr", "show", "tentative"], { netns: a.path })) + (await run(["ip", "-6", "addr", "show", "tentative"], { netns: b.path }));
+      const t =
+        (await run(["ip", "-6", "addr", "show", "tentative"], { netns: a.path })) +
+        (await run(["ip", "-6", "addr", "show", "tentative"], { netns: b.path }));
       if (!t.trim()) break;
       await sleep(100);
     }

@@ -93,7 +93,17 @@ export class Host {
     try {
       h.netns = await createNetns("h");
       h.cleanup.defer(() => h.netns.remove());
-      const args = ["install-cni", "--bin-dir", h.binDir, "--conf-dir", h.confDir, "--socket", h.socket, "--name", h.name];
+      const args = [
+        "install-cni",
+        "--bin-dir",
+        h.binDir,
+        "--conf-dir",
+        h.confDir,
+        "--socket",
+        h.socket,
+        "--name",
+        h.name,
+      ];
       if (o.portmap === false) args.push("--no-portmap");
       const r = await weft(args);
       if (r.code !== 0) throw new Error(`install-cni failed: ${r.stderr}`);
@@ -140,7 +150,13 @@ export class Host {
   /** Starts the agent (again) on the same state dir and socket, in the host netns. */
   async startAgent(): Promise<void> {
     if (this.agent) throw new Error("agent already running");
-    this.agent = await startTestAgent({ netns: this.ns, podCidr: this.podCidr, node: this.node, stateDir: this.stateDir, socket: this.socket });
+    this.agent = await startTestAgent({
+      netns: this.ns,
+      podCidr: this.podCidr,
+      node: this.node,
+      stateDir: this.stateDir,
+      socket: this.socket,
+    });
   }
 
   /** Ends the agent by PID: SIGTERM (graceful) or SIGKILL (a crash). */
@@ -167,7 +183,9 @@ export class Host {
       report = undefined;
     }
     if ((r.code !== 0 && r.code !== 1) || !report) {
-      throw new Error(`weft ipam check exited ${r.code}: stdout ${JSON.stringify(r.stdout)} stderr ${JSON.stringify(r.stderr)}`);
+      throw new Error(
+        `weft ipam check exited ${r.code}: stdout ${JSON.stringify(r.stdout)} stderr ${JSON.stringify(r.stderr)}`,
+      );
     }
     return { code: r.code, report };
   }
@@ -218,7 +236,9 @@ export interface NsProcess {
 
 /** Starts a TCP echo server (socat ... PIPE) on PORT inside NETNS and waits until it listens. */
 export async function startEchoServer(netns: string, port: number): Promise<NsProcess> {
-  const child = spawn("nsenter", [`--net=${netns}`, "--", "socat", `TCP-LISTEN:${port},reuseaddr,fork`, "PIPE"], { stdio: "ignore" });
+  const child = spawn("nsenter", [`--net=${netns}`, "--", "socat", `TCP-LISTEN:${port},reuseaddr,fork`, "PIPE"], {
+    stdio: "ignore",
+  });
   const exited = new Promise<void>((r) => child.on("exit", () => r()));
   const proc: NsProcess = {
     pid: child.pid!,
@@ -241,7 +261,10 @@ export async function startEchoServer(netns: string, port: number): Promise<NsPr
 /** Sends TEXT to ADDR:PORT over TCP from inside NETNS; resolves with what came back ("" if nothing). */
 export async function tcpEcho(netns: string, addr: string, port: number, text: string): Promise<string> {
   const target = addr.includes(":") ? `TCP6:[${addr}]:${port}` : `TCP4:${addr}:${port}`;
-  const r = await runStatus(["timeout", "10", "socat", "-T3", "-", `${target},connect-timeout=3`], { netns, input: text });
+  const r = await runStatus(["timeout", "10", "socat", "-T3", "-", `${target},connect-timeout=3`], {
+    netns,
+    input: text,
+  });
   return r.stdout;
 }
 

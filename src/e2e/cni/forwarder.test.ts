@@ -19,15 +19,24 @@ describe("the native plugin forwarder", { skip }, () => {
   let h: Host;
   const full = () => `${h.plugin}-full`;
   const hideFull = () => renameSync(full(), `${full()}.hidden`);
-  const restoreFull = () => { if (existsSync(`${full()}.hidden`)) renameSync(`${full()}.hidden`, full()); };
+  const restoreFull = () => {
+    if (existsSync(`${full()}.hidden`)) renameSync(`${full()}.hidden`, full());
+  };
   before(async () => {
     h = await Host.open({ podCidr: "10.248.0.0/24" });
   });
   after(async () => {
     await h?.close();
   });
-  const call = (command: PluginCall["command"], id: string, netns?: string): PluginCall =>
-    ({ command, containerId: id, ...(netns ? { netns } : {}), ifname: "eth0", args: k8sArgs(id), path: h.cniPath, runIn: h.ns });
+  const call = (command: PluginCall["command"], id: string, netns?: string): PluginCall => ({
+    command,
+    containerId: id,
+    ...(netns ? { netns } : {}),
+    ifname: "eth0",
+    args: k8sArgs(id),
+    path: h.cniPath,
+    runIn: h.ns,
+  });
 
   test("install-cni puts the full plugin beside the forwarder", () => {
     assert.ok(existsSync(h.plugin), h.plugin);
@@ -42,12 +51,19 @@ describe("the native plugin forwarder", { skip }, () => {
       assert.equal(add.code, 0, add.stdout + add.stderr);
       const [addr] = resultAddresses(add.json);
       assert.deepEqual(await addressesIn(pod.path, "eth0"), [addr.split("/")[0]]);
-      const check = await invokePlugin(h.plugin, call("CHECK", "fwd-1", pod.path), h.weftConf("1.1.0", { prevResult: add.json }));
+      const check = await invokePlugin(
+        h.plugin,
+        call("CHECK", "fwd-1", pod.path),
+        h.weftConf("1.1.0", { prevResult: add.json }),
+      );
       assert.equal(check.code, 0, check.stdout);
       const status = await invokePlugin(h.plugin, { command: "STATUS", runIn: h.ns }, h.weftConf("1.1.0"));
       assert.equal(status.code, 0, status.stdout);
-      const gc = await invokePlugin(h.plugin, { command: "GC", path: h.cniPath, runIn: h.ns },
-        h.weftConf("1.1.0", { "cni.dev/valid-attachments": [{ containerID: "fwd-1", ifname: "eth0" }] }));
+      const gc = await invokePlugin(
+        h.plugin,
+        { command: "GC", path: h.cniPath, runIn: h.ns },
+        h.weftConf("1.1.0", { "cni.dev/valid-attachments": [{ containerID: "fwd-1", ifname: "eth0" }] }),
+      );
       assert.equal(gc.code, 0, gc.stdout);
       // An older cniVersion gets its own result shape from the in-agent plugin, too.
       const del = await invokePlugin(h.plugin, call("DEL", "fwd-1", pod.path), h.weftConf("0.3.1"));
@@ -66,7 +82,10 @@ describe("the native plugin forwarder", { skip }, () => {
       assert.equal((version.json as CniErrorOut).code, 1, version.stdout);
       const gone = await invokePlugin(h.plugin, call("ADD", "fwd-2", "/run/netns/wt-no-such-ns"), h.weftConf("0.4.0"));
       assert.equal(gone.code, 1);
-      assert.deepEqual({ v: (gone.json as CniErrorOut).cniVersion, code: (gone.json as CniErrorOut).code }, { v: "0.4.0", code: 3 });
+      assert.deepEqual(
+        { v: (gone.json as CniErrorOut).cniVersion, code: (gone.json as CniErrorOut).code },
+        { v: "0.4.0", code: 3 },
+      );
     } finally {
       restoreFull();
     }
@@ -120,7 +139,11 @@ describe("the native plugin forwarder and a wedged agent", { skip: binarySkipRea
     dir = mkdtempSync(join(tmpdir(), "weft-wedged-"));
     socket = join(dir, "agent.sock");
     // allowHalfOpen, as the real agent: the forwarder half-closes after its request.
-    server = createServer({ allowHalfOpen: true }, (c) => { accepted++; conns.push(c); c.resume(); });
+    server = createServer({ allowHalfOpen: true }, (c) => {
+      accepted++;
+      conns.push(c);
+      c.resume();
+    });
     await new Promise<void>((r) => server.listen(socket, r));
   });
   after(async () => {
@@ -130,10 +153,15 @@ describe("the native plugin forwarder and a wedged agent", { skip: binarySkipRea
   });
 
   const vars = (command: string, timeoutMs?: number) => ({
-    CNI_COMMAND: command, CNI_CONTAINERID: "wedged-1", CNI_NETNS: "/proc/self/ns/net", CNI_IFNAME: "eth0", CNI_PATH: "/usr/lib/cni",
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: "wedged-1",
+    CNI_NETNS: "/proc/self/ns/net",
+    CNI_IFNAME: "eth0",
+    CNI_PATH: "/usr/lib/cni",
     ...(timeoutMs !== undefined ? { WEFT_FORWARD_TIMEOUT_MS: String(timeoutMs) } : {}),
   });
-  const conf = (extra: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: "0.4.0", name: "weft", type: "weft", socket, ...extra });
+  const conf = (extra: Record<string, unknown> = {}) =>
+    JSON.stringify({ cniVersion: "0.4.0", name: "weft", type: "weft", socket, ...extra });
 
   /** Runs the forwarder; returns its outcome, how long it took and how many connections the agent saw. */
   async function run(v: Record<string, string>, input: string) {
@@ -162,23 +190,39 @@ describe("the native plugin forwarder and a wedged agent", { skip: binarySkipRea
   test("an agent whose event loop is stuck, its accept queue full: connect is bounded too, code 11", async () => {
     // A child that listens (backlog 1) and then blocks its event loop: it never accepts again.
     const wedged = join(dir, "stuck.sock");
-    const child = spawn(process.execPath, ["-e", `
+    const child = spawn(
+      process.execPath,
+      [
+        "-e",
+        `
       require("node:net").createServer(() => {}).listen({ path: ${JSON.stringify(wedged)}, backlog: 1 }, () => {
         process.stdout.write("listening\\n");
         Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 120000);
-      });`], { stdio: ["ignore", "pipe", "inherit"] });
+      });`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
     const fillers: Socket[] = [];
     try {
-      await new Promise<void>((r, j) => { child.stdout.once("data", () => r()); child.once("exit", (c) => j(new Error(`child exited ${c}`))); });
+      await new Promise<void>((r, j) => {
+        child.stdout.once("data", () => r());
+        child.once("exit", (c) => j(new Error(`child exited ${c}`)));
+      });
       // Fill the accept queue: the kernel refuses a non-blocking connect (EAGAIN) once it is full.
       let full = false;
       while (!full && fillers.length < 64) {
         const c = connect(wedged);
         fillers.push(c);
-        full = await new Promise<boolean>((r) => { c.once("connect", () => r(false)); c.once("error", (e: NodeJS.ErrnoException) => r(e.code === "EAGAIN")); });
+        full = await new Promise<boolean>((r) => {
+          c.once("connect", () => r(false));
+          c.once("error", (e: NodeJS.ErrnoException) => r(e.code === "EAGAIN"));
+        });
       }
       assert.ok(full, "the stuck agent's accept queue did not fill");
-      const r = await run(vars("ADD", 400), JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket: wedged }));
+      const r = await run(
+        vars("ADD", 400),
+        JSON.stringify({ cniVersion: "1.0.0", name: "weft", type: "weft", socket: wedged }),
+      );
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.deepEqual({ v: r.err.cniVersion, code: r.err.code }, { v: "1.0.0", code: 11 }, r.stdout);
       assert.ok(r.ms < 20_000, `answered after ${r.ms} ms`);

@@ -14,36 +14,57 @@ function tmp(t: { after: (fn: () => void) => void }): string {
   return d;
 }
 
-test("install-cni writes the plugin and the full plugin beside it (0755, same bytes) and the default conflist", { skip }, async (t) => {
-  const d = tmp(t);
-  const bin = join(d, "opt", "cni", "bin"); // missing directories are created, as on a fresh node
-  const conf = join(d, "etc", "cni", "net.d");
-  const r = await weft(["install-cni", "--bin-dir", bin, "--conf-dir", conf]);
-  assert.equal(r.code, 0, r.stderr);
-  const st = statSync(join(bin, "weft"));
-  assert.equal(st.mode & 0o777, 0o755);
-  assert.ok(readFileSync(join(bin, "weft")).equals(readFileSync(BUILT_PLUGIN)), "installed plugin differs from dist/weft-cni");
-  // The forwarder's fall-back (VERSION, agent down) is the full plugin under its name + "-full".
-  assert.equal(statSync(join(bin, "weft-full")).mode & 0o777, 0o755);
-  assert.ok(readFileSync(join(bin, "weft-full")).equals(readFileSync(`${BUILT_PLUGIN}-full`)), "installed weft-full differs from dist/weft-cni-full");
-  const list = JSON.parse(readFileSync(join(conf, "10-weft.conflist"), "utf8"));
-  assert.deepEqual(list, {
-    cniVersion: "1.0.0",
-    cniVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
-    name: "weft",
-    plugins: [
-      { type: "weft", socket: "/run/weft/weft.sock" },
-      { type: "portmap", capabilities: { portMappings: true } },
-    ],
-  });
-  // Nothing but these files: no temp files left from the atomic writes.
-  assert.deepEqual(readdirSync(bin).sort(), ["weft", "weft-full"]);
-  assert.deepEqual(readdirSync(conf), ["10-weft.conflist"]);
-});
+test(
+  "install-cni writes the plugin and the full plugin beside it (0755, same bytes) and the default conflist",
+  { skip },
+  async (t) => {
+    const d = tmp(t);
+    const bin = join(d, "opt", "cni", "bin"); // missing directories are created, as on a fresh node
+    const conf = join(d, "etc", "cni", "net.d");
+    const r = await weft(["install-cni", "--bin-dir", bin, "--conf-dir", conf]);
+    assert.equal(r.code, 0, r.stderr);
+    const st = statSync(join(bin, "weft"));
+    assert.equal(st.mode & 0o777, 0o755);
+    assert.ok(
+      readFileSync(join(bin, "weft")).equals(readFileSync(BUILT_PLUGIN)),
+      "installed plugin differs from dist/weft-cni",
+    );
+    // The forwarder's fall-back (VERSION, agent down) is the full plugin under its name + "-full".
+    assert.equal(statSync(join(bin, "weft-full")).mode & 0o777, 0o755);
+    assert.ok(
+      readFileSync(join(bin, "weft-full")).equals(readFileSync(`${BUILT_PLUGIN}-full`)),
+      "installed weft-full differs from dist/weft-cni-full",
+    );
+    const list = JSON.parse(readFileSync(join(conf, "10-weft.conflist"), "utf8"));
+    assert.deepEqual(list, {
+      cniVersion: "1.0.0",
+      cniVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+      name: "weft",
+      plugins: [
+        { type: "weft", socket: "/run/weft/weft.sock" },
+        { type: "portmap", capabilities: { portMappings: true } },
+      ],
+    });
+    // Nothing but these files: no temp files left from the atomic writes.
+    assert.deepEqual(readdirSync(bin).sort(), ["weft", "weft-full"]);
+    assert.deepEqual(readdirSync(conf), ["10-weft.conflist"]);
+  },
+);
 
 test("install-cni honours --socket, --name and --no-portmap", { skip }, async (t) => {
   const d = tmp(t);
-  const r = await weft(["install-cni", "--bin-dir", d, "--conf-dir", d, "--socket", "/run/x/agent.sock", "--name", "podnet", "--no-portmap"]);
+  const r = await weft([
+    "install-cni",
+    "--bin-dir",
+    d,
+    "--conf-dir",
+    d,
+    "--socket",
+    "/run/x/agent.sock",
+    "--name",
+    "podnet",
+    "--no-portmap",
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const list = JSON.parse(readFileSync(join(d, "10-weft.conflist"), "utf8"));
   assert.equal(list.name, "podnet");

@@ -39,7 +39,11 @@ describe("podman on a weft network", { skip }, () => {
     assert.equal(chk.report.allocations, base + 2, "the agent allocated both addresses");
     assert.equal(chk.code, 0);
     const inside = await pm.exec("c1", ["ip", "-o", "-4", "addr", "show", "dev", "eth0"]);
-    assert.match(inside.stdout, new RegExp(`inet ${ip1.replace(/\./g, "\\.")}/`), "the address is on the container's eth0");
+    assert.match(
+      inside.stdout,
+      new RegExp(`inet ${ip1.replace(/\./g, "\\.")}/`),
+      "the address is on the container's eth0",
+    );
 
     const ping = await pm.exec("c1", ["ping", "-c", "1", "-W", "2", ip2]);
     assert.equal(ping.code, 0, `c1 cannot ping c2: ${ping.stdout}${ping.stderr}`);
@@ -47,12 +51,16 @@ describe("podman on a weft network", { skip }, () => {
     let reply = "";
     for (let i = 0; i < 20 && !reply.includes("200 OK"); i++) {
       if (i) await sleep(250); // httpd may still be starting
-      reply = (await pm.podman(["exec", "-i", "c1", "nc", "-w", "5", ip2, "8080"], "GET /index.html HTTP/1.0\r\n\r\n")).stdout;
+      reply = (await pm.podman(["exec", "-i", "c1", "nc", "-w", "5", ip2, "8080"], "GET /index.html HTTP/1.0\r\n\r\n"))
+        .stdout;
     }
     assert.match(reply, /^HTTP\/1\.[01] 200 OK/, "c1 -> c2:8080 over TCP");
     assert.ok(reply.endsWith("hello from a weft pod\n"), reply);
     // c2 saw c1's own address: pod to pod without NAT.
-    assert.match((await pm.podman(["logs", "c2"])).stderr, new RegExp(`\\[(::ffff:)?${ip1.replace(/\./g, "\\.")}\\]:\\d+: url:/index.html`));
+    assert.match(
+      (await pm.podman(["logs", "c2"])).stderr,
+      new RegExp(`\\[(::ffff:)?${ip1.replace(/\./g, "\\.")}\\]:\\d+: url:/index.html`),
+    );
 
     await pm.ok(["rm", "--force", "--time", "0", "c2"]);
     assert.equal((await h.ipamCheck()).report.allocations, base + 1, "podman rm c2 released its address");

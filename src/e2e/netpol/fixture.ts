@@ -19,12 +19,22 @@ export const PODS: PodId[] = NAMESPACES.flatMap((ns) => POD_NAMES.map((p) => `${
 export const NODES = ["n1", "n2", "n3"];
 /** Every namespace has a pod on every node, and same-name pods sit on different nodes. */
 export const PLACEMENT: Record<PodId, string> = {
-  "x/a": "n1", "x/b": "n2", "x/c": "n3",
-  "y/a": "n2", "y/b": "n3", "y/c": "n1",
-  "z/a": "n3", "z/b": "n1", "z/c": "n2",
+  "x/a": "n1",
+  "x/b": "n2",
+  "x/c": "n3",
+  "y/a": "n2",
+  "y/b": "n3",
+  "y/c": "n1",
+  "z/a": "n3",
+  "z/b": "n1",
+  "z/c": "n2",
 };
 /** Namespace labels besides the automatic kubernetes.io/metadata.name: only y has a "team". */
-export const NS_LABELS: Record<string, Record<string, string>> = { x: { ns: "x" }, y: { ns: "y", team: "blue" }, z: { ns: "z" } };
+export const NS_LABELS: Record<string, Record<string, string>> = {
+  x: { ns: "x" },
+  y: { ns: "y", team: "blue" },
+  z: { ns: "z" },
+};
 /** Pod labels: pod=<name>; the c pods also carry tier=edge (for Exists / DoesNotExist). */
 export function podLabels(name: string): Record<string, string> {
   return name === "c" ? { pod: name, tier: "edge" } : { pod: name };
@@ -40,9 +50,16 @@ export function namespaceObj(ns: string): Json {
 }
 
 export function podObj(ns: string, name: string, node?: string, labels = podLabels(name)): Json {
-  const ports = [80, 81].flatMap((p) => (["TCP", "UDP"] as const).map((proto) => ({ name: `serve-${p}-${proto.toLowerCase()}`, containerPort: p, protocol: proto })));
+  const ports = [80, 81].flatMap((p) =>
+    (["TCP", "UDP"] as const).map((proto) => ({
+      name: `serve-${p}-${proto.toLowerCase()}`,
+      containerPort: p,
+      protocol: proto,
+    })),
+  );
   return {
-    apiVersion: "v1", kind: "Pod",
+    apiVersion: "v1",
+    kind: "Pod",
     metadata: { name, namespace: ns, labels },
     spec: { ...(node ? { nodeName: node } : {}), containers: [{ name: "cont-80-81", image: "lab", ports }] },
   };
@@ -95,7 +112,15 @@ export class NetpolLab {
   /** `bin/weft ARGS` with this lab's id, as a user runs it. */
   weft(args: string[], input?: string): Promise<CliResult> {
     return runStatus(
-      ["env", `WEFT_LAB_ID=${this.lab.id}`, `WEFT_LAB_DIR=${this.lab.dir}`, "NODE_EXTRA_CA_CERTS=", process.execPath, WEFT_BIN, ...args],
+      [
+        "env",
+        `WEFT_LAB_ID=${this.lab.id}`,
+        `WEFT_LAB_DIR=${this.lab.dir}`,
+        "NODE_EXTRA_CA_CERTS=",
+        process.execPath,
+        WEFT_BIN,
+        ...args,
+      ],
       input === undefined ? {} : { input },
     );
   }
@@ -123,10 +148,12 @@ export class NetpolLab {
   async deleteAppliedPolicies(): Promise<void> {
     if (this.applied.size === 0) return;
     const items = [...this.applied.values()];
-    await this.must(["delete", "--ignore-not-found", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
+    await this.must(
+      ["delete", "--ignore-not-found", "-f", "-"],
+      JSON.stringify({ apiVersion: "v1", kind: "List", items }),
+    );
     this.applied.clear();
   }
-
 
   async policies(): Promise<Array<{ ns: string; name: string }>> {
     const r = await this.must(["get", "netpol", "-A", "-o", "json"]);
@@ -134,13 +161,28 @@ export class NetpolLab {
     return items.map((i) => ({ ns: i.metadata.namespace, name: i.metadata.name }));
   }
 
-
   async pods(): Promise<Map<PodId, PodInfo & { phase: string }>> {
     const r = await this.must(["get", "pods", "-A", "-o", "json"]);
-    const items = (JSON.parse(r.stdout) as { items: Array<{ metadata: { name: string; namespace: string }; spec: { nodeName?: string }; status?: { phase?: string; podIP?: string; podIPs?: Array<{ ip: string }> } }> }).items;
-    return new Map(items.map((i) => [`${i.metadata.namespace}/${i.metadata.name}`, {
-      ip: i.status?.podIP ?? "", ips: (i.status?.podIPs ?? []).map((x) => x.ip), node: i.spec.nodeName ?? "", phase: i.status?.phase ?? "",
-    }]));
+    const items = (
+      JSON.parse(r.stdout) as {
+        items: Array<{
+          metadata: { name: string; namespace: string };
+          spec: { nodeName?: string };
+          status?: { phase?: string; podIP?: string; podIPs?: Array<{ ip: string }> };
+        }>;
+      }
+    ).items;
+    return new Map(
+      items.map((i) => [
+        `${i.metadata.namespace}/${i.metadata.name}`,
+        {
+          ip: i.status?.podIP ?? "",
+          ips: (i.status?.podIPs ?? []).map((x) => x.ip),
+          node: i.spec.nodeName ?? "",
+          phase: i.status?.phase ?? "",
+        },
+      ]),
+    );
   }
 
   async waitRunning(ids: readonly PodId[], timeoutMs = 60_000): Promise<Map<PodId, PodInfo>> {
@@ -149,14 +191,34 @@ export class NetpolLab {
       const all = await this.pods();
       const missing = ids.filter((id) => all.get(id)?.phase !== "Running" || !all.get(id)?.ip);
       if (missing.length === 0) return all;
-      if (Date.now() > until) throw new Error(`pods not Running after ${timeoutMs} ms: ${missing.join(", ")}; kubelet log: ${this.lab.kubeletLog()}`);
+      if (Date.now() > until)
+        throw new Error(
+          `pods not Running after ${timeoutMs} ms: ${missing.join(", ")}; kubelet log: ${this.lab.kubeletLog()}`,
+        );
       await sleep(200);
     }
   }
 
   /** `lab matrix -o json` over the running pods. */
-  async matrix(port: number, protocol: Protocol = "TCP", family: Family = 4, timeoutMs = this.timeoutMs): Promise<Matrix> {
-    const r = await this.lab.cli(["matrix", "--port", String(port), "--protocol", protocol, "--family", String(family), "--timeout-ms", String(timeoutMs), "-o", "json"]);
+  async matrix(
+    port: number,
+    protocol: Protocol = "TCP",
+    family: Family = 4,
+    timeoutMs = this.timeoutMs,
+  ): Promise<Matrix> {
+    const r = await this.lab.cli([
+      "matrix",
+      "--port",
+      String(port),
+      "--protocol",
+      protocol,
+      "--family",
+      String(family),
+      "--timeout-ms",
+      String(timeoutMs),
+      "-o",
+      "json",
+    ]);
     if (r.code !== 0) throw new Error(`lab matrix exited ${r.code}: ${r.stderr.trim()}`);
     return (JSON.parse(r.stdout) as { matrix: Matrix }).matrix;
   }
@@ -165,16 +227,30 @@ export class NetpolLab {
    * Probes pairs directly through the lab's pod servers (what `lab probe` does, without starting a
    * CLI per probe): cheap enough to poll while waiting for a change to reach the nodes.
    */
-  async probePairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, port: number, protocol: Protocol, family: Family = 4): Promise<boolean[]> {
+  async probePairs(
+    pairs: ReadonlyArray<readonly [PodId, PodId]>,
+    port: number,
+    protocol: Protocol,
+    family: Family = 4,
+  ): Promise<boolean[]> {
     const pods = readPods(this.lab.dir).pods;
-    return Promise.all(pairs.map(async ([a, b]) => {
-      if (!pods[a] || !pods[b]) throw new Error(`${a} or ${b} is not a lab pod`);
-      return (await probeOne(pods[a], pods[b], { port, protocol, family, timeoutMs: this.timeoutMs })).connected;
-    }));
+    return Promise.all(
+      pairs.map(async ([a, b]) => {
+        if (!pods[a] || !pods[b]) throw new Error(`${a} or ${b} is not a lab pod`);
+        return (await probeOne(pods[a], pods[b], { port, protocol, family, timeoutMs: this.timeoutMs })).connected;
+      }),
+    );
   }
 
   /** Polls `pairs` until each shows `want(pair)`; false after the deadline. */
-  private async waitPairs(pairs: ReadonlyArray<readonly [PodId, PodId]>, want: (a: PodId, b: PodId) => boolean, port: number, protocol: Protocol, family: Family, deadlineMs: number): Promise<boolean> {
+  private async waitPairs(
+    pairs: ReadonlyArray<readonly [PodId, PodId]>,
+    want: (a: PodId, b: PodId) => boolean,
+    port: number,
+    protocol: Protocol,
+    family: Family,
+    deadlineMs: number,
+  ): Promise<boolean> {
     const t0 = Date.now();
     while (pairs.length > 0) {
       const got = await this.probePairs(pairs, port, protocol, family);
@@ -193,17 +269,27 @@ export class NetpolLab {
    * it). Then the matrix is taken once and every pair must match, with no second chance, so a
    * pair that only sometimes connects, or a rule that is only sometimes enforced, fails.
    */
-  async check(expected: Reachability, port: number, protocol: Protocol = "TCP", family: Family = 4, deadlineMs = 20_000): Promise<MatrixCheck> {
+  async check(
+    expected: Reachability,
+    port: number,
+    protocol: Protocol = "TCP",
+    family: Family = 4,
+    deadlineMs = 20_000,
+  ): Promise<MatrixCheck> {
     const key = `${protocol}/${port}/IPv${family}`;
     const prev = this.known.get(key) ?? new Reachability(expected.pods, true);
-    const sentinels = expected.pods.flatMap((a) => expected.pods.filter((b) => a !== b && prev.get(a, b) !== expected.get(a, b)).map((b) => [a, b] as const));
+    const sentinels = expected.pods.flatMap((a) =>
+      expected.pods.filter((b) => a !== b && prev.get(a, b) !== expected.get(a, b)).map((b) => [a, b] as const),
+    );
     const t0 = Date.now();
     const inForce = await this.waitPairs(sentinels, (a, b) => expected.get(a, b), port, protocol, family, deadlineMs);
     const convergedMs = inForce ? Date.now() - t0 : null;
     const m = await this.matrix(port, protocol, family);
     if (inForce) this.known.set(key, expected);
     else this.known.delete(key);
-    const head = inForce ? `${key} (! = differs from the expectation)` : `${key}: not in force after ${deadlineMs} ms (! = differs)`;
+    const head = inForce
+      ? `${key} (! = differs from the expectation)`
+      : `${key}: not in force after ${deadlineMs} ms (! = differs)`;
     return { matrix: m, diff: expected.diff(m), convergedMs, table: `${head}:\n${expected.table(m)}` };
   }
 
@@ -219,7 +305,12 @@ export class NetpolLab {
       const ok = await this.waitPairs(blocked, () => true, Number(port), protocol, family, deadlineMs);
       if (!ok) {
         const still = await this.probePairs(blocked, Number(port), protocol, family);
-        throw new Error(`${key}: still blocked ${deadlineMs} ms after the policies were deleted: ${blocked.filter((_, i) => !still[i]).map(([a, b]) => `${a} -> ${b}`).join(", ")}`);
+        throw new Error(
+          `${key}: still blocked ${deadlineMs} ms after the policies were deleted: ${blocked
+            .filter((_, i) => !still[i])
+            .map(([a, b]) => `${a} -> ${b}`)
+            .join(", ")}`,
+        );
       }
     }
     this.known.clear();
@@ -244,7 +335,10 @@ export class NetpolLab {
 
   /** A flow.js helper inside a network namespace; its JSON lines are collected. */
   startFlow(netns: string, args: string[]): Flow {
-    const child = spawn("nsenter", [`--net=${netns}`, "--", process.execPath, FLOW, ...args], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NODE_EXTRA_CA_CERTS: "" } });
+    const child = spawn("nsenter", [`--net=${netns}`, "--", process.execPath, FLOW, ...args], {
+      stdio: ["pipe", "pipe", "pipe"],
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: "" },
+    });
     const flow = new Flow(child, () => this.flows.delete(flow));
     this.flows.add(flow);
     return flow;
@@ -268,7 +362,10 @@ export class Flow {
   private readonly exited: Promise<void>;
   stderr = "";
 
-  constructor(readonly child: ChildProcess, onExit: () => void) {
+  constructor(
+    readonly child: ChildProcess,
+    onExit: () => void,
+  ) {
     if (child.stdout) {
       createInterface({ input: child.stdout }).on("line", (l) => {
         try {
@@ -296,7 +393,10 @@ export class Flow {
     const seen = this.lines.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`no matching line from the helper within ${timeoutMs} ms; stderr: ${this.stderr}`)), timeoutMs);
+      const timer = setTimeout(
+        () => rej(new Error(`no matching line from the helper within ${timeoutMs} ms; stderr: ${this.stderr}`)),
+        timeoutMs,
+      );
       this.onLine((l) => {
         if (pred(l)) {
           clearTimeout(timer);

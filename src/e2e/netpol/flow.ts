@@ -25,10 +25,11 @@ interface Target {
 
 const out = (o: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const onStop = (fn: () => void) => {
-  for (const s of ["SIGTERM", "SIGINT"] as const) process.on(s, () => {
-    fn();
-    process.exit(0);
-  });
+  for (const s of ["SIGTERM", "SIGINT"] as const)
+    process.on(s, () => {
+      fn();
+      process.exit(0);
+    });
 };
 
 function attempt(t: Target, timeoutMs: number): void {

@@ -20,7 +20,10 @@ function matches(p: Peer, id: PodId): boolean {
 export class Reachability {
   private readonly m = new Map<string, boolean>();
 
-  constructor(readonly pods: readonly PodId[], all = true) {
+  constructor(
+    readonly pods: readonly PodId[],
+    all = true,
+  ) {
     for (const a of pods) for (const b of pods) this.m.set(`${a} ${b}`, all);
   }
 
@@ -32,7 +35,8 @@ export class Reachability {
 
   /** Every pair whose source matches `from` and destination matches `to`. */
   expectPeer(from: Peer, to: Peer, v: boolean): this {
-    for (const a of this.pods) for (const b of this.pods) if (matches(from, a) && matches(to, b)) this.m.set(`${a} ${b}`, v);
+    for (const a of this.pods)
+      for (const b of this.pods) if (matches(from, a) && matches(to, b)) this.m.set(`${a} ${b}`, v);
     return this;
   }
 
@@ -62,7 +66,10 @@ export class Reachability {
         if (a === b) continue;
         const got = observed[a]?.[b];
         if (got === undefined) out.push(`${a} -> ${b}: missing from the observed matrix`);
-        else if (got !== this.get(a, b)) out.push(`${a} -> ${b}: expected ${this.get(a, b) ? "connected" : "blocked"}, observed ${got ? "connected" : "blocked"}`);
+        else if (got !== this.get(a, b))
+          out.push(
+            `${a} -> ${b}: expected ${this.get(a, b) ? "connected" : "blocked"}, observed ${got ? "connected" : "blocked"}`,
+          );
       }
     }
     return out;

@@ -41,7 +41,11 @@ export class PolicyFixture {
   readonly wired = new Map<string, WiredPod>();
   private readonly namespaces: TestNetns[] = [];
 
-  private constructor(readonly node: TestNetns, readonly stateDir: string, readonly store: ClusterStore) {}
+  private constructor(
+    readonly node: TestNetns,
+    readonly stateDir: string,
+    readonly store: ClusterStore,
+  ) {}
 
   static async create(): Promise<PolicyFixture> {
     const node = await createNetns("pa");
@@ -78,9 +82,23 @@ export class PolicyFixture {
       apiVersion: "v1",
       kind: "Pod",
       metadata: { name: p.name, namespace: p.ns, labels },
-      spec: { nodeName: NODE, containers: [{ name: "srv", ports: [{ name: "udp-main", containerPort: 7000, protocol: "UDP" }, { name: "tcp-main", containerPort: 7000 }] }] },
+      spec: {
+        nodeName: NODE,
+        containers: [
+          {
+            name: "srv",
+            ports: [
+              { name: "udp-main", containerPort: 7000, protocol: "UDP" },
+              { name: "tcp-main", containerPort: 7000 },
+            ],
+          },
+        ],
+      },
     });
-    await this.store.objects.updateStatus({ kind: "Pod", namespace: p.ns, name: p.name }, { phase: "Running", podIP: p.v4, podIPs: [{ ip: p.v4 }, { ip: p.v6 }], hostIP: "192.168.0.1" });
+    await this.store.objects.updateStatus(
+      { kind: "Pod", namespace: p.ns, name: p.name },
+      { phase: "Running", podIP: p.v4, podIPs: [{ ip: p.v4 }, { ip: p.v6 }], hostIP: "192.168.0.1" },
+    );
   }
 
   /** A pod namespace behind a routed wf* veth in the node namespace (the agent's wiring). */
@@ -93,7 +111,9 @@ export class PolicyFixture {
   }
 
   private tool(pod: WiredPod, argv: string[]): Proc {
-    const child = spawn("nsenter", [`--net=${pod.netns.path}`, "--", process.execPath, PROBE_TOOL, ...argv], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("nsenter", [`--net=${pod.netns.path}`, "--", process.execPath, PROBE_TOOL, ...argv], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     this.procs.add(child);
     const lines: Proc["lines"] = [];
     let buf = "";
@@ -110,7 +130,8 @@ export class PolicyFixture {
       child,
       lines,
       stop: async () => {
-        if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(child.pid, "SIGTERM");
+        if (child.pid !== undefined && child.exitCode === null && child.signalCode === null)
+          process.kill(child.pid, "SIGTERM");
         await closed;
         this.procs.delete(child);
       },
@@ -123,23 +144,54 @@ export class PolicyFixture {
     return p;
   }
 
-  async sender(from: WiredPod, to: string, port: number, proto: "udp" | "tcp" | "both", intervalMs: number): Promise<Proc> {
-    const p = this.tool(from, ["send", "--to", to, "--port", String(port), "--proto", proto, "--interval-ms", String(intervalMs)]);
+  async sender(
+    from: WiredPod,
+    to: string,
+    port: number,
+    proto: "udp" | "tcp" | "both",
+    intervalMs: number,
+  ): Promise<Proc> {
+    const p = this.tool(from, [
+      "send",
+      "--to",
+      to,
+      "--port",
+      String(port),
+      "--proto",
+      proto,
+      "--interval-ms",
+      String(intervalMs),
+    ]);
     await until(() => p.lines.some((l) => l.ev === "ready"), 10_000, `sender in ${from.ns}/${from.name} did not start`);
     return p;
   }
 
   /** One probe: true when the destination answered. */
   async once(from: WiredPod, to: string, port: number, proto: "udp" | "tcp", timeoutMs = 800): Promise<boolean> {
-    const r = await from.netns.status([process.execPath, PROBE_TOOL, "once", "--to", to, "--port", String(port), "--proto", proto, "--timeout-ms", String(timeoutMs)]);
+    const r = await from.netns.status([
+      process.execPath,
+      PROBE_TOOL,
+      "once",
+      "--to",
+      to,
+      "--port",
+      String(port),
+      "--proto",
+      proto,
+      "--timeout-ms",
+      String(timeoutMs),
+    ]);
     return r.code === 0;
   }
 
   /** Runs the policy CLI (explain, policy show) against this fixture's store. */
   async cli(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const c = spawn(process.execPath, [CLI, ...argv, "--store", "local", "--state-dir", this.stateDir], { stdio: ["ignore", "pipe", "pipe"] });
-      let stdout = "", stderr = "";
+      const c = spawn(process.execPath, [CLI, ...argv, "--store", "local", "--state-dir", this.stateDir], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let stdout = "",
+        stderr = "";
       c.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
       c.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
       c.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
@@ -154,7 +206,8 @@ export class PolicyFixture {
   }
 
   async cleanup(): Promise<void> {
-    for (const c of this.procs) if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) process.kill(c.pid, "SIGTERM");
+    for (const c of this.procs)
+      if (c.pid !== undefined && c.exitCode === null && c.signalCode === null) process.kill(c.pid, "SIGTERM");
     this.procs.clear();
     await this.store.close().catch(() => undefined);
     await Promise.all(this.namespaces.map((n) => n.remove()));

@@ -26,7 +26,9 @@ const now = () => process.hrtime.bigint().toString();
 function serve(): void {
   const ports = flag("ports").split(",").map(Number);
   let pending = ports.length * 2;
-  const up = () => { if (--pending === 0) out({ ev: "ready" }); };
+  const up = () => {
+    if (--pending === 0) out({ ev: "ready" });
+  };
   for (const port of ports) {
     const u = createSocket({ type: "udp6", ipv6Only: false });
     u.on("message", (msg, r) => {
@@ -53,7 +55,10 @@ function serve(): void {
 function target(): { to: string; port: number; family: 4 | 6 } {
   const to = flag("to");
   const fam = isIP(to);
-  if (fam === 0) { process.stderr.write(`probe-tool: --to ${to} is not an address\n`); process.exit(2); }
+  if (fam === 0) {
+    process.stderr.write(`probe-tool: --to ${to} is not an address\n`);
+    process.exit(2);
+  }
   return { to, port: Number(flag("port")), family: fam as 4 | 6 };
 }
 
@@ -61,8 +66,19 @@ function udpProbe(to: string, port: number, family: 4 | 6, timeoutMs: number, on
   const u = createSocket(family === 4 ? "udp4" : "udp6");
   const t = now();
   const timer = setTimeout(() => u.close(), timeoutMs);
-  u.on("message", (m) => { clearTimeout(timer); onEcho(m.toString().trim()); u.close(); });
-  u.on("error", () => { clearTimeout(timer); try { u.close(); } catch { /* closed */ } });
+  u.on("message", (m) => {
+    clearTimeout(timer);
+    onEcho(m.toString().trim());
+    u.close();
+  });
+  u.on("error", () => {
+    clearTimeout(timer);
+    try {
+      u.close();
+    } catch {
+      /* closed */
+    }
+  });
   u.send(`${t}\n`, port, to);
 }
 
@@ -70,11 +86,24 @@ function tcpProbe(to: string, port: number, timeoutMs: number, onEcho: (t: strin
   const t = now();
   const c = connect({ host: to, port });
   c.setEncoding("utf8");
-  const timer = setTimeout(() => { c.destroy(); onFail(); }, timeoutMs);
+  const timer = setTimeout(() => {
+    c.destroy();
+    onFail();
+  }, timeoutMs);
   let buf = "";
   c.on("connect", () => c.write(`${t}\n`));
-  c.on("data", (d: string) => { buf += d; if (buf.includes("\n")) { clearTimeout(timer); c.destroy(); onEcho(buf.trim()); } });
-  c.on("error", () => { clearTimeout(timer); onFail(); });
+  c.on("data", (d: string) => {
+    buf += d;
+    if (buf.includes("\n")) {
+      clearTimeout(timer);
+      c.destroy();
+      onEcho(buf.trim());
+    }
+  });
+  c.on("error", () => {
+    clearTimeout(timer);
+    onFail();
+  });
 }
 
 function send(): void {
@@ -84,7 +113,14 @@ function send(): void {
   out({ ev: "ready" });
   setInterval(() => {
     if (proto !== "tcp") udpProbe(to, port, family, 1000, (t) => out({ ev: "udp-echo", t }));
-    if (proto !== "udp") tcpProbe(to, port, 1000, (t) => out({ ev: "tcp-echo", t }), () => undefined);
+    if (proto !== "udp")
+      tcpProbe(
+        to,
+        port,
+        1000,
+        (t) => out({ ev: "tcp-echo", t }),
+        () => undefined,
+      );
   }, interval);
 }
 
@@ -95,13 +131,26 @@ function once(): void {
   const done = (ok: boolean) => process.exit(ok ? 0 : 1);
   setTimeout(() => done(false), timeout + 200);
   if (proto === "udp") udpProbe(to, port, family, timeout, () => done(true));
-  else tcpProbe(to, port, timeout, () => done(true), () => done(false));
+  else
+    tcpProbe(
+      to,
+      port,
+      timeout,
+      () => done(true),
+      () => done(false),
+    );
 }
 
 switch (args[0]) {
-  case "serve": serve(); break;
-  case "send": send(); break;
-  case "once": once(); break;
+  case "serve":
+    serve();
+    break;
+  case "send":
+    send();
+    break;
+  case "once":
+    once();
+    break;
   default:
     process.stderr.write("usage: probe-tool serve|send|once ...\n");
     process.exit(2);

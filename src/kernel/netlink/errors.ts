@@ -13,7 +13,11 @@ export function errnoName(errno: number): string {
 }
 
 export function errnoText(errno: number): string {
-  try { return libc().strerror(errno); } catch { return errnoName(errno); }
+  try {
+    return libc().strerror(errno);
+  } catch {
+    return errnoName(errno);
+  }
 }
 
 export class NetlinkError extends KernelCommandError {

@@ -47,9 +47,10 @@ export function libc(): Libc {
     setsockopt: (fd, level, name, val, len) => setsockopt(fd, level, name, val, len),
     getsockopt: (fd, level, name, val, len) => getsockopt(fd, level, name, val, len),
     send: (fd, buf, len, flags) => Number(send(fd, buf, len, flags)),
-    sendAsync: (fd, buf, len, flags) => new Promise((resolve, reject) => {
-      send.async(fd, buf, len, flags, (err: unknown, r: number) => (err ? reject(err) : resolve(Number(r))));
-    }),
+    sendAsync: (fd, buf, len, flags) =>
+      new Promise((resolve, reject) => {
+        send.async(fd, buf, len, flags, (err: unknown, r: number) => (err ? reject(err) : resolve(Number(r))));
+      }),
     recv: (fd, buf, len, flags) => Number(recv(fd, buf, len, flags)),
     close: (fd) => close(fd),
     setns: (fd, t) => setns(fd, t),

@@ -4,21 +4,72 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import {
-  AF_INET6, IFA_F_NODAD, IFA_FLAGS, IFA_LOCAL, IFLA_ADDRESS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MTU,
-  IFLA_NET_NS_FD, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR, NLMSGERR_ATTR_MSG,
-  RTA_DST, RTA_GATEWAY, RTA_OIF, RTM_NEWADDR, RTM_NEWLINK, RTNH_F_ONLINK, VETH_INFO_PEER,
+  AF_INET6,
+  IFA_F_NODAD,
+  IFA_FLAGS,
+  IFA_LOCAL,
+  IFLA_ADDRESS,
+  IFLA_IFNAME,
+  IFLA_INFO_DATA,
+  IFLA_INFO_KIND,
+  IFLA_LINKINFO,
+  IFLA_MTU,
+  IFLA_NET_NS_FD,
+  NLM_F_ACK,
+  NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+  NLM_F_CREATE,
+  NLM_F_EXCL,
+  NLM_F_REQUEST,
+  NLMSG_ERROR,
+  NLMSGERR_ATTR_MSG,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTM_NEWADDR,
+  RTM_NEWLINK,
+  RTNH_F_ONLINK,
+  VETH_INFO_PEER,
 } from "./consts.js";
 import {
-  cstr, encodeAttrs, encodeMessage, ipBytes, ipString, macBytes, macString, parseAttrs, parseError, parseIfaddrmsg, parseIfinfomsg,
-  parseMessages, parseRtmsg, strAttr, u32Attr,
+  cstr,
+  encodeAttrs,
+  encodeMessage,
+  ipBytes,
+  ipString,
+  macBytes,
+  macString,
+  parseAttrs,
+  parseError,
+  parseIfaddrmsg,
+  parseIfinfomsg,
+  parseMessages,
+  parseRtmsg,
+  strAttr,
+  u32Attr,
 } from "./message.js";
 import { addAddr, addRoute, newVeth } from "./requests.js";
 
-const enc = (r: { type: number; flags?: number; header: Buffer; attrs?: readonly import("./message.js").Attr[] }, seq = 7) =>
-  encodeMessage({ type: r.type, flags: NLM_F_REQUEST | NLM_F_ACK | (r.flags ?? 0), seq, header: r.header, attrs: r.attrs ?? [] });
+const enc = (
+  r: { type: number; flags?: number; header: Buffer; attrs?: readonly import("./message.js").Attr[] },
+  seq = 7,
+) =>
+  encodeMessage({
+    type: r.type,
+    flags: NLM_F_REQUEST | NLM_F_ACK | (r.flags ?? 0),
+    seq,
+    header: r.header,
+    attrs: r.attrs ?? [],
+  });
 
 test("nlmsghdr carries length, type, flags and sequence; attributes are padded to 4 bytes", () => {
-  const b = encodeMessage({ type: RTM_NEWLINK, flags: NLM_F_REQUEST, seq: 0xdeadbeef, header: Buffer.alloc(16), attrs: [strAttr(IFLA_IFNAME, "eth0")] });
+  const b = encodeMessage({
+    type: RTM_NEWLINK,
+    flags: NLM_F_REQUEST,
+    seq: 0xdeadbeef,
+    header: Buffer.alloc(16),
+    attrs: [strAttr(IFLA_IFNAME, "eth0")],
+  });
   // 16 header + 16 ifinfomsg + (4 + "eth0\0" = 9, padded to 12)
   assert.equal(b.length, 44);
   assert.equal(b.readUInt32LE(0), 44);
@@ -33,7 +84,14 @@ test("nlmsghdr carries length, type, flags and sequence; attributes are padded t
 });
 
 test("a veth request nests LINKINFO > INFO_DATA > PEER (an ifinfomsg plus its own attributes)", () => {
-  const req = newVeth({ host: "wf0123456789a", hostMac: "02:00:00:aa:00:01", peer: "eth0", peerMac: "02:00:00:bb:00:01", mtu: 1400, peerNsFd: 42 });
+  const req = newVeth({
+    host: "wf0123456789a",
+    hostMac: "02:00:00:aa:00:01",
+    peer: "eth0",
+    peerMac: "02:00:00:bb:00:01",
+    mtu: 1400,
+    peerNsFd: 42,
+  });
   const [m] = parseMessages(enc(req));
   assert.equal(m.type, RTM_NEWLINK);
   assert.equal(m.flags & (NLM_F_CREATE | NLM_F_EXCL), NLM_F_CREATE | NLM_F_EXCL);
@@ -67,7 +125,9 @@ test("address and route requests: IPv6 nodad in both the header byte and IFA_FLA
   assert.equal(ipString(at.get(IFA_LOCAL)!), "fd80::2");
   assert.equal(at.get(IFA_FLAGS)!.readUInt32LE(0), IFA_F_NODAD);
 
-  const [r] = parseMessages(enc(addRoute({ fam: 4, dst: "10.99.0.0", dstLen: 16, gateway: "169.254.1.1", onlink: true, oif: 9, dev: "eth0" })));
+  const [r] = parseMessages(
+    enc(addRoute({ fam: 4, dst: "10.99.0.0", dstLen: 16, gateway: "169.254.1.1", onlink: true, oif: 9, dev: "eth0" })),
+  );
   const rh = parseRtmsg(r.payload);
   assert.equal(rh.dstLen, 16);
   assert.equal(rh.flags, RTNH_F_ONLINK);
@@ -87,20 +147,38 @@ function errorMessage(errno: number, seq: number, opts: { capped: boolean; ext?:
   body.writeInt32LE(-errno);
   const flags = (opts.capped ? NLM_F_CAPPED : 0) | (opts.ext ? NLM_F_ACK_TLVS : 0);
   return encodeMessage({
-    type: NLMSG_ERROR, flags, seq,
+    type: NLMSG_ERROR,
+    flags,
+    seq,
     header: Buffer.concat([body, opts.capped ? req.subarray(0, 16) : req]),
     attrs: opts.ext ? [strAttr(NLMSGERR_ATTR_MSG, opts.ext)] : [],
   });
 }
 
 test("NLMSG_ERROR: errno, the sequence it answers, and the kernel's extended-ack text (capped or not)", () => {
-  const capped = (errorMessage(17, 11, { capped: true, ext: "Nexthop has invalid gateway" }));
+  const capped = errorMessage(17, 11, { capped: true, ext: "Nexthop has invalid gateway" });
   const [m] = parseMessages(capped);
-  assert.deepEqual(parseError(m), { errno: 17, seq: 11, requestType: RTM_NEWLINK, extMessage: "Nexthop has invalid gateway" });
-  const echo = encodeMessage({ type: RTM_NEWLINK, flags: NLM_F_REQUEST, seq: 12, header: Buffer.alloc(16), attrs: [u32Attr(IFLA_MTU, 1)] });
-  const full = (errorMessage(22, 12, { capped: false, ext: "bad", echo }));
-  assert.deepEqual(parseError(parseMessages(full)[0]), { errno: 22, seq: 12, requestType: RTM_NEWLINK, extMessage: "bad" });
-  const ack = (errorMessage(0, 13, { capped: true }));
+  assert.deepEqual(parseError(m), {
+    errno: 17,
+    seq: 11,
+    requestType: RTM_NEWLINK,
+    extMessage: "Nexthop has invalid gateway",
+  });
+  const echo = encodeMessage({
+    type: RTM_NEWLINK,
+    flags: NLM_F_REQUEST,
+    seq: 12,
+    header: Buffer.alloc(16),
+    attrs: [u32Attr(IFLA_MTU, 1)],
+  });
+  const full = errorMessage(22, 12, { capped: false, ext: "bad", echo });
+  assert.deepEqual(parseError(parseMessages(full)[0]), {
+    errno: 22,
+    seq: 12,
+    requestType: RTM_NEWLINK,
+    extMessage: "bad",
+  });
+  const ack = errorMessage(0, 13, { capped: true });
   assert.deepEqual(parseError(parseMessages(ack)[0]), { errno: 0, seq: 13, requestType: RTM_NEWLINK });
 });
 
@@ -111,9 +189,16 @@ test("a truncated datagram is refused rather than misread", () => {
 
 test("IPv6 text matches what inet_ntop (and so ip) prints", () => {
   const cases: [string, string][] = [
-    ["::", "::"], ["::1", "::1"], ["fe80::1", "fe80::1"], ["FD80:0:0:0:0:0:0:2", "fd80::2"],
-    ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"], ["1:0:0:2:0:0:0:3", "1:0:0:2::3"], ["1:0:2:3:4:5:6:7", "1:0:2:3:4:5:6:7"],
-    ["::ffff:10.1.2.3", "::ffff:10.1.2.3"], ["::10.1.2.3", "::10.1.2.3"], ["1::", "1::"],
+    ["::", "::"],
+    ["::1", "::1"],
+    ["fe80::1", "fe80::1"],
+    ["FD80:0:0:0:0:0:0:2", "fd80::2"],
+    ["2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"],
+    ["1:0:0:2:0:0:0:3", "1:0:0:2::3"],
+    ["1:0:2:3:4:5:6:7", "1:0:2:3:4:5:6:7"],
+    ["::ffff:10.1.2.3", "::ffff:10.1.2.3"],
+    ["::10.1.2.3", "::10.1.2.3"],
+    ["1::", "1::"],
   ];
   for (const [input, printed] of cases) assert.equal(ipString(ipBytes(input)), printed, input);
   assert.equal(ipString(ipBytes("10.80.0.2")), "10.80.0.2");

@@ -19,7 +19,10 @@ export const u32Attr = (type: number, n: number): Attr => {
   return { type, value: b };
 };
 /** A NUL-terminated string attribute (IFLA_IFNAME, IFLA_INFO_KIND). */
-export const strAttr = (type: number, s: string): Attr => ({ type, value: Buffer.concat([Buffer.from(s, "utf8"), Buffer.alloc(1)]) });
+export const strAttr = (type: number, s: string): Attr => ({
+  type,
+  value: Buffer.concat([Buffer.from(s, "utf8"), Buffer.alloc(1)]),
+});
 export const bytesAttr = (type: number, b: Buffer): Attr => ({ type, value: b });
 export const nestAttr = (type: number, ...attrs: Attr[]): Attr => ({ type, value: attrs });
 
@@ -79,7 +82,13 @@ export function encodeMessage(m: OutMessage): Buffer {
 
 // ---- family headers ----
 
-export interface IfInfoMsg { family: number; type: number; index: number; flags: number; change: number }
+export interface IfInfoMsg {
+  family: number;
+  type: number;
+  index: number;
+  flags: number;
+  change: number;
+}
 export function ifinfomsg(h: Partial<IfInfoMsg>): Buffer {
   const b = Buffer.alloc(16);
   b.writeUInt8(h.family ?? 0, 0);
@@ -90,10 +99,22 @@ export function ifinfomsg(h: Partial<IfInfoMsg>): Buffer {
   return b;
 }
 export function parseIfinfomsg(b: Buffer): IfInfoMsg {
-  return { family: b.readUInt8(0), type: b.readUInt16LE(2), index: b.readInt32LE(4), flags: b.readUInt32LE(8), change: b.readUInt32LE(12) };
+  return {
+    family: b.readUInt8(0),
+    type: b.readUInt16LE(2),
+    index: b.readInt32LE(4),
+    flags: b.readUInt32LE(8),
+    change: b.readUInt32LE(12),
+  };
 }
 
-export interface IfAddrMsg { family: number; prefixlen: number; flags: number; scope: number; index: number }
+export interface IfAddrMsg {
+  family: number;
+  prefixlen: number;
+  flags: number;
+  scope: number;
+  index: number;
+}
 export function ifaddrmsg(h: IfAddrMsg): Buffer {
   const b = Buffer.alloc(8);
   b.writeUInt8(h.family, 0);
@@ -104,12 +125,25 @@ export function ifaddrmsg(h: IfAddrMsg): Buffer {
   return b;
 }
 export function parseIfaddrmsg(b: Buffer): IfAddrMsg {
-  return { family: b.readUInt8(0), prefixlen: b.readUInt8(1), flags: b.readUInt8(2), scope: b.readUInt8(3), index: b.readUInt32LE(4) };
+  return {
+    family: b.readUInt8(0),
+    prefixlen: b.readUInt8(1),
+    flags: b.readUInt8(2),
+    scope: b.readUInt8(3),
+    index: b.readUInt32LE(4),
+  };
 }
 
 export interface RtMsg {
-  family: number; dstLen: number; srcLen: number; tos: number;
-  table: number; protocol: number; scope: number; type: number; flags: number;
+  family: number;
+  dstLen: number;
+  srcLen: number;
+  tos: number;
+  table: number;
+  protocol: number;
+  scope: number;
+  type: number;
+  flags: number;
 }
 export function rtmsg(h: Partial<RtMsg> & { family: number }): Buffer {
   const b = Buffer.alloc(12);
@@ -126,12 +160,25 @@ export function rtmsg(h: Partial<RtMsg> & { family: number }): Buffer {
 }
 export function parseRtmsg(b: Buffer): RtMsg {
   return {
-    family: b.readUInt8(0), dstLen: b.readUInt8(1), srcLen: b.readUInt8(2), tos: b.readUInt8(3),
-    table: b.readUInt8(4), protocol: b.readUInt8(5), scope: b.readUInt8(6), type: b.readUInt8(7), flags: b.readUInt32LE(8),
+    family: b.readUInt8(0),
+    dstLen: b.readUInt8(1),
+    srcLen: b.readUInt8(2),
+    tos: b.readUInt8(3),
+    table: b.readUInt8(4),
+    protocol: b.readUInt8(5),
+    scope: b.readUInt8(6),
+    type: b.readUInt8(7),
+    flags: b.readUInt32LE(8),
   };
 }
 
-export interface NdMsg { family: number; ifindex: number; state: number; flags: number; type: number }
+export interface NdMsg {
+  family: number;
+  ifindex: number;
+  state: number;
+  flags: number;
+  type: number;
+}
 export function ndmsg(h: NdMsg): Buffer {
   const b = Buffer.alloc(12);
   b.writeUInt8(h.family, 0);
@@ -159,7 +206,8 @@ export function parseMessages(buf: Buffer): InMessage[] {
   let off = 0;
   while (off + NLMSG_HDRLEN <= buf.length) {
     const len = buf.readUInt32LE(off);
-    if (len < NLMSG_HDRLEN || off + len > buf.length) throw new Error(`malformed netlink message: length ${len} at offset ${off} of ${buf.length}`);
+    if (len < NLMSG_HDRLEN || off + len > buf.length)
+      throw new Error(`malformed netlink message: length ${len} at offset ${off} of ${buf.length}`);
     out.push({
       type: buf.readUInt16LE(off + 4),
       flags: buf.readUInt16LE(off + 6),

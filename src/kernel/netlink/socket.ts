@@ -10,8 +10,24 @@
 // itself (its owner opens a new one) instead of handing later callers someone else's answers.
 import { closeSync, openSync } from "node:fs";
 import {
-  AF_NETLINK, CLONE_NEWNET, MSG_DONTWAIT, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_ROUTE, NLM_F_ACK, NLM_F_DUMP,
-  NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, RTM_BASE, SO_RCVBUF, SOCK_CLOEXEC, SOCK_RAW, SOL_NETLINK,
+  AF_NETLINK,
+  CLONE_NEWNET,
+  MSG_DONTWAIT,
+  NETLINK_CAP_ACK,
+  NETLINK_EXT_ACK,
+  NETLINK_ROUTE,
+  NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_MULTI,
+  NLM_F_REQUEST,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_NOOP,
+  RTM_BASE,
+  SO_RCVBUF,
+  SOCK_CLOEXEC,
+  SOCK_RAW,
+  SOL_NETLINK,
   SOL_SOCKET,
 } from "./consts.js";
 import { NetlinkError } from "./errors.js";
@@ -70,7 +86,10 @@ export class NetlinkSocket {
   /** Bytes of answers one datagram of requests may cause (half the receive buffer: a margin). */
   private budget = 0;
 
-  private constructor(private readonly fd: number, readonly where: string) {}
+  private constructor(
+    private readonly fd: number,
+    readonly where: string,
+  ) {}
 
   /** A socket in the calling thread's own network namespace. */
   /** groups: multicast groups to listen to (RTMGRP_* bits), for a monitor socket. */
@@ -79,7 +98,12 @@ export class NetlinkSocket {
     const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     if (fd < 0) throw new NetlinkError("open a netlink socket", c.errno(), `cannot open a netlink socket in ${where}`);
     const s = new NetlinkSocket(fd, where);
-    try { s.setup(groups); } catch (e) { s.close(); throw e; }
+    try {
+      s.setup(groups);
+    } catch (e) {
+      s.close();
+      throw e;
+    }
     return s;
   }
 
@@ -100,17 +124,27 @@ export class NetlinkSocket {
     }
     const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
     const err = c.errno();
-    if (c.setns(ownNsFd, CLONE_NEWNET) !== 0) fatal(`cannot return to the agent's own network namespace (errno ${c.errno()})`);
+    if (c.setns(ownNsFd, CLONE_NEWNET) !== 0)
+      fatal(`cannot return to the agent's own network namespace (errno ${c.errno()})`);
     if (fd < 0) throw new NetlinkError("open a netlink socket", err, `cannot open a netlink socket in ${where}`);
     const s = new NetlinkSocket(fd, where);
-    try { s.setup(); } catch (e) { s.close(); throw e; }
+    try {
+      s.setup();
+    } catch (e) {
+      s.close();
+      throw e;
+    }
     return s;
   }
 
   /** Opens `path` (a netns file), makes a socket there, closes the file. */
   static openPath(path: string, ownNsFd: number): NetlinkSocket {
     const nsFd = openSync(path, "r");
-    try { return NetlinkSocket.openIn(nsFd, ownNsFd, path); } finally { closeSync(nsFd); }
+    try {
+      return NetlinkSocket.openIn(nsFd, ownNsFd, path);
+    } finally {
+      closeSync(nsFd);
+    }
   }
 
   private setup(groups = 0): void {
@@ -123,7 +157,8 @@ export class NetlinkSocket {
     const sa = Buffer.alloc(12); // sockaddr_nl { family, pad, pid 0 (kernel picks), groups }
     sa.writeUInt16LE(AF_NETLINK, 0);
     sa.writeUInt32LE(groups, 8);
-    if (c.bind(this.fd, sa, sa.length) !== 0) throw new NetlinkError("bind a netlink socket", c.errno(), `cannot bind a netlink socket in ${this.where}`);
+    if (c.bind(this.fd, sa, sa.length) !== 0)
+      throw new NetlinkError("bind a netlink socket", c.errno(), `cannot bind a netlink socket in ${this.where}`);
     // A larger buffer means fewer datagrams for a big batch; how large it is, is read back.
     const want = Buffer.alloc(4);
     want.writeInt32LE(WANT_RCVBUF);
@@ -153,7 +188,13 @@ export class NetlinkSocket {
     const parts = reqs.map((r) => {
       this.seq = (this.seq + 1) >>> 0 || 1;
       seqs.push(this.seq);
-      return encodeMessage({ type: r.type, flags: NLM_F_REQUEST | NLM_F_ACK | (r.flags ?? 0), seq: this.seq, header: r.header, attrs: r.attrs ?? [] });
+      return encodeMessage({
+        type: r.type,
+        flags: NLM_F_REQUEST | NLM_F_ACK | (r.flags ?? 0),
+        seq: this.seq,
+        header: r.header,
+        attrs: r.attrs ?? [],
+      });
     });
     return { buf: Buffer.concat(parts), seqs };
   }
@@ -167,7 +208,8 @@ export class NetlinkSocket {
     for (const chunk of this.chunks(reqs)) {
       const { buf, seqs } = this.encode(chunk);
       const c = libc();
-      if (c.send(this.fd, buf, buf.length, 0) < 0) throw new NetlinkError(chunk[0].what, c.errno(), `cannot send to the kernel (${this.where})`);
+      if (c.send(this.fd, buf, buf.length, 0) < 0)
+        throw new NetlinkError(chunk[0].what, c.errno(), `cannot send to the kernel (${this.where})`);
       out.push(...this.collect(chunk, seqs));
     }
     return out;
@@ -180,7 +222,11 @@ export class NetlinkSocket {
     let used = 0;
     for (const r of reqs) {
       const cost = isGet(r.type) ? GET_COST : ACK_COST;
-      if (cur.length && used + cost > this.budget) { out.push(cur); cur = []; used = 0; }
+      if (cur.length && used + cost > this.budget) {
+        out.push(cur);
+        cur = [];
+        used = 0;
+      }
       cur.push(r);
       used += cost;
     }
@@ -195,7 +241,8 @@ export class NetlinkSocket {
    */
   async transactAsync(reqs: readonly Request[]): Promise<Answer[]> {
     if (reqs.length === 0) return [];
-    if (this.chunks(reqs).length > 1) throw new Error(`${reqs.length} requests are too many for one asynchronous datagram (${this.where})`);
+    if (this.chunks(reqs).length > 1)
+      throw new Error(`${reqs.length} requests are too many for one asynchronous datagram (${this.where})`);
     const { buf, seqs } = this.encode(reqs);
     const n = await libc().sendAsync(this.fd, buf, buf.length, 0);
     // errno is the worker thread's, out of reach here; a failed send is rare (ENOBUFS, EPERM).
@@ -234,7 +281,12 @@ export class NetlinkSocket {
     if (n < 0) {
       const e = c.errno();
       this.close();
-      if (e === ENOBUFS) throw new NetlinkError(what, e, `the kernel's answers overflowed the receive buffer in ${this.where}; some requests may have been applied`);
+      if (e === ENOBUFS)
+        throw new NetlinkError(
+          what,
+          e,
+          `the kernel's answers overflowed the receive buffer in ${this.where}; some requests may have been applied`,
+        );
       throw new NetlinkError(what, e, `no answer from the kernel (${this.where})`);
     }
     if (n > rbuf.length) {
@@ -267,7 +319,8 @@ export class NetlinkSocket {
     const seq = this.seq;
     const buf = encodeMessage({ type, flags: NLM_F_REQUEST | NLM_F_DUMP, seq, header, attrs });
     const c = libc();
-    if (c.send(this.fd, buf, buf.length, 0) < 0) throw new NetlinkError(what, c.errno(), `cannot send to the kernel (${this.where})`);
+    if (c.send(this.fd, buf, buf.length, 0) < 0)
+      throw new NetlinkError(what, c.errno(), `cannot send to the kernel (${this.where})`);
     const out: InMessage[] = [];
     for (;;) {
       for (const m of this.recvOnce(what)) {

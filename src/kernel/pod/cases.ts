@@ -12,14 +12,29 @@ import type { PodWiring } from "./types.js";
 const hex = (n: number) => n.toString(16).padStart(2, "0");
 /** Pod n's wiring: 10.80.0.(n+1)/32 and fd80::(n+1)/128, with extra routes unless `extra` is false. */
 export const wiring = (pod: TestNetns, hostIf: string, n: number, extra = true): PodWiring => ({
-  hostIf, hostMac: `02:00:00:aa:00:${hex(n)}`, podIf: "eth0", podMac: `02:00:00:bb:00:${hex(n)}`, netns: pod.path, mtu: 1400,
-  addresses: [{ family: 4, address: `10.80.0.${n + 1}`, prefix: 32 }, { family: 6, address: `fd80::${n + 1}`, prefix: 128 }],
-  extraRoutes: extra ? [{ dst: "10.99.0.0/16", family: 4 }, { dst: "fd99::/64", family: 6 }] : [],
+  hostIf,
+  hostMac: `02:00:00:aa:00:${hex(n)}`,
+  podIf: "eth0",
+  podMac: `02:00:00:bb:00:${hex(n)}`,
+  netns: pod.path,
+  mtu: 1400,
+  addresses: [
+    { family: 4, address: `10.80.0.${n + 1}`, prefix: 32 },
+    { family: 6, address: `fd80::${n + 1}`, prefix: 128 },
+  ],
+  extraRoutes: extra
+    ? [
+        { dst: "10.99.0.0/16", family: 4 },
+        { dst: "fd99::/64", family: 6 },
+      ]
+    : [],
 });
 
 export function podKernelCases(impl: KernelImpl): void {
   const hosts: KernelHost[] = [];
-  after(async () => { await Promise.all(hosts.map((h) => h.close())); });
+  after(async () => {
+    await Promise.all(hosts.map((h) => h.close()));
+  });
   const kernelIn = (host: TestNetns): KernelHost => {
     const k = startKernelHost(host, impl);
     hosts.push(k);
@@ -44,7 +59,11 @@ export function podKernelCases(impl: KernelImpl): void {
     assert.ok(await ping(a, "10.80.0.3"));
     assert.ok(await ping(b, "fd80::2"));
 
-    const view = await k.call<{ link: { mtu: number; up: boolean }; addresses: string[]; routes: { dst: string; gateway?: string }[] } | null>("inspectPod", a.path, "eth0");
+    const view = await k.call<{
+      link: { mtu: number; up: boolean };
+      addresses: string[];
+      routes: { dst: string; gateway?: string }[];
+    } | null>("inspectPod", a.path, "eth0");
     assert.ok(view);
     assert.deepEqual(view.addresses.sort(), ["10.80.0.2/32", "fd80::2/128"]);
     assert.ok(view.routes.some((r) => r.dst === "0.0.0.0/0" && r.gateway === "169.254.1.1"));
@@ -78,10 +97,52 @@ export function podKernelCases(impl: KernelImpl): void {
     const peer = await createNetns("peer");
     const k = kernelIn(host);
     assert.equal(await k.call("underlayMtu"), 1500, "only loopback");
-    await host.exec(["ip", "link", "add", "big0", "mtu", "9000", "type", "veth", "peer", "name", "p0", "netns", peer.path]);
-    await host.exec(["ip", "link", "add", "wf00000000ddd", "mtu", "9100", "type", "veth", "peer", "name", "p1", "netns", peer.path]);
+    await host.exec([
+      "ip",
+      "link",
+      "add",
+      "big0",
+      "mtu",
+      "9000",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "p0",
+      "netns",
+      peer.path,
+    ]);
+    await host.exec([
+      "ip",
+      "link",
+      "add",
+      "wf00000000ddd",
+      "mtu",
+      "9100",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "p1",
+      "netns",
+      peer.path,
+    ]);
     assert.equal(await k.call("underlayMtu"), 9000, "largest non-weft link");
-    await host.exec(["ip", "link", "add", "up0", "mtu", "1450", "type", "veth", "peer", "name", "p2", "netns", peer.path]);
+    await host.exec([
+      "ip",
+      "link",
+      "add",
+      "up0",
+      "mtu",
+      "1450",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "p2",
+      "netns",
+      peer.path,
+    ]);
     await host.exec(["ip", "link", "set", "up0", "up"]);
     await host.exec(["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"]);
     await host.exec(["ip", "route", "add", "default", "via", "192.0.2.2"]);
@@ -97,6 +158,10 @@ export function podKernelCases(impl: KernelImpl): void {
     const second = { ...wiring(a, "wf00000000abb", 3, false), podIf: "net1" };
     assert.deepEqual(await k.call("wirePod", second), { defaultRoutes: [] }, impl);
     const r4 = JSON.parse(await a.exec(["ip", "-j", "-4", "route", "show", "default"])) as { dev: string }[];
-    assert.deepEqual(r4.map((r) => r.dev), ["eth0"], impl);
+    assert.deepEqual(
+      r4.map((r) => r.dev),
+      ["eth0"],
+      impl,
+    );
   });
 }

@@ -10,9 +10,17 @@ import { type KernelHost, type KernelImpl, startKernelHost } from "../../testlib
 
 after(removeAllNetns);
 const hosts: KernelHost[] = [];
-after(async () => { await Promise.all(hosts.map((h) => h.close())); });
+after(async () => {
+  await Promise.all(hosts.map((h) => h.close()));
+});
 
-interface World { impl: KernelImpl; host: TestNetns; k: KernelHost; a: TestNetns; b: TestNetns }
+interface World {
+  impl: KernelImpl;
+  host: TestNetns;
+  k: KernelHost;
+  a: TestNetns;
+  b: TestNetns;
+}
 
 async function world(impl: KernelImpl): Promise<World> {
   const host = await createNetns("host");
@@ -25,9 +33,22 @@ async function world(impl: KernelImpl): Promise<World> {
 
 const hex = (n: number) => n.toString(16).padStart(2, "0");
 const wiring = (pod: TestNetns, hostIf: string, n: number, extra = true): PodWiring => ({
-  hostIf, hostMac: `02:00:00:aa:00:${hex(n)}`, podIf: "eth0", podMac: `02:00:00:bb:00:${hex(n)}`, netns: pod.path, mtu: 1400,
-  addresses: [{ family: 4, address: `10.80.0.${n + 1}`, prefix: 32 }, { family: 6, address: `fd80::${n + 1}`, prefix: 128 }],
-  extraRoutes: extra ? [{ dst: "10.99.0.0/16", family: 4 }, { dst: "fd99::/64", family: 6 }] : [],
+  hostIf,
+  hostMac: `02:00:00:aa:00:${hex(n)}`,
+  podIf: "eth0",
+  podMac: `02:00:00:bb:00:${hex(n)}`,
+  netns: pod.path,
+  mtu: 1400,
+  addresses: [
+    { family: 4, address: `10.80.0.${n + 1}`, prefix: 32 },
+    { family: 6, address: `fd80::${n + 1}`, prefix: 128 },
+  ],
+  extraRoutes: extra
+    ? [
+        { dst: "10.99.0.0/16", family: 4 },
+        { dst: "fd99::/64", family: 6 },
+      ]
+    : [],
 });
 
 async function wireTwo(w: World): Promise<void> {
@@ -37,10 +58,23 @@ async function wireTwo(w: World): Promise<void> {
 
 /** `ip -j` output without what differs between two equal setups (ifindex numbers, netns ids, timers). */
 function normalize(x: unknown): unknown {
-  const drop = new Set(["ifindex", "link_index", "link_netnsid", "tentative", "used", "confirmed", "updated", "probes"]);
+  const drop = new Set([
+    "ifindex",
+    "link_index",
+    "link_netnsid",
+    "tentative",
+    "used",
+    "confirmed",
+    "updated",
+    "probes",
+  ]);
   if (Array.isArray(x)) return x.map(normalize);
   if (x && typeof x === "object") {
-    return Object.fromEntries(Object.entries(x).filter(([k]) => !drop.has(k)).map(([k, v]) => [k, normalize(v)]));
+    return Object.fromEntries(
+      Object.entries(x)
+        .filter(([k]) => !drop.has(k))
+        .map(([k, v]) => [k, normalize(v)]),
+    );
   }
   return x;
 }
@@ -66,16 +100,27 @@ async function settled(ns: TestNetns): Promise<void> {
 async function snapshot(w: World): Promise<Record<string, unknown>> {
   const s: Record<string, unknown> = {};
   for (const ns of [w.host, w.a, w.b]) await settled(ns);
-  for (const [name, ns] of [["host", w.host], ["a", w.a], ["b", w.b]] as const) {
+  for (const [name, ns] of [
+    ["host", w.host],
+    ["a", w.a],
+    ["b", w.b],
+  ] as const) {
     s[`${name} link`] = await ipj(ns, ["-d", "link", "show"]);
     s[`${name} addr`] = await ipj(ns, ["addr", "show"]);
     s[`${name} route4`] = await ipj(ns, ["-4", "route", "show", "table", "all"]);
     s[`${name} route6`] = await ipj(ns, ["-6", "route", "show", "table", "all"]);
     // The kernel lists neighbours in hash order.
-    s[`${name} neigh`] = ((await ipj(ns, ["neigh", "show", "nud", "permanent"])) as unknown[]).map((x) => JSON.stringify(x)).sort();
+    s[`${name} neigh`] = ((await ipj(ns, ["neigh", "show", "nud", "permanent"])) as unknown[])
+      .map((x) => JSON.stringify(x))
+      .sort();
   }
   const sysctl = (ns: TestNetns, p: string) => ns.exec(["cat", `/proc/sys/net/${p}`]).then((x) => x.trim());
-  for (const p of ["ipv4/ip_forward", "ipv6/conf/all/forwarding", "ipv4/conf/wf00000000aaa/proxy_arp", "ipv4/conf/wf00000000bbb/proxy_arp"]) {
+  for (const p of [
+    "ipv4/ip_forward",
+    "ipv6/conf/all/forwarding",
+    "ipv4/conf/wf00000000aaa/proxy_arp",
+    "ipv4/conf/wf00000000bbb/proxy_arp",
+  ]) {
     s[`host ${p}`] = await sysctl(w.host, p);
   }
   return s;
@@ -89,11 +134,23 @@ test("wirePod leaves exactly the kernel state IprouteKernel leaves for the same 
   const [want, got] = [await snapshot(ip), await snapshot(nl)];
   for (const key of Object.keys(want)) assert.deepEqual(got[key], want[key], key);
   // And it is the state weft means: spot checks against the input.
-  const a = (got["a addr"] as { ifname: string; mtu: number; address: string; addr_info: { local: string; prefixlen: number; scope: string }[] }[])
-    .find((l) => l.ifname === "eth0")!;
+  const a = (
+    got["a addr"] as {
+      ifname: string;
+      mtu: number;
+      address: string;
+      addr_info: { local: string; prefixlen: number; scope: string }[];
+    }[]
+  ).find((l) => l.ifname === "eth0")!;
   assert.equal(a.mtu, 1400);
   assert.equal(a.address, "02:00:00:bb:00:01");
-  assert.deepEqual(a.addr_info.filter((x) => x.scope === "global").map((x) => `${x.local}/${x.prefixlen}`).sort(), ["10.80.0.2/32", "fd80::2/128"]);
+  assert.deepEqual(
+    a.addr_info
+      .filter((x) => x.scope === "global")
+      .map((x) => `${x.local}/${x.prefixlen}`)
+      .sort(),
+    ["10.80.0.2/32", "fd80::2/128"],
+  );
   assert.equal(got["host ipv4/conf/wf00000000aaa/proxy_arp"], "1");
 });
 
@@ -103,8 +160,22 @@ test("single-stack pods (IPv4 only, IPv6 only) also match IprouteKernel exactly"
   for (const w of [ip, nl]) {
     const a = wiring(w.a, "wf00000000aaa", 1);
     const b = wiring(w.b, "wf00000000bbb", 2);
-    assert.deepEqual(await w.k.call("wirePod", { ...a, addresses: a.addresses.filter((x) => x.family === 4), extraRoutes: a.extraRoutes.filter((x) => x.family === 4) }), { defaultRoutes: [4] });
-    assert.deepEqual(await w.k.call("wirePod", { ...b, addresses: b.addresses.filter((x) => x.family === 6), extraRoutes: b.extraRoutes.filter((x) => x.family === 6) }), { defaultRoutes: [6] });
+    assert.deepEqual(
+      await w.k.call("wirePod", {
+        ...a,
+        addresses: a.addresses.filter((x) => x.family === 4),
+        extraRoutes: a.extraRoutes.filter((x) => x.family === 4),
+      }),
+      { defaultRoutes: [4] },
+    );
+    assert.deepEqual(
+      await w.k.call("wirePod", {
+        ...b,
+        addresses: b.addresses.filter((x) => x.family === 6),
+        extraRoutes: b.extraRoutes.filter((x) => x.family === 6),
+      }),
+      { defaultRoutes: [6] },
+    );
   }
   const [want, got] = [await snapshot(ip), await snapshot(nl)];
   for (const key of Object.keys(want)) assert.deepEqual(got[key], want[key], key);
@@ -115,7 +186,8 @@ test("inspectPod, hostLinks, hostRoutes and underlayMtu answer what IprouteKerne
   const nl = await world("netlink");
   await wireTwo(ip);
   await wireTwo(nl);
-  const sortView = (v: PodView | null) => v && { ...v, link: { ...v.link, ifindex: 0 }, addresses: [...v.addresses].sort(), routes: sortRoutes(v.routes) };
+  const sortView = (v: PodView | null) =>
+    v && { ...v, link: { ...v.link, ifindex: 0 }, addresses: [...v.addresses].sort(), routes: sortRoutes(v.routes) };
   const sortRoutes = (r: RouteInfo[]) => [...r].sort((x, y) => `${x.dst} ${x.dev}`.localeCompare(`${y.dst} ${y.dev}`));
   const view = sortView(await nl.k.call<PodView>("inspectPod", nl.a.path, "eth0"));
   assert.deepEqual(view, sortView(await ip.k.call<PodView>("inspectPod", ip.a.path, "eth0")));
@@ -135,6 +207,9 @@ test("inspectPod, hostLinks, hostRoutes and underlayMtu answer what IprouteKerne
   assert.equal(await nl.k.call("underlayMtu"), await ip.k.call("underlayMtu"));
 
   await nl.k.call("deleteHostRoute", { dst: "10.80.0.3/32", dev: "wf00000000bbb" });
-  assert.equal((await nl.k.call<RouteInfo[]>("hostRoutes")).some((r) => r.dst === "10.80.0.3/32"), false);
+  assert.equal(
+    (await nl.k.call<RouteInfo[]>("hostRoutes")).some((r) => r.dst === "10.80.0.3/32"),
+    false,
+  );
   await assert.rejects(nl.k.call("deleteHostRoute", { dst: "10.80.0.3/32", dev: "wf00000000bbb" }), /No such process/);
 });

@@ -34,7 +34,12 @@ export class KubePodSource implements PodSource {
   async bind(pod: PodObject, node: string): Promise<void> {
     await this.api.createNamespacedBinding({
       namespace: pod.metadata.namespace ?? "default",
-      body: { apiVersion: "v1", kind: "Binding", metadata: { name: pod.metadata.name, uid: pod.metadata.uid }, target: { apiVersion: "v1", kind: "Node", name: node } },
+      body: {
+        apiVersion: "v1",
+        kind: "Binding",
+        metadata: { name: pod.metadata.name, uid: pod.metadata.uid },
+        target: { apiVersion: "v1", kind: "Node", name: node },
+      },
     });
   }
 
@@ -47,7 +52,9 @@ export class KubePodSource implements PodSource {
   async confirmDeleted(pod: PodObject): Promise<void> {
     try {
       await this.api.deleteNamespacedPod({
-        name: pod.metadata.name, namespace: pod.metadata.namespace ?? "default", gracePeriodSeconds: 0,
+        name: pod.metadata.name,
+        namespace: pod.metadata.namespace ?? "default",
+        gracePeriodSeconds: 0,
         body: { gracePeriodSeconds: 0, preconditions: { uid: pod.metadata.uid } },
       });
     } catch (e) {
@@ -68,13 +75,32 @@ export class KubePodSource implements PodSource {
         try {
           node = await this.api.readNode({ name: n.name });
         } catch {
-          node = await this.api.createNode({ body: { apiVersion: "v1", kind: "Node", metadata: { name: n.name, labels: { "kubernetes.io/hostname": n.name } } } });
+          node = await this.api.createNode({
+            body: {
+              apiVersion: "v1",
+              kind: "Node",
+              metadata: { name: n.name, labels: { "kubernetes.io/hostname": n.name } },
+            },
+          });
         }
         const now = new Date();
         node.status = {
           ...node.status,
-          addresses: [{ type: "InternalIP", address: n.ipv4 }, ...(n.ipv6 ? [{ type: "InternalIP", address: n.ipv6 }] : []), { type: "Hostname", address: n.name }],
-          conditions: [{ type: "Ready", status: "True", reason: "KubeletReady", message: "weft lab kubelet", lastHeartbeatTime: now, lastTransitionTime: now }],
+          addresses: [
+            { type: "InternalIP", address: n.ipv4 },
+            ...(n.ipv6 ? [{ type: "InternalIP", address: n.ipv6 }] : []),
+            { type: "Hostname", address: n.name },
+          ],
+          conditions: [
+            {
+              type: "Ready",
+              status: "True",
+              reason: "KubeletReady",
+              message: "weft lab kubelet",
+              lastHeartbeatTime: now,
+              lastTransitionTime: now,
+            },
+          ],
         };
         try {
           await this.api.replaceNodeStatus({ name: n.name, body: node });

@@ -18,7 +18,8 @@ export class StorePodSource implements PodSource {
     const obj = pod as StoredObject;
     // Guarded by resourceVersion: if the user changed the Pod meanwhile, the newer event decides.
     await this.store.objects.apply({
-      apiVersion: obj.apiVersion ?? "v1", kind: "Pod",
+      apiVersion: obj.apiVersion ?? "v1",
+      kind: "Pod",
       metadata: { ...obj.metadata, resourceVersion: obj.metadata.resourceVersion },
       spec: { ...(obj.spec ?? {}), nodeName: node },
     });

@@ -18,7 +18,10 @@ export interface EtcdCertificates {
 
 function openssl(args: string[]): void {
   const r = spawnSync("openssl", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`openssl ${args[0]} failed (is the openssl package installed?): ${(r.stderr || String(r.error)).trim()}`);
+  if (r.status !== 0)
+    throw new Error(
+      `openssl ${args[0]} failed (is the openssl package installed?): ${(r.stderr || String(r.error)).trim()}`,
+    );
 }
 
 /** CA, server and client certificates in dir (created 0700); valid for 10 years. */
@@ -31,13 +34,40 @@ export function makeEtcdCertificates(dir: string, clientName = "weft"): EtcdCert
     chmodSync(file, 0o600);
   };
   key(f("ca.key"));
-  openssl(["req", "-x509", "-new", "-key", f("ca.key"), "-days", days, "-subj", "/CN=weft-etcd-ca", "-out", f("ca.crt")]);
+  openssl([
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    f("ca.key"),
+    "-days",
+    days,
+    "-subj",
+    "/CN=weft-etcd-ca",
+    "-out",
+    f("ca.crt"),
+  ]);
   const sign = (name: string, cn: string, ext: string) => {
     key(f(`${name}.key`));
     openssl(["req", "-new", "-key", f(`${name}.key`), "-subj", `/CN=${cn}`, "-out", f(`${name}.csr`)]);
     writeFileSync(f(`${name}.ext`), ext);
-    openssl(["x509", "-req", "-in", f(`${name}.csr`), "-CA", f("ca.crt"), "-CAkey", f("ca.key"), "-CAcreateserial",
-      "-days", days, "-extfile", f(`${name}.ext`), "-out", f(`${name}.crt`)]);
+    openssl([
+      "x509",
+      "-req",
+      "-in",
+      f(`${name}.csr`),
+      "-CA",
+      f("ca.crt"),
+      "-CAkey",
+      f("ca.key"),
+      "-CAcreateserial",
+      "-days",
+      days,
+      "-extfile",
+      f(`${name}.ext`),
+      "-out",
+      f(`${name}.crt`),
+    ]);
     rmSync(f(`${name}.csr`));
     rmSync(f(`${name}.ext`));
   };
@@ -59,9 +89,28 @@ export function clientTls(certs: EtcdCertificates): EtcdTlsFiles {
 }
 
 /** etcd's flags for client-certificate TLS on its client URLs (and, with peer, on its peer URLs). */
-export function etcdServerTlsArgs(certs: Pick<EtcdCertificates, "caFile" | "serverCertFile" | "serverKeyFile">, peer = false): string[] {
+export function etcdServerTlsArgs(
+  certs: Pick<EtcdCertificates, "caFile" | "serverCertFile" | "serverKeyFile">,
+  peer = false,
+): string[] {
   return [
-    "--client-cert-auth", "--trusted-ca-file", certs.caFile, "--cert-file", certs.serverCertFile, "--key-file", certs.serverKeyFile,
-    ...(peer ? ["--peer-client-cert-auth", "--peer-trusted-ca-file", certs.caFile, "--peer-cert-file", certs.serverCertFile, "--peer-key-file", certs.serverKeyFile] : []),
+    "--client-cert-auth",
+    "--trusted-ca-file",
+    certs.caFile,
+    "--cert-file",
+    certs.serverCertFile,
+    "--key-file",
+    certs.serverKeyFile,
+    ...(peer
+      ? [
+          "--peer-client-cert-auth",
+          "--peer-trusted-ca-file",
+          certs.caFile,
+          "--peer-cert-file",
+          certs.serverCertFile,
+          "--peer-key-file",
+          certs.serverKeyFile,
+        ]
+      : []),
   ];
 }

@@ -57,7 +57,10 @@ const secureScheme = (u: string): boolean => /^(https:|unixs:)/.test(u);
 
 /** Parses --etcd-endpoints: comma-separated http(s)://HOST:PORT, or unix(s):///ABSOLUTE/PATH sockets. */
 export function parseEtcdEndpoints(text: string): string[] {
-  const urls = text.split(",").map((s) => s.trim()).filter(Boolean);
+  const urls = text
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (urls.length === 0) throw new InvalidError("--etcd-endpoints is empty: give http://HOST:PORT[,...]");
   for (const u of urls) {
     if (/^unixs?:\/\/\/./.test(u)) continue;
@@ -68,7 +71,10 @@ export function parseEtcdEndpoints(text: string): string[] {
     } catch {
       ok = false;
     }
-    if (!ok) throw new InvalidError(`--etcd-endpoints: "${u}" is not an http://, https:// or unix:/// URL (unixs:/// for TLS on a unix socket)`);
+    if (!ok)
+      throw new InvalidError(
+        `--etcd-endpoints: "${u}" is not an http://, https:// or unix:/// URL (unixs:/// for TLS on a unix socket)`,
+      );
   }
   return urls;
 }
@@ -95,21 +101,35 @@ export interface EtcdSecurityFlags {
  * a username without a password. The password comes from the file, else $WEFT_ETCD_PASSWORD
  * (never a flag value, which `ps` would show).
  */
-export function etcdConnection(endpoints: string[], f: EtcdSecurityFlags, env: NodeJS.ProcessEnv = process.env): EtcdConnection {
+export function etcdConnection(
+  endpoints: string[],
+  f: EtcdSecurityFlags,
+  env: NodeJS.ProcessEnv = process.env,
+): EtcdConnection {
   const secure = endpoints.filter(secureScheme);
   const plain = endpoints.filter((u) => !secureScheme(u));
   if (secure.length > 0 && plain.length > 0) {
-    throw new InvalidError(`--etcd-endpoints mixes TLS (${secure[0]}) and plain (${plain[0]}) endpoints: use https:// / unixs:// for all of them or for none`);
+    throw new InvalidError(
+      `--etcd-endpoints mixes TLS (${secure[0]}) and plain (${plain[0]}) endpoints: use https:// / unixs:// for all of them or for none`,
+    );
   }
-  const tlsFlags = [f.cafile && "--etcd-cafile", f.certfile && "--etcd-certfile", f.keyfile && "--etcd-keyfile"].filter(Boolean);
+  const tlsFlags = [f.cafile && "--etcd-cafile", f.certfile && "--etcd-certfile", f.keyfile && "--etcd-keyfile"].filter(
+    Boolean,
+  );
   if (secure.length === 0 && tlsFlags.length > 0) {
-    throw new InvalidError(`${tlsFlags.join(", ")} need TLS endpoints: write --etcd-endpoints as https://HOST:PORT (or unixs:///PATH), not ${plain[0]}`);
+    throw new InvalidError(
+      `${tlsFlags.join(", ")} need TLS endpoints: write --etcd-endpoints as https://HOST:PORT (or unixs:///PATH), not ${plain[0]}`,
+    );
   }
   if (secure.length > 0 && !f.cafile) {
-    throw new InvalidError(`${secure[0]} is a TLS endpoint but no CA was given: add --etcd-cafile FILE (the CA that signed etcd's serving certificate; kubeadm: /etc/kubernetes/pki/etcd/ca.crt)`);
+    throw new InvalidError(
+      `${secure[0]} is a TLS endpoint but no CA was given: add --etcd-cafile FILE (the CA that signed etcd's serving certificate; kubeadm: /etc/kubernetes/pki/etcd/ca.crt)`,
+    );
   }
-  if (f.certfile && !f.keyfile) throw new InvalidError(`--etcd-certfile ${f.certfile} was given without its key: add --etcd-keyfile FILE`);
-  if (f.keyfile && !f.certfile) throw new InvalidError(`--etcd-keyfile ${f.keyfile} was given without its certificate: add --etcd-certfile FILE`);
+  if (f.certfile && !f.keyfile)
+    throw new InvalidError(`--etcd-certfile ${f.certfile} was given without its key: add --etcd-keyfile FILE`);
+  if (f.keyfile && !f.certfile)
+    throw new InvalidError(`--etcd-keyfile ${f.keyfile} was given without its certificate: add --etcd-certfile FILE`);
   const conn: EtcdConnection = { endpoints };
   if (f.cafile) {
     readable("--etcd-cafile", f.cafile);
@@ -128,9 +148,14 @@ export function etcdConnection(endpoints: string[], f: EtcdSecurityFlags, env: N
     } else if (envPassword !== undefined) {
       password = envPassword;
     } else {
-      throw new InvalidError(`--etcd-username ${f.username} needs a password: give --etcd-password-file FILE or set $${ETCD_PASSWORD_ENV}`);
+      throw new InvalidError(
+        `--etcd-username ${f.username} needs a password: give --etcd-password-file FILE or set $${ETCD_PASSWORD_ENV}`,
+      );
     }
-    if (password === "") throw new InvalidError(`the etcd password for ${f.username} is empty (${f.passwordFile ? `--etcd-password-file ${f.passwordFile}` : `$${ETCD_PASSWORD_ENV}`})`);
+    if (password === "")
+      throw new InvalidError(
+        `the etcd password for ${f.username} is empty (${f.passwordFile ? `--etcd-password-file ${f.passwordFile}` : `$${ETCD_PASSWORD_ENV}`})`,
+      );
     conn.auth = { username: f.username, password: new Secret(password) };
   } else if (f.passwordFile) {
     throw new InvalidError("--etcd-password-file was given without --etcd-username");
@@ -149,7 +174,9 @@ export function readTlsFiles(tls: EtcdTlsFiles): { rootCertificate: Buffer; cert
   };
   return {
     rootCertificate: read("--etcd-cafile", tls.caFile),
-    ...(tls.certFile && tls.keyFile ? { certChain: read("--etcd-certfile", tls.certFile), privateKey: read("--etcd-keyfile", tls.keyFile) } : {}),
+    ...(tls.certFile && tls.keyFile
+      ? { certChain: read("--etcd-certfile", tls.certFile), privateKey: read("--etcd-keyfile", tls.keyFile) }
+      : {}),
   };
 }
 

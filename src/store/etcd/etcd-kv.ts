@@ -7,7 +7,13 @@ import { UnavailableError } from "../errors.js";
 import { grpcHost, readTlsFiles, type EtcdConnection } from "./config.js";
 import type { KvBackend, KvCompare, KvEntry, KvLease, KvOp, KvWatchEvent, KvWatchHandlers } from "../kv.js";
 
-const { Etcd3, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdPermissionDeniedError, EtcdUserNotFoundError } = etcd3;
+const {
+  Etcd3,
+  EtcdAuthenticationFailedError,
+  EtcdInvalidAuthTokenError,
+  EtcdPermissionDeniedError,
+  EtcdUserNotFoundError,
+} = etcd3;
 type Client = InstanceType<typeof Etcd3>;
 
 export interface EtcdKvOptions extends EtcdConnection {
@@ -38,7 +44,8 @@ export class EtcdKv implements KvBackend {
   readonly client: Client;
 
   constructor(readonly options: EtcdKvOptions) {
-    if (options.endpoints.length === 0) throw new UnavailableError("no etcd endpoints given: pass --etcd-endpoints http://HOST:2379[,...]");
+    if (options.endpoints.length === 0)
+      throw new UnavailableError("no etcd endpoints given: pass --etcd-endpoints http://HOST:2379[,...]");
     this.description = `etcd at ${options.endpoints.join(",")}`;
     const timeout = options.requestTimeoutMs ?? 5000;
     this.client = new Etcd3({
@@ -60,10 +67,14 @@ export class EtcdKv implements KvBackend {
 
   /** What to check, from the kind of failure: refused credentials are not an outage. */
   private hint(err: unknown): string {
-    if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdInvalidAuthTokenError) return "etcd refused the username or password (--etcd-username, --etcd-password-file)";
-    if (err instanceof EtcdPermissionDeniedError || err instanceof EtcdUserNotFoundError) return "etcd refused this user (check its role, or --etcd-username)";
-    if (err instanceof Error && /user name is empty/.test(err.message)) return "etcd has authentication on: give --etcd-username with --etcd-password-file (or $WEFT_ETCD_PASSWORD)";
-    if (this.options.tls) return "check that etcd is running and reachable, that --etcd-endpoints is right, and that --etcd-cafile/--etcd-certfile/--etcd-keyfile match etcd's certificates";
+    if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdInvalidAuthTokenError)
+      return "etcd refused the username or password (--etcd-username, --etcd-password-file)";
+    if (err instanceof EtcdPermissionDeniedError || err instanceof EtcdUserNotFoundError)
+      return "etcd refused this user (check its role, or --etcd-username)";
+    if (err instanceof Error && /user name is empty/.test(err.message))
+      return "etcd has authentication on: give --etcd-username with --etcd-password-file (or $WEFT_ETCD_PASSWORD)";
+    if (this.options.tls)
+      return "check that etcd is running and reachable, that --etcd-endpoints is right, and that --etcd-cafile/--etcd-certfile/--etcd-keyfile match etcd's certificates";
     return "check that etcd is running and reachable, and that --etcd-endpoints is right";
   }
 
@@ -86,17 +97,30 @@ export class EtcdKv implements KvBackend {
 
   async list(prefix: string): Promise<{ entries: KvEntry[]; revision: number }> {
     const p = Buffer.from(prefix);
-    const res = await this.call(() => this.client.kv.range({ key: p, range_end: prefixEnd(p), sort_target: "Key", sort_order: "Ascend" }));
+    const res = await this.call(() =>
+      this.client.kv.range({ key: p, range_end: prefixEnd(p), sort_target: "Key", sort_order: "Ascend" }),
+    );
     return { entries: res.kvs.map((kv) => this.entry(kv)), revision: Number(res.header.revision) };
   }
 
   async txn(compares: KvCompare[], ops: KvOp[]): Promise<{ succeeded: boolean; revision: number }> {
     const res = await this.call(() =>
       this.client.kv.txn({
-        compare: compares.map((c) => ({ key: Buffer.from(c.key), target: "Mod", result: "Equal", mod_revision: c.modRevision })),
+        compare: compares.map((c) => ({
+          key: Buffer.from(c.key),
+          target: "Mod",
+          result: "Equal",
+          mod_revision: c.modRevision,
+        })),
         success: ops.map((op) =>
           op.type === "put"
-            ? { request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), ...(op.lease !== undefined ? { lease: op.lease } : {}) } }
+            ? {
+                request_put: {
+                  key: Buffer.from(op.key),
+                  value: Buffer.from(op.value),
+                  ...(op.lease !== undefined ? { lease: op.lease } : {}),
+                },
+              }
             : { request_delete_range: { key: Buffer.from(op.key) } },
         ),
       }),
@@ -124,7 +148,8 @@ export class EtcdKv implements KvBackend {
       inflight = true;
       try {
         const res = await this.keepaliveOnce(id, Math.max(500, (ttlSeconds * 1000) / 3));
-        if (Number(res.TTL) <= 0) die(new UnavailableError(`lease ${id} in ${this.description} expired before it could be renewed`));
+        if (Number(res.TTL) <= 0)
+          die(new UnavailableError(`lease ${id} in ${this.description} expired before it could be renewed`));
         else lastRenewal = Date.now();
       } catch (err) {
         // etcd extends leases when a new leader takes over, so the lease may outlive one TTL of outage.
@@ -167,7 +192,11 @@ export class EtcdKv implements KvBackend {
     const p = Buffer.from(prefix);
     let last = afterRevision;
     let cancelled = false;
-    const watcher: Watcher = this.client.watch().inRange({ start: p, end: prefixEnd(p) }).startRevision(String(afterRevision + 1)).watcher();
+    const watcher: Watcher = this.client
+      .watch()
+      .inRange({ start: p, end: prefixEnd(p) })
+      .startRevision(String(afterRevision + 1))
+      .watcher();
     // etcd3 resumes a reconnecting watch after the header revision of the last response, which can
     // skip events still being caught up; resume after the last event actually delivered instead.
     const pin = (): void => {

@@ -23,7 +23,17 @@ export function etcdHealthy(clientUrl: string, tls?: EtcdTlsFiles, timeoutMs = 1
     if (clientUrl.startsWith("https:")) {
       const files = tls ? readTlsFiles(tls) : undefined;
       // servername: localhost (the certificate's name too) spares Node's warning about IP server names.
-      req = httpsRequest(url, { ca: files?.rootCertificate, cert: files?.certChain, key: files?.privateKey, timeout: timeoutMs, servername: "localhost" }, onResponse);
+      req = httpsRequest(
+        url,
+        {
+          ca: files?.rootCertificate,
+          cert: files?.certChain,
+          key: files?.privateKey,
+          timeout: timeoutMs,
+          servername: "localhost",
+        },
+        onResponse,
+      );
     } else {
       req = httpRequest(url, { timeout: timeoutMs }, onResponse);
     }

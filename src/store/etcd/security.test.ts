@@ -19,7 +19,8 @@ import { ETCD_BINARY, startEtcd, type EtcdCluster } from "../../lab/etcd-process
 
 const skip = existsSync(ETCD_BINARY) ? false : `${ETCD_BINARY} is missing (Debian package etcd-server)`;
 const CLI = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "cli", "main.js");
-const weft = (args: string[], env: Record<string, string> = {}) => runStatus(["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, CLI, ...args]);
+const weft = (args: string[], env: Record<string, string> = {}) =>
+  runStatus(["env", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), process.execPath, CLI, ...args]);
 
 /** The store's error for one read, or undefined when it worked. */
 async function readError(config: StoreConfig): Promise<Error | undefined> {
@@ -51,7 +52,10 @@ describe("etcd with client-certificate TLS", { skip }, () => {
     try {
       await s.initCluster({ clusterCIDRs: ["10.244.0.0/16"], backend: "vxlan" });
       await s.registerNode({ name: "n1", addresses: ["192.0.2.1"] }, { ttlSeconds: 5 });
-      assert.deepEqual((await s.listNodes()).map((n) => n.name), ["n1"]);
+      assert.deepEqual(
+        (await s.listNodes()).map((n) => n.name),
+        ["n1"],
+      );
     } finally {
       await s.close();
     }
@@ -67,7 +71,11 @@ describe("etcd with client-certificate TLS", { skip }, () => {
     assert.match(noCert.message, /--etcd-cafile\/--etcd-certfile\/--etcd-keyfile/);
 
     const other = makeEtcdCertificates(join(scratch, "other"));
-    const wrongCa = await readError({ kind: "etcd", endpoints: etcd.endpoints, tls: { caFile: etcd.tls!.caFile, certFile: other.clientCertFile, keyFile: other.clientKeyFile } });
+    const wrongCa = await readError({
+      kind: "etcd",
+      endpoints: etcd.endpoints,
+      tls: { caFile: etcd.tls!.caFile, certFile: other.clientCertFile, keyFile: other.clientKeyFile },
+    });
     assert.ok(wrongCa && isStoreError(wrongCa, "Unavailable"), `certificate of another CA: ${wrongCa?.message}`);
 
     const plain = await readError({ kind: "etcd", endpoints: etcd.endpoints.map((u) => u.replace("https:", "http:")) });
@@ -77,8 +85,21 @@ describe("etcd with client-certificate TLS", { skip }, () => {
   test("the CLI takes --etcd-cafile/--etcd-certfile/--etcd-keyfile, and refuses an https endpoint without a CA", async () => {
     const t = etcd.tls!;
     const base = ["--store", "etcd", "--etcd-endpoints", etcd.endpoints[0]];
-    const init = await weft(["cluster", "init", "--cluster-cidr", "10.245.0.0/16", "--backend", "vxlan", ...base,
-      "--etcd-cafile", t.caFile, "--etcd-certfile", t.clientCertFile, "--etcd-keyfile", t.clientKeyFile]);
+    const init = await weft([
+      "cluster",
+      "init",
+      "--cluster-cidr",
+      "10.245.0.0/16",
+      "--backend",
+      "vxlan",
+      ...base,
+      "--etcd-cafile",
+      t.caFile,
+      "--etcd-certfile",
+      t.clientCertFile,
+      "--etcd-keyfile",
+      t.clientKeyFile,
+    ]);
     assert.equal(init.code, 0, init.stderr);
 
     const noCa = await weft(["status", ...base]);
@@ -89,7 +110,15 @@ describe("etcd with client-certificate TLS", { skip }, () => {
     assert.equal(noKey.code, 2, noKey.stderr);
     assert.match(noKey.stderr, /--etcd-certfile .* was given without its key: add --etcd-keyfile FILE/);
 
-    const plainWithCa = await weft(["status", "--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:2379", "--etcd-cafile", t.caFile]);
+    const plainWithCa = await weft([
+      "status",
+      "--store",
+      "etcd",
+      "--etcd-endpoints",
+      "http://127.0.0.1:2379",
+      "--etcd-cafile",
+      t.caFile,
+    ]);
     assert.equal(plainWithCa.code, 2, plainWithCa.stderr);
     assert.match(plainWithCa.stderr, /--etcd-cafile need TLS endpoints: write --etcd-endpoints as https:\/\//);
 
@@ -100,7 +129,11 @@ describe("etcd with client-certificate TLS", { skip }, () => {
 });
 
 function etcdctl(endpoint: string, args: string[]): void {
-  const r = spawnSync("etcdctl", ["--endpoints", endpoint, ...args], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" }, timeout: 20_000 });
+  const r = spawnSync("etcdctl", ["--endpoints", endpoint, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, ETCDCTL_API: "3" },
+    timeout: 20_000,
+  });
   if (r.status !== 0) throw new Error(`etcdctl ${args.join(" ")}: ${r.stderr}`);
 }
 
@@ -133,7 +166,10 @@ describe("etcd with username and password (etcd auth enable)", { skip }, () => {
     assert.ok(none && isStoreError(none, "Unavailable"), `no user: ${none?.message}`);
     assert.match(none.message, /authentication on: give --etcd-username/);
 
-    const wrong = await readError({ kind: "etcd", ...etcdConnection(etcd.endpoints, { username: "root" }, { WEFT_ETCD_PASSWORD: "wrong" }) });
+    const wrong = await readError({
+      kind: "etcd",
+      ...etcdConnection(etcd.endpoints, { username: "root" }, { WEFT_ETCD_PASSWORD: "wrong" }),
+    });
     assert.ok(wrong && isStoreError(wrong, "Unavailable"), `wrong password: ${wrong?.message}`);
     assert.match(wrong.message, /etcd refused the username or password/);
     assert.ok(!wrong.message.includes("wrong"), "the password is not in the message");
@@ -147,7 +183,17 @@ describe("etcd with username and password (etcd auth enable)", { skip }, () => {
     const file = join(dir, "password");
     writeFileSync(file, `${password}\n`, { mode: 0o600 });
     const base = ["--store", "etcd", "--etcd-endpoints", etcd.endpoints[0], "--etcd-username", "root"];
-    const viaFile = await weft(["cluster", "init", "--cluster-cidr", "10.246.0.0/16", "--backend", "vxlan", ...base, "--etcd-password-file", file]);
+    const viaFile = await weft([
+      "cluster",
+      "init",
+      "--cluster-cidr",
+      "10.246.0.0/16",
+      "--backend",
+      "vxlan",
+      ...base,
+      "--etcd-password-file",
+      file,
+    ]);
     assert.equal(viaFile.code, 0, viaFile.stderr);
     const viaEnv = await weft(["status", "-o", "json", ...base], { WEFT_ETCD_PASSWORD: password });
     assert.equal(viaEnv.code, 0, viaEnv.stderr);
@@ -155,6 +201,9 @@ describe("etcd with username and password (etcd auth enable)", { skip }, () => {
 
     const noPassword = await weft(["status", ...base]);
     assert.equal(noPassword.code, 2);
-    assert.match(noPassword.stderr, /--etcd-username root needs a password: give --etcd-password-file FILE or set \$WEFT_ETCD_PASSWORD/);
+    assert.match(
+      noPassword.stderr,
+      /--etcd-username root needs a password: give --etcd-password-file FILE or set \$WEFT_ETCD_PASSWORD/,
+    );
   });
 });

@@ -3,7 +3,16 @@
 import { claimSubnet } from "../registration.js";
 import type { SubnetClaim } from "../types.js";
 import { isApiError, microTime, type Json, type KubeClient } from "./client.js";
-import { A_CIDR, A_CLAIMED_AT, CLAIM_LABEL, CLAIM_NAMESPACE, claimName, claimPath, leaseExpiry, metaOf } from "./layout.js";
+import {
+  A_CIDR,
+  A_CLAIMED_AT,
+  CLAIM_LABEL,
+  CLAIM_NAMESPACE,
+  claimName,
+  claimPath,
+  leaseExpiry,
+  metaOf,
+} from "./layout.js";
 import { leaseBody, type Held } from "./leases.js";
 import { retireDeadNode } from "./nodes.js";
 
@@ -16,24 +25,47 @@ function decodeClaim(l: Json): Claim | undefined {
   const holder = (l.spec as { holderIdentity?: string } | undefined)?.holderIdentity;
   if (!cidr || !holder) return undefined;
   const obj = { ...l, apiVersion: "coordination.k8s.io/v1", kind: "Lease" };
-  return { cidr, node: holder, claimedAt: meta.annotations?.[A_CLAIMED_AT] ?? "", expires: leaseExpiry(l), name: meta.name, obj };
+  return {
+    cidr,
+    node: holder,
+    claimedAt: meta.annotations?.[A_CLAIMED_AT] ?? "",
+    expires: leaseExpiry(l),
+    name: meta.name,
+    obj,
+  };
 }
 
 export async function listClaims(client: KubeClient): Promise<Claim[]> {
-  const res = await client.request<{ items?: Json[] }>("GET", claimPath(), { query: { labelSelector: `${CLAIM_LABEL}=true` } });
+  const res = await client.request<{ items?: Json[] }>("GET", claimPath(), {
+    query: { labelSelector: `${CLAIM_LABEL}=true` },
+  });
   return (res.items ?? []).flatMap((o) => decodeClaim(o) ?? []);
 }
 
 /** Claims a node subnet of clusterCIDR for `node`, held for `seconds` (TTL + grace) and renewed by its NodeLease. */
-export async function claimSubnetLease(client: KubeClient, node: string, clusterCIDR: string, prefix: number, seconds: number): Promise<{ cidr: string; held: Held }> {
+export async function claimSubnetLease(
+  client: KubeClient,
+  node: string,
+  clusterCIDR: string,
+  prefix: number,
+  seconds: number,
+): Promise<{ cidr: string; held: Held }> {
   const takeOver = async (cur: Json, fresh: boolean): Promise<Held | undefined> => {
-    const spec: Json = { ...(cur.spec as Json), holderIdentity: node, leaseDurationSeconds: seconds, renewTime: microTime() };
+    const spec: Json = {
+      ...(cur.spec as Json),
+      holderIdentity: node,
+      leaseDurationSeconds: seconds,
+      renewTime: microTime(),
+    };
     if (fresh) {
       spec.acquireTime = spec.renewTime;
       spec.leaseTransitions = Number(spec.leaseTransitions ?? 0) + 1;
     }
     const meta = cur.metadata as Json;
-    const annotations = { ...(meta.annotations as Record<string, string>), ...(fresh ? { [A_CLAIMED_AT]: new Date().toISOString() } : {}) };
+    const annotations = {
+      ...(meta.annotations as Record<string, string>),
+      ...(fresh ? { [A_CLAIMED_AT]: new Date().toISOString() } : {}),
+    };
     const path = claimPath(metaOf(cur).name);
     try {
       const obj = await client.request("PUT", path, { body: { ...cur, metadata: { ...meta, annotations }, spec } });

@@ -22,13 +22,19 @@ export interface KubeStatus {
 
 /** The apiserver answered with an error status (4xx/5xx other than "unreachable"). */
 export class KubeApiError extends Error {
-  constructor(readonly status: number, readonly reason: string, message: string, readonly body: KubeStatus) {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+    readonly body: KubeStatus,
+  ) {
     super(message);
     this.name = "KubeApiError";
   }
 }
 
-export const isApiError = (e: unknown, status?: number): e is KubeApiError => e instanceof KubeApiError && (status === undefined || e.status === status);
+export const isApiError = (e: unknown, status?: number): e is KubeApiError =>
+  e instanceof KubeApiError && (status === undefined || e.status === status);
 
 export interface KubeClientOptions {
   /** Per-request timeout. Default 10 s. */
@@ -45,7 +51,10 @@ export class KubeClient {
   constructor(kc: k8s.KubeConfig, options: KubeClientOptions = {}) {
     this.kc = kc;
     const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new UnavailableError("the kubeconfig has no current cluster: set current-context (kubectl config use-context NAME)");
+    if (!cluster)
+      throw new UnavailableError(
+        "the kubeconfig has no current cluster: set current-context (kubectl config use-context NAME)",
+      );
     this.server = cluster.server.replace(/\/+$/, "");
     this.description = `kube-apiserver at ${this.server}`;
     this.timeoutMs = options.requestTimeoutMs ?? 10_000;
@@ -69,17 +78,31 @@ export class KubeClient {
       // One keep-alive agent per client (the kubeconfig's own agent is made anew for every call).
       this.agent = this.server.startsWith("http:")
         ? new HttpAgent({ keepAlive: true })
-        : new Agent({ keepAlive: true, ca: o.ca, cert: o.cert, key: o.key, rejectUnauthorized: o.rejectUnauthorized, servername: o.servername });
+        : new Agent({
+            keepAlive: true,
+            ca: o.ca,
+            cert: o.cert,
+            key: o.key,
+            rejectUnauthorized: o.rejectUnauthorized,
+            servername: o.servername,
+          });
     }
     return { headers: o.headers, auth: o.auth, agent: this.agent };
   }
 
-  async request<T = Json>(method: string, path: string, options: { query?: Record<string, string | undefined>; body?: unknown; contentType?: string } = {}): Promise<T> {
+  async request<T = Json>(
+    method: string,
+    path: string,
+    options: { query?: Record<string, string | undefined>; body?: unknown; contentType?: string } = {},
+  ): Promise<T> {
     let base: RequestOptions;
     try {
       base = await this.options();
     } catch (err) {
-      throw new UnavailableError(`cannot apply the kubeconfig's credentials for ${this.server}: ${(err as Error).message}`, err);
+      throw new UnavailableError(
+        `cannot apply the kubeconfig's credentials for ${this.server}: ${(err as Error).message}`,
+        err,
+      );
     }
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(options.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
@@ -112,10 +135,18 @@ export class KubeClient {
           const st = (body ?? {}) as KubeStatus;
           const message = st.message || `${method} ${path}: HTTP ${status}`;
           if (status === 401 || status === 403) {
-            return reject(new UnavailableError(`${this.description} refused weft's request (${status} ${st.reason ?? ""}: ${message}): check the kubeconfig's user; weft needs to read and write nodes, leases, configmaps, namespaces, pods and networkpolicies`));
+            return reject(
+              new UnavailableError(
+                `${this.description} refused weft's request (${status} ${st.reason ?? ""}: ${message}): check the kubeconfig's user; weft needs to read and write nodes, leases, configmaps, namespaces, pods and networkpolicies`,
+              ),
+            );
           }
           if (status >= 500 || status === 429) {
-            return reject(new UnavailableError(`${this.description} failed the request (${status}: ${message}); retry shortly, and check the apiserver's log and its etcd if it persists`));
+            return reject(
+              new UnavailableError(
+                `${this.description} failed the request (${status}: ${message}); retry shortly, and check the apiserver's log and its etcd if it persists`,
+              ),
+            );
           }
           reject(new KubeApiError(status, st.reason ?? "", message, st));
         });
@@ -128,7 +159,10 @@ export class KubeClient {
   }
 
   private unreachable(err: Error): UnavailableError {
-    return new UnavailableError(`${this.description} is unreachable (${err.message}): is it running, and does the kubeconfig point at it?`, err);
+    return new UnavailableError(
+      `${this.description} is unreachable (${err.message}): is it running, and does the kubeconfig point at it?`,
+      err,
+    );
   }
 
   close(): void {

@@ -20,9 +20,15 @@ type Obj = k8s.KubernetesObject & Json;
 
 const keyOf = (o: k8s.KubernetesObject): string => `${o.metadata?.namespace ?? ""}/${o.metadata?.name ?? ""}`;
 
-export function runInformer(client: KubeClient, path: string, handlers: InformerHandlers, labelSelector?: string): InformerHandle {
+export function runInformer(
+  client: KubeClient,
+  path: string,
+  handlers: InformerHandlers,
+  labelSelector?: string,
+): InformerHandle {
   const seen = new Map<string, Json>();
-  const list = async (): Promise<k8s.KubernetesListObject<Obj>> => client.request<k8s.KubernetesListObject<Obj>>("GET", path, { query: { labelSelector } });
+  const list = async (): Promise<k8s.KubernetesListObject<Obj>> =>
+    client.request<k8s.KubernetesListObject<Obj>>("GET", path, { query: { labelSelector } });
   const lw = new k8s.ListWatch<Obj>(path, new k8s.Watch(client.kc), list, false, labelSelector);
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
@@ -32,7 +38,13 @@ export function runInformer(client: KubeClient, path: string, handlers: Informer
   const ready = new Promise<void>((r) => (resolveReady = r));
 
   const safe = (fn: () => void): void => {
-    try { fn(); } catch (e) { setImmediate(() => { throw e; }); }
+    try {
+      fn();
+    } catch (e) {
+      setImmediate(() => {
+        throw e;
+      });
+    }
   };
   const upsert = (o: Obj): void => {
     if (closed) return;

@@ -36,9 +36,12 @@ export const CORE = "/api/v1";
 export const COORD = "/apis/coordination.k8s.io/v1";
 
 export const nodePath = (name?: string): string => `${CORE}/nodes${name ? `/${name}` : ""}`;
-export const nodeLeasePath = (name?: string): string => `${COORD}/namespaces/${NODE_LEASE_NAMESPACE}/leases${name ? `/${name}` : ""}`;
-export const claimPath = (name?: string): string => `${COORD}/namespaces/${CLAIM_NAMESPACE}/leases${name ? `/${name}` : ""}`;
-export const settingsPath = (name?: string): string => `${CORE}/namespaces/${SETTINGS_NAMESPACE}/configmaps${name ? `/${name}` : ""}`;
+export const nodeLeasePath = (name?: string): string =>
+  `${COORD}/namespaces/${NODE_LEASE_NAMESPACE}/leases${name ? `/${name}` : ""}`;
+export const claimPath = (name?: string): string =>
+  `${COORD}/namespaces/${CLAIM_NAMESPACE}/leases${name ? `/${name}` : ""}`;
+export const settingsPath = (name?: string): string =>
+  `${CORE}/namespaces/${SETTINGS_NAMESPACE}/configmaps${name ? `/${name}` : ""}`;
 
 /** A DNS-1123 name per subnet: weft-subnet-10-244-3-0-24, weft-subnet-v6-<32 hex digits>-64. */
 export function claimName(cidr: string): string {
@@ -59,5 +62,12 @@ export function leaseExpiry(lease: Json): number {
   return t + (spec.leaseDurationSeconds ?? 0) * 1000;
 }
 
-export const metaOf = (o: Json): { name: string; resourceVersion: string; uid: string; labels?: Record<string, string>; annotations?: Record<string, string> } =>
-  o.metadata as { name: string; resourceVersion: string; uid: string };
+export const metaOf = (
+  o: Json,
+): {
+  name: string;
+  resourceVersion: string;
+  uid: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+} => o.metadata as { name: string; resourceVersion: string; uid: string };

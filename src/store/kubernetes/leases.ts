@@ -3,7 +3,14 @@
 // lost (RecoveringLease), deletes them on release.
 import { RecoveringLease } from "../recovering-lease.js";
 import { MAX_CAS_ATTEMPTS } from "../registration.js";
-import { ConflictError, InvalidError, UnavailableError, type NodeInfo, type NodeLease, type NodeRegistration } from "../types.js";
+import {
+  ConflictError,
+  InvalidError,
+  UnavailableError,
+  type NodeInfo,
+  type NodeLease,
+  type NodeRegistration,
+} from "../types.js";
 import { normalizeRegistration } from "../validate.js";
 import { getOrUndefined, isApiError, microTime, type Json, type KubeClient } from "./client.js";
 import { A_ADDRESSES, A_BACKEND, NODE_LEASE_NAMESPACE, metaOf, nodeLeasePath, nodePath } from "./layout.js";
@@ -18,7 +25,13 @@ export interface Held {
 /** Thrown by a renewal that finds the lease or a claim gone or taken: the registration is lost. */
 export class LostError extends Error {}
 
-export function leaseBody(name: string, namespace: string, holder: string, seconds: number, extra: { labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: Json[] } = {}): Json {
+export function leaseBody(
+  name: string,
+  namespace: string,
+  holder: string,
+  seconds: number,
+  extra: { labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: Json[] } = {},
+): Json {
   const now = microTime();
   return {
     apiVersion: "coordination.k8s.io/v1",
@@ -35,18 +48,31 @@ export async function upsertNodeLease(client: KubeClient, name: string, ttl: num
     const cur = await getOrUndefined(client, path);
     try {
       if (!cur) {
-        const obj = await client.request("POST", nodeLeasePath(), { body: leaseBody(name, NODE_LEASE_NAMESPACE, name, ttl, { ownerReferences }) });
+        const obj = await client.request("POST", nodeLeasePath(), {
+          body: leaseBody(name, NODE_LEASE_NAMESPACE, name, ttl, { ownerReferences }),
+        });
         return { path, obj };
       }
       const now = microTime();
-      const spec = { ...(cur.spec as Json), holderIdentity: name, leaseDurationSeconds: ttl, acquireTime: now, renewTime: now };
-      const obj = await client.request("PUT", path, { body: { ...cur, metadata: { ...(cur.metadata as Json), ownerReferences }, spec } });
+      const spec = {
+        ...(cur.spec as Json),
+        holderIdentity: name,
+        leaseDurationSeconds: ttl,
+        acquireTime: now,
+        renewTime: now,
+      };
+      const obj = await client.request("PUT", path, {
+        body: { ...cur, metadata: { ...(cur.metadata as Json), ownerReferences }, spec },
+      });
       return { path, obj };
     } catch (err) {
       if (!isApiError(err, 409)) throw err;
     }
   }
-  throw new ConflictError("Contention", `Lease ${NODE_LEASE_NAMESPACE}/${name} kept changing while weft registered the node; retry`);
+  throw new ConflictError(
+    "Contention",
+    `Lease ${NODE_LEASE_NAMESPACE}/${name} kept changing while weft registered the node; retry`,
+  );
 }
 
 /** Renews one held Lease; a lease that is gone or now held by someone else means we lost it. */
@@ -74,7 +100,13 @@ export async function renewHeld(client: KubeClient, h: Held, holder: string): Pr
 
 export async function deleteIfHeld(client: KubeClient, h: Held): Promise<void> {
   try {
-    await client.request("DELETE", h.path, { body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { resourceVersion: metaOf(h.obj).resourceVersion } } });
+    await client.request("DELETE", h.path, {
+      body: {
+        apiVersion: "v1",
+        kind: "DeleteOptions",
+        preconditions: { resourceVersion: metaOf(h.obj).resourceVersion },
+      },
+    });
   } catch (err) {
     // Gone, or renewed by someone else since (a restarted agent): not ours to delete.
     if (!isApiError(err, 404) && !isApiError(err, 409)) throw err;
@@ -94,7 +126,12 @@ export class KubeNodeLease extends RecoveringLease implements NodeLease {
   private lastRenewed = 0;
   private inflight: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: KubeNodeHost, private reg: NodeRegistration, private readonly ttl: number, private readonly grace: number) {
+  constructor(
+    private readonly store: KubeNodeHost,
+    private reg: NodeRegistration,
+    private readonly ttl: number,
+    private readonly grace: number,
+  ) {
     super();
   }
 
@@ -109,7 +146,12 @@ export class KubeNodeLease extends RecoveringLease implements NodeLease {
   private schedule(): void {
     clearTimeout(this.timer);
     if (this.stopped) return;
-    this.timer = setTimeout(() => { this.inflight = this.renewAll(); }, (this.ttl * 1000) / 3);
+    this.timer = setTimeout(
+      () => {
+        this.inflight = this.renewAll();
+      },
+      (this.ttl * 1000) / 3,
+    );
     this.timer.unref?.();
   }
 
@@ -137,18 +179,29 @@ export class KubeNodeLease extends RecoveringLease implements NodeLease {
   private lost(err: Error): void {
     if (this.stopped || this.recovering) return;
     clearTimeout(this.timer);
-    this.startRecovery(err instanceof LostError ? new UnavailableError(`node ${this.reg.name} lost its registration (${err.message}); re-registering`) : err);
+    this.startRecovery(
+      err instanceof LostError
+        ? new UnavailableError(`node ${this.reg.name} lost its registration (${err.message}); re-registering`)
+        : err,
+    );
   }
 
   async update(patch: { addresses?: string[]; backendData?: Record<string, string> }): Promise<NodeInfo> {
     if (this.stopped) throw new InvalidError(`node ${this.reg.name}: the lease was released`);
-    if (this.recovering) throw new UnavailableError(`node ${this.reg.name}: the registration is being re-established after a store outage; retry shortly`);
+    if (this.recovering)
+      throw new UnavailableError(
+        `node ${this.reg.name}: the registration is being re-established after a store outage; retry shortly`,
+      );
     const r = normalizeRegistration({ ...this.reg, ...patch });
     const client = this.store.client;
     for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
       const cur = await client.request("GET", nodePath(r.name));
       const meta = cur.metadata as Json & { annotations?: Record<string, string> };
-      const annotations = { ...(meta.annotations ?? {}), [A_BACKEND]: JSON.stringify(r.backendData ?? {}), [A_ADDRESSES]: r.addresses.join(",") };
+      const annotations = {
+        ...(meta.annotations ?? {}),
+        [A_BACKEND]: JSON.stringify(r.backendData ?? {}),
+        [A_ADDRESSES]: r.addresses.join(","),
+      };
       let out: Json;
       try {
         out = await client.request("PUT", nodePath(r.name), { body: { ...cur, metadata: { ...meta, annotations } } });
@@ -156,7 +209,11 @@ export class KubeNodeLease extends RecoveringLease implements NodeLease {
         if (isApiError(err, 409)) continue;
         throw err;
       }
-      out = await syncAddresses(client, out, r.addresses.map((address) => ({ type: "InternalIP", address })));
+      out = await syncAddresses(
+        client,
+        out,
+        r.addresses.map((address) => ({ type: "InternalIP", address })),
+      );
       this.reg = r;
       this.node = decodeNode(out)!;
       return this.node;

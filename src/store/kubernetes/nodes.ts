@@ -1,12 +1,31 @@
 // weft's nodes as v1 Node objects: decoding (backend data and addresses in annotations, the pod
 // CIDRs in spec.podCIDRs), writing a registration, and the live view (a Node is up while its Lease
 // in kube-node-lease has not run out).
-import { ConflictError, InvalidError, type NodeInfo, type NodeRegistration, type WatchEvent, type WatchHandle, type WatchListener, type WatchOptions } from "../types.js";
+import {
+  ConflictError,
+  InvalidError,
+  type NodeInfo,
+  type NodeRegistration,
+  type WatchEvent,
+  type WatchHandle,
+  type WatchListener,
+  type WatchOptions,
+} from "../types.js";
 import { MAX_CAS_ATTEMPTS } from "../registration.js";
 import { dnsSubdomain, stableStringify } from "../validate.js";
 import { getOrUndefined, isApiError, type Json, type KubeClient } from "./client.js";
 import { runInformer } from "./informer.js";
-import { A_ADDRESSES, A_BACKEND, A_REGISTERED, A_TTL, NODE_LABEL, leaseExpiry, metaOf, nodeLeasePath, nodePath } from "./layout.js";
+import {
+  A_ADDRESSES,
+  A_BACKEND,
+  A_REGISTERED,
+  A_TTL,
+  NODE_LABEL,
+  leaseExpiry,
+  metaOf,
+  nodeLeasePath,
+  nodePath,
+} from "./layout.js";
 
 /** weft's view of a v1 Node; undefined for nodes weft did not register. */
 export function decodeNode(node: Json): NodeInfo | undefined {
@@ -18,7 +37,13 @@ export function decodeNode(node: Json): NodeInfo | undefined {
   let problem: string | undefined;
   try {
     const v = JSON.parse(ann[A_BACKEND]) as unknown;
-    if (typeof v === "object" && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === "string")) backendData = v as Record<string, string>;
+    if (
+      typeof v === "object" &&
+      v !== null &&
+      !Array.isArray(v) &&
+      Object.values(v).every((x) => typeof x === "string")
+    )
+      backendData = v as Record<string, string>;
     else problem = `annotation ${A_BACKEND} of Node ${meta.name} is not a JSON object of strings`;
   } catch (e) {
     problem = `annotation ${A_BACKEND} of Node ${meta.name} is not valid JSON (${(e as Error).message})`;
@@ -37,10 +62,16 @@ export function decodeNode(node: Json): NodeInfo | undefined {
   };
 }
 
-const sameInfo = (a: NodeInfo, b: NodeInfo): boolean => stableStringify({ ...a, resourceVersion: "" }) === stableStringify({ ...b, resourceVersion: "" });
+const sameInfo = (a: NodeInfo, b: NodeInfo): boolean =>
+  stableStringify({ ...a, resourceVersion: "" }) === stableStringify({ ...b, resourceVersion: "" });
 const byName = (a: { name: string }, b: { name: string }): number => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
-export async function upsertNode(client: KubeClient, r: NodeRegistration, podCIDRs: string[], ttl: number): Promise<Json> {
+export async function upsertNode(
+  client: KubeClient,
+  r: NodeRegistration,
+  podCIDRs: string[],
+  ttl: number,
+): Promise<Json> {
   const annotations = {
     [A_BACKEND]: JSON.stringify(r.backendData ?? {}),
     [A_ADDRESSES]: r.addresses.join(","),
@@ -52,14 +83,23 @@ export async function upsertNode(client: KubeClient, r: NodeRegistration, podCID
     const cur = await getOrUndefined(client, nodePath(r.name));
     if (!cur) {
       try {
-        return checkPodCIDRs(client, await client.request("POST", nodePath(), {
-          body: {
-            apiVersion: "v1", kind: "Node",
-            metadata: { name: r.name, labels: { [NODE_LABEL]: "true", "kubernetes.io/hostname": r.name }, annotations },
-            spec: { podCIDR: podCIDRs[0], podCIDRs },
-            status: { addresses: [...internal, { type: "Hostname", address: r.name }] },
-          },
-        }), podCIDRs);
+        return checkPodCIDRs(
+          client,
+          await client.request("POST", nodePath(), {
+            body: {
+              apiVersion: "v1",
+              kind: "Node",
+              metadata: {
+                name: r.name,
+                labels: { [NODE_LABEL]: "true", "kubernetes.io/hostname": r.name },
+                annotations,
+              },
+              spec: { podCIDR: podCIDRs[0], podCIDRs },
+              status: { addresses: [...internal, { type: "Hostname", address: r.name }] },
+            },
+          }),
+          podCIDRs,
+        );
       } catch (err) {
         if (isApiError(err, 409)) continue;
         throw err;
@@ -70,13 +110,20 @@ export async function upsertNode(client: KubeClient, r: NodeRegistration, podCID
     const have = spec.podCIDRs ?? [];
     if (have.length > 0 && stableStringify(have) !== stableStringify(podCIDRs)) {
       if (meta.labels?.[NODE_LABEL] !== "true") {
-        throw new ConflictError("AlreadyExists", `Node ${r.name} already has podCIDRs ${have.join(",")} that weft did not assign (kube-controller-manager --allocate-node-cidrs?): turn that off, or make weft's cluster CIDR the same and delete the Node`);
+        throw new ConflictError(
+          "AlreadyExists",
+          `Node ${r.name} already has podCIDRs ${have.join(",")} that weft did not assign (kube-controller-manager --allocate-node-cidrs?): turn that off, or make weft's cluster CIDR the same and delete the Node`,
+        );
       }
       // spec.podCIDRs cannot change once set: the Node is recreated with everything else kept.
       const { resourceVersion: _rv, uid: _uid, creationTimestamp: _ct, managedFields: _mf, ...keep } = meta;
       try {
-        await client.request("DELETE", nodePath(r.name), { body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { uid: meta.uid } } });
-        await client.request("POST", nodePath(), { body: { ...cur, metadata: keep, spec: { ...spec, podCIDR: podCIDRs[0], podCIDRs } } });
+        await client.request("DELETE", nodePath(r.name), {
+          body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { uid: meta.uid } },
+        });
+        await client.request("POST", nodePath(), {
+          body: { ...cur, metadata: keep, spec: { ...spec, podCIDR: podCIDRs[0], podCIDRs } },
+        });
       } catch (err) {
         if (!isApiError(err, 409) && !isApiError(err, 404)) throw err;
       }
@@ -84,7 +131,11 @@ export async function upsertNode(client: KubeClient, r: NodeRegistration, podCID
     }
     const next = {
       ...cur,
-      metadata: { ...meta, labels: { ...(meta.labels ?? {}), [NODE_LABEL]: "true" }, annotations: { ...(meta.annotations ?? {}), ...annotations } },
+      metadata: {
+        ...meta,
+        labels: { ...(meta.labels ?? {}), [NODE_LABEL]: "true" },
+        annotations: { ...(meta.annotations ?? {}), ...annotations },
+      },
       spec: { ...spec, podCIDR: podCIDRs[0], podCIDRs },
     };
     let out: Json;
@@ -112,7 +163,11 @@ function checkPodCIDRs(client: KubeClient, node: Json, podCIDRs: string[]): Json
 }
 
 /** status.addresses: weft's underlay addresses as the InternalIPs, other entries kept. */
-export async function syncAddresses(client: KubeClient, node: Json, internal: Array<{ type: string; address: string }>): Promise<Json> {
+export async function syncAddresses(
+  client: KubeClient,
+  node: Json,
+  internal: Array<{ type: string; address: string }>,
+): Promise<Json> {
   let cur = node;
   for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
     const status = (cur.status ?? {}) as Json & { addresses?: Array<{ type: string; address: string }> };
@@ -120,7 +175,9 @@ export async function syncAddresses(client: KubeClient, node: Json, internal: Ar
     const want = [...internal, ...have.filter((a) => a.type !== "InternalIP")];
     if (stableStringify(have.filter((a) => a.type === "InternalIP")) === stableStringify(internal)) return cur;
     try {
-      return await client.request("PUT", `${nodePath(metaOf(cur).name)}/status`, { body: { ...cur, status: { ...status, addresses: want } } });
+      return await client.request("PUT", `${nodePath(metaOf(cur).name)}/status`, {
+        body: { ...cur, status: { ...status, addresses: want } },
+      });
     } catch (err) {
       if (!isApiError(err, 409)) throw err;
       cur = await client.request("GET", nodePath(metaOf(cur).name));
@@ -138,7 +195,13 @@ export async function retireDeadNode(client: KubeClient, name: string, cidr: str
     if (!info?.podCIDRs.includes(cidr)) return;
     const lease = await getOrUndefined(client, nodeLeasePath(name));
     if (lease && leaseExpiry(lease) > Date.now()) return;
-    await client.request("DELETE", nodePath(name), { body: { apiVersion: "v1", kind: "DeleteOptions", preconditions: { resourceVersion: metaOf(node).resourceVersion } } });
+    await client.request("DELETE", nodePath(name), {
+      body: {
+        apiVersion: "v1",
+        kind: "DeleteOptions",
+        preconditions: { resourceVersion: metaOf(node).resourceVersion },
+      },
+    });
   } catch {
     // Best effort: the node is dead either way, and weft does not list dead nodes.
   }
@@ -146,7 +209,10 @@ export async function retireDeadNode(client: KubeClient, name: string, cidr: str
 
 export async function getLiveNode(client: KubeClient, name: string): Promise<NodeInfo | undefined> {
   dnsSubdomain("node name", name);
-  const [node, lease] = await Promise.all([getOrUndefined(client, nodePath(name)), getOrUndefined(client, nodeLeasePath(name))]);
+  const [node, lease] = await Promise.all([
+    getOrUndefined(client, nodePath(name)),
+    getOrUndefined(client, nodeLeasePath(name)),
+  ]);
   if (!node || !lease || leaseExpiry(lease) <= Date.now()) return undefined;
   return decodeNode(node);
 }
@@ -165,7 +231,11 @@ export async function listLiveNodes(client: KubeClient): Promise<NodeInfo[]> {
 }
 
 /** Nodes weft registered whose Lease is live: added when both exist, removed when the Lease runs out. */
-export function watchLiveNodes(client: KubeClient, listener: WatchListener<NodeInfo>, options: WatchOptions = {}): WatchHandle {
+export function watchLiveNodes(
+  client: KubeClient,
+  listener: WatchListener<NodeInfo>,
+  options: WatchOptions = {},
+): WatchHandle {
   const replay = options.replay ?? true;
   const nodes = new Map<string, NodeInfo>();
   const expiry = new Map<string, number>();
@@ -189,24 +259,32 @@ export function watchLiveNodes(client: KubeClient, listener: WatchListener<NodeI
       emitted.set(name, info);
       if (!prev) deliver({ type: "added", object: info });
       else if (!sameInfo(prev, info)) deliver({ type: "updated", object: info, previous: prev });
-      timers.set(name, setTimeout(() => evaluate(name), until - Date.now() + 5));
+      timers.set(
+        name,
+        setTimeout(() => evaluate(name), until - Date.now() + 5),
+      );
     } else if (prev) {
       emitted.delete(name);
       deliver({ type: "removed", object: prev });
     }
   };
-  const nodeInf = runInformer(client, nodePath(), {
-    upsert: (o) => {
-      const info = decodeNode(o);
-      if (info) nodes.set(info.name, info);
-      else nodes.delete(metaOf(o).name);
-      evaluate(metaOf(o).name);
+  const nodeInf = runInformer(
+    client,
+    nodePath(),
+    {
+      upsert: (o) => {
+        const info = decodeNode(o);
+        if (info) nodes.set(info.name, info);
+        else nodes.delete(metaOf(o).name);
+        evaluate(metaOf(o).name);
+      },
+      remove: (o) => {
+        nodes.delete(metaOf(o).name);
+        evaluate(metaOf(o).name);
+      },
     },
-    remove: (o) => {
-      nodes.delete(metaOf(o).name);
-      evaluate(metaOf(o).name);
-    },
-  }, `${NODE_LABEL}=true`);
+    `${NODE_LABEL}=true`,
+  );
   const leaseInf = runInformer(client, nodeLeasePath(), {
     upsert: (o) => {
       expiry.set(metaOf(o).name, leaseExpiry(o));
@@ -217,7 +295,9 @@ export function watchLiveNodes(client: KubeClient, listener: WatchListener<NodeI
       evaluate(metaOf(o).name);
     },
   });
-  const ready = Promise.all([nodeInf.ready, leaseInf.ready]).then(() => { live = true; });
+  const ready = Promise.all([nodeInf.ready, leaseInf.ready]).then(() => {
+    live = true;
+  });
   return {
     ready,
     close: async () => {

@@ -4,13 +4,21 @@ import { normalizeSettings, stableStringify } from "../validate.js";
 import { getOrUndefined, isApiError, type KubeClient } from "./client.js";
 import { SETTINGS_KEY, SETTINGS_NAME, SETTINGS_NAMESPACE, settingsPath } from "./layout.js";
 
-export async function initCluster(client: KubeClient, input: ClusterSettingsInput): Promise<{ settings: ClusterSettings; created: boolean }> {
+export async function initCluster(
+  client: KubeClient,
+  input: ClusterSettingsInput,
+): Promise<{ settings: ClusterSettings; created: boolean }> {
   const settings = normalizeSettings(input);
   try {
     await client.request("POST", settingsPath(), {
       body: {
-        apiVersion: "v1", kind: "ConfigMap",
-        metadata: { name: SETTINGS_NAME, namespace: SETTINGS_NAMESPACE, labels: { "app.kubernetes.io/managed-by": "weft" } },
+        apiVersion: "v1",
+        kind: "ConfigMap",
+        metadata: {
+          name: SETTINGS_NAME,
+          namespace: SETTINGS_NAMESPACE,
+          labels: { "app.kubernetes.io/managed-by": "weft" },
+        },
         data: { [SETTINGS_KEY]: JSON.stringify(settings) },
       },
     });
@@ -19,7 +27,8 @@ export async function initCluster(client: KubeClient, input: ClusterSettingsInpu
     if (!isApiError(err, 409)) throw err;
   }
   const existing = await getClusterSettings(client);
-  if (existing && stableStringify(existing) === stableStringify(settings)) return { settings: existing, created: false };
+  if (existing && stableStringify(existing) === stableStringify(settings))
+    return { settings: existing, created: false };
   throw new ConflictError(
     "AlreadyInitialized",
     `the cluster in ${client.description} is already initialized with cluster CIDRs ${existing?.clusterCIDRs.join(",")}, backend ${existing?.backend}` +
@@ -32,10 +41,15 @@ export async function getClusterSettings(client: KubeClient): Promise<ClusterSet
   const cm = await getOrUndefined(client, settingsPath(SETTINGS_NAME));
   const text = (cm?.data as Record<string, string> | undefined)?.[SETTINGS_KEY];
   if (!cm) return undefined;
-  if (!text) throw new InvalidError(`ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${client.description} has no ${SETTINGS_KEY}: it was not written by weft; delete it and run \`weft cluster init\` again`);
+  if (!text)
+    throw new InvalidError(
+      `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${client.description} has no ${SETTINGS_KEY}: it was not written by weft; delete it and run \`weft cluster init\` again`,
+    );
   try {
     return JSON.parse(text) as ClusterSettings;
   } catch {
-    throw new InvalidError(`ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${client.description} holds no valid JSON in ${SETTINGS_KEY}: restore it, or delete it and run \`weft cluster init\` again`);
+    throw new InvalidError(
+      `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${client.description} holds no valid JSON in ${SETTINGS_KEY}: restore it, or delete it and run \`weft cluster init\` again`,
+    );
   }
 }

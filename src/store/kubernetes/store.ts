@@ -51,7 +51,12 @@ export class KubernetesStore implements ClusterStore {
   }
 
   registerNode(reg: NodeRegistration, options: RegisterOptions = {}): Promise<NodeLease> {
-    return registerNode(reg, options, (r, ttl, grace) => new KubeNodeLease(this, r, ttl, grace), (l) => this.leases.add(l));
+    return registerNode(
+      reg,
+      options,
+      (r, ttl, grace) => new KubeNodeLease(this, r, ttl, grace),
+      (l) => this.leases.add(l),
+    );
   }
 
   /** One registration round: subnet claims (own ones first), the Node, then its Lease. */
@@ -91,10 +96,15 @@ export class KubernetesStore implements ClusterStore {
 
   async removeNode(name: string): Promise<void> {
     dnsSubdomain("node name", name);
-    const [node, lease, claims] = await Promise.all([getOrUndefined(this.client, nodePath(name)), getOrUndefined(this.client, nodeLeasePath(name)), listClaims(this.client)]);
+    const [node, lease, claims] = await Promise.all([
+      getOrUndefined(this.client, nodePath(name)),
+      getOrUndefined(this.client, nodeLeasePath(name)),
+      listClaims(this.client),
+    ]);
     const own = claims.filter((c) => c.node === name);
     const weftNode = node && metaOf(node).labels?.[NODE_LABEL] === "true" ? node : undefined;
-    if (!weftNode && !lease && own.length === 0) throw new NotFoundError(`node "${name}" not found in ${this.description}`);
+    if (!weftNode && !lease && own.length === 0)
+      throw new NotFoundError(`node "${name}" not found in ${this.description}`);
     const del = async (path: string): Promise<void> => {
       try {
         await this.client.request("DELETE", path);

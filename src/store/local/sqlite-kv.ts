@@ -51,7 +51,10 @@ export class SqliteKv implements KvBackend {
   private readonly historyLimit: number;
   private readonly compactIntervalMs: number;
 
-  constructor(readonly path: string, options: SqliteKvOptions = {}) {
+  constructor(
+    readonly path: string,
+    options: SqliteKvOptions = {},
+  ) {
     this.description = `local store ${path}`;
     this.historyLimit = options.historyLimit ?? 10000;
     this.compactIntervalMs = options.compactIntervalMs ?? 30_000;
@@ -63,7 +66,10 @@ export class SqliteKv implements KvBackend {
       this.db.pragma("busy_timeout = 5000");
       this.db.exec(SCHEMA);
     } catch (err) {
-      throw new UnavailableError(`cannot open the local store ${path}: ${(err as Error).message} (check that the state directory exists and is writable)`, err);
+      throw new UnavailableError(
+        `cannot open the local store ${path}: ${(err as Error).message} (check that the state directory exists and is writable)`,
+        err,
+      );
     }
     this.poller = setInterval(() => this.tick(), options.pollIntervalMs ?? 100);
     this.poller.unref();
@@ -96,13 +102,14 @@ export class SqliteKv implements KvBackend {
   }
 
   // Keys of leases that expired but were not swept yet are already invisible to readers.
-  private static readonly LIVE = "(kv.lease IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.id = kv.lease AND l.expires_at >= ?))";
+  private static readonly LIVE =
+    "(kv.lease IS NULL OR EXISTS (SELECT 1 FROM leases l WHERE l.id = kv.lease AND l.expires_at >= ?))";
 
   async get(key: string): Promise<KvEntry | undefined> {
     return this.guard(() => {
-      const row = this.db.prepare(`SELECT k, v, mod_rev FROM kv WHERE k = ? AND ${SqliteKv.LIVE}`).get(key, Date.now()) as
-        | { k: string; v: string; mod_rev: number }
-        | undefined;
+      const row = this.db
+        .prepare(`SELECT k, v, mod_rev FROM kv WHERE k = ? AND ${SqliteKv.LIVE}`)
+        .get(key, Date.now()) as { k: string; v: string; mod_rev: number } | undefined;
       return row ? { key: row.k, value: row.v, modRevision: row.mod_rev } : undefined;
     });
   }
@@ -113,30 +120,38 @@ export class SqliteKv implements KvBackend {
         const rows = this.db
           .prepare(`SELECT k, v, mod_rev FROM kv WHERE substr(k, 1, ?) = ? AND ${SqliteKv.LIVE} ORDER BY k`)
           .all(prefix.length, prefix, Date.now()) as Array<{ k: string; v: string; mod_rev: number }>;
-        return { entries: rows.map((r) => ({ key: r.k, value: r.v, modRevision: r.mod_rev })), revision: this.revision() };
+        return {
+          entries: rows.map((r) => ({ key: r.k, value: r.v, modRevision: r.mod_rev })),
+          revision: this.revision(),
+        };
       })(),
     );
   }
 
   async txn(compares: KvCompare[], ops: KvOp[]): Promise<{ succeeded: boolean; revision: number }> {
     const result = this.guard(() =>
-      this.db.transaction(() => {
-        const now = Date.now();
-        this.sweepIn(now);
-        for (const c of compares) {
-          const row = this.db.prepare("SELECT mod_rev FROM kv WHERE k = ?").get(c.key) as { mod_rev: number } | undefined;
-          if ((row?.mod_rev ?? 0) !== c.modRevision) return { succeeded: false, revision: this.revision() };
-        }
-        for (const op of ops) {
-          if (op.type === "put" && op.lease !== undefined) {
-            const alive = this.db.prepare("SELECT 1 FROM leases WHERE id = ? AND expires_at >= ?").get(Number(op.lease), now);
-            if (!alive) throw new InvalidError(`lease ${op.lease} has expired or was revoked`);
+      this.db
+        .transaction(() => {
+          const now = Date.now();
+          this.sweepIn(now);
+          for (const c of compares) {
+            const row = this.db.prepare("SELECT mod_rev FROM kv WHERE k = ?").get(c.key) as
+              { mod_rev: number } | undefined;
+            if ((row?.mod_rev ?? 0) !== c.modRevision) return { succeeded: false, revision: this.revision() };
           }
-        }
-        const rev = this.bump();
-        for (const op of ops) this.apply(rev, op);
-        return { succeeded: true, revision: rev };
-      }).immediate(),
+          for (const op of ops) {
+            if (op.type === "put" && op.lease !== undefined) {
+              const alive = this.db
+                .prepare("SELECT 1 FROM leases WHERE id = ? AND expires_at >= ?")
+                .get(Number(op.lease), now);
+              if (!alive) throw new InvalidError(`lease ${op.lease} has expired or was revoked`);
+            }
+          }
+          const rev = this.bump();
+          for (const op of ops) this.apply(rev, op);
+          return { succeeded: true, revision: rev };
+        })
+        .immediate(),
     );
     if (result.succeeded) this.schedulePump();
     return result;
@@ -145,12 +160,15 @@ export class SqliteKv implements KvBackend {
   private apply(rev: number, op: KvOp): void {
     if (op.type === "put") {
       this.db
-        .prepare("INSERT INTO kv (k, v, mod_rev, lease) VALUES (?, ?, ?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v, mod_rev = excluded.mod_rev, lease = excluded.lease")
+        .prepare(
+          "INSERT INTO kv (k, v, mod_rev, lease) VALUES (?, ?, ?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v, mod_rev = excluded.mod_rev, lease = excluded.lease",
+        )
         .run(op.key, op.value, rev, op.lease === undefined ? null : Number(op.lease));
       this.db.prepare("INSERT INTO events (rev, k, type, v) VALUES (?, ?, 'put', ?)").run(rev, op.key, op.value);
     } else {
       const gone = this.db.prepare("DELETE FROM kv WHERE k = ?").run(op.key);
-      if (gone.changes > 0) this.db.prepare("INSERT INTO events (rev, k, type, v) VALUES (?, ?, 'delete', NULL)").run(rev, op.key);
+      if (gone.changes > 0)
+        this.db.prepare("INSERT INTO events (rev, k, type, v) VALUES (?, ?, 'delete', NULL)").run(rev, op.key);
     }
   }
 
@@ -172,8 +190,13 @@ export class SqliteKv implements KvBackend {
 
   async grantLease(ttlSeconds: number): Promise<KvLease> {
     const ttlMs = ttlSeconds * 1000;
-    const id = this.guard(() =>
-      (this.db.prepare("INSERT INTO leases (ttl_ms, expires_at) VALUES (?, ?) RETURNING id").get(ttlMs, Date.now() + ttlMs) as { id: number }).id,
+    const id = this.guard(
+      () =>
+        (
+          this.db
+            .prepare("INSERT INTO leases (ttl_ms, expires_at) VALUES (?, ?) RETURNING id")
+            .get(ttlMs, Date.now() + ttlMs) as { id: number }
+        ).id,
     );
     const entry = { timer: setInterval(() => this.renew(id, ttlMs), ttlMs / 3), lost: [] as Array<(e: Error) => void> };
     entry.timer.unref();
@@ -184,14 +207,16 @@ export class SqliteKv implements KvBackend {
       revoke: async () => {
         this.stopLease(id);
         this.guard(() =>
-          this.db.transaction(() => {
-            const keys = this.db.prepare("SELECT k FROM kv WHERE lease = ?").all(id) as Array<{ k: string }>;
-            if (keys.length > 0) {
-              const rev = this.bump();
-              for (const { k } of keys) this.apply(rev, { type: "delete", key: k });
-            }
-            this.db.prepare("DELETE FROM leases WHERE id = ?").run(id);
-          }).immediate(),
+          this.db
+            .transaction(() => {
+              const keys = this.db.prepare("SELECT k FROM kv WHERE lease = ?").all(id) as Array<{ k: string }>;
+              if (keys.length > 0) {
+                const rev = this.bump();
+                for (const { k } of keys) this.apply(rev, { type: "delete", key: k });
+              }
+              this.db.prepare("DELETE FROM leases WHERE id = ?").run(id);
+            })
+            .immediate(),
         );
         this.schedulePump();
       },
@@ -210,14 +235,18 @@ export class SqliteKv implements KvBackend {
     let alive: boolean;
     try {
       const now = Date.now();
-      alive = this.db.prepare("UPDATE leases SET expires_at = ? WHERE id = ? AND expires_at >= ?").run(now + ttlMs, id, now).changes > 0;
+      alive =
+        this.db.prepare("UPDATE leases SET expires_at = ? WHERE id = ? AND expires_at >= ?").run(now + ttlMs, id, now)
+          .changes > 0;
     } catch {
       return; // locked for a moment: the next renewal (ttl/3 later) tries again
     }
     if (!alive) {
       const e = this.leaseTimers.get(id);
       this.stopLease(id);
-      const err = new UnavailableError(`lease ${id} in ${this.description} expired before it could be renewed (was this process stopped for longer than the TTL?)`);
+      const err = new UnavailableError(
+        `lease ${id} in ${this.description} expired before it could be renewed (was this process stopped for longer than the TTL?)`,
+      );
       for (const l of e?.lost ?? []) l(err);
     }
   }
@@ -226,8 +255,11 @@ export class SqliteKv implements KvBackend {
     const w: Watcher = { prefix, cursor: 0, handlers, dead: false };
     try {
       this.guard(() => {
-        const compacted = (this.db.prepare("SELECT n FROM meta WHERE name = 'compacted_event'").get() as { n: number }).n;
-        const row = this.db.prepare("SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE rev <= ?").get(afterRevision) as { id: number };
+        const compacted = (this.db.prepare("SELECT n FROM meta WHERE name = 'compacted_event'").get() as { n: number })
+          .n;
+        const row = this.db
+          .prepare("SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE rev <= ?")
+          .get(afterRevision) as { id: number };
         w.cursor = row.id;
         if (w.cursor < compacted) w.cursor = -1; // history gone: reset below
       });
@@ -275,16 +307,32 @@ export class SqliteKv implements KvBackend {
     } catch {
       return;
     }
-    const stmt = this.db.prepare("SELECT id, rev, k, type, v FROM events WHERE id > ? AND substr(k, 1, ?) = ? ORDER BY id");
+    const stmt = this.db.prepare(
+      "SELECT id, rev, k, type, v FROM events WHERE id > ? AND substr(k, 1, ?) = ? ORDER BY id",
+    );
     const maxId = (this.db.prepare("SELECT COALESCE(MAX(id), 0) AS id FROM events").get() as { id: number }).id;
     for (const w of [...this.watchers]) {
       if (w.dead) continue;
-      if (w.cursor < compacted) { this.reset(w); continue; }
-      const rows = stmt.all(w.cursor, w.prefix.length, w.prefix) as Array<{ id: number; rev: number; k: string; type: string; v: string | null }>;
+      if (w.cursor < compacted) {
+        this.reset(w);
+        continue;
+      }
+      const rows = stmt.all(w.cursor, w.prefix.length, w.prefix) as Array<{
+        id: number;
+        rev: number;
+        k: string;
+        type: string;
+        v: string | null;
+      }>;
       // Each query is its own snapshot and may see events newer than maxId.
       w.cursor = Math.max(w.cursor, maxId, rows.length ? rows[rows.length - 1].id : 0);
       if (rows.length === 0) continue;
-      const events: KvWatchEvent[] = rows.map((r) => ({ type: r.type === "put" ? "put" : "delete", key: r.k, ...(r.v !== null ? { value: r.v } : {}), modRevision: r.rev }));
+      const events: KvWatchEvent[] = rows.map((r) => ({
+        type: r.type === "put" ? "put" : "delete",
+        key: r.k,
+        ...(r.v !== null ? { value: r.v } : {}),
+        modRevision: r.rev,
+      }));
       w.handlers.onEvents(events);
     }
   }
@@ -311,13 +359,15 @@ export class SqliteKv implements KvBackend {
   }
 
   private compact(): void {
-    this.db.transaction(() => {
-      const maxId = (this.db.prepare("SELECT COALESCE(MAX(id), 0) AS id FROM events").get() as { id: number }).id;
-      const upTo = maxId - this.historyLimit;
-      if (upTo <= 0) return;
-      this.db.prepare("DELETE FROM events WHERE id <= ?").run(upTo);
-      this.db.prepare("UPDATE meta SET n = MAX(n, ?) WHERE name = 'compacted_event'").run(upTo);
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const maxId = (this.db.prepare("SELECT COALESCE(MAX(id), 0) AS id FROM events").get() as { id: number }).id;
+        const upTo = maxId - this.historyLimit;
+        if (upTo <= 0) return;
+        this.db.prepare("DELETE FROM events WHERE id <= ?").run(upTo);
+        this.db.prepare("UPDATE meta SET n = MAX(n, ?) WHERE name = 'compacted_event'").run(upTo);
+      })
+      .immediate();
   }
 
   async close(): Promise<void> {

@@ -6,7 +6,16 @@ import { writeFile } from "node:fs/promises";
 import { KernelCommandError, run, runStatus } from "../../exec.js";
 import { ensureSysctl } from "../../nsfile.js";
 import * as v from "../../validate.js";
-import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../types.js";
+import {
+  type Family,
+  GATEWAY_V4,
+  GATEWAY_V6,
+  type LinkInfo,
+  type PodKernel,
+  type PodView,
+  type PodWiring,
+  type RouteInfo,
+} from "../types.js";
 
 interface IpLink {
   ifindex: number;
@@ -55,8 +64,10 @@ export function parseBatchFailures(stderr: string): { line: number; message: str
   let msg: string[] = [];
   for (const l of stderr.split("\n")) {
     const m = /^Command failed -:(\d+)$/.exec(l.trim());
-    if (m) { out.push({ line: Number(m[1]), message: msg.join("\n") }); msg = []; }
-    else if (l.trim()) msg.push(l);
+    if (m) {
+      out.push({ line: Number(m[1]), message: msg.join("\n") });
+      msg = [];
+    } else if (l.trim()) msg.push(l);
   }
   return out;
 }
@@ -122,7 +133,9 @@ export class IprouteKernel implements PodKernel {
       defaults.set(p.length, 6);
     }
     for (const r of w.extraRoutes) {
-      p.push(`route add ${v.cidr(r.dst)} via ${r.family === 4 ? GATEWAY_V4 : GATEWAY_V6} dev ${pod}${r.family === 4 ? " onlink" : ""}`);
+      p.push(
+        `route add ${v.cidr(r.dst)} via ${r.family === 4 ? GATEWAY_V4 : GATEWAY_V6} dev ${pod}${r.family === 4 ? " onlink" : ""}`,
+      );
     }
     // Reading a link back makes the kernel (6.8+) apply its pending carrier change now; without
     // it ADD can return while the veth is not yet operationally up and drops the first packets.
@@ -151,9 +164,10 @@ export class IprouteKernel implements PodKernel {
     // RCU grace period once instead of once per link (measured here: 50 veths 28 ms vs 840 ms).
     // G is random per call so concurrent calls don't take each other's links.
     const group = randomGroup();
-    const lines = todo.length === 1
-      ? [`link del ${todo[0]}`]
-      : [...todo.map((n) => `link set ${n} group ${group}`), `link del group ${group}`];
+    const lines =
+      todo.length === 1
+        ? [`link del ${todo[0]}`]
+        : [...todo.map((n) => `link set ${n} group ${group}`), `link del group ${group}`];
     // -force: keep going past links that are already gone (DEL is idempotent).
     const r = await runStatus(["ip", "-force", "-batch", "-"], { input: lines.join("\n") + "\n" });
     if (r.code !== 0) {
@@ -172,11 +186,13 @@ export class IprouteKernel implements PodKernel {
       ipJson<IpRoute[]>(["-4", "route", "show", "table", "main"]),
       ipJson<IpRoute[]>(["-6", "route", "show", "table", "main"]),
     ]);
-    const conv = (fam: 4 | 6) => (r: IpRoute): RouteInfo => ({
-      dst: normRouteDst(r.dst, fam),
-      dev: r.dev ?? "",
-      ...(r.gateway ? { gateway: r.gateway } : {}),
-    });
+    const conv =
+      (fam: 4 | 6) =>
+      (r: IpRoute): RouteInfo => ({
+        dst: normRouteDst(r.dst, fam),
+        dev: r.dev ?? "",
+        ...(r.gateway ? { gateway: r.gateway } : {}),
+      });
     return [...r4.map(conv(4)), ...r6.map(conv(6))];
   }
 

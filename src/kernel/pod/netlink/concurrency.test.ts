@@ -10,7 +10,9 @@ import { type KernelHost, startKernelHost } from "../../../testlib/kernel-host.j
 
 after(removeAllNetns);
 const hosts: KernelHost[] = [];
-after(async () => { await Promise.all(hosts.map((h) => h.close())); });
+after(async () => {
+  await Promise.all(hosts.map((h) => h.close()));
+});
 
 const PODS = 100; // even: the last pod is an odd one
 const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
@@ -18,9 +20,16 @@ const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
 /** Pod i's interface `podIf` (set s of 0-2): distinct host names, MACs and addresses per set. */
 function wiring(pod: TestNetns, i: number, podIf: string, s: number): PodWiring {
   return {
-    hostIf: `wf${hex(s, 7)}${hex(i, 4)}`, hostMac: `02:a${s}:00:00:${hex(i >> 8, 2)}:${hex(i & 255, 2)}`,
-    podIf, podMac: `02:b${s}:00:00:${hex(i >> 8, 2)}:${hex(i & 255, 2)}`, netns: pod.path, mtu: 1400,
-    addresses: [{ family: 4, address: `10.8${s}.${i >> 8}.${(i & 255) + 1}`, prefix: 32 }, { family: 6, address: `fd8${s}::${hex(i + 1, 4)}`, prefix: 128 }],
+    hostIf: `wf${hex(s, 7)}${hex(i, 4)}`,
+    hostMac: `02:a${s}:00:00:${hex(i >> 8, 2)}:${hex(i & 255, 2)}`,
+    podIf,
+    podMac: `02:b${s}:00:00:${hex(i >> 8, 2)}:${hex(i & 255, 2)}`,
+    netns: pod.path,
+    mtu: 1400,
+    addresses: [
+      { family: 4, address: `10.8${s}.${i >> 8}.${(i & 255) + 1}`, prefix: 32 },
+      { family: 6, address: `fd8${s}::${hex(i + 1, 4)}`, prefix: 128 },
+    ],
     extraRoutes: [],
   };
 }
@@ -28,7 +37,8 @@ function wiring(pod: TestNetns, i: number, podIf: string, s: number): PodWiring 
 async function world(): Promise<{ host: TestNetns; k: KernelHost; pods: TestNetns[] }> {
   const host = await createNetns("host");
   const pods: TestNetns[] = [];
-  for (let i = 0; i < PODS; i += 25) pods.push(...await Promise.all(Array.from({ length: Math.min(25, PODS - i) }, () => createNetns("pod"))));
+  for (let i = 0; i < PODS; i += 25)
+    pods.push(...(await Promise.all(Array.from({ length: Math.min(25, PODS - i) }, () => createNetns("pod")))));
   const k = startKernelHost(host, "netlink");
   hosts.push(k);
   await k.call("enableForwarding");
@@ -43,7 +53,10 @@ async function settle(calls: Promise<unknown>[]): Promise<string[]> {
 
 async function podLinks(pod: TestNetns): Promise<string[]> {
   const links = JSON.parse(await pod.exec(["ip", "-j", "link", "show"])) as { ifname: string }[];
-  return links.map((l) => l.ifname).filter((n) => n !== "lo").sort();
+  return links
+    .map((l) => l.ifname)
+    .filter((n) => n !== "lo")
+    .sort();
 }
 
 test(`${PODS} concurrent ADDs, single and batched deletions all succeed and leave nothing behind`, async () => {
@@ -52,21 +65,40 @@ test(`${PODS} concurrent ADDs, single and batched deletions all succeed and leav
   const net1 = pods.map((p, i) => wiring(p, i, "net1", 1));
 
   // Every pod wired at once; every other one deleted as soon as it is up (DELs among ADDs).
-  assert.deepEqual(await settle(eth0.map(async (w, i) => {
-    await k.call("wirePod", w);
-    if (i % 2) await k.call("deleteHostLinks", [w.hostIf]);
-  })), []);
-  assert.deepEqual(await weftLinks(host), eth0.filter((_, i) => i % 2 === 0).map((w) => w.hostIf).sort());
+  assert.deepEqual(
+    await settle(
+      eth0.map(async (w, i) => {
+        await k.call("wirePod", w);
+        if (i % 2) await k.call("deleteHostLinks", [w.hostIf]);
+      }),
+    ),
+    [],
+  );
+  assert.deepEqual(
+    await weftLinks(host),
+    eth0
+      .filter((_, i) => i % 2 === 0)
+      .map((w) => w.hostIf)
+      .sort(),
+  );
 
   // A restart's clean-up: all remaining host ends in one call (one big batch for the kernel),
   // while a second interface is wired into every pod and the host's links are listed.
-  assert.deepEqual(await settle([
-    k.call("deleteHostLinks", eth0.map((w) => w.hostIf)),
-    ...net1.map((w) => k.call("wirePod", w)),
-    k.call("hostLinks"), k.call("hostRoutes"),
-  ]), []);
+  assert.deepEqual(
+    await settle([
+      k.call(
+        "deleteHostLinks",
+        eth0.map((w) => w.hostIf),
+      ),
+      ...net1.map((w) => k.call("wirePod", w)),
+      k.call("hostLinks"),
+      k.call("hostRoutes"),
+    ]),
+    [],
+  );
   assert.deepEqual(await weftLinks(host), net1.map((w) => w.hostIf).sort());
-  for (const p of pods) assert.deepEqual(await podLinks(p), ["net1"], `${p.name}: the eth0 pod ends went with their host ends`);
+  for (const p of pods)
+    assert.deepEqual(await podLinks(p), ["net1"], `${p.name}: the eth0 pod ends went with their host ends`);
 
   // And the pods work, both ways, both families: two whose eth0 was gone before net1 came, so
   // net1 has their default routes (an even pod's eth0 may still have held them).
@@ -78,7 +110,11 @@ test(`${PODS} concurrent ADDs, single and batched deletions all succeed and leav
   assert.deepEqual(await settle(net1.map((w) => k.call("deleteHostLinks", [w.hostIf]))), []);
   assert.deepEqual(await weftLinks(host), []);
   const left = JSON.parse(await host.exec(["ip", "-j", "route", "show"])) as { dst: string }[];
-  assert.deepEqual(left.filter((r) => r.dst.startsWith("10.8")), [], "no pod routes left in the host");
+  assert.deepEqual(
+    left.filter((r) => r.dst.startsWith("10.8")),
+    [],
+    "no pod routes left in the host",
+  );
 });
 
 test("a pod passes traffic the moment wirePod returns: both veth ends are operationally up", async () => {
@@ -87,7 +123,9 @@ test("a pod passes traffic the moment wirePod returns: both veth ends are operat
   // Back to back, as the agent wires a burst; each end's state is read (a link dump, as
   // `ip link show` does) the instant its ADD returns.
   const seen = await Promise.all(ws.map((w) => k.call<{ host: string; pod: string }>("wirePodLooked", w)));
-  const notUp = seen.flatMap((s, i) => (s.host === "UP" && s.pod === "UP" ? [] : [`${ws[i].hostIf}: host end ${s.host}, pod end ${s.pod}`]));
+  const notUp = seen.flatMap((s, i) =>
+    s.host === "UP" && s.pod === "UP" ? [] : [`${ws[i].hostIf}: host end ${s.host}, pod end ${s.pod}`],
+  );
   assert.deepEqual(notUp, [], "veth ends not up when their ADD returned");
 
   // And what that means for a user: a pod wired now, then a single packet each way at once

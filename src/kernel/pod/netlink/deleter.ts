@@ -23,8 +23,14 @@ const EIO = 5;
 const MAX_IN_FLIGHT = 3;
 const POLL_MS = 1;
 
-interface Job { name: string; done: (err?: NetlinkError) => void }
-interface Link { name: string; index: number }
+interface Job {
+  name: string;
+  done: (err?: NetlinkError) => void;
+}
+interface Link {
+  name: string;
+  index: number;
+}
 
 export class LinkDeleter {
   private pending: Job[] = [];
@@ -46,7 +52,10 @@ export class LinkDeleter {
       this.pending.push({ name, done: (err) => (err ? reject(err) : resolve()) });
       if (!this.scheduled) {
         this.scheduled = true;
-        setImmediate(() => { this.scheduled = false; this.schedule(); });
+        setImmediate(() => {
+          this.scheduled = false;
+          this.schedule();
+        });
       }
     });
   }
@@ -70,8 +79,15 @@ export class LinkDeleter {
     // Same name twice in a batch: one request, every caller answered.
     const jobs = new Map<string, Job[]>();
     for (const j of batch) jobs.set(j.name, [...(jobs.get(j.name) ?? []), j]);
-    const finish = (name: string, err?: NetlinkError) => { for (const j of jobs.get(name) ?? []) j.done(err); jobs.delete(name); };
-    const fail = (name: string, a: Answer) => finish(name, new NetlinkError(`delete ${name}`, a.errno || EIO, `could not delete ${name} in ${this.where}`, a.extMessage));
+    const finish = (name: string, err?: NetlinkError) => {
+      for (const j of jobs.get(name) ?? []) j.done(err);
+      jobs.delete(name);
+    };
+    const fail = (name: string, a: Answer) =>
+      finish(
+        name,
+        new NetlinkError(`delete ${name}`, a.errno || EIO, `could not delete ${name} in ${this.where}`, a.extMessage),
+      );
 
     // Each link's ifindex (a name can be reused at once, an ifindex is not) and, for a batch,
     // the group mark. Links already gone are done now.
@@ -98,13 +114,25 @@ export class LinkDeleter {
     // Listen before sending. The announcement comes after the kernel has flushed the link's
     // routes and neighbours (a GETLINK would say "gone" a little earlier, before that clean-up).
     let events: NetlinkSocket | undefined;
-    try { events = this.openSocket(RTMGRP_LINK); } catch { /* then the kernel's answer decides */ }
+    try {
+      events = this.openSocket(RTMGRP_LINK);
+    } catch {
+      /* then the kernel's answer decides */
+    }
     try {
       const sock = this.idle.pop() ?? this.openSocket();
       let answered = false;
       const answer = sock.transactAsync([req]).then(
-        ([a]) => { answered = true; if (sock.isOpen) this.idle.push(sock); return { a }; },
-        (e: unknown) => { answered = true; sock.close(); return { e }; },
+        ([a]) => {
+          answered = true;
+          if (sock.isOpen) this.idle.push(sock);
+          return { a };
+        },
+        (e: unknown) => {
+          answered = true;
+          sock.close();
+          return { e };
+        },
       );
       const byIndex = new Map(links.map((l) => [l.index, l.name]));
       while (events && !answered && jobs.size) {
@@ -122,7 +150,13 @@ export class LinkDeleter {
       const left = links.filter((l) => jobs.has(l.name));
       if (!left.length) return;
       if ("e" in settled) {
-        for (const l of left) finish(l.name, settled.e instanceof NetlinkError ? settled.e : new NetlinkError(req.what, EIO, `could not delete ${l.name} in ${this.where}: ${String(settled.e)}`));
+        for (const l of left)
+          finish(
+            l.name,
+            settled.e instanceof NetlinkError
+              ? settled.e
+              : new NetlinkError(req.what, EIO, `could not delete ${l.name} in ${this.where}: ${String(settled.e)}`),
+          );
         return;
       }
       // The kernel has answered: whatever is still listed was not deleted.
@@ -133,7 +167,11 @@ export class LinkDeleter {
       if (!group) return fail(still[0].name, settled.a);
       // A group deletion is all or nothing: one link that cannot go (not ours to delete, say)
       // keeps the others. Unmark them and try each on its own.
-      try { this.host().transact(still.map((l) => setGroup(l.name, 0))); } catch { /* the single deletions report */ }
+      try {
+        this.host().transact(still.map((l) => setGroup(l.name, 0)));
+      } catch {
+        /* the single deletions report */
+      }
       for (const l of still) {
         const js = jobs.get(l.name) ?? [];
         jobs.delete(l.name);

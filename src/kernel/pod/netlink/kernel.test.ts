@@ -10,9 +10,17 @@ import { podKernelCases, wiring } from "../cases.js";
 
 after(removeAllNetns);
 const hosts: KernelHost[] = [];
-after(async () => { await Promise.all(hosts.map((h) => h.close())); });
+after(async () => {
+  await Promise.all(hosts.map((h) => h.close()));
+});
 
-interface World { impl: KernelImpl; host: TestNetns; k: KernelHost; a: TestNetns; b: TestNetns }
+interface World {
+  impl: KernelImpl;
+  host: TestNetns;
+  k: KernelHost;
+  a: TestNetns;
+  b: TestNetns;
+}
 
 async function world(impl: KernelImpl): Promise<World> {
   const host = await createNetns("host");
@@ -22,7 +30,6 @@ async function world(impl: KernelImpl): Promise<World> {
   await k.call("enableForwarding");
   return { impl, host, k, a, b };
 }
-
 
 async function wireTwo(w: World): Promise<void> {
   assert.deepEqual(await w.k.call("wirePod", wiring(w.a, "wf00000000aaa", 1)), { defaultRoutes: [4, 6] });
@@ -35,7 +42,12 @@ test("errors name what clashed or is missing, and say 'File exists' where iprout
   const w = await world("netlink");
   await w.k.call("wirePod", wiring(w.a, "wf00000000aaa", 1));
   const err = async (p: Promise<unknown>) => {
-    try { await p; } catch (e) { assert.ok(e instanceof RemoteKernelError); return e.remote; }
+    try {
+      await p;
+    } catch (e) {
+      assert.ok(e instanceof RemoteKernelError);
+      return e.remote;
+    }
     assert.fail("expected a failure");
   };
   const podClash = await err(w.k.call("wirePod", wiring(w.a, "wf00000000bbb", 2)));
@@ -54,8 +66,13 @@ test("errors name what clashed or is missing, and say 'File exists' where iprout
 
   const bad = await err(w.k.call("wirePod", { ...wiring(w.b, "wf00000000ccc", 2), hostIf: "wf x" }));
   assert.equal(bad.name, "InvalidKernelInput");
-  const badRoute = await err(w.k.call("wirePod", { ...wiring(w.b, "wf00000000ccc", 2), extraRoutes: [{ dst: "10.99.0.1/16", family: 4 }] }));
-  assert.match(badRoute.message, /^cannot add route 10\.99\.0\.1\/16 via 169\.254\.1\.1 dev eth0 in .*: Invalid argument \(EINVAL\)/);
+  const badRoute = await err(
+    w.k.call("wirePod", { ...wiring(w.b, "wf00000000ccc", 2), extraRoutes: [{ dst: "10.99.0.1/16", family: 4 }] }),
+  );
+  assert.match(
+    badRoute.message,
+    /^cannot add route 10\.99\.0\.1\/16 via 169\.254\.1\.1 dev eth0 in .*: Invalid argument \(EINVAL\)/,
+  );
 
   const lo = await err(w.k.call("deleteHostLinks", ["lo"]));
   assert.match(lo.message, /could not delete lo/);
@@ -68,7 +85,12 @@ test("deleteHostLinks removes host ends with their pod ends and routes; absent n
   assert.deepEqual(await weftLinks(w.host), []);
   assert.equal(await w.k.call("linkExistsIn", w.a.path, "eth0"), false, "the pod end goes with the host end");
   // Answered only once the kernel has also dropped the links' routes.
-  assert.deepEqual((await w.k.call<RouteInfo[]>("hostRoutes")).filter((r) => /^(10\.80\.|fd80:)/.test(r.dst) || r.dev.startsWith("wf")), []);
+  assert.deepEqual(
+    (await w.k.call<RouteInfo[]>("hostRoutes")).filter(
+      (r) => /^(10\.80\.|fd80:)/.test(r.dst) || r.dev.startsWith("wf"),
+    ),
+    [],
+  );
   await w.k.call("deleteHostLinks", ["wf00000000aaa"]);
 
   // Eight pods deleted at once (the kernel gets one group deletion), plus lo, which cannot go:
@@ -76,8 +98,14 @@ test("deleteHostLinks removes host ends with their pod ends and routes; absent n
   const pods = await Promise.all(Array.from({ length: 8 }, () => createNetns("pod")));
   const ws = pods.map((p, i) => wiring(p, `wf0000000010${i}`, 10 + i, false));
   for (const x of ws) await w.k.call("wirePod", x);
-  const results = await Promise.allSettled([...ws.map((x) => w.k.call("deleteHostLinks", [x.hostIf])), w.k.call("deleteHostLinks", ["lo"])]);
-  assert.deepEqual(results.map((r) => r.status), [...ws.map(() => "fulfilled"), "rejected"]);
+  const results = await Promise.allSettled([
+    ...ws.map((x) => w.k.call("deleteHostLinks", [x.hostIf])),
+    w.k.call("deleteHostLinks", ["lo"]),
+  ]);
+  assert.deepEqual(
+    results.map((r) => r.status),
+    [...ws.map(() => "fulfilled"), "rejected"],
+  );
   assert.deepEqual(await weftLinks(w.host), []);
   for (const p of pods) assert.equal(await w.k.call("linkExistsIn", p.path, "eth0"), false);
   const lo = JSON.parse(await w.host.exec(["ip", "-j", "-d", "link", "show", "lo"])) as { group: string }[];

@@ -9,16 +9,69 @@
 import { closeSync, openSync, writeFileSync } from "node:fs";
 import { ensureSysctl } from "../../nsfile.js";
 import * as v from "../../validate.js";
-import { type Family, GATEWAY_V4, GATEWAY_V6, type LinkInfo, type PodKernel, type PodView, type PodWiring, type RouteInfo } from "../types.js";
 import {
-  AF_INET, AF_INET6, AF_UNSPEC, IF_OPER_UP, IFA_ADDRESS, IFA_LOCAL, IFF_UP, IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_OPERSTATE, LOOPBACK_IFINDEX,
-  RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_TABLE, RTM_F_CLONED, RTM_GETADDR, RTM_GETLINK, RTM_GETROUTE,
-  RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE,
+  type Family,
+  GATEWAY_V4,
+  GATEWAY_V6,
+  type LinkInfo,
+  type PodKernel,
+  type PodView,
+  type PodWiring,
+  type RouteInfo,
+} from "../types.js";
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNSPEC,
+  IF_OPER_UP,
+  IFA_ADDRESS,
+  IFA_LOCAL,
+  IFF_UP,
+  IFLA_ADDRESS,
+  IFLA_IFNAME,
+  IFLA_MTU,
+  IFLA_OPERSTATE,
+  LOOPBACK_IFINDEX,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTA_TABLE,
+  RTM_F_CLONED,
+  RTM_GETADDR,
+  RTM_GETLINK,
+  RTM_GETROUTE,
+  RTM_NEWADDR,
+  RTM_NEWLINK,
+  RTM_NEWROUTE,
 } from "../../netlink/consts.js";
 import { LinkDeleter } from "./deleter.js";
 import { NetlinkError } from "../../netlink/errors.js";
-import { cstr, ifaddrmsg, ifinfomsg, type InMessage, ipString, macString, parseAttrs, parseIfaddrmsg, parseIfinfomsg, parseRtmsg, rtmsg } from "../../netlink/message.js";
-import { addAddr, addRoute, delRoute, type Fam, getLink, getLinkByIndex, linkUp, newVeth, permanentNeigh } from "../../netlink/requests.js";
+import {
+  cstr,
+  ifaddrmsg,
+  ifinfomsg,
+  type InMessage,
+  ipString,
+  macString,
+  parseAttrs,
+  parseIfaddrmsg,
+  parseIfinfomsg,
+  parseRtmsg,
+  rtmsg,
+} from "../../netlink/message.js";
+import {
+  addAddr,
+  addRoute,
+  delRoute,
+  type Fam,
+  getLink,
+  getLinkByIndex,
+  linkUp,
+  newVeth,
+  permanentNeigh,
+} from "../../netlink/requests.js";
 import { type Answer, NetlinkSocket, type Request } from "../../netlink/socket.js";
 
 const ENOENT = 2;
@@ -27,7 +80,15 @@ const ENODEV = 19;
 const ETIMEDOUT = 110;
 const LINK_UP_TIMEOUT_MS = 2000;
 
-interface Route { fam: Fam; dst: string; dstLen: number; table: number; oif?: number; gateway?: string; cloned: boolean }
+interface Route {
+  fam: Fam;
+  dst: string;
+  dstLen: number;
+  table: number;
+  oif?: number;
+  gateway?: string;
+  cloned: boolean;
+}
 
 function parseLink(m: InMessage): LinkInfo {
   const h = parseIfinfomsg(m.payload);
@@ -148,7 +209,9 @@ export class NetlinkKernel implements PodKernel {
   async underlayMtu(isOwnLink: (name: string) => boolean): Promise<number> {
     const links = await this.hostLinks();
     // Like `ip route show default`: IPv4, main table, the first default route with a device.
-    const def = this.dumpRoutes(this.host(), 4).find((r) => r.table === RT_TABLE_MAIN && r.dstLen === 0 && !r.cloned && r.oif !== undefined);
+    const def = this.dumpRoutes(this.host(), 4).find(
+      (r) => r.table === RT_TABLE_MAIN && r.dstLen === 0 && !r.cloned && r.oif !== undefined,
+    );
     const viaDefault = links.find((l) => l.ifindex === def?.oif);
     if (viaDefault) return viaDefault.mtu;
     const candidates = links.filter((l) => l.name !== "lo" && !isOwnLink(l.name)).map((l) => l.mtu);
@@ -165,7 +228,8 @@ export class NetlinkKernel implements PodKernel {
     if (!(mtu >= 68 && mtu <= 65535)) throw new v.InvalidKernelInput(`MTU ${w.mtu} is outside 68-65535`);
     const addrs = w.addresses.map((a) => {
       const max = a.family === 4 ? 32 : 128;
-      if (!(Number.isInteger(a.prefix) && a.prefix >= 0 && a.prefix <= max)) throw new v.InvalidKernelInput(`prefix length ${a.prefix} is not valid for ${a.address}`);
+      if (!(Number.isInteger(a.prefix) && a.prefix >= 0 && a.prefix <= max))
+        throw new v.InvalidKernelInput(`prefix length ${a.prefix} is not valid for ${a.address}`);
       return { fam: a.family as Fam, ip: v.ip(a.address), prefix: a.prefix };
     });
     const extra = w.extraRoutes.map((r) => {
@@ -186,7 +250,8 @@ export class NetlinkKernel implements PodKernel {
       if (made.errno) throw this.createError(made, create.what, hostIf, podIf, netns, pod.sock);
       const hostIdx = parseLink(hostLink.messages[0]).ifindex;
       const [podLink] = pod.sock.transact([getLink(podIf)]);
-      if (podLink.errno) throw new NetlinkError(`find ${podIf}`, podLink.errno, `the new interface ${podIf} is missing from ${netns}`);
+      if (podLink.errno)
+        throw new NetlinkError(`find ${podIf}`, podLink.errno, `the new interface ${podIf} is missing from ${netns}`);
       const podIdx = parseLink(podLink.messages[0]).ifindex;
 
       // 2. Host side: gateway address, a route and a permanent neighbour per pod address.
@@ -195,7 +260,16 @@ export class NetlinkKernel implements PodKernel {
       const h: Request[] = [];
       if (has6) h.push(addAddr(6, GATEWAY_V6, 64, hostIdx, true, hostIf));
       for (const a of addrs) {
-        h.push(addRoute({ fam: a.fam, dst: a.ip, dstLen: a.fam === 4 ? 32 : 128, oif: hostIdx, linkScope: a.fam === 4, dev: hostIf }));
+        h.push(
+          addRoute({
+            fam: a.fam,
+            dst: a.ip,
+            dstLen: a.fam === 4 ? 32 : 128,
+            oif: hostIdx,
+            linkScope: a.fam === 4,
+            dev: hostIf,
+          }),
+        );
         // Known MAC, so no neighbour discovery is needed towards the pod.
         h.push(permanentNeigh(a.fam, a.ip, podMac, hostIdx, hostIf));
       }
@@ -213,7 +287,9 @@ export class NetlinkKernel implements PodKernel {
         // route to 169.254.1.1 (proxy_arp alone answers only for addresses the host can route).
         p.push(permanentNeigh(4, GATEWAY_V4, hostMac, podIdx, podIf));
         defaults.set(p.length, 4);
-        p.push(addRoute({ fam: 4, dst: "0.0.0.0", dstLen: 0, gateway: GATEWAY_V4, onlink: true, oif: podIdx, dev: podIf }));
+        p.push(
+          addRoute({ fam: 4, dst: "0.0.0.0", dstLen: 0, gateway: GATEWAY_V4, onlink: true, oif: podIdx, dev: podIf }),
+        );
       }
       if (has6) {
         p.push(permanentNeigh(6, GATEWAY_V6, hostMac, podIdx, podIf));
@@ -221,7 +297,17 @@ export class NetlinkKernel implements PodKernel {
         p.push(addRoute({ fam: 6, dst: "::", dstLen: 0, gateway: GATEWAY_V6, oif: podIdx, dev: podIf }));
       }
       for (const r of extra) {
-        p.push(addRoute({ fam: r.fam, dst: r.ip, dstLen: r.len, gateway: r.fam === 4 ? GATEWAY_V4 : GATEWAY_V6, onlink: r.fam === 4, oif: podIdx, dev: podIf }));
+        p.push(
+          addRoute({
+            fam: r.fam,
+            dst: r.ip,
+            dstLen: r.len,
+            gateway: r.fam === 4 ? GATEWAY_V4 : GATEWAY_V6,
+            onlink: r.fam === 4,
+            oif: podIdx,
+            dev: podIf,
+          }),
+        );
       }
       p.push(getLinkByIndex(podIdx, podIf));
       // The kernel answers every request; an existing default route (the pod's other interface
@@ -231,7 +317,11 @@ export class NetlinkKernel implements PodKernel {
       answers.forEach((a, i) => {
         if (a.errno === EEXIST && defaults.has(i)) set.delete(defaults.get(i)!);
       });
-      const podErr = firstFailure(p, answers.map((a, i) => (a.errno === EEXIST && defaults.has(i) ? { ...a, errno: 0 } : a)), netns);
+      const podErr = firstFailure(
+        p,
+        answers.map((a, i) => (a.errno === EEXIST && defaults.has(i) ? { ...a, errno: 0 } : a)),
+        netns,
+      );
       if (podErr) throw podErr;
 
       // 4. The same for the host end, which has had carrier since step 3. Only then is the pod
@@ -255,21 +345,43 @@ export class NetlinkKernel implements PodKernel {
     for (;;) {
       await new Promise((r) => setTimeout(r, 1));
       const [a] = sock.transact([getLinkByIndex(index, name)]);
-      if (a.errno) throw new NetlinkError(`find ${name}`, a.errno, `interface ${name} in ${where} went away while coming up`, a.extMessage);
+      if (a.errno)
+        throw new NetlinkError(
+          `find ${name}`,
+          a.errno,
+          `interface ${name} in ${where} went away while coming up`,
+          a.extMessage,
+        );
       if (operUp(a)) return;
       if (performance.now() > deadline) {
-        throw new NetlinkError(`wait for ${name} to come up`, ETIMEDOUT, `interface ${name} in ${where} has no carrier ${LINK_UP_TIMEOUT_MS} ms after its peer came up`);
+        throw new NetlinkError(
+          `wait for ${name} to come up`,
+          ETIMEDOUT,
+          `interface ${name} in ${where} has no carrier ${LINK_UP_TIMEOUT_MS} ms after its peer came up`,
+        );
       }
     }
   }
 
   /** Says which name clashed: the host end here, or the pod end in the pod namespace. */
-  private createError(a: Answer, what: string, hostIf: string, podIf: string, netns: string, pod: NetlinkSocket): NetlinkError {
+  private createError(
+    a: Answer,
+    what: string,
+    hostIf: string,
+    podIf: string,
+    netns: string,
+    pod: NetlinkSocket,
+  ): NetlinkError {
     if (a.errno === EEXIST) {
       if (pod.transact([getLink(podIf)])[0].errno === 0) {
         return new NetlinkError(what, a.errno, `interface ${podIf} already exists in ${netns}`, a.extMessage);
       }
-      return new NetlinkError(what, a.errno, `host interface ${hostIf} already exists in ${this.hostName}`, a.extMessage);
+      return new NetlinkError(
+        what,
+        a.errno,
+        `host interface ${hostIf} already exists in ${this.hostName}`,
+        a.extMessage,
+      );
     }
     return new NetlinkError(what, a.errno, `cannot ${what} (peer in ${netns})`, a.extMessage);
   }
@@ -283,12 +395,20 @@ export class NetlinkKernel implements PodKernel {
     if (failed.length === 0) return;
     const first = failed[0].e;
     if (failed.length === 1 && first instanceof Error) throw first;
-    throw new NetlinkError(`delete ${failed.map((f) => f.n).join(", ")}`, first instanceof NetlinkError ? first.errno : 5,
-      `could not delete ${failed.map((f) => f.n).join(", ")}`, first instanceof NetlinkError ? first.kernelMessage : String(first));
+    throw new NetlinkError(
+      `delete ${failed.map((f) => f.n).join(", ")}`,
+      first instanceof NetlinkError ? first.errno : 5,
+      `could not delete ${failed.map((f) => f.n).join(", ")}`,
+      first instanceof NetlinkError ? first.kernelMessage : String(first),
+    );
   }
 
   private deleter(): LinkDeleter {
-    return (this.linkDeleter ??= new LinkDeleter(() => this.host(), (groups) => NetlinkSocket.open(this.hostName, groups), this.hostName));
+    return (this.linkDeleter ??= new LinkDeleter(
+      () => this.host(),
+      (groups) => NetlinkSocket.open(this.hostName, groups),
+      this.hostName,
+    ));
   }
 
   async hostLinks(): Promise<LinkInfo[]> {
@@ -296,12 +416,17 @@ export class NetlinkKernel implements PodKernel {
   }
 
   private dumpLinks(s: NetlinkSocket): LinkInfo[] {
-    return s.dump(RTM_GETLINK, ifinfomsg({ family: AF_UNSPEC }), "list interfaces").filter((m) => m.type === RTM_NEWLINK).map(parseLink);
+    return s
+      .dump(RTM_GETLINK, ifinfomsg({ family: AF_UNSPEC }), "list interfaces")
+      .filter((m) => m.type === RTM_NEWLINK)
+      .map(parseLink);
   }
 
   private dumpRoutes(s: NetlinkSocket, fam: Fam): Route[] {
-    return s.dump(RTM_GETROUTE, rtmsg({ family: fam === 4 ? AF_INET : AF_INET6 }), `list IPv${fam} routes`)
-      .filter((m) => m.type === RTM_NEWROUTE).map(parseRoute);
+    return s
+      .dump(RTM_GETROUTE, rtmsg({ family: fam === 4 ? AF_INET : AF_INET6 }), `list IPv${fam} routes`)
+      .filter((m) => m.type === RTM_NEWROUTE)
+      .map(parseRoute);
   }
 
   /** Main-table routes as `ip route show` lists them. */
@@ -312,7 +437,7 @@ export class NetlinkKernel implements PodKernel {
         if (r.table !== RT_TABLE_MAIN || r.cloned || (oif !== undefined && r.oif !== oif)) continue;
         out.push({
           dst: `${r.dst}/${r.dstLen}`,
-          dev: r.oif !== undefined ? names.get(r.oif) ?? "" : "",
+          dev: r.oif !== undefined ? (names.get(r.oif) ?? "") : "",
           ...(r.gateway ? { gateway: r.gateway } : {}),
         });
       }
@@ -331,7 +456,12 @@ export class NetlinkKernel implements PodKernel {
     const dev = v.ifname(r.dev);
     const s = this.host();
     const [link] = s.transact([getLink(dev)]);
-    if (link.errno) throw new NetlinkError(`find ${dev}`, link.errno, `cannot delete route ${r.dst}: no interface ${dev} in ${this.hostName}`);
+    if (link.errno)
+      throw new NetlinkError(
+        `find ${dev}`,
+        link.errno,
+        `cannot delete route ${r.dst}: no interface ${dev} in ${this.hostName}`,
+      );
     const req = delRoute(ip.includes(":") ? 6 : 4, ip, Number(len), parseLink(link.messages[0]).ifindex, dev);
     const err = firstFailure([req], s.transact([req]), this.hostName);
     if (err) throw err;
@@ -345,13 +475,23 @@ export class NetlinkKernel implements PodKernel {
     try {
       const [l] = pod.sock.transact([getLink(dev)]);
       if (l.errno === ENODEV) return null;
-      if (l.errno) throw new NetlinkError(`find ${dev}`, l.errno, `cannot read interface ${dev} in ${ns}`, l.extMessage);
+      if (l.errno)
+        throw new NetlinkError(`find ${dev}`, l.errno, `cannot read interface ${dev} in ${ns}`, l.extMessage);
       const link = parseLink(l.messages[0]);
       const addresses: string[] = [];
-      for (const m of pod.sock.dump(RTM_GETADDR, ifaddrmsg({ family: AF_UNSPEC, prefixlen: 0, flags: 0, scope: 0, index: 0 }), "list addresses")) {
+      for (const m of pod.sock.dump(
+        RTM_GETADDR,
+        ifaddrmsg({ family: AF_UNSPEC, prefixlen: 0, flags: 0, scope: 0, index: 0 }),
+        "list addresses",
+      )) {
         if (m.type !== RTM_NEWADDR) continue;
         const h = parseIfaddrmsg(m.payload);
-        if (h.index !== link.ifindex || h.scope !== RT_SCOPE_UNIVERSE || (h.family !== AF_INET && h.family !== AF_INET6)) continue;
+        if (
+          h.index !== link.ifindex ||
+          h.scope !== RT_SCOPE_UNIVERSE ||
+          (h.family !== AF_INET && h.family !== AF_INET6)
+        )
+          continue;
         const a = parseAttrs(m.payload, 8);
         const addr = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
         if (addr) addresses.push(`${ipString(addr)}/${h.prefixlen}`);
@@ -371,7 +511,8 @@ export class NetlinkKernel implements PodKernel {
     if (!pod) return false;
     try {
       const [l] = pod.sock.transact([getLink(dev)]);
-      if (l.errno && l.errno !== ENODEV) throw new NetlinkError(`find ${dev}`, l.errno, `cannot read interface ${dev} in ${ns}`, l.extMessage);
+      if (l.errno && l.errno !== ENODEV)
+        throw new NetlinkError(`find ${dev}`, l.errno, `cannot read interface ${dev} in ${ns}`, l.extMessage);
       return l.errno === 0;
     } finally {
       pod.sock.close();
