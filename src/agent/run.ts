@@ -58,7 +58,7 @@ export interface AgentConfig {
   kernel?: PodKernelName;
   /**
    * This is a real node: the agent may run in the machine's own network namespace (that of PID 1).
-   * Only deploy/weft.yaml sets it (`--real-node`); tests, the lab and benchmarks never do.
+   * Only a real node's DaemonSet sets it (`--real-node`); tests, the lab and benchmarks never do.
    */
   realNode?: boolean;
 }
@@ -96,7 +96,7 @@ export async function startAgent(
   // node declared real (its first change would be host-wide forwarding) ...
   if (!cfg.realNode && inHostNetns()) {
     throw new AgentRefused(
-      "refusing to run in the machine's own network namespace (that of PID 1): start the agent inside a test network namespace, or pass --real-node on a node weft is meant to own (deploy/weft.yaml does)",
+      "refusing to run in the machine's own network namespace (that of PID 1): start the agent inside a test network namespace, or pass --real-node on a node weft is meant to own (its DaemonSet does)",
     );
   }
   // ... and one agent per network namespace, whatever its socket or state dir: a second one
