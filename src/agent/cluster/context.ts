@@ -1,0 +1,92 @@
+// What the parts of the node's membership share: the options, the state, and what joining learnt
+// (settings, lease, backend, pod CIDRs and MTU), plus the store-contact bookkeeping.
+import type { Logger } from "pino";
+import type { Backend } from "../../backends/index.js";
+import type { Pool } from "../../ipam/pool.js";
+import type { KernelContext } from "../../kernel/tracked.js";
+import type { ClusterSettings, ClusterStore, NodeLease } from "../../store/types.js";
+
+export interface MembershipOptions {
+  store: ClusterStore;
+  node: string;
+  /** Underlay addresses, one per family (may be empty on a single host). */
+  underlay: string[];
+  /**
+   * Single host (--store local --pod-cidr): the cluster is this node's pod CIDRs, taken whole;
+   * no backend runs (there are no peers to reach).
+   */
+  single?: { pools: Pool[] };
+  ttlSeconds?: number;
+  subnetGraceSeconds?: number;
+  /** The backend's kernel context (how its peer writes reach the kernel). */
+  kernel?: KernelContext;
+  /** Periodic peer re-sync (drift repair). Default 10 s. */
+  resyncMs?: number;
+  /** Explicit pod MTU (--mtu); otherwise the backend's (which honours the cluster's MTU setting). */
+  mtu?: number;
+  /** Pod MTU on a single host without --mtu: the underlay's. */
+  singleHostMtu?: () => Promise<number>;
+  log: Logger;
+  /** Facts about the node's pods for the published report. */
+  pods: () => { count: number; stranded: number };
+  /** The pod CIDRs or MTU changed (first join, or a lease re-established with other subnets). */
+  onNetwork: (n: { pools: Pool[]; mtu: number }) => void;
+}
+
+export type MembershipState = "joining" | "ready" | "lost" | "stopped";
+
+export interface JoinResult {
+  settings: ClusterSettings;
+  podCIDRs: string[];
+  mtu: number;
+  /** Kernel changes the backend's setup made (0 after a restart on an unchanged node). */
+  setupChanges: number;
+  /** Kernel changes of the first peer sync. */
+  firstSyncChanges: number;
+  peers: number;
+}
+
+/** The membership's shared, mutable state (one per agent). */
+export interface ClusterContext {
+  readonly o: MembershipOptions;
+  state: MembershipState;
+  settings: ClusterSettings | undefined;
+  lease: NodeLease | undefined;
+  backend: Backend | undefined;
+  backendData: Record<string, string | number | boolean>;
+  podCIDRs: string[];
+  podMtu: number;
+  /** Last time the store answered (a request of ours succeeded). */
+  lastStoreContact: number | undefined;
+  lastStoreError: string | undefined;
+}
+
+export function newContext(o: MembershipOptions): ClusterContext {
+  return {
+    o,
+    state: "joining",
+    settings: undefined,
+    lease: undefined,
+    backend: undefined,
+    backendData: {},
+    podCIDRs: [],
+    podMtu: 0,
+    lastStoreContact: undefined,
+    lastStoreError: undefined,
+  };
+}
+
+/** The store answered a request of ours. */
+export function contact(ctx: ClusterContext): void {
+  ctx.lastStoreContact = Date.now();
+  ctx.lastStoreError = undefined;
+}
+
+export function dualStack(list: readonly string[]): { ipv4?: string; ipv6?: string } {
+  const out: { ipv4?: string; ipv6?: string } = {};
+  for (const a of list) {
+    if (a.includes(":")) out.ipv6 ??= a;
+    else out.ipv4 ??= a;
+  }
+  return out;
+}
