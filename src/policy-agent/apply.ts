@@ -1,28 +1,17 @@
 // One recompute and commit of the node's table: pod churn incrementally (only the moved pods'
 // set and map elements), anything else by a full compile committed as an element diff when that
 // is all that changed, else as a whole-table replacement carrying the counters over. Every
-// commit is one atomic nft transaction.
+// commit is one atomic step of the datapath (for nft, one transaction).
 import type { Logger } from "pino";
-import { nftApply, nftListCountersJson } from "../kernel/nft.js";
 import type { Pod } from "../k8s/types.js";
-import {
-  IncrementalCompiler,
-  parseCounters,
-  renderElementUpdate,
-  renderModelChange,
-  renderRuleset,
-  type CompiledModel,
-  type LocalPod,
-  type RenderOptions,
-} from "../policy/index.js";
+import { IncrementalCompiler, type CompiledModel, type LocalPod } from "../policy/index.js";
+import type { PolicyDatapath } from "./datapath/types.js";
 import type { ObjectCache } from "./objects.js";
 import type { ApplyKind, ControllerStats } from "./types.js";
 
 export interface ApplierOptions {
   node: string;
-  table: string;
-  target: () => { netns?: string };
-  render: RenderOptions;
+  datapath: PolicyDatapath;
   cache: ObjectCache;
   stats: ControllerStats;
   /** Read at compile time: the local pods and veth groups as they are then. */
@@ -58,25 +47,28 @@ export class TableApplier {
       for (const [key, ref] of changes.pods) pods.set(key, this.o.cache.pod(ref.namespace, ref.name) ?? null);
       const r = inc.update({ pods, local: this.o.local(), sameNetns: this.o.sameNetns() });
       if (r) {
-        const script = renderModelChange(prev, r.model, r.change, this.o.render);
-        if (script === "") {
+        let done: Awaited<ReturnType<PolicyDatapath["update"]>>;
+        try {
+          done = await this.o.datapath.update(prev, r.model, r.change);
+        } catch (e) {
+          // The kernel no longer holds `prev` (table changed behind our back): replace it whole.
+          this.o.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
+          return this.applyFull(null);
+        }
+        if (done === "none") {
           this.applied = r.model;
           this.inc = inc;
           return { kind: "none", model: r.model };
         }
-        try {
-          await nftApply(script, this.o.target());
+        if (done === "elements") {
           this.applied = r.model;
           this.inc = inc;
           this.o.stats.elementApplies++;
           this.o.stats.incrementalApplies++;
           this.o.log?.debug({ node: this.o.node, pods: pods.size }, "policy elements updated incrementally");
           return { kind: "elements", model: r.model };
-        } catch (e) {
-          // The kernel no longer holds `prev` (table changed behind our back): replace it whole.
-          this.o.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
-          return this.applyFull(null);
         }
+        // The datapath cannot take it as members only: compile in full (below).
       }
       // A structural pod change (e.g. a new isolation group): compile in full.
     }
@@ -96,28 +88,21 @@ export class TableApplier {
     this.o.stats.fullCompiles++;
     const next = inc.model;
     if (prev) {
-      const update = renderElementUpdate(prev, next, this.o.render);
-      if (update === "") {
-        this.applied = next;
-        this.inc = inc;
-        return { kind: "none", model: next };
-      }
-      if (update !== null) {
-        try {
-          await nftApply(update, this.o.target());
+      try {
+        const done = await this.o.datapath.update(prev, next);
+        if (done !== null) {
           this.applied = next;
           this.inc = inc;
+          if (done === "none") return { kind: "none", model: next };
           this.o.stats.elementApplies++;
           this.o.log?.debug({ node: this.o.node }, "policy elements updated");
           return { kind: "elements", model: next };
-        } catch (e) {
-          this.o.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
         }
+      } catch (e) {
+        this.o.log?.warn({ err: String(e) }, "element update failed; replacing the whole table");
       }
     }
-    const json = await nftListCountersJson(this.o.table, this.o.target());
-    const counterValues = json === null ? new Map<string, { packets: number; bytes: number }>() : parseCounters(json);
-    await nftApply(renderRuleset(next, { ...this.o.render, counterValues }), this.o.target());
+    const { adopted } = await this.o.datapath.load(next);
     this.applied = next;
     this.inc = inc;
     this.o.stats.fullApplies++;
@@ -127,7 +112,7 @@ export class TableApplier {
         policies: next.policies.length,
         localPods: next.localPods.length,
         groups: next.groups.length,
-        adopted: first && json !== null,
+        adopted: first && adopted,
       },
       "policy ruleset applied",
     );

@@ -1,8 +1,10 @@
-// The per-node policy controller: keeps `table inet weft` in the node's network namespace equal
-// to compile(objects, local pods), changing it only by atomic nft transactions.
+// The per-node policy controller: keeps the node's datapath (by default nft: `table inet weft` in
+// the node's network namespace) equal to compile(objects, local pods), changing it only by atomic
+// steps (for nft, transactions).
 //
 // Here: the public API and the scheduling (dirty marks, debounce, waiters); apply.ts makes each
-// commit, veth-groups.ts follows the kernel's pairing of a pod's interfaces.
+// commit through the injected PolicyDatapath (datapath/), veth-groups.ts follows the kernel's
+// pairing of a pod's interfaces.
 //
 //   - Any relevant change (store watch, podAdded/podRemoved) marks the state dirty; a short
 //     debounce coalesces bursts into one recompute.
@@ -28,17 +30,11 @@
 //     LocalPod.netns when the agent gives it, and by the kernel (host veths whose peers share a
 //     network namespace, re-read on link changes: this last one follows the wiring, not before).
 import type { Logger } from "pino";
-import { nftDeleteTable, nftListCountersJson, nftListTable } from "../kernel/nft.js";
 import { netnsPath } from "../kernel/validate.js";
-import {
-  parseCounters,
-  podIsolated,
-  podKey,
-  type CompiledModel,
-  type LocalPod,
-  type RenderOptions,
-} from "../policy/index.js";
+import { podIsolated, podKey, type CompiledModel, type LocalPod, type RenderOptions } from "../policy/index.js";
 import { TableApplier } from "./apply.js";
+import { NftDatapath } from "./datapath/nft/datapath.js";
+import type { PolicyDatapath } from "./datapath/types.js";
 import { checkLocalPod, matchesRef } from "./local-pods.js";
 import { ObjectCache } from "./objects.js";
 import {
@@ -77,6 +73,8 @@ export class PolicyController {
   private readonly render: RenderOptions;
   private readonly debounceMs: number;
   private readonly log: Logger | undefined;
+  /** Where the model is put in force (injected; nft by default). */
+  private readonly datapath: PolicyDatapath;
 
   /** Makes the commits; holds what the kernel holds. */
   private readonly writer: TableApplier;
@@ -115,6 +113,9 @@ export class PolicyController {
     this.render = { ...(opts.render ?? {}) };
     this.debounceMs = opts.debounceMs ?? 5;
     this.log = opts.log;
+    this.datapath =
+      opts.datapath ??
+      new NftDatapath({ ...(this.netns === undefined ? {} : { netns: this.netns }), render: this.render });
     this.cache = new ObjectCache(
       opts.objects,
       (kind, obj) => {
@@ -139,9 +140,7 @@ export class PolicyController {
     );
     this.writer = new TableApplier({
       node: this.node,
-      table: this.table,
-      target: () => this.target(),
-      render: this.render,
+      datapath: this.datapath,
       cache: this.cache,
       stats: this.stats,
       local: () => [...this.local.values()],
@@ -279,9 +278,8 @@ export class PolicyController {
   async counters(): Promise<CounterReading[]> {
     const model = this.writer.applied;
     if (!model) return [];
-    const json = await nftListCountersJson(this.table, this.target());
-    if (json === null) return [];
-    const values = parseCounters(json);
+    const values = await this.datapath.counters();
+    if (values === null) return [];
     const out: CounterReading[] = [];
     for (const c of model.counters) {
       const v = values.get(c.name);
@@ -290,14 +288,14 @@ export class PolicyController {
     return out;
   }
 
-  /** The table as the kernel prints it, or null when there is none. */
+  /** What the datapath holds as it prints it (nft: the table), or null when there is none. */
   async kernelRuleset(): Promise<string | null> {
-    return nftListTable(this.table, this.target());
+    return this.datapath.show();
   }
 
-  /** Removes the table (decommissioning a node: every pod becomes unrestricted). Stop first. */
+  /** Removes the rules (decommissioning a node: every pod becomes unrestricted). Stop first. */
   async removeRuleset(): Promise<boolean> {
-    return nftDeleteTable(this.table, this.target());
+    return this.datapath.remove();
   }
 
   // ---- the apply loop --------------------------------------------------------------------------

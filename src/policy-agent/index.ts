@@ -1,4 +1,4 @@
-// The per-node policy controller and its metrics and deny log: what the agent wires in.
+// The per-node policy controller, its datapath, metrics and deny log: what the agent wires in.
 export {
   PolicyController,
   PolicyApplyError,
@@ -23,5 +23,16 @@ export {
   type DeniedPacket,
   type DenyLogOptions,
 } from "./denylog.js";
+export {
+  createPolicyDatapath,
+  isPolicyDatapathName,
+  NftDatapath,
+  POLICY_DATAPATHS,
+  type PolicyDatapath,
+  type PolicyDatapathName,
+  type NftDatapathOptions,
+  type CounterValue,
+  type DatapathUpdate,
+} from "./datapath/index.js";
 export { ObjectCache, type ObjectSnapshot } from "./objects.js";
 export { startPolicyEnforcement, type PolicyEnforcement, type PolicyEnforcementOptions } from "./run.js";

@@ -2,9 +2,11 @@
 // in the order that never opens a gap (the controller's first atomic commit comes first) and
 // stopped without touching the rules (they stay in force for the next agent to adopt).
 import type { Logger } from "pino";
+import { netnsPath } from "../kernel/validate.js";
 import type { LocalPod } from "../policy/index.js";
 import type { ObjectStore } from "../store/types.js";
 import { PolicyController } from "./controller.js";
+import { createPolicyDatapath, type PolicyDatapathName } from "./datapath/index.js";
 import { DenyLogger } from "./denylog.js";
 import type { MetricsServer } from "./metrics.js";
 
@@ -23,6 +25,8 @@ export interface PolicyEnforcementOptions {
   denyLog?: boolean;
   /** NFLOG group for denied packets. Default 100. */
   nflogGroup?: number;
+  /** Which datapath enforces the policies. Default nft (the only one so far). */
+  datapath?: PolicyDatapathName;
 }
 
 export interface PolicyEnforcement {
@@ -35,13 +39,20 @@ export interface PolicyEnforcement {
 export async function startPolicyEnforcement(o: PolicyEnforcementOptions): Promise<PolicyEnforcement> {
   const log = o.log.child({ component: "policy" });
   const group = o.nflogGroup ?? 100;
+  const render = { nflogGroup: group };
+  // The one place the datapath is chosen: the controller below only calls it.
+  const datapath = createPolicyDatapath(o.datapath ?? "nft", {
+    ...(o.netns !== undefined ? { netns: netnsPath(o.netns) } : {}),
+    render,
+  });
   const controller = new PolicyController({
     node: o.node,
     ...(o.netns !== undefined ? { netns: o.netns } : {}),
     objects: o.objects,
     localPods: o.localPods,
     log,
-    render: { nflogGroup: group },
+    render,
+    datapath,
   });
   await controller.start();
   let metrics: MetricsServer | null = null;

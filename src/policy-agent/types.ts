@@ -2,6 +2,7 @@
 import type { Logger } from "pino";
 import type { CounterInfo, LocalPod, RenderOptions } from "../policy/index.js";
 import type { ObjectStore } from "../store/types.js";
+import type { PolicyDatapath } from "./datapath/types.js";
 
 export interface PolicyControllerOptions {
   node: string;
@@ -14,7 +15,12 @@ export interface PolicyControllerOptions {
   log?: Logger;
   /** Coalescing window for bursts of changes. Default 5 ms. */
   debounceMs?: number;
-  /** nft table, NFLOG group, log rate (defaults: weft, 100, 10/s). */
+  /**
+   * Where the rules are put in force, made once by the caller (startPolicyEnforcement). Absent:
+   * an nft datapath in `netns` with `render`.
+   */
+  datapath?: PolicyDatapath;
+  /** nft table, NFLOG group, log rate (defaults: weft, 100, 10/s); also the pod interface prefix the controller watches. */
   render?: Pick<RenderOptions, "table" | "nflogGroup" | "logRatePerSecond" | "podIfPrefix">;
 }
 
