@@ -15,8 +15,8 @@ export class KernelCommandError extends Error {
 }
 
 export interface RunOptions {
-  /** Written to the tool's stdin (e.g. an `ip -batch -` or `nft -f -` script). */
-  input?: string;
+  /** Written to the tool's stdin (e.g. an `ip -batch -` or `nft -f -` script; any bytes). */
+  input?: string | Buffer;
   /** Network namespace (a path such as /run/netns/x or /proc/PID/ns/net) to run the tool in. */
   netns?: string;
   timeoutMs?: number;
@@ -66,7 +66,6 @@ export function runStatus(
     child.on("error", (e) => resolve({ code: 127, stdout, stderr: stderr + e.message }));
     child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
     child.stdin.on("error", () => undefined); // EPIPE when the tool does not read stdin
-    child.stdin.on("error", () => undefined);
     if (opts.input !== undefined) child.stdin.end(opts.input);
     else child.stdin.end();
   });

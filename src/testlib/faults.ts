@@ -3,11 +3,10 @@
 // bytes), the IPAM store's rows, the nft elements in a node namespace. Nothing here imports agent
 // code: the tests see weft as a runtime, an admin or an attacker would.
 import Database from "better-sqlite3";
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { run } from "../kernel/exec.js";
+import { run, runStatus } from "../kernel/exec.js";
 
 export interface RawAnswer {
   /** Everything the agent sent before it closed the connection. */
@@ -108,30 +107,9 @@ export function execPlugin(
   runIn: string,
   timeoutSec = 60,
 ): Promise<ExecResult> {
-  const argv = [
-    "nsenter",
-    `--net=${runIn}`,
-    "--",
-    "env",
-    "-i",
-    ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    "timeout",
-    "-k",
-    "5",
-    String(timeoutSec),
-    exe,
-  ];
-  return new Promise((resolve) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
-    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
-    child.on("error", (e) => resolve({ code: 127, stdout, stderr: stderr + e.message }));
-    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    child.stdin.on("error", () => undefined); // a plugin that stops reading (over its cap) is fine
-    child.stdin.end(stdin);
-  });
+  // A plugin that stops reading (over its cap) is fine: runStatus ignores the EPIPE.
+  const argv = ["env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`)];
+  return runStatus([...argv, "timeout", "-k", "5", String(timeoutSec), exe], { netns: runIn, input: stdin });
 }
 
 /** Whether TEXT is a CNI error as the spec prints it: {cniVersion, code, msg[, details]}. */
