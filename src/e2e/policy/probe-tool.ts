@@ -62,9 +62,21 @@ function target(): { to: string; port: number; family: 4 | 6 } {
   return { to, port: Number(flag("port")), family: fam as 4 | 6 };
 }
 
-function udpProbe(to: string, port: number, family: 4 | 6, timeoutMs: number, onEcho: (t: string) => void): void {
+// `send` gives each datagram a source port this sender has not used before: a reused port would
+// match the conntrack entry of an earlier flow (say, one made before the pod was isolated), and
+// `ct state established` rightly lets that old flow on. The kernel picks the port; a repeat is
+// closed and picked again.
+const usedSrcPorts = new Set<number>();
+
+function udpProbe(
+  to: string,
+  port: number,
+  family: 4 | 6,
+  timeoutMs: number,
+  onEcho: (t: string) => void,
+  freshSrcPort = false,
+): void {
   const u = createSocket(family === 4 ? "udp4" : "udp6");
-  const t = now();
   const timer = setTimeout(() => u.close(), timeoutMs);
   u.on("message", (m) => {
     clearTimeout(timer);
@@ -79,7 +91,19 @@ function udpProbe(to: string, port: number, family: 4 | 6, timeoutMs: number, on
       /* closed */
     }
   });
-  u.send(`${t}\n`, port, to);
+  // The send time is taken when the datagram goes out (after the bind), never earlier.
+  const sendNow = () => u.send(`${now()}\n`, port, to);
+  if (!freshSrcPort) return sendNow();
+  u.bind(0, () => {
+    const src = u.address().port;
+    if (!usedSrcPorts.has(src)) {
+      usedSrcPorts.add(src);
+      return sendNow();
+    }
+    clearTimeout(timer);
+    u.close();
+    udpProbe(to, port, family, timeoutMs, onEcho, true);
+  });
 }
 
 function tcpProbe(to: string, port: number, timeoutMs: number, onEcho: (t: string) => void, onFail: () => void): void {
@@ -112,7 +136,7 @@ function send(): void {
   const proto = flag("proto", "udp");
   out({ ev: "ready" });
   setInterval(() => {
-    if (proto !== "tcp") udpProbe(to, port, family, 1000, (t) => out({ ev: "udp-echo", t }));
+    if (proto !== "tcp") udpProbe(to, port, family, 1000, (t) => out({ ev: "udp-echo", t }), true);
     if (proto !== "udp")
       tcpProbe(
         to,
