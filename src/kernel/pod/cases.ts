@@ -30,6 +30,37 @@ export const wiring = (pod: TestNetns, hostIf: string, n: number, extra = true):
     : [],
 });
 
+/** Two pods and a kernel host (a child process in its own test "host" namespace, as the agent). */
+export interface KernelWorld {
+  impl: KernelImpl;
+  host: TestNetns;
+  k: KernelHost;
+  a: TestNetns;
+  b: TestNetns;
+}
+
+/** For one test file: makes worlds, and closes their kernel hosts after the file. */
+export function kernelWorlds(): (impl: KernelImpl) => Promise<KernelWorld> {
+  const hosts: KernelHost[] = [];
+  after(async () => {
+    await Promise.all(hosts.map((h) => h.close()));
+  });
+  return async (impl) => {
+    const host = await createNetns("host");
+    const [a, b] = await Promise.all([createNetns("pod"), createNetns("pod")]);
+    const k = startKernelHost(host, impl);
+    hosts.push(k);
+    await k.call("enableForwarding");
+    return { impl, host, k, a, b };
+  };
+}
+
+/** Pod a with extra routes, pod b without; both get their default routes. */
+export async function wireTwo(w: KernelWorld): Promise<void> {
+  assert.deepEqual(await w.k.call("wirePod", wiring(w.a, "wf00000000aaa", 1)), { defaultRoutes: [4, 6] });
+  assert.deepEqual(await w.k.call("wirePod", wiring(w.b, "wf00000000bbb", 2, false)), { defaultRoutes: [4, 6] });
+}
+
 export function podKernelCases(impl: KernelImpl): void {
   const hosts: KernelHost[] = [];
   after(async () => {

@@ -4,57 +4,12 @@
 // person would, with `ip -j`. (What each must do on its own is the case suite, cases.ts.)
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createNetns, removeAllNetns, type TestNetns } from "../../testlib/netns.js";
-import type { PodView, PodWiring, RouteInfo } from "./types.js";
-import { type KernelHost, type KernelImpl, startKernelHost } from "../../testlib/kernel-host.js";
+import { removeAllNetns, type TestNetns } from "../../testlib/netns.js";
+import type { PodView, RouteInfo } from "./types.js";
+import { type KernelWorld, kernelWorlds, wireTwo, wiring } from "./cases.js";
 
 after(removeAllNetns);
-const hosts: KernelHost[] = [];
-after(async () => {
-  await Promise.all(hosts.map((h) => h.close()));
-});
-
-interface World {
-  impl: KernelImpl;
-  host: TestNetns;
-  k: KernelHost;
-  a: TestNetns;
-  b: TestNetns;
-}
-
-async function world(impl: KernelImpl): Promise<World> {
-  const host = await createNetns("host");
-  const [a, b] = await Promise.all([createNetns("pod"), createNetns("pod")]);
-  const k = startKernelHost(host, impl);
-  hosts.push(k);
-  await k.call("enableForwarding");
-  return { impl, host, k, a, b };
-}
-
-const hex = (n: number) => n.toString(16).padStart(2, "0");
-const wiring = (pod: TestNetns, hostIf: string, n: number, extra = true): PodWiring => ({
-  hostIf,
-  hostMac: `02:00:00:aa:00:${hex(n)}`,
-  podIf: "eth0",
-  podMac: `02:00:00:bb:00:${hex(n)}`,
-  netns: pod.path,
-  mtu: 1400,
-  addresses: [
-    { family: 4, address: `10.80.0.${n + 1}`, prefix: 32 },
-    { family: 6, address: `fd80::${n + 1}`, prefix: 128 },
-  ],
-  extraRoutes: extra
-    ? [
-        { dst: "10.99.0.0/16", family: 4 },
-        { dst: "fd99::/64", family: 6 },
-      ]
-    : [],
-});
-
-async function wireTwo(w: World): Promise<void> {
-  assert.deepEqual(await w.k.call("wirePod", wiring(w.a, "wf00000000aaa", 1)), { defaultRoutes: [4, 6] });
-  assert.deepEqual(await w.k.call("wirePod", wiring(w.b, "wf00000000bbb", 2, false)), { defaultRoutes: [4, 6] });
-}
+const world = kernelWorlds();
 
 /** `ip -j` output without what differs between two equal setups (ifindex numbers, netns ids, timers). */
 function normalize(x: unknown): unknown {
@@ -97,7 +52,7 @@ async function settled(ns: TestNetns): Promise<void> {
 }
 
 /** Everything a person would look at after wiring, in the host and both pods. */
-async function snapshot(w: World): Promise<Record<string, unknown>> {
+async function snapshot(w: KernelWorld): Promise<Record<string, unknown>> {
   const s: Record<string, unknown> = {};
   for (const ns of [w.host, w.a, w.b]) await settled(ns);
   for (const [name, ns] of [

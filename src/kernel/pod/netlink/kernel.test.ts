@@ -3,38 +3,13 @@
 // The kernel runs in a child process inside its own test "host" namespace (as the agent does).
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createNetns, removeAllNetns, type TestNetns, weftLinks } from "../../../testlib/netns.js";
+import { createNetns, removeAllNetns, weftLinks } from "../../../testlib/netns.js";
 import type { RouteInfo } from "../types.js";
-import { type KernelHost, type KernelImpl, RemoteKernelError, startKernelHost } from "../../../testlib/kernel-host.js";
-import { podKernelCases, wiring } from "../cases.js";
+import { RemoteKernelError } from "../../../testlib/kernel-host.js";
+import { kernelWorlds, podKernelCases, wireTwo, wiring } from "../cases.js";
 
 after(removeAllNetns);
-const hosts: KernelHost[] = [];
-after(async () => {
-  await Promise.all(hosts.map((h) => h.close()));
-});
-
-interface World {
-  impl: KernelImpl;
-  host: TestNetns;
-  k: KernelHost;
-  a: TestNetns;
-  b: TestNetns;
-}
-
-async function world(impl: KernelImpl): Promise<World> {
-  const host = await createNetns("host");
-  const [a, b] = await Promise.all([createNetns("pod"), createNetns("pod")]);
-  const k = startKernelHost(host, impl);
-  hosts.push(k);
-  await k.call("enableForwarding");
-  return { impl, host, k, a, b };
-}
-
-async function wireTwo(w: World): Promise<void> {
-  assert.deepEqual(await w.k.call("wirePod", wiring(w.a, "wf00000000aaa", 1)), { defaultRoutes: [4, 6] });
-  assert.deepEqual(await w.k.call("wirePod", wiring(w.b, "wf00000000bbb", 2, false)), { defaultRoutes: [4, 6] });
-}
+const world = kernelWorlds();
 
 podKernelCases("netlink");
 
