@@ -6,15 +6,8 @@ import { RecoveringLease } from "./recovering-lease.js";
 import { InvalidError, UnavailableError, type NodeInfo, type NodeLease, type NodeRegistration } from "./types.js";
 import { normalizeRegistration } from "./validate.js";
 
-/** A node as stored (NodeInfo without resourceVersion, which is the key's revision). */
-export interface StoredNode {
-  name: string;
-  addresses: string[];
-  podCIDRs: string[];
-  backendData: Record<string, string>;
-  registeredAt: string;
-  leaseTTLSeconds: number;
-}
+/** A node as stored: NodeInfo without resourceVersion (the key's revision) and problem (a reader's finding). */
+export type StoredNode = Omit<NodeInfo, "resourceVersion" | "problem">;
 
 export function decodeNode(e: KvEntry): NodeInfo {
   const s = JSON.parse(e.value) as StoredNode;
