@@ -35,10 +35,12 @@ export function netnsFileState(path: string): NsFileState {
   } catch {
     return "missing";
   }
-  const own = statSync(OWN_NETNS_PATH);
+  const own = ownNetnsId();
   if (st.dev !== own.dev) return "not-a-namespace";
-  if (sameNetns({ dev: st.dev, ino: st.ino }, { dev: own.dev, ino: own.ino }) || isHostNetns(path)) return "host";
-  return "ok";
+  const id = { dev: st.dev, ino: st.ino };
+  if (sameNetns(id, own)) return "host";
+  const host = hostNetnsId();
+  return !host || sameNetns(id, host) ? "host" : "ok";
 }
 
 /** The identity of the namespace a path names (throws when the path cannot be read). */
@@ -51,23 +53,33 @@ export function sameNetns(a: NetnsId, b: NetnsId): boolean {
   return a.dev === b.dev && a.ino === b.ino;
 }
 
+// Neither namespace changes during a process's life (Node never calls setns), so each is read
+// once: the CNI ADD asks on every call.
+let ownId: NetnsId | undefined;
+let hostId: NetnsId | null | undefined;
+
+function ownNetnsId(): NetnsId {
+  return (ownId ??= netnsIdOf(OWN_NETNS_PATH));
+}
+
 /**
  * The machine's own namespace: PID 1's. Where PID 1 cannot be inspected (an init that is not
  * dumpable, as in some micro-VMs, refuses even root), kthreadd's (PID 2): kernel threads live in
  * the initial namespaces always. Null when neither can be read.
  */
 function hostNetnsId(): NetnsId | null {
+  if (hostId !== undefined) return hostId;
   try {
-    return netnsIdOf(HOST_NETNS_PATH);
+    return (hostId = netnsIdOf(HOST_NETNS_PATH));
   } catch {
     /* try kthreadd */
   }
   try {
-    if (readFileSync("/proc/2/comm", "utf8").trim() === "kthreadd") return netnsIdOf("/proc/2/ns/net");
+    if (readFileSync("/proc/2/comm", "utf8").trim() === "kthreadd") return (hostId = netnsIdOf("/proc/2/ns/net"));
   } catch {
     /* no /proc or no permission */
   }
-  return null;
+  return (hostId = null);
 }
 
 /**
