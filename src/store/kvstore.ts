@@ -87,7 +87,8 @@ export class KvClusterStore implements ClusterStore {
 
   async getClusterSettings(): Promise<ClusterSettings | undefined> {
     const e = await this.kv.get(this.settingsKey);
-    return e ? (JSON.parse(e.value) as ClusterSettings) : undefined;
+    // Through normalizeSettings: settings written by an older weft get the newer fields' defaults.
+    return e ? normalizeSettings(JSON.parse(e.value) as ClusterSettingsInput) : undefined;
   }
 
   async registerNode(reg: NodeRegistration, options: RegisterOptions = {}): Promise<NodeLease> {

@@ -28,7 +28,18 @@ export interface ClusterSettings {
   mtu?: number;
   /** Prefix length of each node's pod subnet, per family. */
   nodeSubnetPrefix: { v4: number; v6: number };
+  /**
+   * Where a node's pod subnets come from: "weft" = weft claims them from the cluster CIDRs (every
+   * store); "node" = the Node's spec.podCIDRs, assigned by kube-controller-manager
+   * (--allocate-node-cidrs; --store kubernetes only), as flannel's kube subnet manager does.
+   */
+  podCIDRSource: PodCIDRSource;
+  /** SNAT pod traffic that leaves the cluster CIDRs to the node's address (flannel's ipMasq). */
+  ipMasq: boolean;
 }
+
+export const POD_CIDR_SOURCES = ["weft", "node"] as const;
+export type PodCIDRSource = (typeof POD_CIDR_SOURCES)[number];
 
 /** What `cluster init` takes: nodeSubnetPrefix defaults to /24 (IPv4) and /64 (IPv6). */
 export interface ClusterSettingsInput {
@@ -36,6 +47,10 @@ export interface ClusterSettingsInput {
   backend: BackendType;
   mtu?: number;
   nodeSubnetPrefix?: { v4?: number; v6?: number };
+  /** Default "weft". */
+  podCIDRSource?: PodCIDRSource;
+  /** Default true. */
+  ipMasq?: boolean;
 }
 
 export const DEFAULT_NODE_SUBNET_PREFIX = { v4: 24, v6: 64 } as const;

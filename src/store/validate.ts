@@ -5,6 +5,7 @@ import { ConflictError, InvalidError } from "./errors.js";
 import {
   BACKENDS,
   DEFAULT_NODE_SUBNET_PREFIX,
+  POD_CIDR_SOURCES,
   type BackendType,
   type ClusterSettings,
   type ClusterSettingsInput,
@@ -73,10 +74,21 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
       throw new InvalidError(`MTU ${input.mtu} is out of range: it must be an integer between ${min} and 65535`);
     }
   }
+  const podCIDRSource = input.podCIDRSource ?? "weft";
+  if (!(POD_CIDR_SOURCES as readonly string[]).includes(podCIDRSource)) {
+    throw new InvalidError(
+      `podCIDRSource "${String(podCIDRSource)}" is not one of ${POD_CIDR_SOURCES.join(", ")} ("node" takes each Node's spec.podCIDRs from kube-controller-manager)`,
+    );
+  }
+  if (input.ipMasq !== undefined && typeof input.ipMasq !== "boolean") {
+    throw new InvalidError(`ipMasq must be true or false, not ${JSON.stringify(input.ipMasq)}`);
+  }
   const out: ClusterSettings = {
     clusterCIDRs: cidrs.map(formatCidr),
     backend: input.backend as BackendType,
     nodeSubnetPrefix: prefix,
+    podCIDRSource,
+    ipMasq: input.ipMasq ?? true,
   };
   if (input.mtu !== undefined) out.mtu = input.mtu;
   return out;

@@ -45,11 +45,20 @@ export async function getClusterSettings(client: KubeClient): Promise<ClusterSet
     throw new InvalidError(
       `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${client.description} has no ${SETTINGS_KEY}: it was not written by weft; delete it and run \`weft cluster init\` again`,
     );
+  let parsed: ClusterSettingsInput;
   try {
-    return JSON.parse(text) as ClusterSettings;
+    parsed = JSON.parse(text) as ClusterSettingsInput;
   } catch {
     throw new InvalidError(
       `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} in ${client.description} holds no valid JSON in ${SETTINGS_KEY}: restore it, or delete it and run \`weft cluster init\` again`,
+    );
+  }
+  // The ConfigMap may be written by hand (deploy/weft.yaml): validate it and fill in the defaults.
+  try {
+    return normalizeSettings(parsed);
+  } catch (e) {
+    throw new InvalidError(
+      `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} key ${SETTINGS_KEY}: ${(e as Error).message}`,
     );
   }
 }
