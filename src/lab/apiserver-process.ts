@@ -3,8 +3,30 @@
 // (PLATFORM.md): secure port only, a self-signed serving certificate, a static token in group
 // system:masters, RBAC, service-account keys + issuer, a service CIDR, and no ServiceAccount
 // admission (no controller-manager creates service accounts). Writes a kubeconfig (token + CA).
+//
+// Real-node mode (`realNodes: true`, for the lab's real kubelets, controller-manager and scheduler):
+// ServiceAccount admission stays ON (pods get their token), --authorization-mode=Node,RBAC,
+// --kubelet-preferred-address-types=InternalIP,Hostname (IPv6DualStack is on in both modes). The
+// result then also names the files those components need: `saKeyFile` (kube-controller-manager
+// --service-account-private-key-file, for its token controller), `caFile` (the serving
+// certificate, self-signed: --root-ca-file and every kubeconfig's CA). `tokens` adds static tokens
+// to tokens.csv before start, each returned as a kubeconfig file in `kubeconfigs[name]`, e.g.
+//   tokens: [{ name: "node-1", user: "system:node:node-1", groups: ["system:nodes"] },
+//            { name: "controller-manager", user: "weft-controller-manager", groups: ["system:masters"] }]
+// `bindAddress` (default 127.0.0.1) is where it listens (and a SAN of its certificate): kubelets in
+// other network namespaces need an address they can reach.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { request } from "node:https";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -40,6 +62,23 @@ export interface StartApiserverOptions {
    * them later by PID (`pids`) and removes `dir`. Default false (tests: always cleaned up).
    */
   persistent?: boolean;
+  /**
+   * Real-node mode (see the top of this file): ServiceAccount admission on, Node,RBAC authorization,
+   * kubelet address types. Default false: exactly the test setup (no ServiceAccount admission, RBAC).
+   */
+  realNodes?: boolean;
+  /** Extra static tokens written to tokens.csv before start; each gets a kubeconfig (`kubeconfigs`). */
+  tokens?: StaticToken[];
+  /** Address to listen on and advertise (also in the certificate). Default 127.0.0.1. */
+  bindAddress?: string;
+}
+
+/** A static bearer token (tokens.csv) for a user in groups, e.g. a kubelet's system:node:NAME in system:nodes. */
+export interface StaticToken {
+  /** Key in `kubeconfigs` and the kubeconfig's file name (kubeconfig-NAME); [a-z0-9-]. */
+  name: string;
+  user: string;
+  groups: string[];
 }
 
 export interface KubeApiserver {
@@ -50,6 +89,12 @@ export interface KubeApiserver {
   readonly token: string;
   /** Working directory: serving.crt/key, sa.key/pub, tokens.csv, kubeconfig, apiserver.log. */
   readonly dir: string;
+  /** The CA to trust (the self-signed serving certificate): kube-controller-manager --root-ca-file. */
+  readonly caFile: string;
+  /** The service-account signing key: kube-controller-manager --service-account-private-key-file. */
+  readonly saKeyFile: string;
+  /** Kubeconfig files of the extra `tokens`, by name. */
+  readonly kubeconfigs: Readonly<Record<string, string>>;
   readonly etcdServers: string[];
   /** The apiserver's PID while it runs. */
   readonly pid: number | undefined;
@@ -82,8 +127,11 @@ function openssl(args: string[]): void {
     );
 }
 
-/** Serving certificate for 127.0.0.1 (serving.crt/key), service-account keys (sa.key/pub), tokens.csv; returns the token. */
-export function makeApiserverCredentials(dir: string): string {
+/**
+ * Serving certificate for 127.0.0.1 (and bindAddress: serving.crt/key), service-account keys
+ * (sa.key/pub), tokens.csv with the admin token; returns the token.
+ */
+export function makeApiserverCredentials(dir: string, bindAddress = "127.0.0.1"): string {
   openssl([
     "req",
     "-x509",
@@ -95,7 +143,7 @@ export function makeApiserverCredentials(dir: string): string {
     "-subj",
     "/CN=weft-kube-apiserver",
     "-addext",
-    "subjectAltName=IP:127.0.0.1,DNS:localhost",
+    `subjectAltName=IP:127.0.0.1,DNS:localhost${bindAddress !== "127.0.0.1" ? `,IP:${bindAddress}` : ""},DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc`,
     "-keyout",
     join(dir, "serving.key"),
     "-out",
@@ -109,6 +157,26 @@ export function makeApiserverCredentials(dir: string): string {
   return token;
 }
 
+/** Appends static tokens to dir/tokens.csv (read by the apiserver at start); returns them by name. */
+export function addStaticTokens(dir: string, extra: readonly StaticToken[]): Record<string, string> {
+  const lines: string[] = [];
+  const tokens: Record<string, string> = {};
+  for (const t of extra) {
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(t.name))
+      throw new Error(`static token name ${JSON.stringify(t.name)}: use [a-z0-9-]`);
+    for (const v of [t.user, ...t.groups])
+      if (!/^[A-Za-z0-9:._@-]+$/.test(v))
+        throw new Error(
+          `static token ${t.name}: user or group ${JSON.stringify(v)} has characters tokens.csv cannot hold`,
+        );
+    if (tokens[t.name]) throw new Error(`static token ${t.name} given twice`);
+    tokens[t.name] = randomBytes(24).toString("hex");
+    lines.push(`${tokens[t.name]},${t.user},${t.user},"${t.groups.join(",")}"`);
+  }
+  if (lines.length) appendFileSync(join(dir, "tokens.csv"), lines.join("\n") + "\n");
+  return tokens;
+}
+
 /**
  * The flags for a kube-apiserver on 127.0.0.1:port using the files makeApiserverCredentials() wrote
  * in dir (for a launcher that restarts it from another process, like the lab).
@@ -120,8 +188,12 @@ export function kubeApiserverArgs(o: {
   etcdTls?: EtcdTlsFiles;
   etcdPrefix?: string;
   serviceClusterIPRange?: string;
+  /** Real-node mode: see StartApiserverOptions.realNodes. */
+  realNodes?: boolean;
+  bindAddress?: string;
 }): string[] {
   const dir = o.dir;
+  const bind = o.bindAddress ?? "127.0.0.1";
   const t = o.etcdTls;
   return [
     "--etcd-servers",
@@ -136,9 +208,9 @@ export function kubeApiserverArgs(o: {
     "--etcd-prefix",
     o.etcdPrefix ?? "/registry",
     "--bind-address",
-    "127.0.0.1",
+    bind,
     "--advertise-address",
-    "127.0.0.1",
+    bind,
     "--secure-port",
     String(o.port),
     "--cert-dir",
@@ -150,7 +222,7 @@ export function kubeApiserverArgs(o: {
     "--token-auth-file",
     join(dir, "tokens.csv"),
     "--authorization-mode",
-    "RBAC",
+    o.realNodes ? "Node,RBAC" : "RBAC",
     "--service-account-key-file",
     join(dir, "sa.pub"),
     "--service-account-signing-key-file",
@@ -159,8 +231,10 @@ export function kubeApiserverArgs(o: {
     "https://kubernetes.default.svc",
     "--service-cluster-ip-range",
     o.serviceClusterIPRange ?? "10.96.0.0/16",
-    "--disable-admission-plugins",
-    "ServiceAccount",
+    // Without a controller-manager nothing makes ServiceAccounts; real nodes have one (pods need tokens).
+    ...(o.realNodes
+      ? ["--kubelet-preferred-address-types", "InternalIP,Hostname"]
+      : ["--disable-admission-plugins", "ServiceAccount"]),
     "--allow-privileged=true",
     // Without it 1.20 silently drops a Node's second podCIDR (the IPv6 one of a dual-stack node).
     "--feature-gates",
@@ -169,15 +243,15 @@ export function kubeApiserverArgs(o: {
 }
 
 /** A kubeconfig for `url` with a bearer token, trusting `caFile`. */
-export function writeKubeconfig(file: string, url: string, token: string, caFile: string): void {
+export function writeKubeconfig(file: string, url: string, token: string, caFile: string, user = "weft-admin"): void {
   const cfg = {
     apiVersion: "v1",
     kind: "Config",
     clusters: [
       { name: "weft", cluster: { server: url, "certificate-authority-data": readFileSync(caFile).toString("base64") } },
     ],
-    users: [{ name: "weft-admin", user: { token } }],
-    contexts: [{ name: "weft", context: { cluster: "weft", user: "weft-admin" } }],
+    users: [{ name: user, user: { token } }],
+    contexts: [{ name: "weft", context: { cluster: "weft", user } }],
     "current-context": "weft",
   };
   writeFileSync(file, stringify(cfg), { mode: 0o600 });
@@ -250,11 +324,18 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
   try {
     if (!options.etcdServers) etcd = await startEtcd({ members: 1, persistent, baseDir: persistent ? dir : undefined });
     const etcdServers = options.etcdServers ?? etcd!.endpoints;
-    const token = makeApiserverCredentials(dir);
+    const bind = options.bindAddress ?? "127.0.0.1";
+    const token = makeApiserverCredentials(dir, bind);
+    const extra = addStaticTokens(dir, options.tokens ?? []);
     const port = await freePort();
-    const url = `https://127.0.0.1:${port}`;
+    const url = `https://${bind.includes(":") ? `[${bind}]` : bind}:${port}`;
     const kubeconfig = join(dir, "kubeconfig");
     writeKubeconfig(kubeconfig, url, token, join(dir, "serving.crt"));
+    const kubeconfigs: Record<string, string> = {};
+    for (const t of options.tokens ?? []) {
+      kubeconfigs[t.name] = join(dir, `kubeconfig-${t.name}`);
+      writeKubeconfig(kubeconfigs[t.name], url, extra[t.name], join(dir, "serving.crt"), t.user);
+    }
     const argv = kubeApiserverArgs({
       dir,
       port,
@@ -262,6 +343,8 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       etcdTls: options.etcdTls,
       etcdPrefix: options.etcdPrefix,
       serviceClusterIPRange: options.serviceClusterIPRange,
+      realNodes: options.realNodes,
+      bindAddress: bind,
     });
     const logFile = join(dir, "apiserver.log");
     const ca = readFileSync(join(dir, "serving.crt"));
@@ -298,6 +381,9 @@ export async function startKubeApiserver(options: StartApiserverOptions = {}): P
       kubeconfig,
       token,
       dir,
+      caFile: join(dir, "serving.crt"),
+      saKeyFile: join(dir, "sa.key"),
+      kubeconfigs,
       etcdServers,
       get pid() {
         return alive(child) ? child.pid : undefined;

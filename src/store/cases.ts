@@ -110,6 +110,8 @@ export function storeCases(h: StoreHarness): void {
         backend: "host-gw",
         mtu: 1400,
         nodeSubnetPrefix: { v4: 24, v6: 64 },
+        podCIDRSource: "weft",
+        ipMasq: true,
       });
       const b = f.connect();
       assert.deepEqual(await b.getClusterSettings(), settings);

@@ -11,8 +11,11 @@ export type StoreConfig =
   | { kind: "local"; stateDir: string; prefix?: string }
   /** endpoints, and TLS files and a user when etcd asks for them (see ./etcd/config.ts). */
   | ({ kind: "etcd"; prefix?: string; requestTimeoutMs?: number } & EtcdConnection)
-  /** A real kube-apiserver: weft's state as Nodes, Leases and a ConfigMap (src/store/kubernetes). */
-  | { kind: "kubernetes"; kubeconfig: string; requestTimeoutMs?: number };
+  /**
+   * A real kube-apiserver: weft's state as Nodes, Leases and a ConfigMap (src/store/kubernetes).
+   * Without kubeconfig: $KUBECONFIG, else in a pod its ServiceAccount token, else ~/.kube/config.
+   */
+  | { kind: "kubernetes"; kubeconfig?: string; requestTimeoutMs?: number };
 
 export function openStore(config: StoreConfig): ClusterStore {
   switch (config.kind) {
@@ -30,11 +33,13 @@ export function openStore(config: StoreConfig): ClusterStore {
         }),
       );
     case "kubernetes":
-      return lazyStore(`Kubernetes API (kubeconfig ${config.kubeconfig})`, async () =>
-        (await import("./kubernetes/index.js")).openKubernetesStore({
-          kubeconfig: config.kubeconfig,
-          requestTimeoutMs: config.requestTimeoutMs,
-        }),
+      return lazyStore(
+        `Kubernetes API (${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : "default credentials"})`,
+        async () =>
+          (await import("./kubernetes/index.js")).openKubernetesStore({
+            kubeconfig: config.kubeconfig,
+            requestTimeoutMs: config.requestTimeoutMs,
+          }),
       );
     default:
       throw new InvalidError(`unknown store kind: use --store local, etcd or kubernetes`);

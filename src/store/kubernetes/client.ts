@@ -2,7 +2,10 @@
 // (server, CA, client certificates, tokens and auth plugins) and the watches; requests go out as
 // plain JSON over node:https so objects round-trip exactly as the apiserver sends them (the typed
 // API classes turn timestamps into Date objects and drop fields they don't know).
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { Agent, request, type RequestOptions } from "node:https";
+import { isIPv6 } from "node:net";
+import { join } from "node:path";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import * as k8s from "@kubernetes/client-node";
 import { UnavailableError } from "../errors.js";
@@ -41,22 +44,39 @@ export interface KubeClientOptions {
   requestTimeoutMs?: number;
 }
 
+/** Where a pod's ServiceAccount token, ca.crt and namespace are mounted. */
+export const SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/**
+ * The ServiceAccount directory to use in a pod: $WEFT_SERVICEACCOUNT_DIR (tests) or the standard
+ * mount, if it holds a token and KUBERNETES_SERVICE_HOST/PORT are set; else undefined.
+ */
+export function inClusterDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const dir = env.WEFT_SERVICEACCOUNT_DIR || SERVICEACCOUNT_DIR;
+  if (!env.KUBERNETES_SERVICE_HOST || !env.KUBERNETES_SERVICE_PORT) return undefined;
+  return existsSync(join(dir, "token")) ? dir : undefined;
+}
+
 export class KubeClient {
   readonly kc: k8s.KubeConfig;
   readonly server: string;
   readonly description: string;
   private readonly timeoutMs: number;
   private agent?: Agent | HttpAgent;
+  /** In-cluster: the ServiceAccount token file, re-read when it changes (the kubelet rotates it). */
+  private readonly tokenFile?: string;
+  private token?: { stamp: string; value: string };
 
-  constructor(kc: k8s.KubeConfig, options: KubeClientOptions = {}) {
+  constructor(kc: k8s.KubeConfig, options: KubeClientOptions & { tokenFile?: string } = {}) {
     this.kc = kc;
+    this.tokenFile = options.tokenFile;
     const cluster = kc.getCurrentCluster();
     if (!cluster)
       throw new UnavailableError(
         "the kubeconfig has no current cluster: set current-context (kubectl config use-context NAME)",
       );
     this.server = cluster.server.replace(/\/+$/, "");
-    this.description = `kube-apiserver at ${this.server}`;
+    this.description = `kube-apiserver at ${this.server}${this.tokenFile ? " (in-cluster ServiceAccount)" : ""}`;
     this.timeoutMs = options.requestTimeoutMs ?? 10_000;
   }
 
@@ -70,10 +90,57 @@ export class KubeClient {
     return new KubeClient(kc, options);
   }
 
+  /**
+   * In a pod: the ServiceAccount token and ca.crt in `dir` (default: inClusterDir()), the apiserver
+   * at $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT. The token is re-read whenever the file
+   * changes (requests) or every minute (watches, through client-node's tokenFile auth).
+   */
+  static inCluster(dir: string, env: NodeJS.ProcessEnv = process.env, options: KubeClientOptions = {}): KubeClient {
+    const host = env.KUBERNETES_SERVICE_HOST;
+    const port = env.KUBERNETES_SERVICE_PORT;
+    if (!host || !port)
+      throw new UnavailableError(
+        "in-cluster configuration needs KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT (set by the kubelet in every pod): give --kubeconfig outside a pod",
+      );
+    const tokenFile = join(dir, "token");
+    const caFile = join(dir, "ca.crt");
+    for (const f of [tokenFile, caFile])
+      if (!existsSync(f))
+        throw new UnavailableError(
+          `in-cluster configuration: ${f} is missing: mount the pod's ServiceAccount token (automountServiceAccountToken: true), or give --kubeconfig`,
+        );
+    const kc = new k8s.KubeConfig();
+    kc.loadFromClusterAndUser(
+      {
+        name: "in-cluster",
+        server: `https://${isIPv6(host) ? `[${host}]` : host}:${port}`,
+        caFile,
+        skipTLSVerify: false,
+      },
+      { name: "service-account", authProvider: { name: "tokenFile", config: { tokenFile } } },
+    );
+    return new KubeClient(kc, { ...options, tokenFile });
+  }
+
+  /** The current ServiceAccount token: the file is read again when its mtime or size changed. */
+  private currentToken(): string {
+    const file = this.tokenFile!;
+    let stamp: string;
+    try {
+      const st = statSync(file);
+      stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      if (this.token?.stamp !== stamp) this.token = { stamp, value: readFileSync(file, "utf8").trim() };
+    } catch (err) {
+      throw new UnavailableError(`cannot read the ServiceAccount token ${file}: ${(err as Error).message}`, err);
+    }
+    return this.token.value;
+  }
+
   /** TLS settings and headers from the kubeconfig; auth plugins may refresh tokens, so per request. */
   private async options(): Promise<RequestOptions> {
     const o: RequestOptions = {};
     await this.kc.applyToHTTPSOptions(o);
+    if (this.tokenFile) o.headers = { ...(o.headers ?? {}), Authorization: `Bearer ${this.currentToken()}` };
     if (!this.agent) {
       // One keep-alive agent per client (the kubeconfig's own agent is made anew for every call).
       this.agent = this.server.startsWith("http:")

@@ -25,11 +25,12 @@ export function runInformer(
   path: string,
   handlers: InformerHandlers,
   labelSelector?: string,
+  fieldSelector?: string,
 ): InformerHandle {
   const seen = new Map<string, Json>();
   const list = async (): Promise<k8s.KubernetesListObject<Obj>> =>
-    client.request<k8s.KubernetesListObject<Obj>>("GET", path, { query: { labelSelector } });
-  const lw = new k8s.ListWatch<Obj>(path, new k8s.Watch(client.kc), list, false, labelSelector);
+    client.request<k8s.KubernetesListObject<Obj>>("GET", path, { query: { labelSelector, fieldSelector } });
+  const lw = new k8s.ListWatch<Obj>(path, new k8s.Watch(client.kc), list, false, labelSelector, fieldSelector);
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let delay = 100;

@@ -7,19 +7,20 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { spawnSync } from "node:child_process";
+import { wipe } from "./testing.js";
 import { storeCases, trackingFixture, waitFor, collector } from "../cases.js";
 import { KubeClient, openKubernetesStore } from "./index.js";
 import { startKubeApiserver, kubeApiserverBinary, type KubeApiserver } from "../../lab/apiserver-process.js";
-import type { Json } from "./client.js";
+import { microTime, type Json } from "./client.js";
+import { runInformer } from "./informer.js";
 import { kubectlBinary, kubectlSkipReason } from "../../testlib/kubectl.js";
-import { CLAIM_LABEL, claimPath, nodeLeasePath, nodePath, settingsPath, SETTINGS_NAME } from "./layout.js";
-import { UnavailableError, type ClusterStore, type LeaseState, type NodeInfo } from "../types.js";
+import { nodeLeasePath } from "./layout.js";
+import { ConflictError, UnavailableError, type ClusterStore, type LeaseState, type NodeInfo } from "../types.js";
 
 const BIN = kubeApiserverBinary();
 const skip = existsSync(BIN)
   ? false
   : `${BIN} is missing: build it with \`bash scripts/kube-apiserver.sh\` (about 11 minutes; CI runs it)`;
-const SYSTEM_NAMESPACES = new Set(["default", "kube-system", "kube-public", "kube-node-lease"]);
 
 let apiserver: Promise<KubeApiserver> | undefined;
 const api = (): Promise<KubeApiserver> => (apiserver ??= startKubeApiserver());
@@ -27,42 +28,6 @@ const api = (): Promise<KubeApiserver> => (apiserver ??= startKubeApiserver());
 after(async () => {
   if (apiserver) await (await apiserver).stop();
 });
-
-/** Everything weft or a case wrote, gone: an empty cluster for the next case (one apiserver for all). */
-async function wipe(kubeconfig: string): Promise<void> {
-  const c = KubeClient.fromFile(kubeconfig);
-  const del = async (path: string, query?: Record<string, string>): Promise<void> => {
-    try {
-      await c.request("DELETE", path, { query });
-    } catch (err) {
-      if ((err as { status?: number }).status !== 404) throw err;
-    }
-  };
-  try {
-    await del(nodePath());
-    await del(nodeLeasePath());
-    await del(claimPath(), { labelSelector: `${CLAIM_LABEL}=true` });
-    await del(settingsPath(SETTINGS_NAME));
-    const namespaces = (await c.request<{ items: Json[] }>("GET", "/api/v1/namespaces")).items.map(
-      (n) => (n.metadata as { name: string }).name,
-    );
-    for (const ns of namespaces) {
-      await del(`/api/v1/namespaces/${ns}/pods`, { gracePeriodSeconds: "0" });
-      await del(`/apis/networking.k8s.io/v1/namespaces/${ns}/networkpolicies`);
-      if (SYSTEM_NAMESPACES.has(ns)) continue;
-      // No controller-manager here: finish the namespace's deletion ourselves (empty finalizers).
-      await del(`/api/v1/namespaces/${ns}`);
-      try {
-        const cur = await c.request<Json>("GET", `/api/v1/namespaces/${ns}`);
-        await c.request("PUT", `/api/v1/namespaces/${ns}/finalize`, { body: { ...cur, spec: { finalizers: [] } } });
-      } catch (err) {
-        if ((err as { status?: number }).status !== 404) throw err;
-      }
-    }
-  } finally {
-    c.close();
-  }
-}
 
 if (skip) {
   describe("ClusterStore cases: kubernetes (kube-apiserver 1.20.2 over etcd)", { skip }, () => undefined);
@@ -151,20 +116,23 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
       );
       const esc = (t: string): string => t.replace(/[.[\]]/g, "\\$&");
       assert.match(cols, new RegExp(`^kc-1\\s+${esc(`[${l1.node.podCIDRs.join(" ")}]`)}\\s+192\\.0\\.2\\.31$`, "m"));
-      // Liveness is a Lease per node, renewed by the agent.
-      const leases = JSON.parse(kubectl(kubeconfig, "-n", "kube-node-lease", "get", "leases", "-o", "json")) as {
+      // Liveness is weft's own Lease per node (kube-node-lease is the kubelets'), renewed by the agent.
+      const leases = JSON.parse(
+        kubectl(kubeconfig, "-n", "kube-system", "get", "leases", "-l", "weft.dev/node-lease=true", "-o", "json"),
+      ) as {
         items: Array<{ metadata: { name: string }; spec: { holderIdentity: string; renewTime: string } }>;
       };
       assert.deepEqual(leases.items.map((l) => `${l.metadata.name}=${l.spec.holderIdentity}`).sort(), [
-        "kc-1=kc-1",
-        "kc-2=kc-2",
+        "weft-node-kc-1=kc-1",
+        "weft-node-kc-2=kc-2",
       ]);
+      assert.equal(kubectl(kubeconfig, "-n", "kube-node-lease", "get", "leases", "-o", "name").trim(), "");
       const t0 = Date.parse(leases.items[0].spec.renewTime);
       await waitFor(
         "a lease renewal",
         () => {
           const now = JSON.parse(
-            kubectl(kubeconfig, "-n", "kube-node-lease", "get", "lease", leases.items[0].metadata.name, "-o", "json"),
+            kubectl(kubeconfig, "-n", "kube-system", "get", "lease", leases.items[0].metadata.name, "-o", "json"),
           ) as { spec: { renewTime: string } };
           return Date.parse(now.spec.renewTime) > t0 || undefined;
         },
@@ -198,15 +166,18 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
   );
 
   test(
-    "a Node its kubelet registered first keeps its status; weft adds podCIDRs and annotations",
+    "a Node and Lease its kubelet made: weft never writes the kubelet's Lease or addresses, adds podCIDRs, annotations and NetworkUnavailable=False, never deletes the Node",
     { timeout: 90_000 },
     async () => {
       const { kubeconfig } = await api();
       await wipe(kubeconfig);
       const a = await open();
       await a.initCluster({ clusterCIDRs: ["10.20.0.0/16", "fd00:20::/48"], backend: "host-gw" });
-      // What the lab kubelet (or a real one) does: create the Node, then report Ready.
+      // What a kubelet does: create the Node, report Ready with its own addresses, heartbeat its Lease.
       const kc = KubeClient.fromFile(kubeconfig);
+      const kubeletLease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
+      let writes: string[] = [];
+      let inf: { ready: Promise<void>; close(): Promise<void> } | undefined;
       try {
         const node = await kc.request<Json>("POST", "/api/v1/nodes", {
           body: {
@@ -237,24 +208,85 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
             },
           },
         });
+        const lease = await kc.request<Json>("POST", kubeletLease, {
+          body: {
+            apiVersion: "coordination.k8s.io/v1",
+            kind: "Lease",
+            metadata: { name: "kl-1", namespace: "kube-node-lease" },
+            spec: { holderIdentity: "kl-1", leaseDurationSeconds: 40, renewTime: microTime() },
+          },
+        });
+        const rv = (lease.metadata as { resourceVersion: string }).resourceVersion;
+        // Every write to the kubelet's Lease from now on is one too many.
+        inf = runInformer(kc, kubeletLease, {
+          upsert: (o) => {
+            const v = (o.metadata as { resourceVersion: string }).resourceVersion;
+            if (v !== rv) writes.push(`written: ${v}`);
+          },
+          remove: () => writes.push("deleted"),
+        });
+        await inf.ready;
+        writes = [];
+
+        // weft's agent on that node, with another underlay address than the kubelet reports.
+        const held = await a.registerNode(
+          { name: "kl-1", addresses: ["198.51.100.41"], backendData: { k: "v" } },
+          { ttlSeconds: 2 },
+        );
+        const renewedBefore = async (): Promise<number> =>
+          Date.parse(((await kc.request<Json>("GET", nodeLeasePath("kl-1"))).spec as { renewTime: string }).renewTime);
+        const t0 = await renewedBefore();
+        await waitFor(
+          "weft renews its own Lease",
+          async () => ((await renewedBefore()) > t0 ? true : undefined),
+          15_000,
+        );
+        await held.update({ backendData: { k: "w" } });
+        const out = JSON.parse(kubectl(kubeconfig, "get", "node", "kl-1", "-o", "json")) as {
+          metadata: { labels: Record<string, string>; annotations: Record<string, string>; uid: string };
+          spec: { podCIDRs: string[] };
+          status: {
+            addresses: Array<{ type: string; address: string }>;
+            conditions: Array<{ type: string; status: string; reason: string }>;
+          };
+        };
+        assert.equal(out.spec.podCIDRs.length, 2);
+        assert.deepEqual(out.spec.podCIDRs, held.node.podCIDRs);
+        assert.equal(out.metadata.annotations["weft.dev/pod-cidrs"], held.node.podCIDRs.join(","));
+        assert.equal(out.metadata.annotations["weft.dev/underlay-addresses"], "198.51.100.41");
+        assert.equal(out.metadata.labels["kubernetes.io/hostname"], "kl-1");
+        assert.deepEqual(out.status.addresses, [
+          { type: "InternalIP", address: "192.0.2.41" },
+          { type: "Hostname", address: "kl-1" },
+        ]);
+        assert.deepEqual(out.status.conditions.map((c) => `${c.type}=${c.status}`).sort(), [
+          "NetworkUnavailable=False",
+          "Ready=True",
+        ]);
+        assert.equal(out.status.conditions.find((c) => c.type === "NetworkUnavailable")?.reason, "WeftIsUp");
+        assert.match(kubectl(kubeconfig, "get", "nodes", "--no-headers"), /^kl-1\s+Ready\s/m);
+        // weft's view has its own address; stop, and remove the node from weft: the Node stays.
+        assert.deepEqual((await a.getNode("kl-1"))?.addresses, ["198.51.100.41"]);
+        await held.release();
+        await a.removeNode("kl-1");
+        const after = JSON.parse(kubectl(kubeconfig, "get", "node", "kl-1", "-o", "json")) as {
+          metadata: { uid: string; annotations?: Record<string, string> };
+        };
+        assert.equal(after.metadata.uid, out.metadata.uid, "the Node was deleted or re-created");
+        assert.equal(after.metadata.annotations?.["weft.dev/backend-data"], undefined);
+        assert.equal(await a.getNode("kl-1"), undefined);
+        // Let a watch event that is on its way arrive before judging.
+        await kc.request("GET", `${kubeletLease}/kl-1`);
+        await new Promise((r) => setImmediate(r));
+        assert.deepEqual(writes, [], "weft wrote the kubelet's Lease");
+        const finalRv = (
+          (await kc.request<Json>("GET", `${kubeletLease}/kl-1`)).metadata as { resourceVersion: string }
+        ).resourceVersion;
+        assert.equal(finalRv, rv, "the kubelet's Lease changed");
       } finally {
+        await inf?.close();
         kc.close();
       }
-      const lease = await a.registerNode({ name: "kl-1", addresses: ["192.0.2.41"], backendData: { k: "v" } });
-      const out = JSON.parse(kubectl(kubeconfig, "get", "node", "kl-1", "-o", "json")) as {
-        metadata: { labels: Record<string, string> };
-        spec: { podCIDRs: string[] };
-        status: { conditions: Array<{ type: string; status: string }> };
-      };
-      assert.equal(out.spec.podCIDRs.length, 2);
-      assert.deepEqual(out.spec.podCIDRs, lease.node.podCIDRs);
-      assert.equal(out.metadata.labels["kubernetes.io/hostname"], "kl-1");
-      assert.deepEqual(
-        out.status.conditions.map((c) => `${c.type}=${c.status}`),
-        ["Ready=True"],
-      );
-      assert.match(kubectl(kubeconfig, "get", "nodes", "--no-headers"), /^kl-1\s+Ready\s/m);
-      await lease.release();
     },
   );
 
@@ -292,28 +324,46 @@ describe("kubernetes store: what kubectl shows", { skip: skip || (kubectlSkipRea
     },
   );
 
-  test("a dead node leaves kubectl's list when another node takes over its subnet", { timeout: 90_000 }, async () => {
-    const { kubeconfig } = await api();
-    await wipe(kubeconfig);
-    const a = await open();
-    await a.initCluster({ clusterCIDRs: ["10.40.0.0/24"], backend: "vxlan", nodeSubnetPrefix: { v4: 24 } });
-    await a.registerNode({ name: "old-node", addresses: ["192.0.2.61"] }, { ttlSeconds: 1, subnetGraceSeconds: 1 });
-    await a.close(); // dies
-    // Dead but within its grace period: kubectl still lists it (like a NotReady node).
-    assert.match(kubectl(kubeconfig, "get", "nodes", "--no-headers"), /^old-node\s/m);
-    const b = await open();
-    const lease = await waitFor("the subnet back in the pool", async () => {
-      try {
-        return await b.registerNode({ name: "new-node", addresses: ["192.0.2.62"] });
-      } catch (e) {
-        if ((e as { code?: string }).code === "Exhausted") return undefined;
-        throw e;
-      }
-    });
-    assert.deepEqual(lease.node.podCIDRs, ["10.40.0.0/24"]);
-    const names = kubectl(kubeconfig, "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}").trim().split(/\s+/);
-    assert.deepEqual(names, ["new-node"], "two Nodes with one podCIDR");
-  });
+  test(
+    "a dead node's subnet goes to another node; its Node stays (weft never deletes one) and it cannot come back with that subnet",
+    { timeout: 90_000 },
+    async () => {
+      const { kubeconfig } = await api();
+      await wipe(kubeconfig);
+      const a = await open();
+      await a.initCluster({ clusterCIDRs: ["10.40.0.0/24"], backend: "vxlan", nodeSubnetPrefix: { v4: 24 } });
+      const first = await a.registerNode(
+        { name: "old-node", addresses: ["192.0.2.61"] },
+        { ttlSeconds: 1, subnetGraceSeconds: 1 },
+      );
+      const uid = JSON.parse(kubectl(kubeconfig, "get", "node", "old-node", "-o", "json")).metadata.uid as string;
+      await a.close(); // dies
+      const b = await open();
+      // A newcomer takes the dead node's subnet (the only one) once its grace period ran out.
+      const lease = await waitFor("the subnet back in the pool", async () => {
+        try {
+          return await b.registerNode({ name: "new-node", addresses: ["192.0.2.62"] });
+        } catch (e) {
+          if ((e as { code?: string }).code === "Exhausted") return undefined;
+          throw e;
+        }
+      });
+      assert.deepEqual(lease.node.podCIDRs, first.node.podCIDRs);
+      assert.equal(JSON.parse(kubectl(kubeconfig, "get", "node", "old-node", "-o", "json")).metadata.uid, uid);
+      assert.deepEqual(
+        (await b.listNodes()).map((n) => n.name),
+        ["new-node"],
+      );
+      // The dead node's Node keeps its (immutable) podCIDRs: coming back, it is told what to do.
+      await assert.rejects(
+        b.registerNode({ name: "old-node", addresses: ["192.0.2.61"] }),
+        (e: unknown) =>
+          e instanceof ConflictError &&
+          /node new-node holds that subnet now/.test(e.message) &&
+          /kubectl delete node old-node/.test(e.message),
+      );
+    },
+  );
 
   test(
     "pod status written through the store is what kubectl shows (the lab kubelet's path)",

@@ -1,5 +1,6 @@
-// The node's liveness as a Lease in kube-node-lease (as kubelets keep theirs), and the NodeLease
-// that holds it and the node's subnet claims: renews them every TTL/3, re-registers when one is
+// The node's liveness as weft's own Lease (kube-system/weft-node-<name>; kube-node-lease/<name> is
+// the kubelet's heartbeat and weft never writes it), and the NodeLease that holds it and the node's
+// subnet claims: renews them every TTL/3, re-registers when one is
 // lost (RecoveringLease), deletes them on release.
 import { RecoveringLease } from "../recovering-lease.js";
 import { MAX_CAS_ATTEMPTS } from "../registration.js";
@@ -13,7 +14,17 @@ import {
 } from "../types.js";
 import { normalizeRegistration } from "../validate.js";
 import { getOrUndefined, isApiError, microTime, type Json, type KubeClient } from "./client.js";
-import { A_ADDRESSES, A_BACKEND, NODE_LEASE_NAMESPACE, metaOf, nodeLeasePath, nodePath } from "./layout.js";
+import {
+  A_ADDRESSES,
+  A_BACKEND,
+  A_NODE,
+  NODE_LEASE_LABEL,
+  NODE_LEASE_NAMESPACE,
+  metaOf,
+  nodeLeaseName,
+  nodeLeasePath,
+  nodePath,
+} from "./layout.js";
 import { decodeNode, syncAddresses } from "./nodes.js";
 
 /** A node Lease or subnet claim that weft renews: its path and the object last written. */
@@ -49,7 +60,11 @@ export async function upsertNodeLease(client: KubeClient, name: string, ttl: num
     try {
       if (!cur) {
         const obj = await client.request("POST", nodeLeasePath(), {
-          body: leaseBody(name, NODE_LEASE_NAMESPACE, name, ttl, { ownerReferences }),
+          body: leaseBody(nodeLeaseName(name), NODE_LEASE_NAMESPACE, name, ttl, {
+            ownerReferences,
+            labels: { [NODE_LEASE_LABEL]: "true" },
+            annotations: { [A_NODE]: name },
+          }),
         });
         return { path, obj };
       }
@@ -71,7 +86,7 @@ export async function upsertNodeLease(client: KubeClient, name: string, ttl: num
   }
   throw new ConflictError(
     "Contention",
-    `Lease ${NODE_LEASE_NAMESPACE}/${name} kept changing while weft registered the node; retry`,
+    `Lease ${NODE_LEASE_NAMESPACE}/${nodeLeaseName(name)} kept changing while weft registered the node; retry`,
   );
 }
 
@@ -194,31 +209,23 @@ export class KubeNodeLease extends RecoveringLease implements NodeLease {
       );
     const r = normalizeRegistration({ ...this.reg, ...patch });
     const client = this.store.client;
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
-      const cur = await client.request("GET", nodePath(r.name));
-      const meta = cur.metadata as Json & { annotations?: Record<string, string> };
-      const annotations = {
-        ...(meta.annotations ?? {}),
-        [A_BACKEND]: JSON.stringify(r.backendData ?? {}),
-        [A_ADDRESSES]: r.addresses.join(","),
-      };
-      let out: Json;
-      try {
-        out = await client.request("PUT", nodePath(r.name), { body: { ...cur, metadata: { ...meta, annotations } } });
-      } catch (err) {
-        if (isApiError(err, 409)) continue;
-        throw err;
-      }
-      out = await syncAddresses(
-        client,
-        out,
-        r.addresses.map((address) => ({ type: "InternalIP", address })),
-      );
-      this.reg = r;
-      this.node = decodeNode(out)!;
-      return this.node;
-    }
-    throw new ConflictError("Contention", `Node ${r.name} kept changing while being updated; retry`);
+    // A merge patch of weft's own annotations only (the kubelet and others own the rest).
+    let out = await client.request("PATCH", nodePath(r.name), {
+      contentType: "application/merge-patch+json",
+      body: {
+        metadata: {
+          annotations: { [A_BACKEND]: JSON.stringify(r.backendData ?? {}), [A_ADDRESSES]: r.addresses.join(",") },
+        },
+      },
+    });
+    out = await syncAddresses(
+      client,
+      out,
+      r.addresses.map((address) => ({ type: "InternalIP", address })),
+    );
+    this.reg = r;
+    this.node = decodeNode(out)!;
+    return this.node;
   }
 
   /** Stops renewing (store close: the Leases run out by themselves, as after a crash). */

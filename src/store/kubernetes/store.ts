@@ -1,10 +1,12 @@
 // ClusterStore over a real kube-apiserver (see layout.ts for where things live). Nodes are v1 Node
-// objects that weft's agent registers (nodes.ts: spec.podCIDRs, backend data in annotations);
-// liveness is a coordination.k8s.io Lease in kube-node-lease that the agent renews (leases.ts);
-// subnets are claimed with create-only / resourceVersion-checked Lease objects (claims.ts);
+// objects that weft annotates (nodes.ts: backend data and pod CIDRs in annotations; a kubelet or
+// kube-controller-manager owns the rest); liveness is weft's own coordination.k8s.io Lease that the
+// agent renews (leases.ts); with podCIDRSource "weft" subnets are claimed with create-only /
+// resourceVersion-checked Lease objects (claims.ts), with "node" they are the Node's spec.podCIDRs;
 // settings are a create-only ConfigMap (settings.ts); objects are the API's own (objects.ts).
 import { registerNode, subnetPlan } from "../registration.js";
 import {
+  ConflictError,
   NotFoundError,
   type ClusterSettings,
   type ClusterSettingsInput,
@@ -21,14 +23,36 @@ import {
 } from "../types.js";
 import { dnsSubdomain } from "../validate.js";
 import { getOrUndefined, isApiError, type KubeClient } from "./client.js";
-import { claimSubnetLease, listClaims } from "./claims.js";
-import { claimPath, metaOf, NODE_LABEL, nodeLeasePath, nodePath } from "./layout.js";
+import { claimExactSubnet, claimSubnetLease, listClaims } from "./claims.js";
+import { claimPath, metaOf, NODE_ANNOTATIONS, NODE_LABEL, nodeLeasePath, nodePath } from "./layout.js";
 import { KubeNodeLease, upsertNodeLease, type Held } from "./leases.js";
-import { decodeNode, getLiveNode, listLiveNodes, upsertNode, watchLiveNodes } from "./nodes.js";
+import {
+  decodeNode,
+  getLiveNode,
+  listLiveNodes,
+  markNetworkUp,
+  orderNodeCIDRs,
+  recordedCIDRs,
+  sameCIDRs,
+  specCIDRs,
+  waitForNodeCIDRs,
+  watchLiveNodes,
+  writeNode,
+} from "./nodes.js";
 import { KubeObjectStore } from "./objects.js";
 import { getClusterSettings, initCluster } from "./settings.js";
 
 export { decodeNode } from "./nodes.js";
+
+/** How long registration waits for kube-controller-manager to give a Node its podCIDRs (source "node"). */
+export const DEFAULT_POD_CIDR_WAIT_MS = 120_000;
+
+export interface KubernetesStoreTuning {
+  /** podCIDRSource "node": how long to wait for the Node's spec.podCIDRs. Default 2 minutes. */
+  podCIDRWaitMs?: number;
+  /** Where progress lines go (what registration waits for). Default: stderr. */
+  log?: (line: string) => void;
+}
 export { DEFAULT_SUBNET_GRACE_SECONDS, DEFAULT_TTL_SECONDS } from "../registration.js";
 
 export class KubernetesStore implements ClusterStore {
@@ -37,8 +61,16 @@ export class KubernetesStore implements ClusterStore {
   private readonly leases = new Set<KubeNodeLease>();
   private readonly watches = new Set<WatchHandle>();
 
-  constructor(readonly client: KubeClient) {
+  private readonly options: { podCIDRWaitMs: number };
+  private readonly log: (line: string) => void;
+
+  constructor(
+    readonly client: KubeClient,
+    options: KubernetesStoreTuning = {},
+  ) {
     this.description = client.description;
+    this.options = { podCIDRWaitMs: options.podCIDRWaitMs ?? DEFAULT_POD_CIDR_WAIT_MS };
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.objects = new KubeObjectStore(client, (w) => this.track(w));
   }
 
@@ -59,19 +91,45 @@ export class KubernetesStore implements ClusterStore {
     );
   }
 
-  /** One registration round: subnet claims (own ones first), the Node, then its Lease. */
+  /**
+   * One registration round. podCIDRSource "weft": subnet claims (own ones first; the subnets weft
+   * gave an existing Node before, as its spec.podCIDRs cannot change), then weft's part of the Node.
+   * "node": the Node's spec.podCIDRs from kube-controller-manager (waited for), no claims. Then the
+   * node's liveness Lease and NetworkUnavailable=False.
+   */
   async registerOnce(r: NodeRegistration, ttl: number, grace: number): Promise<{ node: NodeInfo; held: Held[] }> {
-    const plan = subnetPlan(await this.getClusterSettings(), this.description);
+    const settings = await this.getClusterSettings();
+    const plan = subnetPlan(settings, this.description);
     const held: Held[] = [];
-    const podCIDRs: string[] = [];
-    for (const { clusterCIDR, prefix } of plan) {
-      const claim = await claimSubnetLease(this.client, r.name, clusterCIDR, prefix, ttl + grace);
-      podCIDRs.push(claim.cidr);
-      held.push(claim.held);
+    let podCIDRs: string[] = [];
+    if (settings!.podCIDRSource === "node") {
+      podCIDRs = (await waitForNodeCIDRs(this.client, r.name, settings!, this.options.podCIDRWaitMs, this.log))
+        .podCIDRs;
+    } else {
+      const cur = await getOrUndefined(this.client, nodePath(r.name));
+      const have = cur ? specCIDRs(cur) : [];
+      if (cur && have.length > 0) {
+        if (!sameCIDRs(recordedCIDRs(cur), have))
+          throw new ConflictError(
+            "AlreadyExists",
+            `Node ${r.name} already has spec.podCIDRs ${have.join(",")} that weft did not assign (kube-controller-manager --allocate-node-cidrs?): ` +
+              `set podCIDRSource "node" in the cluster settings (ConfigMap kube-system/weft-config) so weft uses them, or stop the controller-manager assigning them`,
+          );
+        // weft gave this Node its subnets before: they are the only ones it can have.
+        podCIDRs = orderNodeCIDRs(r.name, have, settings!, "weft");
+        for (const cidr of podCIDRs) held.push(await claimExactSubnet(this.client, r.name, cidr, ttl + grace));
+      } else {
+        for (const { clusterCIDR, prefix } of plan) {
+          const claim = await claimSubnetLease(this.client, r.name, clusterCIDR, prefix, ttl + grace);
+          podCIDRs.push(claim.cidr);
+          held.push(claim.held);
+        }
+      }
     }
-    const node = await upsertNode(this.client, r, podCIDRs, ttl);
+    let node = await writeNode(this.client, r, podCIDRs, ttl, settings!.podCIDRSource === "weft");
     const lease = await upsertNodeLease(this.client, r.name, ttl, metaOf(node).uid);
     held.unshift(lease);
+    node = await markNetworkUp(this.client, node);
     return { node: decodeNode(node)!, held };
   }
 
@@ -94,6 +152,7 @@ export class KubernetesStore implements ClusterStore {
       .map((c) => ({ cidr: c.cidr, node: c.node, claimedAt: c.claimedAt }));
   }
 
+  /** Takes weft's lease, claims, label and registration annotations away; never deletes the Node. */
   async removeNode(name: string): Promise<void> {
     dnsSubdomain("node name", name);
     const [node, lease, claims] = await Promise.all([
@@ -102,8 +161,10 @@ export class KubernetesStore implements ClusterStore {
       listClaims(this.client),
     ]);
     const own = claims.filter((c) => c.node === name);
-    const weftNode = node && metaOf(node).labels?.[NODE_LABEL] === "true" ? node : undefined;
-    if (!weftNode && !lease && own.length === 0)
+    const meta = node ? metaOf(node) : undefined;
+    const registered =
+      meta?.labels?.[NODE_LABEL] !== undefined || NODE_ANNOTATIONS.some((a) => meta?.annotations?.[a] !== undefined);
+    if (!registered && !lease && own.length === 0)
       throw new NotFoundError(`node "${name}" not found in ${this.description}`);
     const del = async (path: string): Promise<void> => {
       try {
@@ -112,11 +173,23 @@ export class KubernetesStore implements ClusterStore {
         if (!isApiError(err, 404)) throw err;
       }
     };
-    await Promise.all([
-      ...(weftNode ? [del(nodePath(name))] : []),
-      ...(lease ? [del(nodeLeasePath(name))] : []),
-      ...own.map((c) => del(claimPath(c.name))),
-    ]);
+    await Promise.all([...(lease ? [del(nodeLeasePath(name))] : []), ...own.map((c) => del(claimPath(c.name)))]);
+    if (registered) {
+      // weft.dev/pod-cidrs stays: it records that weft gave the Node its (immutable) spec.podCIDRs.
+      try {
+        await this.client.request("PATCH", nodePath(name), {
+          contentType: "application/merge-patch+json",
+          body: {
+            metadata: {
+              labels: { [NODE_LABEL]: null },
+              annotations: Object.fromEntries(NODE_ANNOTATIONS.map((a) => [a, null])),
+            },
+          },
+        });
+      } catch (err) {
+        if (!isApiError(err, 404)) throw err;
+      }
+    }
   }
 
   track(w: WatchHandle): WatchHandle {
