@@ -57,15 +57,44 @@ export function inClusterDir(env: NodeJS.ProcessEnv = process.env): string | und
   return existsSync(join(dir, "token")) ? dir : undefined;
 }
 
+/**
+ * A kubeconfig whose bearer token is the ServiceAccount token file, read again whenever the file
+ * changed (the kubelet rotates projected tokens), for requests and watches alike. (client-node's
+ * own tokenFile auth re-reads only every minute and caches one token for every file.)
+ */
+class ServiceAccountConfig extends k8s.KubeConfig {
+  private token?: { stamp: string; value: string };
+
+  constructor(private readonly tokenFile: string) {
+    super();
+  }
+
+  private currentToken(): string {
+    const file = this.tokenFile;
+    try {
+      const st = statSync(file);
+      const stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      if (this.token?.stamp !== stamp) this.token = { stamp, value: readFileSync(file, "utf8").trim() };
+    } catch (err) {
+      throw new UnavailableError(`cannot read the ServiceAccount token ${file}: ${(err as Error).message}`, err);
+    }
+    return this.token.value;
+  }
+
+  override async applyToHTTPSOptions(opts: Parameters<k8s.KubeConfig["applyToHTTPSOptions"]>[0]): Promise<void> {
+    await super.applyToHTTPSOptions(opts);
+    opts.headers = { ...(opts.headers ?? {}), Authorization: `Bearer ${this.currentToken()}` };
+  }
+}
+
 export class KubeClient {
   readonly kc: k8s.KubeConfig;
   readonly server: string;
   readonly description: string;
   private readonly timeoutMs: number;
   private agent?: Agent | HttpAgent;
-  /** In-cluster: the ServiceAccount token file, re-read when it changes (the kubelet rotates it). */
+  /** In-cluster: the ServiceAccount token file. */
   private readonly tokenFile?: string;
-  private token?: { stamp: string; value: string };
 
   constructor(kc: k8s.KubeConfig, options: KubeClientOptions & { tokenFile?: string } = {}) {
     this.kc = kc;
@@ -93,7 +122,7 @@ export class KubeClient {
   /**
    * In a pod: the ServiceAccount token and ca.crt in `dir` (default: inClusterDir()), the apiserver
    * at $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT. The token is re-read whenever the file
-   * changes (requests) or every minute (watches, through client-node's tokenFile auth).
+   * changes (ServiceAccountConfig).
    */
   static inCluster(dir: string, env: NodeJS.ProcessEnv = process.env, options: KubeClientOptions = {}): KubeClient {
     const host = env.KUBERNETES_SERVICE_HOST;
@@ -109,7 +138,7 @@ export class KubeClient {
         throw new UnavailableError(
           `in-cluster configuration: ${f} is missing: mount the pod's ServiceAccount token (automountServiceAccountToken: true), or give --kubeconfig`,
         );
-    const kc = new k8s.KubeConfig();
+    const kc = new ServiceAccountConfig(tokenFile);
     kc.loadFromClusterAndUser(
       {
         name: "in-cluster",
@@ -117,30 +146,15 @@ export class KubeClient {
         caFile,
         skipTLSVerify: false,
       },
-      { name: "service-account", authProvider: { name: "tokenFile", config: { tokenFile } } },
+      { name: "service-account" },
     );
     return new KubeClient(kc, { ...options, tokenFile });
-  }
-
-  /** The current ServiceAccount token: the file is read again when its mtime or size changed. */
-  private currentToken(): string {
-    const file = this.tokenFile!;
-    let stamp: string;
-    try {
-      const st = statSync(file);
-      stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
-      if (this.token?.stamp !== stamp) this.token = { stamp, value: readFileSync(file, "utf8").trim() };
-    } catch (err) {
-      throw new UnavailableError(`cannot read the ServiceAccount token ${file}: ${(err as Error).message}`, err);
-    }
-    return this.token.value;
   }
 
   /** TLS settings and headers from the kubeconfig; auth plugins may refresh tokens, so per request. */
   private async options(): Promise<RequestOptions> {
     const o: RequestOptions = {};
     await this.kc.applyToHTTPSOptions(o);
-    if (this.tokenFile) o.headers = { ...(o.headers ?? {}), Authorization: `Bearer ${this.currentToken()}` };
     if (!this.agent) {
       // One keep-alive agent per client (the kubeconfig's own agent is made anew for every call).
       this.agent = this.server.startsWith("http:")
