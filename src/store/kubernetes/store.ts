@@ -98,13 +98,13 @@ export class KubernetesStore implements ClusterStore {
    * node's liveness Lease and NetworkUnavailable=False.
    */
   async registerOnce(r: NodeRegistration, ttl: number, grace: number): Promise<{ node: NodeInfo; held: Held[] }> {
-    const settings = await this.getClusterSettings();
-    const plan = subnetPlan(settings, this.description);
+    const stored = await this.getClusterSettings();
+    const plan = subnetPlan(stored, this.description); // NotInitializedError without settings
+    const settings = stored!;
     const held: Held[] = [];
     let podCIDRs: string[] = [];
-    if (settings!.podCIDRSource === "node") {
-      podCIDRs = (await waitForNodeCIDRs(this.client, r.name, settings!, this.options.podCIDRWaitMs, this.log))
-        .podCIDRs;
+    if (settings.podCIDRSource === "node") {
+      podCIDRs = (await waitForNodeCIDRs(this.client, r.name, settings, this.options.podCIDRWaitMs, this.log)).podCIDRs;
     } else {
       const cur = await getOrUndefined(this.client, nodePath(r.name));
       const have = cur ? specCIDRs(cur) : [];
@@ -116,7 +116,7 @@ export class KubernetesStore implements ClusterStore {
               `set podCIDRSource "node" in the cluster settings (ConfigMap kube-system/weft-config) so weft uses them, or stop the controller-manager assigning them`,
           );
         // weft gave this Node its subnets before: they are the only ones it can have.
-        podCIDRs = orderNodeCIDRs(r.name, have, settings!, "weft");
+        podCIDRs = orderNodeCIDRs(r.name, have, settings, "weft");
         for (const cidr of podCIDRs) held.push(await claimExactSubnet(this.client, r.name, cidr, ttl + grace));
       } else {
         for (const { clusterCIDR, prefix } of plan) {
@@ -126,7 +126,7 @@ export class KubernetesStore implements ClusterStore {
         }
       }
     }
-    let node = await writeNode(this.client, r, podCIDRs, ttl, settings!.podCIDRSource === "weft");
+    let node = await writeNode(this.client, r, podCIDRs, ttl, settings.podCIDRSource === "weft");
     const lease = await upsertNodeLease(this.client, r.name, ttl, metaOf(node).uid);
     held.unshift(lease);
     node = await markNetworkUp(this.client, node);
