@@ -67,7 +67,7 @@ async function takeOver(
   const path = claimPath(metaOf(cur).name);
   try {
     const obj = await client.request("PUT", path, { body: { ...cur, metadata: { ...meta, annotations }, spec } });
-    return { path, obj };
+    return { path, obj, fresh };
   } catch (err) {
     if (isApiError(err, 409) || isApiError(err, 404)) return undefined; // someone else moved first
     throw err;
@@ -82,7 +82,7 @@ async function createClaim(client: KubeClient, node: string, cidr: string, secon
     annotations: { [A_CIDR]: cidr, [A_CLAIMED_AT]: new Date().toISOString() },
   });
   try {
-    return { path: claimPath(name), obj: await client.request("POST", claimPath(), { body }) };
+    return { path: claimPath(name), obj: await client.request("POST", claimPath(), { body }), fresh: true };
   } catch (err) {
     if (!isApiError(err, 409)) throw err;
     return undefined;

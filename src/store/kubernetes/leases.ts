@@ -31,6 +31,8 @@ import { decodeNode, syncAddresses } from "./nodes.js";
 export interface Held {
   path: string;
   obj: Json;
+  /** Taken anew in this registration round (the liveness Lease, a new claim; not a reservation renewed): undone if the round fails. */
+  fresh?: boolean;
 }
 
 /** Thrown by a renewal that finds the lease or a claim gone or taken: the registration is lost. */
@@ -66,7 +68,7 @@ export async function upsertNodeLease(client: KubeClient, name: string, ttl: num
             annotations: { [A_NODE]: name },
           }),
         });
-        return { path, obj };
+        return { path, obj, fresh: true };
       }
       const now = microTime();
       const spec = {
@@ -79,7 +81,7 @@ export async function upsertNodeLease(client: KubeClient, name: string, ttl: num
       const obj = await client.request("PUT", path, {
         body: { ...cur, metadata: { ...(cur.metadata as Json), ownerReferences }, spec },
       });
-      return { path, obj };
+      return { path, obj, fresh: true };
     } catch (err) {
       if (!isApiError(err, 409)) throw err;
     }

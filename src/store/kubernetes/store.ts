@@ -25,7 +25,7 @@ import { dnsSubdomain } from "../validate.js";
 import { getOrUndefined, isApiError, type KubeClient } from "./client.js";
 import { claimExactSubnet, claimSubnetLease, listClaims } from "./claims.js";
 import { claimPath, metaOf, NODE_ANNOTATIONS, NODE_LABEL, nodeLeasePath, nodePath } from "./layout.js";
-import { KubeNodeLease, upsertNodeLease, type Held } from "./leases.js";
+import { deleteIfHeld, KubeNodeLease, upsertNodeLease, type Held } from "./leases.js";
 import {
   decodeNode,
   getLiveNode,
@@ -126,11 +126,17 @@ export class KubernetesStore implements ClusterStore {
         }
       }
     }
-    let node = await writeNode(this.client, r, podCIDRs, ttl, settings.podCIDRSource === "weft");
-    const lease = await upsertNodeLease(this.client, r.name, ttl, metaOf(node).uid);
-    held.unshift(lease);
-    node = await markNetworkUp(this.client, node);
-    return { node: decodeNode(node)!, held };
+    try {
+      let node = await writeNode(this.client, r, podCIDRs, ttl, settings.podCIDRSource === "weft");
+      const lease = await upsertNodeLease(this.client, r.name, ttl, metaOf(node).uid);
+      held.unshift(lease);
+      node = await markNetworkUp(this.client, node);
+      return { node: decodeNode(node)!, held };
+    } catch (err) {
+      // Nothing half-made: subnets claimed anew in this round go back (a reservation it had stays).
+      await Promise.allSettled(held.filter((h) => h.fresh).map((h) => deleteIfHeld(this.client, h)));
+      throw err;
+    }
   }
 
   async getNode(name: string): Promise<NodeInfo | undefined> {
