@@ -8,29 +8,12 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  BUSYBOX_IMAGE,
-  LAB_POD_IMAGE,
-  PAUSE_IMAGE,
-  WEFT_REPO,
-  buildImages,
-  type ImageList,
-} from "../../image/build.js";
+import { BUSYBOX_IMAGE, LAB_POD_IMAGE, PAUSE_IMAGE, WEFT_REPO, type ImageList } from "../../image/build.js";
 import { ContainerdSandbox } from "../../testlib/containerd.js";
 import { createNetns, type TestNetns } from "../../testlib/netns.js";
 import { PodmanSandbox } from "../../testlib/podman.js";
 import { ROOT } from "../cni/fixture.js";
-
-const CACHE = process.env.WEFT_CACHE || "/var/cache/weft";
-
-/** The images, built (or found in the cache) as the lab gets them. */
-export function testImages(): Promise<ImageList> {
-  return buildImages({
-    root: ROOT,
-    cacheDir: process.env.WEFT_IMAGE_CACHE || join(CACHE, "images"),
-    pause: process.env.WEFT_PAUSE || join(CACHE, "pause"),
-  });
-}
+import { LAB_POD_ARGV, testImages } from "./fixture.js";
 
 describe("offline images", () => {
   let list: ImageList;
@@ -100,12 +83,7 @@ describe("offline images", () => {
   });
 
   test("lab-pod serves its TCP and UDP ports (TCP accepts, UDP echoes)", async () => {
-    const child = await ctd.start(
-      LAB_POD_IMAGE,
-      "labpod",
-      ["/usr/bin/node", "/opt/weft/dist/image/lab-pod.js", "8080/TCP", "5353/UDP"],
-      ["--net-host"],
-    );
+    const child = await ctd.start(LAB_POD_IMAGE, "labpod", LAB_POD_ARGV(["8080/TCP", "5353/UDP"]), ["--net-host"]);
     try {
       let tcp = "";
       for (let i = 0; i < 100 && !tcp.includes("ping"); i++) {
