@@ -39,12 +39,16 @@ export interface BuildOptions {
   pause: string;
   /** busybox-static. */
   busybox?: string;
+  /** The weft image's tag; default the commit (7 hex digits). A second tag lets a test roll the DaemonSet. */
+  tag?: string;
   /** Progress lines (stderr in the CLI). */
   log?: (msg: string) => void;
 }
 
 export interface ImageList {
   commit: string;
+  /** The commit time (RFC 3339): every file's mtime and the configs' creation time, so builds are reproducible. */
+  created: string;
   /** Uncommitted changes under src/ or scripts/ when built: the tag names the commit, not this tree. */
   dirty: boolean;
   images: BuiltImage[];
@@ -275,6 +279,7 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
   const dirty = git(o.root, ["status", "--porcelain", "--", "src", "scripts", "bin", "package.json"]) !== "";
   const epoch = Number(git(o.root, ["log", "-1", "--format=%ct", "HEAD"]));
   const created = new Date(epoch * 1000).toISOString();
+  const weftTag = o.tag ?? commit.slice(0, 7);
   mkdirSync(o.cacheDir, { recursive: true });
   const listFile = join(o.cacheDir, "images.json");
 
@@ -283,6 +288,7 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
     [
       `format ${FORMAT}`,
       commit,
+      weftTag,
       String(dirty),
       readFileSync(new URL(import.meta.url)).toString("base64"),
       readFileSync(new URL("./oci.js", import.meta.url)).toString("base64"),
@@ -305,23 +311,32 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
   const store = new BlobStore(o.cacheDir);
   const stage = mkdtempSync(join(store.tmp, "stage-"));
   try {
-    const layer = async (name: string, fill: (dir: string) => void): Promise<Layer> => {
-      const t0 = Date.now();
+    // Stage every layer first (copies), then tar and compress them side by side.
+    const t0 = Date.now();
+    const staged = (name: string, fill: (dir: string) => void): string => {
       const dir = join(stage, name);
       mkdirSync(dir);
       fill(dir);
-      const l = await store.layer(dir, epoch);
-      log(
-        `images: layer ${name} ${l.blob.digest.slice(7, 19)} ${mb(l.blob.size)} (${mb(l.tarSize)} unpacked) ${Date.now() - t0} ms`,
-      );
-      return l;
+      return dir;
     };
-    const base = await layer("base", stageBase);
-    const app = await layer("app", (d) => stageApp(o.root, d));
+    const dirs: Array<[string, string]> = [
+      ["base", staged("base", stageBase)],
+      ["app", staged("app", (d) => stageApp(o.root, d))],
+      ["plugin", staged("plugin", (d) => stagePlugin(o.root, d))],
+      ["busybox", staged("busybox", (d) => stageBusybox(busybox, d))],
+      ["pause", staged("pause", (d) => copyFile(o.pause, join(d, "pause")))],
+    ];
     smokeTest(join(stage, "app"));
-    const plugin = await layer("plugin", (d) => stagePlugin(o.root, d));
-    const bb = await layer("busybox", (d) => stageBusybox(busybox, d));
-    const pause = await layer("pause", (d) => copyFile(o.pause, join(d, "pause")));
+    log(`images: staged in ${Date.now() - t0} ms`);
+    const [base, app, plugin, bb, pause] = await Promise.all(
+      dirs.map(async ([name, dir]): Promise<Layer> => {
+        const l = await store.layer(dir, epoch);
+        log(
+          `images: layer ${name} ${l.blob.digest.slice(7, 19)} ${mb(l.blob.size)} (${mb(l.tarSize)} unpacked) at ${Date.now() - t0} ms`,
+        );
+        return l;
+      }),
+    );
 
     const labels = { "org.opencontainers.image.revision": commit, "org.opencontainers.image.source": "weft" };
     const images = [
@@ -329,7 +344,7 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
         store,
         o.cacheDir,
         {
-          name: `${WEFT_REPO}:${commit.slice(0, 7)}`,
+          name: `${WEFT_REPO}:${weftTag}`,
           layers: [base, app, plugin],
           entrypoint: ["/usr/local/bin/weft"],
           cmd: ["--help"],
@@ -353,7 +368,7 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
       writeArchive(store, o.cacheDir, { name: BUSYBOX_IMAGE, layers: [bb], cmd: ["/bin/sh"], created }, epoch),
       writeArchive(store, o.cacheDir, { name: PAUSE_IMAGE, layers: [pause], entrypoint: ["/pause"], created }, epoch),
     ];
-    const list: ImageList = { commit, dirty, images };
+    const list: ImageList = { commit, created, dirty, images };
     mkdirSync(dirname(fpFile), { recursive: true });
     writeFileSync(fpFile, JSON.stringify(list, null, 2) + "\n");
     publish(listFile, list);

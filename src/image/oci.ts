@@ -1,7 +1,7 @@
 // OCI image-layout archives written by hand (no registry, no buildah): reproducible layer tars,
 // a content-addressed blob cache, and one `oci-archive` tar per image whose index.json names the
 // image so that `ctr images import` and `podman load` both tag it (no `import-DATE` prefix).
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import {
   createReadStream,
@@ -54,6 +54,19 @@ export function tool(argv: readonly string[], opts: { input?: Buffer } = {}): Bu
   if (r.error) throw new ImageBuildError(`${argv[0]}: ${r.error.message}`);
   if (r.status !== 0) throw new ImageBuildError(`${argv.join(" ")} exited ${r.status}: ${r.stderr.toString().trim()}`);
   return r.stdout;
+}
+
+/** tool() without blocking, so layers compress side by side (gzip is single-threaded). */
+export function toolAsync(argv: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (err = (err + d).slice(-4000)));
+    child.on("error", (e) => reject(new ImageBuildError(`${argv[0]}: ${e.message}`)));
+    child.on("close", (code) =>
+      code === 0 ? resolve() : reject(new ImageBuildError(`${argv.join(" ")} exited ${code}: ${err.trim()}`)),
+    );
+  });
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -120,7 +133,7 @@ export class BlobStore {
     const work = mkdtempSync(join(this.tmp, "layer-"));
     try {
       const tar = join(work, "layer.tar");
-      tool(["tar", "-C", root, ...reproducibleTarFlags(epoch), "-cf", tar, "."]);
+      await toolAsync(["tar", "-C", root, ...reproducibleTarFlags(epoch), "-cf", tar, "."]);
       const diffId = await sha256File(tar);
       const tarSize = statSync(tar).size;
       const known = join(this.byDiff, diffId.slice(7));
@@ -129,7 +142,7 @@ export class BlobStore {
         if (existsSync(this.path(blob.digest))) return { blob, diffId, tarSize };
       }
       // gzip -n: no name or time in the header, so the same tar gives the same blob.
-      tool(["gzip", "-n", "-6", tar]);
+      await toolAsync(["gzip", "-n", "-6", tar]);
       const gz = `${tar}.gz`;
       const digest = await sha256File(gz);
       const blob: Descriptor = { mediaType: MEDIA.layer, digest, size: statSync(gz).size };
