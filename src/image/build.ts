@@ -28,7 +28,9 @@ import { basename, dirname, join, relative } from "node:path";
 import { BlobStore, ImageBuildError, tool, writeArchive, type BuiltImage, type Layer } from "./oci.js";
 
 /** Bumped when the layout of the images changes, so the fast path does not serve an old build. */
-const FORMAT = 1;
+const FORMAT = 2;
+/** The time stamped on layers and images that do not come from the repository (busybox, pause, node). */
+const FIXED_EPOCH = 0;
 
 export interface BuildOptions {
   /** The repository root (holds dist/, node_modules/, package-lock.json). */
@@ -279,6 +281,7 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
   const dirty = git(o.root, ["status", "--porcelain", "--", "src", "scripts", "bin", "package.json"]) !== "";
   const epoch = Number(git(o.root, ["log", "-1", "--format=%ct", "HEAD"]));
   const created = new Date(epoch * 1000).toISOString();
+  const fixed = new Date(FIXED_EPOCH * 1000).toISOString();
   const weftTag = o.tag ?? commit.slice(0, 7);
   mkdirSync(o.cacheDir, { recursive: true });
   const listFile = join(o.cacheDir, "images.json");
@@ -319,18 +322,20 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
       fill(dir);
       return dir;
     };
-    const dirs: Array<[string, string]> = [
-      ["base", staged("base", stageBase)],
-      ["app", staged("app", (d) => stageApp(o.root, d))],
-      ["plugin", staged("plugin", (d) => stagePlugin(o.root, d))],
-      ["busybox", staged("busybox", (d) => stageBusybox(busybox, d))],
-      ["pause", staged("pause", (d) => copyFile(o.pause, join(d, "pause")))],
+    // Layers made of the machine's binaries get a fixed time (not the commit's): a new commit then
+    // reuses them, and a runtime holding two weft versions stores node and the tools once.
+    const dirs: Array<[string, string, number]> = [
+      ["base", staged("base", stageBase), FIXED_EPOCH],
+      ["app", staged("app", (d) => stageApp(o.root, d)), epoch],
+      ["plugin", staged("plugin", (d) => stagePlugin(o.root, d)), epoch],
+      ["busybox", staged("busybox", (d) => stageBusybox(busybox, d)), FIXED_EPOCH],
+      ["pause", staged("pause", (d) => copyFile(o.pause, join(d, "pause"))), FIXED_EPOCH],
     ];
     smokeTest(join(stage, "app"));
     log(`images: staged in ${Date.now() - t0} ms`);
     const [base, app, plugin, bb, pause] = await Promise.all(
-      dirs.map(async ([name, dir]): Promise<Layer> => {
-        const l = await store.layer(dir, epoch);
+      dirs.map(async ([name, dir, time]): Promise<Layer> => {
+        const l = await store.layer(dir, time);
         log(
           `images: layer ${name} ${l.blob.digest.slice(7, 19)} ${mb(l.blob.size)} (${mb(l.tarSize)} unpacked) at ${Date.now() - t0} ms`,
         );
@@ -365,8 +370,18 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
         },
         epoch,
       ),
-      writeArchive(store, o.cacheDir, { name: BUSYBOX_IMAGE, layers: [bb], cmd: ["/bin/sh"], created }, epoch),
-      writeArchive(store, o.cacheDir, { name: PAUSE_IMAGE, layers: [pause], entrypoint: ["/pause"], created }, epoch),
+      writeArchive(
+        store,
+        o.cacheDir,
+        { name: BUSYBOX_IMAGE, layers: [bb], cmd: ["/bin/sh"], created: fixed },
+        FIXED_EPOCH,
+      ),
+      writeArchive(
+        store,
+        o.cacheDir,
+        { name: PAUSE_IMAGE, layers: [pause], entrypoint: ["/pause"], created: fixed },
+        FIXED_EPOCH,
+      ),
     ];
     const list: ImageList = { commit, created, dirty, images };
     mkdirSync(dirname(fpFile), { recursive: true });
