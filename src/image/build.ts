@@ -385,7 +385,7 @@ export async function buildImages(o: BuildOptions): Promise<ImageList> {
     ];
     const list: ImageList = { commit, created, dirty, images };
     mkdirSync(dirname(fpFile), { recursive: true });
-    writeFileSync(fpFile, JSON.stringify(list, null, 2) + "\n");
+    publish(fpFile, list);
     publish(listFile, list);
     return list;
   } finally {
@@ -415,6 +415,7 @@ function smokeTest(app: string): void {
   if (r.status !== 0) throw new ImageBuildError(`the staged lab-pod entry does not load: ${r.stderr.trim()}`);
 }
 
+/** Written to a temp name and renamed: a concurrent build or reader never sees half a list. */
 function publish(listFile: string, list: ImageList): void {
   const t = `${listFile}.${process.pid}`;
   writeFileSync(t, JSON.stringify(list, null, 2) + "\n");

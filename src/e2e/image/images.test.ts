@@ -143,6 +143,13 @@ describe("offline images", () => {
       }
       const names = (await pm.ok(["images", "--format", "{{.Repository}}:{{.Tag}}"])).split("\n").filter(Boolean);
       assert.deepEqual(names.sort(), list.images.map((i) => i.name).sort());
+      // The configs' entrypoints and default commands, as a kubelet would use them (ctr run replaces both).
+      const help = await pm.podman(["run", "--rm", "--network", "none", list.images[0].name]);
+      assert.equal(help.code, 0, help.stderr);
+      assert.match(help.stdout, /Usage: weft/, "the weft image's default command is weft --help");
+      const bad = await pm.podman(["run", "--rm", "--network", "none", LAB_POD_IMAGE, "80/TCP", "bogus"]);
+      assert.equal(bad.code, 2, `lab-pod with a bad port: ${bad.stdout}${bad.stderr}`);
+      assert.match(bad.stderr, /lab-pod: "bogus" is not a port/, "arguments reach lab-pod's entrypoint");
     } finally {
       await pm.close();
       await pns.remove();
