@@ -425,3 +425,40 @@ function publish(listFile: string, list: ImageList): void {
 function mb(n: number): string {
   return `${(n / 1e6).toFixed(1)} MB`;
 }
+
+/**
+ * Removes what LIST does not use from the cache: older archives, blobs, layer map entries and
+ * fingerprints (each new commit leaves about 60 MB behind otherwise). Returns the bytes freed.
+ * Only on request (scripts/image.sh --prune): a lab may still be importing an older archive.
+ */
+export function pruneCache(cacheDir: string, list: ImageList): number {
+  const store = new BlobStore(cacheDir);
+  const keep = new Set<string>();
+  for (const i of list.images) {
+    keep.add(i.digest.slice(7));
+    const m = JSON.parse(readFileSync(store.path(i.digest), "utf8")) as {
+      config: { digest: string };
+      layers: Array<{ digest: string }>;
+    };
+    for (const d of [m.config, ...m.layers]) keep.add(d.digest.slice(7));
+  }
+  let freed = 0;
+  const drop = (p: string): void => {
+    freed += statSync(p).size;
+    rmSync(p, { force: true });
+  };
+  const archives = new Set(list.images.map((i) => basename(i.archive)));
+  for (const f of readdirSync(cacheDir)) if (f.endsWith(".oci.tar") && !archives.has(f)) drop(join(cacheDir, f));
+  for (const f of readdirSync(store.blobs)) if (!keep.has(f)) drop(join(store.blobs, f));
+  const byDiff = join(cacheDir, "diffid");
+  for (const f of readdirSync(byDiff)) {
+    const blob = JSON.parse(readFileSync(join(byDiff, f), "utf8")) as { digest: string };
+    if (!keep.has(blob.digest.slice(7))) drop(join(byDiff, f));
+  }
+  const fps = join(cacheDir, "fingerprints");
+  for (const f of existsSync(fps) ? readdirSync(fps) : []) {
+    const l = JSON.parse(readFileSync(join(fps, f), "utf8")) as ImageList;
+    if (!l.images.every((i) => archives.has(basename(i.archive)))) drop(join(fps, f));
+  }
+  return freed;
+}
