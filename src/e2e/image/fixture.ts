@@ -5,11 +5,11 @@ import { ROOT } from "../cni/fixture.js";
 
 const CACHE = process.env.WEFT_CACHE || "/var/cache/weft";
 
-/** Builds (or finds) the four images; WEFT_IMAGE_CACHE and WEFT_PAUSE override the places. */
-export function testImages(): Promise<ImageList> {
+/** Builds (or finds) the four images; WEFT_IMAGE_CACHE (or CACHEDIR) and WEFT_PAUSE override the places. */
+export function testImages(cacheDir?: string): Promise<ImageList> {
   return buildImages({
     root: ROOT,
-    cacheDir: process.env.WEFT_IMAGE_CACHE || join(CACHE, "images"),
+    cacheDir: cacheDir ?? (process.env.WEFT_IMAGE_CACHE || join(CACHE, "images")),
     pause: process.env.WEFT_PAUSE || join(CACHE, "pause"),
   });
 }

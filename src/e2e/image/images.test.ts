@@ -43,6 +43,19 @@ describe("offline images", () => {
     assert.ok(Date.now() - t0 < 5000, `an up-to-date rebuild took ${Date.now() - t0} ms`);
   });
 
+  test("a cold build into an empty cache makes byte-identical images (reproducible)", async () => {
+    const d = mkdtempSync(join(tmpdir(), "weft-img-cold-"));
+    try {
+      const cold = await testImages(d);
+      assert.deepEqual(
+        cold.images.map((i) => [i.name, i.digest, i.size]),
+        list.images.map((i) => [i.name, i.digest, i.size]),
+      );
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   test("ctr images import names every image as built, and containerd unpacks it", async () => {
     for (const i of list.images) {
       const out = await ctd.ok(["images", "import", i.archive]);
