@@ -13,7 +13,7 @@ import tseslint from "typescript-eslint";
 
 /** Top to bottom. A folder may import its own layer and the layers below it, never above. */
 const LAYERS = [
-  ["cli", "lab"], // commands and the lab (`weft lab` ships): wire everything together
+  ["cli", "lab", "image"], // commands, the lab (`weft lab` ships) and the image builder: wire everything together
   ["agent", "policy-agent"], // the node agent and its policy enforcement
   ["plugin", "backends", "policy"], // CNI plugin executable, pod-network backends, policy compiler
   ["store", "ipam", "cni", "k8s", "agent-api", "cni-install"], // state, addresses, CNI types, Kubernetes types, agent protocol, CNI install
