@@ -17,7 +17,7 @@
 export type { IpFamily as Family } from "../net/ip.js";
 export * from "./errors.js";
 
-export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct"] as const;
+export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "bgp"] as const;
 export type BackendType = (typeof BACKENDS)[number];
 
 export interface ClusterSettings {
