@@ -8,7 +8,7 @@ import { after, test } from "node:test";
 import { birdPaths, findBird, stopBird } from "../../kernel/bird.js";
 import { run } from "../../kernel/exec.js";
 import type { BackendOptions } from "../types.js";
-import { assertAllOk, podAddr, startCluster, withTopology, type Cluster } from "../testing/suite.js";
+import { assertAllOk, backendSuite, podAddr, startCluster, withTopology, type Cluster } from "../testing/suite.js";
 import { reaches, type TopoNode } from "../testing/topology.js";
 import { BgpBackend } from "./backend.js";
 
@@ -27,6 +27,9 @@ after(async () => {
   for (const d of dirs) await stopBird(birdPaths(join(d, "bird"))).catch(() => null);
   rmSync(ROOT, { recursive: true, force: true });
 });
+
+// The case suite every backend runs; BIRD installs the routes a moment after the sync.
+backendSuite({ title: "bgp", create, podMtu: 1500, routesBy: "daemon" });
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -32,7 +32,7 @@ const alive = (pid: number): boolean => {
 
 describe("backend bgp: 3 nodes, dual-stack, BIRD per node", { skip, timeout: 300_000 }, () => {
   const lab = new ClusterLab();
-  let want: { node: string; dst: string; via: string; family: 4 | 6 }[] = [];
+  const want: { node: string; dst: string; via: string; family: 4 | 6 }[] = [];
 
   /** Each node's proto bird routes match `want` (every other node's CIDRs via its address). */
   const missingRoutes = async (): Promise<string[]> => {
