@@ -70,6 +70,16 @@ export interface SyncReport {
   readonly changes: readonly Change[];
   /** Failures not tied to one peer (e.g. removing a stale route failed). */
   readonly errors: readonly string[];
+  /** Routing-protocol sessions (bgp: one per peer and underlay family), as the daemon reported them. */
+  readonly sessions?: readonly SessionStatus[];
+}
+
+export interface SessionStatus {
+  readonly peer: string;
+  /** The peer's address the session runs to. */
+  readonly address: string;
+  /** e.g. "Established", "Active", "Connect", "Idle" (BIRD's BGP state). */
+  readonly state: string;
 }
 
 export interface SyncOptions {

@@ -196,7 +196,18 @@ export class BgpBackend extends SerialBackend {
       if (!(e instanceof BirdError)) throw e;
       errors.push(e.message);
     }
-    return { peers: [...mesh.map((m) => m.status), ...rejected], changes, errors };
+    // What BIRD says of each session now (a session opened by this reload shows up as it comes up
+    // at the next sync); `weft status` shows them.
+    const sessions = await this.sessions().catch((e: unknown) => {
+      errors.push(`could not read BIRD's sessions: ${e instanceof Error ? e.message : String(e)}`);
+      return [];
+    });
+    return {
+      peers: [...mesh.map((m) => m.status), ...rejected],
+      changes,
+      errors,
+      sessions: sessions.map((x) => ({ peer: x.peer, address: x.address, state: x.info.split(" ")[0] || x.state })),
+    };
   }
 
   /** The mesh sessions as BIRD reports them (`birdc show protocols`). */

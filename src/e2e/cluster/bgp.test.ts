@@ -91,6 +91,28 @@ describe("backend bgp: 3 nodes, dual-stack, BIRD per node", { skip, timeout: 300
       }
   });
 
+  test("weft status lists each node's BGP sessions, one per peer and family, all Established", async () => {
+    type S = { nodes: { name: string; sessions?: { peer: string; address: string; state: string }[] }[] };
+    const sessions = async () =>
+      (JSON.parse(await lab.weftOk(["status", "-o", "json"])) as S).nodes.flatMap((n) =>
+        (n.sessions ?? []).map((x) => `${n.name}->${x.peer} ${x.address} ${x.state}`),
+      );
+    // Published at the agents' next sync (every 10 s) after the sessions came up.
+    const until = Date.now() + 40_000;
+    let got = await sessions();
+    while (Date.now() < until && (got.length !== 12 || !got.every((x) => x.endsWith(" Established")))) {
+      await sleep(500);
+      got = await sessions();
+    }
+    assert.equal(got.length, 12, got.join("\n"));
+    assert.ok(
+      got.every((x) => x.endsWith(" Established")),
+      got.join("\n"),
+    );
+    const text = await lab.weftOk(["status"]);
+    assert.match(text, /NODE\s+BGP PEER\s+ADDRESS\s+STATE/);
+  });
+
   for (const family of [4, 6] as const) {
     test(`the all-pairs matrix over IPv${family} is connected`, async () => {
       const m = await lab.matrix(["--port", "80", "--family", String(family)]);
