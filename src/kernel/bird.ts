@@ -3,8 +3,8 @@
 // when the agent restarts, reconfigured with `birdc configure`, stopped only by the PID it wrote.
 // BIRD must outlive the agent (its `persist` kernel routes and BGP sessions carry the pods'
 // traffic meanwhile), so nothing here ties it to the agent's process or process group.
-import { readFileSync } from "node:fs";
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { existsSync, readFileSync } from "node:fs";
+import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, normalize } from "node:path";
 import { KernelCommandError, run, runStatus } from "./exec.js";
 import { listRoutes, type PeerRoute } from "./peer-route.js";
@@ -83,8 +83,20 @@ export async function findBird(p: BirdPaths): Promise<number | null> {
   return s >= 0 && argv[s + 1] === p.socket ? pid : null;
 }
 
+function needBird(): void {
+  if (!existsSync(BIRD_BIN) || !existsSync(BIRDC_BIN))
+    throw new BirdError(`the bgp backend needs BIRD 2 (${BIRD_BIN}, ${BIRDC_BIN}): apt-get install bird2`);
+}
+
+/** The instance's directory, root-only (the control socket inside it gives full control of routing). */
+async function ensureDir(p: BirdPaths): Promise<void> {
+  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  await chmod(p.dir, 0o700);
+}
+
 /** Checks a config with `bird -p` (parse only): throws BirdError with BIRD's message. */
 export async function checkBirdConfig(file: string): Promise<void> {
+  needBird();
   const r = await runStatus([BIRD_BIN, "-p", "-c", file]);
   if (r.code !== 0) throw new BirdError(`BIRD refused the config ${file}: ${(r.stderr || r.stdout).trim()}`);
 }
@@ -95,7 +107,7 @@ export async function checkBirdConfig(file: string): Promise<void> {
  * replaces the one BIRD runs.
  */
 export async function writeBirdConfig(p: BirdPaths, text: string): Promise<boolean> {
-  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  await ensureDir(p);
   const old = await readFile(p.config, "utf8").catch(() => null);
   if (old === text) return false;
   const tmp = `${p.config}.tmp`;
@@ -123,7 +135,18 @@ export interface StartOptions {
 
 /** Starts BIRD (it daemonizes itself: its own session, not our child) and waits until its socket answers. */
 export async function startBird(p: BirdPaths, o: StartOptions = {}): Promise<number> {
-  await mkdir(p.dir, { recursive: true, mode: 0o700 });
+  needBird();
+  await ensureDir(p);
+  // A BIRD that answers on the socket but is not the one the PID file names (the file was lost):
+  // a second one would fight it over the BGP port and the kernel routes.
+  if (
+    existsSync(p.socket) &&
+    (await birdc(p, ["show", "status"], 2000).then(
+      () => true,
+      () => false,
+    ))
+  )
+    throw new BirdError(`a BIRD already answers on ${p.socket} but ${p.pidfile} does not name it: stop it, then retry`);
   await rm(p.socket, { force: true });
   const argv = [BIRD_BIN, "-c", p.config, "-s", p.socket, "-P", p.pidfile, ...(o.recover ? ["-R"] : [])];
   try {
