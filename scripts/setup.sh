@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages weft and its tests use (the kernel tools, real CNI clients and peers).
 PKGS=(gcc libc6-dev iproute2 nftables iptables conntrack util-linux procps podman runc containerd containernetworking-plugins
-  etcd-server etcd-client iperf3 busybox-static jq socat tcpdump ethtool openssl ca-certificates)
+  etcd-server etcd-client iperf3 busybox-static jq socat tcpdump ethtool openssl ca-certificates bird2)
 if ! command -v node >/dev/null 2>&1; then PKGS+=(nodejs npm); fi
 missing=()
 for p in "${PKGS[@]}"; do
@@ -17,6 +17,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The bgp backend runs its own BIRD in each node namespace; bird2's host-wide service (started
+  # by the package under systemd) is not weft's: stop it if this run installed it.
+  if [[ " ${missing[*]} " == *" bird2 "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now bird.service >/dev/null 2>&1 || true
+  fi
 fi
 
 # npm dependencies, exactly as locked.

@@ -27,6 +27,8 @@ export interface AgentReport {
   errors: string[];
   /** Pod addresses outside the node's current pod CIDRs (left over from a lost subnet). */
   strandedPods?: number;
+  /** bgp backend: each BGP session's peer, address and state at the last sync. */
+  sessions?: { peer: string; address: string; state: string }[];
 }
 
 export function encodeBackendData(data: BackendData, report?: AgentReport): Record<string, string> {
@@ -79,6 +81,12 @@ export function readAgentReport(d: Record<string, string>): { report?: AgentRepo
   for (const [name, p] of Object.entries(v.peers)) {
     if (!isObject(p) || !Array.isArray(p.errors) || !isObject(p.paths)) return bad(`peer ${name} is malformed`);
   }
+  if (
+    v.sessions !== undefined &&
+    (!Array.isArray(v.sessions) ||
+      !v.sessions.every((x) => isObject(x) && ["peer", "address", "state"].every((k) => typeof x[k] === "string")))
+  )
+    return bad("sessions is not a list of {peer, address, state}");
   return { report: v as unknown as AgentReport };
 }
 
@@ -86,5 +94,6 @@ export function reportFromSync(r: SyncReport, base: Omit<AgentReport, "health" |
   const peers: Record<string, PeerReport> = {};
   for (const p of r.peers) peers[p.name] = { ok: p.ok, paths: { ...p.paths }, errors: [...p.errors] };
   const bad = r.errors.length > 0 || r.peers.some((p) => !p.ok) || (base.strandedPods ?? 0) > 0;
-  return { health: bad ? "degraded" : "ok", ...base, peers, errors: [...r.errors] };
+  const sessions = r.sessions?.map((x) => ({ peer: x.peer, address: x.address, state: x.state }));
+  return { health: bad ? "degraded" : "ok", ...base, peers, errors: [...r.errors], ...(sessions ? { sessions } : {}) };
 }

@@ -184,6 +184,7 @@ async function startLocked(
     store,
     node: cfg.node,
     underlay,
+    stateDir: cfg.stateDir,
     kernel: { peerWrites },
     ...(single ? { single, singleHostMtu: underlayMtu } : {}),
     ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}),

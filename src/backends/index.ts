@@ -1,4 +1,5 @@
 // Backend factory by name (the cluster setting `--backend`).
+import { BgpBackend } from "./bgp/index.js";
 import { HostGwBackend } from "./host-gw/index.js";
 import { BACKEND_NAMES, type Backend, type BackendName, type BackendOptions } from "./types.js";
 import { VxlanDirectBackend } from "./vxlan-direct/index.js";
@@ -18,6 +19,8 @@ export function createBackend(name: string, opts: BackendOptions = {}): Backend 
       return new HostGwBackend(opts);
     case "vxlan-direct":
       return new VxlanDirectBackend(opts);
+    case "bgp":
+      return new BgpBackend(opts);
     default:
       throw new Error(`unknown backend "${name}": choose one of ${BACKEND_NAMES.join(", ")}`);
   }

@@ -7,7 +7,7 @@ import type { IpFamily as Family } from "../net/ip.js";
 
 export type { IpFamily as Family } from "../net/ip.js";
 
-export const BACKEND_NAMES = ["vxlan", "host-gw", "vxlan-direct"] as const;
+export const BACKEND_NAMES = ["vxlan", "host-gw", "vxlan-direct", "bgp"] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 /** One address per family; either may be absent (single-stack). */
@@ -41,7 +41,7 @@ export interface SetupResult {
   readonly changes: readonly Change[];
 }
 
-export type ChangeObject = "link" | "address" | "offload" | "route" | "neigh" | "fdb";
+export type ChangeObject = "link" | "address" | "offload" | "route" | "neigh" | "fdb" | "daemon";
 
 export interface Change {
   readonly action: "add" | "replace" | "delete";
@@ -53,7 +53,7 @@ export interface Change {
 }
 
 /** How traffic to one of a peer's pod subnets leaves this node. */
-export type PathKind = "vxlan" | "direct";
+export type PathKind = "vxlan" | "direct" | "bgp";
 
 export interface PeerStatus {
   readonly name: string;
@@ -70,6 +70,16 @@ export interface SyncReport {
   readonly changes: readonly Change[];
   /** Failures not tied to one peer (e.g. removing a stale route failed). */
   readonly errors: readonly string[];
+  /** Routing-protocol sessions (bgp: one per peer and underlay family), as the daemon reported them. */
+  readonly sessions?: readonly SessionStatus[];
+}
+
+export interface SessionStatus {
+  readonly peer: string;
+  /** The peer's address the session runs to. */
+  readonly address: string;
+  /** e.g. "Established", "Active", "Connect", "Idle" (BIRD's BGP state). */
+  readonly state: string;
 }
 
 export interface SyncOptions {
@@ -122,6 +132,19 @@ export interface BackendOptions {
   /** Route protocol number that marks backend routes (default 230); don't share it. */
   readonly routeProtocol?: number;
   readonly vxlan?: VxlanOptions;
+  /**
+   * A directory the backend may keep files in across agent restarts (the agent's state dir).
+   * The bgp backend needs it: BIRD's config, control socket, PID file and log go in DIR/bird.
+   */
+  readonly stateDir?: string;
+  readonly bgp?: BgpOptions;
+}
+
+export interface BgpOptions {
+  /** The cluster's AS number for the iBGP mesh; default 64512 (a private AS, as Calico's). */
+  readonly asNumber?: number;
+  /** Graceful-restart time announced to peers, seconds; default 120. */
+  readonly restartSeconds?: number;
 }
 
 export class BackendSetupError extends Error {

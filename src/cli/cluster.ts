@@ -13,6 +13,7 @@ interface InitFlags extends StoreFlags {
   mtu?: string;
   nodePrefixV4?: string;
   nodePrefixV6?: string;
+  bgpAs?: string;
   output?: string;
 }
 
@@ -34,6 +35,8 @@ export function settingsInputFromFlags(o: InitFlags): ClusterSettingsInput {
   const mtu = int("--mtu", o.mtu, 68, 65535);
   const v4 = int("--node-prefix-v4", o.nodePrefixV4, 1, 32);
   const v6 = int("--node-prefix-v6", o.nodePrefixV6, 1, 128);
+  const as = int("--bgp-as", o.bgpAs, 1, 4294967295);
+  if (as !== undefined && o.backend !== "bgp") throw new UserError(`--bgp-as applies only to --backend bgp`);
   return {
     clusterCIDRs: cidrs,
     backend: o.backend,
@@ -41,6 +44,7 @@ export function settingsInputFromFlags(o: InitFlags): ClusterSettingsInput {
     ...(v4 !== undefined || v6 !== undefined
       ? { nodeSubnetPrefix: { ...(v4 !== undefined ? { v4 } : {}), ...(v6 !== undefined ? { v6 } : {}) } }
       : {}),
+    ...(as !== undefined ? { bgp: { asNumber: as } } : {}),
   };
 }
 
@@ -65,6 +69,7 @@ export function registerCluster(program: Command): void {
       .option("--mtu <n>", "pod MTU for every node (default: each node's underlay MTU minus the backend's overhead)")
       .option("--node-prefix-v4 <n>", "prefix length of each node's IPv4 pod subnet (default 24)")
       .option("--node-prefix-v6 <n>", "prefix length of each node's IPv6 pod subnet (default 64)")
+      .option("--bgp-as <n>", "backend bgp: the cluster's AS number for the node-to-node iBGP mesh (default 64512)")
       .option("-o, --output <format>", "json: print the settings as stored"),
   ).action(async (o: InitFlags) => {
     if (o.output !== undefined && o.output !== "json") throw new UserError(`-o ${o.output}: only "json" is supported`);

@@ -24,6 +24,8 @@ export interface NodeStatus {
   /** Pod objects with spec.nodeName = this node. */
   pods: number;
   peers: Record<string, PeerReport>;
+  /** bgp backend: the node's BGP sessions (peer, address, state) as its agent last read them from BIRD. */
+  sessions?: { peer: string; address: string; state: string }[];
   errors: string[];
   /** What weft could not read about this node (a damaged annotation or agent report); null when all was readable. */
   problem: string | null;
@@ -135,6 +137,7 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
       : null,
     pods,
     peers: report?.peers ?? {},
+    ...(report?.sessions ? { sessions: report.sessions } : {}),
     errors,
     problem,
   };
@@ -181,6 +184,8 @@ function printStatus(s: ClusterStatus): void {
     ]);
   }
   lines.push(table(rows));
+  const sessions = s.nodes.flatMap((n) => (n.sessions ?? []).map((x) => [n.name, x.peer, x.address, x.state]));
+  if (sessions.length) lines.push("", table([["NODE", "BGP PEER", "ADDRESS", "STATE"], ...sessions]));
   if (s.problems.length) lines.push("", "problems:", ...s.problems.map((p) => `  ${p}`));
   process.stdout.write(lines.join("\n") + "\n");
 }

@@ -3,6 +3,7 @@
 // idempotent and `down` removes exactly what was made, also after a crash of any part.
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { birdPaths, stopBird } from "../kernel/bird.js";
 import { installCni } from "../cni-install/index.js";
 import {
   agentArgv,
@@ -282,6 +283,12 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
     progress("stopping agents");
     await Promise.all(st.nodes.map((n) => stopProc(n.agent)));
     await Promise.all(st.nodes.map((n) => stopProc(n.apiProxy, 500)));
+    // The bgp backend's BIRD outlives its agent by design: ended here by the PID its PID file
+    // records (kernel/bird.ts checks it is that BIRD), and its files go with the node's dir.
+    const birds = (await Promise.all(st.nodes.map((n) => stopBird(birdPaths(join(n.dir, "state", "bird")))))).filter(
+      (pid) => pid !== null,
+    );
+    if (birds.length) progress(`stopped BIRD (pid ${birds.join(", ")})`);
   }
   if (st?.apiserver) {
     progress("stopping kube-apiserver");

@@ -5,7 +5,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
 
-export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct"] as const;
+export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "bgp"] as const;
 export type Backend = (typeof BACKENDS)[number];
 
 const ProcRefSchema = z.object({ pid: z.number().int(), start: z.string() });

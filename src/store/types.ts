@@ -17,7 +17,7 @@
 export type { IpFamily as Family } from "../net/ip.js";
 export * from "./errors.js";
 
-export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct"] as const;
+export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "bgp"] as const;
 export type BackendType = (typeof BACKENDS)[number];
 
 export interface ClusterSettings {
@@ -36,6 +36,13 @@ export interface ClusterSettings {
   podCIDRSource: PodCIDRSource;
   /** SNAT pod traffic that leaves the cluster CIDRs to the node's address (flannel's ipMasq). */
   ipMasq: boolean;
+  /** The bgp backend's settings; absent = its defaults (AS 64512). Only with backend "bgp". */
+  bgp?: BgpSettingsInput;
+}
+
+export interface BgpSettingsInput {
+  /** The cluster's AS number for the iBGP node mesh: 1..4294967295. */
+  asNumber?: number;
 }
 
 export const POD_CIDR_SOURCES = ["weft", "node"] as const;
@@ -51,6 +58,7 @@ export interface ClusterSettingsInput {
   podCIDRSource?: PodCIDRSource;
   /** Default true. */
   ipMasq?: boolean;
+  bgp?: BgpSettingsInput;
 }
 
 export const DEFAULT_NODE_SUBNET_PREFIX = { v4: 24, v6: 64 } as const;

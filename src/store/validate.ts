@@ -7,6 +7,7 @@ import {
   DEFAULT_NODE_SUBNET_PREFIX,
   POD_CIDR_SOURCES,
   type BackendType,
+  type BgpSettingsInput,
   type ClusterSettings,
   type ClusterSettingsInput,
   type NodeRegistration,
@@ -91,7 +92,24 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
     ipMasq: input.ipMasq ?? true,
   };
   if (input.mtu !== undefined) out.mtu = input.mtu;
+  if (input.bgp !== undefined) out.bgp = normalizeBgp(input.bgp, out.backend);
   return out;
+}
+
+/** The bgp backend's settings: checked here, at init, so a bad value never reaches BIRD. */
+function normalizeBgp(bgp: unknown, backend: BackendType): BgpSettingsInput {
+  if (typeof bgp !== "object" || bgp === null || Array.isArray(bgp))
+    throw new InvalidError(`bgp must be an object such as {"asNumber": 64512}, not ${JSON.stringify(bgp)}`);
+  if (backend !== "bgp") throw new InvalidError(`bgp settings apply only to backend bgp, not ${backend}`);
+  const { asNumber, ...rest } = bgp as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length) throw new InvalidError(`bgp.${unknown[0]}: unknown field (known: asNumber)`);
+  if (asNumber === undefined) return {};
+  if (typeof asNumber !== "number" || !Number.isInteger(asNumber) || asNumber < 1 || asNumber > 4294967295)
+    throw new InvalidError(
+      `bgp.asNumber: ${JSON.stringify(asNumber)} is not an AS number (an integer 1..4294967295, e.g. 64512)`,
+    );
+  return { asNumber };
 }
 
 export function normalizeRegistration(reg: NodeRegistration): NodeRegistration {

@@ -3,12 +3,13 @@
 // (src/backends/testing/topology.ts), and one real `weft agent --store etcd` per node.
 // Everything goes with destroy(), also when a test fails.
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { buildTopology, type Topology, type TopoNode } from "../backends/testing/topology.js";
 import { run, runStatus } from "../kernel/exec.js";
+import { birdPaths, stopBird } from "../kernel/bird.js";
 import { startEtcd, type EtcdCluster } from "../lab/etcd-process.js";
 import { openStore } from "../store/index.js";
 import { startKubeApiserver, writeKubeconfig, type KubeApiserver } from "../lab/apiserver-process.js";
@@ -82,6 +83,9 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
         c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined,
       ),
     );
+    // The bgp backend's BIRDs outlive their agents by design: ended by the PID each one's file records.
+    for (const d of existsSync(dir) ? readdirSync(dir).filter((f) => /^state\d+$/.test(f)) : [])
+      await stopBird(birdPaths(join(dir, d, "bird"))).catch(() => null);
     for (const p of pods) await p.remove();
     await store?.close().catch(() => undefined);
     await topo?.destroy();

@@ -18,6 +18,8 @@ export interface MembershipOptions {
   single?: { pools: Pool[] };
   ttlSeconds?: number;
   subnetGraceSeconds?: number;
+  /** The agent's state dir: backends that keep files (bgp: BIRD's) put them under it. */
+  stateDir?: string;
   /** The backend's kernel context (how its peer writes reach the kernel). */
   kernel?: KernelContext;
   /** Periodic peer re-sync (drift repair). Default 10 s. */

@@ -34,6 +34,8 @@ export async function join(ctx: ClusterContext, parts: JoinParts): Promise<JoinR
   if (!o.single) {
     ctx.backend = createBackend(settings.backend, {
       ...(o.kernel ? { kernel: o.kernel } : {}),
+      ...(o.stateDir ? { stateDir: o.stateDir } : {}),
+      ...(settings.bgp ? { bgp: settings.bgp } : {}),
       ...(settings.mtu !== undefined ? { mtu: settings.mtu } : {}),
     });
     if (o.underlay.length === 0)
