@@ -3,12 +3,12 @@
 // without --yes it lists and changes nothing; with --yes no weft link, route, nft table or file is left.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { run, runStatus } from "../kernel/exec.js";
 import { startCluster, waitFor, type TestCluster } from "../testlib/agent-cluster.js";
-import { removeAllNetns } from "../testlib/netns.js";
+import { createNetns, removeAllNetns } from "../testlib/netns.js";
 import { tempDir } from "../testlib/plugin-exec.js";
 
 after(removeAllNetns);
@@ -125,6 +125,27 @@ test("weft uninstall removes every weft link, route, nft table and file from a n
     assert.equal(again.stdout.trim(), "nothing of weft found on this node");
   } finally {
     await c?.destroy();
+    tmp.remove();
+  }
+});
+
+test("weft uninstall refuses a state dir that is not an agent's, before changing anything", async () => {
+  const tmp = tempDir("weft-uninstall-guard-");
+  try {
+    const ns = (await createNetns("wu")).path;
+    const base = ["uninstall", "--bin-dir", join(tmp.path, "bin"), "--conf-dir", join(tmp.path, "conf")];
+    const sock = ["--socket", join(tmp.path, "run", "weft.sock"), "--yes"];
+    const top = await weftIn(ns, [...base, "--state-dir", "/etc", ...sock]);
+    assert.equal(top.code, 1);
+    assert.match(top.stderr, /^weft: --state-dir \/etc: refusing to remove a top-level directory/);
+    const other = join(tmp.path, "data");
+    mkdirSync(other);
+    writeFileSync(join(other, "important.txt"), "keep me\n");
+    const r = await weftIn(ns, [...base, "--state-dir", other, ...sock]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /does not look like a weft agent's state directory/);
+    assert.ok(existsSync(join(other, "important.txt")));
+  } finally {
     tmp.remove();
   }
 });
