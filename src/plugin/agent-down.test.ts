@@ -164,3 +164,43 @@ test(
     }
   },
 );
+
+test(
+  "a queued DEL that fails is kept (and an ADD of that attachment gets 11) until a replay succeeds",
+  { skip },
+  async () => {
+    const host = await createNetns("host");
+    let agent: TestAgent = await startTestAgent({ netns: host.path, podCidr: "10.83.0.0/24" });
+    try {
+      const pod = await createNetns("pod");
+      const id = cid();
+      await add(agent.socket, id, pod);
+      await agent.kill("SIGKILL");
+      // The runtime's config names an IPAM plugin this node does not have: the delegate's DEL fails.
+      const bad = JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "weft",
+        type: "weft",
+        socket: agent.socket,
+        ipam: { type: "no-such-ipam" },
+      });
+      assert.equal((await invoke(env("DEL", id, pod), bad)).code, 0, "queued while down");
+      const file = join(delQueueDir(agent.socket), queueFileName({ network: "weft", containerId: id, ifname: "eth0" }));
+      agent = await agent.restart();
+      assert.ok(existsSync(file), "a failed replay keeps its file for the next try");
+      assert.match(agent.logs(), /replaying a queued DEL failed; kept for the next try/);
+      const blocked = await invoke(env("ADD", id, pod), conf(agent.socket));
+      assert.equal((blocked.json as { code: number }).code, 11, blocked.stdout);
+      assert.match((blocked.json as { msg: string }).msg, /queued while the agent was down could not be replayed/);
+      // The runtime's next DEL (agent up now) goes straight to the agent; the queue entry is replaced
+      // by a good one (as a later DEL while down would), and the next start replays it.
+      await agent.kill("SIGTERM");
+      assert.equal((await invoke(env("DEL", id, pod), conf(agent.socket))).code, 0);
+      agent = await agent.restart();
+      assert.equal(existsSync(file), false, "replayed and removed");
+      assert.equal((await ipamCheck(agent.socket)).allocations, 0);
+    } finally {
+      await agent.cleanup();
+    }
+  },
+);
