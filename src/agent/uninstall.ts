@@ -105,10 +105,23 @@ async function carryOut(plan: UninstallPlan, socket: string): Promise<void> {
   for (const t of plan.nftTables) await deleteNftTable(t);
   await deleteBackendRoutes({}, DEFAULT_ROUTE_PROTOCOL);
   for (const l of [...plan.podLinks, ...plan.vxlanLinks]) await deleteLinkIfPresent(l);
-  for (const d of plan.dirs) await rm(d, { recursive: true, force: true });
+  for (const d of plan.dirs) {
+    if (!existsSync(d)) continue;
+    for (const e of readdirSync(d)) await rm(join(d, e), { recursive: true, force: true });
+    removeDir(d);
+  }
   // The socket's directory only when nothing else is in it (it may be a shared one such as /run).
   const sockDir = dirname(socket);
-  if (existsSync(sockDir) && readdirSync(sockDir).length === 0) rmdirSync(sockDir);
+  if (existsSync(sockDir) && readdirSync(sockDir).length === 0) removeDir(sockDir);
+}
+
+/** An empty directory goes; one that is a mount point (weft's image run with the host's dirs bound in) stays. */
+function removeDir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EBUSY") throw e;
+  }
 }
 
 /** A state dir to remove recursively must look like weft's: never "/" or a directory of something else. */
