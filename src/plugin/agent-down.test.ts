@@ -11,7 +11,7 @@ import { promisify } from "node:util";
 import { delQueueDir, queueDel, queueFileName } from "./del-queue.js";
 import { startTestAgent, type TestAgent } from "../testlib/agent.js";
 import { createNetns, globalAddrs, removeAllNetns, weftLinks, type TestNetns } from "../testlib/netns.js";
-import { binarySkipReason, invoke, REFERENCE_DIR } from "../testlib/plugin-exec.js";
+import { binarySkipReason, invoke, REFERENCE_DIR, tempDir } from "../testlib/plugin-exec.js";
 
 after(removeAllNetns);
 const skip = binarySkipReason();
@@ -201,6 +201,47 @@ test(
       assert.equal((await ipamCheck(agent.socket)).allocations, 0);
     } finally {
       await agent.cleanup();
+    }
+  },
+);
+
+test(
+  "agents whose sockets share a directory share the queue, and each replays only its own DELs",
+  { skip },
+  async () => {
+    const dir = tempDir("weft-shared-run-");
+    const [h1, h2] = await Promise.all([createNetns("host"), createNetns("host")]);
+    const s1 = join(dir.path, "run", "n1.sock");
+    const s2 = join(dir.path, "run", "n2.sock");
+    let a1 = await startTestAgent({
+      netns: h1.path,
+      podCidr: "10.84.0.0/24",
+      stateDir: join(dir.path, "st1"),
+      socket: s1,
+    });
+    let a2 = await startTestAgent({
+      netns: h2.path,
+      podCidr: "10.85.0.0/24",
+      stateDir: join(dir.path, "st2"),
+      socket: s2,
+    });
+    try {
+      const pod = await createNetns("pod");
+      const id = cid();
+      const res = await add(s1, id, pod);
+      await a1.kill("SIGKILL");
+      assert.equal((await invoke(env("DEL", id, pod), conf(s1))).code, 0);
+      const file = join(delQueueDir(s1), queueFileName({ network: "weft", containerId: id, ifname: "eth0" }));
+      assert.ok(existsSync(file));
+      a2 = await a2.restart();
+      assert.ok(existsSync(file), "the other agent leaves it alone");
+      a1 = await a1.restart();
+      assert.equal(existsSync(file), false, "its own agent replays it");
+      assert.ok(!(await weftLinks(h1)).includes(res.interfaces[0].name));
+    } finally {
+      await a1.cleanup();
+      await a2.cleanup();
+      dir.remove();
     }
   },
 );

@@ -5,11 +5,12 @@
 // (DEL is idempotent). run.ts replays before it opens the socket, and once more right after (a
 // plugin may have queued in between); an ADD of an attachment with a queued DEL waits for it.
 import { lstatSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import type { Logger } from "pino";
 import type { AgentRequest, AgentResponse } from "../../agent-api/schema.js";
 import { parseRequest } from "../../agent-api/schema.js";
 import { MAX_CONFIG_BYTES, MAX_ENV_BYTES } from "../../agent-api/limits.js";
+import { DEFAULT_SOCKET } from "../../cni/config.js";
 import {
   checkQueueDir,
   delQueueDir,
@@ -59,7 +60,7 @@ export class DelQueue {
     });
   }
 
-  /** Replays every queued DEL, oldest name order; never throws (a failure stays queued). */
+  /** Replays every DEL queued for this agent; never throws (a failure stays queued). */
   async replayAll(): Promise<ReplayOutcome> {
     const out: ReplayOutcome = { replayed: 0, failed: 0, discarded: 0 };
     let names: string[];
@@ -109,7 +110,7 @@ export class DelQueue {
     };
   }
 
-  private replay(name: string): Promise<"ok" | "failed" | "discarded" | "gone"> {
+  private replay(name: string): Promise<Replay> {
     const running = this.inFlight.get(name);
     if (running) return running.then((ok) => (ok ? "ok" : "failed"));
     const p = this.replayOnce(name);
@@ -119,9 +120,9 @@ export class DelQueue {
     return p;
   }
 
-  private async replayOnce(name: string): Promise<"ok" | "failed" | "discarded" | "gone"> {
+  private async replayOnce(name: string): Promise<Replay> {
     const file = join(this.dir, name);
-    let entry: QueuedDel;
+    let entry: QueuedDel & { socket: string };
     try {
       entry = readEntry(file, name);
     } catch (e) {
@@ -130,6 +131,8 @@ export class DelQueue {
       await unqueue(file);
       return "discarded";
     }
+    // Agents whose sockets share a directory share the queue: each replays only its own DELs.
+    if (resolve(entry.socket) !== resolve(this.o.socket)) return "another agent's";
     const out = await this.host({ env: entry.env, stdin: Buffer.from(entry.stdin, "base64") }).catch((e: unknown) => ({
       exitCode: 1,
       stdout: String(e),
@@ -154,6 +157,8 @@ export class DelQueue {
   }
 }
 
+type Replay = "ok" | "failed" | "discarded" | "gone" | "another agent's";
+
 function exists(path: string): boolean {
   try {
     lstatSync(path);
@@ -165,7 +170,7 @@ function exists(path: string): boolean {
 
 /** Reads and checks one entry: a regular file of bounded size, the expected shape, and its name
  * the hash of the attachment it deletes (so a file cannot stand in for another pod's DEL). */
-function readEntry(file: string, name: string): QueuedDel {
+function readEntry(file: string, name: string): QueuedDel & { socket: string } {
   const st = lstatSync(file);
   if (!st.isFile()) throw new Error("not a regular file");
   const uid = process.geteuid?.() ?? st.uid;
@@ -182,12 +187,14 @@ function readEntry(file: string, name: string): QueuedDel {
     env[k] = val;
   }
   if (env.CNI_COMMAND !== "DEL") throw new Error(`CNI_COMMAND is ${env.CNI_COMMAND}, not DEL`);
-  const conf = JSON.parse(Buffer.from(v.stdin, "base64").toString("utf8")) as { name?: unknown };
+  const conf = JSON.parse(Buffer.from(v.stdin, "base64").toString("utf8")) as { name?: unknown; socket?: unknown };
   const key = {
     network: typeof conf.name === "string" ? conf.name : "",
     containerId: env.CNI_CONTAINERID ?? "",
     ifname: env.CNI_IFNAME ?? "",
   };
   if (queueFileName(key) !== name) throw new Error("its name does not match the attachment it deletes");
-  return { version: QUEUE_VERSION, queuedAt: String(v.queuedAt ?? ""), env, stdin: v.stdin };
+  // The agent this DEL was for: the config's socket, or the plugin's default.
+  const socket = typeof conf.socket === "string" ? conf.socket : DEFAULT_SOCKET;
+  return { version: QUEUE_VERSION, queuedAt: String(v.queuedAt ?? ""), env, stdin: v.stdin, socket };
 }
