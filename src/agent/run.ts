@@ -25,6 +25,7 @@ import { HOST_IF_PATTERN } from "./naming.js";
 import { listen, removeStaleSocket } from "./server.js";
 import { AgentService, localPodsOf } from "./service.js";
 import { detectUnderlay } from "./underlay.js";
+import { DelQueue } from "./ops/del-queue.js";
 
 export interface AgentConfig {
   node: string;
@@ -128,7 +129,7 @@ async function startLocked(
     const mtu = cfg.mtu ?? (await underlayMtu()) - (cfg.backendOverhead ?? 0);
     const service = new AgentService({ node: cfg.node, pools: cfg.pools ?? [], mtu, store: ipam, kernel, log });
     const rec = await service.reconcile();
-    const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
+    const server = await serveAfterQueuedDels(cfg.socket, log, service);
     log.info(
       { node: cfg.node, socket: cfg.socket, podCidrs: (cfg.pools ?? []).map((p) => p.cidr), mtu, ...rec },
       "agent ready",
@@ -200,7 +201,7 @@ async function startLocked(
   });
 
   const rec = await service.reconcile();
-  const server = await listen({ path: cfg.socket, log, handle: (r) => service.handle(r) });
+  const server = await serveAfterQueuedDels(cfg.socket, log, service);
   // msSinceStart: from the process' start (performance.timeOrigin), module loading included.
   log.info(
     {
@@ -265,4 +266,14 @@ async function startLocked(
     },
   };
   return agent;
+}
+
+/** DELs queued while no agent ran (src/agent/ops/del-queue.ts) go first, then the socket opens. */
+async function serveAfterQueuedDels(socket: string, log: Logger, service: AgentService): Promise<Server> {
+  const queue = new DelQueue({ socket, log, handle: (r) => service.handle(r) });
+  await queue.replayAll();
+  const server = await listen({ path: socket, log, handle: queue.guard((r) => service.handle(r)) });
+  // A plugin that found no socket a moment ago may have queued since the first pass.
+  void queue.replayAll();
+  return server;
 }

@@ -20,10 +20,24 @@ export function registerInstallCni(program: Command): void {
     .option("--socket <path>", "the agent's unix socket, written into the conflist", DEFAULT_SOCKET)
     .option("--name <net>", "CNI network name", DEFAULT_NETWORK)
     .option("--no-portmap", "leave the portmap plugin (hostPort mappings) out of the chain")
-    .action(async (opts: { binDir: string; confDir: string; socket: string; name: string; portmap: boolean }) => {
-      const r = await installCni(opts).catch((e: unknown) => {
-        throw e instanceof InstallError ? new UserError(e.message) : e;
-      });
-      process.stdout.write(`installed ${r.plugin}\nwrote ${r.conflist}\n`);
-    });
+    .option(
+      "--prepare-socket-dir",
+      "also create the socket's directory mode 0700, or tighten it to 0700 (a hostPath the kubelet makes is 0755)",
+    )
+    .action(
+      async (opts: {
+        binDir: string;
+        confDir: string;
+        socket: string;
+        name: string;
+        portmap: boolean;
+        prepareSocketDir?: boolean;
+      }) => {
+        const r = await installCni(opts).catch((e: unknown) => {
+          throw e instanceof InstallError ? new UserError(e.message) : e;
+        });
+        const say = (changed: boolean, what: string) => `${changed ? "wrote" : "unchanged"} ${what}\n`;
+        process.stdout.write(say(r.changed.full || r.changed.plugin, r.plugin) + say(r.changed.conflist, r.conflist));
+      },
+    );
 }

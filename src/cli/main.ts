@@ -12,6 +12,7 @@ type Register = (program: Command) => void;
 const COMMANDS: { names: string[]; load: () => Promise<Register> }[] = [
   { names: ["agent"], load: async () => (await import("./agent.js")).registerAgent },
   { names: ["install-cni"], load: async () => (await import("./install-cni.js")).registerInstallCni },
+  { names: ["uninstall"], load: async () => (await import("./uninstall.js")).registerUninstall },
   { names: ["ipam"], load: async () => (await import("./ipam.js")).registerIpam },
   { names: ["cluster"], load: async () => (await import("./cluster.js")).registerCluster },
   {

@@ -4,7 +4,7 @@
 // that reads them concurrently never sees a half-written file. `weft install-cni` (src/cli) and
 // the lab (src/lab) both call installCni.
 import { constants, existsSync } from "node:fs";
-import { access, chmod, copyFile, mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { access, chmod, lstat, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -111,6 +111,48 @@ async function atomicPlace(dest: string, mode: number, write: (tmp: string) => P
   }
 }
 
+/** Whether DEST already holds exactly these bytes with this mode (then it is left alone). */
+async function same(dest: string, bytes: Buffer, mode: number): Promise<boolean> {
+  try {
+    const st = await lstat(dest);
+    if (!st.isFile() || (st.mode & 0o777) !== mode || st.size !== bytes.length) return false;
+    return (await readFile(dest)).equals(bytes);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Places BYTES at DEST unless it already holds them: a re-run (every DaemonSet pod start) leaves
+ * an unchanged file untouched, so a runtime watching the directory sees no event, and a running
+ * binary is never replaced by itself.
+ */
+async function placeIfChanged(dest: string, mode: number, bytes: Buffer): Promise<boolean> {
+  if (await same(dest, bytes, mode)) return false;
+  await atomicPlace(dest, mode, (tmp) => writeFile(tmp, bytes, { flag: "wx" }));
+  return true;
+}
+
+/**
+ * The agent's socket directory, made 0700 when missing and tightened to 0700 when it is ours but
+ * open to others (a hostPath the kubelet creates is 0755, and the agent refuses such a directory).
+ */
+async function prepareSocketDir(socket: string): Promise<void> {
+  const dir = dirname(socket);
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const st = await lstat(dir);
+    if (!st.isDirectory()) throw new InstallError(`--socket ${socket}: ${dir} is not a directory`);
+    const uid = process.geteuid?.() ?? st.uid;
+    if (st.uid !== uid)
+      throw new InstallError(`--socket ${socket}: ${dir} is owned by uid ${st.uid}, not ${uid}; not changing it`);
+    if (st.mode & 0o077) await chmod(dir, 0o700);
+  } catch (e) {
+    if (e instanceof InstallError) throw e;
+    throw new InstallError(`--socket ${socket}: cannot prepare ${dir}: ${why(e)}`);
+  }
+}
+
 export interface InstallOptions {
   binDir: string;
   confDir: string;
@@ -119,11 +161,15 @@ export interface InstallOptions {
   portmap: boolean;
   /** The plugin executable to install; defaults to the built dist/weft-cni. */
   plugin?: string;
+  /** Also make the socket's directory 0700 (the DaemonSet's init container does, for the agent). */
+  prepareSocketDir?: boolean;
 }
 
 export interface Installed {
   plugin: string;
   conflist: string;
+  /** Which files were (re)written; an unchanged file is left as it was. */
+  changed: { full: boolean; plugin: boolean; conflist: boolean };
 }
 
 export async function installCni(o: InstallOptions): Promise<Installed> {
@@ -149,11 +195,21 @@ export async function installCni(o: InstallOptions): Promise<Installed> {
   const confDir = await ensureDir("--conf-dir", o.confDir);
   const plugin = join(binDir, PLUGIN_NAME);
   const conflist = join(confDir, CONFLIST_NAME);
-  // The full plugin first, the forwarder last: a runtime never finds a forwarder in place
-  // without the plugin it falls back to.
-  await atomicPlace(plugin + FULL_SUFFIX, 0o755, (tmp) => copyFile(full, tmp));
-  await atomicPlace(plugin, 0o755, (tmp) => copyFile(src, tmp));
-  const text = JSON.stringify(buildConflist(o), null, 2) + "\n";
-  await atomicPlace(conflist, 0o644, (tmp) => writeFile(tmp, text, { flag: "wx" }));
-  return { plugin, conflist };
+  if (o.prepareSocketDir) await prepareSocketDir(o.socket);
+  // The full plugin first, the forwarder next, the conflist last: a runtime never finds a
+  // forwarder without the plugin it falls back to, nor a conflist before its plugin.
+  const changed = {
+    full: await placeIfChanged(plugin + FULL_SUFFIX, 0o755, await readSource(full)),
+    plugin: await placeIfChanged(plugin, 0o755, await readSource(src)),
+    conflist: await placeIfChanged(conflist, 0o644, Buffer.from(JSON.stringify(buildConflist(o), null, 2) + "\n")),
+  };
+  return { plugin, conflist, changed };
+}
+
+async function readSource(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new InstallError(`cannot read ${path}: ${why(e)}`);
+  }
 }

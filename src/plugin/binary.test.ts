@@ -3,7 +3,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
 import { binarySkipReason, invoke, PLUGIN_UNDER_NODE, tempDir, type Outcome } from "../testlib/plugin-exec.js";
 
@@ -160,11 +160,15 @@ describe("weft-cni binary: VERSION and bad input", { skip }, () => {
     );
   });
 
-  test("agent down: ADD, DEL and CHECK are code 11 (try again), STATUS is code 50", async () => {
+  test("agent down: ADD and CHECK are code 11 (try again), DEL is queued and succeeds, STATUS is code 50", async () => {
     const add = assertError(await invoke(env, conf()), 11, new RegExp(socket.replace(/[.]/g, "\\.")));
     assert.match(add.details ?? "", /agent/);
-    // DEL does not need the netns, so it still tries the agent: try again, not "unknown container".
-    assertError(await invoke({ ...env, CNI_COMMAND: "DEL", CNI_NETNS: undefined }, conf()), 11);
+    // DEL does not need the netns or the agent: queued beside the socket for the agent to replay.
+    const del = await invoke({ ...env, CNI_COMMAND: "DEL", CNI_NETNS: undefined }, conf());
+    assert.equal(del.code, 0, del.stdout + del.stderr);
+    assert.equal(del.stdout, "");
+    assert.equal(readdirSync(`${tmp.path}/del-queue`).length, 1, "one queued DEL");
+    rmSync(`${tmp.path}/del-queue`, { recursive: true });
     assertError(await invoke({ ...env, CNI_COMMAND: "CHECK" }, conf({ prevResult: { cniVersion: "1.0.0" } })), 11);
     assertError(await invoke({ CNI_COMMAND: "STATUS" }, conf({ cniVersion: "1.1.0" })), 50, /not available/);
     assertError(

@@ -10,8 +10,9 @@
  * Whenever the fast path is not possible it execs the full TypeScript plugin, installed beside
  * it as "<this executable>-full", with the same argv, environment and stdin, so every answer is
  * still the TypeScript plugin's: VERSION and unknown commands, stdin over 1 MiB (error 6), a
- * config without a plain "socket" path, an agent that is down (error 11, STATUS 50) or that does
- * not speak the frame protocol (an older agent).
+ * config without a plain "socket" path, an agent that is down (ADD error 11, DEL queued for the
+ * agent to replay: src/plugin/del-queue.ts, STATUS 50) or that does not speak the frame protocol
+ * (an older agent).
  *
  * A wedged agent (one that accepts connections but never answers) must not hang the runtime: the
  * whole exchange has a deadline, after which this program answers itself with the spec's error

@@ -10,6 +10,7 @@ import { asCniError, CniError, ioFailure, notAvailable, tryAgainLater, unknownCo
 import { mergeResults, parseResult, toVersion } from "../cni/result.js";
 import { CniErrorCode, type CniCommand, type Result } from "../cni/types.js";
 import { LATEST_VERSION, versionResult } from "../cni/version.js";
+import { queueDel, unqueue } from "./del-queue.js";
 import { delegateSupports, runDelegate, type Delegate } from "./delegate.js";
 
 export interface PluginIo {
@@ -162,20 +163,33 @@ async function agent(ctx: Ctx, req: AgentRequestInput): Promise<AgentResponse & 
   try {
     resp = await ctx.transport(ctx.conf.socket, req, ctx.timeoutMs);
   } catch (e) {
-    const status = req.op === "status";
-    if (e instanceof AgentUnreachable) {
-      const hint = 'is the weft agent running? (bin/weft agent ... --socket PATH; the conflist\'s "socket" must match)';
-      throw status ? notAvailable(`weft agent is not available: ${e.message}`, hint) : tryAgainLater(e.message, hint);
-    }
-    if (e instanceof AgentTimeout)
-      throw status
-        ? notAvailable(e.message)
-        : tryAgainLater(e.message, "the agent may be overloaded; the runtime should retry");
-    if (e instanceof AgentProtocolError) throw ioFailure(e.message);
-    throw e;
+    transportFailure(req, e);
   }
+  return answered(resp);
+}
+
+function transportFailure(req: AgentRequestInput, e: unknown): never {
+  const status = req.op === "status";
+  if (e instanceof AgentUnreachable) {
+    const hint = 'is the weft agent running? (bin/weft agent ... --socket PATH; the conflist\'s "socket" must match)';
+    throw status ? notAvailable(`weft agent is not available: ${e.message}`, hint) : tryAgainLater(e.message, hint);
+  }
+  if (e instanceof AgentTimeout)
+    throw status
+      ? notAvailable(e.message)
+      : tryAgainLater(e.message, "the agent may be overloaded; the runtime should retry");
+  if (e instanceof AgentProtocolError) throw ioFailure(e.message);
+  throw e;
+}
+
+function answered(resp: AgentResponse): AgentResponse & { ok: true } {
   if (!resp.ok) throw new CniError(resp.code, resp.msg, resp.details);
   return resp;
+}
+
+/** Nothing listens on the socket: no agent runs (as opposed to one that is busy or refuses us). */
+function agentDown(e: unknown): boolean {
+  return e instanceof AgentUnreachable && (e.reason === "ENOENT" || e.reason === "ECONNREFUSED");
 }
 
 async function cmdAdd(ctx: Ctx): Promise<Record<string, unknown>> {
@@ -235,14 +249,42 @@ async function cmdDel(ctx: Ctx): Promise<void> {
   const { env, conf } = ctx;
   const netns = netnsIfPresent(env.netns);
   const del = delegateOf(ctx);
-  await agent(ctx, {
+  const req: AgentRequestInput = {
     op: "del",
     network: conf.name,
     containerId: env.containerId!,
     ...(netns ? { netns } : {}),
     ifname: env.ifname!,
     ...(del ? { delegatedIpam: true } : {}),
-  });
+  };
+  let resp: AgentResponse;
+  try {
+    resp = await ctx.transport(conf.socket, req, ctx.timeoutMs);
+  } catch (e) {
+    if (!agentDown(e)) transportFailure(req, e);
+    // No agent: queue the call for the agent to replay when it starts, and succeed, so the runtime
+    // can finish deleting the pod (the delegate's DEL is replayed too, after the agent's).
+    const key = { network: conf.name, containerId: env.containerId!, ifname: env.ifname! };
+    let file: string;
+    try {
+      file = await queueDel(conf.socket, key, ctx.processEnv, ctx.input);
+    } catch (qe) {
+      throw tryAgainLater(
+        `the weft agent is not running and the DEL could not be queued: ${(qe as Error).message}`,
+        "start the weft agent; the runtime should retry",
+      );
+    }
+    // The agent may have opened its socket after its start-up replay read the queue: ask once
+    // more, so a DEL queued in that moment is not left for the next restart.
+    try {
+      resp = await ctx.transport(conf.socket, req, ctx.timeoutMs);
+    } catch {
+      process.stderr.write(`weft: the agent is not running; DEL queued in ${file} for it to replay when it starts\n`);
+      return;
+    }
+    await unqueue(file);
+  }
+  answered(resp);
   // Addresses are released only after the agent removed the interface holding them.
   if (del) await runDelegate(del, "DEL");
 }

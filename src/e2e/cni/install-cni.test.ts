@@ -74,7 +74,11 @@ test("install-cni honours --socket, --name and --no-portmap", { skip }, async (t
 test("install-cni replaces files by rename: a reader holding the old file keeps it whole", { skip }, async (t) => {
   const d = tmp(t);
   assert.equal((await weft(["install-cni", "--bin-dir", d, "--conf-dir", d])).code, 0);
+  // A plugin that differs from the built one (an older version, say): replaced. weft-full is the
+  // same bytes: left alone, as an unchanged conflist would be.
+  writeFileSync(join(d, "weft"), "an older plugin");
   const inode1 = statSync(join(d, "weft")).ino;
+  const full1 = statSync(join(d, "weft-full")).ino;
   const conf1 = statSync(join(d, "10-weft.conflist")).ino;
   const r = await weft(["install-cni", "--bin-dir", d, "--conf-dir", d, "--name", "second"]);
   assert.equal(r.code, 0, r.stderr);
@@ -82,6 +86,7 @@ test("install-cni replaces files by rename: a reader holding the old file keeps 
   // running plugin and let a runtime read a half-written file).
   assert.notEqual(statSync(join(d, "weft")).ino, inode1);
   assert.notEqual(statSync(join(d, "10-weft.conflist")).ino, conf1);
+  assert.equal(statSync(join(d, "weft-full")).ino, full1, "an unchanged file is not rewritten");
   assert.equal(JSON.parse(readFileSync(join(d, "10-weft.conflist"), "utf8")).name, "second");
   assert.deepEqual(readdirSync(d).sort(), ["10-weft.conflist", "weft", "weft-full"]);
 });

@@ -1,6 +1,6 @@
 // weft's agent as a pod would run it: in-cluster credentials (a real ServiceAccount token from the
 // TokenRequest API, ca.crt, KUBERNETES_SERVICE_HOST/PORT; WEFT_SERVICEACCOUNT_DIR stands in for
-// /var/run/secrets/kubernetes.io/serviceaccount) and ONLY the ClusterRole `weft` of deploy/weft.yaml,
+// /var/run/secrets/kubernetes.io/serviceaccount) and ONLY the RBAC of deploy/weft.yaml (ClusterRole + Role),
 // against a real kube-apiserver with RBAC authorization. Every store operation the agent uses must
 // pass with that role: nothing more is needed.
 import { after, describe, test } from "node:test";
@@ -22,17 +22,27 @@ const skip = existsSync(BIN) ? false : `${BIN} is missing: build it with \`bash 
 const MANIFEST = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "deploy", "weft.yaml");
 const RBAC = "/apis/rbac.authorization.k8s.io/v1";
 
-/** The ClusterRole named weft in deploy/weft.yaml. */
-function clusterRole(): Json {
+/** The RBAC documents of deploy/weft.yaml (ClusterRole, Role and their bindings), as kubectl applies them. */
+function rbacDocuments(): Json[] {
   const docs = parseAllDocuments(readFileSync(MANIFEST, "utf8")).map((d) => d.toJS() as Json | null);
-  const role = docs.find(
-    (d) => d?.kind === "ClusterRole" && (d.metadata as { name?: string } | undefined)?.name === "weft",
+  const rbac = docs.filter(
+    (d): d is Json =>
+      d !== null && typeof d.apiVersion === "string" && d.apiVersion.startsWith("rbac.authorization.k8s.io/"),
   );
-  assert.ok(role, `${MANIFEST} has no ClusterRole named weft`);
-  return role;
+  assert.ok(
+    rbac.some((d) => d.kind === "ClusterRole"),
+    `${MANIFEST} has no ClusterRole`,
+  );
+  return rbac;
 }
 
-describe("the agent in a pod: in-cluster ServiceAccount with only deploy/weft.yaml's ClusterRole", { skip }, () => {
+const rbacPath = (d: Json): string => {
+  const ns = (d.metadata as { namespace?: string }).namespace;
+  const plural = `${String(d.kind).toLowerCase()}s`;
+  return ns ? `${RBAC}/namespaces/${ns}/${plural}` : `${RBAC}/${plural}`;
+};
+
+describe("the agent in a pod: in-cluster ServiceAccount with only deploy/weft.yaml's RBAC", { skip }, () => {
   let api: KubeApiserver | undefined;
   let saDir: string | undefined;
   const stores: KubernetesStore[] = [];
@@ -45,7 +55,7 @@ describe("the agent in a pod: in-cluster ServiceAccount with only deploy/weft.ya
   });
 
   test(
-    "registration, renewal, claims, podCIDRs from the Node, watches of nodes, pods, namespaces and networkpolicies, settings: all with the ClusterRole alone",
+    "registration, renewal, claims, podCIDRs from the Node, watches of nodes, pods, namespaces and networkpolicies, settings: all with the manifest's roles alone",
     { timeout: 120_000 },
     async () => {
       api = await startKubeApiserver();
@@ -55,16 +65,7 @@ describe("the agent in a pod: in-cluster ServiceAccount with only deploy/weft.ya
       await admin.request("POST", "/api/v1/namespaces/kube-system/serviceaccounts", {
         body: { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: "weft", namespace: "kube-system" } },
       });
-      await admin.request("POST", `${RBAC}/clusterroles`, { body: clusterRole() });
-      await admin.request("POST", `${RBAC}/clusterrolebindings`, {
-        body: {
-          apiVersion: "rbac.authorization.k8s.io/v1",
-          kind: "ClusterRoleBinding",
-          metadata: { name: "weft" },
-          roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "weft" },
-          subjects: [{ kind: "ServiceAccount", name: "weft", namespace: "kube-system" }],
-        },
-      });
+      for (const d of rbacDocuments()) await admin.request("POST", rbacPath(d), { body: d });
       // A real ServiceAccount token (what the kubelet mounts into the pod), from the TokenRequest API.
       const tr = await admin.request<Json>("POST", "/api/v1/namespaces/kube-system/serviceaccounts/weft/token", {
         body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenRequest", spec: { expirationSeconds: 3600 } },
@@ -116,11 +117,10 @@ describe("the agent in a pod: in-cluster ServiceAccount with only deploy/weft.ya
       const wo = (["Namespace", "Pod", "NetworkPolicy"] as const).map((k) => b.objects.watch(k, objs.listener));
       await Promise.all([wn.ready, ...wo.map((w) => w.ready)]);
 
-      // podCIDRSource weft: a Node the agent creates (no kubelet), one a kubelet made (patched).
+      // podCIDRSource weft on Nodes a kubelet made (the manifest grants no Node create: the agent patches).
+      for (const n of ["rb-1", "rb-2"])
+        await admin.request("POST", nodePath(), { body: { apiVersion: "v1", kind: "Node", metadata: { name: n } } });
       const l1 = await a.registerNode({ name: "rb-1", addresses: ["192.0.2.101"] }, { ttlSeconds: 2 });
-      await admin.request("POST", nodePath(), {
-        body: { apiVersion: "v1", kind: "Node", metadata: { name: "rb-2" } },
-      });
       const l2 = await inPod().registerNode({ name: "rb-2", addresses: ["192.0.2.102"] }, { ttlSeconds: 2 });
       assert.equal(l2.node.podCIDRs.length, 2);
       await waitFor(
@@ -133,7 +133,7 @@ describe("the agent in a pod: in-cluster ServiceAccount with only deploy/weft.ya
       l1.onStateChange((s) => states.push(s.state));
       // Renewals (every TTL/3) go through: no lost lease over a few rounds.
       await new Promise((r) => setTimeout(r, 3000));
-      assert.deepEqual(states, [], "renewals failed with the ClusterRole");
+      assert.deepEqual(states, [], "renewals failed with the manifest's roles");
       await l1.update({ backendData: { vtepMAC: "aa:bb:cc:00:01:01" } });
       assert.deepEqual((await b.getNode("rb-1"))?.backendData, { vtepMAC: "aa:bb:cc:00:01:01" });
       assert.equal((await b.listSubnetClaims()).length, 4);
