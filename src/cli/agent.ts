@@ -156,7 +156,7 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
 function configKeys(cmd: Command): ConfigKey[] {
   return cmd.options
     .filter((opt) => opt.long !== "--config" && opt.long !== undefined)
-    .map((opt) => ({ key: opt.attributeName(), flag: opt.long!, boolean: opt.isBoolean() }));
+    .map((opt) => ({ key: opt.attributeName(), flag: opt.long!, boolean: opt.isBoolean() || opt.negate }));
 }
 
 /**
