@@ -4,7 +4,7 @@
 // Kubernetes API whenever one is configured, and the store's own objects only without one (the lab
 // over etcd, objects applied with `weft apply`).
 import { existsSync } from "node:fs";
-import type { StoreConfig } from "../store/index.js";
+import { defaultKubeconfig, type StoreConfig } from "../store/index.js";
 
 export const POLICY_SOURCES = ["auto", "store", "kubernetes"] as const;
 export type PolicySource = (typeof POLICY_SOURCES)[number];
@@ -39,8 +39,17 @@ export function findKubeApi(
  * A Kubernetes store's configuration; without a kubeconfig the store takes $KUBECONFIG, else the
  * pod's ServiceAccount, else ~/.kube/config itself.
  */
-export function kubeStoreConfig(kubeconfig: string | undefined, requestTimeoutMs = 3000): StoreConfig {
-  return { kind: "kubernetes", requestTimeoutMs, ...(kubeconfig ? { kubeconfig } : {}) } as StoreConfig;
+export function kubeStoreConfig(
+  kubeconfig: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  exists: (path: string) => boolean = existsSync,
+  requestTimeoutMs = 3000,
+): StoreConfig {
+  // Only in a pod is the kubeconfig left out (the store then takes the ServiceAccount); elsewhere
+  // it is named here, as kubectl would find it.
+  const inPod = !kubeconfig && !env.KUBECONFIG && findKubeApi(undefined, env, exists) !== null;
+  const file = kubeconfig ?? (inPod ? undefined : defaultKubeconfig(env));
+  return { kind: "kubernetes", requestTimeoutMs, ...(file ? { kubeconfig: file } : {}) } as StoreConfig;
 }
 
 export class PolicySourceError extends Error {
@@ -58,6 +67,8 @@ export function resolvePolicySource(
   storeKind: StoreConfig["kind"],
   source: PolicySource,
   api: KubeApi | null,
+  env: NodeJS.ProcessEnv = process.env,
+  exists: (path: string) => boolean = existsSync,
 ): { policyStore?: StoreConfig; reason: string } {
   if (storeKind === "kubernetes")
     return { reason: "--store kubernetes: policies, pods and namespaces are the API server's" };
@@ -72,11 +83,14 @@ export function resolvePolicySource(
       throw new PolicySourceError(
         "--policy-source kubernetes needs a Kubernetes API: pass --kubeconfig FILE, set $KUBECONFIG, or run in a pod with a ServiceAccount",
       );
-    return { policyStore: kubeStoreConfig(api.kubeconfig), reason: `--policy-source kubernetes (${api.how})` };
+    return {
+      policyStore: kubeStoreConfig(api.kubeconfig, env, exists),
+      reason: `--policy-source kubernetes (${api.how})`,
+    };
   }
   if (storeKind === "etcd" && api)
     return {
-      policyStore: kubeStoreConfig(api.kubeconfig),
+      policyStore: kubeStoreConfig(api.kubeconfig, env, exists),
       reason: `a Kubernetes API is configured (${api.how}): policies come from it, leases stay in etcd`,
     };
   return {

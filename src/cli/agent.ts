@@ -119,7 +119,7 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
         );
       refuseEtcdFlags(o, "kubernetes");
       // Without --kubeconfig the store takes $KUBECONFIG, a pod's ServiceAccount, or ~/.kube/config.
-      store = kubeStoreConfig(o.kubeconfig);
+      store = kubeStoreConfig(o.kubeconfig, env);
       break;
     default:
       throw new UserError(`--store ${o.store}: use local, etcd or kubernetes`);
@@ -127,7 +127,7 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
   stateDir ??= DEFAULT_STATE_DIR;
   let policy: ReturnType<typeof resolvePolicySource>;
   try {
-    policy = resolvePolicySource(store.kind, policySource, findKubeApi(o.kubeconfig, env));
+    policy = resolvePolicySource(store.kind, policySource, findKubeApi(o.kubeconfig, env), env);
   } catch (e) {
     throw new UserError(e instanceof PolicySourceError ? e.message : String(e));
   }
