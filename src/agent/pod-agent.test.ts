@@ -145,6 +145,35 @@ describe("egress masquerade on (the default): dual-stack vxlan, two nodes", () =
   });
 });
 
+for (const [backend, cidr] of [
+  ["host-gw", "10.86.0.0/16"],
+  ["vxlan-direct", "10.87.0.0/16"],
+] as const) {
+  describe(`egress masquerade on: ${backend}, two nodes`, () => {
+    let c: TestCluster;
+    let inet: TestNetns;
+    const servers: PeerAddrServer[] = [];
+    before(async () => {
+      c = await startCluster({ settings: { clusterCIDRs: [cidr], backend }, subnets: [0, 0] });
+      inet = await outside(c, [cidr]);
+      servers.push(await startPeerAddrServer(inet.path, "0.0.0.0", 8080));
+    });
+    after(async () => {
+      for (const s of servers) await s.stop();
+      await inet?.remove();
+      await c?.destroy();
+    });
+
+    test("pod to pod across nodes keeps the pod's address; to the outside, the node's", async () => {
+      const p0 = (await c.addPod(0)).pod!;
+      const p1 = (await c.addPod(1)).pod!;
+      servers.push(await startPeerAddrServer(p1.ns.path, "0.0.0.0", 8081));
+      assert.equal(await peerAddrSeenBy(p0.ns.path, p1.ips[0], 8081), p0.ips[0]);
+      assert.equal(await peerAddrSeenBy(p0.ns.path, "10.200.0.250", 8080), c.topo.nodes[0].underlay.ipv4);
+    });
+  });
+}
+
 describe("egress masquerade off (ipMasq false): host-gw", () => {
   let c: TestCluster;
   let inet: TestNetns;
