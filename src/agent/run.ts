@@ -326,7 +326,7 @@ async function startLocked(
   ready.then(
     () => {
       joined = true;
-      storeProbe.start();
+      if (!stopping) storeProbe.start();
     },
     (e: unknown) => {
       joinError = e instanceof Error ? e.message : String(e);
