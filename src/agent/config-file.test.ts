@@ -114,3 +114,34 @@ test("a real agent takes the file's settings; flags given on the command line wi
     await host.remove();
   }
 });
+
+test("--log-level: WEFT_LOG_LEVEL wins over the file, the flag over WEFT_LOG_LEVEL", async () => {
+  const host = await createNetns("lvl");
+  const file = join(dir, "level.yaml");
+  writeFileSync(file, "logLevel: info\n");
+  const debugLines = (logs: string) =>
+    logs
+      .split("\n")
+      .filter((l) => l.startsWith("{"))
+      .filter((l) => (JSON.parse(l) as { level: number }).level === 20).length;
+  const saved = process.env.WEFT_LOG_LEVEL;
+  process.env.WEFT_LOG_LEVEL = "debug";
+  try {
+    const a = await startTestAgent({ netns: host.path, podCidr: "10.78.0.0/24", extraArgs: ["--config", file] });
+    const fromEnv = debugLines(a.logs());
+    await a.cleanup();
+    const b = await startTestAgent({
+      netns: host.path,
+      podCidr: "10.78.0.0/24",
+      extraArgs: ["--config", file, "--log-level", "info"],
+    });
+    const fromFlag = debugLines(b.logs());
+    await b.cleanup();
+    assert.ok(fromEnv > 0, "debug lines with WEFT_LOG_LEVEL=debug");
+    assert.equal(fromFlag, 0, "no debug lines with --log-level info");
+  } finally {
+    if (saved === undefined) delete process.env.WEFT_LOG_LEVEL;
+    else process.env.WEFT_LOG_LEVEL = saved;
+    await host.remove();
+  }
+});
