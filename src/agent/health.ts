@@ -78,6 +78,8 @@ export interface StoreProbeOptions {
   staleMs?: number;
   /** A probe that takes longer than this (ms) failed. Default 3000. */
   timeoutMs?: number;
+  /** What is probed, for the reason text. Default "the store". */
+  name?: string;
 }
 
 /**
@@ -136,6 +138,6 @@ export class StoreProbe {
   problem(): string | null {
     const quiet = Date.now() - this.heard();
     if (quiet <= this.stale) return null;
-    return `the store has not answered for ${Math.round(quiet / 1000)} s${this.lastError ? `: ${this.lastError}` : ""}`;
+    return `${this.o.name ?? "the store"} has not answered for ${Math.round(quiet / 1000)} s${this.lastError ? `: ${this.lastError}` : ""}`;
   }
 }

@@ -43,6 +43,17 @@ async function outside(c: TestCluster, clusterCidrs: string[]): Promise<TestNetn
   return ns;
 }
 
+/** The health port a node agent logged, and a GET of its endpoint from inside the node. */
+const port = (a: NodeAgent) =>
+  a.lines().find((l) => l.msg === "health endpoints on /healthz and /readyz")?.port as number | undefined;
+const get = async (a: NodeAgent, path: string): Promise<{ code: number; body: string }> => {
+  const r = await runStatus(["curl", "-s", "-m", "3", "-w", "\n%{http_code}", `http://127.0.0.1:${port(a)}${path}`], {
+    netns: a.node.netns,
+  });
+  const lines = r.stdout.trimEnd().split("\n");
+  return { code: Number(lines.pop()), body: lines.join("\n").trim() };
+};
+
 describe("egress masquerade on (the default): dual-stack vxlan, two nodes", () => {
   let c: TestCluster;
   let p0: TestPod;
@@ -96,18 +107,6 @@ describe("egress masquerade on (the default): dual-stack vxlan, two nodes", () =
   });
 
   test("/healthz and /readyz: 200 when ready; /readyz 503 with the reason while the store is away and before joining", async () => {
-    const port = (a: NodeAgent) =>
-      a.lines().find((l) => l.msg === "health endpoints on /healthz and /readyz")?.port as number | undefined;
-    const get = async (a: NodeAgent, path: string): Promise<{ code: number; body: string }> => {
-      const r = await runStatus(
-        ["curl", "-s", "-m", "3", "-w", "\n%{http_code}", `http://127.0.0.1:${port(a)}${path}`],
-        {
-          netns: a.node.netns,
-        },
-      );
-      const lines = r.stdout.trimEnd().split("\n");
-      return { code: Number(lines.pop()), body: lines.join("\n").trim() };
-    };
     const [a0, a1] = c.agents;
     for (const a of c.agents) {
       assert.ok(port(a), "the bound port is logged");
@@ -215,6 +214,7 @@ describe(
         settings: { clusterCIDRs: ["10.99.0.0/16"], backend: "vxlan" },
         subnets: [0, 0],
         kubeApi: true,
+        agentArgs: ["--health-port", "0"],
       });
       kube = openStore({ kind: "kubernetes", kubeconfig: c.apiserver!.kubeconfig });
     });
@@ -274,6 +274,7 @@ describe(
       } finally {
         await server.stop();
       }
+      for (const a of c.agents) assert.deepEqual(await get(a, "/readyz"), { code: 200, body: "ok" });
     });
   },
 );

@@ -20,6 +20,7 @@ import { inHostNetns } from "../kernel/nsfile.js";
 // run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
 import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
+import { isStoreError } from "../store/errors.js";
 import { Membership, type JoinResult } from "./cluster.js";
 import { AgentCode, AgentFailure } from "./codes.js";
 import { lockNetns } from "./locks.js";
@@ -258,6 +259,19 @@ async function startLocked(
     lastContact: () => membership.lastStoreContact,
     ...(cfg.storeProbeMs !== undefined ? { intervalMs: cfg.storeProbeMs } : {}),
   });
+  // Policies from a Kubernetes API beside the store: that API must answer too (not fail open). A
+  // NotFound is an answer; probed less often, as every node asks the same API server.
+  const policyProbe = policyStore
+    ? new StoreProbe({
+        read: () =>
+          policyStore.objects.get({ kind: "Namespace", name: "default" }).catch((e: unknown) => {
+            if (!isStoreError(e, "NotFound")) throw e;
+          }),
+        lastContact: () => undefined,
+        intervalMs: 10_000,
+        name: "the Kubernetes API (network policies)",
+      })
+    : undefined;
   let health: HealthServer | null = null;
   if (cfg.healthPort !== undefined) {
     try {
@@ -268,7 +282,7 @@ async function startLocked(
             if (stopping) return "the agent is stopping";
             if (joinError) return `the agent cannot join the cluster: ${joinError}`;
             if (!joined) return membership.unavailable() ?? "setting up the pod network and network policy";
-            return membership.unavailable() ?? storeProbe.problem();
+            return membership.unavailable() ?? storeProbe.problem() ?? policyProbe?.problem() ?? null;
           },
         },
         { port: cfg.healthPort, log },
@@ -326,7 +340,10 @@ async function startLocked(
   ready.then(
     () => {
       joined = true;
-      if (!stopping) storeProbe.start();
+      if (!stopping) {
+        storeProbe.start();
+        policyProbe?.start();
+      }
     },
     (e: unknown) => {
       joinError = e instanceof Error ? e.message : String(e);
@@ -348,6 +365,7 @@ async function startLocked(
     stop: async () => {
       stopping = true;
       storeProbe.stop();
+      policyProbe?.stop();
       await health?.close();
       await new Promise<void>((r) => server.close(() => r()));
       await policy?.stop();
