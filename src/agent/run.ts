@@ -4,8 +4,10 @@
 //   1. refuse if a live agent holds the socket; open the IPAM state; enable forwarding
 //   2. roll back half-made ADDs (never touching ready pods)
 //   3. serve the socket: DEL works from here on; ADD answers "try again later" (11) until ready
-//   4. join the cluster (store, lease, subnets, backend, peers) and start policy enforcement with
-//      every wired pod (it adopts the previous agent's rules in one atomic replace), then "agent ready".
+//   4. join the cluster (store, lease, subnets, backend, peers), set the egress masquerade from the
+//      cluster settings, and start policy enforcement with every wired pod (it adopts the previous
+//      agent's rules in one atomic replace), then "agent ready".
+// With a health port, /healthz and /readyz answer from step 3 on (health.ts).
 // SIGTERM/SIGINT close the socket and exit; pods, routes and rules stay (the agent owns no pod
 // state in memory), and the node lease runs out by its TTL unless a new agent takes it over.
 import type { Server } from "node:net";
@@ -18,6 +20,7 @@ import { inHostNetns } from "../kernel/nsfile.js";
 // run.js, not index.js: the index also exports the metrics module (prom-client), which loads only with --metrics-port.
 import { startPolicyEnforcement, type PolicyEnforcement } from "../policy-agent/run.js";
 import { openStore, type StoreConfig } from "../store/index.js";
+import { isStoreError } from "../store/errors.js";
 import { Membership, type JoinResult } from "./cluster.js";
 import { AgentCode, AgentFailure } from "./codes.js";
 import { lockNetns } from "./locks.js";
@@ -26,6 +29,8 @@ import { listen, removeStaleSocket } from "./server.js";
 import { AgentService, localPodsOf } from "./service.js";
 import { detectUnderlay } from "./underlay.js";
 import { DelQueue } from "./ops/del-queue.js";
+import { startHealthServer, StoreProbe, type HealthServer } from "./health.js";
+import { applyMasquerade } from "./masquerade.js";
 
 export interface AgentConfig {
   node: string;
@@ -62,6 +67,17 @@ export interface AgentConfig {
    * Only a real node's DaemonSet sets it (`--real-node`); tests, the lab and benchmarks never do.
    */
   realNode?: boolean;
+  /**
+   * Where NetworkPolicies, Pods and Namespaces come from when not from `store`: a Kubernetes API
+   * (only its objects are used; weft's own leases stay in `store`). Absent = `store`'s objects.
+   */
+  policyStore?: StoreConfig;
+  /** Why the policy objects come from where they do (logged once at start). */
+  policySourceReason?: string;
+  /** /healthz and /readyz on 127.0.0.1:PORT (0 = any free port); absent = no endpoint. */
+  healthPort?: number;
+  /** Readiness: probe the store when it has been quiet this long (ms, default 5000); stale after 3x. */
+  storeProbeMs?: number;
 }
 
 export interface RunningAgent {
@@ -73,11 +89,23 @@ export interface RunningAgent {
   ready: Promise<JoinResult | null>;
   membership?: Membership;
   policy?: PolicyEnforcement;
+  /** The bound health port, when serving. */
+  readonly healthPort: number | null;
   stop(): Promise<void>;
 }
 
-export function makeLogger(): Logger {
-  return pino({ base: { component: "agent" }, level: process.env.WEFT_LOG_LEVEL ?? "info" }, pino.destination(2));
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export function isLogLevel(v: string): v is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(v);
+}
+
+/** JSON lines on stderr at `level` (default: $WEFT_LOG_LEVEL, else info). */
+export function makeLogger(level?: LogLevel): Logger {
+  const env = process.env.WEFT_LOG_LEVEL;
+  const lvl = level ?? (env !== undefined && isLogLevel(env) ? env : "info");
+  return pino({ base: { component: "agent" }, level: lvl }, pino.destination(2));
 }
 
 /** The agent will not start here; nothing has been changed. */
@@ -130,6 +158,17 @@ async function startLocked(
     const service = new AgentService({ node: cfg.node, pools: cfg.pools ?? [], mtu, store: ipam, kernel, log });
     const rec = await service.reconcile();
     const server = await serveAfterQueuedDels(cfg.socket, log, service);
+    const health =
+      cfg.healthPort === undefined
+        ? null
+        : await startHealthServer(
+            { live: () => (server.listening ? null : "the CNI socket server is not listening"), ready: () => null },
+            { port: cfg.healthPort, log },
+          ).catch(async (e: unknown) => {
+            await new Promise<void>((r) => server.close(() => r()));
+            ipam.close();
+            throw e;
+          });
     log.info(
       { node: cfg.node, socket: cfg.socket, podCidrs: (cfg.pools ?? []).map((p) => p.cidr), mtu, ...rec },
       "agent ready",
@@ -139,7 +178,9 @@ async function startLocked(
       server,
       mtu,
       ready: Promise.resolve(null),
+      healthPort: health?.port ?? null,
       stop: async () => {
+        await health?.close();
         await new Promise<void>((r) => server.close(() => r()));
         ipam.close();
         await unlock();
@@ -148,6 +189,17 @@ async function startLocked(
   }
 
   const store = openStore(cfg.store);
+  // Policy objects: the store's own, or a Kubernetes API's beside a store that keeps only leases.
+  const policyStore = cfg.policyStore ? openStore(cfg.policyStore) : undefined;
+  const objects = (policyStore ?? store).objects;
+  log.info(
+    {
+      policySource: policyStore ? "kubernetes" : "store",
+      from: (policyStore ?? store).description,
+      ...(cfg.policySourceReason ? { why: cfg.policySourceReason } : {}),
+    },
+    "network policies, pods and namespaces come from here",
+  );
   let policy: PolicyEnforcement | undefined;
   let stopping = false;
   const service: AgentService = new AgentService({
@@ -202,6 +254,49 @@ async function startLocked(
 
   const rec = await service.reconcile();
   const server = await serveAfterQueuedDels(cfg.socket, log, service);
+  let joined = false;
+  let joinError: string | undefined;
+  const storeProbe = new StoreProbe({
+    read: () => store.getClusterSettings(),
+    lastContact: () => membership.lastStoreContact,
+    ...(cfg.storeProbeMs !== undefined ? { intervalMs: cfg.storeProbeMs } : {}),
+  });
+  // Policies from a Kubernetes API beside the store: that API must answer too (not fail open). A
+  // NotFound is an answer; probed less often, as every node asks the same API server.
+  const policyProbe = policyStore
+    ? new StoreProbe({
+        read: () =>
+          policyStore.objects.get({ kind: "Namespace", name: "default" }).catch((e: unknown) => {
+            if (!isStoreError(e, "NotFound")) throw e;
+          }),
+        lastContact: () => undefined,
+        intervalMs: 10_000,
+        name: "the Kubernetes API (network policies)",
+      })
+    : undefined;
+  let health: HealthServer | null = null;
+  if (cfg.healthPort !== undefined) {
+    try {
+      health = await startHealthServer(
+        {
+          live: () => (server.listening ? null : "the CNI socket server is not listening"),
+          ready: () => {
+            if (stopping) return "the agent is stopping";
+            if (joinError) return `the agent cannot join the cluster: ${joinError}`;
+            if (!joined) return membership.unavailable() ?? "setting up the pod network and network policy";
+            return membership.unavailable() ?? storeProbe.problem() ?? policyProbe?.problem() ?? null;
+          },
+        },
+        { port: cfg.healthPort, log },
+      );
+    } catch (e) {
+      await new Promise<void>((r) => server.close(() => r()));
+      ipam.close();
+      await store.close().catch(() => undefined);
+      await policyStore?.close().catch(() => undefined);
+      throw e;
+    }
+  }
   // msSinceStart: from the process' start (performance.timeOrigin), module loading included.
   log.info(
     {
@@ -218,9 +313,10 @@ async function startLocked(
   const ready = (async (): Promise<JoinResult> => {
     const joined = await membership.join();
     if (stopping) throw new Error("the agent stopped while joining");
+    await applyMasquerade(joined.settings, log);
     policy = await startPolicyEnforcement({
       node: cfg.node,
-      objects: store.objects,
+      objects,
       log,
       localPods: () => localPodsOf(ipam.list()),
       ...(cfg.metricsPort !== undefined ? { metricsPort: cfg.metricsPort } : {}),
@@ -243,7 +339,18 @@ async function startLocked(
     );
     return joined;
   })();
-  ready.catch(() => undefined);
+  ready.then(
+    () => {
+      joined = true;
+      if (!stopping) {
+        storeProbe.start();
+        policyProbe?.start();
+      }
+    },
+    (e: unknown) => {
+      joinError = e instanceof Error ? e.message : String(e);
+    },
+  );
 
   const agent: RunningAgent = {
     service,
@@ -256,11 +363,16 @@ async function startLocked(
     get policy() {
       return policy;
     },
+    healthPort: health?.port ?? null,
     stop: async () => {
       stopping = true;
+      storeProbe.stop();
+      policyProbe?.stop();
+      await health?.close();
       await new Promise<void>((r) => server.close(() => r()));
       await policy?.stop();
       await membership.stop();
+      await policyStore?.close().catch(() => undefined);
       ipam.close();
       await unlock();
     },

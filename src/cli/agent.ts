@@ -1,10 +1,19 @@
 // `weft agent`: the node agent in the foreground (see src/agent/run.ts).
 import { type Command, Option } from "commander";
 import { InvalidCidr, parsePool, type Pool } from "../ipam/pool.js";
-import { makeLogger, startAgent, type AgentConfig } from "../agent/run.js";
+import { ConfigFileError, readAgentConfig, type ConfigKey } from "../agent/config-file.js";
+import {
+  findKubeApi,
+  isPolicySource,
+  kubeStoreConfig,
+  POLICY_SOURCES,
+  PolicySourceError,
+  resolvePolicySource,
+} from "../agent/policy-source.js";
+import { isLogLevel, LOG_LEVELS, makeLogger, startAgent, type AgentConfig, type LogLevel } from "../agent/run.js";
 import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
 import { isPodKernelName, POD_KERNELS } from "../kernel/pod/index.js";
-import { defaultKubeconfig, type StoreConfig } from "../store/index.js";
+import type { StoreConfig } from "../store/index.js";
 import { UserError } from "./errors.js";
 import { addEtcdOptions, etcdConnectionFromFlags, refuseEtcdFlags, type EtcdFlags } from "./store-flags.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
@@ -40,7 +49,7 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
 }
 
 interface AgentFlags extends EtcdFlags {
-  node: string;
+  node?: string;
   store: string;
   stateDir?: string;
   socket: string;
@@ -55,10 +64,15 @@ interface AgentFlags extends EtcdFlags {
   denyLog?: boolean;
   kernel?: string;
   realNode?: boolean;
+  config?: string;
+  logLevel?: string;
+  healthPort?: string;
+  policySource?: string;
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
-export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
+export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+  if (o.node === undefined) throw new UserError("--node NAME is required (or node: in the --config file)");
   if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.node))
     throw new UserError(`--node "${o.node}": use lower-case letters, digits, '-' and '.' (a Kubernetes node name)`);
   const mtu = intFlag("--mtu", o.mtu, 68, 65535);
@@ -66,6 +80,10 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
   const leaseTtl = intFlag("--lease-ttl", o.leaseTtl, 1, 3600);
   const subnetGrace = intFlag("--subnet-grace", o.subnetGrace, 1, 86400 * 7);
   const resync = intFlag("--resync-interval", o.resyncInterval, 1, 3600);
+  const healthPort = intFlag("--health-port", o.healthPort, 0, 65535);
+  const policySource = o.policySource ?? "auto";
+  if (!isPolicySource(policySource))
+    throw new UserError(`--policy-source ${policySource}: use ${POLICY_SOURCES.join(", ")}`);
   if (o.kernel !== undefined && !isPodKernelName(o.kernel))
     throw new UserError(`--kernel ${o.kernel}: use ${POD_KERNELS.join(" or ")}`);
   const kernel = o.kernel as AgentConfig["kernel"];
@@ -100,12 +118,19 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
           "--pod-cidr goes with --store local: with --store kubernetes the node's pod CIDRs come from the cluster",
         );
       refuseEtcdFlags(o, "kubernetes");
-      store = { kind: "kubernetes", kubeconfig: o.kubeconfig ?? defaultKubeconfig(), requestTimeoutMs: 3000 };
+      // Without --kubeconfig the store takes $KUBECONFIG, a pod's ServiceAccount, or ~/.kube/config.
+      store = kubeStoreConfig(o.kubeconfig, env);
       break;
     default:
       throw new UserError(`--store ${o.store}: use local, etcd or kubernetes`);
   }
   stateDir ??= DEFAULT_STATE_DIR;
+  let policy: ReturnType<typeof resolvePolicySource>;
+  try {
+    policy = resolvePolicySource(store.kind, policySource, findKubeApi(o.kubeconfig, env), env);
+  } catch (e) {
+    throw new UserError(e instanceof PolicySourceError ? e.message : String(e));
+  }
   return {
     node: o.node,
     stateDir,
@@ -121,7 +146,38 @@ export function agentConfigFromFlags(o: AgentFlags): AgentConfig {
     ...(kernel !== undefined ? { kernel } : {}),
     denyLog: o.denyLog !== false,
     ...(o.realNode === true ? { realNode: true } : {}),
+    ...(healthPort !== undefined ? { healthPort } : {}),
+    ...(policy.policyStore ? { policyStore: policy.policyStore } : {}),
+    policySourceReason: policy.reason,
   };
+}
+
+/** The settings a --config file may hold: every flag of the command but --config itself. */
+function configKeys(cmd: Command): ConfigKey[] {
+  return cmd.options
+    .filter((opt) => opt.long !== "--config" && opt.long !== undefined)
+    .map((opt) => ({ key: opt.attributeName(), flag: opt.long!, boolean: opt.isBoolean() || opt.negate }));
+}
+
+/**
+ * The flags with the --config file under them: a flag given on the command line (or by its
+ * environment variable) wins over the file, the file over the defaults.
+ */
+export function mergeConfigFile(cmd: Command, o: AgentFlags): AgentFlags {
+  if (!o.config) return o;
+  let file: Record<string, string | boolean>;
+  try {
+    file = readAgentConfig(o.config, configKeys(cmd));
+  } catch (e) {
+    throw new UserError(e instanceof ConfigFileError ? e.message : String(e));
+  }
+  const merged: AgentFlags = { ...o };
+  for (const [k, v] of Object.entries(file)) {
+    const from = cmd.getOptionValueSource(k);
+    if (from === "cli" || from === "env") continue;
+    Object.assign(merged, { [k]: v });
+  }
+  return merged;
 }
 
 export function registerAgent(program: Command): void {
@@ -130,7 +186,11 @@ export function registerAgent(program: Command): void {
     .description(
       "run the node agent in the foreground: wires pods, keeps routes to other nodes, enforces network policy, serves the CNI plugin on a unix socket",
     )
-    .requiredOption("--node <name>", "this node's name")
+    .option("--node <name>", "this node's name (required, here or in --config)")
+    .option(
+      "--config <file>",
+      "read settings from a YAML file, keys named like the flags in camelCase (healthPort: 9090); flags given here win",
+    )
     .option(
       "--store <kind>",
       "where cluster state lives: local (single host, embedded in --state-dir), etcd, kubernetes",
@@ -146,7 +206,15 @@ export function registerAgent(program: Command): void {
   cmd
     .option(
       "--kubeconfig <file>",
-      "--store kubernetes: kubeconfig of the API server (default $KUBECONFIG, then ~/.kube/config)",
+      "kubeconfig of the API server: the store with --store kubernetes, where policies come from with --store etcd (default $KUBECONFIG, then a pod's ServiceAccount, then ~/.kube/config)",
+    )
+    .addOption(
+      new Option(
+        "--policy-source <source>",
+        "where NetworkPolicies, Pods and Namespaces come from: store (the --store's objects), kubernetes (the API server), auto (kubernetes whenever an API is configured: --kubeconfig, $KUBECONFIG, in-cluster)",
+      )
+        .choices(POLICY_SOURCES)
+        .default("auto"),
     )
     .option(
       "--underlay-address <ip[,ip]>",
@@ -154,6 +222,15 @@ export function registerAgent(program: Command): void {
     )
     .option("--mtu <n>", "pod MTU (default: the underlay's minus the backend's overhead, or the cluster's MTU setting)")
     .option("--metrics-port <n>", "serve policy metrics on 127.0.0.1:N/metrics (default: off; 0 = any free port)")
+    .option(
+      "--health-port <n>",
+      "serve /healthz (liveness) and /readyz (readiness) on 127.0.0.1:N (default: off; 0 = any free port, logged)",
+    )
+    .addOption(
+      new Option("--log-level <level>", "log level of the agent's JSON log on stderr (default info)")
+        .choices(LOG_LEVELS)
+        .env("WEFT_LOG_LEVEL"),
+    )
     .option(
       "--lease-ttl <seconds>",
       "node lease TTL: a stopped node disappears from its peers this long after (default 15)",
@@ -176,9 +253,12 @@ export function registerAgent(program: Command): void {
       "--no-deny-log",
       "do not log connections denied by network policy (the log reads NFLOG group 100 with tcpdump, which dies with the agent)",
     )
-    .action(async (o: AgentFlags) => {
+    .action(async (flags: AgentFlags, command: Command) => {
+      const o = mergeConfigFile(command, flags);
       const cfg = agentConfigFromFlags(o);
-      const log = makeLogger();
+      if (o.logLevel !== undefined && !isLogLevel(o.logLevel))
+        throw new UserError(`--log-level ${o.logLevel}: use ${LOG_LEVELS.join(", ")}`);
+      const log = makeLogger(o.logLevel as LogLevel | undefined);
       // A crash says why in the agent's own log format (the process supervisor restarts it).
       const crash = (kind: string) => (e: unknown) => {
         log.fatal({ err: e instanceof Error ? { message: e.message, stack: e.stack } : String(e) }, kind);

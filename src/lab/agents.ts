@@ -66,7 +66,9 @@ export function agentArgv(node: LabNode, mode: AgentMode, etcdFlags: readonly st
   ];
   // The lab knows each node's underlay addresses; say them rather than have the agent guess.
   if (caps?.underlayFlag) base.push("--underlay-address", [node.ipv4, ...(node.ipv6 ? [node.ipv6] : [])].join(","));
-  if (mode === "etcd") return [...base, "--store", "etcd", ...etcdFlags];
+  // The lab's objects are in its etcd (weft apply): a $KUBECONFIG in the user's shell must not
+  // make the agents read policies from some other cluster.
+  if (mode === "etcd") return [...base, "--store", "etcd", ...etcdFlags, "--policy-source", "store"];
   if (mode === "kubernetes") return [...base, "--store", "kubernetes", "--kubeconfig", nodeKubeconfig(node)];
   return [...base, "--store", "local", "--pod-cidr", (node.podCidrs ?? []).join(",")];
 }

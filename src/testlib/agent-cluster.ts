@@ -66,6 +66,8 @@ export interface ClusterSpec {
   leaseTtl?: number;
   /** The agents' store: etcd (default) or a real kube-apiserver (over its own etcd). */
   store?: "etcd" | "kubernetes";
+  /** With the etcd store: a real kube-apiserver beside it too, given to the agents with --kubeconfig (policy objects). */
+  kubeApi?: boolean;
 }
 
 export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
@@ -105,10 +107,11 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
   try {
     etcd = await startEtcd({ members: spec.etcdMembers ?? 1 });
     const kube = spec.store === "kubernetes";
-    if (kube) apiserver = await startKubeApiserver({ etcdServers: etcd.endpoints, baseDir: dir });
-    store = apiserver
-      ? openStore({ kind: "kubernetes", kubeconfig: apiserver.kubeconfig })
-      : openStore({ kind: "etcd", endpoints: etcd.endpoints });
+    if (kube || spec.kubeApi) apiserver = await startKubeApiserver({ etcdServers: etcd.endpoints, baseDir: dir });
+    store =
+      kube && apiserver
+        ? openStore({ kind: "kubernetes", kubeconfig: apiserver.kubeconfig })
+        : openStore({ kind: "etcd", endpoints: etcd.endpoints });
     await store.initCluster(spec.settings);
     let apiSock = "";
     if (apiserver) {
@@ -156,9 +159,15 @@ export async function startCluster(spec: ClusterSpec): Promise<TestCluster> {
         children.add(f);
       }
     }
-    const storeArgs = apiserver
+    const storeArgs = kube
       ? ["--store", "kubernetes", "--kubeconfig", join(dir, "node-kubeconfig")]
-      : ["--store", "etcd", "--etcd-endpoints", endpoint];
+      : [
+          "--store",
+          "etcd",
+          "--etcd-endpoints",
+          endpoint,
+          ...(apiserver ? ["--kubeconfig", join(dir, "node-kubeconfig")] : []),
+        ];
     const env = { ...process.env };
     delete env.NODE_EXTRA_CA_CERTS;
     const agents: NodeAgent[] = topo.nodes.map((node, i) => {
