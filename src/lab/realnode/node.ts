@@ -2,7 +2,7 @@
 // standard paths), containerd with the CRI plugin and the kubelet, both inside the node's network
 // and mount namespaces (nsenter by argument arrays; nsenter execs, so the recorded PID is the
 // daemon's own).
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { netnsPathOf } from "../names.js";
 import { isAlive, logTail, spawnDetached, stopProc, type ProcRef } from "../procs.js";
@@ -21,6 +21,9 @@ import {
   type Binaries,
 } from "./host.js";
 import type { RealNode } from "./state.js";
+
+/** Debian's containernetworking-plugins. */
+export const HOST_CNI_DIR = "/usr/lib/cni";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -46,8 +49,19 @@ export function ctr(b: Binaries, n: LabNode, r: RealNode, args: readonly string[
   return [...inNode(n, r), b.ctr, "--address", r.containerdSocket, "--namespace", "k8s.io", ...args];
 }
 
+/** The host plugins containerd's CRI always runs (loopback) or a chain may name (portmap). */
+const HOST_PLUGINS = ["loopback", "portmap"];
+
 export function ensureNodeMounts(r: RealNode): void {
   ensureMountNamespace(r.mntns, r.binds);
+  // containerd has one bin_dir: the node's /opt/cni/bin needs loopback beside the CNI's own plugin.
+  const bin = r.binds.find((b) => b.target === "/opt/cni/bin")!.source;
+  for (const p of HOST_PLUGINS) {
+    const src = join(HOST_CNI_DIR, p);
+    if (!existsSync(src))
+      throw new RealNodeError(`${src} is missing: install Debian's containernetworking-plugins (scripts/setup.sh)`);
+    if (!existsSync(join(bin, p))) copyFileSync(src, join(bin, p));
+  }
 }
 
 /** Starts the node's containerd unless it runs, and waits until it answers. */
