@@ -33,7 +33,8 @@ export function imageArchives(): string[] {
     if (!parsed.success) throw new RealNodeError(`${list} is not an image list: ${parsed.error.issues[0]?.message}`);
     const files = parsed.data.images.map((i) => i.archive);
     const missing = files.filter((f) => !existsSync(f));
-    if (missing.length) throw new RealNodeError(`${list} names archives that are gone (${missing.join(", ")}): ${hint}`);
+    if (missing.length)
+      throw new RealNodeError(`${list} names archives that are gone (${missing.join(", ")}): ${hint}`);
     return files;
   }
   const tars = readdirSync(dir)
