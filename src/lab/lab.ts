@@ -37,7 +37,7 @@ import {
   underlayV6,
 } from "./names.js";
 import { ensureApiserver } from "./apiserver.js";
-import { realDown, realUp } from "./realnode/index.js";
+import { realDown, realPreflight, realUp } from "./realnode/index.js";
 import { LabBusy, withLock } from "./lock.js";
 import { openLabStore } from "./store.js";
 import { readPods } from "./pods-state.js";
@@ -116,6 +116,14 @@ async function locked<T>(names: LabNames, fn: () => Promise<T>): Promise<T> {
 /** Brings the lab up (or completes it); returns its state. */
 export async function labUp(names: LabNames, want: LabSettings, progress: Progress): Promise<LabState> {
   validateSettings(want);
+  if (want.kubelet === "real") {
+    // Missing binaries or images: say so before anything is made.
+    try {
+      realPreflight();
+    } catch (e) {
+      throw new LabError((e as Error).message);
+    }
+  }
   return locked(names, () => up(names, want, progress));
 }
 

@@ -27,6 +27,12 @@ export { findRealPod, realPods, withProbeServers, type RealPod } from "./pods.js
 
 type Progress = (line: string) => void;
 
+/** Throws, saying what to build, when a binary or the image archives are missing. */
+export function realPreflight(): void {
+  binaries();
+  imageArchives();
+}
+
 /** Brings up (or completes) the real nodes and the control plane; `save` writes the state file. */
 export async function realUp(st: LabState, save: () => void, progress: Progress): Promise<void> {
   if (!st.apiserver) throw new RealNodeError("--kubelet real needs the lab's kube-apiserver");
