@@ -72,7 +72,8 @@ export async function realPods(st: LabState): Promise<Map<string, RealPod>> {
   const out = new Map<string, RealPod>();
   for (const p of list.items) {
     const node = p.spec.nodeName;
-    if (!node || p.status.phase !== "Running") continue;
+    // hostNetwork pods (a CNI's own DaemonSet) have the node's address, not a pod network one.
+    if (!node || p.spec.hostNetwork || p.status.phase !== "Running") continue;
     const ips = (p.status.podIPs?.map((x) => x.ip) ?? (p.status.podIP ? [p.status.podIP] : [])).sort(
       (a, b) => Number(a.includes(":")) - Number(b.includes(":")),
     );
