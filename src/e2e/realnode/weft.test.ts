@@ -7,7 +7,7 @@
 // here, so KUBERNETES_SERVICE_HOST/PORT point at the node's forwarder on 127.0.0.1:6443).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import { imagesDir } from "../../lab/realnode/images.js";
@@ -91,6 +91,7 @@ describe("kubectl apply -f deploy/weft.yaml on 2 real nodes", { skip, timeout: 9
 
   before(async () => {
     requireComponents();
+    if (!existsSync(join(ROOT, "deploy", "weft.yaml"))) throw new Error("deploy/weft.yaml is missing");
     before0 = hostSnapshot();
     await lab.up(["--nodes", "2"]);
   });
