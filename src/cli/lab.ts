@@ -7,6 +7,7 @@ import { LabError, labDown, labUp, requireLab } from "../lab/lab.js";
 import { LabNames, netnsPathOf } from "../lab/names.js";
 import { PROBE_PROTOCOLS, type ProbeProtocol } from "../lab/probe-protocol.js";
 import { checkProtocol, defaultFamily, findPod, matrixJson, matrixTable, probeMatrix, probeOne } from "../lab/probe.js";
+import { findRealPod, realPods, withProbeServers } from "../lab/realnode/index.js";
 import { BACKENDS, type Backend, type LabSettings } from "../lab/state.js";
 import { childEnv } from "../lab/procs.js";
 import { UserError } from "./errors.js";
@@ -61,21 +62,36 @@ export function registerLab(program: Command): void {
     .addOption(new Option("--backend <b>", "cross-node backend").choices([...BACKENDS]).default("vxlan"))
     .option("--dual-stack", "IPv4 and IPv6 (underlay and pods)", false)
     .addOption(new Option("--etcd-members <n>", "lab etcd members").choices(["1", "3"]).default("1"))
-    .addOption(new Option("--store <s>", "the lab's cluster store").choices(["etcd", "kubernetes"]).default("etcd"))
+    .addOption(
+      new Option("--store <s>", "the lab's cluster store (default: etcd; kubernetes with --kubelet real)").choices([
+        "etcd",
+        "kubernetes",
+      ]),
+    )
+    .addOption(
+      new Option(
+        "--kubelet <k>",
+        "lab: weft's own kubelet and agents; real: containerd + kubelet 1.20 per node, kube-controller-manager and kube-scheduler (weft installed with kubectl apply -f deploy/weft.yaml)",
+      )
+        .choices(["lab", "real"])
+        .default("lab"),
+    )
     .action(
       async (o: {
         nodes: number;
         backend: Backend;
         dualStack: boolean;
         etcdMembers: string;
-        store: "etcd" | "kubernetes";
+        store?: "etcd" | "kubernetes";
+        kubelet: "lab" | "real";
       }) => {
         const settings: LabSettings = {
           nodes: o.nodes,
           backend: o.backend,
           dualStack: o.dualStack,
           etcdMembers: o.etcdMembers === "3" ? 3 : 1,
-          store: o.store,
+          store: o.store ?? (o.kubelet === "real" ? "kubernetes" : "etcd"),
+          kubelet: o.kubelet,
         };
         await guard(() => labUp(LabNames.fromEnv(), settings, progress));
       },
@@ -121,14 +137,18 @@ export function registerLab(program: Command): void {
         const r = await guard(async () => {
           const st = requireLab(LabNames.fromEnv());
           await checkProtocol(st, o.protocol);
-          const a = findPod(st, from);
-          const b = findPod(st, to);
-          return probeOne(a, b, {
+          const spec = {
             port: o.port,
             protocol: o.protocol,
             timeoutMs: o.timeoutMs,
             family: o.family ?? defaultFamily(st),
-          });
+          };
+          if (st.settings.kubelet === "real") {
+            const a = await findRealPod(st, from);
+            const b = await findRealPod(st, to);
+            return withProbeServers(st, [a], () => probeOne(a, b, spec));
+          }
+          return probeOne(findPod(st, from), findPod(st, to), spec);
         });
         if (o.output === "json") process.stdout.write(JSON.stringify(r) + "\n");
         else process.stdout.write(`${r.from} -> ${r.to} ${r.protocol}/${r.port}: ${r.result} (${r.ms} ms)\n`);
@@ -149,12 +169,17 @@ export function registerLab(program: Command): void {
         const m = await guard(async () => {
           const st = requireLab(LabNames.fromEnv());
           await checkProtocol(st, o.protocol);
-          return probeMatrix(st, {
+          const spec = {
             port: o.port,
             protocol: o.protocol,
             timeoutMs: o.timeoutMs,
             family: o.family ?? defaultFamily(st),
-          });
+          };
+          if (st.settings.kubelet === "real") {
+            const pods = [...(await realPods(st)).values()];
+            return withProbeServers(st, pods, () => probeMatrix(st, spec, pods));
+          }
+          return probeMatrix(st, spec);
         });
         process.stdout.write(o.output === "json" ? JSON.stringify(matrixJson(m)) + "\n" : matrixTable(m));
       },
@@ -167,18 +192,21 @@ export function registerLab(program: Command): void {
     )
     .allowUnknownOption()
     .action(async (target: string, cmd: string[]) => {
-      const netns = await guard(async () => {
+      const netnsPath = await guard(async () => {
         const names = LabNames.fromEnv();
         const st = requireLab(names);
-        if (target.includes("/")) return findPod(st, target).netns;
+        if (target.includes("/"))
+          return st.settings.kubelet === "real"
+            ? (await findRealPod(st, target)).netnsPath
+            : netnsPathOf(findPod(st, target).netns);
         const node = st.nodes.find((n) => n.name === target);
         if (!node)
           throw new LabError(
             `"${target}" is neither a node (${st.nodes.map((n) => n.name).join(", ")}) nor NAMESPACE/POD`,
           );
-        return node.netns;
+        return netnsPathOf(node.netns);
       });
-      const child = spawn("nsenter", [`--net=${netnsPathOf(netns)}`, "--", ...cmd], {
+      const child = spawn("nsenter", [`--net=${netnsPath}`, "--", ...cmd], {
         stdio: "inherit",
         env: childEnv(),
       });

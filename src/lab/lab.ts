@@ -38,6 +38,7 @@ import {
   underlayV6,
 } from "./names.js";
 import { ensureApiserver } from "./apiserver.js";
+import { realDown, realPreflight, realUp } from "./realnode/index.js";
 import { LabBusy, withLock } from "./lock.js";
 import { openLabStore } from "./store.js";
 import { readPods } from "./pods-state.js";
@@ -62,6 +63,8 @@ export const KUBELET_MAIN = join(CLI_MAIN, "..", "..", "lab", "kubelet.js");
 export function validateSettings(s: LabSettings): void {
   if (!Number.isInteger(s.nodes) || s.nodes < 1 || s.nodes > MAX_NODES)
     throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
+  if (s.kubelet === "real" && s.store !== "kubernetes")
+    throw new LabError("--kubelet real runs a real control plane: it needs --store kubernetes (the default with it)");
 }
 
 function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: LabState["etcd"]): LabState {
@@ -85,7 +88,7 @@ function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: 
     version: 1,
     id: names.id,
     dir: names.dir,
-    settings: s,
+    settings: { ...s, kubelet: s.kubelet ?? "lab" },
     agentMode,
     clusterInit: false,
     clusterCidrs: s.dualStack ? [CLUSTER_CIDR_V4, CLUSTER_CIDR_V6] : [CLUSTER_CIDR_V4],
@@ -114,6 +117,14 @@ async function locked<T>(names: LabNames, fn: () => Promise<T>): Promise<T> {
 /** Brings the lab up (or completes it); returns its state. */
 export async function labUp(names: LabNames, want: LabSettings, progress: Progress): Promise<LabState> {
   validateSettings(want);
+  if (want.kubelet === "real") {
+    // Missing binaries or images: say so before anything is made.
+    try {
+      realPreflight();
+    } catch (e) {
+      throw new LabError((e as Error).message);
+    }
+  }
   return locked(names, () => up(names, want, progress));
 }
 
@@ -129,17 +140,27 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     progress(st.ready ? "lab is up already; checking its parts" : "completing a lab that was not finished");
   } else {
     mkdirSync(names.dir, { recursive: true, mode: 0o700 });
-    // Agents without the store's cluster mode run in the single-host fallback.
-    const caps = agentCaps();
-    const mode: AgentMode =
-      want.store === "kubernetes" ? (caps.kubernetes ? "kubernetes" : "local") : caps.etcd ? "etcd" : "local";
+    // Agents without the store's cluster mode run in the single-host fallback. Real nodes run
+    // no lab agent: weft comes from its DaemonSet, over the apiserver.
+    const real = want.kubelet === "real";
+    const caps = real ? undefined : agentCaps();
+    const mode: AgentMode = real
+      ? "kubernetes"
+      : want.store === "kubernetes"
+        ? caps!.kubernetes
+          ? "kubernetes"
+          : "local"
+        : caps!.etcd
+          ? "etcd"
+          : "local";
     st = planState(names, want, mode, await planMembers(names.dir, want.etcdMembers));
     // Made before the state is written: a lab on record always has its certificates.
     st.etcdTls = makeLabEtcdCertificates(names.dir);
     writeState(names.stateFile, st);
-    progress(
-      `agents run in ${mode === "local" ? "fallback mode (--store local --pod-cidr per node)" : `cluster mode (--store ${mode})`}`,
-    );
+    if (!real)
+      progress(
+        `agents run in ${mode === "local" ? "fallback mode (--store local --pod-cidr per node)" : `cluster mode (--store ${mode})`}`,
+      );
   }
   const save = () => writeState(names.stateFile, st!);
 
@@ -183,6 +204,21 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   if (st.apiserver && st.agentMode === "kubernetes") {
     st.apiserver.proxy = startRootProxy(st.dir, st.apiserver.url, st.apiserver.proxy);
     save();
+  }
+
+  if (st.settings.kubelet === "real") {
+    // Real nodes: containerd + kubelet per node, KCM + scheduler; no weft (kubectl apply installs it).
+    try {
+      await realUp(st, save, progress);
+    } catch (e) {
+      throw new LabError((e as Error).message);
+    }
+    st.ready = true;
+    save();
+    progress(
+      `lab up: ${st.nodes.length} real node(s) (containerd + kubelet), kube-apiserver ${st.apiserver!.url} (weft lab kubeconfig); install weft with kubectl apply -f deploy/weft.yaml`,
+    );
+    return st;
   }
 
   if (!st.clusterInit) {
@@ -271,6 +307,15 @@ export async function labDown(names: LabNames, progress: Progress): Promise<bool
 async function down(names: LabNames, progress: Progress): Promise<boolean> {
   const st = readState(names.stateFile);
   const pods = existsSync(names.dir) ? safePods(names.dir) : {};
+  // Real nodes first: their kubelets, pods, containerd, shims, mounts and cgroups.
+  let realProblems: string[] = [];
+  if (st?.real) {
+    try {
+      realProblems = await realDown(st, progress);
+    } catch (e) {
+      realProblems = [(e as Error).message];
+    }
+  }
   // Stop the kubelet first so it does not start pods while they are being removed.
   if (st?.kubelet) {
     progress("stopping the kubelet");
@@ -324,6 +369,7 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
       `left ${refused.join(", ")} alone: ${refused.length === 1 ? "it is" : "they are"} the machine's own network namespace (that of PID 1), not a lab namespace; remove the name with \`umount /run/netns/NAME\` after checking what bound it`,
     );
   }
+  if (realProblems.length) throw new LabError(`lab down left: ${realProblems.join("; ")}`);
   const hadSomething = st !== undefined || order.length > 0 || existsSync(names.dir);
   rmSync(names.dir, { recursive: true, force: true });
   return hadSomething;

@@ -116,10 +116,13 @@ export interface MatrixResult {
   outcomes: ProbeOutcome[];
 }
 
-export async function probeMatrix(lab: LabState, spec: ProbeSpec & { family: 4 | 6 }): Promise<MatrixResult> {
-  const pods = [...runningPods(lab).values()].sort((a, b) =>
-    `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
-  );
+/** `pods`: the running pods to probe (default: the lab kubelet's; real nodes pass theirs). */
+export async function probeMatrix(
+  lab: LabState,
+  spec: ProbeSpec & { family: 4 | 6 },
+  running: readonly LabPod[] = [...runningPods(lab).values()],
+): Promise<MatrixResult> {
+  const pods = [...running].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
   const usable = pods.filter((p) => p.ips.some((ip) => ipFamily(ip) === spec.family));
   const pairs = usable.flatMap((a) => usable.map((b) => [a, b] as const));
   const outcomes = await pool(pairs, 64, ([a, b]) => probeOne(a, b, spec));

@@ -4,6 +4,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { z } from "zod";
+import { RealStateSchema } from "./realnode/state.js";
 
 export const BACKENDS = ["vxlan", "host-gw", "vxlan-direct", "bgp"] as const;
 export type Backend = (typeof BACKENDS)[number];
@@ -16,8 +17,10 @@ export const LabSettingsSchema = z.object({
   dualStack: z.boolean(),
   etcdMembers: z.union([z.literal(1), z.literal(3)]),
   store: z.enum(["etcd", "kubernetes"]),
+  /** "lab": weft's own kubelet (and agents); "real": containerd + kubelet 1.20 per node (src/lab/realnode/). */
+  kubelet: z.enum(["lab", "real"]).default("lab"),
 });
-export type LabSettings = z.infer<typeof LabSettingsSchema>;
+export type LabSettings = z.input<typeof LabSettingsSchema>;
 
 export const EtcdMemberSchema = z.object({
   name: z.string(),
@@ -86,6 +89,8 @@ export const LabStateSchema = z.object({
       proxy: ProcRefSchema.optional(),
     })
     .optional(),
+  /** --kubelet real: what the real nodes made (src/lab/realnode/state.ts). */
+  real: RealStateSchema.optional(),
   createdAt: z.string(),
   /** Set once `lab up` finished; a lab without it was interrupted. */
   ready: z.boolean(),
@@ -124,5 +129,7 @@ export function settingsDiff(want: LabSettings, have: LabSettings): string[] {
   if (want.etcdMembers !== have.etcdMembers)
     out.push(`--etcd-members ${want.etcdMembers} (running: ${have.etcdMembers})`);
   if (want.store !== have.store) out.push(`--store ${want.store} (running: ${have.store})`);
+  if ((want.kubelet ?? "lab") !== (have.kubelet ?? "lab"))
+    out.push(`--kubelet ${want.kubelet ?? "lab"} (running: ${have.kubelet ?? "lab"})`);
   return out;
 }

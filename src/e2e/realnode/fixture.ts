@@ -1,0 +1,182 @@
+// A lab of real nodes (`weft lab up --kubelet real`) for tests: its own id, the CLI as users run
+// it, kubectl 1.20 on the lab's kubeconfig, and what the machine looked like before, so the test
+// can prove `lab down` left nothing behind.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { runStatus } from "../../kernel/exec.js";
+import { binaries } from "../../lab/realnode/host.js";
+import { imageArchives } from "../../lab/realnode/images.js";
+import { NODE_BINDS, KUBELET_SYSCTLS, readSysctls } from "../../lab/realnode/host.js";
+import { readState, type LabState } from "../../lab/state.js";
+import { listNetns } from "../../lab/topology.js";
+import { kubectlBinary } from "../../testlib/kubectl.js";
+import { WEFT_BIN } from "../../testlib/lab.js";
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Why the suite cannot run at all (not root). Missing components are a failure, not a skip. */
+export function skipReason(): string | undefined {
+  if (process.getuid?.() !== 0) return "needs root (network and mount namespaces, cgroups)";
+  return undefined;
+}
+
+/** Throws, saying what to build, when a component is missing. */
+export function requireComponents(): void {
+  binaries();
+  imageArchives();
+  if (!existsSync(kubectlBinary())) throw new Error(`${kubectlBinary()} is missing: bash scripts/setup.sh`);
+}
+
+export interface NodeJson {
+  metadata: { name: string };
+  spec?: { podCIDR?: string; podCIDRs?: string[]; taints?: Array<{ key: string; effect: string }> };
+  status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> };
+}
+
+export interface PodJson {
+  metadata: { name: string; namespace: string };
+  spec: { nodeName?: string };
+  status: { phase?: string; podIP?: string; podIPs?: Array<{ ip: string }> };
+}
+
+/** The machine's state the lab must leave as it found it. */
+export interface HostSnapshot {
+  sysctls: Record<string, string>;
+  existing: Record<string, boolean>;
+  netns: string[];
+}
+
+export function hostSnapshot(): HostSnapshot {
+  const existing: Record<string, boolean> = {};
+  for (const b of NODE_BINDS) {
+    const parts = b.target.split("/").filter(Boolean);
+    for (let i = 1; i <= parts.length; i++) {
+      const p = `/${parts.slice(0, i).join("/")}`;
+      existing[p] = existsSync(p);
+    }
+  }
+  const netns = existsSync("/run/netns") ? readdirSync("/run/netns").sort() : [];
+  return { sysctls: readSysctls(), existing, netns };
+}
+
+export { KUBELET_SYSCTLS };
+
+export class RealLab {
+  readonly id = `rl-${Math.random().toString(36).slice(2, 8)}`;
+  readonly dir = `/run/${this.id}`;
+
+  async cli(args: string[], timeoutMs = 600_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    return runStatus(
+      [
+        "env",
+        `WEFT_LAB_ID=${this.id}`,
+        `WEFT_LAB_DIR=${this.dir}`,
+        "NODE_EXTRA_CA_CERTS=",
+        process.execPath,
+        WEFT_BIN,
+        "lab",
+        ...args,
+      ],
+      { timeoutMs },
+    );
+  }
+
+  async up(args: string[]): Promise<void> {
+    const r = await this.cli(["up", "--kubelet", "real", ...args]);
+    if (r.code !== 0) throw new Error(`lab up failed (${r.code}): ${r.stderr}`);
+  }
+
+  async down(): Promise<{ code: number; stderr: string }> {
+    return this.cli(["down"]);
+  }
+
+  state(): LabState {
+    const st = readState(join(this.dir, "state.json"));
+    if (!st) throw new Error("no lab state");
+    return st;
+  }
+
+  async kubectl(args: string[], input?: string): Promise<string> {
+    const st = this.state();
+    const r = await runStatus([kubectlBinary(), "--kubeconfig", st.apiserver!.kubeconfig, ...args], {
+      ...(input === undefined ? {} : { input }),
+    });
+    if (r.code !== 0) throw new Error(`kubectl ${args.join(" ")}: ${r.stderr.trim()}`);
+    return r.stdout;
+  }
+
+  async nodes(): Promise<NodeJson[]> {
+    return (JSON.parse(await this.kubectl(["get", "nodes", "-o", "json"])) as { items: NodeJson[] }).items;
+  }
+
+  async pods(): Promise<PodJson[]> {
+    return (JSON.parse(await this.kubectl(["get", "pods", "-A", "-o", "json"])) as { items: PodJson[] }).items;
+  }
+
+  log(file: string, chars = 3000): string {
+    try {
+      return readFileSync(join(this.dir, file), "utf8").slice(-chars);
+    } catch {
+      return "(none)";
+    }
+  }
+
+  /** Polls cond until it returns a value (not undefined), or throws with what was last seen. */
+  async waitFor<T>(
+    what: string,
+    cond: () => Promise<T | undefined>,
+    timeoutMs: number,
+    seen: () => string = () => "",
+  ): Promise<T> {
+    const until = Date.now() + timeoutMs;
+    let last = "";
+    for (;;) {
+      try {
+        const v = await cond();
+        if (v !== undefined) return v;
+      } catch (e) {
+        last = (e as Error).message;
+      }
+      if (Date.now() > until) throw new Error(`${what}: not within ${timeoutMs} ms. ${last} ${seen()}`);
+      await sleep(250);
+    }
+  }
+
+  /** What the lab left on the machine after `lab down` (empty when nothing). */
+  async leftovers(before: HostSnapshot): Promise<string[]> {
+    const out: string[] = [];
+    if (existsSync(this.dir)) out.push(`lab directory ${this.dir}`);
+    for (const ns of await listNetns()) if (ns.startsWith(this.id)) out.push(`netns ${ns}`);
+    for (const ns of existsSync("/run/netns") ? readdirSync("/run/netns") : [])
+      if (ns.startsWith("cni-") && !before.netns.includes(ns)) out.push(`/run/netns/${ns}`);
+    for (const line of readFileSync("/proc/self/mountinfo", "utf8").split("\n")) {
+      const mp = line.split(" ")[4];
+      if (mp && (mp.startsWith(this.dir) || mp.includes("kubelet"))) out.push(`mount ${mp}`);
+    }
+    for (const h of readdirSync("/sys/fs/cgroup")) {
+      const d = join("/sys/fs/cgroup", h);
+      try {
+        for (const e of readdirSync(d)) if (e.startsWith(this.id)) out.push(`cgroup ${join(d, e)}`);
+      } catch {
+        // not a directory
+      }
+    }
+    for (const ent of readdirSync("/proc")) {
+      if (!/^[0-9]+$/.test(ent)) continue;
+      try {
+        const cmd = readFileSync(`/proc/${ent}/cmdline`, "utf8");
+        if (cmd.includes(this.dir)) out.push(`process ${ent}: ${cmd.replace(/\0/g, " ").slice(0, 120)}`);
+        // The kubelet's cgroup paths name the lab's cgroup root: a container left running.
+        const cg = readFileSync(`/proc/${ent}/cgroup`, "utf8");
+        if (cg.includes(`/${this.id}-`)) out.push(`process ${ent} in the lab's cgroups`);
+      } catch {
+        // gone
+      }
+    }
+    const now = readSysctls();
+    for (const k of KUBELET_SYSCTLS)
+      if (now[k] !== before.sysctls[k]) out.push(`sysctl ${k}=${now[k]} (was ${before.sysctls[k]})`);
+    for (const [p, had] of Object.entries(before.existing)) if (!had && existsSync(p)) out.push(`made ${p}`);
+    return out;
+  }
+}
