@@ -19,7 +19,7 @@ const CLI = join(root, "dist", "cli", "main.js");
  * --config FILE, --health-port N); they are accepted here only until `weft agent --help` lists
  * them. Empty this list once it does.
  */
-const PENDING_AGENT_FLAGS = new Set(["--config", "--health-port"]);
+const PENDING_AGENT_FLAGS = new Set<string>();
 
 type Obj = Record<string, any>;
 
