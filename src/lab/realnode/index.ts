@@ -67,7 +67,8 @@ export async function realUp(st: LabState, save: () => void, progress: Progress)
     progress(`node ${n.name}: containerd (CRI), log ${join(n.dir, "containerd", "containerd.log")}`);
     real.nodes[i] = await ensureContainerd(b, st.nodes[i], real.nodes[i]);
     save();
-    progress(`node ${n.name}: importing ${archives.length} image archive(s)`);
+    const pending = archives.filter((a) => !real.nodes[i].imported.includes(a)).length;
+    if (pending) progress(`node ${n.name}: importing ${pending} image archive(s)`);
     real.nodes[i] = importImages(b, st.nodes[i], real.nodes[i], archives);
     save();
     if (!isAlive(real.nodes[i].kubelet)) {
