@@ -20,6 +20,12 @@ if ! bash scripts/kube-binaries.sh >/dev/null; then
   echo "test: FAILED: could not build the Kubernetes binaries (bash scripts/kube-binaries.sh); the Kubernetes tests need them" >&2
   exit 1
 fi
+# The container images (weft's, the lab pod's, busybox, pause) as OCI archives, built offline from
+# this checkout; the real-node lab imports them into every node's containerd.
+if ! bash scripts/image.sh --prune >/dev/null; then
+  echo "test: FAILED: could not build the container images (bash scripts/image.sh)" >&2
+  exit 1
+fi
 for need in "${WEFT_CACHE:-/var/cache/weft}/kubectl" /usr/bin/etcd /usr/bin/podman /usr/bin/socat /usr/bin/containerd /usr/bin/ctr; do
   if [ ! -x "$need" ]; then echo "test: FAILED: $need is missing (bash scripts/setup.sh installs it)" >&2; exit 1; fi
 done

@@ -138,6 +138,13 @@ test("least privilege: not privileged, every capability dropped but NET_ADMIN an
   const netns = (agent.volumeMounts as Obj[]).find((m) => m.mountPath === "/run/netns")!;
   assert.equal(netns.mountPropagation, "HostToContainer");
   assert.equal(hostPathOf(agent, "/run/netns"), "/run/netns");
+  // runc refuses any mount inside /proc ("cannot be mounted because it is inside /proc", seen on a
+  // real containerd): the host's net sysctls come in elsewhere and the agent is told where.
+  for (const c of [agent, init])
+    for (const m of (c.volumeMounts ?? []) as Obj[])
+      assert.ok(!String(m.mountPath).startsWith("/proc"), `${c.name} mounts ${m.mountPath} inside /proc`);
+  const sysDir = (agent.env as Obj[]).find((e) => e.name === "WEFT_PROC_SYS_NET")?.value as string;
+  assert.equal(hostPathOf(agent, sysDir), "/proc/sys/net");
   // Nothing mounted Bidirectional (that would leak the container's mounts to the host).
   for (const c of [init, agent])
     for (const m of c.volumeMounts as Obj[]) assert.notEqual(m.mountPropagation, "Bidirectional");

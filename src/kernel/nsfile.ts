@@ -110,11 +110,22 @@ export function assertNotHostNetns(path: string, what: string): void {
 }
 
 /**
- * Sets a sysctl under /proc/sys (of the caller's namespace) only when it differs, so an agent
+ * Where the net sysctls are. In an unprivileged container /proc/sys is read-only and runc refuses
+ * any mount inside /proc, so deploy/weft.yaml mounts the host's /proc/sys/net elsewhere and names it
+ * in WEFT_PROC_SYS_NET. The files still show the namespace of the process that opens them.
+ */
+const SYSCTL_NET_DIR = process.env.WEFT_PROC_SYS_NET || "/proc/sys/net";
+
+/** The file of net sysctl `rel` ("ipv4/conf/IF/proxy_arp"); `rel` comes from validated names. */
+export const sysctlNetPath = (rel: string): string => `${SYSCTL_NET_DIR}/${rel}`;
+
+/**
+ * Sets a sysctl under /proc/sys/net (of the caller's namespace) only when it differs, so an agent
  * on a node that already forwards changes nothing. Returns whether it wrote.
  */
 export function ensureSysctl(path: string, value: string): boolean {
   if (!path.startsWith("/proc/sys/net/")) throw new Error(`ensureSysctl: ${path} is not a /proc/sys/net path`);
+  path = SYSCTL_NET_DIR + path.slice("/proc/sys/net".length);
   let now: string | undefined;
   try {
     now = readFileSync(path, "utf8").trim();

@@ -21,6 +21,8 @@ export async function ensureApiserver(
   etcdServers: readonly string[],
   etcdTls: EtcdTlsFiles | undefined,
   have: LabApiserver | undefined,
+  /** Real kubelets: ServiceAccount admission (pods get tokens), Node,RBAC authorization. */
+  realNodes = false,
 ): Promise<LabApiserver> {
   if (have && isAlive(have.proc)) return have;
   if (have) rmSync(have.dir, { recursive: true, force: true });
@@ -29,6 +31,7 @@ export async function ensureApiserver(
     ...(etcdTls ? { etcdTls } : {}),
     baseDir: labDir,
     persistent: true,
+    realNodes,
   });
   const pid = a.pid;
   const start = pid === undefined ? undefined : procStart(pid);

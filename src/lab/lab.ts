@@ -191,7 +191,13 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     progress(`kube-apiserver: starting over the lab etcd`);
     const old = st.apiserver;
     try {
-      st.apiserver = await ensureApiserver(st.dir, tcpEndpoints(st.etcd), labClientTls(st.etcdTls), st.apiserver);
+      st.apiserver = await ensureApiserver(
+        st.dir,
+        tcpEndpoints(st.etcd),
+        labClientTls(st.etcdTls),
+        st.apiserver,
+        st.settings.kubelet === "real",
+      );
     } catch (e) {
       throw new LabError((e as Error).message);
     }

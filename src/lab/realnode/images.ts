@@ -3,7 +3,8 @@
 // with a list, images.json ({"images":[{"name","archive"}]}), in one directory; this is the one
 // place the lab says where, so the lab and the image script agree.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { RealNodeError } from "./host.js";
 import { SANDBOX_IMAGE } from "./config.js";
@@ -43,4 +44,24 @@ export function imageArchives(): string[] {
     .map((f) => join(dir, f));
   if (!tars.length) throw new RealNodeError(`no *.tar image archives in ${dir}: ${hint}`);
   return tars;
+}
+
+/** deploy/weft.yaml of this checkout (dist/lab/realnode/ is three levels below the root). */
+export const MANIFEST = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "deploy", "weft.yaml");
+
+/**
+ * The weft image deploy/weft.yaml names (e.g. localhost/weft/weft:dev): every node also holds the
+ * image built from the checkout under that name, so the manifest applies unchanged.
+ */
+export function manifestImage(): string | undefined {
+  if (!existsSync(MANIFEST)) return undefined;
+  return /^\s*image:\s*(localhost\/weft\/weft:[A-Za-z0-9_.-]+)\s*$/m.exec(readFileSync(MANIFEST, "utf8"))?.[1];
+}
+
+/** The weft image among the archives images.json lists (named by the commit it was built from). */
+export function builtWeftImage(): string | undefined {
+  const list = join(imagesDir(), "images.json");
+  if (!existsSync(list)) return undefined;
+  const parsed = ListSchema.safeParse(JSON.parse(readFileSync(list, "utf8")));
+  return parsed.success ? parsed.data.images.find((i) => /^localhost\/weft\/weft:/.test(i.name))?.name : undefined;
 }

@@ -21,6 +21,7 @@ import {
   type Binaries,
 } from "./host.js";
 import type { RealNode } from "./state.js";
+import { builtWeftImage, manifestImage } from "./images.js";
 
 /** Debian's containernetworking-plugins. */
 export const HOST_CNI_DIR = "/usr/lib/cni";
@@ -107,6 +108,11 @@ export function importImages(b: Binaries, n: LabNode, r: RealNode, archives: rea
     run(ctr(b, n, r, ["images", "import", a]), `node ${n.name}: import ${a}`, 300_000);
     imported.push(a);
   }
+  // The manifest's tag for the image built from this checkout (kubectl apply -f deploy/weft.yaml as is).
+  const built = builtWeftImage();
+  const named = manifestImage();
+  if (built && named && built !== named)
+    run(ctr(b, n, r, ["images", "tag", "--force", built, named]), `node ${n.name}: tag ${built} as ${named}`);
   const have = run(ctr(b, n, r, ["images", "ls", "-q"]), "list images").split("\n");
   if (!have.includes(SANDBOX_IMAGE))
     throw new RealNodeError(

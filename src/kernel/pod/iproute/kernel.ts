@@ -4,7 +4,7 @@
 import { randomInt } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { KernelCommandError, run, runStatus } from "../../exec.js";
-import { ensureSysctl } from "../../nsfile.js";
+import { ensureSysctl, sysctlNetPath } from "../../nsfile.js";
 import * as v from "../../validate.js";
 import {
   type Family,
@@ -112,7 +112,7 @@ export class IprouteKernel implements PodKernel {
       h.push(`neigh replace ${ip} lladdr ${podMac} dev ${host} nud permanent`);
     }
     await run(["ip", "-batch", "-"], { input: h.join("\n") + "\n" });
-    if (has4) await writeFile(`/proc/sys/net/ipv4/conf/${host}/proxy_arp`, "1");
+    if (has4) await writeFile(sysctlNetPath(`ipv4/conf/${host}/proxy_arp`), "1");
 
     // Pod side.
     const p: string[] = [`link set lo up`, `link set ${pod} up`];

@@ -7,7 +7,7 @@
 // than handing it to a thread would cost; only on kernels before 6.8 may it wait for a link to
 // come up); deletions wait on a worker thread (see deleter.ts).
 import { closeSync, openSync, writeFileSync } from "node:fs";
-import { ensureSysctl } from "../../nsfile.js";
+import { ensureSysctl, sysctlNetPath } from "../../nsfile.js";
 import * as v from "../../validate.js";
 import {
   type Family,
@@ -275,7 +275,7 @@ export class NetlinkKernel implements PodKernel {
       }
       const hostErr = firstFailure(h, host.transact(h), this.hostName);
       if (hostErr) throw hostErr;
-      if (has4) writeFileSync(`/proc/sys/net/ipv4/conf/${hostIf}/proxy_arp`, "1");
+      if (has4) writeFileSync(sysctlNetPath(`ipv4/conf/${hostIf}/proxy_arp`), "1");
 
       // 3. Pod side. The pod end comes up here, which gives both ends carrier; a GETLINK of it,
       //    last in the datagram, has the kernel finish that change at once (see operUp).
