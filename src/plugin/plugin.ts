@@ -168,16 +168,22 @@ async function agent(ctx: Ctx, req: AgentRequestInput): Promise<AgentResponse & 
   return answered(resp);
 }
 
+// Runtimes show only msg and details (containerd: 'plugin type="weft" failed (add): MSG; DETAILS'), not the
+// code: say it, so an admin reading pod events or the kubelet log sees that a retry is expected.
+const TRY_AGAIN = "try again later (CNI error 11)";
+
 function transportFailure(req: AgentRequestInput, e: unknown): never {
   const status = req.op === "status";
   if (e instanceof AgentUnreachable) {
     const hint = 'is the weft agent running? (bin/weft agent ... --socket PATH; the conflist\'s "socket" must match)';
-    throw status ? notAvailable(`weft agent is not available: ${e.message}`, hint) : tryAgainLater(e.message, hint);
+    throw status
+      ? notAvailable(`weft agent is not available: ${e.message}`, hint)
+      : tryAgainLater(e.message, `${TRY_AGAIN}: ${hint}`);
   }
   if (e instanceof AgentTimeout)
     throw status
       ? notAvailable(e.message)
-      : tryAgainLater(e.message, "the agent may be overloaded; the runtime should retry");
+      : tryAgainLater(e.message, `${TRY_AGAIN}: the agent may be overloaded; the runtime should retry`);
   if (e instanceof AgentProtocolError) throw ioFailure(e.message);
   throw e;
 }
