@@ -1,0 +1,77 @@
+// What the real-node tests apply: deploy/weft.yaml with the lab's image tag and API server address
+// (no kube-proxy here, so KUBERNETES_SERVICE_HOST/PORT point at the node's forwarder on
+// 127.0.0.1:6443), and plain pods pinned to a node.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseAllDocuments, stringify } from "yaml";
+import { imagesDir } from "../../lab/realnode/images.js";
+import { NODE_API_PORT } from "../../lab/api-proxy.js";
+import { ROOT } from "../../testlib/lab.js";
+
+/** The name of weft's image among the archives every node imported (scripts/image.sh's list). */
+export function weftImage(): string {
+  const dir = imagesDir();
+  const list = JSON.parse(readFileSync(join(dir, "images.json"), "utf8")) as { images: Array<{ name: string }> };
+  const img = list.images.find((i) => /^localhost\/weft\/weft:/.test(i.name));
+  if (!img) throw new Error(`${dir}/images.json lists no localhost/weft/weft image: run scripts/image.sh`);
+  return img.name;
+}
+
+interface Container {
+  image?: string;
+  env?: Array<{ name: string; value?: string }>;
+}
+
+/** deploy/weft.yaml with the lab's image tag and API server address (and its DaemonSet held to some nodes). */
+export function renderManifest(image: string, nodeSelector?: Record<string, string>): string {
+  const docs = parseAllDocuments(readFileSync(join(ROOT, "deploy", "weft.yaml"), "utf8")).map(
+    (d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: Record<string, Container[]> } } },
+  );
+  for (const d of docs) {
+    if (d?.kind !== "DaemonSet") continue;
+    const spec = d.spec!.template!.spec!;
+    if (nodeSelector) (spec as Record<string, unknown>).nodeSelector = nodeSelector;
+    for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+      if (c.image?.startsWith("localhost/weft/weft:")) c.image = image;
+    }
+    for (const c of spec.containers ?? []) {
+      const env = (c.env ?? []).filter((e) => !e.name.startsWith("KUBERNETES_SERVICE_"));
+      env.push(
+        { name: "KUBERNETES_SERVICE_HOST", value: "127.0.0.1" },
+        { name: "KUBERNETES_SERVICE_PORT", value: String(NODE_API_PORT) },
+      );
+      c.env = env;
+    }
+  }
+  return docs
+    .filter((d) => d)
+    .map((d) => stringify(d))
+    .join("---\n");
+}
+
+/** A lab pod server pod (80/TCP, 53/UDP) on one node. */
+export function podManifest(
+  name: string,
+  node: string,
+  namespace = "default",
+  labels: Record<string, string> = {},
+): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name, namespace, labels: { app: name, ...labels } },
+    spec: {
+      nodeSelector: { "kubernetes.io/hostname": node },
+      terminationGracePeriodSeconds: 1,
+      containers: [
+        {
+          name: "main",
+          image: "localhost/weft/lab-pod:1",
+          imagePullPolicy: "Never",
+          args: ["80/TCP", "53/UDP"],
+          ports: [{ containerPort: 80 }, { containerPort: 53, protocol: "UDP" }],
+        },
+      ],
+    },
+  });
+}
