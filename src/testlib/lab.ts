@@ -12,7 +12,11 @@ import { isAlive, type ProcRef } from "../lab/procs.js";
 import { readState, type LabState } from "../lab/state.js";
 import { listNetns } from "../lab/topology.js";
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+// dist/testlib, or dist-bench/src/testlib when a benchmark (bench/) uses these helpers.
+const HERE = dirname(fileURLToPath(import.meta.url));
+export const ROOT = [join(HERE, "..", ".."), join(HERE, "..", "..", "..")].find((d) =>
+  existsSync(join(d, "package.json")),
+)!;
 export const CLI_MAIN = join(ROOT, "dist", "cli", "main.js");
 export const WEFT_BIN = join(ROOT, "bin", "weft");
 
