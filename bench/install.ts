@@ -379,6 +379,8 @@ async function main(): Promise<void> {
         B,
         `round ${i + 1}/${ROUNDS} (${r.kind}): install ${sec(r.installMs)} s (nodes Ready ${sec(r.nodesReadyMs)} s), upgrade ${sec(r.upgradeMs)} s, ${r.failed}/${r.probes} probes failed, uninstall ${sec(r.uninstallMs)} s`,
       );
+      // From the third round on, the section holds the rounds so far (a run cut short still reports).
+      if (rounds.length >= 3) writeSection(join(repoRoot, "docs", "benchmarks.md"), "install", report(rounds));
     }
     await labDown(lab);
     const body = report(rounds);
