@@ -32,19 +32,23 @@ const B = "install";
 
 // A prober: every INTERVAL ms opens one TCP connection to each TARGET (ip:port, comma-separated); a probe
 // fails on an error or no connection within TIMEOUT ms. Writes READY after 20 successes; when STOP
-// exists, waits for the probes in flight and writes {sent, ok, failed, failures, maxMs} to OUT.
+// exists, waits for the probes in flight and writes {sent, ok, failed, windows, maxMs} to OUT: windows are
+// runs of failed probes to one target (epoch ms of the first and last, count, errors).
 const PROBER = `
 const net = require("net"), fs = require("fs");
 const [targets, interval, timeout, ready, stop, out] = process.argv.slice(1);
 const ts = targets.split(",").map((t) => { const i = t.lastIndexOf(":"); return [t.slice(0, i), Number(t.slice(i + 1))]; });
-const t0 = Date.now(); let sent = 0, ok = 0, inflight = 0, maxMs = 0; const failures = [];
+let sent = 0, ok = 0, failed = 0, inflight = 0, maxMs = 0; const windows = [];
 setTimeout(() => { fs.writeFileSync(out, JSON.stringify({ error: "no stop within 15 min" })); process.exit(2); }, 900000).unref();
 const probe = ([host, port]) => {
   sent++; inflight++; const s0 = Date.now(); let done = false;
   const s = net.connect({ host, port });
   const end = (err) => {
     if (done) return; done = true; inflight--; clearTimeout(tm); s.destroy(); const ms = Date.now() - s0;
-    if (err) failures.push({ atMs: s0 - t0, target: host + ":" + port, error: err });
+    if (err) { failed++; const target = host + ":" + port;
+      let w = windows.findLast((x) => x.target === target);
+      if (!w || s0 - w.to > 3 * Number(interval)) windows.push((w = { target, from: s0, to: s0, n: 0, errors: [] }));
+      w.to = s0; w.n++; if (!w.errors.includes(err)) w.errors.push(err); }
     else { ok++; maxMs = Math.max(maxMs, ms); if (ok === 20) fs.writeFileSync(ready, "1"); }
   };
   const tm = setTimeout(() => end("timeout"), Number(timeout));
@@ -54,7 +58,7 @@ const tick = setInterval(() => {
   if (!fs.existsSync(stop)) { for (const t of ts) probe(t); return; }
   clearInterval(tick);
   const fin = () => { if (inflight) return setTimeout(fin, 20);
-    fs.writeFileSync(out, JSON.stringify({ sent, ok, failed: failures.length, failures: failures.slice(0, 20), maxMs })); process.exit(0); };
+    fs.writeFileSync(out, JSON.stringify({ sent, ok, failed, windows, maxMs })); process.exit(0); };
   fin();
 }, Number(interval));
 `;
@@ -63,7 +67,7 @@ interface ProbeResult {
   sent: number;
   ok: number;
   failed: number;
-  failures: Array<{ atMs: number; target: string; error: string }>;
+  windows: Array<{ target: string; from: number; to: number; n: number; errors: string[] }>;
   maxMs: number;
   error?: string;
 }
@@ -77,7 +81,8 @@ interface Round {
   probes: number;
   failed: number;
   maxProbeMs: number;
-  failures: ProbeResult["failures"];
+  /** Failure windows, ms after `kubectl set image`. */
+  windows: Array<{ from: string; target: string; at: number; to: number; n: number; errors: string[] }>;
 }
 
 interface DaemonSetJson {
@@ -212,6 +217,7 @@ async function round(lab: RealLab, i: number, manifest: string, tmp: string, fir
         30_000,
       );
     const t1 = performance.now();
+    const setAt = Date.now();
     await lab.kubectl([
       "-n",
       "kube-system",
@@ -277,7 +283,9 @@ async function round(lab: RealLab, i: number, manifest: string, tmp: string, fir
       probes: results.reduce((a, r) => a + r.sent, 0),
       failed: results.reduce((a, r) => a + r.failed, 0),
       maxProbeMs: Math.max(...results.map((r) => r.maxMs)),
-      failures: results.flatMap((r) => r.failures),
+      windows: results.flatMap((r, k) =>
+        r.windows.map((w) => ({ ...w, from: pods[k], at: w.from - setAt, to: w.to - setAt })),
+      ),
     };
   } finally {
     writeFileSync(stop, "");
@@ -313,7 +321,10 @@ function report(rounds: Round[]): string {
       `| ${i + 1} | ${r.kind} | ${sec(r.nodesReadyMs)} | ${sec(r.installMs)} | ${sec(r.upgradeMs)} | ${r.probes} | ${r.failed} | ${r.maxProbeMs} |`,
   );
   const fails = rounds.flatMap((r, i) =>
-    r.failures.map((f) => `round ${i + 1}: ${f.target} ${f.error} at ${f.atMs} ms`),
+    r.windows.map(
+      (w) =>
+        `round ${i + 1}: ${w.from} to ${w.target}, ${w.n} failed (${w.errors.join(", ")}) from ${sec(w.at)} s to ${sec(w.to)} s after \`set image\``,
+    ),
   );
   const reinstall = FRESH
     ? "Every round runs on a new lab (`lab down`, `lab up` before it), so every round is a first install."
@@ -341,7 +352,7 @@ Failed probes during the rolling upgrades: **${failed}** of ${probes} (goal 0).
 | round | kind | nodes Ready s | install s | upgrade s | probes | failed | slowest probe ms |
 |---|---|---|---|---|---|---|---|
 ${perRound.join("\n")}
-${fails.length ? `\nFailed probes (first 20 per prober): ${fails.join("; ")}.\n` : ""}`;
+${fails.length ? `\nFailed probes, as runs of failures to one target: ${fails.join("; ")}.\n` : ""}`;
 }
 
 async function main(): Promise<void> {
