@@ -4,34 +4,16 @@
 // its DaemonSet held to n1), n2's the reference conflist. Rounds interleave the two (order alternating),
 // one pod at a time, each pod deleted before the next round.
 //   node dist-bench/bench/pod-start.js [--n 50]
-import { existsSync, renameSync, copyFileSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { runStatus } from "../src/kernel/exec.js";
 import { netnsPathOf } from "../src/lab/names.js";
 import { RealLab } from "../src/e2e/realnode/fixture.js";
-import { podManifest, renderManifest, weftImage } from "../src/e2e/realnode/manifest.js";
+import { installBridgeCni, podManifest, renderManifest, weftImage } from "../src/e2e/realnode/manifest.js";
 import { benchArg, fmt, machine, progress, quantile, repoRoot, today, writeSection } from "./lib.js";
 
 const N = benchArg("n", 50);
 const B = "pod-start";
-
-/** The reference plugins' conflist (as src/e2e/realnode/realnode.test.ts places it). */
-function bridgeConflist(podCidrs: string[]): string {
-  return JSON.stringify({
-    cniVersion: "0.4.0",
-    name: "lab-bridge",
-    plugins: [
-      {
-        type: "bridge",
-        bridge: "cni0",
-        isGateway: true,
-        ipMasq: false,
-        ipam: { type: "host-local", ranges: podCidrs.map((c) => [{ subnet: c }]), routes: [{ dst: "0.0.0.0/0" }] },
-      },
-      { type: "portmap", capabilities: { portMappings: true } },
-    ],
-  });
-}
 
 // Connects from the node to IP:80 every 20 ms until accepted (at most 120 s).
 const CONNECT = `
@@ -58,10 +40,7 @@ async function main(): Promise<void> {
     // n2: the reference plugins.
     const n2 = st.nodes.find((n) => n.name === "n2")!;
     const cidrs2 = nodes.find((n) => n.metadata.name === "n2")!.spec!.podCIDRs!;
-    for (const p of ["bridge", "host-local"]) copyFileSync(join("/usr/lib/cni", p), join(n2.cniBinDir!, p));
-    const tmp = join(n2.cniConfDir!, ".10-bridge.conflist.tmp");
-    writeFileSync(tmp, bridgeConflist(cidrs2));
-    renameSync(tmp, join(n2.cniConfDir!, "10-bridge.conflist"));
+    installBridgeCni(n2, cidrs2);
     // n1: weft, installed as users install it, its DaemonSet held to n1.
     const manifest = renderManifest(weftImage(), { "kubernetes.io/hostname": "n1" });
     await lab.kubectl(["apply", "-f", "-"], manifest);

@@ -27,6 +27,28 @@ export function skipReason(): string | undefined {
   return undefined;
 }
 
+/** `bin/weft lab ARGS` as a user runs it, for the lab with this id and directory. */
+export function runLabCli(
+  id: string,
+  dir: string,
+  args: string[],
+  timeoutMs?: number,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return runStatus(
+    [
+      "env",
+      `WEFT_LAB_ID=${id}`,
+      `WEFT_LAB_DIR=${dir}`,
+      "NODE_EXTRA_CA_CERTS=",
+      process.execPath,
+      WEFT_BIN,
+      "lab",
+      ...args,
+    ],
+    timeoutMs === undefined ? {} : { timeoutMs },
+  );
+}
+
 export class TestLab {
   readonly id = `wt-lab-${Math.random().toString(36).slice(2, 8)}`;
   readonly dir = `/run/${this.id}`;
@@ -34,16 +56,7 @@ export class TestLab {
 
   /** `bin/weft lab ARGS`, as a user runs it, with this lab's id. */
   async cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    return runStatus([
-      "env",
-      `WEFT_LAB_ID=${this.id}`,
-      `WEFT_LAB_DIR=${this.dir}`,
-      "NODE_EXTRA_CA_CERTS=",
-      process.execPath,
-      WEFT_BIN,
-      "lab",
-      ...args,
-    ]);
+    return runLabCli(this.id, this.dir, args);
   }
 
   state(): LabState | undefined {

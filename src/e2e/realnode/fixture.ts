@@ -10,7 +10,7 @@ import { NODE_BINDS, KUBELET_SYSCTLS, readSysctls } from "../../lab/realnode/hos
 import { readState, type LabState } from "../../lab/state.js";
 import { listNetns } from "../../lab/topology.js";
 import { kubectlBinary } from "../../testlib/kubectl.js";
-import { WEFT_BIN } from "../../testlib/lab.js";
+import { runLabCli } from "../../testlib/lab.js";
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -66,19 +66,7 @@ export class RealLab {
   readonly dir = `/run/${this.id}`;
 
   async cli(args: string[], timeoutMs = 600_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return runStatus(
-      [
-        "env",
-        `WEFT_LAB_ID=${this.id}`,
-        `WEFT_LAB_DIR=${this.dir}`,
-        "NODE_EXTRA_CA_CERTS=",
-        process.execPath,
-        WEFT_BIN,
-        "lab",
-        ...args,
-      ],
-      { timeoutMs },
-    );
+    return runLabCli(this.id, this.dir, args, timeoutMs);
   }
 
   async up(args: string[]): Promise<void> {

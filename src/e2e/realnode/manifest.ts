@@ -1,7 +1,7 @@
 // What the real-node tests apply: deploy/weft.yaml with the lab's image tag and API server address
 // (no kube-proxy here, so KUBERNETES_SERVICE_HOST/PORT point at the node's forwarder on
 // 127.0.0.1:6443), and plain pods pinned to a node.
-import { readFileSync } from "node:fs";
+import { copyFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
 import { imagesDir } from "../../lab/realnode/images.js";
@@ -74,4 +74,40 @@ export function podManifest(
       ],
     },
   });
+}
+
+/** The reference plugins' conflist for one node: a bridge, host-local IPAM from the node's podCIDRs. */
+function bridgeConflist(podCidrs: string[]): string {
+  return JSON.stringify({
+    cniVersion: "0.4.0",
+    name: "lab-bridge",
+    plugins: [
+      {
+        type: "bridge",
+        bridge: "cni0",
+        isGateway: true,
+        ipMasq: false,
+        ipam: {
+          type: "host-local",
+          ranges: podCidrs.map((c) => [{ subnet: c }]),
+          routes: podCidrs.map((c) => ({ dst: c.includes(":") ? "::/0" : "0.0.0.0/0" })),
+        },
+      },
+      { type: "portmap", capabilities: { portMappings: true } },
+    ],
+  });
+}
+
+/**
+ * Installs the reference bridge + host-local plugins as a real node's CNI (binaries from
+ * /usr/lib/cni, then the conflist, atomically, as a CNI installer writes it: containerd watches the dir).
+ */
+export function installBridgeCni(node: { cniBinDir?: string; cniConfDir?: string }, podCidrs: string[]): void {
+  const bin = node.cniBinDir;
+  const conf = node.cniConfDir;
+  if (!bin || !conf) throw new Error("the node has no CNI dirs (not a real node?)");
+  for (const p of ["bridge", "host-local"]) copyFileSync(join("/usr/lib/cni", p), join(bin, p));
+  const tmp = join(conf, ".10-bridge.conflist.tmp");
+  writeFileSync(tmp, bridgeConflist(podCidrs));
+  renameSync(tmp, join(conf, "10-bridge.conflist"));
 }

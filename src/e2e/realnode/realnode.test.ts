@@ -6,10 +6,10 @@
 // `lab down` leaves nothing on the machine and restores the sysctls the kubelet changed.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { copyFileSync, existsSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { run } from "../../kernel/exec.js";
 import { inCidr } from "../cluster/fixture.js";
+import { installBridgeCni } from "./manifest.js";
 import { hostSnapshot, RealLab, requireComponents, skipReason, type HostSnapshot, type NodeJson } from "./fixture.js";
 
 const skip = skipReason();
@@ -23,28 +23,6 @@ const PODS = [
 function ready(n: NodeJson): { status: string; message: string } {
   const c = n.status?.conditions?.find((x) => x.type === "Ready");
   return { status: c?.status ?? "Unknown", message: c?.message ?? "" };
-}
-
-/** The reference plugins' conflist for one node: a bridge, host-local IPAM from the node's podCIDRs. */
-function bridgeConflist(podCidrs: string[]): string {
-  return JSON.stringify({
-    cniVersion: "0.4.0",
-    name: "lab-bridge",
-    plugins: [
-      {
-        type: "bridge",
-        bridge: "cni0",
-        isGateway: true,
-        ipMasq: false,
-        ipam: {
-          type: "host-local",
-          ranges: podCidrs.map((c) => [{ subnet: c }]),
-          routes: podCidrs.map((c) => ({ dst: c.includes(":") ? "::/0" : "0.0.0.0/0" })),
-        },
-      },
-      { type: "portmap", capabilities: { portMappings: true } },
-    ],
-  });
 }
 
 /** busybox's httpd (any image works as a probe source), or the lab pod image serving TCP 80 and UDP 53. */
@@ -127,11 +105,7 @@ for (const { dualStack, image } of CASES) {
         );
         for (const n of st.nodes) {
           const cidrs = nodes.find((x) => x.metadata.name === n.name)!.spec!.podCIDRs!;
-          for (const p of ["bridge", "host-local"]) copyFileSync(join("/usr/lib/cni", p), join(n.cniBinDir, p));
-          // Atomic, as a CNI installer writes it: containerd watches the directory.
-          const tmp = join(n.cniConfDir, ".10-bridge.conflist.tmp");
-          writeFileSync(tmp, bridgeConflist(cidrs));
-          renameSync(tmp, join(n.cniConfDir, "10-bridge.conflist"));
+          installBridgeCni(n, cidrs);
           // Cross-node routes, host-gw style, inside the lab's node namespaces (bridge only wires pods locally).
           for (const o of st.nodes) {
             if (o.name === n.name) continue;
