@@ -1,6 +1,6 @@
 // vxlan: one VTEP per node (weft.<vni>, static FDB, no learning, no multicast) carrying both pod
 // families; each peer gets an FDB entry, permanent neighbour entries and onlink routes.
-import { deleteLink, getLink } from "../../kernel/vxlan.js";
+import { deleteLink, getLink, removeVxlanNotrack } from "../../kernel/vxlan.js";
 import type { Cidr } from "../../net/cidr.js";
 import type { IpFamily as Family } from "../../net/ip.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
@@ -108,6 +108,7 @@ export class VxlanBackend extends SerialBackend {
     // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
     await deleteBackendRoutes(this.ctx, this.proto);
     if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);
+    await removeVxlanNotrack(this.ctx);
     this.local = null;
     this.side = null;
   }
