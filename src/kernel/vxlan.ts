@@ -174,6 +174,20 @@ export async function txChecksumOffload(ctx: KernelContext, name: string): Promi
   return m ? m[1] === "on" : null;
 }
 
+/** The offloads `weft status` shows for a device: checksum (the workaround's switch), TSO and GSO. */
+export const SHOWN_OFFLOADS = [TX_CSUM_FEATURE, "tcp-segmentation-offload", "generic-segmentation-offload"] as const;
+
+/** The SHOWN_OFFLOADS features of a link that ethtool lists, as on/off. */
+export async function linkOffloads(ctx: KernelContext, name: string): Promise<Record<string, boolean>> {
+  const out = await read(ctx, ["ethtool", "-k", vIfname(name)]);
+  const res: Record<string, boolean> = {};
+  for (const f of SHOWN_OFFLOADS) {
+    const m = new RegExp(`^\\s*${f}:\\s+(on|off)`, "m").exec(out);
+    if (m) res[f] = m[1] === "on";
+  }
+  return res;
+}
+
 export async function setTxChecksumOffload(ctx: KernelContext, name: string, on: boolean): Promise<void> {
   await write(ctx, ["ethtool", "-K", vIfname(name), TX_CSUM_FEATURE, on ? "on" : "off"]);
 }
