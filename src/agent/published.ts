@@ -29,6 +29,8 @@ export interface AgentReport {
   strandedPods?: number;
   /** bgp backend: each BGP session's peer, address and state at the last sync. */
   sessions?: { peer: string; address: string; state: string }[];
+  /** vxlan backend: the VTEP and its offloads (ethtool feature -> on) as set up. */
+  device?: { name: string; offloads: Record<string, boolean> };
 }
 
 export function encodeBackendData(data: BackendData, report?: AgentReport): Record<string, string> {
@@ -87,6 +89,14 @@ export function readAgentReport(d: Record<string, string>): { report?: AgentRepo
       !v.sessions.every((x) => isObject(x) && ["peer", "address", "state"].every((k) => typeof x[k] === "string")))
   )
     return bad("sessions is not a list of {peer, address, state}");
+  if (
+    v.device !== undefined &&
+    (!isObject(v.device) ||
+      typeof v.device.name !== "string" ||
+      !isObject(v.device.offloads) ||
+      !Object.values(v.device.offloads).every((x) => typeof x === "boolean"))
+  )
+    return bad("device is not {name, offloads}");
   return { report: v as unknown as AgentReport };
 }
 

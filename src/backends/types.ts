@@ -39,6 +39,14 @@ export interface SetupResult {
   readonly podMtu: number;
   /** What setup changed in the kernel; empty when the state was already right. */
   readonly changes: readonly Change[];
+  /** The backend's own device and its offload state as the kernel reports it (vxlan: the VTEP). */
+  readonly device?: DeviceStatus;
+}
+
+export interface DeviceStatus {
+  readonly name: string;
+  /** ethtool feature name -> on; only the features ethtool lists. */
+  readonly offloads: Readonly<Record<string, boolean>>;
 }
 
 export type ChangeObject = "link" | "address" | "offload" | "route" | "neigh" | "fdb" | "daemon";

@@ -25,6 +25,14 @@ describe("readable or not: published node data", () => {
     assert.match(readAgentReport({ agent: "{oops" }).problem ?? "", /agent report is not valid JSON/);
     assert.match(readAgentReport({ agent: '{"health":"fine"}' }).problem ?? "", /health is "fine"/);
     assert.match(readAgentReport({ agent: "[]" }).problem ?? "", /not a JSON object/);
+    const withDevice = (device: unknown) =>
+      readAgentReport({ agent: JSON.stringify({ ...JSON.parse(goodReport), device }) });
+    const vtep = { name: "weft.1", offloads: { "tx-checksum-ip-generic": true, "tcp-segmentation-offload": true } };
+    assert.deepEqual(withDevice(vtep).report?.device, vtep);
+    assert.match(
+      withDevice({ name: "weft.1", offloads: { tso: "yes" } }).problem ?? "",
+      /device is not \{name, offloads\}/,
+    );
     assert.equal(readBackendData({}).problem, undefined);
     assert.match(readBackendData({ backend: "nope" }).problem ?? "", /backend data is not valid JSON/);
   });

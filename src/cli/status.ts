@@ -20,6 +20,8 @@ export interface NodeStatus {
     podMtu: number;
     wiredPods: number;
     strandedPods: number;
+    /** vxlan: the VTEP's offloads (ethtool feature -> on), as the agent set it up. */
+    device?: { name: string; offloads: Record<string, boolean> };
   } | null;
   /** Pod objects with spec.nodeName = this node. */
   pods: number;
@@ -133,6 +135,7 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
           podMtu: report.podMtu,
           wiredPods: report.pods,
           strandedPods: report.strandedPods ?? 0,
+          ...(report.device ? { device: report.device } : {}),
         }
       : null,
     pods,
@@ -186,6 +189,23 @@ function printStatus(s: ClusterStatus): void {
   lines.push(table(rows));
   const sessions = s.nodes.flatMap((n) => (n.sessions ?? []).map((x) => [n.name, x.peer, x.address, x.state]));
   if (sessions.length) lines.push("", table([["NODE", "BGP PEER", "ADDRESS", "STATE"], ...sessions]));
+  // The VXLAN checksum workaround (offload off) also costs TSO: show what each VTEP runs with.
+  const onOff = (d: { offloads: Record<string, boolean> }, f: string) =>
+    d.offloads[f] === undefined ? "-" : d.offloads[f] ? "on" : "off";
+  const devices = s.nodes.flatMap((n) =>
+    n.agent?.device
+      ? [
+          [
+            n.name,
+            n.agent.device.name,
+            onOff(n.agent.device, "tx-checksum-ip-generic"),
+            onOff(n.agent.device, "tcp-segmentation-offload"),
+            onOff(n.agent.device, "generic-segmentation-offload"),
+          ],
+        ]
+      : [],
+  );
+  if (devices.length) lines.push("", table([["NODE", "DEVICE", "TX CSUM OFFLOAD", "TSO", "GSO"], ...devices]));
   if (s.problems.length) lines.push("", "problems:", ...s.problems.map((p) => `  ${p}`));
   process.stdout.write(lines.join("\n") + "\n");
 }

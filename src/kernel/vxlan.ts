@@ -1,7 +1,8 @@
 // VXLAN tunnel endpoints (VTEPs): read one as the kernel reports it, create, change, delete, and
 // the tx checksum offload switch (VXLAN's checksum offload bug that hit flannel and Calico).
+import { KernelCommandError, run, runStatus } from "./exec.js";
 import { read, readJson, write, type KernelContext } from "./tracked.js";
-import { cidr as vCidr, ifname as vIfname, ip as vIp, mac as vMac } from "./validate.js";
+import { cidr as vCidr, ifname as vIfname, ip as vIp, mac as vMac, netnsPath as vNetnsPath } from "./validate.js";
 
 export interface VxlanSpec {
   readonly name: string;
@@ -173,6 +174,90 @@ export async function txChecksumOffload(ctx: KernelContext, name: string): Promi
   return m ? m[1] === "on" : null;
 }
 
+/** The offloads `weft status` shows for a device: checksum (the workaround's switch), TSO and GSO. */
+export const SHOWN_OFFLOADS = [TX_CSUM_FEATURE, "tcp-segmentation-offload", "generic-segmentation-offload"] as const;
+
+/** The SHOWN_OFFLOADS features of a link that ethtool lists, as on/off. */
+export async function linkOffloads(ctx: KernelContext, name: string): Promise<Record<string, boolean>> {
+  const out = await read(ctx, ["ethtool", "-k", vIfname(name)]);
+  const res: Record<string, boolean> = {};
+  for (const f of SHOWN_OFFLOADS) {
+    const m = new RegExp(`^\\s*${f}:\\s+(on|off)`, "m").exec(out);
+    if (m) res[f] = m[1] === "on";
+  }
+  return res;
+}
+
 export async function setTxChecksumOffload(ctx: KernelContext, name: string, on: boolean): Promise<void> {
   await write(ctx, ["ethtool", "-K", vIfname(name), TX_CSUM_FEATURE, on ? "on" : "off"]);
+}
+
+/**
+ * weft's table that exempts the VXLAN outer packets from connection tracking. Any nft table with a
+ * ct expression (weft's policy table) or a nat chain (masquerade) turns conntrack on for every
+ * packet of the node's namespace, the tunnel's own UDP datagrams included; nothing needs state for
+ * them (they are never NATed nor filtered by weft), so they skip it: policy and masquerade still
+ * see the inner packets, which the VXLAN device hands to the stack as packets of their own.
+ */
+export const VXLAN_NOTRACK_TABLE = "weft_vxlan";
+
+/** The whole table for UDP port `p` (replaced atomically; the comment records the port). */
+export function renderVxlanNotrack(p: number): string {
+  const udp = port(p);
+  const t = VXLAN_NOTRACK_TABLE;
+  return [
+    `table inet ${t}`,
+    `delete table inet ${t}`,
+    `table inet ${t} {`,
+    `  comment "weft vxlan notrack udp ${udp}"`,
+    `  chain prerouting {`,
+    `    type filter hook prerouting priority raw; policy accept;`,
+    `    udp dport ${udp} notrack comment "vxlan outer packets in"`,
+    `  }`,
+    `  chain output {`,
+    `    type filter hook output priority raw; policy accept;`,
+    `    udp dport ${udp} notrack comment "vxlan outer packets out"`,
+    `  }`,
+    `}`,
+    "",
+  ].join("\n");
+}
+
+function nftTarget(ctx: KernelContext): { netns?: string } {
+  return ctx.netns === undefined ? {} : { netns: vNetnsPath(ctx.netns) };
+}
+
+/** The UDP port the notrack table is written for, or null when the table is absent. */
+export async function vxlanNotrackPort(ctx: KernelContext): Promise<number | null> {
+  const argv = ["nft", "list", "table", "inet", VXLAN_NOTRACK_TABLE];
+  ctx.onCommand?.(argv, "read");
+  const r = await runStatus(argv, nftTarget(ctx));
+  if (r.code !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return null;
+    throw new KernelCommandError(argv, r.code, r.stderr);
+  }
+  // Both chains must be there, with the port of the comment; anything else is rewritten.
+  const m = /comment "weft vxlan notrack udp (\d+)"/.exec(r.stdout);
+  const rules = r.stdout.match(/udp dport (\d+) notrack/g) ?? [];
+  if (!m || rules.length !== 2 || !rules.every((x) => x === `udp dport ${m[1]} notrack`)) return -1;
+  return Number(m[1]);
+}
+
+/** Makes the notrack table match port `p`; true when it had to be written. */
+export async function ensureVxlanNotrack(ctx: KernelContext, p: number): Promise<boolean> {
+  if ((await vxlanNotrackPort(ctx)) === port(p)) return false;
+  const argv = ["nft", "-f", "-"];
+  ctx.onCommand?.(argv, "write");
+  await run(argv, { input: renderVxlanNotrack(p), ...nftTarget(ctx) });
+  return true;
+}
+
+/** Removes the notrack table if present; true when it existed. */
+export async function removeVxlanNotrack(ctx: KernelContext): Promise<boolean> {
+  if ((await vxlanNotrackPort(ctx)) === null) return false;
+  const t = VXLAN_NOTRACK_TABLE;
+  const argv = ["nft", "-f", "-"];
+  ctx.onCommand?.(argv, "write");
+  await run(argv, { input: `table inet ${t}\ndelete table inet ${t}\n`, ...nftTarget(ctx) });
+  return true;
 }

@@ -2,6 +2,7 @@
 // (settings, lease, backend, pod CIDRs and MTU), plus the store-contact bookkeeping.
 import type { Logger } from "pino";
 import type { Backend } from "../../backends/index.js";
+import type { DeviceStatus } from "../../backends/types.js";
 import type { Pool } from "../../ipam/pool.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import type { ClusterSettings, ClusterStore, NodeLease } from "../../store/types.js";
@@ -58,6 +59,8 @@ export interface ClusterContext {
   backendData: Record<string, string | number | boolean>;
   podCIDRs: string[];
   podMtu: number;
+  /** The backend's device and its offloads, from setup (vxlan), for the published report. */
+  device?: DeviceStatus;
   /** Last time the store answered (a request of ours succeeded). */
   lastStoreContact: number | undefined;
   lastStoreError: string | undefined;

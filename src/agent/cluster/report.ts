@@ -23,6 +23,7 @@ export class Publisher {
       podMtu: this.ctx.podMtu,
       pods: pods.count,
       ...(pods.stranded ? { strandedPods: pods.stranded } : {}),
+      ...(this.ctx.device ? { device: { name: this.ctx.device.name, offloads: { ...this.ctx.device.offloads } } } : {}),
     };
     const last = this.lastSync() ?? { peers: [], changes: [], errors: [] };
     // A peer-write door that failed to open is the node's own error (health "degraded").

@@ -11,6 +11,7 @@ export async function setupBackend(ctx: ClusterContext, podCIDRs: string[]): Pro
   });
   ctx.backendData = { ...res.data };
   ctx.podMtu = res.podMtu;
+  ctx.device = res.device;
   if (res.changes.length)
     ctx.o.log.info({ changes: res.changes.map((c) => `${c.action} ${c.object} ${c.detail}`) }, "backend set up");
   return res.changes.length;

@@ -1,6 +1,6 @@
 // vxlan: one VTEP per node (weft.<vni>, static FDB, no learning, no multicast) carrying both pod
 // families; each peer gets an FDB entry, permanent neighbour entries and onlink routes.
-import { deleteLink, getLink } from "../../kernel/vxlan.js";
+import { deleteLink, getLink, linkOffloads, removeVxlanNotrack } from "../../kernel/vxlan.js";
 import type { Cidr } from "../../net/cidr.js";
 import type { IpFamily as Family } from "../../net/ip.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
@@ -80,7 +80,8 @@ export class VxlanBackend extends SerialBackend {
     await this.afterSetup(node);
     this.local = node;
     this.side = { device: this.cfg.device, vni: this.cfg.vni, underlayFamily: family, localMac: mac };
-    return { data: vxlanData(mac, this.cfg.vni, family), podMtu: mtu, changes };
+    const device = { name: this.cfg.device, offloads: await linkOffloads(this.ctx, this.cfg.device) };
+    return { data: vxlanData(mac, this.cfg.vni, family), podMtu: mtu, changes, device };
   }
 
   protected plan(peer: PeerView, side: VxlanSide): PeerPlan {
@@ -108,6 +109,7 @@ export class VxlanBackend extends SerialBackend {
     // Routes via the underlay (vxlan-direct) do not go away with the device; remove them too.
     await deleteBackendRoutes(this.ctx, this.proto);
     if (await getLink(this.ctx, this.cfg.device)) await deleteLink(this.ctx, this.cfg.device);
+    await removeVxlanNotrack(this.ctx);
     this.local = null;
     this.side = null;
   }

@@ -7,6 +7,7 @@ import {
   createVxlan,
   delAddress,
   deleteLink,
+  ensureVxlanNotrack,
   getLink,
   listGlobalAddresses,
   setLinkMac,
@@ -85,6 +86,9 @@ export async function ensureVtep(ctx: KernelContext, w: VtepWanted): Promise<Cha
     await setTxChecksumOffload(ctx, w.name, !w.disableTxChecksumOffload);
     link("offload", "replace", `${w.name} tx-checksum-ip-generic ${w.disableTxChecksumOffload ? "off" : "on"}`);
   }
+  // The tunnel's outer UDP packets skip conntrack (kernel/vxlan.ts says why).
+  if (await ensureVxlanNotrack(ctx, w.port))
+    link("link", "replace", `${w.name} outer packets (udp ${w.port}) untracked`);
   if (!l.up) {
     await setLinkUp(ctx, w.name);
     link("link", "replace", `${w.name} up`);

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { run } from "../../kernel/exec.js";
 import { assertAllOk, backendSuite, startCluster, stateFor, withTopology } from "../testing/suite.js";
+import { reaches } from "../testing/topology.js";
 import { release } from "node:os";
 import { VxlanBackend } from "./backend.js";
 import { kernelHasVxlanChecksumBug } from "./config.js";
@@ -147,4 +148,30 @@ test("vxlan: overlapping syncs run one after the other; the last peer list wins"
     await Promise.all([b.syncPeers(c.peers), b.syncPeers(c.peers.filter((p) => p.name !== gone.name))]);
     assert.deepEqual(await stateFor(a, gone), []);
     assert.ok((await stateFor(a, topo.nodes[1])).length > 0);
+  }));
+
+test("vxlan: the tunnel's outer packets skip conntrack (the inner pod packets stay tracked), and teardown removes the exemption", () =>
+  withTopology({ subnets: [0, 0], podFamilies: [4] }, async (topo) => {
+    const c = await startCluster(topo, (o) => new VxlanBackend(o));
+    assertAllOk(await c.syncAll());
+    const [a, b] = topo.nodes;
+    // Any table with a ct expression turns conntrack on in the namespace, as weft's policy table does.
+    const ct =
+      "table inet tpct {\n chain c {\n  type filter hook forward priority 0; policy accept;\n  ct state new counter\n }\n}\n";
+    for (const n of topo.nodes) await run(["nft", "-f", "-"], { netns: n.netns, input: ct });
+    const table = await run(["nft", "list", "table", "inet", "weft_vxlan"], { netns: a.netns });
+    assert.match(table, /udp dport 4789 notrack/);
+    assert.ok(await reaches(a.pod.netns, b.pod.ipv4!), "pod a cannot reach pod b over the tunnel");
+    const flows = await run(["conntrack", "-L"], { netns: a.netns }).catch(() => "");
+    assert.match(
+      flows,
+      new RegExp(`icmp .*src=${a.pod.ipv4!.replace(/\./g, "\\.")} dst=${b.pod.ipv4!.replace(/\./g, "\\.")}`),
+    );
+    assert.doesNotMatch(flows, /dport=4789/, `outer VXLAN packets were tracked:\n${flows}`);
+    await c.members[0].backend.teardown();
+    assert.equal(
+      (await run(["nft", "list", "tables"], { netns: a.netns })).includes("weft_vxlan"),
+      false,
+      "teardown left the notrack table behind",
+    );
   }));
