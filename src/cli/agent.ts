@@ -14,9 +14,16 @@ import { isLogLevel, LOG_LEVELS, makeLogger, startAgent, type AgentConfig, type 
 import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
 import { isPodKernelName, POD_KERNELS } from "../kernel/pod/index.js";
 import type { StoreConfig } from "../store/index.js";
+import { DEFAULT_SUBNET_GRACE_SECONDS } from "../store/registration.js";
 import { UserError } from "./errors.js";
 import { addEtcdOptions, etcdConnectionFromFlags, refuseEtcdFlags, type EtcdFlags } from "./store-flags.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
+
+/**
+ * --handover's default: longer than an agent's restart in a rolling update takes (kill, a new pod
+ * through the kubelet and runtime, the agent's start; up to about 40 s seen on a busy 2-core node).
+ */
+export const DEFAULT_HANDOVER_SECONDS = 120;
 
 /** Where a cluster-mode agent keeps its IPAM state when --state-dir is not given. */
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
@@ -60,6 +67,7 @@ interface AgentFlags extends EtcdFlags {
   metricsPort?: string;
   leaseTtl?: string;
   subnetGrace?: string;
+  handover?: string;
   resyncInterval?: string;
   denyLog?: boolean;
   kernel?: string;
@@ -79,6 +87,12 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
   const metricsPort = intFlag("--metrics-port", o.metricsPort, 0, 65535);
   const leaseTtl = intFlag("--lease-ttl", o.leaseTtl, 1, 3600);
   const subnetGrace = intFlag("--subnet-grace", o.subnetGrace, 1, 86400 * 7);
+  const grace = subnetGrace ?? DEFAULT_SUBNET_GRACE_SECONDS;
+  const handover = intFlag("--handover", o.handover, 0, 86400 * 7);
+  if (handover !== undefined && handover > grace)
+    throw new UserError(
+      `--handover ${handover}: at most --subnet-grace (${grace}): the node's subnets must stay reserved while its lease is handed over`,
+    );
   const resync = intFlag("--resync-interval", o.resyncInterval, 1, 3600);
   const healthPort = intFlag("--health-port", o.healthPort, 0, 65535);
   const policySource = o.policySource ?? "auto";
@@ -142,6 +156,8 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
     ...(metricsPort !== undefined ? { metricsPort } : {}),
     ...(leaseTtl !== undefined ? { leaseTtlSeconds: leaseTtl } : {}),
     ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
+    // The Kubernetes store's lease can be handed over (a rolling update's restart); etcd's runs out by TTL.
+    ...(store.kind === "kubernetes" ? { handoverSeconds: handover ?? Math.min(DEFAULT_HANDOVER_SECONDS, grace) } : {}),
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
     ...(kernel !== undefined ? { kernel } : {}),
     denyLog: o.denyLog !== false,
@@ -236,6 +252,10 @@ export function registerAgent(program: Command): void {
       "node lease TTL: a stopped node disappears from its peers this long after (default 15)",
     )
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
+    .option(
+      "--handover <seconds>",
+      `--store kubernetes: on SIGTERM/SIGINT, keep the node's lease live this long for the agent that replaces it (a rolling update), so peers keep their routes to the node; 0 = it runs out by --lease-ttl (default ${DEFAULT_HANDOVER_SECONDS})`,
+    )
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
     .addOption(
       new Option(
