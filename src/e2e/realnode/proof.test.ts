@@ -5,7 +5,9 @@
 // - egress masquerade: a pod reaching a node address outside the cluster CIDRs is seen with its node's
 //   address, while pod-to-pod keeps the pod's own address;
 // - a rolling upgrade of the DaemonSet to another image tag while a TCP stream between pods on two nodes
-//   flows: the stream survives gap-free, pod addresses, weft's leases and the podCIDRs are unchanged;
+//   flows and new connections are opened both ways every 50 ms: the stream survives gap-free, no new
+//   connection fails, no route, neighbour or VTEP of weft's changes in either node, and pod addresses,
+//   weft's leases and the podCIDRs are unchanged;
 // - agent down on a node: a new pod's sandbox gets CNI error 11 and runs once the agent is back; a pod
 //   deleted meanwhile leaves no veth and no address behind;
 // - the kubelet's own Lease and Node: watched for the whole run, never written by weft beyond its
@@ -23,7 +25,17 @@ import { ctr, inNode } from "../../lab/realnode/node.js";
 import { kubectlBinary } from "../../testlib/kubectl.js";
 import { ROOT, WEFT_BIN } from "../../testlib/lab.js";
 import { inCidr } from "../cluster/fixture.js";
-import { hostSnapshot, RealLab, requireComponents, skipReason, type HostSnapshot, type PodJson } from "./fixture.js";
+import {
+  hostSnapshot,
+  RealLab,
+  requireComponents,
+  skipReason,
+  startProbers,
+  watchNodeKernels,
+  type HostSnapshot,
+  type PodJson,
+} from "./fixture.js";
+import { describeWindows } from "../../testlib/prober.js";
 import { podManifest, renderManifest, weftImage } from "./manifest.js";
 
 const skip = skipReason();
@@ -252,7 +264,7 @@ describe(
     });
     after(async () => {
       // A test that failed midway leaves its stream running: the stop files end both ends.
-      if (tmp) for (const t of ["masq", "p2p", "stream"]) writeFileSync(join(tmp, `${t}.stop`), "");
+      if (tmp) for (const t of ["masq", "p2p", "stream", "upgrade-probe"]) writeFileSync(join(tmp, `${t}.stop`), "");
       for (const w of watchers) w.kill();
       if (!downDone) await lab.down();
       if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -414,6 +426,19 @@ describe(
       // The stream flows before the rollout starts.
       const flowing = join(tmp, "stream.out.flowing");
       await lab.waitFor("the stream flowing", async () => (existsSync(flowing) ? true : undefined), 30_000);
+      // New connections too, both ways, every 50 ms: an established stream rides out an outage on TCP's
+      // retransmissions, a new connection does not. The timeout is generous: made, not how fast.
+      const probers = startProbers(
+        lab,
+        [
+          { key: "default/m1", ip: pods0.m1! },
+          { key: "default/m2", ip: pods0.m2! },
+        ],
+        { port: 80, intervalMs: 50, timeoutMs: 5000, dir: tmp, tag: "upgrade-probe" },
+      );
+      await probers.ready();
+      const kernel = await watchNodeKernels(lab);
+      const setAt = Date.now();
       await kc(["-n", "kube-system", "set", "image", "ds/weft", `weft=${UPGRADE_TAG}`, `install-cni=${UPGRADE_TAG}`]);
       const rs = await runStatus(
         [
@@ -448,7 +473,30 @@ describe(
         for (const c of [...p.spec.containers, ...(p.spec.initContainers ?? [])])
           assert.equal(c.image, UPGRADE_TAG, "the agent pods run the new tag");
 
-      // Stop the stream after the rollout and a few more lines through the new agents.
+      // Stop the stream and the probers after the rollout and a few more lines through the new agents.
+      const probed = await probers.stop();
+      const seen = await kernel.stop();
+      const windows = probed.flatMap((p) => describeWindows(p.from, p, setAt));
+      for (const p of probed) {
+        assert.equal(p.error, undefined, `the prober in ${p.from}: ${p.error}`);
+        assert.ok(p.ok > 20, `the prober in ${p.from}: ${p.ok} new connections made`);
+      }
+      assert.deepEqual(
+        probed.map((p) => [p.from, p.failed]),
+        probed.map((p) => [p.from, 0]),
+        `new connections failed during the rollout (${probed.map((p) => p.sent).join(" + ")} sent): ${windows.join("; ")}`,
+      );
+      for (const w of seen) {
+        assert.deepEqual(
+          w.deleted.filter((l) => /weft\./.test(l)),
+          [],
+          `${w.node}: weft's routes, neighbours or links deleted during the rollout`,
+        );
+        assert.equal(w.vtep.after, w.vtep.before, `${w.node}: the VTEP was recreated`);
+      }
+      process.stdout.write(
+        `# upgrade: ${probed.map((p) => `${p.from} ${p.ok} new connections, slowest ${p.maxMs} ms`).join("; ")}\n`,
+      );
       writeFileSync(join(tmp, "stream.stop"), "");
       const c = await client;
       assert.equal(c.code, 0, `the client's connection survived: ${c.stderr}`);
