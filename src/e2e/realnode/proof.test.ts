@@ -366,6 +366,29 @@ describe(
       const no = await lab.cli(["probe", "pol/c", "pol/b", "--port", "80", "-o", "json", "--timeout-ms", "1500"]);
       assert.equal(no.code, 1, `pol/c -> pol/b: ${no.stdout}${no.stderr}`);
       assert.equal((JSON.parse(no.stdout) as { result: string }).result, "timeout", "a policy drop, not a refusal");
+      // The deny log (tcpdump on NFLOG, in the image): n2's agent logs the drop, naming the pod and the policy.
+      const testPodsNow = await testPods();
+      const ip = (name: string) => testPodsNow.find((p) => p.metadata.namespace === "pol" && p.metadata.name === name)!;
+      const [cIp, bIp] = [ip("c").status.podIP!, ip("b").status.podIP!];
+      const logs = join(lab.dir, "n2", "host", "log-pods");
+      const agentLog = (): string =>
+        readdirSync(logs)
+          .filter((d) => d.startsWith("kube-system_weft-"))
+          .flatMap((d) => {
+            const dir = join(logs, d, "weft");
+            return existsSync(dir) ? readdirSync(dir).map((f) => readFileSync(join(dir, f), "utf8")) : [];
+          })
+          .join("");
+      const denied = await lab.waitFor(
+        "n2's agent to log the denied connection",
+        async () =>
+          agentLog()
+            .split("\n")
+            .find((l) => l.includes(`denied ingress TCP ${cIp}:`) && l.includes(`-> ${bIp}:80`)),
+        30_000,
+        () => agentLog().slice(-1500),
+      );
+      assert.match(denied, /\(pol\/b; isolated by [^)]*pol\/(deny-ingress|a-to-b)/);
     });
 
     test("masquerade: a pod reaching a node address outside the cluster CIDRs shows as its node; pod to pod keeps the pod's address", async () => {
