@@ -107,12 +107,16 @@ function bridgeConflist(podCidrs: string[]): string {
  * Installs the reference bridge + host-local plugins as a real node's CNI (binaries from
  * /usr/lib/cni, then the conflist, atomically, as a CNI installer writes it: containerd watches the dir).
  */
-export function installBridgeCni(node: { cniBinDir?: string; cniConfDir?: string }, podCidrs: string[]): void {
+export function installBridgeCni(
+  node: { cniBinDir?: string; cniConfDir?: string },
+  podCidrs: string[],
+  file = "10-bridge.conflist",
+): void {
   const bin = node.cniBinDir;
   const conf = node.cniConfDir;
   if (!bin || !conf) throw new Error("the node has no CNI dirs (not a real node?)");
   for (const p of ["bridge", "host-local"]) copyFileSync(join("/usr/lib/cni", p), join(bin, p));
-  const tmp = join(conf, ".10-bridge.conflist.tmp");
+  const tmp = join(conf, `.${file}.tmp`);
   writeFileSync(tmp, bridgeConflist(podCidrs));
-  renameSync(tmp, join(conf, "10-bridge.conflist"));
+  renameSync(tmp, join(conf, file));
 }
