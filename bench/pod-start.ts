@@ -33,6 +33,10 @@ once();`;
 
 async function main(): Promise<void> {
   const lab = new RealLab();
+  // Stopped early (SIGINT/SIGTERM): the lab goes down all the same; the section holds what was written.
+  const bail = (code: number) => void lab.down().finally(() => process.exit(code));
+  process.once("SIGINT", () => bail(130));
+  process.once("SIGTERM", () => bail(143));
   progress(B, `lab ${lab.id} up (1 real node)`);
   await lab.up(["--nodes", "1"]);
   try {
@@ -95,31 +99,27 @@ async function main(): Promise<void> {
       await lab.kubectl(["delete", "pod", name, "--wait=true", "--timeout=120s"]);
       return ms;
     };
-    for (let i = 0; i < N; i++) {
-      const order: Array<"weft" | "bridge"> = i % 2 ? ["bridge", "weft"] : ["weft", "bridge"];
-      for (const cni of order) samples[cni].push(await one(cni, i));
-      progress(B, `round ${i + 1}/${N}: weft ${fmt(samples.weft[i], 0)} ms, bridge ${fmt(samples.bridge[i], 0)} ms`);
-    }
-    const stat = (xs: number[]) => {
-      const s = [...xs].sort((a, b) => a - b);
-      return {
-        min: s[0],
-        p25: quantile(s, 0.25),
-        p50: quantile(s, 0.5),
-        p75: quantile(s, 0.75),
-        p99: s.length >= 100 ? quantile(s, 0.99) : NaN,
-        max: s[s.length - 1],
+    const report = (n: number): string => {
+      const stat = (xs: number[]) => {
+        const s = [...xs].sort((a, b) => a - b);
+        return {
+          min: s[0],
+          p25: quantile(s, 0.25),
+          p50: quantile(s, 0.5),
+          p75: quantile(s, 0.75),
+          p99: s.length >= 100 ? quantile(s, 0.99) : NaN,
+          max: s[s.length - 1],
+        };
       };
-    };
-    const w = stat(samples.weft);
-    const b = stat(samples.bridge);
-    const ratio = w.p50 / b.p50;
-    const p99 = N >= 100;
-    // The paired difference per round (same round, back to back): the node's drift cancels out.
-    const diffs = samples.weft.map((w, i) => w - samples.bridge[i]).sort((x, y) => x - y);
-    const row = (name: string, x: ReturnType<typeof stat>) =>
-      `| ${name} | ${fmt(x.p50, 0)} | ${p99 ? `${fmt(x.p99, 0)} | ` : ""}${fmt(x.max, 0)} | ${fmt(x.min, 0)} | ${fmt(x.p25, 0)}-${fmt(x.p75, 0)} |`;
-    const body = `## Pod start on a real node (bench/pod-start.ts)
+      const w = stat(samples.weft);
+      const b = stat(samples.bridge);
+      const ratio = w.p50 / b.p50;
+      const p99 = n >= 100;
+      // The paired difference per round (same round, back to back): the node's drift cancels out.
+      const diffs = samples.weft.map((w, i) => w - samples.bridge[i]).sort((x, y) => x - y);
+      const row = (name: string, x: ReturnType<typeof stat>) =>
+        `| ${name} | ${fmt(x.p50, 0)} | ${p99 ? `${fmt(x.p99, 0)} | ` : ""}${fmt(x.max, 0)} | ${fmt(x.min, 0)} | ${fmt(x.p25, 0)}-${fmt(x.p75, 0)} |`;
+      const body = `## Pod start on a real node (bench/pod-start.ts)
 
 ${today()} on ${machine()}. One \`weft lab up --kubelet real --nodes 1\` lab (containerd 1.6 CRI,
 kubelet 1.20.2), weft and the reference bridge + host-local plugins **on the same node, in the same
@@ -127,7 +127,7 @@ run, interleaved**: weft installed with deploy/weft.yaml; for a reference sample
 written as \`${BRIDGE_FILE}\` (containerd takes the first conflist by name over \`10-weft.conflist\`),
 its pods on ${BRIDGE_SUBNET} (outside the cluster CIDRs), and removed for a weft sample. Every pod's
 address is checked to come from the CNI the sample is for (samples taken again because containerd had
-not reloaded its config yet: ${misrouted}). n = ${N} pods per CNI
+not reloaded its config yet: ${misrouted}). n = ${n} pods per CNI
 (\`localhost/weft/lab-pod:1\`), one at a time, the order alternating per round, each pod deleted before
 the next sample. Time from \`kubectl apply\` to the pod Running (polled with kubectl, 250 ms) and a
 TCP connection from its node to its port 80 accepted.
@@ -139,6 +139,17 @@ ${row("bridge + host-local", b)}
 
 p50 ratio weft / reference: **${fmt(ratio, 3)}** (target <= 1.05). Paired difference weft - reference
 per round: median ${fmt(quantile(diffs, 0.5), 0)} ms, p25-p75 ${fmt(quantile(diffs, 0.25), 0)} to ${fmt(quantile(diffs, 0.75), 0)} ms.${p99 ? "" : ` p99 is not given: it needs >= 100 samples (\`--n 100\`).`}`;
+      return body;
+    };
+    for (let i = 0; i < N; i++) {
+      const order: Array<"weft" | "bridge"> = i % 2 ? ["bridge", "weft"] : ["weft", "bridge"];
+      for (const cni of order) samples[cni].push(await one(cni, i));
+      progress(B, `round ${i + 1}/${N}: weft ${fmt(samples.weft[i], 0)} ms, bridge ${fmt(samples.bridge[i], 0)} ms`);
+      // From 50 rounds on, every 10: the section holds the rounds so far (a run cut short still reports).
+      if (i + 1 >= 50 && (i + 1) % 10 === 0 && i + 1 < N)
+        writeSection(join(repoRoot, "docs", "benchmarks.md"), "pod-start", report(i + 1));
+    }
+    const body = report(N);
     writeSection(join(repoRoot, "docs", "benchmarks.md"), "pod-start", body);
     process.stdout.write(`${body}\n`);
   } finally {
