@@ -11,7 +11,8 @@
 // - agent down on a node: a new pod's sandbox gets CNI error 11 and runs once the agent is back; a pod
 //   deleted meanwhile leaves no veth and no address behind;
 // - the kubelet's own Lease and Node: watched for the whole run, never written by weft beyond its
-//   annotations, label and the NetworkUnavailable condition;
+//   annotations, label and the NetworkUnavailable condition; each kubelet runs as system:node:NAME
+//   (its own token), which NodeRestriction keeps off other nodes' objects;
 // - uninstall: `kubectl delete -f`, then `weft uninstall --real-node --yes` in each node leaves nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,6 +23,7 @@ import { runStatus } from "../../kernel/exec.js";
 import { netnsPathOf } from "../../lab/names.js";
 import { binaries, run } from "../../lab/realnode/host.js";
 import { ctr, inNode } from "../../lab/realnode/node.js";
+import { nodeKubeconfig } from "../../lab/agents.js";
 import { kubectlBinary } from "../../testlib/kubectl.js";
 import { ROOT, WEFT_BIN } from "../../testlib/lab.js";
 import { inCidr } from "../cluster/fixture.js";
@@ -672,6 +674,25 @@ describe(
       for (const l of watched.node.split("\n").filter((x) => x.trim()))
         for (const m of l.split(" ").slice(2))
           assert.ok(NODE_WRITERS.includes(m) || weftManagers.has(m), `a Node version written by ${m}: ${l}`);
+    });
+
+    test("each kubelet has its own identity (system:node:NAME): its credentials reach its own Node and Lease, not another node's", async () => {
+      // What the kubelet on n1 runs with, through n1's own forwarder to the API server.
+      const asN1 = (args: string[]) =>
+        inNodeNet("n1", [kubectlBinary(), "--kubeconfig", nodeKubeconfig(nodeOf("n1")), ...args]);
+      const own = await asN1(["get", "node", "n1", "-o", "name"]);
+      assert.equal(own.code, 0, `n1's kubelet reads its Node: ${own.stderr}`);
+      const lease = await asN1(["-n", "kube-node-lease", "get", "lease", "n1", "-o", "name"]);
+      assert.equal(lease.code, 0, `n1's kubelet reads its Lease: ${lease.stderr}`);
+      // NodeRestriction and the Node authorizer: another node's objects are not its to write.
+      const other = await asN1(["annotate", "node", "n2", "weft.test/by-n1=x"]);
+      assert.notEqual(other.code, 0, "n1's kubelet must not write Node n2");
+      assert.match(other.stderr, /forbidden/i);
+      const otherLease = await asN1(["-n", "kube-node-lease", "annotate", "lease", "n2", "weft.test/by-n1=x"]);
+      assert.notEqual(otherLease.code, 0, "n1's kubelet must not write n2's Lease");
+      assert.match(otherLease.stderr, /forbidden/i);
+      const secrets = await asN1(["-n", "kube-system", "get", "secrets"]);
+      assert.notEqual(secrets.code, 0, "n1's kubelet must not list secrets");
     });
 
     test("uninstall: kubectl delete -f, then weft uninstall --real-node --yes in each node leaves nothing of weft", async () => {
