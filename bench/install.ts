@@ -12,13 +12,13 @@
 // over what the previous round's uninstall left (the conflist, so the nodes stay Ready), unless
 // --fresh, which takes the lab down and brings a new one up before every round.
 //   node dist-bench/bench/install.js [--rounds 5] [--nodes 2] [--interval 50] [--fresh]
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { runStatus } from "../src/kernel/exec.js";
 import { binaries, run } from "../src/lab/realnode/host.js";
 import { ctr } from "../src/lab/realnode/node.js";
 import { kubectlBinary } from "../src/testlib/kubectl.js";
-import { RealLab, type NodeJson } from "../src/e2e/realnode/fixture.js";
+import { RealLab, startProbers, watchNodeKernels, type NodeJson } from "../src/e2e/realnode/fixture.js";
 import { podManifest, renderManifest, weftImage } from "../src/e2e/realnode/manifest.js";
 import { benchArg, fmt, machine, progress, repoRoot, sleep, today, writeSection } from "./lib.js";
 
@@ -30,48 +30,6 @@ const PROBE_TIMEOUT_MS = 1000;
 const UPGRADE_TAG = "bench-upgrade";
 const B = "install";
 
-// A prober: every INTERVAL ms opens one TCP connection to each TARGET (ip:port, comma-separated); a probe
-// fails on an error or no connection within TIMEOUT ms. Writes READY after 20 successes; when STOP
-// exists, waits for the probes in flight and writes {sent, ok, failed, windows, maxMs} to OUT: windows are
-// runs of failed probes to one target (epoch ms of the first and last, count, errors).
-const PROBER = `
-const net = require("net"), fs = require("fs");
-const [targets, interval, timeout, ready, stop, out] = process.argv.slice(1);
-const ts = targets.split(",").map((t) => { const i = t.lastIndexOf(":"); return [t.slice(0, i), Number(t.slice(i + 1))]; });
-let sent = 0, ok = 0, failed = 0, inflight = 0, maxMs = 0; const windows = [];
-setTimeout(() => { fs.writeFileSync(out, JSON.stringify({ error: "no stop within 15 min" })); process.exit(2); }, 900000).unref();
-const probe = ([host, port]) => {
-  sent++; inflight++; const s0 = Date.now(); let done = false;
-  const s = net.connect({ host, port });
-  const end = (err) => {
-    if (done) return; done = true; inflight--; clearTimeout(tm); s.destroy(); const ms = Date.now() - s0;
-    if (err) { failed++; const target = host + ":" + port;
-      let w = windows.findLast((x) => x.target === target);
-      if (!w || s0 - w.to > 3 * Number(interval)) windows.push((w = { target, from: s0, to: s0, n: 0, errors: [] }));
-      w.to = s0; w.n++; if (!w.errors.includes(err)) w.errors.push(err); }
-    else { ok++; maxMs = Math.max(maxMs, ms); if (ok === 20) fs.writeFileSync(ready, "1"); }
-  };
-  const tm = setTimeout(() => end("timeout"), Number(timeout));
-  s.on("connect", () => end()); s.on("error", (e) => end(e.code || e.message));
-};
-const tick = setInterval(() => {
-  if (!fs.existsSync(stop)) { for (const t of ts) probe(t); return; }
-  clearInterval(tick);
-  const fin = () => { if (inflight) return setTimeout(fin, 20);
-    fs.writeFileSync(out, JSON.stringify({ sent, ok, failed, windows, maxMs })); process.exit(0); };
-  fin();
-}, Number(interval));
-`;
-
-interface ProbeResult {
-  sent: number;
-  ok: number;
-  failed: number;
-  windows: Array<{ target: string; from: number; to: number; n: number; errors: string[] }>;
-  maxMs: number;
-  error?: string;
-}
-
 interface Round {
   kind: "first install" | "reinstall";
   nodesReadyMs: number;
@@ -81,6 +39,10 @@ interface Round {
   probes: number;
   failed: number;
   maxProbeMs: number;
+  /** weft's routes, neighbours or links deleted on any node during the upgrade (ip monitor). */
+  kernelDeleted: string[];
+  /** A node whose VTEP was recreated (another ifindex or MAC after the upgrade). */
+  vtepChanged: string[];
   /** Failure windows, ms after `kubectl set image`. */
   windows: Array<{ from: string; target: string; at: number; to: number; n: number; errors: string[] }>;
 }
@@ -190,32 +152,15 @@ async function round(lab: RealLab, i: number, manifest: string, tmp: string, fir
     },
     180_000,
   );
-  const stop = join(tmp, `r${i}.stop`);
-  const probers = pods.map((p, k) => {
-    const targets = ips.filter((_, j) => j !== k).map((ip) => `${ip}:80`);
-    const args = [targets.join(","), String(INTERVAL_MS), String(PROBE_TIMEOUT_MS)];
-    const files = ["ready", "out"].map((f) => join(tmp, `r${i}-${p}.${f}`));
-    const done = lab.cli([
-      "exec",
-      `default/${p}`,
-      "--",
-      process.execPath,
-      "-e",
-      PROBER,
-      ...args,
-      files[0],
-      stop,
-      files[1],
-    ]);
-    return { pod: p, ready: files[0], out: files[1], done };
-  });
+  const probers = startProbers(
+    lab,
+    pods.map((p, k) => ({ key: `default/${p}`, ip: ips[k] })),
+    { port: 80, intervalMs: INTERVAL_MS, timeoutMs: PROBE_TIMEOUT_MS, dir: tmp, tag: `r${i}` },
+  );
+  let stopped = false;
   try {
-    for (const pr of probers)
-      await lab.waitFor(
-        `the prober in ${pr.pod} reaching the other pods`,
-        async () => (existsSync(pr.ready) ? true : undefined),
-        30_000,
-      );
+    await probers.ready();
+    const kernel = await watchNodeKernels(lab);
     const t1 = performance.now();
     const setAt = Date.now();
     await lab.kubectl([
@@ -250,18 +195,14 @@ async function round(lab: RealLab, i: number, manifest: string, tmp: string, fir
     );
     // A second of probes through the new agents, then the probers' counts.
     await sleep(1000);
-    writeFileSync(stop, "");
-    const results = await Promise.all(
-      probers.map(async (pr): Promise<ProbeResult> => {
-        const r = await pr.done;
-        try {
-          return JSON.parse(readFileSync(pr.out, "utf8")) as ProbeResult;
-        } catch {
-          throw new Error(`the prober in ${pr.pod} wrote no result (exit ${r.code}): ${r.stderr.slice(-500)}`);
-        }
-      }),
-    );
-    for (const [k, r] of results.entries()) if (r.error) throw new Error(`the prober in ${probers[k].pod}: ${r.error}`);
+    stopped = true;
+    const results = await probers.stop();
+    for (const r of results) if (r.error) throw new Error(`the prober in ${r.from}: ${r.error}`);
+    const seen = await kernel.stop();
+    const kernelDeleted = seen.flatMap((w) => w.deleted.filter((l) => /weft\./.test(l)).map((l) => `${w.node}: ${l}`));
+    const vtepChanged = seen
+      .filter((w) => w.vtep.before !== w.vtep.after)
+      .map((w) => `${w.node}: ${w.vtep.before} -> ${w.vtep.after}`);
 
     // 3. Uninstall: the pods first (their DEL needs the agent), then the manifest.
     await lab.kubectl(["delete", "pod", ...pods, "--wait=true", "--timeout=120s"]);
@@ -283,12 +224,14 @@ async function round(lab: RealLab, i: number, manifest: string, tmp: string, fir
       probes: results.reduce((a, r) => a + r.sent, 0),
       failed: results.reduce((a, r) => a + r.failed, 0),
       maxProbeMs: Math.max(...results.map((r) => r.maxMs)),
+      kernelDeleted,
+      vtepChanged,
       windows: results.flatMap((r, k) =>
         r.windows.map((w) => ({ ...w, from: pods[k], at: w.from - setAt, to: w.to - setAt })),
       ),
     };
   } finally {
-    writeFileSync(stop, "");
+    if (!stopped) await probers.stop().catch(() => undefined);
   }
 }
 
@@ -308,6 +251,8 @@ function report(rounds: Round[]): string {
     .filter(([, rs]) => rs.length);
   const probes = rounds.reduce((a, r) => a + r.probes, 0);
   const failed = rounds.reduce((a, r) => a + r.failed, 0);
+  const deleted = rounds.flatMap((r) => r.kernelDeleted);
+  const vteps = rounds.flatMap((r, i) => r.vtepChanged.map((v) => `round ${i + 1} ${v}`));
   const rows = [
     ...kinds.map(
       ([k, rs]) =>
@@ -348,6 +293,8 @@ still there and the node still Ready (checked each round). ${reinstall}
 ${rows.join("\n")}
 
 Failed probes during the rolling upgrades: **${failed}** of ${probes} (goal 0).
+weft's routes, neighbours and links deleted on the nodes during the upgrades (\`ip monitor\` in each
+node's namespace): ${deleted.length}${deleted.length ? ` (${deleted.slice(0, 6).join("; ")})` : ""}; VTEPs recreated (another ifindex or MAC afterwards): ${vteps.length ? vteps.join("; ") : "none"}.
 
 | round | kind | nodes Ready s | install s | upgrade s | probes | failed | slowest probe ms |
 |---|---|---|---|---|---|---|---|

@@ -85,12 +85,37 @@ export class Membership {
     this.publisher.schedule(1000);
   }
 
-  /** Stops watching and renewing. Nothing in the kernel changes and nothing is revoked: pods keep working, the lease runs out by TTL. */
+  /**
+   * Stops watching and renewing. Nothing in the kernel changes and nothing is revoked: pods keep
+   * working. The lease runs out by TTL, or with handoverSeconds stays live that long for the next
+   * agent: a restart that outlasts the TTL (a rolling update on a busy node) must not make peers
+   * drop their routes to this node, which breaks every new connection to its pods meanwhile.
+   */
   async stop(): Promise<void> {
+    const wasJoined = this.ctx.state !== "joining" && this.ctx.state !== "stopped";
     this.ctx.state = "stopped";
     this.publisher.stop();
     this.lease.stop();
     await this.peers.stop();
+    const seconds = this.ctx.o.handoverSeconds ?? 0;
+    const lease = this.ctx.lease;
+    if (wasJoined && seconds > 0 && lease?.handOver) {
+      const log = this.ctx.o.log;
+      // Bounded: the kubelet kills the container after its grace period (the DaemonSet's 5 s).
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no answer within 2 s")), 2000);
+      });
+      await Promise.race([lease.handOver(seconds), timeout]).then(
+        () => log.info({ seconds }, "node lease handed over: it stays live this long for the next agent"),
+        (e: unknown) =>
+          log.warn(
+            { err: e instanceof Error ? e.message : String(e) },
+            "could not hand the node lease over; it runs out by its TTL",
+          ),
+      );
+      clearTimeout(timer);
+    }
     await this.ctx.o.store.close().catch(() => undefined);
   }
 }

@@ -9,7 +9,8 @@
 //      agent's rules in one atomic replace), then "agent ready".
 // With a health port, /healthz and /readyz answer from step 3 on (health.ts).
 // SIGTERM/SIGINT close the socket and exit; pods, routes and rules stay (the agent owns no pod
-// state in memory), and the node lease runs out by its TTL unless a new agent takes it over.
+// state in memory), and the node lease runs out by its TTL unless a new agent takes it over
+// (with handoverSeconds, where the store can, it stays live that long for the next agent).
 import type { Server } from "node:net";
 import { pino, type Logger } from "pino";
 import { type Pool } from "../ipam/pool.js";
@@ -51,6 +52,8 @@ export interface AgentConfig {
   underlay?: string[];
   leaseTtlSeconds?: number;
   subnetGraceSeconds?: number;
+  /** On stop, keep the node's lease live this long for the next agent (--handover; Kubernetes store). */
+  handoverSeconds?: number;
   resyncMs?: number;
   /** Policy metrics on 127.0.0.1:PORT (0 = any free port); absent = no endpoint. */
   metricsPort?: number;
@@ -243,6 +246,7 @@ async function startLocked(
     ...(cfg.mtu !== undefined ? { mtu: cfg.mtu } : {}),
     ...(cfg.leaseTtlSeconds !== undefined ? { ttlSeconds: cfg.leaseTtlSeconds } : {}),
     ...(cfg.subnetGraceSeconds !== undefined ? { subnetGraceSeconds: cfg.subnetGraceSeconds } : {}),
+    ...(cfg.handoverSeconds !== undefined ? { handoverSeconds: cfg.handoverSeconds } : {}),
     ...(cfg.resyncMs !== undefined ? { resyncMs: cfg.resyncMs } : {}),
     log,
     pods: () => ({ count: service.podCount(), stranded: service.strandedCount() }),

@@ -1,4 +1,5 @@
 // `weft agent`: the node agent in the foreground (see src/agent/run.ts).
+import { isIPv4, isIPv6 } from "node:net";
 import { type Command, Option } from "commander";
 import { InvalidCidr, parsePool, type Pool } from "../ipam/pool.js";
 import { ConfigFileError, readAgentConfig, type ConfigKey } from "../agent/config-file.js";
@@ -9,14 +10,22 @@ import {
   POLICY_SOURCES,
   PolicySourceError,
   resolvePolicySource,
+  SERVICE_ACCOUNT_TOKEN,
 } from "../agent/policy-source.js";
 import { isLogLevel, LOG_LEVELS, makeLogger, startAgent, type AgentConfig, type LogLevel } from "../agent/run.js";
 import { parseUnderlayAddresses, UnderlayError } from "../agent/underlay.js";
 import { isPodKernelName, POD_KERNELS } from "../kernel/pod/index.js";
 import type { StoreConfig } from "../store/index.js";
+import { DEFAULT_SUBNET_GRACE_SECONDS } from "../store/registration.js";
 import { UserError } from "./errors.js";
 import { addEtcdOptions, etcdConnectionFromFlags, refuseEtcdFlags, type EtcdFlags } from "./store-flags.js";
 import { DEFAULT_SOCKET } from "./install-cni.js";
+
+/**
+ * --handover's default: longer than an agent's restart in a rolling update takes (kill, a new pod
+ * through the kubelet and runtime, the agent's start; up to about 40 s seen on a busy 2-core node).
+ */
+export const DEFAULT_HANDOVER_SECONDS = 120;
 
 /** Where a cluster-mode agent keeps its IPAM state when --state-dir is not given. */
 export const DEFAULT_STATE_DIR = "/var/lib/weft";
@@ -48,6 +57,32 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
   return n;
 }
 
+/**
+ * --api-server: HOST:PORT, [IPv6]:PORT or https://HOST:PORT (an IP address or a DNS name); the
+ * in-cluster client speaks HTTPS with the ServiceAccount's CA.
+ */
+export function parseApiServer(v: string): { host: string; port: number } {
+  const bad = (why: string) =>
+    new UserError(`--api-server ${JSON.stringify(v)}: ${why}; give HOST:PORT, [IPv6]:PORT or https://HOST:PORT`);
+  let rest = v.trim();
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(rest)) {
+    if (!rest.toLowerCase().startsWith("https://")) throw bad("only https:// (the API server serves TLS)");
+    rest = rest.slice("https://".length).replace(/\/$/, "");
+  }
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(rest) ?? /^([^:/[\]]+):(\d+)$/.exec(rest);
+  if (!m) throw bad("not a host and port");
+  const [, host, portText] = m;
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw bad(`port ${portText} is not 1-65535`);
+  if (
+    rest.startsWith("[")
+      ? !isIPv6(host)
+      : !isIPv4(host) && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/i.test(host)
+  )
+    throw bad(`${host} is not an IP address or a DNS name`);
+  return { host, port };
+}
+
 interface AgentFlags extends EtcdFlags {
   node?: string;
   store: string;
@@ -56,10 +91,12 @@ interface AgentFlags extends EtcdFlags {
   podCidr?: string;
   mtu?: string;
   kubeconfig?: string;
+  apiServer?: string;
   underlayAddress?: string;
   metricsPort?: string;
   leaseTtl?: string;
   subnetGrace?: string;
+  handover?: string;
   resyncInterval?: string;
   denyLog?: boolean;
   kernel?: string;
@@ -71,7 +108,19 @@ interface AgentFlags extends EtcdFlags {
 }
 
 /** The agent's configuration from its flags; UserError (exit 2) for anything wrong. */
-export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = process.env): AgentConfig {
+export function agentConfigFromFlags(o: AgentFlags, processEnv: NodeJS.ProcessEnv = process.env): AgentConfig {
+  // --api-server stands for the environment's KUBERNETES_SERVICE_HOST/PORT (in a pod: the kubernetes
+  // Service's ClusterIP, which answers only where kube-proxy or the like runs).
+  const apiServer = o.apiServer === undefined ? undefined : parseApiServer(o.apiServer);
+  if (apiServer && (o.kubeconfig || processEnv.KUBECONFIG))
+    throw new UserError(
+      `--api-server goes with a pod's ServiceAccount credentials; ${o.kubeconfig ? "--kubeconfig" : "$KUBECONFIG"} names its own server: give one or the other`,
+    );
+  const env: NodeJS.ProcessEnv = apiServer
+    ? { ...processEnv, KUBERNETES_SERVICE_HOST: apiServer.host, KUBERNETES_SERVICE_PORT: String(apiServer.port) }
+    : processEnv;
+  const withApiServer = (c: StoreConfig): StoreConfig =>
+    apiServer && c.kind === "kubernetes" && !c.kubeconfig ? { ...c, apiServer } : c;
   if (o.node === undefined) throw new UserError("--node NAME is required (or node: in the --config file)");
   if (!/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(o.node))
     throw new UserError(`--node "${o.node}": use lower-case letters, digits, '-' and '.' (a Kubernetes node name)`);
@@ -79,6 +128,12 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
   const metricsPort = intFlag("--metrics-port", o.metricsPort, 0, 65535);
   const leaseTtl = intFlag("--lease-ttl", o.leaseTtl, 1, 3600);
   const subnetGrace = intFlag("--subnet-grace", o.subnetGrace, 1, 86400 * 7);
+  const grace = subnetGrace ?? DEFAULT_SUBNET_GRACE_SECONDS;
+  const handover = intFlag("--handover", o.handover, 0, 86400 * 7);
+  if (handover !== undefined && handover > grace)
+    throw new UserError(
+      `--handover ${handover}: at most --subnet-grace (${grace}): the node's subnets must stay reserved while its lease is handed over`,
+    );
   const resync = intFlag("--resync-interval", o.resyncInterval, 1, 3600);
   const healthPort = intFlag("--health-port", o.healthPort, 0, 65535);
   const policySource = o.policySource ?? "auto";
@@ -131,23 +186,30 @@ export function agentConfigFromFlags(o: AgentFlags, env: NodeJS.ProcessEnv = pro
   } catch (e) {
     throw new UserError(e instanceof PolicySourceError ? e.message : String(e));
   }
+  const inCluster = [store, policy.policyStore].some((c) => c?.kind === "kubernetes" && !c.kubeconfig);
+  if (apiServer && !inCluster)
+    throw new UserError(
+      `--api-server is for an agent in a pod: no ServiceAccount token at ${SERVICE_ACCOUNT_TOKEN} here${store.kind === "kubernetes" ? "" : ` (and --store ${store.kind})`}; outside a pod give --kubeconfig`,
+    );
   return {
     node: o.node,
     stateDir,
     socket: o.socket,
-    store,
+    store: withApiServer(store),
     ...(pools ? { pools } : {}),
     ...(mtu !== undefined ? { mtu } : {}),
     ...(underlay ? { underlay } : {}),
     ...(metricsPort !== undefined ? { metricsPort } : {}),
     ...(leaseTtl !== undefined ? { leaseTtlSeconds: leaseTtl } : {}),
     ...(subnetGrace !== undefined ? { subnetGraceSeconds: subnetGrace } : {}),
+    // The Kubernetes store's lease can be handed over (a rolling update's restart); etcd's runs out by TTL.
+    ...(store.kind === "kubernetes" ? { handoverSeconds: handover ?? Math.min(DEFAULT_HANDOVER_SECONDS, grace) } : {}),
     ...(resync !== undefined ? { resyncMs: resync * 1000 } : {}),
     ...(kernel !== undefined ? { kernel } : {}),
     denyLog: o.denyLog !== false,
     ...(o.realNode === true ? { realNode: true } : {}),
     ...(healthPort !== undefined ? { healthPort } : {}),
-    ...(policy.policyStore ? { policyStore: policy.policyStore } : {}),
+    ...(policy.policyStore ? { policyStore: withApiServer(policy.policyStore) } : {}),
     policySourceReason: policy.reason,
   };
 }
@@ -208,6 +270,10 @@ export function registerAgent(program: Command): void {
       "--kubeconfig <file>",
       "kubeconfig of the API server: the store with --store kubernetes, where policies come from with --store etcd (default $KUBECONFIG, then a pod's ServiceAccount, then ~/.kube/config)",
     )
+    .option(
+      "--api-server <host:port>",
+      "in a pod: the API server's address (HOST:PORT, [IPv6]:PORT, https://HOST:PORT) instead of $KUBERNETES_SERVICE_HOST/PORT, e.g. where no kube-proxy serves the kubernetes Service; credentials stay the pod's ServiceAccount",
+    )
     .addOption(
       new Option(
         "--policy-source <source>",
@@ -236,6 +302,10 @@ export function registerAgent(program: Command): void {
       "node lease TTL: a stopped node disappears from its peers this long after (default 15)",
     )
     .option("--subnet-grace <seconds>", "how long a dead node's pod CIDR stays reserved for it (default 300)")
+    .option(
+      "--handover <seconds>",
+      `--store kubernetes: on SIGTERM/SIGINT, keep the node's lease live this long for the agent that replaces it (a rolling update), so peers keep their routes to the node; 0 = it runs out by --lease-ttl (default ${DEFAULT_HANDOVER_SECONDS})`,
+    )
     .option("--resync-interval <seconds>", "re-sync peer routes this often to repair drift (default 10)")
     .addOption(
       new Option(

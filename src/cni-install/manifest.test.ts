@@ -129,11 +129,11 @@ test("the agent: its node from the downward API, real node, kubernetes store, pr
   assert.equal(hostPathOf(agent, "/run/weft"), "/run/weft");
 });
 
-test("least privilege: not privileged, every capability dropped but NET_ADMIN and SYS_ADMIN; /run/netns sees later mounts", () => {
+test("least privilege: not privileged, every capability dropped but NET_ADMIN, SYS_ADMIN and SETGID (the deny log's tcpdump); /run/netns sees later mounts", () => {
   const sc = agent.securityContext as Obj;
   assert.equal(sc.privileged, false);
   assert.deepEqual(sc.capabilities.drop, ["ALL"]);
-  assert.deepEqual([...(sc.capabilities.add as string[])].sort(), ["NET_ADMIN", "SYS_ADMIN"]);
+  assert.deepEqual([...(sc.capabilities.add as string[])].sort(), ["NET_ADMIN", "SETGID", "SYS_ADMIN"]);
   assert.deepEqual(init.securityContext.capabilities, { drop: ["ALL"] });
   const netns = (agent.volumeMounts as Obj[]).find((m) => m.mountPath === "/run/netns")!;
   assert.equal(netns.mountPropagation, "HostToContainer");

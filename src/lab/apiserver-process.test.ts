@@ -28,6 +28,8 @@ describe("kube-apiserver real-node mode", { skip }, () => {
     assert.equal(real[real.indexOf("--authorization-mode") + 1], "Node,RBAC");
     assert.equal(real[real.indexOf("--kubelet-preferred-address-types") + 1], "InternalIP,Hostname");
     assert.equal(real.includes("--disable-admission-plugins"), false);
+    assert.equal(real[real.indexOf("--enable-admission-plugins") + 1], "NodeRestriction");
+    assert.equal(def.includes("--enable-admission-plugins"), false);
     assert.equal(real[real.indexOf("--feature-gates") + 1], "IPv6DualStack=true");
   });
 
@@ -55,10 +57,21 @@ describe("kube-apiserver real-node mode", { skip }, () => {
         body: { apiVersion: "v1", kind: "Node", metadata: { name: "node-a" } },
       });
       await assert.rejects(kubelet.request("GET", "/api/v1/secrets"), /403/);
+      // NodeRestriction: another node's Node is not a kubelet's to write.
+      await cm.request("POST", "/api/v1/nodes", {
+        body: { apiVersion: "v1", kind: "Node", metadata: { name: "node-b" } },
+      });
+      await assert.rejects(
+        kubelet.request("PATCH", "/api/v1/nodes/node-b", {
+          contentType: "application/merge-patch+json",
+          body: { metadata: { labels: { by: "node-a" } } },
+        }),
+        /403/,
+      );
       const nodes = await cm.request<{ items: Array<{ metadata: { name: string } }> }>("GET", "/api/v1/nodes");
       assert.deepEqual(
         nodes.items.map((n) => n.metadata.name),
-        ["node-a"],
+        ["node-a", "node-b"],
       );
       // ServiceAccount admission is on: no "default" ServiceAccount (no controller-manager yet), no pod.
       await cm.request("POST", "/api/v1/namespaces", {

@@ -5,7 +5,7 @@
 // admission (no controller-manager creates service accounts). Writes a kubeconfig (token + CA).
 //
 // Real-node mode (`realNodes: true`, for the lab's real kubelets, controller-manager and scheduler):
-// ServiceAccount admission stays ON (pods get their token), --authorization-mode=Node,RBAC,
+// ServiceAccount admission stays ON (pods get their token), NodeRestriction on, --authorization-mode=Node,RBAC,
 // --kubelet-preferred-address-types=InternalIP,Hostname (IPv6DualStack is on in both modes). The
 // result then also names the files those components need: `saKeyFile` (kube-controller-manager
 // --service-account-private-key-file, for its token controller), `caFile` (the serving
@@ -233,7 +233,13 @@ export function kubeApiserverArgs(o: {
     o.serviceClusterIPRange ?? "10.96.0.0/16",
     // Without a controller-manager nothing makes ServiceAccounts; real nodes have one (pods need tokens).
     ...(o.realNodes
-      ? ["--kubelet-preferred-address-types", "InternalIP,Hostname"]
+      ? [
+          "--kubelet-preferred-address-types",
+          "InternalIP,Hostname",
+          // A kubelet (system:node:NAME) writes only its own Node, Lease and pods' status.
+          "--enable-admission-plugins",
+          "NodeRestriction",
+        ]
       : ["--disable-admission-plugins", "ServiceAccount"]),
     "--allow-privileged=true",
     // Without it 1.20 silently drops a Node's second podCIDR (the IPv6 one of a dual-stack node).

@@ -3,7 +3,7 @@
 // its working directory (certificates, token, kubeconfig, log) inside the lab directory.
 import { rmSync } from "node:fs";
 import type { EtcdTlsFiles } from "../store/etcd/config.js";
-import { kubeApiserverBinary, startKubeApiserver } from "./apiserver-process.js";
+import { kubeApiserverBinary, startKubeApiserver, type StaticToken } from "./apiserver-process.js";
 import { isAlive, procStart, type ProcRef } from "./procs.js";
 
 export const apiserverBinary = kubeApiserverBinary;
@@ -23,6 +23,8 @@ export async function ensureApiserver(
   have: LabApiserver | undefined,
   /** Real kubelets: ServiceAccount admission (pods get tokens), Node,RBAC authorization. */
   realNodes = false,
+  /** Static tokens besides the admin's (a real kubelet's system:node:NAME); kubeconfig-NAME in `dir`. */
+  tokens: StaticToken[] = [],
 ): Promise<LabApiserver> {
   if (have && isAlive(have.proc)) return have;
   if (have) rmSync(have.dir, { recursive: true, force: true });
@@ -32,6 +34,7 @@ export async function ensureApiserver(
     baseDir: labDir,
     persistent: true,
     realNodes,
+    tokens,
   });
   const pid = a.pid;
   const start = pid === undefined ? undefined : procStart(pid);

@@ -38,7 +38,7 @@ import {
   underlayV6,
 } from "./names.js";
 import { ensureApiserver } from "./apiserver.js";
-import { realDown, realPreflight, realUp } from "./realnode/index.js";
+import { kubeletToken, realDown, realPreflight, realUp } from "./realnode/index.js";
 import { LabBusy, withLock } from "./lock.js";
 import { openLabStore } from "./store.js";
 import { readPods } from "./pods-state.js";
@@ -197,6 +197,8 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
         labClientTls(st.etcdTls),
         st.apiserver,
         st.settings.kubelet === "real",
+        // Each real kubelet its own identity (Node authorizer, NodeRestriction), not the admin token.
+        st.settings.kubelet === "real" ? st.nodes.map((n) => kubeletToken(n.name)) : [],
       );
     } catch (e) {
       throw new LabError((e as Error).message);

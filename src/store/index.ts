@@ -15,7 +15,16 @@ export type StoreConfig =
    * A real kube-apiserver: weft's state as Nodes, Leases and a ConfigMap (src/store/kubernetes).
    * Without kubeconfig: $KUBECONFIG, else in a pod its ServiceAccount token, else ~/.kube/config.
    */
-  | { kind: "kubernetes"; kubeconfig?: string; requestTimeoutMs?: number };
+  | {
+      kind: "kubernetes";
+      kubeconfig?: string;
+      requestTimeoutMs?: number;
+      /**
+       * In a pod (ServiceAccount credentials): the API server's address, over the environment's
+       * KUBERNETES_SERVICE_HOST/PORT (which name the kubernetes Service; without kube-proxy it does not answer).
+       */
+      apiServer?: { host: string; port: number };
+    };
 
 export function openStore(config: StoreConfig): ClusterStore {
   switch (config.kind) {
@@ -34,11 +43,20 @@ export function openStore(config: StoreConfig): ClusterStore {
       );
     case "kubernetes":
       return lazyStore(
-        `Kubernetes API (${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : "default credentials"})`,
+        `Kubernetes API (${config.kubeconfig ? `kubeconfig ${config.kubeconfig}` : config.apiServer ? `${config.apiServer.host}:${config.apiServer.port}, ServiceAccount credentials` : "default credentials"})`,
         async () =>
           (await import("./kubernetes/index.js")).openKubernetesStore({
             kubeconfig: config.kubeconfig,
             requestTimeoutMs: config.requestTimeoutMs,
+            ...(config.apiServer
+              ? {
+                  env: {
+                    ...process.env,
+                    KUBERNETES_SERVICE_HOST: config.apiServer.host,
+                    KUBERNETES_SERVICE_PORT: String(config.apiServer.port),
+                  },
+                }
+              : {}),
           }),
       );
     default:

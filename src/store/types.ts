@@ -112,6 +112,13 @@ export interface NodeLease {
    */
   release(options?: { freeSubnets?: boolean }): Promise<void>;
   /**
+   * A stop before a successor takes over (the agent restarting: a DaemonSet's rolling update):
+   * renewing stops, and the node stays live for `seconds` more, so peers keep their routes to it
+   * until the next agent registers (which takes the lease back at the TTL). Stores that cannot
+   * extend a lease leave it out: there the lease runs out by its TTL.
+   */
+  handOver?(seconds: number): Promise<void>;
+  /**
    * Called when the lease is lost (store unreachable for longer than the TTL) and again when it has
    * been re-established by itself (same subnets if they were still reserved). Returns unsubscribe.
    */

@@ -19,6 +19,11 @@ export interface MembershipOptions {
   single?: { pools: Pool[] };
   ttlSeconds?: number;
   subnetGraceSeconds?: number;
+  /**
+   * On stop, keep the node's lease live this long for the agent that replaces it (a rolling
+   * update), where the store can (Kubernetes); 0 or absent: it runs out by the TTL.
+   */
+  handoverSeconds?: number;
   /** The agent's state dir: backends that keep files (bgp: BIRD's) put them under it. */
   stateDir?: string;
   /** The backend's kernel context (how its peer writes reach the kernel). */

@@ -1,7 +1,8 @@
 // A lab of real nodes (`weft lab up --kubelet real`) for tests: its own id, the CLI as users run
 // it, kubectl 1.20 on the lab's kubeconfig, and what the machine looked like before, so the test
 // can prove `lab down` left nothing behind.
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { runStatus } from "../../kernel/exec.js";
 import { binaries } from "../../lab/realnode/host.js";
@@ -11,6 +12,7 @@ import { readState, type LabState } from "../../lab/state.js";
 import { listNetns } from "../../lab/topology.js";
 import { kubectlBinary } from "../../testlib/kubectl.js";
 import { runLabCli } from "../../testlib/lab.js";
+import { PROBER, proberArgs, type ProbeResult } from "../../testlib/prober.js";
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -167,4 +169,110 @@ export class RealLab {
     for (const [p, had] of Object.entries(before.existing)) if (!had && existsSync(p)) out.push(`made ${p}`);
     return out;
   }
+}
+
+/**
+ * A new-connection prober (testlib/prober.ts) in each pod, to every other pod's IP:PORT, run with
+ * `lab exec`. wait() resolves once each has 20 successes; stop() ends them and returns their counts.
+ */
+export function startProbers(
+  lab: RealLab,
+  pods: ReadonlyArray<{ key: string; ip: string }>,
+  o: { port: number; intervalMs: number; timeoutMs: number; dir: string; tag: string },
+): {
+  ready(): Promise<void>;
+  stop(): Promise<Array<ProbeResult & { from: string }>>;
+} {
+  const stopFile = join(o.dir, `${o.tag}.stop`);
+  const probers = pods.map((p, k) => {
+    const files = { ready: join(o.dir, `${o.tag}-${k}.ready`), out: join(o.dir, `${o.tag}-${k}.out`) };
+    const targets = pods.filter((_, j) => j !== k).map((x) => `${x.ip}:${o.port}`);
+    const args = proberArgs(targets, { intervalMs: o.intervalMs, timeoutMs: o.timeoutMs, stop: stopFile, ...files });
+    const done = lab.cli(["exec", p.key, "--", process.execPath, "-e", PROBER, ...args], 900_000);
+    return { from: p.key, ...files, done };
+  });
+  return {
+    ready: async () => {
+      for (const pr of probers)
+        await lab.waitFor(
+          `the prober in ${pr.from} reaching the other pods`,
+          async () => (existsSync(pr.ready) ? true : undefined),
+          30_000,
+        );
+    },
+    stop: async () => {
+      writeFileSync(stopFile, "");
+      return Promise.all(
+        probers.map(async (pr) => {
+          const r = await pr.done;
+          try {
+            return { ...(JSON.parse(readFileSync(pr.out, "utf8")) as ProbeResult), from: pr.from };
+          } catch {
+            throw new Error(`the prober in ${pr.from} wrote no result (exit ${r.code}): ${r.stderr.slice(-500)}`);
+          }
+        }),
+      );
+    },
+  };
+}
+
+/** What changed in a node's kernel while watched: route, neighbour and link events, the VTEP's identity. */
+export interface KernelWatch {
+  node: string;
+  /** Every event line (ip -ts monitor link route neigh). */
+  lines: string[];
+  /** Routes, neighbours or links deleted. */
+  deleted: string[];
+  /** The vxlan device before and after: a changed ifindex is a recreated device. */
+  vtep: { before?: string; after?: string };
+}
+
+/** `ip -ts monitor` in every lab node's namespace; stop() returns what each saw. */
+export async function watchNodeKernels(lab: RealLab): Promise<{ stop(): Promise<KernelWatch[]> }> {
+  const nodes = lab.state().nodes;
+  const nsPath = (n: { netns: string }) => (n.netns.startsWith("/") ? n.netns : `/run/netns/${n.netns}`);
+  const vtep = async (n: { netns: string }): Promise<string | undefined> => {
+    const r = await runStatus(["ip", "-j", "link", "show", "type", "vxlan"], { netns: nsPath(n) });
+    const [l] =
+      r.code === 0 ? (JSON.parse(r.stdout || "[]") as Array<{ ifindex: number; ifname: string; address: string }>) : [];
+    return l ? `${l.ifname} ifindex ${l.ifindex} ${l.address}` : undefined;
+  };
+  const watches = await Promise.all(
+    nodes.map(async (n) => {
+      const w: KernelWatch & { proc: ChildProcess } = {
+        node: n.name,
+        lines: [],
+        deleted: [],
+        vtep: { before: await vtep(n) },
+        proc: spawn("nsenter", [`--net=${nsPath(n)}`, "--", "ip", "-ts", "monitor", "link", "route", "neigh"], {
+          stdio: ["ignore", "pipe", "ignore"],
+        }),
+      };
+      let buf = "";
+      w.proc.stdout!.setEncoding("utf8").on("data", (d: string) => {
+        buf += d;
+        const parts = buf.split("\n");
+        buf = parts.pop()!;
+        w.lines.push(...parts.filter(Boolean));
+      });
+      return w;
+    }),
+  );
+  return {
+    stop: async () =>
+      Promise.all(
+        watches.map(async (w) => {
+          const gone = new Promise((r) => w.proc.once("exit", r));
+          w.proc.kill();
+          await gone;
+          const n = nodes.find((x) => x.name === w.node)!;
+          return {
+            node: w.node,
+            lines: w.lines,
+            deleted: w.lines.filter((l) => /^\[[^\]]*\]\s*Deleted /.test(l)),
+            vtep: { ...w.vtep, after: await vtep(n) },
+          };
+        }),
+      ),
+  };
 }

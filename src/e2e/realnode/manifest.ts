@@ -1,6 +1,6 @@
 // What the real-node tests apply: deploy/weft.yaml with the lab's image tag and API server address
-// (no kube-proxy here, so KUBERNETES_SERVICE_HOST/PORT point at the node's forwarder on
-// 127.0.0.1:6443), and plain pods pinned to a node.
+// (no kube-proxy here, so agent.json's apiServer is the node's forwarder on 127.0.0.1:6443), and
+// plain pods pinned to a node.
 import { copyFileSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseAllDocuments, stringify } from "yaml";
@@ -19,28 +19,33 @@ export function weftImage(): string {
 
 interface Container {
   image?: string;
-  env?: Array<{ name: string; value?: string }>;
 }
 
-/** deploy/weft.yaml with the lab's image tag and API server address (and its DaemonSet held to some nodes). */
+/**
+ * deploy/weft.yaml with the lab's image tag and API server address (and its DaemonSet held to some
+ * nodes). The address goes where a user without kube-proxy puts it: agent.json's "apiServer" in the
+ * ConfigMap (each node's forwarder to the API server on its own 127.0.0.1:6443).
+ */
 export function renderManifest(image: string, nodeSelector?: Record<string, string>): string {
   const docs = parseAllDocuments(readFileSync(join(ROOT, "deploy", "weft.yaml"), "utf8")).map(
-    (d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: Record<string, Container[]> } } },
+    (d) =>
+      d.toJS() as {
+        kind?: string;
+        metadata?: { name?: string };
+        data?: Record<string, string>;
+        spec?: { template?: { spec?: Record<string, Container[]> } };
+      },
   );
   for (const d of docs) {
+    if (d?.kind === "ConfigMap" && d.metadata?.name === "weft-config" && d.data?.["agent.json"] !== undefined) {
+      const agent = JSON.parse(d.data["agent.json"]) as Record<string, unknown>;
+      d.data["agent.json"] = JSON.stringify({ ...agent, apiServer: `127.0.0.1:${NODE_API_PORT}` }, null, 2);
+    }
     if (d?.kind !== "DaemonSet") continue;
     const spec = d.spec!.template!.spec!;
     if (nodeSelector) (spec as Record<string, unknown>).nodeSelector = nodeSelector;
     for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
       if (c.image?.startsWith("localhost/weft/weft:")) c.image = image;
-    }
-    for (const c of spec.containers ?? []) {
-      const env = (c.env ?? []).filter((e) => !e.name.startsWith("KUBERNETES_SERVICE_"));
-      env.push(
-        { name: "KUBERNETES_SERVICE_HOST", value: "127.0.0.1" },
-        { name: "KUBERNETES_SERVICE_PORT", value: String(NODE_API_PORT) },
-      );
-      c.env = env;
     }
   }
   return docs
@@ -102,12 +107,16 @@ function bridgeConflist(podCidrs: string[]): string {
  * Installs the reference bridge + host-local plugins as a real node's CNI (binaries from
  * /usr/lib/cni, then the conflist, atomically, as a CNI installer writes it: containerd watches the dir).
  */
-export function installBridgeCni(node: { cniBinDir?: string; cniConfDir?: string }, podCidrs: string[]): void {
+export function installBridgeCni(
+  node: { cniBinDir?: string; cniConfDir?: string },
+  podCidrs: string[],
+  file = "10-bridge.conflist",
+): void {
   const bin = node.cniBinDir;
   const conf = node.cniConfDir;
   if (!bin || !conf) throw new Error("the node has no CNI dirs (not a real node?)");
   for (const p of ["bridge", "host-local"]) copyFileSync(join("/usr/lib/cni", p), join(bin, p));
-  const tmp = join(conf, ".10-bridge.conflist.tmp");
+  const tmp = join(conf, `.${file}.tmp`);
   writeFileSync(tmp, bridgeConflist(podCidrs));
-  renameSync(tmp, join(conf, "10-bridge.conflist"));
+  renameSync(tmp, join(conf, file));
 }

@@ -5,11 +5,14 @@
 // - egress masquerade: a pod reaching a node address outside the cluster CIDRs is seen with its node's
 //   address, while pod-to-pod keeps the pod's own address;
 // - a rolling upgrade of the DaemonSet to another image tag while a TCP stream between pods on two nodes
-//   flows: the stream survives gap-free, pod addresses, weft's leases and the podCIDRs are unchanged;
+//   flows and new connections are opened both ways every 50 ms: the stream survives gap-free, no new
+//   connection fails, no route, neighbour or VTEP of weft's changes in either node, and pod addresses,
+//   weft's leases and the podCIDRs are unchanged;
 // - agent down on a node: a new pod's sandbox gets CNI error 11 and runs once the agent is back; a pod
 //   deleted meanwhile leaves no veth and no address behind;
 // - the kubelet's own Lease and Node: watched for the whole run, never written by weft beyond its
-//   annotations, label and the NetworkUnavailable condition;
+//   annotations, label and the NetworkUnavailable condition; each kubelet runs as system:node:NAME
+//   (its own token), which NodeRestriction keeps off other nodes' objects;
 // - uninstall: `kubectl delete -f`, then `weft uninstall --real-node --yes` in each node leaves nothing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,10 +23,21 @@ import { runStatus } from "../../kernel/exec.js";
 import { netnsPathOf } from "../../lab/names.js";
 import { binaries, run } from "../../lab/realnode/host.js";
 import { ctr, inNode } from "../../lab/realnode/node.js";
+import { nodeKubeconfig } from "../../lab/agents.js";
 import { kubectlBinary } from "../../testlib/kubectl.js";
 import { ROOT, WEFT_BIN } from "../../testlib/lab.js";
 import { inCidr } from "../cluster/fixture.js";
-import { hostSnapshot, RealLab, requireComponents, skipReason, type HostSnapshot, type PodJson } from "./fixture.js";
+import {
+  hostSnapshot,
+  RealLab,
+  requireComponents,
+  skipReason,
+  startProbers,
+  watchNodeKernels,
+  type HostSnapshot,
+  type PodJson,
+} from "./fixture.js";
+import { describeWindows } from "../../testlib/prober.js";
 import { podManifest, renderManifest, weftImage } from "./manifest.js";
 
 const skip = skipReason();
@@ -252,7 +266,7 @@ describe(
     });
     after(async () => {
       // A test that failed midway leaves its stream running: the stop files end both ends.
-      if (tmp) for (const t of ["masq", "p2p", "stream"]) writeFileSync(join(tmp, `${t}.stop`), "");
+      if (tmp) for (const t of ["masq", "p2p", "stream", "upgrade-probe"]) writeFileSync(join(tmp, `${t}.stop`), "");
       for (const w of watchers) w.kill();
       if (!downDone) await lab.down();
       if (tmp) rmSync(tmp, { recursive: true, force: true });
@@ -354,6 +368,29 @@ describe(
       const no = await lab.cli(["probe", "pol/c", "pol/b", "--port", "80", "-o", "json", "--timeout-ms", "1500"]);
       assert.equal(no.code, 1, `pol/c -> pol/b: ${no.stdout}${no.stderr}`);
       assert.equal((JSON.parse(no.stdout) as { result: string }).result, "timeout", "a policy drop, not a refusal");
+      // The deny log (tcpdump on NFLOG, in the image): n2's agent logs the drop, naming the pod and the policy.
+      const testPodsNow = await testPods();
+      const ip = (name: string) => testPodsNow.find((p) => p.metadata.namespace === "pol" && p.metadata.name === name)!;
+      const [cIp, bIp] = [ip("c").status.podIP!, ip("b").status.podIP!];
+      const logs = join(lab.dir, "n2", "host", "log-pods");
+      const agentLog = (): string =>
+        readdirSync(logs)
+          .filter((d) => d.startsWith("kube-system_weft-"))
+          .flatMap((d) => {
+            const dir = join(logs, d, "weft");
+            return existsSync(dir) ? readdirSync(dir).map((f) => readFileSync(join(dir, f), "utf8")) : [];
+          })
+          .join("");
+      const denied = await lab.waitFor(
+        "n2's agent to log the denied connection",
+        async () =>
+          agentLog()
+            .split("\n")
+            .find((l) => l.includes(`denied ingress TCP ${cIp}:`) && l.includes(`-> ${bIp}:80`)),
+        30_000,
+        () => agentLog().slice(-1500),
+      );
+      assert.match(denied, /\(pol\/b; isolated by [^)]*pol\/(deny-ingress|a-to-b)/);
     });
 
     test("masquerade: a pod reaching a node address outside the cluster CIDRs shows as its node; pod to pod keeps the pod's address", async () => {
@@ -414,6 +451,19 @@ describe(
       // The stream flows before the rollout starts.
       const flowing = join(tmp, "stream.out.flowing");
       await lab.waitFor("the stream flowing", async () => (existsSync(flowing) ? true : undefined), 30_000);
+      // New connections too, both ways, every 50 ms: an established stream rides out an outage on TCP's
+      // retransmissions, a new connection does not. The timeout is generous: made, not how fast.
+      const probers = startProbers(
+        lab,
+        [
+          { key: "default/m1", ip: pods0.m1! },
+          { key: "default/m2", ip: pods0.m2! },
+        ],
+        { port: 80, intervalMs: 50, timeoutMs: 5000, dir: tmp, tag: "upgrade-probe" },
+      );
+      await probers.ready();
+      const kernel = await watchNodeKernels(lab);
+      const setAt = Date.now();
       await kc(["-n", "kube-system", "set", "image", "ds/weft", `weft=${UPGRADE_TAG}`, `install-cni=${UPGRADE_TAG}`]);
       const rs = await runStatus(
         [
@@ -448,7 +498,30 @@ describe(
         for (const c of [...p.spec.containers, ...(p.spec.initContainers ?? [])])
           assert.equal(c.image, UPGRADE_TAG, "the agent pods run the new tag");
 
-      // Stop the stream after the rollout and a few more lines through the new agents.
+      // Stop the stream and the probers after the rollout and a few more lines through the new agents.
+      const probed = await probers.stop();
+      const seen = await kernel.stop();
+      const windows = probed.flatMap((p) => describeWindows(p.from, p, setAt));
+      for (const p of probed) {
+        assert.equal(p.error, undefined, `the prober in ${p.from}: ${p.error}`);
+        assert.ok(p.ok > 20, `the prober in ${p.from}: ${p.ok} new connections made`);
+      }
+      assert.deepEqual(
+        probed.map((p) => [p.from, p.failed]),
+        probed.map((p) => [p.from, 0]),
+        `new connections failed during the rollout (${probed.map((p) => p.sent).join(" + ")} sent): ${windows.join("; ")}`,
+      );
+      for (const w of seen) {
+        assert.deepEqual(
+          w.deleted.filter((l) => /weft\./.test(l)),
+          [],
+          `${w.node}: weft's routes, neighbours or links deleted during the rollout`,
+        );
+        assert.equal(w.vtep.after, w.vtep.before, `${w.node}: the VTEP was recreated`);
+      }
+      process.stdout.write(
+        `# upgrade: ${probed.map((p) => `${p.from} ${p.ok} new connections, slowest ${p.maxMs} ms`).join("; ")}\n`,
+      );
       writeFileSync(join(tmp, "stream.stop"), "");
       const c = await client;
       assert.equal(c.code, 0, `the client's connection survived: ${c.stderr}`);
@@ -601,6 +674,25 @@ describe(
       for (const l of watched.node.split("\n").filter((x) => x.trim()))
         for (const m of l.split(" ").slice(2))
           assert.ok(NODE_WRITERS.includes(m) || weftManagers.has(m), `a Node version written by ${m}: ${l}`);
+    });
+
+    test("each kubelet has its own identity (system:node:NAME): its credentials reach its own Node and Lease, not another node's", async () => {
+      // What the kubelet on n1 runs with, through n1's own forwarder to the API server.
+      const asN1 = (args: string[]) =>
+        inNodeNet("n1", [kubectlBinary(), "--kubeconfig", nodeKubeconfig(nodeOf("n1")), ...args]);
+      const own = await asN1(["get", "node", "n1", "-o", "name"]);
+      assert.equal(own.code, 0, `n1's kubelet reads its Node: ${own.stderr}`);
+      const lease = await asN1(["-n", "kube-node-lease", "get", "lease", "n1", "-o", "name"]);
+      assert.equal(lease.code, 0, `n1's kubelet reads its Lease: ${lease.stderr}`);
+      // NodeRestriction and the Node authorizer: another node's objects are not its to write.
+      const other = await asN1(["annotate", "node", "n2", "weft.test/by-n1=x"]);
+      assert.notEqual(other.code, 0, "n1's kubelet must not write Node n2");
+      assert.match(other.stderr, /forbidden/i);
+      const otherLease = await asN1(["-n", "kube-node-lease", "annotate", "lease", "n2", "weft.test/by-n1=x"]);
+      assert.notEqual(otherLease.code, 0, "n1's kubelet must not write n2's Lease");
+      assert.match(otherLease.stderr, /forbidden/i);
+      const secrets = await asN1(["-n", "kube-system", "get", "secrets"]);
+      assert.notEqual(secrets.code, 0, "n1's kubelet must not list secrets");
     });
 
     test("uninstall: kubectl delete -f, then weft uninstall --real-node --yes in each node leaves nothing of weft", async () => {

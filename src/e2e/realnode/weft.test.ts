@@ -4,7 +4,7 @@
 // addresses from their node's podCIDR and reach each other across nodes (TCP and UDP matrix), and
 // `lab down` leaves nothing. The only change to the manifest is the lab's: the agent's image tag
 // (the one scripts/image.sh built from this checkout) and the API server's address (no kube-proxy
-// here, so KUBERNETES_SERVICE_HOST/PORT point at the node's forwarder on 127.0.0.1:6443).
+// here, so the ConfigMap's agent.json gets "apiServer": the node's forwarder on 127.0.0.1:6443).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";

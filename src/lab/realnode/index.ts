@@ -1,10 +1,11 @@
 // `weft lab up --kubelet real`: real nodes (containerd 1.6 CRI + kubelet 1.20 in each node's
 // network and mount namespaces) and kube-controller-manager + kube-scheduler over the lab's
 // kube-apiserver. The lab starts no weft here: weft is installed with kubectl (deploy/weft.yaml).
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { KubeClient } from "../../store/kubernetes/client.js";
 import { nodeKubeconfig } from "../agents.js";
+import type { StaticToken } from "../apiserver-process.js";
 import { startNodeProxy, writeNodeKubeconfig } from "../api-proxy.js";
 import { isAlive, logTail, stopProc } from "../procs.js";
 import type { LabState } from "../state.js";
@@ -54,13 +55,17 @@ export async function realUp(st: LabState, save: () => void, progress: Progress)
     real.sysctls = readSysctls();
     save();
   }
-  const kubeconfigs: string[] = [];
   for (let i = 0; i < st.nodes.length; i++) {
     const n = st.nodes[i];
     mkdirSync(n.dir, { recursive: true, mode: 0o700 });
+    // The kubelet's own identity (system:node:NAME), as the apiserver's static token for it.
+    const own = join(st.apiserver.dir, `kubeconfig-${kubeletToken(n.name).name}`);
+    if (!existsSync(own))
+      throw new RealNodeError(
+        `${own} is missing: the lab's kube-apiserver was started without node ${n.name}'s kubelet token; run \`weft lab down\` and \`weft lab up\` again`,
+      );
     const kc = nodeKubeconfig(n);
-    writeNodeKubeconfig(st.apiserver.kubeconfig, kc);
-    kubeconfigs.push(kc);
+    writeNodeKubeconfig(own, kc);
     st.nodes[i] = { ...n, apiProxy: startNodeProxy(st.dir, n.netns, n.dir, n.apiProxy) };
     save();
     ensureNodeMounts(real.nodes[i]);
@@ -80,10 +85,13 @@ export async function realUp(st: LabState, save: () => void, progress: Progress)
       save();
     }
   }
+  // kube-controller-manager and kube-scheduler: the admin token, through n1's forwarder (they run in n1's namespace).
+  const control = join(st.dir, "control-kubeconfig");
+  writeNodeKubeconfig(st.apiserver.kubeconfig, control);
   const c: ControlInput = {
     labDir: st.dir,
     node: st.nodes[0],
-    kubeconfig: kubeconfigs[0],
+    kubeconfig: control,
     saKeyFile: join(st.apiserver.dir, "sa.key"),
     rootCaFile: join(st.apiserver.dir, "serving.crt"),
     clusterCidrs: st.clusterCidrs,
@@ -94,6 +102,11 @@ export async function realUp(st: LabState, save: () => void, progress: Progress)
   real.scheduler = ensureScheduler(b, c, real.scheduler);
   save();
   await waitNodesRegistered(st);
+}
+
+/** A real kubelet's static token: user system:node:NAME in system:nodes (the Node authorizer's and NodeRestriction's). */
+export function kubeletToken(node: string): StaticToken {
+  return { name: `node-${node}`, user: `system:node:${node}`, groups: ["system:nodes"] };
 }
 
 async function waitNodesRegistered(st: LabState, timeoutMs = 180_000): Promise<void> {

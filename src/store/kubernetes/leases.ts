@@ -1,7 +1,7 @@
 // The node's liveness as weft's own Lease (kube-system/weft-node-<name>; kube-node-lease/<name> is
 // the kubelet's heartbeat and weft never writes it), and the NodeLease that holds it and the node's
 // subnet claims: renews them every TTL/3, re-registers when one is
-// lost (RecoveringLease), deletes them on release.
+// lost (RecoveringLease), deletes them on release, extends them for the next agent on handOver.
 import { RecoveringLease } from "../recovering-lease.js";
 import { MAX_CAS_ATTEMPTS } from "../registration.js";
 import {
@@ -234,6 +234,31 @@ export class KubeNodeLease extends RecoveringLease implements NodeLease {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+  }
+
+  /**
+   * The node Lease renewed with leaseDurationSeconds = max(seconds, TTL), and the subnet claims renewed
+   * (they last TTL + grace from now): peers keep the node while the next agent starts, which takes the
+   * Lease back at the TTL when it registers. A Lease gone or taken meanwhile is left alone.
+   */
+  async handOver(seconds: number): Promise<void> {
+    this.stop();
+    this.store.forget(this);
+    await this.inflight.catch(() => undefined);
+    if (this.recovering) return;
+    const [nodeLease, ...claims] = this.held;
+    const client = this.store.client;
+    for (const c of claims) await renewHeld(client, c, this.reg.name).catch(() => undefined);
+    if (!nodeLease) return;
+    const cur = nodeLease.obj;
+    if ((cur.spec as { holderIdentity?: string } | undefined)?.holderIdentity !== this.reg.name) return;
+    const spec = { ...(cur.spec as Json), leaseDurationSeconds: Math.max(seconds, this.ttl), renewTime: microTime() };
+    try {
+      await client.request("PUT", nodeLease.path, { body: { ...cur, spec } });
+    } catch (err) {
+      // Gone, or renewed by someone else since (the next agent already): not ours to extend.
+      if (!isApiError(err, 404) && !isApiError(err, 409)) throw err;
+    }
   }
 
   async release(options: { freeSubnets?: boolean } = {}): Promise<void> {
