@@ -107,10 +107,9 @@ export function torConfig(t: RackRouter, mode: TorMode, clusterCidrs: readonly s
     l(` neighbor ${g} timers connect 1`);
     l(` bgp listen range ${subnet} peer-group ${g}`);
   }
-  l(" neighbor FABRIC peer-group");
-  l(" neighbor FABRIC remote-as external");
-  l(` neighbor ${EXTERNAL_V4} peer-group FABRIC`);
-  if (v6) l(` neighbor ${EXTERNAL_V6} peer-group FABRIC`);
+  // One session per family to the external router, each carrying its own family.
+  l(` neighbor ${EXTERNAL_V4} remote-as external`);
+  if (v6) l(` neighbor ${EXTERNAL_V6} remote-as external`);
   for (const fam of v6 ? (["4", "6"] as const) : (["4"] as const)) {
     l(` address-family ipv${fam} unicast`);
     l(`  network ${fam === "4" ? rackSubnetV4(t.rack) : rackSubnetV6(t.rack)}`);
@@ -121,10 +120,11 @@ export function torConfig(t: RackRouter, mode: TorMode, clusterCidrs: readonly s
       l(`  neighbor NODES${fam} next-hop-self`);
       l(`  neighbor NODES${fam} prefix-list PODS${fam} out`);
     } else l(`  neighbor NODES${fam} prefix-list NONE${fam} out`);
-    l(`  neighbor FABRIC activate`);
+    const ext = fam === "4" ? EXTERNAL_V4 : EXTERNAL_V6;
+    l(`  neighbor ${ext} activate`);
     // rr mode: every ToR is in the cluster AS; the other racks' routes come back through the
     // fabric with that AS in their path.
-    if (mode === "rr") l(`  neighbor FABRIC allowas-in 1`);
+    if (mode === "rr") l(`  neighbor ${ext} allowas-in 1`);
     l(" exit-address-family");
   }
   l("exit");
