@@ -45,14 +45,14 @@ test("ebgp ToR: dynamic eBGP sessions from its rack with BFD, sends the nodes no
   assert.match(e, /^ bgp listen range fd00:250:1::\/64 peer-group NODES6$/m);
   assert.match(e, /^ neighbor NODES4 bfd profile weft$/m);
   assert.match(e, /^ bgp graceful-restart$/m);
-  assert.match(e, /^  neighbor NODES4 prefix-list NONE4 out$/m);
+  assert.match(e, /^ {2}neighbor NODES4 prefix-list NONE4 out$/m);
   assert.doesNotMatch(e, /route-reflector-client/);
   const r = torConfig({ ...TOR, as: 64512 }, "rr", CIDRS).bgpd!;
   assert.match(r, /^ neighbor NODES4 remote-as internal$/m);
-  assert.match(r, /^  neighbor NODES4 route-reflector-client$/m);
-  assert.match(r, /^  neighbor NODES4 prefix-list PODS4 out$/m);
+  assert.match(r, /^ {2}neighbor NODES4 route-reflector-client$/m);
+  assert.match(r, /^ {2}neighbor NODES4 prefix-list PODS4 out$/m);
   assert.match(r, /^ip prefix-list PODS4 seq 10 permit 10\.244\.0\.0\/16 le 32$/m);
-  assert.match(r, /^  neighbor 10\.249\.0\.1 allowas-in 1$/m);
+  assert.match(r, /^ {2}neighbor 10\.249\.0\.1 allowas-in 1$/m);
   assert.match(
     torConfig(TOR, "ebgp", CIDRS).bfdd!,
     /receive-interval 100\n {2}transmit-interval 100\n {2}detect-multiplier 3/,
