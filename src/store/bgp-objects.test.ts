@@ -122,7 +122,7 @@ const node = (name: string, addresses: string[], subnets?: string, labels?: Reco
   name,
   addresses,
   podCIDRs: [],
-  backendData: subnets ? { underlaySubnets: subnets } : {},
+  backendData: subnets ? { backend: JSON.stringify({ as: 64512, underlaySubnets: subnets }) } : {},
   registeredAt: "",
   leaseTTLSeconds: 15,
   resourceVersion: "1",

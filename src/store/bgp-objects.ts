@@ -32,7 +32,7 @@ export const BFD_MULTIPLIER_RANGE = [1, 255] as const;
 export const GRACEFUL_RESTART_RANGE = [1, 4095] as const;
 /** How `weft get` prints a password. */
 export const PASSWORD_MASK = "***";
-/** backendData key where the bgp backend publishes the node's underlay subnets (comma list). */
+/** Key of the bgp backend's published data that holds the node's underlay subnets (comma list). */
 export const UNDERLAY_SUBNETS_KEY = "underlaySubnets";
 
 // ---- what users write ----------------------------------------------------------------------------
@@ -427,10 +427,20 @@ export function peerSelectsNode(p: BgpPeerConfig, n: Pick<NodeInfo, "name" | "la
   return true;
 }
 
-/** The underlay subnets a node published (bgp backend), or undefined when it published none. */
+/**
+ * The underlay subnets a node published, or undefined when it published none. The agent publishes
+ * its backend's setup data as JSON under backendData["backend"] (src/agent/published.ts); the bgp
+ * backend puts `underlaySubnets` (a comma list) in it.
+ */
 export function underlaySubnets(n: Pick<NodeInfo, "backendData">): Cidr[] | undefined {
-  const text = n.backendData[UNDERLAY_SUBNETS_KEY];
-  if (text === undefined) return undefined;
+  let text: unknown;
+  try {
+    const data = JSON.parse(n.backendData.backend ?? "{}") as Record<string, unknown>;
+    text = data[UNDERLAY_SUBNETS_KEY];
+  } catch {
+    return undefined;
+  }
+  if (typeof text !== "string") return undefined;
   return text
     .split(",")
     .map((s) => parseCidr(s.trim()))
