@@ -4,6 +4,7 @@
 // agent installs no route to a peer's pod subnet itself: BIRD learns them over an iBGP full mesh
 // and puts them in the kernel (`proto bird`), keeping them there (`persist`) when it or the agent
 // restarts. A restarted agent adopts the running BIRD by PID file and socket; it never restarts it.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
@@ -145,7 +146,10 @@ export class BgpBackend extends SerialBackend {
 
   /** Starts BIRD; in graceful-restart recovery when a previous BIRD's routes are still in the kernel. */
   private async start(paths: BirdPaths): Promise<Change> {
-    const recover = (await listBirdRoutes(this.ctx)).length > 0;
+    // Also when the previous BIRD died without a clean stop (its PID file is left): its peers keep
+    // our routes as stale, and a new BIRD that does not say it kept forwarding (the F bit that -R
+    // sets) makes them drop those at once, before it announces them again.
+    const recover = (await listBirdRoutes(this.ctx)).length > 0 || existsSync(paths.pidfile);
     const pid = await startBird(paths, { ...(this.ctx.netns ? { netns: this.ctx.netns } : {}), recover });
     return {
       action: "add",

@@ -87,12 +87,15 @@ export class TorLab extends ClusterLab {
       { stdio: ["ignore", "pipe", "pipe"] },
     );
     let stdout = "";
+    let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
     const closed = new Promise<void>((r) => child.on("close", () => r()));
     return async () => {
       await closed;
       const m = /(\d+) packets transmitted, (\d+) packets received/.exec(stdout);
-      if (!m) throw new Error(`ping summary missing: ${stdout.slice(-300)}`);
+      // busybox ping stops at the first send error (e.g. "Network unreachable": no route at all).
+      if (!m) throw new Error(`ping stopped early: ${stderr.trim()} after ${stdout.slice(-200)}`);
       return { sent: Number(m[1]), lost: Number(m[1]) - Number(m[2]) };
     };
   }
