@@ -266,7 +266,7 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
       });
       progress(`rack r${t.rack}: FRR (${mode}) running, pids ${pids.join(",")}, files ${t.frrDir}`);
     }
-    const pids = await ensureFrr(st.external, externalConfig(st.external, st.tors)).catch((e: Error) => {
+    const pids = await ensureFrr(st.external, externalConfig(st.external, st.tors, mode)).catch((e: Error) => {
       throw new LabError(`external router: ${e.message}`);
     });
     progress(`external: FRR (AS ${st.external.as}) running, pids ${pids.join(",")}`);

@@ -52,7 +52,8 @@ test("ebgp ToR: dynamic eBGP sessions from its rack with BFD, sends the nodes no
   assert.match(r, /^ {2}neighbor NODES4 route-reflector-client$/m);
   assert.match(r, /^ {2}neighbor NODES4 prefix-list PODS4 out$/m);
   assert.match(r, /^ip prefix-list PODS4 seq 10 permit 10\.244\.0\.0\/16 le 32$/m);
-  assert.match(r, /^ {2}neighbor 10\.249\.0\.1 allowas-in 1$/m);
+  const x = externalConfig({ netns: "e", as: 65000, ipv4: "10.249.0.1", frrDir: "/x" }, [TOR], "rr").bgpd!;
+  assert.match(x, /^ {2}neighbor 10\.249\.0\.11 as-override$/m, "rr: the cluster AS replaced between racks");
   assert.match(
     torConfig(TOR, "ebgp", CIDRS).bfdd!,
     /receive-interval 100\n {2}transmit-interval 100\n {2}detect-multiplier 3/,
@@ -72,7 +73,8 @@ test("FRR's parser accepts every line of the ToR (both modes) and external confi
       [
         "bgpd",
         "external",
-        externalConfig({ netns: "e", as: 65000, ipv4: "10.249.0.1", ipv6: "fd00:249::1", frrDir: "/x" }, [TOR]).bgpd!,
+        externalConfig({ netns: "e", as: 65000, ipv4: "10.249.0.1", ipv6: "fd00:249::1", frrDir: "/x" }, [TOR], "rr")
+          .bgpd!,
       ],
       ["bfdd", "bfd", torConfig(TOR, "ebgp", CIDRS).bfdd!],
     ];

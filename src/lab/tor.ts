@@ -122,9 +122,6 @@ export function torConfig(t: RackRouter, mode: TorMode, clusterCidrs: readonly s
     } else l(`  neighbor NODES${fam} prefix-list NONE${fam} out`);
     const ext = fam === "4" ? EXTERNAL_V4 : EXTERNAL_V6;
     l(`  neighbor ${ext} activate`);
-    // rr mode: every ToR is in the cluster AS; the other racks' routes come back through the
-    // fabric with that AS in their path.
-    if (mode === "rr") l(`  neighbor ${ext} allowas-in 1`);
     l(" exit-address-family");
   }
   l("exit");
@@ -149,8 +146,13 @@ function bfdConfig(): string {
   ].join("\n");
 }
 
-/** The external router's FRR config: eBGP to every ToR, nothing of its own to announce. */
-export function externalConfig(e: ExternalRouter, tors: readonly RackRouter[]): FrrConfig {
+/**
+ * The external router's FRR config: eBGP to every ToR, nothing of its own to announce. In rr mode
+ * every ToR (and every node) is in the cluster AS: the external router replaces that AS in the
+ * paths it passes between racks (as-override), or the other rack's ToR and nodes would refuse
+ * them as loops.
+ */
+export function externalConfig(e: ExternalRouter, tors: readonly RackRouter[], mode: TorMode = "ebgp"): FrrConfig {
   const v6 = e.ipv6 !== undefined;
   const b: string[] = [];
   const l = (s: string) => b.push(s);
@@ -167,14 +169,23 @@ export function externalConfig(e: ExternalRouter, tors: readonly RackRouter[]): 
     l(` neighbor ${t.fabric4} remote-as ${t.as}`);
     if (v6 && t.fabric6) l(` neighbor ${t.fabric6} remote-as ${t.as}`);
   }
-  l(" address-family ipv4 unicast");
-  for (const t of tors) l(`  neighbor ${t.fabric4} activate`);
-  l(" exit-address-family");
-  if (v6) {
-    l(" address-family ipv6 unicast");
-    for (const t of tors) if (t.fabric6) l(`  neighbor ${t.fabric6} activate`);
+  const af = (fam: "4" | "6", addrs: string[]) => {
+    l(` address-family ipv${fam} unicast`);
+    for (const a of addrs) {
+      l(`  neighbor ${a} activate`);
+      if (mode === "rr") l(`  neighbor ${a} as-override`);
+    }
     l(" exit-address-family");
-  }
+  };
+  af(
+    "4",
+    tors.map((t) => t.fabric4),
+  );
+  if (v6)
+    af(
+      "6",
+      tors.flatMap((t) => (t.fabric6 ? [t.fabric6] : [])),
+    );
   l("exit");
   return { zebra: "hostname external\n", bgpd: b.join("\n") + "\n", bfdd: "", staticd: "" };
 }
