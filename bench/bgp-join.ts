@@ -10,6 +10,7 @@
 //   node dist-bench/bench/bgp-join.js [--sizes 10,30] [--repeats 100]
 import { spawn, type ChildProcess } from "node:child_process";
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { birdPaths, stopBird } from "../src/kernel/bird.js";
 import { labEtcdFlags } from "../src/lab/etcd.js";
@@ -48,6 +49,8 @@ interface SizeResult {
   fromBird: number[];
   missed: number;
   seconds: number;
+  /** The machine's 1-minute load average at each join (absent in results saved by older runs). */
+  loads?: number[];
 }
 
 /** When BIRD logged "Started" (wall clock, ms), from its log file. */
@@ -204,6 +207,7 @@ async function measureSize(nodes: number): Promise<SizeResult> {
           res.perNode.push(...per.slice(1).filter(Number.isFinite));
           const all = ok.length === per.length ? Math.max(...ok) : NaN;
           res.joins.push(all);
+          (res.loads ??= []).push(loadavg()[0]);
           const bird = birdStarted(join(work, name, "bird", "bird.log")) - wall0;
           res.toBird.push(bird);
           res.fromBird.push(all - bird);
@@ -257,7 +261,13 @@ is BIRD's \`connect delay time 1\` (the first connect attempt waits 1 s). Goal: 
 |---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
 
-Run time: ${rs.map((r) => `${r.nodes} nodes ${fmt(r.seconds / 60, 1)} min`).join(", ")}.
+Run time: ${rs.map((r) => `${r.nodes} nodes ${fmt(r.seconds / 60, 1)} min`).join(", ")}. Load average (1 min) of this shared
+2-core machine at the joins: ${rs
+    .map((r) => {
+      const l = summary(r.loads ?? []);
+      return `${r.nodes} nodes median ${fmt(l.p50, 1)}, range ${fmt(Math.min(...(r.loads ?? [NaN])), 1)} - ${fmt(Math.max(...(r.loads ?? [NaN])), 1)}`;
+    })
+    .join("; ")}.
 `;
   writeSection(join(repoRoot, "docs", "benchmarks.md"), "bgp-join", body);
   process.stdout.write(body + "\n");
