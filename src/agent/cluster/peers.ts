@@ -84,7 +84,7 @@ export class PeerSync {
         this.objectsVersion++;
         // (Only names: a BGPPeer's password must never reach the log.)
         this.ctx.o.log.info({ kind, name: ev.object.metadata.name, event: ev.type }, "backend configuration changed");
-        this.schedule();
+        this.schedule(false, 2);
       });
       this.objectWatches.push(w);
       // A Kubernetes store without weft's CRDs never lists: go on without the objects (defaults)
@@ -114,8 +114,12 @@ export class PeerSync {
     return r?.changes.length ?? 0;
   }
 
-  /** A sync soon (force: read the kernel even if the peer list is unchanged). */
-  schedule(force = false): void {
+  /**
+   * A sync soon (force: read the kernel even if the peer list is unchanged). windowMs coalesces a
+   * burst of events into one sync: node events come in bursts (every agent republishes at once);
+   * an object a user applied is one event, and its config change is wanted at once.
+   */
+  schedule(force = false, windowMs = 20): void {
     this.dirty = true;
     if (force) this.forceSync = true;
     if (this.syncTimer || this.syncing || this.ctx.state === "stopped") return;
@@ -123,7 +127,7 @@ export class PeerSync {
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
       this.syncing = this.syncLoop().finally(() => (this.syncing = null));
-    }, 20);
+    }, windowMs);
   }
 
   /** Stops the timers at once, then waits for a running sync and closes the watch. */
