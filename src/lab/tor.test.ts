@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:
 import { join } from "node:path";
 import { test } from "node:test";
 import { runStatus } from "../kernel/exec.js";
+import { validateSettings } from "./lab.js";
 import { externalConfig, rackOf, torAs, torConfig, type RackRouter } from "./tor.js";
 
 const TOR: RackRouter = {
@@ -103,4 +104,13 @@ test("FRR's parser accepts every line of the ToR (both modes) and external confi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("bad rack settings are refused before anything is made, naming the flag", () => {
+  const base = { nodes: 4, backend: "bgp" as const, dualStack: false, etcdMembers: 1 as const, store: "etcd" as const };
+  assert.doesNotThrow(() => validateSettings({ ...base, racks: 2, torMode: "rr" }));
+  assert.throws(() => validateSettings({ ...base, racks: 5 }), /--racks 5: more racks than --nodes 4/);
+  assert.throws(() => validateSettings({ ...base, racks: 10 }), /--racks 10: must be 1 to 9/);
+  assert.throws(() => validateSettings({ ...base, backend: "vxlan", racks: 2 }), /--racks 2: .* needs --backend bgp/);
+  assert.throws(() => validateSettings({ ...base, torMode: "rr" }), /--tor-mode rr: only with --racks/);
 });
