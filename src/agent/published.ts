@@ -27,8 +27,10 @@ export interface AgentReport {
   errors: string[];
   /** Pod addresses outside the node's current pod CIDRs (left over from a lost subnet). */
   strandedPods?: number;
-  /** bgp backend: each BGP session's peer, address and state at the last sync. */
-  sessions?: { peer: string; address: string; state: string }[];
+  /** bgp backend: each BGP session's peer, address and state at the last sync (since: ISO 8601). */
+  sessions?: { peer: string; address: string; state: string; since?: string; imported?: number; exported?: number }[];
+  /** bgp backend: BIRD's health at the last sync. */
+  daemon?: { name: string; ok: boolean; detail: string };
   /** vxlan backend: the VTEP and its offloads (ethtool feature -> on) as set up. */
   device?: { name: string; offloads: Record<string, boolean> };
 }
@@ -104,6 +106,20 @@ export function reportFromSync(r: SyncReport, base: Omit<AgentReport, "health" |
   const peers: Record<string, PeerReport> = {};
   for (const p of r.peers) peers[p.name] = { ok: p.ok, paths: { ...p.paths }, errors: [...p.errors] };
   const bad = r.errors.length > 0 || r.peers.some((p) => !p.ok) || (base.strandedPods ?? 0) > 0;
-  const sessions = r.sessions?.map((x) => ({ peer: x.peer, address: x.address, state: x.state }));
-  return { health: bad ? "degraded" : "ok", ...base, peers, errors: [...r.errors], ...(sessions ? { sessions } : {}) };
+  const sessions = r.sessions?.map((x) => ({
+    peer: x.peer,
+    address: x.address,
+    state: x.state,
+    ...(x.since !== undefined ? { since: x.since } : {}),
+    ...(x.imported !== undefined ? { imported: x.imported } : {}),
+    ...(x.exported !== undefined ? { exported: x.exported } : {}),
+  }));
+  return {
+    health: bad ? "degraded" : "ok",
+    ...base,
+    peers,
+    errors: [...r.errors],
+    ...(sessions ? { sessions } : {}),
+    ...(r.daemon ? { daemon: { ...r.daemon } } : {}),
+  };
 }

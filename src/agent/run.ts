@@ -325,6 +325,13 @@ async function startLocked(
       localPods: () => localPodsOf(ipam.list()),
       ...(cfg.metricsPort !== undefined ? { metricsPort: cfg.metricsPort } : {}),
       denyLog: cfg.denyLog === true,
+      // The bgp backend's session gauges beside the policy metrics (loaded with prom-client, only then).
+      ...(joined.settings.backend === "bgp"
+        ? {
+            registerMetrics: async (registry) =>
+              (await import("./bgp-metrics.js")).registerBgpMetrics(registry, () => membership.report()),
+          }
+        : {}),
     });
     log.info(
       {

@@ -3,6 +3,7 @@
 // once, publishes the returned data with its node lease, and calls syncPeers() with every other
 // node's lease whenever the node list changes (and periodically, to repair drift).
 import type { KernelContext } from "../kernel/tracked.js";
+import type { StoredObject } from "../store/types.js";
 import type { IpFamily as Family } from "../net/ip.js";
 
 export type { IpFamily as Family } from "../net/ip.js";
@@ -30,6 +31,8 @@ export interface LocalNode {
 export interface PeerNode extends LocalNode {
   /** What the peer's setup() returned, as read from its lease. */
   readonly backendData: BackendData;
+  /** The Node's labels, where the store has them (bgp: BGPPeer node selectors). */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 export interface SetupResult {
@@ -80,6 +83,8 @@ export interface SyncReport {
   readonly errors: readonly string[];
   /** Routing-protocol sessions (bgp: one per peer and underlay family), as the daemon reported them. */
   readonly sessions?: readonly SessionStatus[];
+  /** The routing daemon's health (bgp: BIRD), for `weft status`. */
+  readonly daemon?: { readonly name: string; readonly ok: boolean; readonly detail: string };
 }
 
 export interface SessionStatus {
@@ -88,6 +93,11 @@ export interface SessionStatus {
   readonly address: string;
   /** e.g. "Established", "Active", "Connect", "Idle" (BIRD's BGP state). */
   readonly state: string;
+  /** When the session entered this state, ISO 8601 (uptime, while Established). */
+  readonly since?: string;
+  /** Routes learnt from the peer and announced to it. */
+  readonly imported?: number;
+  readonly exported?: number;
 }
 
 export interface SyncOptions {
@@ -116,6 +126,12 @@ export interface Backend {
   syncPeers(peers: readonly PeerNode[], options?: SyncOptions): Promise<SyncReport>;
   /** Removes everything the backend made (devices, routes, FDB and neighbour entries). */
   teardown(): Promise<void>;
+  /**
+   * Kinds of store objects the backend renders from (bgp: BGPConfiguration, BGPPeer). The agent
+   * watches them, passes every kind's current objects to objectsChanged, then syncs.
+   */
+  readonly objectKinds?: readonly string[];
+  objectsChanged?(kind: string, objects: readonly StoredObject[]): void;
 }
 
 export interface VxlanOptions {
@@ -146,6 +162,8 @@ export interface BackendOptions {
    */
   readonly stateDir?: string;
   readonly bgp?: BgpOptions;
+  /** The cluster CIDRs (bgp: announced prefixes and peer addresses must stay outside them). */
+  readonly clusterCIDRs?: readonly string[];
 }
 
 export interface BgpOptions {

@@ -76,8 +76,21 @@ export function registerLab(program: Command): void {
         .choices(["lab", "real"])
         .default("lab"),
     )
+    .option(
+      "--racks <r>",
+      "bgp: split the nodes into racks, each on its own L2 segment behind an FRR top-of-rack router, with an external namespace behind the ToRs",
+      intArg("--racks", 1, 9),
+    )
+    .addOption(
+      new Option(
+        "--tor-mode <m>",
+        "with --racks: ebgp (an AS per rack) or rr (each ToR an iBGP route reflector for its rack)",
+      ).choices(["ebgp", "rr"]),
+    )
     .action(
       async (o: {
+        racks?: number;
+        torMode?: "ebgp" | "rr";
         nodes: number;
         backend: Backend;
         dualStack: boolean;
@@ -92,6 +105,8 @@ export function registerLab(program: Command): void {
           etcdMembers: o.etcdMembers === "3" ? 3 : 1,
           store: o.store ?? (o.kubelet === "real" ? "kubernetes" : "etcd"),
           kubelet: o.kubelet,
+          ...(o.racks !== undefined ? { racks: o.racks } : {}),
+          ...(o.torMode !== undefined ? { torMode: o.torMode } : {}),
         };
         await guard(() => labUp(LabNames.fromEnv(), settings, progress));
       },

@@ -26,8 +26,10 @@ export interface NodeStatus {
   /** Pod objects with spec.nodeName = this node. */
   pods: number;
   peers: Record<string, PeerReport>;
-  /** bgp backend: the node's BGP sessions (peer, address, state) as its agent last read them from BIRD. */
-  sessions?: { peer: string; address: string; state: string }[];
+  /** bgp backend: the node's BGP sessions as its agent last read them from BIRD (since: ISO 8601). */
+  sessions?: AgentReport["sessions"];
+  /** bgp backend: BIRD's health at the agent's last sync. */
+  daemon?: AgentReport["daemon"];
   errors: string[];
   /** What weft could not read about this node (a damaged annotation or agent report); null when all was readable. */
   problem: string | null;
@@ -141,6 +143,7 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
     pods,
     peers: report?.peers ?? {},
     ...(report?.sessions ? { sessions: report.sessions } : {}),
+    ...(report?.daemon ? { daemon: report.daemon } : {}),
     errors,
     problem,
   };
@@ -187,8 +190,29 @@ function printStatus(s: ClusterStatus): void {
     ]);
   }
   lines.push(table(rows));
-  const sessions = s.nodes.flatMap((n) => (n.sessions ?? []).map((x) => [n.name, x.peer, x.address, x.state]));
-  if (sessions.length) lines.push("", table([["NODE", "BGP PEER", "ADDRESS", "STATE"], ...sessions]));
+  const now = Date.now();
+  const since = (t: string | undefined): string => {
+    const ms = t ? Date.parse(t) : NaN;
+    return Number.isNaN(ms) ? "-" : age(Math.max(0, Math.round((now - ms) / 1000)));
+  };
+  const count = (v: number | undefined): string => (v === undefined ? "-" : String(v));
+  const sessions = s.nodes.flatMap((n) =>
+    (n.sessions ?? []).map((x) => [
+      n.name,
+      x.peer,
+      x.address,
+      x.state,
+      since(x.since),
+      count(x.imported),
+      count(x.exported),
+    ]),
+  );
+  if (sessions.length)
+    lines.push("", table([["NODE", "BGP PEER", "ADDRESS", "STATE", "SINCE", "IMPORTED", "EXPORTED"], ...sessions]));
+  const daemons = s.nodes.flatMap((n) =>
+    n.daemon ? [[n.name, n.daemon.name, n.daemon.ok ? "up" : "down", n.daemon.detail]] : [],
+  );
+  if (daemons.length) lines.push("", table([["NODE", "DAEMON", "STATE", "DETAIL"], ...daemons]));
   // The VXLAN checksum workaround (offload off) also costs TSO: show what each VTEP runs with.
   const onOff = (d: { offloads: Record<string, boolean> }, f: string) =>
     d.offloads[f] === undefined ? "-" : d.offloads[f] ? "on" : "off";

@@ -3,3 +3,4 @@ export * from "./types.js";
 export * from "./validation.js";
 export * from "./defaults.js";
 export * from "./selector.js";
+export * from "./selector-text.js";

@@ -221,6 +221,55 @@ export function parseProtocols(out: string): BirdProtocol[] {
   return rows;
 }
 
+export interface BirdProtocolDetail extends BirdProtocol {
+  /** BGP protocols: the neighbor's address ("Neighbor address:"). */
+  readonly neighbor?: string;
+  /** Summed over the protocol's channels ("Routes: N imported, M exported"). */
+  readonly imported: number;
+  readonly exported: number;
+}
+
+/** `birdc show protocols all`, parsed: each protocol's row, neighbor and route counts. */
+export async function birdProtocolsAll(p: BirdPaths): Promise<BirdProtocolDetail[]> {
+  return parseProtocolsAll(await birdc(p, ["show", "protocols", "all"]));
+}
+
+export function parseProtocolsAll(out: string): BirdProtocolDetail[] {
+  const rows: Array<{ -readonly [K in keyof BirdProtocolDetail]: BirdProtocolDetail[K] }> = [];
+  for (const line of out.split("\n")) {
+    // A protocol's row starts at column 0; its details are indented below it.
+    if (/^[A-Za-z]/.test(line)) {
+      const r = parseProtocols(line)[0];
+      if (r) rows.push({ ...r, imported: 0, exported: 0 });
+      continue;
+    }
+    const cur = rows[rows.length - 1];
+    if (!cur) continue;
+    const n = /^\s+Neighbor address:\s+(\S+)/.exec(line);
+    if (n) cur.neighbor = n[1];
+    if (/^\s+Routes:/.test(line)) {
+      cur.imported += Number(/(\d+) imported/.exec(line)?.[1] ?? 0);
+      cur.exported += Number(/(\d+) exported/.exec(line)?.[1] ?? 0);
+    }
+  }
+  return rows;
+}
+
+/** Whether BIRD answers on its socket ("Daemon is up and running"), and what it says. */
+export async function birdStatus(p: BirdPaths): Promise<{ ok: boolean; detail: string }> {
+  try {
+    const out = await birdc(p, ["show", "status"], 3000);
+    const version = /BIRD (\S+)/.exec(out)?.[1];
+    const up = /Daemon is up and running/.test(out);
+    return {
+      ok: up,
+      detail: up ? `BIRD ${version ?? ""} up`.replace("  ", " ") : (out.trim().split("\n").pop() ?? ""),
+    };
+  } catch (e) {
+    return { ok: false, detail: e instanceof Error ? e.message : String(e) };
+  }
+}
+
 /**
  * Ends the BIRD serving these paths (SIGTERM, then SIGKILL after graceMs) if it is the one its
  * PID file names; returns its PID or null. Never signals a process that is not that BIRD.

@@ -45,6 +45,28 @@ import { readPods } from "./pods-state.js";
 import { childEnv, isAlive, killNetnsProcesses, logTail, spawnDetached, stopProc } from "./procs.js";
 import { readState, settingsDiff, writeState, type LabNode, type LabSettings, type LabState } from "./state.js";
 import { deleteNetns, ensureNode, ensureUnderlay, isHostNetns, listNetns, UNDERLAY_BRIDGE } from "./topology.js";
+import {
+  EXTERNAL_AS,
+  EXTERNAL_V4,
+  EXTERNAL_V6,
+  ensureExternalNetns,
+  ensureFrr,
+  ensureTorNetns,
+  externalConfig,
+  fabricV4,
+  fabricV6,
+  frrRoot,
+  nodeHost,
+  rackOf,
+  rackV4,
+  rackV6,
+  routerDir,
+  stopRouter,
+  torAs,
+  torConfig,
+  torFabricHost,
+} from "./tor.js";
+import { labelRackNodes } from "./rack-labels.js";
 
 export class LabError extends Error {
   constructor(
@@ -65,18 +87,29 @@ export function validateSettings(s: LabSettings): void {
     throw new LabError(`--nodes ${s.nodes}: must be an integer from 1 to ${MAX_NODES}`);
   if (s.kubelet === "real" && s.store !== "kubernetes")
     throw new LabError("--kubelet real runs a real control plane: it needs --store kubernetes (the default with it)");
+  const racks = s.racks ?? 0;
+  if (racks !== 0) {
+    if (!Number.isInteger(racks) || racks < 1 || racks > 9) throw new LabError(`--racks ${racks}: must be 1 to 9`);
+    if (s.backend !== "bgp")
+      throw new LabError(`--racks ${racks}: racks route pods through their ToR over BGP: it needs --backend bgp`);
+    if (s.nodes < racks) throw new LabError(`--racks ${racks}: more racks than --nodes ${s.nodes}`);
+    if (s.kubelet === "real") throw new LabError(`--racks: not with --kubelet real`);
+  } else if (s.torMode !== undefined) throw new LabError(`--tor-mode ${s.torMode}: only with --racks`);
 }
 
 function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: LabState["etcd"]): LabState {
   const nodes: LabNode[] = [];
+  const racks = s.racks ?? 0;
   for (let i = 1; i <= s.nodes; i++) {
     const name = names.nodeName(i);
     const dir = names.nodeDir(name);
+    const rack = racks ? rackOf(i, s.nodes, racks) : 0;
     nodes.push({
       name,
       netns: names.nodeNetns(name),
-      ipv4: underlayV4(i),
-      ...(s.dualStack ? { ipv6: underlayV6(i) } : {}),
+      ipv4: rack ? rackV4(rack, nodeHost(i)) : underlayV4(i),
+      ...(s.dualStack ? { ipv6: rack ? rackV6(rack, nodeHost(i)) : underlayV6(i) } : {}),
+      ...(rack ? { rack } : {}),
       dir,
       socket: join(dir, "weft.sock"),
       cniBinDir: join(dir, "cni", "bin"),
@@ -84,6 +117,29 @@ function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: 
       ...(agentMode === "local" ? { podCidrs: localPodCidrs(i, s.dualStack) } : {}),
     });
   }
+  const mode = s.torMode ?? "ebgp";
+  const tors = Array.from({ length: racks }, (_, k) => {
+    const r = k + 1;
+    return {
+      rack: r,
+      netns: names.torNetns(r),
+      as: torAs(r, mode),
+      ipv4: rackV4(r, 1),
+      ...(s.dualStack ? { ipv6: rackV6(r, 1) } : {}),
+      fabric4: fabricV4(torFabricHost(r)),
+      ...(s.dualStack ? { fabric6: fabricV6(torFabricHost(r)) } : {}),
+      frrDir: routerDir(names.dir, `tor${r}`),
+    };
+  });
+  const external = racks
+    ? {
+        netns: names.externalNetns,
+        as: EXTERNAL_AS,
+        ipv4: EXTERNAL_V4,
+        ...(s.dualStack ? { ipv6: EXTERNAL_V6 } : {}),
+        frrDir: routerDir(names.dir, "external"),
+      }
+    : undefined;
   return {
     version: 1,
     id: names.id,
@@ -92,7 +148,13 @@ function planState(names: LabNames, s: LabSettings, agentMode: AgentMode, etcd: 
     agentMode,
     clusterInit: false,
     clusterCidrs: s.dualStack ? [CLUSTER_CIDR_V4, CLUSTER_CIDR_V6] : [CLUSTER_CIDR_V4],
-    namespaces: [names.underlayNetns, ...nodes.map((n) => n.netns)],
+    namespaces: [
+      names.underlayNetns,
+      ...tors.map((t) => t.netns),
+      ...(external ? [external.netns] : []),
+      ...nodes.map((n) => n.netns),
+    ],
+    ...(racks ? { tors, external } : {}),
     underlay: { netns: names.underlayNetns, bridge: UNDERLAY_BRIDGE },
     etcd,
     nodes,
@@ -164,19 +226,50 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
   }
   const save = () => writeState(names.stateFile, st!);
 
-  progress(`underlay ${st.underlay.netns} (bridge ${UNDERLAY_BRIDGE})`);
   const dual = st.settings.dualStack;
-  await ensureUnderlay(st.underlay.netns, dual ? [UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6] : [UNDERLAY_GATEWAY_V4]);
+  if (st.tors && st.external) {
+    // Racks: the underlay namespace is the fabric switch (no address of its own); each rack's
+    // segment is a bridge in its ToR's namespace, the ToR its gateway.
+    progress(
+      `fabric ${st.underlay.netns} (bridge ${UNDERLAY_BRIDGE}), external ${st.external.netns} ${st.external.ipv4}`,
+    );
+    await ensureUnderlay(st.underlay.netns, []);
+    await ensureExternalNetns(st.underlay.netns, st.external);
+    for (const t of st.tors) {
+      progress(`rack r${t.rack}: ToR ${t.netns} (FRR, AS ${t.as}), nodes' gateway ${t.ipv4}, fabric ${t.fabric4}`);
+      await ensureTorNetns(st.underlay.netns, t);
+    }
+  } else {
+    progress(`underlay ${st.underlay.netns} (bridge ${UNDERLAY_BRIDGE})`);
+    await ensureUnderlay(st.underlay.netns, dual ? [UNDERLAY_GATEWAY_V4, UNDERLAY_GATEWAY_V6] : [UNDERLAY_GATEWAY_V4]);
+  }
   for (const n of st.nodes) {
-    progress(`node ${n.name}: namespace ${n.netns}, underlay ${n.ipv4}${n.ipv6 ? ` ${n.ipv6}` : ""}`);
+    const tor = st.tors?.find((t) => t.rack === n.rack);
+    progress(
+      `node ${n.name}: namespace ${n.netns}, underlay ${n.ipv4}${n.ipv6 ? ` ${n.ipv6}` : ""}${tor ? `, rack r${tor.rack}` : ""}`,
+    );
     await ensureNode({
-      ul: st.underlay.netns,
+      ul: tor ? tor.netns : st.underlay.netns,
       node: n.name,
       netns: n.netns,
       ipv4: n.ipv4,
-      gateway4: UNDERLAY_GATEWAY_V4,
-      ...(n.ipv6 ? { ipv6: n.ipv6, gateway6: UNDERLAY_GATEWAY_V6 } : {}),
+      gateway4: tor ? tor.ipv4 : UNDERLAY_GATEWAY_V4,
+      ...(n.ipv6 ? { ipv6: n.ipv6, gateway6: tor ? tor.ipv6 : UNDERLAY_GATEWAY_V6 } : {}),
     });
+  }
+  if (st.tors && st.external) {
+    mkdirSync(frrRoot(st.dir), { recursive: true, mode: 0o755 });
+    const mode = st.settings.torMode ?? "ebgp";
+    for (const t of st.tors) {
+      const pids = await ensureFrr(t, torConfig(t, mode, st.clusterCidrs)).catch((e: Error) => {
+        throw new LabError(`rack r${t.rack} ToR: ${e.message}`);
+      });
+      progress(`rack r${t.rack}: FRR (${mode}) running, pids ${pids.join(",")}, files ${t.frrDir}`);
+    }
+    const pids = await ensureFrr(st.external, externalConfig(st.external, st.tors, mode)).catch((e: Error) => {
+      throw new LabError(`external router: ${e.message}`);
+    });
+    progress(`external: FRR (AS ${st.external.as}) running, pids ${pids.join(",")}`);
   }
 
   progress(
@@ -277,6 +370,20 @@ async function up(names: LabNames, want: LabSettings, progress: Progress): Promi
     }
   }
 
+  if (st.tors && !st.labelled) {
+    // BGPPeer nodeSelectors select racks by these labels (Node objects: the kubernetes store).
+    const done = await labelRackNodes(st).catch((e: Error) => {
+      throw new LabError(`labelling the nodes with their racks: ${e.message}`);
+    });
+    progress(
+      done
+        ? "nodes labelled rack=rN"
+        : "no rack labels: the etcd store has no Node labels (use --store kubernetes for BGPPeer nodeSelectors; peers per node work everywhere)",
+    );
+    st.labelled = true;
+    save();
+  }
+
   if (!isAlive(st.kubelet)) {
     progress(`kubelet: starting, log ${join(st.dir, "kubelet", "kubelet.log")}`);
     const kdir = join(st.dir, "kubelet");
@@ -342,6 +449,11 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
       (pid) => pid !== null,
     );
     if (birds.length) progress(`stopped BIRD (pid ${birds.join(", ")})`);
+    // The racks' FRR routers, by the PIDs their files record (kernel/frr.ts checks each one).
+    const frr = (
+      await Promise.all([...(st.tors ?? []), ...(st.external ? [st.external] : [])].map((r) => stopRouter(r)))
+    ).flat();
+    if (frr.length) progress(`stopped FRR (pid ${frr.join(", ")})`);
   }
   if (st?.apiserver) {
     progress("stopping kube-apiserver");
@@ -354,7 +466,7 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
   }
   // Namespaces: what the state and the kubelet recorded, plus any left with the lab's own names
   // (e.g. a pod namespace made just before a crash, before its record reached the disk).
-  const own = new RegExp(`^${names.id}-(ul|n[0-9]+|p-.+)$`);
+  const own = new RegExp(`^${names.id}-(ul|ext|tor[0-9]+|n[0-9]+|p-.+)$`);
   const recorded = new Set<string>([...(st?.namespaces ?? []), ...podList.map((p) => p.netns)]);
   for (const ns of await listNetns()) if (own.test(ns)) recorded.add(ns);
   // Pods first, then nodes, then the underlay: each veth goes with the namespace holding it.
@@ -380,12 +492,15 @@ async function down(names: LabNames, progress: Progress): Promise<boolean> {
   if (realProblems.length) throw new LabError(`lab down left: ${realProblems.join("; ")}`);
   const hadSomething = st !== undefined || order.length > 0 || existsSync(names.dir);
   rmSync(names.dir, { recursive: true, force: true });
+  rmSync(frrRoot(names.dir), { recursive: true, force: true });
   return hadSomething;
 }
 
 function rank(ns: string, names: LabNames): number {
   if (ns.startsWith(names.podNetnsPrefix)) return 0;
-  if (ns === names.underlayNetns) return 2;
+  if (ns === names.underlayNetns) return 3;
+  // ToRs hold their racks' bridges: after the nodes plugged into them, before the fabric.
+  if (ns === names.externalNetns || /-tor[0-9]+$/.test(ns)) return 2;
   return 1;
 }
 

@@ -35,6 +35,15 @@ export class LabNames {
   get underlayNetns(): string {
     return netnsName(`${this.id}-ul`);
   }
+  /** With --racks: rack r's top-of-rack router. */
+  torNetns(rack: number): string {
+    if (!Number.isInteger(rack) || rack < 1 || rack > 9) throw new Error(`rack ${rack}: racks are 1..9`);
+    return netnsName(`${this.id}-tor${rack}`);
+  }
+  /** With --racks: the "external" namespace (the fabric's router, a stand-in for the world). */
+  get externalNetns(): string {
+    return netnsName(`${this.id}-ext`);
+  }
   nodeName(i: number): string {
     return `n${i}`;
   }

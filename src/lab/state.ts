@@ -19,6 +19,10 @@ export const LabSettingsSchema = z.object({
   store: z.enum(["etcd", "kubernetes"]),
   /** "lab": weft's own kubelet (and agents); "real": containerd + kubelet 1.20 per node (src/lab/realnode/). */
   kubelet: z.enum(["lab", "real"]).default("lab"),
+  /** bgp backend: nodes split into this many racks, each behind an FRR top-of-rack router (tor.ts). */
+  racks: z.number().int().optional(),
+  /** How the ToRs peer with their nodes: eBGP (an AS per rack) or as iBGP route reflectors. */
+  torMode: z.enum(["ebgp", "rr"]).optional(),
 });
 export type LabSettings = z.input<typeof LabSettingsSchema>;
 
@@ -45,6 +49,8 @@ export const LabNodeSchema = z.object({
   /** Only in the local-store fallback; in etcd mode the agent leases them from the store. */
   podCidrs: z.array(z.string()).optional(),
   agent: ProcRefSchema.optional(),
+  /** With --racks: the node's rack (its L2 segment and ToR). */
+  rack: z.number().int().optional(),
   /** Kubernetes mode: the node's forwarder to the apiserver (127.0.0.1:6443 in the node). */
   apiProxy: ProcRefSchema.optional(),
 });
@@ -77,6 +83,33 @@ export const LabStateSchema = z.object({
     })
     .optional(),
   nodes: z.array(LabNodeSchema),
+  /** With --racks: each rack's FRR top-of-rack router (tor.ts). */
+  tors: z
+    .array(
+      z.object({
+        rack: z.number().int(),
+        netns: z.string(),
+        as: z.number().int(),
+        ipv4: z.string(),
+        ipv6: z.string().optional(),
+        fabric4: z.string(),
+        fabric6: z.string().optional(),
+        frrDir: z.string(),
+      }),
+    )
+    .optional(),
+  /** With --racks: the "external" namespace behind the ToRs (the fabric's FRR router). */
+  external: z
+    .object({
+      netns: z.string(),
+      as: z.number().int(),
+      ipv4: z.string(),
+      ipv6: z.string().optional(),
+      frrDir: z.string(),
+    })
+    .optional(),
+  /** With --racks: whether the Node objects got their rack=rN label. */
+  labelled: z.boolean().optional(),
   kubelet: ProcRefSchema.optional(),
   /** --store kubernetes: the lab's kube-apiserver (over the lab etcd). */
   apiserver: z
@@ -131,5 +164,8 @@ export function settingsDiff(want: LabSettings, have: LabSettings): string[] {
   if (want.store !== have.store) out.push(`--store ${want.store} (running: ${have.store})`);
   if ((want.kubelet ?? "lab") !== (have.kubelet ?? "lab"))
     out.push(`--kubelet ${want.kubelet ?? "lab"} (running: ${have.kubelet ?? "lab"})`);
+  if ((want.racks ?? 0) !== (have.racks ?? 0)) out.push(`--racks ${want.racks ?? 0} (running: ${have.racks ?? 0})`);
+  if ((want.torMode ?? "ebgp") !== (have.torMode ?? "ebgp"))
+    out.push(`--tor-mode ${want.torMode ?? "ebgp"} (running: ${have.torMode ?? "ebgp"})`);
   return out;
 }

@@ -27,6 +27,8 @@ export interface PolicyEnforcementOptions {
   nflogGroup?: number;
   /** Which datapath enforces the policies. Default nft (the only one so far). */
   datapath?: PolicyDatapathName;
+  /** Adds the agent's other metrics (e.g. the bgp backend's) to the /metrics registry. */
+  registerMetrics?: (registry: import("prom-client").Registry) => void | Promise<void>;
 }
 
 export interface PolicyEnforcement {
@@ -62,6 +64,7 @@ export async function startPolicyEnforcement(o: PolicyEnforcementOptions): Promi
       // prom-client (and the OpenTelemetry API it pulls in) loads only for an agent that serves metrics.
       const { createPolicyMetrics, startMetricsServer } = await import("./metrics.js");
       const { registry } = createPolicyMetrics(controller);
+      await o.registerMetrics?.(registry);
       metrics = await startMetricsServer(registry, { port: o.metricsPort, host: o.metricsHost ?? "127.0.0.1" });
       log.info({ address: `${o.metricsHost ?? "127.0.0.1"}:${metrics.port}` }, "policy metrics on /metrics");
     }

@@ -30,6 +30,8 @@ const CLUSTER_SCOPED = new Set([
   "CustomResourceDefinition",
   "StorageClass",
   "PriorityClass",
+  "BGPConfiguration",
+  "BGPPeer",
 ]);
 
 export const isClusterScoped = (kind: string): boolean => CLUSTER_SCOPED.has(kind);

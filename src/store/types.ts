@@ -78,6 +78,11 @@ export interface NodeInfo {
   /** The node's pod subnets, in the order of the cluster CIDRs. */
   podCIDRs: string[];
   backendData: Record<string, string>;
+  /**
+   * The Node object's labels, where the store has Node objects (Kubernetes); BGPPeer selectors
+   * match these plus kubernetes.io/hostname (see bgp-objects.ts nodeLabels). Absent in KV stores.
+   */
+  labels?: Record<string, string>;
   /** When this agent (re)registered, ISO 8601. */
   registeredAt: string;
   /** The TTL of the node's lease: the node disappears this long after its agent stops renewing. */

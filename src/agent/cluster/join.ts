@@ -36,6 +36,7 @@ export async function join(ctx: ClusterContext, parts: JoinParts): Promise<JoinR
       ...(o.kernel ? { kernel: o.kernel } : {}),
       ...(o.stateDir ? { stateDir: o.stateDir } : {}),
       ...(settings.bgp ? { bgp: settings.bgp } : {}),
+      clusterCIDRs: settings.clusterCIDRs,
       ...(settings.mtu !== undefined ? { mtu: settings.mtu } : {}),
     });
     if (o.underlay.length === 0)
@@ -78,6 +79,7 @@ export async function join(ctx: ClusterContext, parts: JoinParts): Promise<JoinR
   let firstSyncChanges = 0;
   if (ctx.backend) {
     await parts.peers.watchNodes();
+    await parts.peers.watchObjects();
     ctx.state = "ready";
     firstSyncChanges = await parts.peers.firstSync();
   } else {

@@ -1,7 +1,7 @@
 // The backend's peer routes kept equal to the live node list: a node watch, syncs coalesced over
 // 20 ms on each event that changes a peer's datapath, and a full resync every resyncMs (drift repair).
 import type { PeerNode, SyncReport } from "../../backends/index.js";
-import type { NodeInfo, WatchHandle } from "../../store/types.js";
+import type { NodeInfo, StoredObject, WatchHandle } from "../../store/types.js";
 import { BACKEND_KEY, decodeBackendData, readBackendData } from "../published.js";
 import { type ClusterContext, dualStack } from "./context.js";
 
@@ -11,6 +11,10 @@ const REPORT_AFTER_EVENT_MS = 500;
 export class PeerSync {
   private readonly nodes = new Map<string, NodeInfo>();
   private watch: WatchHandle | undefined;
+  /** Watches of the store objects the backend renders from (bgp: BGPConfiguration, BGPPeer). */
+  private objectWatches: WatchHandle[] = [];
+  /** Bumped on every object change: part of the sync key, so a change always reaches the backend. */
+  private objectsVersion = 0;
   private resync: NodeJS.Timeout | undefined;
   private syncTimer: NodeJS.Timeout | undefined;
   private syncing: Promise<void> | null = null;
@@ -65,6 +69,36 @@ export class PeerSync {
   }
 
   /**
+   * Watches the kinds of objects the backend renders from; each change is passed on whole (the
+   * kind's current objects) and schedules a sync. Resolves once every watch has listed its kind.
+   */
+  async watchObjects(): Promise<void> {
+    const backend = this.ctx.backend;
+    if (!backend?.objectKinds || !backend.objectsChanged) return;
+    for (const kind of backend.objectKinds) {
+      const current = new Map<string, StoredObject>();
+      const w = this.ctx.o.store.objects.watch(kind, (ev) => {
+        if (ev.type === "removed") current.delete(ev.object.metadata.name);
+        else current.set(ev.object.metadata.name, ev.object);
+        backend.objectsChanged?.(kind, [...current.values()]);
+        this.objectsVersion++;
+        // (Only names: a BGPPeer's password must never reach the log.)
+        this.ctx.o.log.info({ kind, name: ev.object.metadata.name, event: ev.type }, "backend configuration changed");
+        this.schedule(false, 2);
+      });
+      this.objectWatches.push(w);
+      // A Kubernetes store without weft's CRDs never lists: go on without the objects (defaults)
+      // rather than never joining; the watch delivers them if they appear.
+      const listed = await Promise.race([
+        w.ready.then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 5000).unref()),
+      ]);
+      if (!listed)
+        this.ctx.o.log.warn({ kind }, "could not list the backend's objects yet (CRDs missing?); using the defaults");
+    }
+  }
+
+  /**
    * The first sync, ours to wait for (and to count: returns its kernel changes); then the periodic
    * resync starts. Call once the state is "ready".
    */
@@ -80,8 +114,12 @@ export class PeerSync {
     return r?.changes.length ?? 0;
   }
 
-  /** A sync soon (force: read the kernel even if the peer list is unchanged). */
-  schedule(force = false): void {
+  /**
+   * A sync soon (force: read the kernel even if the peer list is unchanged). windowMs coalesces a
+   * burst of events into one sync: node events come in bursts (every agent republishes at once);
+   * an object a user applied is one event, and its config change is wanted at once.
+   */
+  schedule(force = false, windowMs = 20): void {
     this.dirty = true;
     if (force) this.forceSync = true;
     if (this.syncTimer || this.syncing || this.ctx.state === "stopped") return;
@@ -89,7 +127,7 @@ export class PeerSync {
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
       this.syncing = this.syncLoop().finally(() => (this.syncing = null));
-    }, 20);
+    }, windowMs);
   }
 
   /** Stops the timers at once, then waits for a running sync and closes the watch. */
@@ -98,6 +136,7 @@ export class PeerSync {
     if (this.resync) clearInterval(this.resync);
     await this.syncing?.catch(() => undefined);
     await this.watch?.close().catch(() => undefined);
+    await Promise.all(this.objectWatches.map((w) => w.close().catch(() => undefined)));
   }
 
   private async syncLoop(): Promise<void> {
@@ -119,12 +158,13 @@ export class PeerSync {
         underlay: dualStack(n.addresses),
         podCIDRs: dualStack(n.podCIDRs),
         backendData: decodeBackendData(n.backendData),
+        ...(n.labels ? { labels: n.labels } : {}),
       }));
     // Most node events change nothing a route depends on: a peer's published report (every peer
     // republishes when any node joins, so N nodes see N^2 of them), or a new node that has not set
     // its backend up yet. Reading the kernel for each of them costs process spawns on every node at
     // once; the periodic resync still repairs drift.
-    const key = JSON.stringify(peers);
+    const key = `${JSON.stringify(peers)}#${this.objectsVersion}`;
     const fresh = this.forceSync;
     if (!fresh && key === this.syncedPeers && this.report) return this.report;
     this.forceSync = false;

@@ -4,11 +4,13 @@
 // agent installs no route to a peer's pod subnet itself: BIRD learns them over an iBGP full mesh
 // and puts them in the kernel (`proto bird`), keeping them there (`persist`) when it or the agent
 // restarts. A restarted agent adopts the running BIRD by PID file and socket; it never restarts it.
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   birdPaths,
-  birdProtocols,
+  birdProtocolsAll,
+  birdStatus,
   BirdError,
   configureBird,
   findBird,
@@ -19,11 +21,20 @@ import {
   stopBird,
   writeBirdConfig,
   type BirdPaths,
-  type BirdProtocol,
+  type BirdProtocolDetail,
 } from "../../kernel/bird.js";
+import {
+  BGP_CONFIGURATION,
+  BGP_CONFIGURATION_NAME,
+  BGP_KINDS,
+  BGP_PEER,
+  readBgpObjects,
+  UNDERLAY_SUBNETS_KEY,
+} from "../../store/bgp-objects.js";
+import type { StoredObject } from "../../store/types.js";
 import { listRoutes } from "../../kernel/peer-route.js";
-import { formatCidr, type Cidr } from "../../net/cidr.js";
-import type { IpFamily as Family } from "../../net/ip.js";
+import { cidrHas, formatCidr, type Cidr } from "../../net/cidr.js";
+import { parseIp, type IpFamily as Family } from "../../net/ip.js";
 import { localView, peerViews, type NodeView, type PeerView } from "../common/nodes.js";
 import { SerialBackend } from "../common/serial.js";
 import { deleteBackendRoutes } from "../common/teardown.js";
@@ -47,6 +58,7 @@ import {
   type BgpSettings,
   type RenderNode,
 } from "./render.js";
+import { planBgp, type PlanNode } from "./plan.js";
 
 /** The settings a BgpOptions means, defaults filled in; throws BackendSetupError naming a bad field. */
 export function bgpSettings(o: BackendOptions["bgp"] = {}): BgpSettings {
@@ -56,7 +68,7 @@ export function bgpSettings(o: BackendOptions["bgp"] = {}): BgpSettings {
   return s;
 }
 
-/** One mesh session as `weft status` shows it. */
+/** One BGP session as `weft status` shows it. */
 export interface BgpSession {
   readonly peer: string;
   readonly address: string;
@@ -64,6 +76,15 @@ export interface BgpSession {
   readonly state: string;
   readonly info: string;
   readonly since: string;
+  readonly imported: number;
+  readonly exported: number;
+}
+
+/** BIRD's "2026-12-08 02:20:00" (timeformat protocol iso long, local time) as ISO 8601; undefined otherwise. */
+export function birdTimeToIso(since: string): string | undefined {
+  if (!/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/.test(since)) return undefined;
+  const t = new Date(since.replace(" ", "T"));
+  return Number.isNaN(t.getTime()) ? undefined : t.toISOString();
 }
 
 export class BgpBackend extends SerialBackend {
@@ -72,7 +93,10 @@ export class BgpBackend extends SerialBackend {
   private local: NodeView | null = null;
   private underlays = new Map<Family, Underlay>();
   /** Peer name per session (protocol) name, from the last rendered config. */
-  private sessionPeers = new Map<string, { peer: string; address: string }>();
+  private sessionPeers: ReadonlyMap<string, { peer: string; address: string }> = new Map();
+  /** The BGP objects as the agent's watch last passed them. */
+  private objects = new Map<string, readonly StoredObject[]>();
+  readonly objectKinds = BGP_KINDS;
 
   constructor(opts: BackendOptions = {}) {
     super(opts);
@@ -82,6 +106,10 @@ export class BgpBackend extends SerialBackend {
 
   overhead(): number {
     return 0;
+  }
+
+  objectsChanged(kind: string, objects: readonly StoredObject[]): void {
+    this.objects.set(kind, [...objects]);
   }
 
   /** BIRD's files: DIR/bird under the backend's state dir. */
@@ -111,12 +139,17 @@ export class BgpBackend extends SerialBackend {
       changes.push(await this.start(paths));
     }
     const podMtu = this.opts.mtu ?? Math.min(...[...this.underlays.values()].map((u) => u.mtu));
-    return { data: { as: this.settings.asNumber }, podMtu, changes };
+    // The underlay subnets, for `weft apply`'s check that a BGPPeer's router is on them.
+    const subnets = [...this.underlays.values()].flatMap((u) => u.connected.map(formatCidr)).join(",");
+    return { data: { as: this.settings.asNumber, [UNDERLAY_SUBNETS_KEY]: subnets }, podMtu, changes };
   }
 
   /** Starts BIRD; in graceful-restart recovery when a previous BIRD's routes are still in the kernel. */
   private async start(paths: BirdPaths): Promise<Change> {
-    const recover = (await listBirdRoutes(this.ctx)).length > 0;
+    // Also when the previous BIRD died without a clean stop (its PID file is left): its peers keep
+    // our routes as stale, and a new BIRD that does not say it kept forwarding (the F bit that -R
+    // sets) makes them drop those at once, before it announces them again.
+    const recover = (await listBirdRoutes(this.ctx)).length > 0 || existsSync(paths.pidfile);
     const pid = await startBird(paths, { ...(this.ctx.netns ? { netns: this.ctx.netns } : {}), recover });
     return {
       action: "add",
@@ -167,6 +200,13 @@ export class BgpBackend extends SerialBackend {
     };
   }
 
+  /** Whether an address is on one of this node's connected underlay subnets. */
+  private connected(f: Family, address: string): boolean {
+    const a = parseIp(address);
+    const u = this.underlays.get(f);
+    return !!a && !!u && u.connected.some((c) => cidrHas(c, a));
+  }
+
   protected async doSync(peers: readonly PeerNode[]): Promise<SyncReport> {
     const local = this.local;
     if (!local) throw new Error("bgp: syncPeers() called before setup()");
@@ -176,21 +216,56 @@ export class BgpBackend extends SerialBackend {
     const mesh = valid.map((p) => this.meshPeer(p));
     const changes: Change[] = [];
     const errors: string[] = [];
-    const text = this.render(
-      local,
-      mesh.map((m) => m.node),
+    const labels = new Map(peers.map((p) => [p.name, p.labels]));
+    const withLabels = (n: RenderNode): PlanNode => {
+      const l = labels.get(n.name);
+      return l ? { ...n, labels: l } : n;
+    };
+    const config = (this.objects.get(BGP_CONFIGURATION) ?? []).find((o) => o.metadata.name === BGP_CONFIGURATION_NAME);
+    const objects = readBgpObjects(
+      config,
+      this.objects.get(BGP_PEER) ?? [],
+      // Peer addresses are checked against this node's own subnets in the plan.
+      { clusterCIDRs: this.opts.clusterCIDRs ?? [], nodes: [] },
+      this.settings.asNumber,
     );
-    this.sessionPeers = new Map(
-      mesh.flatMap((m) =>
-        [...m.node.underlay.values()].map((a) => [sessionName(a), { peer: m.node.name, address: a }]),
+    const plan = planBgp({
+      local: withLabels(local),
+      nodes: valid.map(withLabels),
+      meshNodes: mesh.map((m) => m.node),
+      objects,
+      connected: (f, a) => this.connected(f, a),
+    });
+    errors.push(...plan.problems);
+    const text = renderBirdConfig({
+      local: plan.local,
+      peers: plan.meshPeers,
+      settings: {
+        asNumber: objects.config.asNumber,
+        restartSeconds: config ? objects.config.gracefulRestartSeconds : this.settings.restartSeconds,
+      },
+      logFile: paths.log,
+      sessions: plan.sessions,
+      announce: plan.announce,
+      bfd: plan.bfd,
+      ...(plan.rrClusterId !== undefined ? { rrClusterId: plan.rrClusterId } : {}),
+    });
+    const meshPeers = new Map(
+      plan.meshPeers.flatMap((n) =>
+        [...n.underlay.values()].map((a) => [sessionName(a), { peer: n.name, address: a }]),
       ),
     );
+    this.sessionPeers = new Map([...meshPeers, ...plan.sessionPeers]);
     try {
       const changed = await writeBirdConfig(paths, text);
       if ((await findBird(paths)) === null) changes.push(await this.start(paths));
       else if (changed) {
         await configureBird(paths);
-        changes.push({ action: "replace", object: "daemon", detail: `bird.conf reloaded (${mesh.length} peers)` });
+        changes.push({
+          action: "replace",
+          object: "daemon",
+          detail: `bird.conf reloaded (${plan.meshPeers.length} mesh peers, ${plan.sessions.length} BGPPeer sessions)`,
+        });
       }
     } catch (e) {
       if (!(e instanceof BirdError)) throw e;
@@ -198,31 +273,58 @@ export class BgpBackend extends SerialBackend {
     }
     // What BIRD says of each session now (a session opened by this reload shows up as it comes up
     // at the next sync); `weft status` shows them.
-    const sessions = await this.sessions().catch((e: unknown) => {
-      errors.push(`could not read BIRD's sessions: ${e instanceof Error ? e.message : String(e)}`);
-      return [];
-    });
+    const daemon = await birdStatus(paths);
+    const sessions = daemon.ok
+      ? await this.sessions().catch((e: unknown) => {
+          errors.push(`could not read BIRD's sessions: ${e instanceof Error ? e.message : String(e)}`);
+          return [];
+        })
+      : [];
+    if (!daemon.ok) errors.push(`BIRD is not answering: ${daemon.detail}`);
+    // With the mesh off, peers' routes come over BGPPeer sessions (a ToR, a route reflector) from
+    // anywhere: a peer on another subnet is no error then.
+    const statuses = objects.config.nodeToNodeMesh
+      ? mesh.map((m) => m.status)
+      : valid.map((p) => ({
+          name: p.name,
+          ok: true,
+          paths: Object.fromEntries([...p.pods.values()].map((c) => [formatCidr(c), "bgp" as const])),
+          errors: [],
+        }));
     return {
-      peers: [...mesh.map((m) => m.status), ...rejected],
+      peers: [...statuses, ...rejected],
       changes,
       errors,
-      sessions: sessions.map((x) => ({ peer: x.peer, address: x.address, state: x.info.split(" ")[0] || x.state })),
+      sessions: sessions.map((x) => {
+        const since = birdTimeToIso(x.since);
+        return {
+          peer: x.peer,
+          address: x.address,
+          state: x.info.split(" ")[0] || x.state,
+          ...(since ? { since } : {}),
+          imported: x.imported,
+          exported: x.exported,
+        };
+      }),
+      daemon: { name: "bird", ...daemon },
     };
   }
 
-  /** The mesh sessions as BIRD reports them (`birdc show protocols`). */
+  /** The BGP sessions as BIRD reports them (`birdc show protocols all`). */
   async sessions(): Promise<BgpSession[]> {
-    const rows: BirdProtocol[] = await birdProtocols(this.paths);
+    const rows: BirdProtocolDetail[] = await birdProtocolsAll(this.paths);
     return rows
       .filter((r) => r.proto === "BGP")
       .map((r) => {
         const who = this.sessionPeers.get(r.name);
         return {
           peer: who?.peer ?? r.name,
-          address: who?.address ?? "",
+          address: who?.address ?? r.neighbor ?? "",
           state: r.state,
           info: r.info,
           since: r.since,
+          imported: r.imported,
+          exported: r.exported,
         };
       });
   }

@@ -11,7 +11,7 @@ import { cidrOrThrow } from "../../net/cidr.js";
 import type { IpFamily as Family } from "../../net/ip.js";
 import { BackendSetupError } from "../types.js";
 import { bgpSettings } from "./backend.js";
-import { isPassive, renderBirdConfig, routerId, type RenderNode } from "./render.js";
+import { isPassive, renderBirdConfig, routerId, type RenderNode, type RenderSession } from "./render.js";
 
 // dist/backends/bgp -> src/backends/bgp/testdata
 const GOLDEN = fileURLToPath(new URL("../../../src/backends/bgp/testdata/", import.meta.url));
@@ -57,7 +57,91 @@ const CASES: Record<string, Parameters<typeof renderBirdConfig>[0]> = {
     settings: bgpSettings(),
     logFile: "/var/lib/weft/bird/bird.log",
   },
+  // Mesh off, AS per rack: eBGP to the ToR with a password and BFD, an iBGP router without GR,
+  // extra prefixes, this node's own AS and router id.
+  "tor-ebgp": {
+    local: { ...v4(n1), asNumber: 65010, routerId: "10.0.0.1" },
+    peers: [],
+    settings: bgpSettings({ restartSeconds: 90 }),
+    logFile: "/var/lib/weft/bird/bird.log",
+    announce: { podCIDRs: true, prefixes: [cidrOrThrow("192.0.2.0/24"), cidrOrThrow("2001:db8:5::/48")] },
+    bfd: { intervalMs: 300, multiplier: 5 },
+    sessions: [
+      session({
+        name: "peer_10_200_0_254",
+        why: "BGPPeer tor-r1",
+        neighbor: "10.200.0.254",
+        neighborAs: 65001,
+        password: "s3cret",
+        bfd: true,
+      }),
+      session({
+        name: "peer_10_200_0_253",
+        why: "BGPPeer core",
+        neighbor: "10.200.0.253",
+        neighborAs: 65010,
+        gracefulRestart: false,
+      }),
+    ],
+  },
+  // A route reflector (mesh off): its peerSelector peers are rr clients, with its cluster id.
+  "route-reflector": {
+    local: v4(n1),
+    peers: [],
+    settings: bgpSettings(),
+    logFile: "/var/lib/weft/bird/bird.log",
+    rrClusterId: "10.255.0.1",
+    sessions: [
+      session({
+        name: "node_10_200_0_3",
+        why: "node n2 (BGPPeer rr)",
+        neighbor: "10.200.0.3",
+        neighborAs: 64512,
+        rrClient: true,
+      }),
+      session({
+        name: "node_10_200_0_1",
+        why: "node n3 (BGPPeer rr)",
+        neighbor: "10.200.0.1",
+        neighborAs: 64512,
+        rrClient: true,
+        passive: true,
+      }),
+    ],
+  },
+  // An rr client: one session to the reflector, nothing announced but its pod subnet.
+  "rr-client": {
+    local: v4(n2),
+    peers: [],
+    settings: bgpSettings(),
+    logFile: "/var/lib/weft/bird/bird.log",
+    sessions: [
+      session({
+        name: "node_10_200_0_2",
+        why: "node n1 (BGPPeer rr)",
+        localAddress: "10.200.0.3",
+        neighbor: "10.200.0.2",
+        neighborAs: 64512,
+        passive: true,
+      }),
+    ],
+  },
 };
+
+function session(
+  o: Partial<RenderSession> & Pick<RenderSession, "name" | "why" | "neighbor" | "neighborAs">,
+): RenderSession {
+  return {
+    family: 4,
+    localAddress: "10.200.0.2",
+    multihop: false,
+    passive: false,
+    bfd: false,
+    gracefulRestart: true,
+    rrClient: false,
+    ...o,
+  };
+}
 
 for (const [name, input] of Object.entries(CASES)) {
   test(`bird.conf golden: ${name} (and BIRD accepts it)`, async () => {
@@ -81,14 +165,44 @@ test("the same input in another order renders the same bytes", () => {
   assert.equal(a, b);
 });
 
-test("what is exported: only this node's pod subnets, from its static route; what the kernel gets: only BGP routes to peers' pod subnets", () => {
+test("what is exported: only this node's pod subnets, from its static route; what the kernel gets: only BGP routes", () => {
   const text = renderBirdConfig(CASES["ipv4-mesh"]);
-  assert.match(text, /export where proto = "weft_pods4" && net = 10\.244\.1\.0\/24;/);
-  assert.match(text, /import where net = 10\.244\.2\.0\/24;/);
-  assert.match(text, /if source = RTS_BGP && net ~ \[ 10\.244\.2\.0\/24, 10\.244\.3\.0\/24 \] then accept;/);
+  assert.match(text, /filter weft_export4 \{\n {2}if proto = "weft_pods4" then accept;\n {2}reject;\n\}/);
+  assert.match(text, /export filter weft_export4;/);
+  assert.match(text, /import where net ~ \[ 10\.244\.2\.0\/24 \];/);
+  assert.match(text, /filter weft_to_kernel4 \{\n {2}if source = RTS_BGP then accept;\n {2}reject;\n\}/);
+  assert.match(text, /filter weft_import4 \{\n {2}if net ~ \[ 10\.244\.1\.0\/24\+ \] then reject;/);
   assert.doesNotMatch(text, /protocol direct/);
   assert.match(text, /persist;/);
   assert.match(text, /learn off;/);
+});
+
+test("BGPPeer sessions: password, BFD with the configured timers, GR per peer, rr client with cluster id, own AS", () => {
+  const tor = renderBirdConfig(CASES["tor-ebgp"]);
+  assert.match(tor, /router id 10\.0\.0\.1;/);
+  assert.match(tor, /protocol bfd weft_bfd \{\n {2}interface "\*" \{\n {4}interval 300 ms;\n {4}multiplier 5;/);
+  assert.match(
+    tor,
+    /protocol bgp peer_10_200_0_254 \{\n {2}local 10\.200\.0\.2 as 65010;\n {2}neighbor 10\.200\.0\.254 as 65001;\n {2}direct;\n {2}password "s3cret";\n {2}bfd on;\n {2}graceful restart on;\n {2}graceful restart time 90;/,
+  );
+  assert.match(tor, /protocol bgp peer_10_200_0_253 \{[^}]*graceful restart off;/);
+  assert.doesNotMatch(tor.split("protocol bgp peer_10_200_0_253")[1].split("\n}\n")[0], /bfd on/);
+  assert.match(tor, /route 192\.0\.2\.0\/24 blackhole;/);
+  assert.match(tor, /filter weft_export6 \{\n {2}if proto = "weft_extra6" then accept;\n {2}reject;/);
+  assert.doesNotMatch(renderBirdConfig(CASES["ipv4-mesh"]), /protocol bfd|password|rr client;/);
+  const rr = renderBirdConfig(CASES["route-reflector"]);
+  assert.match(rr, /rr client;\n {2}rr cluster id 10\.255\.0\.1;/);
+  assert.match(rr, /export filter weft_reflect4;\n {4}next hop self ebgp;/);
+  assert.match(rr, /if source = RTS_BGP && \(proto ~ "mesh_\*" \|\| proto ~ "node_\*"\) then accept;/);
+  assert.doesNotMatch(renderBirdConfig(CASES["rr-client"]), /rr client;|filter weft_reflect4;/);
+  assert.throws(
+    () =>
+      renderBirdConfig({
+        ...CASES["rr-client"],
+        sessions: [session({ name: "peer_x", why: "x", neighbor: "10.0.0.9", neighborAs: 1, password: 'a"b' })],
+      }),
+    /unusable password/,
+  );
 });
 
 test("sessions are unidirectional: the higher address listens", () => {

@@ -9,6 +9,14 @@ import {
   type ObjectInput,
   type StoredObject,
 } from "../../store/types.js";
+import {
+  bgpContextProblems,
+  BGP_KINDS,
+  checkBGPConfiguration,
+  checkBGPPeer,
+  describeBgpErrors,
+  BGP_CONFIGURATION,
+} from "../../store/bgp-objects.js";
 import { UserError } from "../errors.js";
 import { resourceName } from "./kinds.js";
 import { defaultPodSpec, LAST_APPLIED_ANNOTATION, type Prepared } from "./prepare.js";
@@ -171,12 +179,26 @@ async function precheck(store: ClusterStore, objs: readonly Prepared[]): Promise
         1,
       );
   }
+  await checkBgpContext(store, objs);
   for (const p of objs) {
     if (p.info.kind !== "Pod") continue;
     const cur = await getOrUndefined(store, "Pod", p.name, p.namespace);
     if (!cur) continue;
     const u = podSpecUpdate(cur, p.input.spec ?? {});
     if ("forbidden" in u) throw podForbidden(p, u.forbidden);
+  }
+}
+
+/** BGP objects against the cluster: announced prefixes vs the cluster CIDRs, peer addresses vs the nodes' subnets. */
+async function checkBgpContext(store: ClusterStore, objs: readonly Prepared[]): Promise<void> {
+  const bgp = objs.filter((p) => (BGP_KINDS as readonly string[]).includes(p.info.kind));
+  if (bgp.length === 0) return;
+  const settings = await store.getClusterSettings();
+  const ctx = { clusterCIDRs: settings?.clusterCIDRs ?? [], nodes: await store.listNodes() };
+  for (const p of bgp) {
+    const c = p.info.kind === BGP_CONFIGURATION ? checkBGPConfiguration(p.input) : checkBGPPeer(p.input);
+    const errs = c.ok ? bgpContextProblems(p.info.kind, c.value, ctx) : c.errors;
+    if (errs.length) throw new UserError(`${p.where}: ${describeBgpErrors(p.info.kind, p.name, errs)}`, 1);
   }
 }
 

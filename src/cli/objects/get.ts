@@ -1,5 +1,6 @@
 // `weft get`: list or show objects as a table, JSON, YAML or names; -w watches.
 import { selectorMatches, type LabelSelector } from "../../k8s/index.js";
+import { maskBgpSecrets } from "../../store/bgp-objects.js";
 import type { ClusterStore } from "../../store/types.js";
 import { UserError } from "../errors.js";
 import { withStore, type StoreFlags } from "../store-flags.js";
@@ -59,7 +60,8 @@ export async function runWatch(
   let widths: number[] = [];
   let live = false;
   const initial: Printable[] = [];
-  const emit = (o: Printable): void => {
+  const emit = (raw: Printable): void => {
+    const o = maskBgpSecrets(raw); // a BGPPeer's password is never printed
     if (!wanted(o)) return;
     if (!live) initial.push(o);
     else process.stdout.write(watchLine(t.info, o, format, opts, widths));
@@ -138,7 +140,10 @@ export async function runGet(args: string[], o: GetFlags): Promise<void> {
         }
         results.push({
           info: t.info,
-          objs: selector ? objs.filter((x) => selectorMatches(selector, x.metadata.labels)) : objs,
+          // A BGPPeer's password is never printed (*** in every format).
+          objs: (selector ? objs.filter((x) => selectorMatches(selector, x.metadata.labels)) : objs).map(
+            maskBgpSecrets,
+          ),
         });
       }
     },

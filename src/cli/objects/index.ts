@@ -3,7 +3,7 @@
 //   weft delete -f FILE|DIR|- | KIND NAME... | KIND/NAME... [-n NS] [--ignore-not-found]
 //   weft get KIND[,KIND] [NAME...] | KIND/NAME... [-n NS | -A] [-o json|yaml|wide|name] [--show-labels]
 //   weft label KIND NAME... | KIND/NAME [-n NS] key=value ... key- ... [--overwrite]
-// Kinds: Namespace, Pod, NetworkPolicy, and Node (read from the agents' node leases).
+// Kinds: Namespace, Pod, NetworkPolicy, BGPConfiguration, BGPPeer, and Node (read from the agents' node leases).
 // One file per command (get.ts, delete.ts, label.ts; apply is here, applyAll in apply.ts); the
 // shared argument parsing in targets.ts; kinds, manifests, printing and selectors beside them.
 import type { Command } from "commander";
@@ -34,14 +34,14 @@ async function runApply(o: ApplyFlags): Promise<void> {
 }
 
 const KINDS_HELP =
-  "KIND: namespaces (ns), pods (po), networkpolicies (netpol), nodes (no); singular, plural or short, any case";
+  "KIND: namespaces (ns), pods (po), networkpolicies (netpol), nodes (no), bgpconfigurations (bgpconfig), bgppeers; singular, plural or short, any case";
 
 export function registerObjects(program: Command): void {
   addStoreOptions(
     program
       .command("apply")
       .description(
-        "create or replace Namespaces, Pods and NetworkPolicies from YAML or JSON (several documents, or a List); all are validated before any is written",
+        "create or replace Namespaces, Pods, NetworkPolicies, BGPConfiguration and BGPPeers from YAML or JSON (several documents, or a List); all are validated before any is written",
       )
       .option(
         "-f, --filename <file>",

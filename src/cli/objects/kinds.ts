@@ -2,7 +2,7 @@
 // line (singular, plural, short name, with or without the API group; case-insensitive, as kubectl).
 import { UserError } from "../errors.js";
 
-export type KindName = "Namespace" | "Pod" | "NetworkPolicy" | "Node";
+export type KindName = "Namespace" | "Pod" | "NetworkPolicy" | "Node" | "BGPConfiguration" | "BGPPeer";
 
 export interface KindInfo {
   kind: KindName;
@@ -58,6 +58,27 @@ export const KINDS: readonly KindInfo[] = [
     namespaced: false,
     readOnly: true,
   },
+  // weft's BGP objects (src/store/bgp-objects.ts; CRDs in the Kubernetes store).
+  {
+    kind: "BGPConfiguration",
+    apiVersion: "weft.dev/v1",
+    group: "weft.dev",
+    singular: "bgpconfiguration",
+    plural: "bgpconfigurations",
+    short: "bgpconfig",
+    namespaced: false,
+    readOnly: false,
+  },
+  {
+    kind: "BGPPeer",
+    apiVersion: "weft.dev/v1",
+    group: "weft.dev",
+    singular: "bgppeer",
+    plural: "bgppeers",
+    short: "bgppeer",
+    namespaced: false,
+    readOnly: false,
+  },
 ];
 
 const KNOWN = KINDS.map((k) => `${k.plural} (${k.short})`).join(", ");
@@ -83,4 +104,4 @@ export const resourceName = (k: KindInfo): string => (k.group ? `${k.singular}.$
 /** "pods", "networkpolicies.networking.k8s.io": kubectl's name in `pods "a" not found`. */
 export const resourcePlural = (k: KindInfo): string => (k.group ? `${k.plural}.${k.group}` : k.plural);
 
-export const SUPPORTED_MANIFEST_KINDS = "Namespace, Pod, NetworkPolicy";
+export const SUPPORTED_MANIFEST_KINDS = "Namespace, Pod, NetworkPolicy, BGPConfiguration, BGPPeer";

@@ -10,6 +10,13 @@ import {
   type FieldError,
   type Validated,
 } from "../../k8s/index.js";
+import {
+  BGP_CONFIGURATION,
+  checkBGPConfiguration,
+  checkBGPPeer,
+  describeBgpErrors,
+  maskBgpSecrets,
+} from "../../store/bgp-objects.js";
 import type { ObjectInput } from "../../store/types.js";
 import { UserError } from "../errors.js";
 import { kindOfManifest, SUPPORTED_MANIFEST_KINDS, type KindInfo } from "./kinds.js";
@@ -129,14 +136,18 @@ export function prepareObject(m: ManifestObject, flagNamespace: string | undefin
   delete obj.status; // status belongs to the status subresource: apply never writes it
   const annotations = isMap(meta.annotations) ? { ...(meta.annotations as Record<string, unknown>) } : undefined;
   if (annotations) delete annotations[LAST_APPLIED_ANNOTATION];
+  // (A BGPPeer's password is not repeated in the annotation: `weft get` and kubectl print annotations.)
   const lastApplied =
-    JSON.stringify({
-      ...obj,
-      metadata: {
-        ...meta,
-        ...(annotations && Object.keys(annotations).length ? { annotations } : { annotations: undefined }),
-      },
-    }) + "\n";
+    JSON.stringify(
+      maskBgpSecrets({
+        ...obj,
+        kind: info.kind,
+        metadata: {
+          ...meta,
+          ...(annotations && Object.keys(annotations).length ? { annotations } : { annotations: undefined }),
+        },
+      }),
+    ) + "\n";
   meta.annotations = { ...(annotations ?? {}), [LAST_APPLIED_ANNOTATION]: lastApplied };
 
   let input: ObjectInput;
@@ -180,6 +191,14 @@ export function prepareObject(m: ManifestObject, flagNamespace: string | undefin
         metadata: { ...meta, name },
         spec: JSON.parse(JSON.stringify(d.spec)) as Record<string, unknown>,
       };
+      break;
+    }
+    case "BGPConfiguration":
+    case "BGPPeer": {
+      const c = info.kind === BGP_CONFIGURATION ? checkBGPConfiguration(obj) : checkBGPPeer(obj);
+      if (!c.ok) throw new UserError(`${m.where}: ${describeBgpErrors(info.kind, name, c.errors)}`, 1);
+      // Written as given (defaults stay implicit, so a later change of a default reaches every cluster).
+      input = { ...obj, apiVersion: info.apiVersion, kind: info.kind, metadata: { ...meta, name } };
       break;
     }
     default:

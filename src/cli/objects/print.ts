@@ -117,6 +117,36 @@ function columns(o: Printable, wide: boolean): { head: string[]; cells: string[]
       }
       return { head, cells };
     }
+    case "BGPConfiguration": {
+      const spec = rec(o.spec);
+      const an = rec(spec.announce);
+      const prefixes = Array.isArray(an.prefixes) ? an.prefixes.join(",") : "";
+      return {
+        head: ["AS", "MESH", "ANNOUNCE", "AGE"],
+        cells: [
+          spec.asNumber === undefined ? "<default>" : String(spec.asNumber),
+          spec.nodeToNodeMesh === false ? "off" : "on",
+          [an.podCIDRs === false ? "" : "pod-cidrs", prefixes].filter(Boolean).join(",") || "<none>",
+          age,
+        ],
+      };
+    }
+    case "BGPPeer": {
+      const spec = rec(o.spec);
+      const nodes = str(spec.node, "") || str(spec.nodeSelector, "") || "<all>";
+      const peer = typeof spec.peerSelector === "string" ? `nodes: ${spec.peerSelector}` : `${str(spec.peerAddress)}`;
+      const head = ["NODES", "PEER", "AS", "AGE"];
+      const cells = [nodes, peer, spec.asNumber === undefined ? "<node's>" : String(spec.asNumber), age];
+      if (wide) {
+        head.push("BFD", "RR-CLIENT", "PASSWORD");
+        cells.push(
+          spec.bfd === true ? "on" : "off",
+          spec.routeReflectorClient === true ? "yes" : "no",
+          spec.password !== undefined ? "***" : "<none>",
+        );
+      }
+      return { head, cells };
+    }
     default:
       return { head: ["AGE"], cells: [age] };
   }

@@ -29,7 +29,7 @@ export interface Target {
 export function parseTargets(args: readonly string[], verb: string): Target[] {
   if (args.length === 0)
     throw new UserError(
-      `give the resource type: weft ${verb} KIND [NAME] (kinds: namespaces, pods, networkpolicies, nodes)`,
+      `give the resource type: weft ${verb} KIND [NAME] (kinds: namespaces, pods, networkpolicies, nodes, bgpconfigurations, bgppeers)`,
     );
   if (args[0].includes("/")) {
     const targets: Target[] = [];

@@ -67,6 +67,8 @@ export function decodeNode(node: Json): NodeInfo | undefined {
     registeredAt: ann[A_REGISTERED] ?? String((node.metadata as Json).creationTimestamp),
     leaseTTLSeconds: Number(ann[A_TTL] ?? 0),
     resourceVersion: meta.resourceVersion,
+    // BGPPeer node selectors match these (the kubelet's, and the admin's such as rack=r1).
+    ...(meta.labels && Object.keys(meta.labels).length ? { labels: { ...meta.labels } } : {}),
     ...(problem ? { problem } : {}),
   };
 }

@@ -37,6 +37,9 @@ export const KINDS: Readonly<Record<string, KindInfo>> = {
   Service: { apiVersion: "v1", plural: "services", namespaced: true, status: true },
   ConfigMap: { apiVersion: "v1", plural: "configmaps", namespaced: true, status: false },
   Node: { apiVersion: "v1", plural: "nodes", namespaced: false, status: true },
+  // weft's own kinds: CustomResourceDefinitions in deploy/weft.yaml.
+  BGPConfiguration: { apiVersion: "weft.dev/v1", plural: "bgpconfigurations", namespaced: false, status: false },
+  BGPPeer: { apiVersion: "weft.dev/v1", plural: "bgppeers", namespaced: false, status: false },
 };
 
 const NS_NAME_LABEL = "kubernetes.io/metadata.name";
