@@ -3,7 +3,8 @@
 // learnt route; a BGPPeer with routeReflectorClient makes n1 reflect, so with the mesh off n2
 // learns n3's pod subnet through n1 alone. Ground truth from the kernel (`ip route`) and BIRD.
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { run } from "../../kernel/exec.js";
 import { netnsPathOf } from "../../kernel/netns.js";
