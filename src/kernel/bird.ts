@@ -5,6 +5,7 @@
 // traffic meanwhile), so nothing here ties it to the agent's process or process group.
 import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createConnection } from "node:net";
 import { isAbsolute, join, normalize } from "node:path";
 import { KernelCommandError, run, runStatus } from "./exec.js";
 import { listRoutes, type PeerRoute } from "./peer-route.js";
@@ -113,7 +114,14 @@ export async function writeBirdConfig(p: BirdPaths, text: string): Promise<boole
   const tmp = `${p.config}.tmp`;
   await writeFile(tmp, text, { mode: 0o600 });
   try {
-    await checkBirdConfig(tmp);
+    // The running BIRD checks it without a process spawn (`configure check`); else `bird -p`.
+    if (existsSync(p.socket) && (await findBird(p)) !== null) {
+      const out = await birdCommand(p, `configure check "${tmp}"`).catch((e: unknown) => {
+        throw new BirdError(`BIRD refused the config ${tmp}: ${e instanceof Error ? e.message : String(e)}`);
+      });
+      if (!/Configuration OK/.test(out.join("\n")))
+        throw new BirdError(`BIRD did not accept the config ${tmp}: ${out.join(" ").trim()}`);
+    } else await checkBirdConfig(tmp);
   } catch (e) {
     await rm(tmp, { force: true });
     throw e;
@@ -182,9 +190,56 @@ export async function birdc(p: BirdPaths, args: readonly string[], timeoutMs = 1
   }
 }
 
+/**
+ * One command over BIRD's control socket, without a birdc process (a reload is on the path of every
+ * configuration change: two process spawns cost more than the whole reload). Returns the reply's
+ * text lines; throws BirdError with BIRD's message for an error reply (codes 8xxx, 9xxx).
+ */
+export function birdCommand(p: BirdPaths, line: string, timeoutMs = 10_000): Promise<string[]> {
+  if (/[\n\r\0]/.test(line)) return Promise.reject(new BirdError("a BIRD command is one line"));
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(p.socket);
+    let buf = "";
+    let greeted = false;
+    const lines: string[] = [];
+    const done = (err: Error | null) => {
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(lines);
+    };
+    const timer = setTimeout(
+      () => done(new BirdError(`BIRD did not answer "${line}" within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    sock.setEncoding("utf8");
+    sock.on("error", (e) => done(new BirdError(`BIRD's control socket ${p.socket}: ${e.message}`)));
+    sock.on("data", (d: string) => {
+      buf += d;
+      let i: number;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const l = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        // "DDDD-text" continues, "DDDD text" ends a reply, " text" continues the previous code.
+        const m = /^(\d{4})([ -])(.*)$/.exec(l);
+        if (!greeted) {
+          if (m && m[2] === " ") {
+            greeted = true;
+            sock.write(`${line}\n`);
+          }
+          continue;
+        }
+        lines.push(m ? m[3] : l.replace(/^ /, ""));
+        if (m && /^[89]/.test(m[1])) return done(new BirdError(`BIRD: ${m[3]}`));
+        if (m && m[2] === " ") return done(null);
+      }
+    });
+  });
+}
+
 /** Makes the running BIRD read its config file again; throws with BIRD's message when it refuses. */
 export async function configureBird(p: BirdPaths): Promise<void> {
-  const out = await birdc(p, ["configure"]);
+  const out = (await birdCommand(p, "configure")).join("\n");
   // "Reconfigured", "Reconfiguration in progress" or "Reconfiguration already in progress, queueing new config".
   if (!/Reconfigur/.test(out)) throw new BirdError(`BIRD did not take the new config: ${out.trim()}`);
 }

@@ -3,7 +3,8 @@
 // learnt route; a BGPPeer with routeReflectorClient makes n1 reflect, so with the mesh off n2
 // learns n3's pod subnet through n1 alone. Ground truth from the kernel (`ip route`) and BIRD.
 import assert from "node:assert/strict";
-import { join } from "node:path";
+import { statSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { run } from "../../kernel/exec.js";
 import { netnsPathOf } from "../../kernel/netns.js";
@@ -99,8 +100,14 @@ describe(
       await lab.destroy();
     });
 
-    test("the mesh (default): every node learns every other node's pod subnet from BIRD", async () => {
+    test("the mesh (default): every node learns every other node's pod subnet from BIRD; bird.conf is 0600", async () => {
       await meshRoutes(true);
+      // It may hold BGP passwords: root only, in a root-only directory.
+      for (const n of ["n1", "n2", "n3"]) {
+        const conf = join(dirname(birdSocket(n)), "bird.conf");
+        assert.equal(statSync(conf).mode & 0o777, 0o600, conf);
+        assert.equal(statSync(dirname(conf)).mode & 0o777, 0o700, dirname(conf));
+      }
     });
 
     test("BGPConfiguration nodeToNodeMesh: false withdraws every learnt route; true restores them; sessions in the agents' reports", async () => {
