@@ -11,6 +11,7 @@
 // routing table that is looked up before the main one, so it works over every backend. With
 // `strict`, the implementation keeps the shared guard (guard.ts) in place: pod-to-remote-pod
 // packets that would leave by any other device are dropped, never sent in clear.
+import type { KernelContext } from "../kernel/tracked.js";
 import type { IpFamily as Family } from "../net/ip.js";
 
 export type { IpFamily as Family } from "../net/ip.js";
@@ -54,8 +55,8 @@ export interface EncryptionPeer {
 export interface EncryptionOptions {
   /** The agent's state dir: keys and daemon files go under it (private keys 0600, never logged). */
   readonly stateDir: string;
-  /** The node's network namespace (the lab's); absent = the agent's own. */
-  readonly netns?: string;
+  /** Kernel context: the node's namespace (tests, the lab) and the command hook. */
+  readonly kernel?: KernelContext;
   /** Drop pod traffic to remote nodes that cannot be encrypted (default true). */
   readonly strict?: boolean;
   /** Encrypt traffic between the nodes' underlay addresses too. */
@@ -77,6 +78,8 @@ export interface StartResult {
   readonly data: EncryptionData;
   /** The device pod traffic to remote nodes leaves by (wg: "wft-<node>"; ipsec: its TUN device). */
   readonly device: string;
+  /** The largest pod MTU the device carries (underlay MTU minus the overhead): the pod MTU's ceiling. */
+  readonly podMtu: number;
   /** Whether a running daemon was adopted (agent restart) rather than started. */
   readonly adopted: boolean;
   readonly changes: readonly EncryptionChange[];
