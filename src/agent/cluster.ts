@@ -15,8 +15,10 @@ import {
   type MembershipState,
   newContext,
 } from "./cluster/context.js";
+import { EncryptionControl } from "./cluster/encryption.js";
 import { join } from "./cluster/join.js";
 import { LeaseFollower } from "./cluster/lease.js";
+import { applyCIDRs } from "./cluster/subnets.js";
 import { PeerSync } from "./cluster/peers.js";
 import { Publisher } from "./cluster/report.js";
 import type { AgentReport } from "./published.js";
@@ -34,6 +36,18 @@ export class Membership {
     this.peers = new PeerSync(this.ctx, (delayMs) => this.publisher.schedule(delayMs));
     this.publisher = new Publisher(this.ctx, () => this.peers.lastReport);
     this.lease = new LeaseFollower(this.ctx, this.peers, this.publisher);
+    if (!o.single)
+      this.ctx.encryption = new EncryptionControl(this.ctx, () => {
+        // The setting changed live: new data to publish, peers to sync, maybe a smaller pod MTU.
+        const ceiling = this.ctx.encryption?.podMtuCeiling;
+        if (o.mtu === undefined && ceiling !== undefined && ceiling < this.ctx.podMtu && this.ctx.state === "ready") {
+          this.ctx.podMtu = ceiling;
+          applyCIDRs(this.ctx, this.ctx.podCIDRs);
+        }
+        this.publisher.forget();
+        this.publisher.schedule(0);
+        this.peers.schedule(true);
+      });
   }
 
   get state(): MembershipState {
@@ -76,8 +90,10 @@ export class Membership {
    * setup, node watch and a first peer sync. Retries while the store is unreachable; throws
    * NotInitializedError (run `weft cluster init`) and other errors a person must fix.
    */
-  join(): Promise<JoinResult> {
-    return join(this.ctx, { lease: this.lease, peers: this.peers, publisher: this.publisher });
+  async join(): Promise<JoinResult> {
+    const r = await join(this.ctx, { lease: this.lease, peers: this.peers, publisher: this.publisher });
+    this.ctx.encryption?.poll(this.ctx.o.encryptionPollMs ?? 1000);
+    return r;
   }
 
   /** The node's pods changed: publish the count (coalesced). */
@@ -116,6 +132,7 @@ export class Membership {
       );
       clearTimeout(timer);
     }
+    await this.ctx.encryption?.stop().catch(() => undefined);
     await this.ctx.o.store.close().catch(() => undefined);
   }
 }

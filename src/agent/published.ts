@@ -7,6 +7,8 @@ import type { BackendData, SyncReport } from "../backends/types.js";
 
 export const BACKEND_KEY = "backend";
 export const AGENT_KEY = "agent";
+/** The encryption's published data (public key, port), JSON; absent while encryption is off. */
+export const ENCRYPTION_KEY = "encryption";
 
 export interface PeerReport {
   ok: boolean;
@@ -33,10 +35,46 @@ export interface AgentReport {
   daemon?: { name: string; ok: boolean; detail: string };
   /** vxlan backend: the VTEP and its offloads (ethtool feature -> on) as set up. */
   device?: { name: string; offloads: Record<string, boolean> };
+  /** Encryption between nodes: type, strict, the pod MTU it carries, per-peer state. */
+  encryption?: EncryptionReportJson;
 }
 
-export function encodeBackendData(data: BackendData, report?: AgentReport): Record<string, string> {
-  return { [BACKEND_KEY]: JSON.stringify(data), ...(report ? { [AGENT_KEY]: JSON.stringify(report) } : {}) };
+/** The encryption part of the report (agent/cluster/encryption.ts EncryptionReport, as JSON). */
+export interface EncryptionReportJson {
+  type: string;
+  strict: boolean;
+  podMtuCeiling?: number;
+  status?: {
+    implementation: string;
+    device: string;
+    pid?: number;
+    identity?: string;
+    keyCreatedAt?: string;
+    peers: readonly {
+      name: string;
+      ok: boolean;
+      identity?: string;
+      keySince?: string;
+      lastHandshake?: string;
+      rxBytes?: number;
+      txBytes?: number;
+      errors: readonly string[];
+    }[];
+    errors: readonly string[];
+  };
+  error?: string;
+}
+
+export function encodeBackendData(
+  data: BackendData,
+  report?: AgentReport,
+  encryption?: Readonly<Record<string, unknown>>,
+): Record<string, string> {
+  return {
+    [BACKEND_KEY]: JSON.stringify(data),
+    ...(report ? { [AGENT_KEY]: JSON.stringify(report) } : {}),
+    ...(encryption ? { [ENCRYPTION_KEY]: JSON.stringify(encryption) } : {}),
+  };
 }
 
 export function decodeBackendData(d: Record<string, string>): BackendData {

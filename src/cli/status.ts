@@ -30,6 +30,8 @@ export interface NodeStatus {
   sessions?: AgentReport["sessions"];
   /** bgp backend: BIRD's health at the agent's last sync. */
   daemon?: AgentReport["daemon"];
+  /** Encryption between nodes as the node's agent last reported it (absent while off). */
+  encryption?: AgentReport["encryption"];
   errors: string[];
   /** What weft could not read about this node (a damaged annotation or agent report); null when all was readable. */
   problem: string | null;
@@ -115,6 +117,11 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
   const errors = [...(report?.errors ?? [])];
   for (const [peer, p] of Object.entries(report?.peers ?? {}))
     for (const e of p.errors) errors.push(e.startsWith(`peer ${peer}`) ? e : `peer ${peer}: ${e}`);
+  // A peer the node cannot encrypt to (no key yet, bad key): its traffic is dropped (strict).
+  const enc = report?.encryption;
+  if (enc?.error) errors.push(`encryption: ${enc.error}`);
+  for (const e of enc?.status?.errors ?? []) errors.push(`encryption: ${e}`);
+  for (const p of enc?.status?.peers ?? []) for (const e of p.errors) errors.push(`encryption peer ${p.name}: ${e}`);
   if (report?.strandedPods)
     errors.push(
       `${report.strandedPods} pod(s) have addresses outside this node's pod CIDRs (lost during a store outage): re-create them`,
@@ -144,6 +151,7 @@ function nodeStatus(n: NodeInfo, pods: number, now: number): NodeStatus {
     peers: report?.peers ?? {},
     ...(report?.sessions ? { sessions: report.sessions } : {}),
     ...(report?.daemon ? { daemon: report.daemon } : {}),
+    ...(report?.encryption ? { encryption: report.encryption } : {}),
     errors,
     problem,
   };
@@ -230,6 +238,28 @@ function printStatus(s: ClusterStatus): void {
       : [],
   );
   if (devices.length) lines.push("", table([["NODE", "DEVICE", "TX CSUM OFFLOAD", "TSO", "GSO"], ...devices]));
+  const enc = s.nodes.flatMap((n) =>
+    (n.encryption?.status?.peers ?? []).map((p) => [
+      n.name,
+      p.name,
+      n.encryption!.type,
+      p.ok ? "ok" : "NO KEY/DROPPED",
+      p.keySince ? age(Math.round((Date.now() - Date.parse(p.keySince)) / 1000)) : "-",
+      p.lastHandshake ? `${age(Math.round((Date.now() - Date.parse(p.lastHandshake)) / 1000))} ago` : "never",
+      p.rxBytes !== undefined ? `${p.rxBytes}/${p.txBytes ?? 0}` : "-",
+    ]),
+  );
+  const encNodes = s.nodes.filter((n) => n.encryption);
+  if (encNodes.length)
+    lines.push(
+      "",
+      ...encNodes.map(
+        (n) =>
+          `encryption ${n.name}: ${n.encryption!.type}${n.encryption!.strict ? " (strict)" : ""}, ${n.encryption!.status?.implementation ?? "not running"}, device ${n.encryption!.status?.device ?? "-"}, pod MTU ceiling ${n.encryption!.podMtuCeiling ?? "-"}, key made ${n.encryption!.status?.keyCreatedAt ?? "-"}`,
+      ),
+    );
+  if (enc.length)
+    lines.push("", table([["NODE", "ENCRYPTED PEER", "TYPE", "STATE", "KEY AGE", "HANDSHAKE", "RX/TX BYTES"], ...enc]));
   if (s.problems.length) lines.push("", "problems:", ...s.problems.map((p) => `  ${p}`));
   process.stdout.write(lines.join("\n") + "\n");
 }

@@ -6,6 +6,7 @@ import type { DeviceStatus } from "../../backends/types.js";
 import type { Pool } from "../../ipam/pool.js";
 import type { KernelContext } from "../../kernel/tracked.js";
 import type { ClusterSettings, ClusterStore, NodeLease } from "../../store/types.js";
+import type { EncryptionControl } from "./encryption.js";
 
 export interface MembershipOptions {
   store: ClusterStore;
@@ -28,6 +29,8 @@ export interface MembershipOptions {
   stateDir?: string;
   /** The backend's kernel context (how its peer writes reach the kernel). */
   kernel?: KernelContext;
+  /** How often the encryption setting is read again (live switching). Default 1000 ms. */
+  encryptionPollMs?: number;
   /** Periodic peer re-sync (drift repair). Default 10 s. */
   resyncMs?: number;
   /** Explicit pod MTU (--mtu); otherwise the backend's (which honours the cluster's MTU setting). */
@@ -62,6 +65,8 @@ export interface ClusterContext {
   lease: NodeLease | undefined;
   backend: Backend | undefined;
   backendData: Record<string, string | number | boolean>;
+  /** Encryption between nodes (agent/cluster/encryption.ts); set by the membership. */
+  encryption: EncryptionControl | undefined;
   podCIDRs: string[];
   podMtu: number;
   /** The backend's device and its offloads, from setup (vxlan), for the published report. */
@@ -79,6 +84,7 @@ export function newContext(o: MembershipOptions): ClusterContext {
     lease: undefined,
     backend: undefined,
     backendData: {},
+    encryption: undefined,
     podCIDRs: [],
     podMtu: 0,
     lastStoreContact: undefined,

@@ -50,12 +50,20 @@ export async function join(ctx: ClusterContext, parts: JoinParts): Promise<JoinR
   let setupChanges = 0;
   const previous = ctx.backend ? await retry(ctx, "look up this node's subnets", () => previousCIDRs(ctx)) : [];
   if (previous.length) setupChanges += await setupBackend(ctx, previous);
+  // Encryption before registering again (a restart): the registration then carries the same key,
+  // so peers never see it vanish.
+  if (previous.length && ctx.encryption && settings.encryption.type !== "none") {
+    ctx.podCIDRs = previous;
+    await ctx.encryption.apply(settings.encryption);
+  }
   const lease = await retry(ctx, "register the node", () =>
     o.store.registerNode(
       {
         name: o.node,
         addresses: o.underlay,
-        ...(ctx.backend && previous.length ? { backendData: encodeBackendData(ctx.backendData) } : {}),
+        ...(ctx.backend && previous.length
+          ? { backendData: encodeBackendData(ctx.backendData, undefined, ctx.encryption?.data) }
+          : {}),
       },
       {
         ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}),
@@ -70,10 +78,17 @@ export async function join(ctx: ClusterContext, parts: JoinParts): Promise<JoinR
   if (ctx.backend && node.podCIDRs.join() !== previous.join()) {
     setupChanges += await setupBackend(ctx, node.podCIDRs);
     await retry(ctx, "publish the backend data", () =>
-      lease.update({ backendData: encodeBackendData(ctx.backendData) }),
+      lease.update({ backendData: encodeBackendData(ctx.backendData, undefined, ctx.encryption?.data) }),
     );
   }
+  if (ctx.backend && ctx.encryption) {
+    ctx.podCIDRs = node.podCIDRs;
+    await ctx.encryption.apply(settings.encryption);
+  }
   ctx.podMtu = o.mtu ?? (ctx.backend ? ctx.podMtu : await (o.singleHostMtu?.() ?? Promise.resolve(1500)));
+  // Encrypted pod packets must fit the encryption device (WireGuard: underlay MTU - 60).
+  const ceiling = ctx.encryption?.podMtuCeiling;
+  if (o.mtu === undefined && ceiling !== undefined) ctx.podMtu = Math.min(ctx.podMtu, ceiling);
   applyCIDRs(ctx, node.podCIDRs);
   parts.lease.follow(lease);
   let firstSyncChanges = 0;

@@ -53,7 +53,7 @@ export class LeaseFollower {
       try {
         if (ctx.backend) {
           await setupBackend(ctx, node.podCIDRs);
-          await ctx.lease!.update({ backendData: encodeBackendData(ctx.backendData) });
+          await ctx.lease!.update({ backendData: encodeBackendData(ctx.backendData, undefined, ctx.encryption?.data) });
         }
       } catch (e) {
         log.error({ err: String(e) }, "could not move the backend to the new pod CIDRs");

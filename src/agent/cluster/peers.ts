@@ -2,7 +2,7 @@
 // 20 ms on each event that changes a peer's datapath, and a full resync every resyncMs (drift repair).
 import type { PeerNode, SyncReport } from "../../backends/index.js";
 import type { NodeInfo, StoredObject, WatchHandle } from "../../store/types.js";
-import { BACKEND_KEY, decodeBackendData, readBackendData } from "../published.js";
+import { BACKEND_KEY, decodeBackendData, ENCRYPTION_KEY, readBackendData } from "../published.js";
 import { type ClusterContext, dualStack } from "./context.js";
 
 /** How long a report waits after a sync on a node event (see syncOnce). */
@@ -164,7 +164,8 @@ export class PeerSync {
     // republishes when any node joins, so N nodes see N^2 of them), or a new node that has not set
     // its backend up yet. Reading the kernel for each of them costs process spawns on every node at
     // once; the periodic resync still repairs drift.
-    const key = `${JSON.stringify(peers)}#${this.objectsVersion}`;
+    // A peer's encryption data (its key) is part of what the sync applies.
+    const key = JSON.stringify([peers, this.objectsVersion, [...this.nodes.values()].map((n) => n.backendData[ENCRYPTION_KEY] ?? null)]);
     const fresh = this.forceSync;
     if (!fresh && key === this.syncedPeers && this.report) return this.report;
     this.forceSync = false;
@@ -172,6 +173,14 @@ export class PeerSync {
       // On events, diff against what the last sync wrote; the periodic resync lists the kernel.
       const r = await backend.syncPeers(peers, { incremental: !fresh });
       this.report = r;
+      await this.ctx.encryption?.sync(
+        [...this.nodes.values()].filter(
+          (n) =>
+            n.name === o.node ||
+            n.backendData[BACKEND_KEY] !== undefined ||
+            n.backendData[ENCRYPTION_KEY] !== undefined,
+        ),
+      );
       // A failed write is retried on the next event, not only at the next resync.
       this.syncedPeers = r.errors.length || r.peers.some((p) => !p.ok) ? undefined : key;
       if (r.changes.length)
@@ -199,6 +208,7 @@ function sameDatapath(a: NodeInfo, b: NodeInfo): boolean {
   return (
     a.addresses.join() === b.addresses.join() &&
     a.podCIDRs.join() === b.podCIDRs.join() &&
-    JSON.stringify(decodeBackendData(a.backendData)) === JSON.stringify(decodeBackendData(b.backendData))
+    JSON.stringify(decodeBackendData(a.backendData)) === JSON.stringify(decodeBackendData(b.backendData)) &&
+    a.backendData[ENCRYPTION_KEY] === b.backendData[ENCRYPTION_KEY]
   );
 }

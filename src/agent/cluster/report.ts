@@ -28,7 +28,9 @@ export class Publisher {
     const last = this.lastSync() ?? { peers: [], changes: [], errors: [] };
     // A peer-write door that failed to open is the node's own error (health "degraded").
     const netlinkError = o.kernel?.peerWrites?.netlinkError;
-    return reportFromSync(netlinkError ? { ...last, errors: [...last.errors, netlinkError] } : last, base);
+    const r = reportFromSync(netlinkError ? { ...last, errors: [...last.errors, netlinkError] } : last, base);
+    const enc = this.ctx.encryption?.report();
+    return enc && enc.type !== "none" ? { ...r, encryption: enc } : r;
   }
 
   /** Publishes after delayMs (a publish already scheduled stays as it is). */
@@ -52,7 +54,7 @@ export class Publisher {
   private async publish(): Promise<void> {
     const { lease } = this.ctx;
     if (!lease || this.ctx.state !== "ready") return;
-    const data = encodeBackendData(this.ctx.backendData, this.report());
+    const data = encodeBackendData(this.ctx.backendData, this.report(), this.ctx.encryption?.data);
     const text = JSON.stringify(data);
     if (text === this.published) return;
     try {
