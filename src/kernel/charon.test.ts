@@ -49,7 +49,7 @@ test("swanctl.conf: one IKEv2 connection and CHILD_SA per peer, trap|start, DPD 
   assert.match(text, /start_action = trap\|start/);
   assert.match(text, /dpd_action = restart/);
   assert.match(text, /encap = yes/);
-  assert.equal(text.match(/^  weft-n\d \{/gm)?.length, 2, "one connection per peer");
+  assert.equal(text.match(/^ {2}weft-n\d \{/gm)?.length, 2, "one connection per peer");
   // Peers in name order whatever the input order: the file is stable, so an unchanged cluster reloads nothing.
   assert.equal(text, renderSwanctlConf({ ...base, peers: [...base.peers].reverse() }));
 });
