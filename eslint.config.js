@@ -15,7 +15,7 @@ import tseslint from "typescript-eslint";
 const LAYERS = [
   ["cli", "lab", "image"], // commands, the lab (`weft lab` ships) and the image builder: wire everything together
   ["agent", "policy-agent"], // the node agent and its policy enforcement
-  ["plugin", "backends", "policy"], // CNI plugin executable, pod-network backends, policy compiler
+  ["plugin", "backends", "encryption", "policy"], // CNI plugin executable, pod-network backends, encryption between nodes, policy compiler
   ["store", "ipam", "cni", "k8s", "agent-api", "cni-install"], // state, addresses, CNI types, Kubernetes types, agent protocol, CNI install
   ["kernel"], // the only door to netlink, iproute2 and nft
   ["net"], // pure IP/CIDR values

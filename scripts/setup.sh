@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # strongSwan's charon with kernel-libipsec, which Debian ships in libcharon-extra-plugins).
 PKGS=(gcc libc6-dev iproute2 nftables iptables conntrack util-linux procps podman runc containerd containernetworking-plugins
   etcd-server etcd-client iperf3 busybox-static jq socat tcpdump ethtool openssl ca-certificates bird2
-  strongswan-charon strongswan-swanctl libcharon-extra-plugins)
+  wireguard-go wireguard-tools strongswan-charon strongswan-swanctl libcharon-extra-plugins)
 if ! command -v node >/dev/null 2>&1; then PKGS+=(nodejs npm); fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -9,8 +9,10 @@ import { claimSubnet, registerNode, subnetPlan } from "./registration.js";
 import {
   ConflictError,
   NotFoundError,
+  NotInitializedError,
   type ClusterSettings,
   type ClusterSettingsInput,
+  type EncryptionSettingsInput,
   type ClusterStore,
   type NodeInfo,
   type NodeLease,
@@ -22,7 +24,7 @@ import {
   type WatchListener,
   type WatchOptions,
 } from "./types.js";
-import { dnsSubdomain, normalizeSettings, stableStringify } from "./validate.js";
+import { dnsSubdomain, normalizeEncryption, normalizeSettings, stableStringify } from "./validate.js";
 
 export { DEFAULT_SUBNET_GRACE_SECONDS, DEFAULT_TTL_SECONDS } from "./registration.js";
 export { watchPrefix } from "./kv-watch.js";
@@ -89,6 +91,24 @@ export class KvClusterStore implements ClusterStore {
     const e = await this.kv.get(this.settingsKey);
     // Through normalizeSettings: settings written by an older weft get the newer fields' defaults.
     return e ? normalizeSettings(JSON.parse(e.value) as ClusterSettingsInput) : undefined;
+  }
+
+  async setEncryption(input: EncryptionSettingsInput): Promise<{ settings: ClusterSettings; changed: boolean }> {
+    const encryption = normalizeEncryption(input);
+    for (let attempt = 0; attempt < 10; attempt++) {
+      const e = await this.kv.get(this.settingsKey);
+      if (!e) throw new NotInitializedError(this.description);
+      const current = normalizeSettings(JSON.parse(e.value) as ClusterSettingsInput);
+      if (stableStringify(current.encryption) === stableStringify(encryption))
+        return { settings: current, changed: false };
+      const settings = { ...current, encryption };
+      const put = await this.kv.txn(
+        [{ key: this.settingsKey, modRevision: e.modRevision }],
+        [{ type: "put", key: this.settingsKey, value: JSON.stringify(settings) }],
+      );
+      if (put.succeeded) return { settings, changed: true };
+    }
+    throw new ConflictError("Contention", `the cluster settings in ${this.description} kept changing; retry`);
   }
 
   async registerNode(reg: NodeRegistration, options: RegisterOptions = {}): Promise<NodeLease> {

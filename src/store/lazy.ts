@@ -38,6 +38,7 @@ export function lazyStore(description: string, load: () => Promise<ClusterStore>
     description,
     initCluster: async (input) => (await store()).initCluster(input),
     getClusterSettings: async () => (await store()).getClusterSettings(),
+    setEncryption: async (input) => (await store()).setEncryption(input),
     registerNode: async (reg, options) => (await store()).registerNode(reg, options),
     getNode: async (name) => (await store()).getNode(name),
     listNodes: async () => (await store()).listNodes(),

@@ -38,7 +38,27 @@ export interface ClusterSettings {
   ipMasq: boolean;
   /** The bgp backend's settings; absent = its defaults (AS 64512). Only with backend "bgp". */
   bgp?: BgpSettingsInput;
+  /** Encryption of pod traffic between nodes; the only setting that may change on a live cluster. */
+  encryption: EncryptionSettings;
 }
+
+export const ENCRYPTION_TYPES = ["none", "wireguard", "ipsec"] as const;
+export type EncryptionType = (typeof ENCRYPTION_TYPES)[number];
+
+export interface EncryptionSettings {
+  type: EncryptionType;
+  /**
+   * true (default): a pod packet to a remote pod that cannot be encrypted (peer key unknown, daemon
+   * down, during a switch) is dropped, never sent in clear.
+   */
+  strict: boolean;
+  /** Encrypt node-to-node (underlay address to underlay address) traffic too. Default false. */
+  nodeToNode: boolean;
+}
+
+export type EncryptionSettingsInput = { type: EncryptionType; strict?: boolean; nodeToNode?: boolean };
+
+export const DEFAULT_ENCRYPTION: EncryptionSettings = { type: "none", strict: true, nodeToNode: false };
 
 export interface BgpSettingsInput {
   /** The cluster's AS number for the iBGP node mesh: 1..4294967295. */
@@ -59,6 +79,8 @@ export interface ClusterSettingsInput {
   /** Default true. */
   ipMasq?: boolean;
   bgp?: BgpSettingsInput;
+  /** Default { type: "none", strict: true, nodeToNode: false }. */
+  encryption?: EncryptionSettingsInput;
 }
 
 export const DEFAULT_NODE_SUBNET_PREFIX = { v4: 24, v6: 64 } as const;
@@ -225,6 +247,11 @@ export interface ClusterStore {
   initCluster(input: ClusterSettingsInput): Promise<{ settings: ClusterSettings; created: boolean }>;
   /** undefined if the cluster has not been initialized. */
   getClusterSettings(): Promise<ClusterSettings | undefined>;
+  /**
+   * Changes the encryption setting of an initialized cluster (the one setting that may change under
+   * running nodes: agents pick it up live). Throws NotInitializedError, InvalidError.
+   */
+  setEncryption(input: EncryptionSettingsInput): Promise<{ settings: ClusterSettings; changed: boolean }>;
 
   /**
    * Registers (or re-registers after a restart) a node and claims one pod subnet per cluster CIDR.

@@ -4,12 +4,15 @@ import { ipFamily } from "../net/ip.js";
 import { ConflictError, InvalidError } from "./errors.js";
 import {
   BACKENDS,
+  DEFAULT_ENCRYPTION,
   DEFAULT_NODE_SUBNET_PREFIX,
+  ENCRYPTION_TYPES,
   POD_CIDR_SOURCES,
   type BackendType,
   type BgpSettingsInput,
   type ClusterSettings,
   type ClusterSettingsInput,
+  type EncryptionSettings,
   type NodeRegistration,
   type StoredObject,
 } from "./types.js";
@@ -90,10 +93,37 @@ export function normalizeSettings(input: ClusterSettingsInput): ClusterSettings 
     nodeSubnetPrefix: prefix,
     podCIDRSource,
     ipMasq: input.ipMasq ?? true,
+    encryption: normalizeEncryption(input.encryption),
   };
   if (input.mtu !== undefined) out.mtu = input.mtu;
   if (input.bgp !== undefined) out.bgp = normalizeBgp(input.bgp, out.backend);
   return out;
+}
+
+/** The encryption setting: absent = none (strict, no node-to-node), so older settings read as before. */
+export function normalizeEncryption(input: unknown): EncryptionSettings {
+  if (input === undefined) return { ...DEFAULT_ENCRYPTION };
+  if (typeof input !== "object" || input === null || Array.isArray(input))
+    throw new InvalidError(
+      `encryption must be an object such as {"type": "wireguard", "strict": true}, not ${JSON.stringify(input)}`,
+    );
+  const { type, strict, nodeToNode, ...rest } = input as Record<string, unknown>;
+  const unknown = Object.keys(rest);
+  if (unknown.length)
+    throw new InvalidError(`encryption.${unknown[0]}: unknown field (known: type, strict, nodeToNode)`);
+  if (typeof type !== "string" || !(ENCRYPTION_TYPES as readonly string[]).includes(type))
+    throw new InvalidError(`encryption.type ${JSON.stringify(type)} is not one of ${ENCRYPTION_TYPES.join(", ")}`);
+  for (const [k, v] of [
+    ["strict", strict],
+    ["nodeToNode", nodeToNode],
+  ] as const)
+    if (v !== undefined && typeof v !== "boolean")
+      throw new InvalidError(`encryption.${k} must be true or false, not ${JSON.stringify(v)}`);
+  return {
+    type: type as EncryptionSettings["type"],
+    strict: (strict as boolean | undefined) ?? DEFAULT_ENCRYPTION.strict,
+    nodeToNode: (nodeToNode as boolean | undefined) ?? DEFAULT_ENCRYPTION.nodeToNode,
+  };
 }
 
 /** The bgp backend's settings: checked here, at init, so a bad value never reaches BIRD. */

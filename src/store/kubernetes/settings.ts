@@ -1,6 +1,13 @@
 // The cluster settings as a create-only ConfigMap (weft-system/weft-cluster by layout.ts).
-import { ConflictError, InvalidError, type ClusterSettings, type ClusterSettingsInput } from "../types.js";
-import { normalizeSettings, stableStringify } from "../validate.js";
+import {
+  ConflictError,
+  InvalidError,
+  NotInitializedError,
+  type ClusterSettings,
+  type ClusterSettingsInput,
+  type EncryptionSettingsInput,
+} from "../types.js";
+import { normalizeEncryption, normalizeSettings, stableStringify } from "../validate.js";
 import { getOrUndefined, isApiError, type KubeClient } from "./client.js";
 import { SETTINGS_KEY, SETTINGS_NAME, SETTINGS_NAMESPACE, settingsPath } from "./layout.js";
 
@@ -61,4 +68,34 @@ export async function getClusterSettings(client: KubeClient): Promise<ClusterSet
       `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} key ${SETTINGS_KEY}: ${(e as Error).message}`,
     );
   }
+}
+
+/**
+ * Changes only the encryption field of the settings ConfigMap, guarded by its resourceVersion (a
+ * concurrent edit of another field is kept, never overwritten).
+ */
+export async function setEncryption(
+  client: KubeClient,
+  input: EncryptionSettingsInput,
+): Promise<{ settings: ClusterSettings; changed: boolean }> {
+  const encryption = normalizeEncryption(input);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const cm = await getOrUndefined(client, settingsPath(SETTINGS_NAME));
+    const current = await getClusterSettings(client);
+    if (!cm || !current) throw new NotInitializedError(client.description);
+    if (stableStringify(current.encryption) === stableStringify(encryption))
+      return { settings: current, changed: false };
+    const settings = { ...current, encryption };
+    const data = {
+      ...((cm.data as Record<string, string> | undefined) ?? {}),
+      [SETTINGS_KEY]: JSON.stringify(settings),
+    };
+    try {
+      await client.request("PUT", settingsPath(SETTINGS_NAME), { body: { ...cm, data } });
+      return { settings, changed: true };
+    } catch (err) {
+      if (!isApiError(err, 409)) throw err;
+    }
+  }
+  throw new ConflictError("Contention", `ConfigMap ${SETTINGS_NAMESPACE}/${SETTINGS_NAME} kept changing; retry`);
 }

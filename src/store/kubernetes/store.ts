@@ -10,6 +10,7 @@ import {
   NotFoundError,
   type ClusterSettings,
   type ClusterSettingsInput,
+  type EncryptionSettingsInput,
   type ClusterStore,
   type NodeInfo,
   type NodeLease,
@@ -40,7 +41,7 @@ import {
   writeNode,
 } from "./nodes.js";
 import { KubeObjectStore } from "./objects.js";
-import { getClusterSettings, initCluster } from "./settings.js";
+import { getClusterSettings, initCluster, setEncryption } from "./settings.js";
 
 export { decodeNode } from "./nodes.js";
 
@@ -80,6 +81,10 @@ export class KubernetesStore implements ClusterStore {
 
   getClusterSettings(): Promise<ClusterSettings | undefined> {
     return getClusterSettings(this.client);
+  }
+
+  setEncryption(input: EncryptionSettingsInput): Promise<{ settings: ClusterSettings; changed: boolean }> {
+    return setEncryption(this.client, input);
   }
 
   registerNode(reg: NodeRegistration, options: RegisterOptions = {}): Promise<NodeLease> {
