@@ -53,7 +53,7 @@ async function setup(): Promise<void> {
     await sh(["ip", "link", "set", "eth0", "up"], n.pod);
     await sh(["ip", "route", "add", "default", "via", `10.74.${n.i}.1`], n.pod);
   }
-  await sh(["iperf3", "-s", "-D"], nodes[1].pod);
+  await sh(["iperf3", "-s", "-D", "--pidfile", `/tmp/wipb-${id}-iperf.pid`], nodes[1].pod);
 }
 
 /** The hand-wired setup: the same charon, a swanctl.conf written out by hand, no guard. */
@@ -166,6 +166,11 @@ async function main(): Promise<void> {
         await (mode === "hand" ? handDown() : weftDown());
       }
   } finally {
+    try {
+      process.kill(Number(readFileSync(`/tmp/wipb-${id}-iperf.pid`, "utf8").trim()), "SIGTERM");
+    } catch {
+      // not started
+    }
     await handDown().catch(() => undefined);
     await weftDown().catch(() => undefined);
     for (const n of nodes) {

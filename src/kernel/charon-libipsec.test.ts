@@ -4,7 +4,7 @@
 // between the node addresses, never a pod address; a restarted caller adopts the running charon.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { after, test } from "node:test";
 import { run } from "./exec.js";
 import {
@@ -19,11 +19,22 @@ import {
 } from "./charon.js";
 import { createNetns, removeAllNetns, type TestNetns } from "../testlib/netns.js";
 
+const IPERF_PID = `/tmp/wipsec-iperf-${process.pid}.pid`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const dirs: string[] = [];
 const charons: CharonPaths[] = [];
 
+function killIperf(): void {
+  try {
+    process.kill(Number(readFileSync(IPERF_PID, "utf8").trim()), "SIGTERM");
+  } catch {
+    // not started or already gone
+  }
+  rmSync(IPERF_PID, { force: true });
+}
+
 after(async () => {
+  killIperf();
   for (const p of charons) await stopCharon(p);
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
   await removeAllNetns();
@@ -107,7 +118,8 @@ test("two charons with kernel-libipsec: pods talk, the underlay carries only IKE
     from.pod.status(["busybox", "ping", "-c", "1", "-W", "1", to.podIp]).then((r) => r.code === 0);
   await waitFor("pod-to-pod ping through the tunnel", () => ping(a, b));
   assert.ok(await ping(b, a));
-  await b.pod.exec(["iperf3", "-s", "-D"]);
+  // Its own PID file: the daemon is killed at the end (its namespace going does not end it).
+  await b.pod.exec(["iperf3", "-s", "-D", "--pidfile", IPERF_PID]);
   await waitFor(
     "a 3 s iperf3 stream through the tunnel",
     async () => (await a.pod.status(["iperf3", "-c", b.podIp, "-t", "3"], { timeoutMs: 30_000 })).code === 0,

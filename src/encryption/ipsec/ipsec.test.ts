@@ -7,7 +7,7 @@
 // the strict guard drops pod traffic instead of letting the host-gw route carry it in clear.
 import assert from "node:assert/strict";
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { charonPaths, listSas, stopCharon } from "../../kernel/charon.js";
@@ -17,6 +17,7 @@ import { createNetns, removeAllNetns, type TestNetns } from "../../testlib/netns
 import { EncryptionError, type Encryption, type EncryptionLocal, type EncryptionPeer } from "../types.js";
 import { createIpsecWith, GUARD_TABLE, PSK_FILE } from "./index.js";
 
+const IPERF_PID = `/tmp/wipsec-iperf-${process.pid}.pid`;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const STREAM_S = Number(process.env.WEFT_IPSEC_STREAM_S ?? 120);
 
@@ -147,7 +148,17 @@ before(async () => {
   assert.ok(await ping(a, b), "the plain host-gw path works before IPsec (so the capture checks mean something)");
 });
 
+function killIperf(): void {
+  try {
+    process.kill(Number(readFileSync(IPERF_PID, "utf8").trim()), "SIGTERM");
+  } catch {
+    // not started or already gone
+  }
+  rmSync(IPERF_PID, { force: true });
+}
+
 after(async () => {
+  killIperf();
   for (const n of nodes) {
     await n.enc?.stop({ teardown: true }).catch(() => undefined);
     await stopCharon(charonPaths(`${n.stateDir}/ipsec`));
@@ -180,7 +191,8 @@ test(`IPsec between two nodes: ICMP/TCP/UDP, a ${STREAM_S} s stream through an a
   await startAll();
   await waitFor("pod-to-pod ping through IPsec", () => ping(a, b));
   assert.ok(await ping(b, a));
-  await b.pod.exec(["iperf3", "-s", "-D"]);
+  // Its own PID file: the daemon is killed at the end (its namespace going does not end it).
+  await b.pod.exec(["iperf3", "-s", "-D", "--pidfile", IPERF_PID]);
   await waitFor(
     "a UDP iperf3 exchange",
     async () => (await a.pod.status(["iperf3", "-u", "-c", b.podIp, "-t", "2", "-b", "10M"])).code === 0,
