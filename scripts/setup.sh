@@ -4,10 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages weft and its tests use (the kernel tools, real CNI clients and peers).
+# Debian packages weft and its tests use (the kernel tools, real CNI clients and peers; IPsec runs
+# strongSwan's charon with kernel-libipsec, which Debian ships in libcharon-extra-plugins).
 PKGS=(gcc libc6-dev iproute2 nftables iptables conntrack util-linux procps podman runc containerd containernetworking-plugins
   etcd-server etcd-client iperf3 busybox-static jq socat tcpdump ethtool openssl ca-certificates bird2 frr
-  wireguard-go wireguard-tools)
+  wireguard-go wireguard-tools strongswan-charon strongswan-swanctl libcharon-extra-plugins)
 if ! command -v node >/dev/null 2>&1; then PKGS+=(nodejs npm); fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -9,7 +9,7 @@ type Factory = (options: EncryptionOptions) => Encryption;
 /** One line per implementation (loaded on first use, so a node without encryption loads none). */
 const FACTORIES: Partial<Record<EncryptionName, () => Promise<Factory>>> = {
   wireguard: async () => (await import("./wireguard/index.js")).createWireguard,
-  // ipsec: async () => (await import("./ipsec/index.js")).createIpsec,
+  ipsec: async () => (await import("./ipsec/index.js")).createIpsec,
 };
 
 /** The implementation the setting names; undefined for "none". */
