@@ -165,7 +165,11 @@ export class PeerSync {
     // its backend up yet. Reading the kernel for each of them costs process spawns on every node at
     // once; the periodic resync still repairs drift.
     // A peer's encryption data (its key) is part of what the sync applies.
-    const key = JSON.stringify([peers, this.objectsVersion, [...this.nodes.values()].map((n) => n.backendData[ENCRYPTION_KEY] ?? null)]);
+    const key = JSON.stringify([
+      peers,
+      this.objectsVersion,
+      [...this.nodes.values()].map((n) => n.backendData[ENCRYPTION_KEY] ?? null),
+    ]);
     const fresh = this.forceSync;
     if (!fresh && key === this.syncedPeers && this.report) return this.report;
     this.forceSync = false;
