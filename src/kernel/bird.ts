@@ -3,7 +3,7 @@
 // when the agent restarts, reconfigured with `birdc configure`, stopped only by the PID it wrote.
 // BIRD must outlive the agent (its `persist` kernel routes and BGP sessions carry the pods'
 // traffic meanwhile), so nothing here ties it to the agent's process or process group.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { createConnection } from "node:net";
 import { isAbsolute, join, normalize } from "node:path";
@@ -11,6 +11,7 @@ import { KernelCommandError, run, runStatus } from "./exec.js";
 import { listRoutes, type PeerRoute } from "./peer-route.js";
 import { write, type KernelContext } from "./tracked.js";
 import { netnsPath, InvalidKernelInput } from "./validate.js";
+import { procAlive, procCmdline } from "./proc.js";
 
 export const BIRD_BIN = "/usr/sbin/bird";
 export const BIRDC_BIN = "/usr/sbin/birdc";
@@ -48,24 +49,6 @@ export class BirdError extends Error {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function cmdline(pid: number): string[] | null {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-  } catch {
-    return null;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The PID of the BIRD serving these paths, or null. A PID alone is no identity (PIDs are reused):
  * the process must be alive, be bird, and have been started with this control socket.
@@ -77,8 +60,8 @@ export async function findBird(p: BirdPaths): Promise<number | null> {
   } catch {
     return null;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return null;
-  const argv = cmdline(pid);
+  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const argv = procCmdline(pid);
   if (!argv || !/(^|\/)bird$/.test(argv[0] ?? "")) return null;
   const s = argv.indexOf("-s");
   return s >= 0 && argv[s + 1] === p.socket ? pid : null;
@@ -341,9 +324,9 @@ export async function stopBird(p: BirdPaths, graceMs = 3000): Promise<number | n
   };
   signal("SIGTERM");
   const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(20);
-  if (alive(pid)) signal("SIGKILL");
-  for (let i = 0; i < 200 && alive(pid); i++) await sleep(10);
+  while (procAlive(pid) && Date.now() < until) await sleep(20);
+  if (procAlive(pid)) signal("SIGKILL");
+  for (let i = 0; i < 200 && procAlive(pid); i++) await sleep(10);
   return pid;
 }
 

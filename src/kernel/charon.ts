@@ -10,12 +10,13 @@
 // always encapsulates in UDP 4500. It is listed before kernel-netlink in `load` so it owns IPsec
 // (SAs, policies) while kernel-netlink keeps the routes and addresses.
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { chmod, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, normalize } from "node:path";
 import { isIP } from "node:net";
 import { KernelCommandError, run } from "./exec.js";
 import { cidr as checkCidr, ip as checkIp, ifname as checkIfname, netnsPath, InvalidKernelInput } from "./validate.js";
+import { procAlive, procFile } from "./proc.js";
 
 export const CHARON_BIN = "/usr/lib/ipsec/charon";
 export const SWANCTL_BIN = "/usr/sbin/swanctl";
@@ -348,21 +349,6 @@ ${secrets.join("\n")}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-function procFile(pid: number, f: string): string | null {
-  try {
-    return readFileSync(`/proc/${pid}/${f}`, "utf8");
-  } catch {
-    return null;
-  }
-}
-
-function alive(pid: number): boolean {
-  const stat = procFile(pid, "stat");
-  if (!stat) return false;
-  const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-  return state !== "Z" && state !== "X";
-}
-
 /**
  * The PID of the charon serving these paths, or null. A PID alone is no identity (PIDs are reused):
  * the process must be alive, be charon, and run with this instance's STRONGSWAN_CONF.
@@ -374,7 +360,7 @@ export async function findCharon(p: CharonPaths): Promise<number | null> {
   } catch {
     return null;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return null;
+  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
   const argv = (procFile(pid, "cmdline") ?? "").split("\0");
   if (!/(^|\/)charon$/.test(argv[0] ?? "")) return null;
   const env = (procFile(pid, "environ") ?? "").split("\0");
@@ -642,9 +628,9 @@ export async function stopCharon(p: CharonPaths, graceMs = 3000): Promise<number
   };
   signal("SIGTERM");
   const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(20);
-  if (alive(pid)) signal("SIGKILL");
-  for (let i = 0; i < 200 && alive(pid); i++) await sleep(10);
+  while (procAlive(pid) && Date.now() < until) await sleep(20);
+  if (procAlive(pid)) signal("SIGKILL");
+  for (let i = 0; i < 200 && procAlive(pid); i++) await sleep(10);
   return pid;
 }
 

@@ -9,6 +9,7 @@ import { chmod, chown, mkdir, readFile, rename, rm, writeFile } from "node:fs/pr
 import { isAbsolute, join, normalize } from "node:path";
 import { KernelCommandError, run } from "./exec.js";
 import { netnsPath, InvalidKernelInput } from "./validate.js";
+import { procAlive, procCmdline } from "./proc.js";
 
 export const FRR_BIN_DIR = "/usr/lib/frr";
 export const VTYSH_BIN = "/usr/bin/vtysh";
@@ -90,24 +91,6 @@ export async function writeFrrConfig(p: FrrPaths, cfg: FrrConfig): Promise<void>
   }
 }
 
-function cmdline(pid: number): string[] | null {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-  } catch {
-    return null;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The PID of this instance's daemon d, or null. A PID file alone is no identity (PIDs are reused):
  * the process must be alive, be that daemon, and have been started with this instance's PID file.
@@ -119,8 +102,8 @@ export async function findFrrDaemon(p: FrrPaths, d: FrrDaemon): Promise<number |
   } catch {
     return null;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return null;
-  const argv = cmdline(pid);
+  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const argv = procCmdline(pid);
   if (!argv || argv[0] !== join(FRR_BIN_DIR, d)) return null;
   const i = argv.indexOf("-i");
   return i >= 0 && argv[i + 1] === p.pidfile(d) ? pid : null;
@@ -254,9 +237,9 @@ export async function stopFrr(p: FrrPaths, graceMs = 3000): Promise<number[]> {
     };
     signal("SIGTERM");
     const until = Date.now() + graceMs;
-    while (alive(pid) && Date.now() < until) await sleep(20);
-    if (alive(pid)) signal("SIGKILL");
-    for (let i = 0; i < 200 && alive(pid); i++) await sleep(10);
+    while (procAlive(pid) && Date.now() < until) await sleep(20);
+    if (procAlive(pid)) signal("SIGKILL");
+    for (let i = 0; i < 200 && procAlive(pid); i++) await sleep(10);
     ended.push(pid);
   }
   return ended;

@@ -9,11 +9,12 @@
 // The socket directory is shared by every network namespace on a host, so device names must be
 // unique per host (the lab runs many nodes on one).
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, existsSync, openSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { ifname, InvalidKernelInput, netnsPath } from "./validate.js";
+import { procAlive, procCmdline } from "./proc.js";
 
 export const WIREGUARD_GO_BIN = "/usr/bin/wireguard-go";
 export const UAPI_DIR = "/var/run/wireguard";
@@ -31,24 +32,6 @@ export function uapiSocket(dev: string): string {
   return join(UAPI_DIR, `${ifname(dev)}.sock`);
 }
 
-function cmdline(pid: number): string[] | null {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-  } catch {
-    return null;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The PID of the wireguard-go serving `dev` as the PID file names it, or null. A PID alone is no
  * identity (PIDs are reused): the process must be alive, be wireguard-go, and run this device.
@@ -60,8 +43,8 @@ export async function findWireguardGo(pidfile: string, dev: string): Promise<num
   } catch {
     return null;
   }
-  if (!Number.isInteger(pid) || pid <= 1 || !alive(pid)) return null;
-  const argv = cmdline(pid);
+  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const argv = procCmdline(pid);
   if (!argv || !/(^|\/)wireguard-go$/.test(argv[0] ?? "")) return null;
   return argv[argv.length - 1] === dev ? pid : null;
 }
@@ -114,7 +97,7 @@ export async function startWireguardGo(dev: string, o: StartWireguardOptions): P
   for (;;) {
     // nsenter execs wireguard-go, so the child's PID is the daemon's.
     if ((await findWireguardGo(o.pidfile, dev)) === pid && (await uapiAnswers(dev))) return pid;
-    if (!alive(pid)) {
+    if (!procAlive(pid)) {
       const why = (await readFile(o.logFile, "utf8").catch(() => "")).trim().split("\n").slice(-3).join(" / ");
       throw new WireguardError(`wireguard-go for ${dev} exited at start: ${why || "no message"} (log ${o.logFile})`);
     }
@@ -141,9 +124,9 @@ export async function stopWireguardGo(pidfile: string, dev: string, graceMs = 30
     };
     signal("SIGTERM");
     const until = Date.now() + graceMs;
-    while (alive(pid) && Date.now() < until) await sleep(10);
-    if (alive(pid)) signal("SIGKILL");
-    for (let i = 0; i < 300 && alive(pid); i++) await sleep(10);
+    while (procAlive(pid) && Date.now() < until) await sleep(10);
+    if (procAlive(pid)) signal("SIGKILL");
+    for (let i = 0; i < 300 && procAlive(pid); i++) await sleep(10);
   }
   await rm(pidfile, { force: true });
   return pid;

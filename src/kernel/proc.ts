@@ -1,0 +1,27 @@
+// What /proc says about a process, for the daemons weft adopts by PID file (BIRD, FRR, wireguard-go,
+// charon): a PID file alone is no identity (PIDs are reused), so callers check that the process is
+// alive and is the daemon they started before they adopt or signal it.
+import { readFileSync } from "node:fs";
+
+/** A file under /proc/<pid>/, or null when the process (or the file) is gone. */
+export function procFile(pid: number, file: string): string | null {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+/** The process's argv, or null when it is gone. */
+export function procCmdline(pid: number): string[] | null {
+  const raw = procFile(pid, "cmdline");
+  return raw === null ? null : raw.split("\0").filter(Boolean);
+}
+
+/** Running (any state but zombie or dead): a zombie's PID file still names it, yet it serves nothing. */
+export function procAlive(pid: number): boolean {
+  const stat = procFile(pid, "stat");
+  if (stat === null) return false;
+  const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  return state !== "Z" && state !== "X";
+}
