@@ -11,7 +11,7 @@ import { KernelCommandError, run, runStatus } from "./exec.js";
 import { listRoutes, type PeerRoute } from "./peer-route.js";
 import { write, type KernelContext } from "./tracked.js";
 import { netnsPath, InvalidKernelInput } from "./validate.js";
-import { procAlive, procCmdline } from "./proc.js";
+import { endProcess, procAlive, procCmdline } from "./proc.js";
 
 export const BIRD_BIN = "/usr/sbin/bird";
 export const BIRDC_BIN = "/usr/sbin/birdc";
@@ -315,18 +315,7 @@ export async function birdStatus(p: BirdPaths): Promise<{ ok: boolean; detail: s
 export async function stopBird(p: BirdPaths, graceMs = 3000): Promise<number | null> {
   const pid = await findBird(p);
   if (pid === null) return null;
-  const signal = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // already gone
-    }
-  };
-  signal("SIGTERM");
-  const until = Date.now() + graceMs;
-  while (procAlive(pid) && Date.now() < until) await sleep(20);
-  if (procAlive(pid)) signal("SIGKILL");
-  for (let i = 0; i < 200 && procAlive(pid); i++) await sleep(10);
+  await endProcess(pid, graceMs);
   return pid;
 }
 

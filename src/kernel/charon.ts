@@ -16,7 +16,7 @@ import { isAbsolute, join, normalize } from "node:path";
 import { isIP } from "node:net";
 import { KernelCommandError, run } from "./exec.js";
 import { cidr as checkCidr, ip as checkIp, ifname as checkIfname, netnsPath, InvalidKernelInput } from "./validate.js";
-import { procAlive, procFile } from "./proc.js";
+import { endProcess, procAlive, procFile } from "./proc.js";
 
 export const CHARON_BIN = "/usr/lib/ipsec/charon";
 export const SWANCTL_BIN = "/usr/sbin/swanctl";
@@ -619,18 +619,7 @@ export async function listSas(p: CharonPaths): Promise<IkeSa[]> {
 export async function stopCharon(p: CharonPaths, graceMs = 3000): Promise<number | null> {
   const pid = await findCharon(p);
   if (pid === null) return null;
-  const signal = (sig: NodeJS.Signals) => {
-    try {
-      process.kill(pid, sig);
-    } catch {
-      // already gone
-    }
-  };
-  signal("SIGTERM");
-  const until = Date.now() + graceMs;
-  while (procAlive(pid) && Date.now() < until) await sleep(20);
-  if (procAlive(pid)) signal("SIGKILL");
-  for (let i = 0; i < 200 && procAlive(pid); i++) await sleep(10);
+  await endProcess(pid, graceMs);
   return pid;
 }
 

@@ -9,7 +9,7 @@ import { chmod, chown, mkdir, readFile, rename, rm, writeFile } from "node:fs/pr
 import { isAbsolute, join, normalize } from "node:path";
 import { KernelCommandError, run } from "./exec.js";
 import { netnsPath, InvalidKernelInput } from "./validate.js";
-import { procAlive, procCmdline } from "./proc.js";
+import { endProcess, procAlive, procCmdline } from "./proc.js";
 
 export const FRR_BIN_DIR = "/usr/lib/frr";
 export const VTYSH_BIN = "/usr/bin/vtysh";
@@ -228,18 +228,7 @@ export async function stopFrr(p: FrrPaths, graceMs = 3000): Promise<number[]> {
   for (const d of [...FRR_DAEMONS].reverse()) {
     const pid = await findFrrDaemon(p, d);
     if (pid === null) continue;
-    const signal = (sig: NodeJS.Signals) => {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // already gone
-      }
-    };
-    signal("SIGTERM");
-    const until = Date.now() + graceMs;
-    while (procAlive(pid) && Date.now() < until) await sleep(20);
-    if (procAlive(pid)) signal("SIGKILL");
-    for (let i = 0; i < 200 && procAlive(pid); i++) await sleep(10);
+    await endProcess(pid, graceMs);
     ended.push(pid);
   }
   return ended;

@@ -25,3 +25,24 @@ export function procAlive(pid: number): boolean {
   const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
   return state !== "Z" && state !== "X";
 }
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Ends a process the caller has identified as its own daemon: SIGTERM, SIGKILL if it still runs after
+ * graceMs, then waits (up to about 3 s more) until it is gone, so its sockets and devices are released.
+ */
+export async function endProcess(pid: number, graceMs: number): Promise<void> {
+  const signal = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  };
+  signal("SIGTERM");
+  const until = Date.now() + graceMs;
+  while (procAlive(pid) && Date.now() < until) await sleep(20);
+  if (procAlive(pid)) signal("SIGKILL");
+  for (let i = 0; i < 300 && procAlive(pid); i++) await sleep(10);
+}

@@ -14,7 +14,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { ifname, InvalidKernelInput, netnsPath } from "./validate.js";
-import { procAlive, procCmdline } from "./proc.js";
+import { endProcess, procAlive, procCmdline } from "./proc.js";
 
 export const WIREGUARD_GO_BIN = "/usr/bin/wireguard-go";
 export const UAPI_DIR = "/var/run/wireguard";
@@ -115,18 +115,7 @@ export async function startWireguardGo(dev: string, o: StartWireguardOptions): P
 export async function stopWireguardGo(pidfile: string, dev: string, graceMs = 3000): Promise<number | null> {
   const pid = await findWireguardGo(pidfile, dev);
   if (pid !== null) {
-    const signal = (sig: NodeJS.Signals) => {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // already gone
-      }
-    };
-    signal("SIGTERM");
-    const until = Date.now() + graceMs;
-    while (procAlive(pid) && Date.now() < until) await sleep(10);
-    if (procAlive(pid)) signal("SIGKILL");
-    for (let i = 0; i < 300 && procAlive(pid); i++) await sleep(10);
+    await endProcess(pid, graceMs);
   }
   await rm(pidfile, { force: true });
   return pid;
