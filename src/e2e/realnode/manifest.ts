@@ -24,9 +24,14 @@ interface Container {
 /**
  * deploy/weft.yaml with the lab's image tag and API server address (and its DaemonSet held to some
  * nodes). The address goes where a user without kube-proxy puts it: agent.json's "apiServer" in the
- * ConfigMap (each node's forwarder to the API server on its own 127.0.0.1:6443).
+ * ConfigMap (each node's forwarder to the API server on its own 127.0.0.1:6443). clusterCIDRs, when
+ * given, replace settings.json's (as a user of a dual-stack cluster sets both families there).
  */
-export function renderManifest(image: string, nodeSelector?: Record<string, string>): string {
+export function renderManifest(
+  image: string,
+  nodeSelector?: Record<string, string>,
+  clusterCIDRs?: readonly string[],
+): string {
   const docs = parseAllDocuments(readFileSync(join(ROOT, "deploy", "weft.yaml"), "utf8")).map(
     (d) =>
       d.toJS() as {
@@ -40,6 +45,10 @@ export function renderManifest(image: string, nodeSelector?: Record<string, stri
     if (d?.kind === "ConfigMap" && d.metadata?.name === "weft-config" && d.data?.["agent.json"] !== undefined) {
       const agent = JSON.parse(d.data["agent.json"]) as Record<string, unknown>;
       d.data["agent.json"] = JSON.stringify({ ...agent, apiServer: `127.0.0.1:${NODE_API_PORT}` }, null, 2);
+      if (clusterCIDRs && d.data["settings.json"] !== undefined) {
+        const settings = JSON.parse(d.data["settings.json"]) as Record<string, unknown>;
+        d.data["settings.json"] = JSON.stringify({ ...settings, clusterCIDRs: [...clusterCIDRs] }, null, 2);
+      }
     }
     if (d?.kind !== "DaemonSet") continue;
     const spec = d.spec!.template!.spec!;
