@@ -112,6 +112,7 @@ export function storeCases(h: StoreHarness): void {
         nodeSubnetPrefix: { v4: 24, v6: 64 },
         podCIDRSource: "weft",
         ipMasq: true,
+        encryption: { type: "none", strict: true, nodeToNode: false },
       });
       const b = f.connect();
       assert.deepEqual(await b.getClusterSettings(), settings);
