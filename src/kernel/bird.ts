@@ -11,7 +11,7 @@ import { KernelCommandError, run, runStatus } from "./exec.js";
 import { listRoutes, type PeerRoute } from "./peer-route.js";
 import { write, type KernelContext } from "./tracked.js";
 import { netnsPath, InvalidKernelInput } from "./validate.js";
-import { endProcess, procAlive, procCmdline } from "./proc.js";
+import { endProcess, pidFromFile, procCmdline } from "./proc.js";
 
 export const BIRD_BIN = "/usr/sbin/bird";
 export const BIRDC_BIN = "/usr/sbin/birdc";
@@ -54,13 +54,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * the process must be alive, be bird, and have been started with this control socket.
  */
 export async function findBird(p: BirdPaths): Promise<number | null> {
-  let pid: number;
-  try {
-    pid = Number((await readFile(p.pidfile, "utf8")).trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const pid = await pidFromFile(p.pidfile);
+  if (pid === null) return null;
   const argv = procCmdline(pid);
   if (!argv || !/(^|\/)bird$/.test(argv[0] ?? "")) return null;
   const s = argv.indexOf("-s");

@@ -16,7 +16,7 @@ import { isAbsolute, join, normalize } from "node:path";
 import { isIP } from "node:net";
 import { KernelCommandError, run } from "./exec.js";
 import { cidr as checkCidr, ip as checkIp, ifname as checkIfname, netnsPath, InvalidKernelInput } from "./validate.js";
-import { endProcess, procAlive, procFile } from "./proc.js";
+import { endProcess, pidFromFile, procFile } from "./proc.js";
 
 export const CHARON_BIN = "/usr/lib/ipsec/charon";
 export const SWANCTL_BIN = "/usr/sbin/swanctl";
@@ -354,13 +354,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * the process must be alive, be charon, and run with this instance's STRONGSWAN_CONF.
  */
 export async function findCharon(p: CharonPaths): Promise<number | null> {
-  let pid: number;
-  try {
-    pid = Number((await readFile(p.pidfile, "utf8")).trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const pid = await pidFromFile(p.pidfile);
+  if (pid === null) return null;
   const argv = (procFile(pid, "cmdline") ?? "").split("\0");
   if (!/(^|\/)charon$/.test(argv[0] ?? "")) return null;
   const env = (procFile(pid, "environ") ?? "").split("\0");

@@ -5,11 +5,11 @@
 // start-up: the directory and its files belong to frr. Instances are found again by PID file and
 // command line, stopped only by those PIDs, and queried with vtysh through argument arrays.
 import { existsSync, readFileSync } from "node:fs";
-import { chmod, chown, mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { isAbsolute, join, normalize } from "node:path";
 import { KernelCommandError, run } from "./exec.js";
 import { netnsPath, InvalidKernelInput } from "./validate.js";
-import { endProcess, procAlive, procCmdline } from "./proc.js";
+import { endProcess, pidFromFile, procCmdline } from "./proc.js";
 
 export const FRR_BIN_DIR = "/usr/lib/frr";
 export const VTYSH_BIN = "/usr/bin/vtysh";
@@ -96,13 +96,8 @@ export async function writeFrrConfig(p: FrrPaths, cfg: FrrConfig): Promise<void>
  * the process must be alive, be that daemon, and have been started with this instance's PID file.
  */
 export async function findFrrDaemon(p: FrrPaths, d: FrrDaemon): Promise<number | null> {
-  let pid: number;
-  try {
-    pid = Number((await readFile(p.pidfile(d), "utf8")).trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const pid = await pidFromFile(p.pidfile(d));
+  if (pid === null) return null;
   const argv = procCmdline(pid);
   if (!argv || argv[0] !== join(FRR_BIN_DIR, d)) return null;
   const i = argv.indexOf("-i");

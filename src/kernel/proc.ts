@@ -2,6 +2,7 @@
 // charon): a PID file alone is no identity (PIDs are reused), so callers check that the process is
 // alive and is the daemon they started before they adopt or signal it.
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 
 /** A file under /proc/<pid>/, or null when the process (or the file) is gone. */
 export function procFile(pid: number, file: string): string | null {
@@ -45,4 +46,18 @@ export async function endProcess(pid: number, graceMs: number): Promise<void> {
   while (procAlive(pid) && Date.now() < until) await sleep(20);
   if (procAlive(pid)) signal("SIGKILL");
   for (let i = 0; i < 300 && procAlive(pid); i++) await sleep(10);
+}
+
+/**
+ * The live process a PID file names, or null (no file, no number, PID 0/1, or the process gone).
+ * The caller still checks that it is its own daemon (its argv) before adopting or signalling it.
+ */
+export async function pidFromFile(pidfile: string): Promise<number | null> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(pidfile, "utf8")).trim());
+  } catch {
+    return null;
+  }
+  return Number.isInteger(pid) && pid > 1 && procAlive(pid) ? pid : null;
 }

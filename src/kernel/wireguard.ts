@@ -14,7 +14,7 @@ import { chmod, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { ifname, InvalidKernelInput, netnsPath } from "./validate.js";
-import { endProcess, procAlive, procCmdline } from "./proc.js";
+import { endProcess, pidFromFile, procAlive, procCmdline } from "./proc.js";
 
 export const WIREGUARD_GO_BIN = "/usr/bin/wireguard-go";
 export const UAPI_DIR = "/var/run/wireguard";
@@ -37,13 +37,8 @@ export function uapiSocket(dev: string): string {
  * identity (PIDs are reused): the process must be alive, be wireguard-go, and run this device.
  */
 export async function findWireguardGo(pidfile: string, dev: string): Promise<number | null> {
-  let pid: number;
-  try {
-    pid = Number((await readFile(pidfile, "utf8")).trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1 || !procAlive(pid)) return null;
+  const pid = await pidFromFile(pidfile);
+  if (pid === null) return null;
   const argv = procCmdline(pid);
   if (!argv || !/(^|\/)wireguard-go$/.test(argv[0] ?? "")) return null;
   return argv[argv.length - 1] === dev ? pid : null;
