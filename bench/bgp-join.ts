@@ -8,8 +8,8 @@
 // fresh state dir (a new BIRD), so the cluster sees a node join; every other node and the ToR run
 // `ip monitor route` (started before the agent) and the first new route counts.
 //   node dist-bench/bench/bgp-join.js [--sizes 10,30] [--repeats 100]
-import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { birdPaths, stopBird } from "../src/kernel/bird.js";
@@ -23,6 +23,7 @@ import {
   machine,
   progress,
   repoRoot,
+  spawnJoiningAgent,
   sleep,
   spawnIn,
   stopChild,
@@ -176,27 +177,9 @@ async function measureSize(nodes: number): Promise<SizeResult> {
           ...others.map((n, i) => watchNewRoute(`/run/netns/${n.netns}`, "bird", known[i])),
         ];
         await sleep(300); // the monitors are listening
-        const log = openSync(join(work, `${name}.log`), "w");
         const t0 = now();
         const wall0 = Date.now();
-        agent = spawn(
-          "nsenter",
-          [
-            `--net=${targetNs}`,
-            "--",
-            join(repoRoot, "bin", "weft"),
-            "agent",
-            "--node",
-            name,
-            "--state-dir",
-            join(work, name),
-            "--socket",
-            join(work, `${name}.sock`),
-            ...base,
-          ],
-          { stdio: ["ignore", log, log], env },
-        );
-        closeSync(log);
+        agent = spawnJoiningAgent(targetNs, name, work, base, env);
         const times = await Promise.race([Promise.all(watches.map((w) => w.first)), sleep(20_000).then(() => null)]);
         for (const w of watches) stopChild(w.mon);
         const per = watches.map((_, i) => (times ? times[i] - t0 : NaN));

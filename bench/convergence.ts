@@ -7,7 +7,7 @@
 // a bare idle node process' RSS.
 //   node dist-bench/bench/convergence.js [--sizes 10,30] [--repeats 10] [--backend vxlan]
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, openSync, readFileSync, closeSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { openStore } from "../src/store/index.js";
 import { labEtcdConnection, labEtcdFlags } from "../src/lab/etcd.js";
@@ -20,6 +20,7 @@ import {
   machine,
   progress,
   repoRoot,
+  spawnJoiningAgent,
   capture,
   rssMb,
   sleep,
@@ -117,26 +118,8 @@ async function measureSize(nodes: number): Promise<SizeResult> {
         const known = await Promise.all(others.map((n) => weftRoutes(`/run/netns/${n.netns}`)));
         const watches = others.map((n, i) => watchNewRoute(`/run/netns/${n.netns}`, known[i]));
         await sleep(300); // the monitors are listening
-        const log = openSync(join(work, `${name}.log`), "w");
         const t0 = now();
-        agent = spawn(
-          "nsenter",
-          [
-            `--net=${targetNs}`,
-            "--",
-            join(repoRoot, "bin", "weft"),
-            "agent",
-            "--node",
-            name,
-            "--state-dir",
-            join(work, name),
-            "--socket",
-            join(work, `${name}.sock`),
-            ...base,
-          ],
-          { stdio: ["ignore", log, log], env },
-        );
-        closeSync(log);
+        agent = spawnJoiningAgent(targetNs, name, work, base, env);
         const times = await Promise.race([Promise.all(watches.map((w) => w.first)), sleep(20_000).then(() => null)]);
         for (const w of watches) stopChild(w.mon);
         const per = others.map((_, i) => (times ? times[i] - t0 : NaN));

@@ -1,7 +1,8 @@
 // Shared pieces of weft's benchmarks: statistics, timing child processes, netns lifetimes,
 // the machine description, and the SVG bar chart written next to docs/benchmarks.md.
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { cpus, totalmem } from "node:os";
 import { run } from "../src/kernel/exec.js";
 
@@ -249,6 +250,36 @@ export function podManifest(
 /** Starts a process inside a network namespace (path /run/netns/X) via nsenter. */
 export function spawnIn(netnsPath: string, argv: string[], env: NodeJS.ProcessEnv = process.env): ChildProcess {
   return spawn("nsenter", [`--net=${netnsPath}`, "--", ...argv], { stdio: ["ignore", "pipe", "pipe"], env });
+}
+
+/**
+ * A joining node's agent (the convergence benches): `weft agent --node NAME` in the node's namespace,
+ * its state dir and socket under work, its output in work/NAME.log.
+ */
+export function spawnJoiningAgent(
+  netnsPath: string,
+  name: string,
+  work: string,
+  flags: string[],
+  env: NodeJS.ProcessEnv,
+): ChildProcess {
+  const log = openSync(join(work, `${name}.log`), "w");
+  try {
+    const weft = join(repoRoot, "bin", "weft");
+    const argv = [
+      weft,
+      "agent",
+      "--node",
+      name,
+      "--state-dir",
+      join(work, name),
+      "--socket",
+      join(work, `${name}.sock`),
+    ];
+    return spawn("nsenter", [`--net=${netnsPath}`, "--", ...argv, ...flags], { stdio: ["ignore", log, log], env });
+  } finally {
+    closeSync(log);
+  }
 }
 
 export function stopChild(c: ChildProcess): void {
